@@ -1,0 +1,365 @@
+"""The tracking API, mixed into :class:`loopml.Workspace` (and forwarded by the module-level
+functions in ``loopml``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from sqlalchemy import Connection, insert, select, update
+
+from loopml.exceptions import Conflict, RunNotFound
+from loopml.store.tables import runs
+from loopml.tracking import environment, experiments, search, shutdown
+from loopml.tracking.artifacts import ArtifactInfo, download_artifacts, list_artifacts
+from loopml.tracking.runs import Run, RunStatus, generate_name, now_ms, upsert_tags
+from loopml.tracking.writer import MetricWriter
+
+if TYPE_CHECKING:
+    from loopml.config import Settings
+    from loopml.store.blobs import BlobStore
+    from loopml.store.db import Database
+
+DEFAULT_EXPERIMENT_ENV = "LOOPML_EXPERIMENT"
+
+
+class _TrackingState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.local = threading.local()
+        self.live: dict[str, Run] = {}
+        self.writer: MetricWriter | None = None
+        self.packages_stored = False
+
+
+class TrackingAPI:
+    """Experiments, runs, params, metrics, artifacts, inputs and run search."""
+
+    settings: Settings
+    _tracking: _TrackingState
+
+    if TYPE_CHECKING:  # provided by Workspace
+
+        @property
+        def db(self) -> Database: ...
+
+        @property
+        def blobs(self) -> BlobStore: ...
+
+    def _init_tracking(self) -> None:
+        self._tracking = _TrackingState()
+
+    # -- internals used by Run -------------------------------------------------------------
+
+    def _writer(self) -> MetricWriter:
+        writer = self._tracking.writer
+        if writer is None:
+            with self._tracking.lock:
+                if self._tracking.writer is None:
+                    self._tracking.writer = MetricWriter(
+                        self.db, self.settings.flush_interval, self.settings.flush_max_points
+                    )
+                writer = self._tracking.writer
+        return writer
+
+    def _stack(self) -> list[Run]:
+        stack: list[Run] | None = getattr(self._tracking.local, "stack", None)
+        if stack is None:
+            stack = self._tracking.local.stack = []
+        return stack
+
+    def _forget(self, run: Run) -> None:
+        self._tracking.live.pop(run.id, None)
+        stack = self._stack()
+        if run in stack:
+            stack.remove(run)
+
+    def _shutdown(self, status: str, error: str | None) -> None:
+        for run in list(self._tracking.live.values()):
+            run.end(status, error=error)
+        self.flush()
+
+    def flush(self) -> int:
+        """Write every buffered metric point now; returns how many were written."""
+        writer = self._tracking.writer
+        return writer.flush() if writer is not None else 0
+
+    # -- experiments -----------------------------------------------------------------------
+
+    def create_experiment(
+        self, name: str, description: str | None = None
+    ) -> experiments.Experiment:
+        """Create an experiment (raises AlreadyExists if the name is taken)."""
+        return experiments.create_experiment(self.db, name, description)
+
+    def get_experiment(self, name_or_id: str | int) -> experiments.Experiment:
+        return experiments.get_experiment(self.db, name_or_id)
+
+    def list_experiments(self) -> list[experiments.Experiment]:
+        return experiments.list_experiments(self.db)
+
+    def rename_experiment(self, old: str | int, new: str) -> experiments.Experiment:
+        return experiments.rename_experiment(self.db, old, new)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def start_run(
+        self,
+        experiment: str | None = None,
+        name: str | None = None,
+        tags: dict[str, Any] | None = None,
+        nested: bool = False,
+        *,
+        run_id: str | None = None,
+        log_environment: bool | None = None,
+        log_system_metrics: bool = False,
+        system_metrics_interval: float = 10.0,
+    ) -> Run:
+        """Start (or, with ``run_id``, resume) a run; use it as a context manager.
+
+        >>> with ws.start_run(experiment="churn", tags={"team": "growth"}) as run:
+        ...     run.log_param("lr", 0.01)
+        ...     run.log_metric("loss", 0.3, step=1)
+        """
+        stack = self._stack()
+        if stack and not nested:
+            raise Conflict(
+                f"Run {stack[-1].id} ({stack[-1].name}) is still active. End it first, or pass "
+                "nested=True to start a child run."
+            )
+        parent = stack[-1].id if stack else None
+        if run_id is not None:
+            run = self._resume(run_id)
+        else:
+            run = self._create_run(experiment, name, tags, parent, log_environment)
+        stack.append(run)
+        self._tracking.live[run.id] = run
+        shutdown.register(self)
+        if log_system_metrics:
+            from loopml.tracking.system_metrics import SystemMetricsSampler
+
+            run._sampler = SystemMetricsSampler(
+                lambda values, step: run.log_metrics(values, step=step), system_metrics_interval
+            ).start()
+        return run
+
+    def _create_run(
+        self,
+        experiment: str | None,
+        name: str | None,
+        user_tags: dict[str, Any] | None,
+        parent: str | None,
+        log_environment: bool | None,
+    ) -> Run:
+        exp_name = (
+            experiment or os.environ.get(DEFAULT_EXPERIMENT_ENV) or experiments.DEFAULT_EXPERIMENT
+        )
+        exp_id = experiments.experiment_id(self.db, exp_name)
+        run_id = uuid.uuid4().hex
+        run_name = name or generate_name()
+        capture = self.settings.capture_environment if log_environment is None else log_environment
+        env: dict[str, Any] | None = None
+        diff: str | None = None
+        system_tags: dict[str, str] = {}
+        if capture:
+            env = environment.capture()
+            git = env.get("git")
+            if git:
+                diff = git.pop("diff", None)
+                system_tags.update(
+                    {
+                        "loopml.git.commit": git.get("commit") or "",
+                        "loopml.git.branch": git.get("branch") or "",
+                        "loopml.git.dirty": str(bool(git.get("dirty"))).lower(),
+                    }
+                )
+            system_tags.update(
+                {
+                    "loopml.user": env.get("user") or "",
+                    "loopml.host": env.get("host") or "",
+                    "loopml.source": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "",
+                }
+            )
+            if not self._tracking.packages_stored:
+                self.blobs.put_bytes(environment.packages_text().encode())
+                self._tracking.packages_stored = True
+        from loopml.tracking import keys
+
+        extra = {
+            keys.check_key(k, "tag key"): keys.tag_value(k, v) for k, v in (user_tags or {}).items()
+        }
+
+        def tx(conn: Connection) -> None:
+            conn.execute(
+                insert(runs).values(
+                    id=run_id,
+                    experiment_id=exp_id,
+                    name=run_name,
+                    status=RunStatus.RUNNING.value,
+                    start_time=now_ms(),
+                    parent_run_id=parent,
+                    environment=json.dumps(env) if env is not None else None,
+                )
+            )
+            upsert_tags(conn, run_id, {**system_tags, **extra})
+
+        self.db.transact(tx)
+        run = Run(self, run_id, run_name, exp_id, exp_name, parent)
+        if diff:
+            run.log_text(diff, "loopml/git.diff")
+        return run
+
+    def _resume(self, run_id: str) -> Run:
+        record = search.get_run(self.db, run_id)
+        if record.deleted:
+            raise Conflict(f"Run {run_id} is deleted; restore it before resuming.")
+        if run_id in self._tracking.live:
+            raise Conflict(f"Run {run_id} is already active in this process.")
+        self.db.transact(
+            lambda conn: conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(status=RunStatus.RUNNING.value, end_time=None, error=None)
+            )
+        )
+        run = Run(
+            self, run_id, record.name, record.experiment_id, record.experiment, record.parent_run_id
+        )
+        history = search.metric_steps(self.db, run_id)
+        run._next_step.update({k: s + 1 for k, s in history.items()})
+        return run
+
+    def active_run(self) -> Run | None:
+        """The innermost active run of this thread, or None."""
+        stack = self._stack()
+        return stack[-1] if stack else None
+
+    def end_run(self, status: str = "FINISHED") -> None:
+        """End the innermost active run of this thread."""
+        run = self.active_run()
+        if run is not None:
+            run.end(status)
+
+    def _run(self) -> Run:
+        """The active run, started on first use like MLflow's fluent API."""
+        return self.active_run() or self.start_run()
+
+    # Logging to the active run (module-level ``loopml.log_metric`` etc. land here).
+
+    def log_param(self, key: str, value: Any) -> None:
+        self._run().log_param(key, value)
+
+    def log_params(self, values: dict[str, Any]) -> None:
+        self._run().log_params(values)
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: Any = None
+    ) -> None:
+        self._run().log_metric(key, value, step, timestamp)
+
+    def log_metrics(
+        self, values: dict[str, float], step: int | None = None, timestamp: Any = None
+    ) -> None:
+        self._run().log_metrics(values, step, timestamp)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self._run().set_tag(key, value)
+
+    def set_tags(self, values: dict[str, Any]) -> None:
+        self._run().set_tags(values)
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> list[str]:
+        return self._run().log_artifact(path, artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> str:
+        return self._run().log_text(text, artifact_file)
+
+    def log_dict(self, value: Any, artifact_file: str) -> str:
+        return self._run().log_dict(value, artifact_file)
+
+    def log_input(self, source: Any, name: str | None = None) -> Any:
+        return self._run().log_input(source, name)
+
+    def seed_everything(self, seed: int) -> int:
+        """Seed ``random``, NumPy and (if imported) torch; record the seed on the active run."""
+        seed_globals(seed)
+        run = self.active_run()
+        if run is not None:
+            run.record_seed(seed)
+        return seed
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> search.RunRecord:
+        return search.get_run(self.db, run_id)
+
+    def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
+        """A DataFrame of ``step``, ``timestamp``, ``value`` for one metric of one run."""
+        self.flush()
+        return search.metric_history(self.db, run_id, key)
+
+    def search_runs(
+        self,
+        experiments: Iterable[str | int] | str | int | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 1000,
+        include_deleted: bool = False,
+    ) -> pd.DataFrame:
+        """Runs as a DataFrame, one row each, with ``params.*``, ``metrics.*``, ``tags.*``.
+
+        >>> ws.search_runs(filter="metrics.acc > 0.9 and params.model = 'rf'",
+        ...                order_by=["metrics.acc DESC"])
+        """
+        self.flush()
+        return search.search_runs(
+            self.db, experiments, filter, order_by, max_results, include_deleted
+        )
+
+    def delete_run(self, run_id: str) -> None:
+        """Soft-delete a run: hidden from search, kept in the store until restored."""
+        self._set_deleted(run_id, now_ms())
+
+    def restore_run(self, run_id: str) -> None:
+        self._set_deleted(run_id, None)
+
+    def _set_deleted(self, run_id: str, value: int | None) -> None:
+        def tx(conn: Connection) -> None:
+            found = conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first()
+            if found is None:
+                raise RunNotFound(f"No run {run_id!r}.")
+            conn.execute(update(runs).where(runs.c.id == run_id).values(deleted_at=value))
+
+        self.db.transact(tx)
+
+    def list_artifacts(self, run_id: str, path: str | None = None) -> list[ArtifactInfo]:
+        search.get_run(self.db, run_id)  # RunNotFound for a bad id
+        return list_artifacts(self.db, run_id, path)
+
+    def download_artifacts(
+        self, run_id: str, path: str | None = None, dst: str | os.PathLike[str] | None = None
+    ) -> Path:
+        """Copy a run's artifacts (or one file/folder of them) to ``dst``; verifies digests."""
+        search.get_run(self.db, run_id)
+        return download_artifacts(self.db, self.blobs, run_id, path, dst)
+
+
+def seed_globals(seed: int) -> None:
+    random.seed(seed)
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    import numpy as np
+
+    np.random.seed(seed % 2**32)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(seed)
+        if torch.cuda.is_available():
+            torch.cuda.manual_seed_all(seed)

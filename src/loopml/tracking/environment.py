@@ -1,0 +1,126 @@
+"""What a run records about where it ran: interpreter, platform, host, command line, packages,
+git state, hardware. Captured once per process (except the git state, which can change).
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from typing import Any
+
+import blake3
+import psutil
+
+
+def _run(cmd: list[str], cwd: str | None = None, timeout: float = 10) -> str | None:
+    try:
+        out = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout
+
+
+@functools.cache
+def installed_packages() -> tuple[str, ...]:
+    """Sorted ``name==version`` lines for every distribution importable here."""
+    seen: dict[str, str] = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if name and name.lower() not in seen:
+            seen[name.lower()] = f"{name}=={dist.version}"
+    return tuple(sorted(seen.values(), key=str.lower))
+
+
+def packages_text() -> str:
+    return "\n".join(installed_packages()) + "\n"
+
+
+def packages_digest() -> str:
+    return blake3.blake3(packages_text().encode()).hexdigest()
+
+
+@functools.cache
+def gpus() -> list[dict[str, str]]:
+    """GPU model and driver from ``nvidia-smi``; empty when there is none."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    out = _run(
+        ["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"]
+    )
+    result = []
+    for line in (out or "").strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) >= 2:
+            result.append(
+                {"name": parts[0], "driver": parts[1], "memory": parts[2] if len(parts) > 2 else ""}
+            )
+    return result
+
+
+@functools.cache
+def _static() -> dict[str, Any]:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = ""
+    return {
+        "python": {
+            "version": platform.python_version(),
+            "implementation": platform.python_implementation(),
+            "executable": sys.executable,
+        },
+        "platform": {
+            "system": platform.system(),
+            "release": platform.release(),
+            "machine": platform.machine(),
+            "platform": platform.platform(),
+        },
+        "host": socket.gethostname(),
+        "user": user,
+        "cpu_count": os.cpu_count(),
+        "memory_bytes": psutil.virtual_memory().total,
+        "gpus": gpus(),
+    }
+
+
+def git_state(cwd: str | None = None) -> dict[str, Any] | None:
+    """Commit, branch, dirty flag and diff of the git checkout around ``cwd``; None outside git."""
+    if shutil.which("git") is None:
+        return None
+    top = _run(["git", "rev-parse", "--show-toplevel"], cwd=cwd)
+    if top is None:
+        return None
+    commit = (_run(["git", "rev-parse", "HEAD"], cwd=cwd) or "").strip() or None
+    branch = (_run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=cwd) or "").strip() or None
+    status = _run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd) or ""
+    dirty = bool(status.strip())
+    diff = _run(["git", "diff", "HEAD"], cwd=cwd) if dirty and commit else None
+    remote = (_run(["git", "config", "--get", "remote.origin.url"], cwd=cwd) or "").strip()
+    return {
+        "root": top.strip(),
+        "commit": commit,
+        "branch": branch,
+        "dirty": dirty,
+        "diff": diff,
+        "remote": remote or None,
+    }
+
+
+def capture(cwd: str | None = None) -> dict[str, Any]:
+    """Everything about this process and machine a run records (the git diff included)."""
+    env = dict(_static())
+    env["argv"] = list(sys.argv)
+    env["cwd"] = cwd or os.getcwd()
+    env["packages_digest"] = packages_digest()
+    env["package_count"] = len(installed_packages())
+    env["git"] = git_state(cwd)
+    return env

@@ -1,0 +1,366 @@
+"""The active run handle: what training code logs to."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+import traceback
+from enum import StrEnum
+from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from loopml.exceptions import ParamConflict, RunNotActive, RunNotFound
+from loopml.store.tables import params, run_inputs, runs, tags
+from loopml.tracking import keys
+from loopml.tracking.artifacts import store_artifacts, upsert_artifacts
+from loopml.tracking.inputs import DatasetRef, dataset_ref
+from loopml.tracking.shutdown import Terminated
+
+if TYPE_CHECKING:
+    from loopml.tracking.api import TrackingAPI
+    from loopml.tracking.system_metrics import SystemMetricsSampler
+
+
+class RunStatus(StrEnum):
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
+    KILLED = "KILLED"
+
+
+_ADJECTIVES = [
+    "amber",
+    "bold",
+    "brisk",
+    "calm",
+    "clever",
+    "crisp",
+    "eager",
+    "fancy",
+    "gentle",
+    "happy",
+    "keen",
+    "lively",
+    "lucid",
+    "merry",
+    "noble",
+    "proud",
+    "quick",
+    "quiet",
+    "rapid",
+    "sharp",
+    "shy",
+    "sleek",
+    "smart",
+    "steady",
+    "swift",
+    "tidy",
+    "vivid",
+    "warm",
+    "wise",
+    "zesty",
+]
+_NOUNS = [
+    "badger",
+    "bass",
+    "bee",
+    "crane",
+    "deer",
+    "dove",
+    "eagle",
+    "falcon",
+    "finch",
+    "fox",
+    "gecko",
+    "hare",
+    "hawk",
+    "heron",
+    "ibis",
+    "koala",
+    "lark",
+    "lynx",
+    "mole",
+    "newt",
+    "otter",
+    "owl",
+    "panda",
+    "puffin",
+    "quail",
+    "raven",
+    "robin",
+    "seal",
+    "swan",
+    "tern",
+    "trout",
+    "wolf",
+    "wren",
+    "yak",
+]
+
+
+def generate_name() -> str:
+    rng = random.SystemRandom()
+    return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{rng.randrange(100, 1000)}"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def upsert_tags(conn: Connection, run_id: str, items: dict[str, str]) -> None:
+    if not items:
+        return
+    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
+    stmt = dialect_insert(tags)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[tags.c.run_id, tags.c.key], set_={"value": stmt.excluded.value}
+    )
+    conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in items.items()])
+
+
+def require_running(conn: Connection, run_id: str) -> None:
+    status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
+    if status is None:
+        raise RunNotFound(f"No run {run_id!r}.")
+    if status != RunStatus.RUNNING:
+        raise RunNotActive(
+            f"Run {run_id} is {status}: nothing more can be logged to it. "
+            "Start a new run, or resume this one with start_run(run_id=...)."
+        )
+
+
+class Run:
+    """A run in progress. Use it as a context manager; leaving the block ends the run
+    (FINISHED, or FAILED with the traceback recorded if an exception escapes)."""
+
+    def __init__(
+        self,
+        api: TrackingAPI,
+        run_id: str,
+        name: str,
+        experiment_id: int,
+        experiment: str,
+        parent_run_id: str | None = None,
+    ) -> None:
+        self._api = api
+        self.id = run_id
+        self.name = name
+        self.experiment_id = experiment_id
+        self.experiment = experiment
+        self.parent_run_id = parent_run_id
+        self.status = RunStatus.RUNNING
+        self._next_step: dict[str, int] = {}
+        self._sampler: SystemMetricsSampler | None = None
+        self._end_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.name!r} experiment={self.experiment!r} {self.status}>"
+
+    def _check_active(self) -> None:
+        if self.status is not RunStatus.RUNNING:
+            raise RunNotActive(
+                f"Run {self.id} ({self.name}) is {self.status}: nothing more can be logged to it."
+            )
+
+    # -- metrics (buffered) ----------------------------------------------------------------
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: Any = None
+    ) -> None:
+        """Record one point. Returns at once; a background thread writes it within
+        ``flush_interval`` seconds (NaN and ±inf are stored as such)."""
+        if self.status is not RunStatus.RUNNING:
+            self._check_active()
+        keys.check_key(key, "metric key")
+        number = keys.metric_value(key, value)
+        step = self._next_step.get(key, 0) if step is None else keys.step_value(key, step)
+        self._next_step[key] = step + 1
+        ts = now_ms() if timestamp is None else keys.timestamp_ms(timestamp)
+        self._api._writer().add((self.id, key, number, step, ts))
+
+    def log_metrics(
+        self, values: dict[str, float], step: int | None = None, timestamp: Any = None
+    ) -> None:
+        """Record several metrics at one step."""
+        self._check_active()
+        ts = now_ms() if timestamp is None else keys.timestamp_ms(timestamp)
+        given = None if step is None else keys.step_value("metrics", step)
+        points = []
+        next_step = self._next_step
+        for key, value in values.items():
+            keys.check_key(key, "metric key")
+            number = keys.metric_value(key, value)
+            s = next_step.get(key, 0) if given is None else given
+            next_step[key] = s + 1
+            points.append((self.id, key, number, s, ts))
+        self._api._writer().extend(points)
+
+    # -- params and tags (written at once) -------------------------------------------------
+
+    def log_param(self, key: str, value: Any) -> None:
+        """Record a param. Params are immutable: the same value again is fine, another raises."""
+        self.log_params({key: value})
+
+    def log_params(self, values: dict[str, Any]) -> None:
+        self._check_active()
+        items = {keys.check_key(k, "param key"): keys.param_value(k, v) for k, v in values.items()}
+        if not items:
+            return
+
+        def tx(conn: Connection) -> None:
+            require_running(conn, self.id)
+            existing = dict(
+                conn.execute(
+                    select(params.c.key, params.c.value).where(
+                        params.c.run_id == self.id, params.c.key.in_(list(items))
+                    )
+                ).all()
+            )
+            clashes = {
+                k: (existing[k], v) for k, v in items.items() if k in existing and existing[k] != v
+            }
+            if clashes:
+                detail = "; ".join(
+                    f"{k!r} is {old!r}, not {new!r}" for k, (old, new) in clashes.items()
+                )
+                raise ParamConflict(
+                    f"Params of run {self.id} are immutable: {detail}. Log the new value "
+                    "under another key, or start a new run."
+                )
+            new = [
+                {"run_id": self.id, "key": k, "value": v}
+                for k, v in items.items()
+                if k not in existing
+            ]
+            if new:
+                conn.execute(insert(params), new)
+
+        self._api.db.transact(tx)
+
+    def set_tag(self, key: str, value: Any) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, values: dict[str, Any]) -> None:
+        """Tags are mutable labels (a later value replaces an earlier one)."""
+        items = {keys.check_key(k, "tag key"): keys.tag_value(k, v) for k, v in values.items()}
+        self._api.db.transact(lambda conn: upsert_tags(conn, self.id, items))
+
+    # -- artifacts and inputs ----------------------------------------------------------------
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> list[str]:
+        """Store a file or a folder (every file under it) in the blob store; returns the
+        artifact paths. A folder's files go under ``artifact_path`` (default: its name)."""
+        self._check_active()
+        rows = store_artifacts(self._api.blobs, path, artifact_path)
+        self._api.db.transact(lambda conn: upsert_artifacts(conn, self.id, rows))
+        return [r[0] for r in rows]
+
+    def log_text(self, text: str, artifact_file: str) -> str:
+        """Store ``text`` as the artifact ``artifact_file`` (e.g. ``notes/readme.md``)."""
+        return self._log_bytes(text.encode(), artifact_file)
+
+    def log_dict(self, value: Any, artifact_file: str) -> str:
+        """Store a JSON-serialisable value as a JSON (or YAML, by extension) artifact."""
+        if artifact_file.endswith((".yaml", ".yml")):
+            import yaml
+
+            data = yaml.safe_dump(value, sort_keys=False).encode()
+        else:
+            data = json.dumps(value, indent=2, default=str).encode()
+        return self._log_bytes(data, artifact_file)
+
+    def _log_bytes(self, data: bytes, artifact_file: str) -> str:
+        self._check_active()
+        from loopml.tracking.artifacts import _clean_artifact_path
+
+        path = _clean_artifact_path(artifact_file)
+        digest = self._api.blobs.put_bytes(data)
+        self._api.db.transact(
+            lambda conn: upsert_artifacts(conn, self.id, [(path, digest, len(data))])
+        )
+        return path
+
+    def log_input(self, source: Any, name: str | None = None) -> DatasetRef:
+        """Record a dataset this run read (a path, pointer file, DataFrame or Arrow table) by
+        its content hash."""
+        self._check_active()
+        ref = dataset_ref(source, name)
+        keys.check_key(ref.name, "input name")
+        dialect_insert = sqlite_insert if self._api.db.dialect == "sqlite" else pg_insert
+        stmt = dialect_insert(run_inputs)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[run_inputs.c.run_id, run_inputs.c.name],
+            set_={
+                "digest": stmt.excluded.digest,
+                "source": stmt.excluded.source,
+                "size": stmt.excluded.size,
+                "file_count": stmt.excluded.file_count,
+            },
+        )
+        row = {
+            "run_id": self.id,
+            "name": ref.name,
+            "digest": ref.digest,
+            "source": ref.source,
+            "size": ref.size,
+            "file_count": ref.file_count,
+            "created_at": now_ms(),
+        }
+        self._api.db.transact(lambda conn: conn.execute(stmt, [row]))
+        return ref
+
+    def record_seed(self, seed: int) -> None:
+        self._api.db.transact(
+            lambda conn: conn.execute(update(runs).where(runs.c.id == self.id).values(seed=seed))
+        )
+        self.set_tag("loopml.seed", seed)
+
+    # -- ending ------------------------------------------------------------------------------
+
+    def end(self, status: str | RunStatus = RunStatus.FINISHED, error: str | None = None) -> None:
+        """End the run: flush its metrics and record its status. A second call does nothing."""
+        final = RunStatus(str(status).upper())
+        with self._end_lock:
+            if self.status is not RunStatus.RUNNING:
+                return
+            if self._sampler is not None:
+                self._sampler.stop()
+            try:
+                self._api.flush()
+            finally:
+                self.status = final
+                self._api.db.transact(
+                    lambda conn: conn.execute(
+                        update(runs)
+                        .where(runs.c.id == self.id)
+                        .values(status=final.value, end_time=now_ms(), error=error)
+                    )
+                )
+                self._api._forget(self)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or (
+            isinstance(exc, SystemExit)
+            and not isinstance(exc, Terminated)
+            and exc.code in (0, None)
+        ):
+            self.end(RunStatus.FINISHED)
+        elif isinstance(exc, KeyboardInterrupt | Terminated):
+            self.end(RunStatus.KILLED, error=f"{type(exc).__name__}")
+        else:
+            self.end(RunStatus.FAILED, error="".join(traceback.format_exception(exc_type, exc, tb)))

@@ -1,0 +1,384 @@
+"""Reading runs back: one run, a metric's history, and filtered, ordered search across runs."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
+from sqlalchemy.sql import Select
+
+from loopml.exceptions import ExperimentNotFound, InvalidFilter, RunNotFound
+from loopml.store.db import Database
+from loopml.store.tables import experiments, latest_metrics, metrics, params, run_inputs, runs, tags
+from loopml.tracking.filter import (
+    BoolOp,
+    Comparison,
+    Expr,
+    Key,
+    parse_filter,
+    parse_order_by,
+)
+
+_CHUNK = 500
+
+
+def to_datetime(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def _metric(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A snapshot of one run as stored: its info, params, latest metrics, tags and inputs."""
+
+    id: str
+    name: str
+    experiment_id: int
+    experiment: str
+    status: str
+    start_time: datetime
+    end_time: datetime | None
+    parent_run_id: str | None
+    deleted: bool
+    seed: int | None
+    error: str | None
+    params: dict[str, str] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+    inputs: list[dict[str, Any]] = field(default_factory=list)
+    environment: dict[str, Any] | None = None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from start to end (None while running)."""
+        if self.end_time is None:
+            return None
+        return (self.end_time - self.start_time).total_seconds()
+
+
+def get_run(db: Database, run_id: str) -> RunRecord:
+    with db.read() as conn:
+        row = conn.execute(
+            select(runs, experiments.c.name.label("experiment"))
+            .join(experiments, experiments.c.id == runs.c.experiment_id)
+            .where(runs.c.id == run_id)
+        ).first()
+        if row is None:
+            raise RunNotFound(
+                f"No run {run_id!r}. List runs with `loopml runs list` to find its id."
+            )
+        p = dict(
+            conn.execute(
+                select(params.c.key, params.c.value).where(params.c.run_id == run_id)
+            ).all()
+        )
+        t = dict(
+            conn.execute(select(tags.c.key, tags.c.value).where(tags.c.run_id == run_id)).all()
+        )
+        m = {
+            k: _metric(v)
+            for k, v in conn.execute(
+                select(latest_metrics.c.key, latest_metrics.c.value).where(
+                    latest_metrics.c.run_id == run_id
+                )
+            ).all()
+        }
+        inputs = [
+            {
+                "name": r.name,
+                "digest": r.digest,
+                "source": r.source,
+                "size": r.size,
+                "file_count": r.file_count,
+            }
+            for r in conn.execute(
+                select(run_inputs).where(run_inputs.c.run_id == run_id).order_by(run_inputs.c.name)
+            )
+        ]
+    return RunRecord(
+        id=row.id,
+        name=row.name,
+        experiment_id=row.experiment_id,
+        experiment=row.experiment,
+        status=row.status,
+        start_time=datetime.fromtimestamp(row.start_time / 1000, UTC),
+        end_time=to_datetime(row.end_time),
+        parent_run_id=row.parent_run_id,
+        deleted=row.deleted_at is not None,
+        seed=row.seed,
+        error=row.error,
+        params=dict(sorted(p.items())),
+        metrics=dict(sorted(m.items())),
+        tags=dict(sorted(t.items())),
+        inputs=inputs,
+        environment=json.loads(row.environment) if row.environment else None,
+    )
+
+
+def metric_history(db: Database, run_id: str, key: str) -> pd.DataFrame:
+    """Every point of one metric: columns ``step``, ``timestamp`` (UTC), ``value``."""
+    with db.read() as conn:
+        if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
+            raise RunNotFound(f"No run {run_id!r}.")
+        rows = conn.execute(
+            select(metrics.c.step, metrics.c.timestamp, metrics.c.value)
+            .where(metrics.c.run_id == run_id, metrics.c.key == key)
+            .order_by(metrics.c.step, metrics.c.timestamp, metrics.c.id)
+        ).all()
+    frame = pd.DataFrame(rows, columns=["step", "timestamp", "value"])
+    frame["step"] = frame["step"].astype("int64")
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"].astype("int64"), unit="ms", utc=True)
+    frame["value"] = frame["value"].astype("float64")  # NULL → NaN
+    return frame
+
+
+# -- the filter, compiled to SQL with bound parameters ------------------------------------------
+
+
+def _number(value: Any) -> float:
+    return float(value)
+
+
+def _string_condition(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op == "=":
+        return column == str(value)
+    if op == "!=":
+        return column != str(value)
+    if op == "like":
+        return column.like(value)
+    if op == "not like":
+        return not_(column.like(value))
+    if op == "ilike":
+        return column.ilike(value)
+    if op == "not ilike":
+        return not_(column.ilike(value))
+    if op == "in":
+        return column.in_([str(v) for v in value])
+    if op == "not in":
+        return column.not_in([str(v) for v in value])
+    raise InvalidFilter(f"Operator {op!r} does not apply to strings")
+
+
+def _numeric_condition(column: Any, op: str, value: Any) -> ColumnElement[bool]:
+    if op in {"in", "not in"}:
+        values = [_number(v) for v in value]
+        return column.in_(values) if op == "in" else column.not_in(values)
+    number = _number(value)
+    if math.isnan(number):
+        # NaN is stored as NULL: only equality tests make sense.
+        if op == "=":
+            return column.is_(None)
+        if op == "!=":
+            return column.is_not(None)
+        return false()
+    ops = {
+        "=": column.__eq__,
+        "!=": column.__ne__,
+        "<": column.__lt__,
+        "<=": column.__le__,
+        ">": column.__gt__,
+        ">=": column.__ge__,
+    }
+    return ops[op](number)
+
+
+def _attribute_column(key: Key) -> Any:
+    return runs.c[key.name]
+
+
+def _compile(expr: Expr) -> ColumnElement[bool]:
+    if isinstance(expr, BoolOp):
+        parts = [_compile(item) for item in expr.items]
+        return and_(*parts) if expr.op == "and" else or_(*parts)
+    assert isinstance(expr, Comparison)
+    key, op, value = expr.key, expr.op, expr.value
+    if key.kind == "attribute":
+        column = _attribute_column(key)
+        if op in {"is null", "is not null"}:
+            return column.is_(None) if op == "is null" else column.is_not(None)
+        if key.name in {"start_time", "end_time", "experiment_id"}:
+            return _numeric_condition(column, op, value)
+        if key.name == "status" and op in {"=", "!=", "in", "not in"}:
+            value = (
+                tuple(str(v).upper() for v in value)
+                if isinstance(value, tuple)
+                else str(value).upper()
+            )
+        return _string_condition(column, op, value)
+    table = {"metric": latest_metrics, "param": params, "tag": tags}[key.kind]
+    present = exists().where(table.c.run_id == runs.c.id, table.c.key == key.name)
+    if op == "is null":
+        return not_(present)
+    if op == "is not null":
+        return present
+    if key.kind == "metric":
+        condition = _numeric_condition(table.c.value, op, value)
+    else:
+        condition = _string_condition(table.c.value, op, value)
+    return exists().where(table.c.run_id == runs.c.id, table.c.key == key.name, condition)
+
+
+def _experiment_ids(
+    conn: Any, names_or_ids: Iterable[str | int] | str | int | None
+) -> list[int] | None:
+    if names_or_ids is None:
+        return None
+    if isinstance(names_or_ids, str | int):
+        names_or_ids = [names_or_ids]
+    ids: list[int] = []
+    for item in names_or_ids:
+        column = experiments.c.id if isinstance(item, int) else experiments.c.name
+        found = conn.execute(select(experiments.c.id).where(column == item)).scalar()
+        if found is None:
+            raise ExperimentNotFound(f"No experiment {item!r}.")
+        ids.append(found)
+    return ids
+
+
+def _ordered(stmt: Select[Any], order_by: Sequence[str] | str | None) -> Select[Any]:
+    for i, clause in enumerate(parse_order_by(order_by)):
+        key = clause.key
+        if key.kind == "attribute":
+            column: Any = _attribute_column(key)
+        else:
+            table = {"metric": latest_metrics, "param": params, "tag": tags}[key.kind]
+            alias = table.alias(f"order_{i}")
+            stmt = stmt.outerjoin(alias, and_(alias.c.run_id == runs.c.id, alias.c.key == key.name))
+            column = alias.c.value
+        stmt = stmt.order_by(
+            column.desc().nulls_last() if clause.descending else column.asc().nulls_last()
+        )
+    return stmt.order_by(runs.c.start_time.desc(), runs.c.id)
+
+
+def search_run_ids(
+    db: Database,
+    experiments_: Iterable[str | int] | str | int | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | str | None = None,
+    max_results: int = 1000,
+    include_deleted: bool = False,
+) -> list[str]:
+    expr = parse_filter(filter)
+    stmt: Select[Any] = select(runs.c.id).select_from(runs)
+    with db.read() as conn:
+        exp_ids = _experiment_ids(conn, experiments_)
+        conditions: list[ColumnElement[bool]] = []
+        if exp_ids is not None:
+            conditions.append(runs.c.experiment_id.in_(exp_ids))
+        if not include_deleted:
+            conditions.append(runs.c.deleted_at.is_(None))
+        if expr is not None:
+            conditions.append(_compile(expr))
+        stmt = stmt.where(and_(true(), *conditions))
+        stmt = _ordered(stmt, order_by).limit(max_results)
+        return list(conn.execute(stmt).scalars())
+
+
+def search_runs(
+    db: Database,
+    experiments_: Iterable[str | int] | str | int | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | str | None = None,
+    max_results: int = 1000,
+    include_deleted: bool = False,
+) -> pd.DataFrame:
+    """One row per run: ``run_id``, ``experiment``, ``name``, ``status``, times, then
+    ``params.*``, ``metrics.*`` (latest value) and ``tags.*`` columns."""
+    ids = search_run_ids(db, experiments_, filter, order_by, max_results, include_deleted)
+    info: dict[str, dict[str, Any]] = {}
+    columns: dict[str, dict[str, Any]] = {}
+    with db.read() as conn:
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            rows = conn.execute(
+                select(
+                    runs.c.id,
+                    runs.c.experiment_id,
+                    experiments.c.name.label("experiment"),
+                    runs.c.name,
+                    runs.c.status,
+                    runs.c.start_time,
+                    runs.c.end_time,
+                    runs.c.parent_run_id,
+                    runs.c.deleted_at,
+                )
+                .join(experiments, experiments.c.id == runs.c.experiment_id)
+                .where(runs.c.id.in_(chunk))
+            )
+            for r in rows:
+                info[r.id] = {
+                    "run_id": r.id,
+                    "experiment_id": r.experiment_id,
+                    "experiment": r.experiment,
+                    "name": r.name,
+                    "status": r.status,
+                    "start_time": r.start_time,
+                    "end_time": r.end_time,
+                    "parent_run_id": r.parent_run_id,
+                    "deleted": r.deleted_at is not None,
+                }
+            for prefix, table in (
+                ("params.", params),
+                ("metrics.", latest_metrics),
+                ("tags.", tags),
+            ):
+                stmt = select(table.c.run_id, table.c.key, table.c.value).where(
+                    table.c.run_id.in_(chunk)
+                )
+                for run_id, key, value in conn.execute(stmt):
+                    if prefix == "metrics." and value is None:
+                        value = math.nan
+                    columns.setdefault(prefix + key, {})[run_id] = value
+    base = pd.DataFrame([info[i] for i in ids if i in info])
+    if base.empty:
+        base = pd.DataFrame(
+            columns=[
+                "run_id",
+                "experiment_id",
+                "experiment",
+                "name",
+                "status",
+                "start_time",
+                "end_time",
+                "parent_run_id",
+                "deleted",
+            ]
+        )
+    for col in ("start_time", "end_time"):
+        base[col] = pd.to_datetime(base[col], unit="ms", utc=True)
+    ordered_keys = sorted(
+        columns,
+        key=lambda c: ({"params.": 0, "metrics.": 1, "tags.": 2}[c.split(".", 1)[0] + "."], c),
+    )
+    extra = pd.DataFrame(
+        {key: [columns[key].get(i) for i in base["run_id"]] for key in ordered_keys},
+        index=base.index,
+    )
+    frame = pd.concat([base, extra], axis=1) if ordered_keys else base
+    for key in ordered_keys:
+        if key.startswith("metrics."):
+            frame[key] = frame[key].astype("float64")
+    return frame.reset_index(drop=True)
+
+
+def metric_steps(db: Database, run_id: str) -> dict[str, int]:
+    """The highest step logged per metric key of a run (to continue numbering on resume)."""
+    from sqlalchemy import func
+
+    with db.read() as conn:
+        rows = conn.execute(
+            select(metrics.c.key, func.max(metrics.c.step))
+            .where(metrics.c.run_id == run_id)
+            .group_by(metrics.c.key)
+        ).all()
+    return {k: int(s) for k, s in rows}
