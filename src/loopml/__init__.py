@@ -12,26 +12,49 @@ The module-level functions act on the default workspace, found from the current 
 
 from __future__ import annotations
 
-import functools
+import importlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loopml.exceptions import LoopmlError
-from loopml.tracking import ArtifactInfo, DatasetRef, Experiment, Run, RunRecord, RunStatus
-from loopml.workspace import Workspace, default_workspace, set_default_workspace
+
+if TYPE_CHECKING:
+    from loopml.tracking import ArtifactInfo, DatasetRef, Experiment, Run, RunRecord, RunStatus
+    from loopml.workspace import Workspace, default_workspace, set_default_workspace
 
 __version__ = "0.1.0"
 
+# Imported on first use, so `import loopml` (and the CLI) start fast.
+_LAZY = {
+    "ArtifactInfo": "loopml.tracking",
+    "DatasetRef": "loopml.tracking",
+    "Experiment": "loopml.tracking",
+    "Run": "loopml.tracking",
+    "RunRecord": "loopml.tracking",
+    "RunStatus": "loopml.tracking",
+    "Workspace": "loopml.workspace",
+    "default_workspace": "loopml.workspace",
+    "set_default_workspace": "loopml.workspace",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'loopml' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 def _forward(name: str) -> Callable[..., Any]:
-    method = getattr(Workspace, name)
-
-    @functools.wraps(method)
     def call(*args: Any, **kwargs: Any) -> Any:
+        from loopml.workspace import default_workspace
+
         return getattr(default_workspace(), name)(*args, **kwargs)
 
-    call.__doc__ = (method.__doc__ or "") + "\n\nActs on the default workspace."
-    del call.__wrapped__  # show the signature without ``self``
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``Workspace.{name}`` on the default workspace (see :class:`loopml.Workspace`)."
     return call
 
 
@@ -64,7 +87,9 @@ rename_experiment = _forward("rename_experiment")
 
 
 def init(path: str = ".") -> Workspace:
-    """Create a workspace in ``path`` and make it the default one."""
+    """Create a workspace in ``path`` (``loopml.toml`` + ``.loopml/``) and make it the default."""
+    from loopml.workspace import Workspace, set_default_workspace
+
     ws = Workspace.init(path)
     set_default_workspace(ws)
     return ws
