@@ -31,6 +31,7 @@ from loopml.exceptions import (
 
 CHUNK = 1 << 20
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
+_CLOUD_SDKS = {"botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "google", "adlfs", "azure"}
 _PROTOCOL_EXTRAS = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}
 
 
@@ -184,6 +185,8 @@ class BlobStore:
         try:
             if self.is_local:
                 os.unlink(target)
+            elif not self.exists(digest):  # object stores delete missing keys silently
+                raise FileNotFoundError(target)
             else:
                 self._remote(lambda: self.fs.rm_file(target))
         except FileNotFoundError as exc:
@@ -210,6 +213,13 @@ class BlobStore:
             raise StoreUnavailable(f"The blob store {self.url} refused access: {exc}") from exc
         except OSError as exc:
             raise StoreUnavailable(f"The blob store {self.url} is unavailable: {exc}") from exc
+        except Exception as exc:
+            # Cloud SDK errors (missing credentials, endpoint unreachable) are not OSErrors.
+            if type(exc).__module__.split(".")[0] in _CLOUD_SDKS:
+                raise StoreUnavailable(
+                    f"The blob store {self.url} is unavailable: {type(exc).__name__}: {exc}"
+                ) from exc
+            raise
 
 
 def open_blob_store(url: str, **storage_options: Any) -> BlobStore:

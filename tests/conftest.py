@@ -1,0 +1,109 @@
+"""Shared fixtures: factories for workspaces on every metadata and blob backend."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from services import drop_postgres_database, fresh_postgres_url, fresh_s3_bucket, s3_endpoint
+
+import loopml
+from loopml.workspace import Workspace, set_default_workspace
+
+DB_BACKENDS = ["sqlite-file", "sqlite-memory", "postgres"]
+BLOB_BACKENDS = ["file", "memory", "s3"]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for var in ("LOOPML_STORE_URL", "LOOPML_ARTIFACTS_URL", "LOOPML_EXPERIMENT", "LOOPML_WORKSPACE"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    set_default_workspace(None)
+
+
+def s3_storage_options() -> dict[str, Any]:
+    return {"client_kwargs": {"endpoint_url": s3_endpoint()}}
+
+
+@pytest.fixture
+def db_url_factory(tmp_path: Path) -> Iterator[Callable[[str], str]]:
+    """``make(backend)`` → a URL of an empty metadata store on that backend."""
+    created: list[str] = []
+
+    def make(backend: str) -> str:
+        if backend == "sqlite-file":
+            return f"sqlite:///{tmp_path / f'meta-{len(created)}.db'}"
+        if backend == "sqlite-memory":
+            return "sqlite://"
+        if backend == "postgres":
+            url = fresh_postgres_url()
+            created.append(url)
+            return url
+        raise ValueError(backend)
+
+    yield make
+    for url in created:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def blob_url_factory(tmp_path: Path) -> Callable[[str], tuple[str, dict[str, Any]]]:
+    """``make(backend)`` → (URL, storage options) of an empty blob store on that backend."""
+
+    def make(backend: str) -> tuple[str, dict[str, Any]]:
+        if backend == "file":
+            return str(tmp_path / "blobs"), {}
+        if backend == "memory":
+            return f"memory://loopml-{os.urandom(6).hex()}", {}
+        if backend == "s3":
+            return f"s3://{fresh_s3_bucket()}/blobs", s3_storage_options()
+        raise ValueError(backend)
+
+    return make
+
+
+@pytest.fixture
+def workspace_factory(
+    tmp_path: Path, db_url_factory: Callable[[str], str]
+) -> Iterator[Callable[..., Workspace]]:
+    """``make(store="sqlite-file")`` → an open workspace (closed after the test)."""
+    opened: list[Workspace] = []
+
+    def make(store: str = "sqlite-file", **settings: Any) -> Workspace:
+        if store == "sqlite-file" and not settings:
+            ws = Workspace.init(tmp_path / f"ws{len(opened)}")
+        else:
+            ws = Workspace.open(
+                store_url=db_url_factory(store),
+                artifacts_url=str(tmp_path / f"blobs{len(opened)}"),
+            )
+        if settings:
+            ws.settings = ws.settings.with_overrides(**settings)
+        opened.append(ws)
+        return ws
+
+    yield make
+    for ws in opened:
+        ws.close()
+
+
+@pytest.fixture(params=DB_BACKENDS)
+def ws(request: pytest.FixtureRequest, workspace_factory: Callable[..., Workspace]) -> Workspace:
+    """A fresh workspace on each metadata backend (the tracking contract runs on all)."""
+    return workspace_factory(request.param)
+
+
+@pytest.fixture
+def sqlite_ws(workspace_factory: Callable[..., Workspace]) -> Workspace:
+    return workspace_factory("sqlite-file")
+
+
+@pytest.fixture
+def default_ws(sqlite_ws: Workspace) -> Workspace:
+    """``sqlite_ws`` made the default workspace of the module-level API."""
+    loopml.set_default_workspace(sqlite_ws)
+    return sqlite_ws
