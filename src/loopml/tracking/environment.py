@@ -115,6 +115,15 @@ def git_state(cwd: str | None = None) -> dict[str, Any] | None:
     }
 
 
+def source_dir() -> str:
+    """The folder of the script being run (its git checkout is the run's code version);
+    the working directory for ``python -c`` and interactive sessions."""
+    script = sys.argv[0] if sys.argv else ""
+    if script and os.path.isfile(script):
+        return os.path.dirname(os.path.abspath(script))
+    return os.getcwd()
+
+
 def capture(cwd: str | None = None) -> dict[str, Any]:
     """Everything about this process and machine a run records (the git diff included)."""
     env = dict(_static())
@@ -122,5 +131,5 @@ def capture(cwd: str | None = None) -> dict[str, Any]:
     env["cwd"] = cwd or os.getcwd()
     env["packages_digest"] = packages_digest()
     env["package_count"] = len(installed_packages())
-    env["git"] = git_state(cwd)
+    env["git"] = git_state(cwd or source_dir())
     return env

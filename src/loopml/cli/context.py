@@ -1,0 +1,81 @@
+"""What every command shares: the workspace it acts on, opened on first use, and the one
+error type the CLI shows without a traceback.
+
+A subcommand module asks for the workspace with :func:`pass_workspace`::
+
+    @data.command("list")
+    @pass_workspace
+    def list_datasets(ws: Workspace) -> None:
+        \"\"\"List datasets.\"\"\"
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import IO, TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
+
+import click
+
+from loopml.exceptions import LoopmlError
+
+if TYPE_CHECKING:
+    from loopml.workspace import Workspace
+
+WORKSPACE_ENV = "LOOPML_WORKSPACE"
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class CliError(click.ClickException):
+    """An error printed as ``error: <message>`` on stderr, no traceback, exit ``exit_code``."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+    @classmethod
+    def from_error(cls, error: LoopmlError) -> CliError:
+        return cls(str(error), error.exit_code)
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+
+class WorkspaceState:
+    """Which workspace the command line acts on (``--workspace``, ``LOOPML_WORKSPACE`` or
+    discovery from the current directory); opened when a command first asks for it."""
+
+    def __init__(self, location: str | None = None) -> None:
+        self.location = location if location is not None else os.environ.get(WORKSPACE_ENV)
+        self._workspace: Workspace | None = None
+
+    def open(self) -> Workspace:
+        if self._workspace is None:
+            from loopml.workspace import Workspace
+
+            self._workspace = Workspace.open(self.location or None)
+            # Closed when the outermost command ends, whichever command opened it.
+            click.get_current_context().find_root().call_on_close(self._workspace.close)
+        return self._workspace
+
+
+def current_workspace() -> Workspace:
+    """The workspace of the running command (opened now if need be)."""
+    ctx = click.get_current_context()
+    state = ctx.find_object(WorkspaceState)
+    if state is None:  # a group invoked on its own, without the root `loopml` group
+        state = ctx.find_root().ensure_object(WorkspaceState)
+    return state.open()
+
+
+def pass_workspace(f: Callable[Concatenate[Workspace, P], R]) -> Callable[P, R]:
+    """Decorate a command callback to receive the workspace as its first argument."""
+
+    @functools.wraps(f)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        return f(current_workspace(), *args, **kwargs)
+
+    return wrapper

@@ -1,0 +1,104 @@
+"""search_runs: filters, ordering and the result frame, on every metadata backend."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from loopml.exceptions import ExperimentNotFound, InvalidFilter
+from loopml.workspace import Workspace
+
+
+@pytest.fixture
+def populated(ws: Workspace) -> Workspace:
+    rows = [
+        ("rf", 0.91, "a", 100),
+        ("rf", 0.85, "b", 200),
+        ("lr", 0.95, "a", 50),
+        ("lr", float("nan"), "b", 10),
+        ("gb", 0.70, "c", 300),
+    ]
+    for i, (model, acc, team, trees) in enumerate(rows):
+        with ws.start_run(experiment="exp1" if i < 4 else "exp2", name=f"run{i}") as run:
+            run.log_params({"model": model, "trees": trees})
+            run.log_metric("acc", acc)
+            run.log_metric("val loss", 1 - acc if not math.isnan(acc) else acc)
+            run.set_tag("team", team)
+    with ws.start_run(experiment="exp2", name="failed") as run:
+        run.end("FAILED")
+    return ws
+
+
+def names(frame) -> list[str]:  # type: ignore[no-untyped-def]
+    return frame["name"].tolist()
+
+
+def test_frame_shape(populated: Workspace) -> None:
+    frame = populated.search_runs(experiments=["exp1"], order_by=["metrics.acc DESC"])
+    assert names(frame) == ["run2", "run0", "run1", "run3"]  # NaN sorts last
+    assert {"run_id", "experiment", "status", "start_time", "end_time"} <= set(frame.columns)
+    assert {"params.model", "params.trees", "metrics.acc", "metrics.val loss", "tags.team"} <= set(
+        frame.columns
+    )
+    assert frame["metrics.acc"].dtype == "float64"
+    assert str(frame["start_time"].dtype).startswith("datetime64")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("metrics.acc > 0.9", {"run0", "run2"}),
+        ("metrics.acc >= 0.85 and params.model = 'rf'", {"run0", "run1"}),
+        ("params.model = 'lr' or tags.team = 'c'", {"run2", "run3", "run4"}),
+        ("(params.model = 'lr' or params.model = 'gb') and metrics.acc < 0.9", {"run4"}),
+        ("tags.team != 'a'", {"run1", "run3", "run4"}),
+        ("params.model IN ('gb', 'lr')", {"run2", "run3", "run4"}),
+        ("params.model NOT IN ('gb', 'lr')", {"run0", "run1"}),
+        ("params.model LIKE 'r%'", {"run0", "run1"}),
+        ("params.model ILIKE 'R%'", {"run0", "run1"}),
+        ("attributes.status = 'failed'", {"failed"}),
+        ("attributes.status = 'FINISHED' and metrics.acc < 0.8", {"run4"}),
+        ("metrics.acc = nan", {"run3"}),
+        ("metrics.`val loss` < 0.1", {"run2", "run0"}),
+        ("params.trees = 100", {"run0"}),
+        ("metrics.acc IS NULL", {"failed"}),
+        ("attributes.name LIKE 'run%' and params.trees = '300'", {"run4"}),
+    ],
+)
+def test_filters(populated: Workspace, text: str, expected: set[str]) -> None:
+    assert set(names(populated.search_runs(filter=text))) == expected
+
+
+def test_order_by_param_and_limit(populated: Workspace) -> None:
+    frame = populated.search_runs(
+        experiments="exp1", order_by=["params.model ASC", "metrics.acc DESC"], max_results=3
+    )
+    assert names(frame) == ["run2", "run3", "run0"]
+
+
+def test_default_order_is_newest_first(populated: Workspace) -> None:
+    assert names(populated.search_runs(experiments=["exp2"])) == ["failed", "run4"]
+
+
+def test_bad_filter_points_at_token(populated: Workspace) -> None:
+    with pytest.raises(InvalidFilter) as info:
+        populated.search_runs(filter="metrics.acc > 0.9 and params.model === 'x'")
+    assert info.value.position is not None
+    assert "^" in str(info.value)
+
+
+def test_unknown_experiment(populated: Workspace) -> None:
+    with pytest.raises(ExperimentNotFound):
+        populated.search_runs(experiments=["nope"])
+
+
+def test_empty_result_has_columns(populated: Workspace) -> None:
+    frame = populated.search_runs(filter="metrics.acc > 5")
+    assert frame.empty and "run_id" in frame.columns
+
+
+def test_sql_injection_is_inert(populated: Workspace) -> None:
+    frame = populated.search_runs(filter="params.model = 'x'' OR 1=1 --'")
+    assert frame.empty
+    assert len(populated.search_runs()) == 6
