@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from services import drop_postgres_database, fresh_postgres_url, fresh_s3_bucket, s3_endpoint
 
 import loopml
 from loopml.workspace import Workspace, set_default_workspace
+from services import drop_postgres_database, fresh_postgres_url, fresh_s3_bucket, s3_endpoint
 
 DB_BACKENDS = ["sqlite-file", "sqlite-memory", "postgres"]
 BLOB_BACKENDS = ["file", "memory", "s3"]
@@ -19,7 +19,12 @@ BLOB_BACKENDS = ["file", "memory", "s3"]
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    for var in ("LOOPML_STORE_URL", "LOOPML_ARTIFACTS_URL", "LOOPML_EXPERIMENT", "LOOPML_WORKSPACE"):
+    for var in (
+        "LOOPML_STORE_URL",
+        "LOOPML_ARTIFACTS_URL",
+        "LOOPML_EXPERIMENT",
+        "LOOPML_WORKSPACE",
+    ):
         monkeypatch.delenv(var, raising=False)
     yield
     set_default_workspace(None)

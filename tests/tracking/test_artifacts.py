@@ -35,7 +35,10 @@ def test_file_and_folder_artifacts(ws: Workspace, tmp_path: Path) -> None:
         "plots/a.png": 5,
         "plots/sub/b.png": 5,
     }
-    assert [a.path for a in ws.list_artifacts(run.id, "plots")] == ["plots/a.png", "plots/sub/b.png"]
+    assert [a.path for a in ws.list_artifacts(run.id, "plots")] == [
+        "plots/a.png",
+        "plots/sub/b.png",
+    ]
 
     everything = ws.download_artifacts(run.id, dst=tmp_path / "all")
     assert (everything / "plots" / "sub" / "b.png").read_bytes() == b"png-b"

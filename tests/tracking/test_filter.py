@@ -11,7 +11,7 @@ from loopml.tracking.filter import BoolOp, Comparison, Key, parse_filter, parse_
 def test_simple_comparisons() -> None:
     assert parse_filter("metrics.acc > 0.9") == Comparison(Key("metric", "acc"), ">", "0.9")
     assert parse_filter("params.lr = '0.01'") == Comparison(Key("param", "lr"), "=", "0.01")
-    assert parse_filter("tags.team != \"a\"") == Comparison(Key("tag", "team"), "!=", "a")
+    assert parse_filter('tags.team != "a"') == Comparison(Key("tag", "team"), "!=", "a")
     assert parse_filter("attributes.status = 'FINISHED'") == Comparison(
         Key("attribute", "status"), "=", "FINISHED"
     )

@@ -145,7 +145,9 @@ def test_metric_history_and_auto_steps(ws: Workspace) -> None:
     assert list(history.columns) == ["step", "timestamp", "value"]
     assert history["step"].tolist() == [0, 1, 2]
     assert history["value"].tolist() == [3.0, 2.0, 1.0]
-    assert str(history["timestamp"].dtype).startswith("datetime64[") and "UTC" in str(history["timestamp"].dtype)
+    assert str(history["timestamp"].dtype).startswith("datetime64[") and "UTC" in str(
+        history["timestamp"].dtype
+    )
     t = ws.metric_history(run.id, "t")
     assert t["timestamp"][0] == pd.Timestamp(1_700_000_000_500, unit="ms", tz="UTC")
     assert ws.metric_history(run.id, "nope").empty

@@ -45,7 +45,11 @@ def list_experiments(ws: Workspace, as_json: bool) -> None:
     grid = table("ID", "Name", "Runs", "Created", "Description")
     for e in found:
         grid.add_row(
-            str(e.id), text(e.name), str(e.run_count), format_time(e.created_at), text(e.description or "")
+            str(e.id),
+            text(e.name),
+            str(e.run_count),
+            format_time(e.created_at),
+            text(e.description or ""),
         )
     out.print(grid)
 

@@ -108,7 +108,9 @@ class RootGroup(LazyGroup):
     help="Workspace folder, or a metadata store URL. Default: the nearest loopml.toml "
     "at or above the current directory, or LOOPML_STORE_URL.",
 )
-@click.version_option(__version__, "--version", "-V", prog_name="loopml", message="%(prog)s %(version)s")
+@click.version_option(
+    __version__, "--version", "-V", prog_name="loopml", message="%(prog)s %(version)s"
+)
 @click.pass_context
 def cli(ctx: click.Context, workspace: str | None) -> None:
     """loopml: track experiments, version data and models, run ML pipelines.

@@ -34,6 +34,7 @@ _installed = False
 _lock = threading.Lock()
 _previous_sigterm: Any = None
 _uncaught: list[str] = []
+_terminated: list[bool] = []
 
 
 def register(owner: _Closable) -> None:
@@ -61,6 +62,7 @@ def _install_sigterm() -> None:
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    _terminated.append(True)
     if callable(_previous_sigterm):
         _flush_all()
         _previous_sigterm(signum, frame)
@@ -90,7 +92,9 @@ def _flush_all() -> None:
 
 def _at_exit() -> None:
     error = _uncaught[-1] if _uncaught else None
-    status = "FAILED" if error else "FINISHED"
+    status = "KILLED" if _terminated else "FAILED" if error else "FINISHED"
+    if _terminated:
+        error = "Terminated by SIGTERM"
     for owner in list(_owners):
         try:
             owner._shutdown(status, error)

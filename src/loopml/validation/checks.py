@@ -137,7 +137,9 @@ def above_mask(series: pd.Series, bound: Any) -> np.ndarray:
     return as_mask(series > bound)
 
 
-def not_allowed_mask(series: pd.Series, allowed: tuple[Any, ...], notnull: np.ndarray) -> np.ndarray:
+def not_allowed_mask(
+    series: pd.Series, allowed: tuple[Any, ...], notnull: np.ndarray
+) -> np.ndarray:
     ok = as_mask(series.isin(list(allowed)))
     return ~ok & notnull
 

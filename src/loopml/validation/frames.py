@@ -74,8 +74,10 @@ def _arrow_frame(table: Any) -> Frame:
     index = pd.RangeIndex(table.num_rows)
 
     def mapper(arrow_type: Any) -> Any:
-        if pa.types.is_integer(arrow_type):
-            return pd.api.types.pandas_dtype(str(arrow_type).replace("u", "U").capitalize())
+        if pa.types.is_integer(arrow_type):  # int32 → Int32, uint8 → UInt8
+            name = str(arrow_type)
+            nullable = f"UInt{name[4:]}" if name.startswith("uint") else f"Int{name[3:]}"
+            return pd.api.types.pandas_dtype(nullable)
         if pa.types.is_boolean(arrow_type):
             return pd.BooleanDtype()
         return None

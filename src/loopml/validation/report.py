@@ -79,10 +79,10 @@ class Failure:
 class ValidationReport:
     """Every failed check of one validation; ``ok`` when none of them is an error.
 
-        report = schema.validate(df)
-        if not report.ok:
-            print(report)              # one line per failure, with example rows
-        report.raise_for_errors()      # ValidationFailed listing the errors
+    report = schema.validate(df)
+    if not report.ok:
+        print(report)              # one line per failure, with example rows
+    report.raise_for_errors()      # ValidationFailed listing the errors
     """
 
     failures: tuple[Failure, ...]

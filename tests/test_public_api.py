@@ -1,0 +1,82 @@
+"""The curated public surface of ``loopml``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import loopml
+from loopml import exceptions
+
+
+def test_all_names_resolve() -> None:
+    for name in loopml.__all__:
+        assert getattr(loopml, name) is not None, name
+
+
+def test_exported_members() -> None:
+    assert set(loopml.__all__) == {
+        "ArtifactInfo",
+        "DatasetRef",
+        "Experiment",
+        "LoopmlError",
+        "Run",
+        "RunRecord",
+        "RunStatus",
+        "Workspace",
+        "__version__",
+        "active_run",
+        "create_experiment",
+        "default_workspace",
+        "delete_run",
+        "download_artifacts",
+        "end_run",
+        "flush",
+        "get_experiment",
+        "get_run",
+        "init",
+        "list_artifacts",
+        "list_experiments",
+        "log_artifact",
+        "log_dict",
+        "log_input",
+        "log_metric",
+        "log_metrics",
+        "log_param",
+        "log_params",
+        "log_text",
+        "metric_history",
+        "rename_experiment",
+        "restore_run",
+        "search_runs",
+        "seed_everything",
+        "set_default_workspace",
+        "set_tag",
+        "set_tags",
+        "start_run",
+    }
+
+
+def test_module_functions_mirror_workspace_methods() -> None:
+    for name in loopml.__all__:
+        value = getattr(loopml, name)
+        if callable(value) and value.__doc__ and "on the default workspace" in value.__doc__:
+            assert callable(getattr(loopml.Workspace, name)), name
+
+
+def test_import_does_no_io_and_stays_light() -> None:
+    code = (
+        "import sys, loopml; print(sorted(m for m in ('pandas', 'sqlalchemy') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_every_error_is_a_loopml_error_and_documented() -> None:
+    doc = exceptions.__doc__ or ""
+    for name in dir(exceptions):
+        value = getattr(exceptions, name)
+        if isinstance(value, type) and issubclass(value, exceptions.LoopmlError):
+            assert name in doc, f"{name} missing from the tree in loopml/exceptions.py"
+    assert issubclass(exceptions.InvalidFilter, ValueError)
+    assert issubclass(exceptions.RunNotFound, LookupError)

@@ -1,0 +1,77 @@
+"""Environment capture: interpreter, packages, git state (with the diff as an artifact)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from loopml.tracking import environment
+from loopml.workspace import Workspace
+
+
+def _git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+def test_environment_is_recorded(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "t@example.com")
+    _git(repo, "config", "user.name", "T")
+    script = repo / "train.py"
+    script.write_text(
+        "import sys, loopml\n"
+        "ws = loopml.Workspace.open(sys.argv[1])\n"
+        "with ws.start_run(experiment='env') as run:\n"
+        "    print(run.id)\n"
+    )
+    _git(repo, "add", "train.py")
+    _git(repo, "commit", "-q", "-m", "init")
+    commit = _git(repo, "rev-parse", "HEAD")
+    script.write_text(script.read_text() + "# local change\n")  # dirty
+    Workspace.init(tmp_path / "ws").close()
+    out = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout.strip()
+    ws = Workspace.open(tmp_path / "ws")
+    record = ws.get_run(out)
+    env = record.environment
+    assert env is not None
+    assert env["python"]["version"] == ".".join(map(str, sys.version_info[:3]))
+    assert env["git"]["commit"] == commit and env["git"]["branch"] == "main"
+    assert env["git"]["dirty"] is True and "diff" not in env["git"]
+    assert record.tags["loopml.git.commit"] == commit
+    assert record.tags["loopml.git.dirty"] == "true"
+    assert record.tags["loopml.source"] == "train.py"
+    assert env["cpu_count"] >= 1 and env["memory_bytes"] > 0
+    diff = ws.download_artifacts(record.id, "loopml/git.diff", dst=tmp_path / "d").read_text()
+    assert "+# local change" in diff
+    packages = ws.blobs.get_bytes(env["packages_digest"]).decode()
+    assert any(line.lower().startswith("sqlalchemy==") for line in packages.splitlines())
+    ws.close()
+
+
+def test_capture_outside_git(tmp_path: Path) -> None:
+    assert environment.git_state(str(tmp_path)) is None
+    env = environment.capture(str(tmp_path))
+    assert env["git"] is None and env["package_count"] > 10
+
+
+def test_system_metrics_are_sampled(sqlite_ws: Workspace) -> None:
+    import time
+
+    with sqlite_ws.start_run(
+        log_environment=False, log_system_metrics=True, system_metrics_interval=0.1
+    ) as run:
+        time.sleep(0.5)
+    metrics = sqlite_ws.get_run(run.id).metrics
+    assert {"system/cpu_percent", "system/memory_percent", "system/process_rss_mb"} <= set(metrics)
+    assert metrics["system/process_rss_mb"] > 1
