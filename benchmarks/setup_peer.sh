@@ -13,6 +13,8 @@ set -euo pipefail
 # ---- the peer table: one line per peer, "name" -> pip requirement(s), space-separated --------
 declare -A PEERS=(
   [mlflow]="mlflow==3.*"
+  [dvc]="dvc==3.*"
+  [prefect]="prefect==3.*"
 )
 # -----------------------------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ project's interpreter has no MLflow.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import random
@@ -333,7 +334,9 @@ def median_of(res: dict[str, Any], key: str = "times") -> float | None:
 Row = tuple[str, str, str, str, str, str]
 
 
-def build_rows(results: dict[str, dict[str, dict[str, Any]]]) -> tuple[list[Row], list[str]]:
+def build_rows(
+    results: dict[str, dict[str, dict[str, Any]]], plan: dict[str, tuple[int, int]]
+) -> tuple[list[Row], list[str]]:
     rows: list[Row] = []
     notes: list[str] = []
     if "log_metric" in results:
@@ -362,7 +365,7 @@ def build_rows(results: dict[str, dict[str, dict[str, Any]]]) -> tuple[list[Row]
             )
         )
         notes.append(
-            f"log_metric: loopml {lo.get('n', '?')} calls, MLflow {ml.get('n', '?')} calls "
+            f"log_metric: loopml {plan['log_metric'][0]} calls, MLflow {plan['log_metric'][1]} calls "
             "(mlflow.log_metric, synchronous), one run each."
         )
     if "batch" in results:
@@ -380,8 +383,8 @@ def build_rows(results: dict[str, dict[str, dict[str, Any]]]) -> tuple[list[Row]
             )
         )
         notes.append(
-            f"batch: loopml {lo.get('n', '?')} points as log_metrics of {BATCH_KEYS} keys per "
-            f"step, timed through end_run; MLflow {ml.get('n', '?')} points via "
+            f"batch: loopml {plan['batch'][0] * BATCH_KEYS} points as log_metrics of {BATCH_KEYS} keys per "
+            f"step, timed through end_run; MLflow {plan['batch'][1]} points via "
             f"MlflowClient.log_batch of {MLFLOW_BATCH}, timed from create_run to set_terminated."
         )
     if "search" in results:
@@ -431,7 +434,7 @@ def build_rows(results: dict[str, dict[str, dict[str, Any]]]) -> tuple[list[Row]
                 verdict(same),
             )
         )
-        n_runs = lo.get("n", ml.get("n", "?"))
+        n_runs = plan["search"][0]
         notes.append(
             f"search: {n_runs} runs x {N_PARAMS} params x {N_METRICS} metrics; filter "
             f'"{SEARCH_FILTER}", order_by {SEARCH_ORDER}, max_results {SEARCH_MAX_RESULTS}; '
@@ -508,10 +511,15 @@ def main(argv: list[str] | None = None) -> int:
         f"tracking benchmark ({'quick' if args.quick else 'full'}), Python {sys.version.split()[0]}"
     )
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    # Fail fast, once, when loopml is not importable by this interpreter.
+    no_loopml = None
+    if importlib.util.find_spec("loopml") is None:
+        no_loopml = {"error": f"`import loopml` fails in {sys.executable}: run `pip install -e .`"}
+        print(f"  loopml  skipped: {no_loopml['error']}")
     for case in cases:
         lo_size, ml_size = plan[case]
         results[case] = {
-            "loopml": spawn("loopml", case, lo_size, args.timeout),
+            "loopml": no_loopml or spawn("loopml", case, lo_size, args.timeout),
             "mlflow": spawn("mlflow", case, ml_size, args.timeout),
         }
 
@@ -519,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
         side: next((r[side]["version"] for r in results.values() if "version" in r[side]), "?")
         for side in ("loopml", "mlflow")
     }
-    rows, notes = build_rows(results)
+    rows, notes = build_rows(results, plan)
     print()
     header = (
         "case",

@@ -9,11 +9,14 @@ ordinary ``except`` clauses working::
     │   ├── ExperimentNotFound
     │   ├── RunNotFound
     │   ├── ArtifactNotFound
-    │   └── BlobNotFound
+    │   ├── BlobNotFound
+    │   ├── ModelNotFound
+    │   └── ModelVersionNotFound
     ├── Conflict
     │   ├── ParamConflict
     │   ├── RunNotActive
-    │   └── AlreadyExists
+    │   ├── AlreadyExists
+    │   └── PromotionBlocked
     ├── InvalidInput (ValueError)
     │   ├── InvalidKey
     │   ├── InvalidValue
@@ -21,6 +24,7 @@ ordinary ``except`` clauses working::
     │   └── InvalidConfig
     ├── StoreUnavailable (OSError)
     ├── CorruptBlob
+    ├── ModelFilesMissing
     └── MissingDependency (ImportError)
 
 Messages say what happened and what to do about it.
@@ -62,6 +66,14 @@ class BlobNotFound(NotFound):
     """The blob store holds no object with that digest."""
 
 
+class ModelNotFound(NotFound):
+    """No registered model with that name."""
+
+
+class ModelVersionNotFound(NotFound):
+    """The model has no such version, alias or stage."""
+
+
 class Conflict(LoopmlError):
     """The request contradicts what the store already holds."""
 
@@ -76,6 +88,14 @@ class RunNotActive(Conflict):
 
 class AlreadyExists(Conflict):
     """An object with that name exists already."""
+
+
+class PromotionBlocked(Conflict):
+    """The promotion gate failed (or awaits approval); ``verdict`` holds every check."""
+
+    def __init__(self, message: str, verdict: object = None) -> None:
+        super().__init__(message)
+        self.verdict = verdict
 
 
 class InvalidInput(ValueError, LoopmlError):
@@ -111,6 +131,10 @@ class StoreUnavailable(OSError, LoopmlError):
 
 class CorruptBlob(LoopmlError):
     """A blob's bytes no longer match the digest they are stored under."""
+
+
+class ModelFilesMissing(LoopmlError):
+    """A registered model's files are gone from, or corrupted in, the blob store."""
 
 
 class MissingDependency(ImportError, LoopmlError):

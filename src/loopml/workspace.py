@@ -9,12 +9,13 @@ from types import TracebackType
 from typing import Any
 
 from loopml.config import Settings, load_settings, write_default_config
+from loopml.registry.api import RegistryAPI
 from loopml.store.blobs import BlobStore
 from loopml.store.db import Database
 from loopml.tracking.api import TrackingAPI
 
 
-class Workspace(TrackingAPI):
+class Workspace(TrackingAPI, RegistryAPI):
     """Where loopml keeps facts (metadata DB) and bytes (blob store).
 
     >>> ws = Workspace.open()                 # the nearest loopml.toml above the cwd

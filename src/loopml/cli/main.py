@@ -32,7 +32,7 @@ COMMANDS = {
 NEXT_STEPS = """\
   import loopml
   with loopml.start_run(experiment="demo"):
-      loopml.log_params({"lr": 0.01})
+      loopml.log_params({{"lr": 0.01}})
       loopml.log_metric("loss", 0.42)
 then look at it:
 {cd}  loopml runs list

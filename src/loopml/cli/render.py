@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,13 +52,21 @@ def console() -> Console:
     return out
 
 
-def table(*headers: str, title: str | None = None) -> Table:
+def table(*headers: str, title: str | None = None, no_wrap: Collection[str] = ()) -> Table:
+    """A table with a header rule; columns named in ``no_wrap`` keep their cells on one line."""
     from rich import box
     from rich.table import Table
 
-    grid = Table(title=title, box=box.SIMPLE_HEAD, title_justify="left", title_style="bold")
+    grid = Table(
+        title=title,
+        box=box.SIMPLE_HEAD,
+        title_justify="left",
+        title_style="bold",
+        show_edge=False,
+        collapse_padding=True,
+    )
     for header in headers:
-        grid.add_column(header)
+        grid.add_column(header, no_wrap=header in no_wrap)
     return grid
 
 

@@ -112,8 +112,8 @@ def _commands(
                 notes.append("the checkout had uncommitted changes, but no git.diff was recorded.")
     commands.append(f"pip install -r {q(str(requirements))}")
     argv = [str(a) for a in env.get("argv") or []]
-    if not argv or argv[0] in {"", "-c"}:
-        notes.append("the run's command line was not recorded (interactive or python -c).")
+    if not argv or argv[0] in {"", "-", "-c"}:
+        notes.append("the run's command line was not recorded (interactive, stdin or python -c).")
     else:
         python = env.get("python", {}).get("executable") or "python"
         line = shlex.join([python, *argv])

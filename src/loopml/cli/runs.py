@@ -132,6 +132,7 @@ def resolve_run(ws: Workspace, ref: str) -> RunRecord:
     "--max-results",
     "-n",
     type=click.IntRange(min=1),
+    metavar="N",
     default=100,
     show_default=True,
     help="Show at most this many runs.",
@@ -165,10 +166,12 @@ def list_runs(
         experiments=list(experiment_names) or None,
         filter=filter_text,
         order_by=list(order_by) or None,
-        max_results=max_results,
+        max_results=max_results + 1,  # one more, to tell whether the list was cut
         include_deleted=include_deleted,
     )
     records = _frame_records(frame)
+    cut = len(records) > max_results
+    records = records[:max_results]
     if as_json:
         emit_json(records)
         return
@@ -178,7 +181,15 @@ def list_runs(
         return
     if not extra:
         extra = _auto_columns(records, filter_text, order_by)
-    grid = table("Run", "Name", "Experiment", "Status", "Started", "Duration")
+    grid = table(
+        "Run",
+        "Name",
+        "Experiment",
+        "Status",
+        "Started",
+        "Duration",
+        no_wrap={"Run", "Status", "Started", "Duration"},
+    )
     for key in extra:
         grid.add_column(key, justify="right" if key.startswith("metrics.") else "left")
     now = datetime.now(UTC)
@@ -197,7 +208,7 @@ def list_runs(
             *cells,
         )
     out.print(grid)
-    if len(records) >= max_results:
+    if cut:
         click.echo(
             f"(showing the first {max_results} runs; raise --max-results to see more)", err=True
         )
@@ -326,6 +337,13 @@ def show(ws: Workspace, run: str, as_json: bool) -> None:
         info["parent run"] = record.parent_run_id
     if record.seed is not None:
         info["seed"] = str(record.seed)
+    stored = ws.list_artifacts(record.id)
+    info["artifacts"] = (
+        f"{len(stored)} file(s), {format_size(sum(a.size for a in stored))} "
+        f"(loopml runs artifacts {short_id(record.id)})"
+        if stored
+        else "none"
+    )
     out.print(key_values(info))
     _print_section(out, "Params", record.params)
     _print_section(out, "Metrics (latest)", record.metrics)

@@ -1,0 +1,473 @@
+"""The model registry API, mixed into :class:`loopml.Workspace`."""
+
+from __future__ import annotations
+
+import platform
+import tempfile
+import warnings
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, select
+
+from loopml.exceptions import (
+    Conflict,
+    InvalidInput,
+    LoopmlWarning,
+    PromotionBlocked,
+    RunNotFound,
+)
+from loopml.registry import gates
+from loopml.registry import versions as v
+from loopml.registry.flavors import flavor_for, flavor_named
+from loopml.registry.models import ModelContext, PythonModel
+from loopml.registry.packages import fetch_package, library_versions, load_package, save_package
+from loopml.registry.signature import infer_signature
+from loopml.store.tables import model_versions
+
+if TYPE_CHECKING:
+    from loopml.config import Settings
+    from loopml.store.blobs import BlobStore
+    from loopml.store.db import Database
+    from loopml.tracking.runs import Run
+    from loopml.tracking.search import RunRecord
+
+
+class RegistryAPI:
+    """Register, load, promote (through the gate), alias, roll back and trace models."""
+
+    settings: Settings
+
+    if TYPE_CHECKING:  # provided by Workspace / TrackingAPI
+
+        @property
+        def db(self) -> Database: ...
+
+        @property
+        def blobs(self) -> BlobStore: ...
+
+        def active_run(self) -> Run | None: ...
+
+        def get_run(self, run_id: str) -> RunRecord: ...
+
+        def download_artifacts(
+            self, run_id: str, path: str | None = None, dst: Any = None
+        ) -> Path: ...
+
+    # -- registering and loading -------------------------------------------------------------
+
+    def register_model(
+        self,
+        name: str,
+        model: Any = None,
+        run_id: str | None = None,
+        artifact_path: str | None = None,
+        input_example: Any = None,
+        *,
+        artifacts: dict[str, str] | None = None,
+        description: str | None = None,
+        flavor: str | None = None,
+    ) -> v.ModelVersion:
+        """Register a new version of ``name``: the model object, or a pickled model that run
+        ``run_id`` logged at ``artifact_path``. Records signature, run and library versions.
+
+        >>> mv = ws.register_model("churn", clf, input_example=X_test[:5])
+        >>> mv.version, mv.uri
+        (1, 'models:/churn/1')
+        """
+        if run_id is None:
+            active = self.active_run()
+            run_id = active.id if active is not None else None
+        if run_id is not None:
+            self.get_run(run_id)  # RunNotFound for a bad id
+        if model is None:
+            if run_id is None or artifact_path is None:
+                raise InvalidInput("register_model needs a model, or run_id and artifact_path")
+            model = self._model_from_artifact(run_id, artifact_path)
+        chosen = flavor_named(flavor) if flavor else flavor_for(model)
+        signature = None
+        if input_example is not None:
+            if isinstance(model, PythonModel):
+                model.load_context(ModelContext(artifacts=dict(artifacts or {})))
+            output = model.predict(input_example)
+            signature = infer_signature(input_example, output)
+        environment = {
+            "python": platform.python_version(),
+            "libraries": library_versions(chosen.libraries),
+        }
+        digest, _meta = save_package(
+            self.blobs,
+            model,
+            chosen,
+            artifacts or {},
+            {"name": name, "run_id": run_id, "environment": environment},
+        )
+        return v.create_version(
+            self.db,
+            name,
+            flavor=chosen.name,
+            digest=digest,
+            run_id=run_id,
+            signature=signature,
+            environment=environment,
+            description=description,
+        )
+
+    def _model_from_artifact(self, run_id: str, artifact_path: str) -> Any:
+        import pickle
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.download_artifacts(run_id, artifact_path, dst=tmp)
+            if path.is_dir():
+                candidates = sorted(path.glob("*.pkl"))
+                if not candidates:
+                    raise InvalidInput(f"No .pkl model file under artifact {artifact_path!r}")
+                path = candidates[0]
+            with path.open("rb") as fh:
+                return pickle.load(fh)
+
+    def load_model(self, uri: str) -> Any:
+        """Load ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``models:/NAME@production``.
+
+        Every file's hash is verified; a warning names libraries whose installed version
+        differs from the one recorded at registration.
+        """
+        version = self.get_model_version(uri)
+        folder = fetch_package(self.blobs, version.digest, f"{version.uri} ({uri})")
+        model, _meta = load_package(folder)
+        recorded = version.environment.get("libraries", {})
+        current = library_versions(tuple(recorded))
+        drift = {
+            k: (recorded[k], current.get(k)) for k in recorded if current.get(k) != recorded[k]
+        }
+        if (
+            version.environment.get("python", platform.python_version())
+            != platform.python_version()
+        ):
+            drift["python"] = (version.environment["python"], platform.python_version())
+        if drift:
+            listing = ", ".join(
+                f"{k} {old} → {new or 'missing'}" for k, (old, new) in drift.items()
+            )
+            warnings.warn(
+                f"{version.uri} was registered with other library versions: {listing}. "
+                "Predictions may differ; `loopml runs reproduce` pins the original ones.",
+                LoopmlWarning,
+                stacklevel=2,
+            )
+        return model
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def get_model_version(self, uri: str) -> v.ModelVersion:
+        return v.get_version(self.db, uri)
+
+    def list_models(self) -> list[dict[str, Any]]:
+        return v.list_models(self.db)
+
+    def list_model_versions(self, name: str) -> list[v.ModelVersion]:
+        return v.list_versions(self.db, name)
+
+    def model_history(self, name: str) -> list[v.ModelEvent]:
+        """Every registration, stage and alias move, gate verdict, approval and rollback."""
+        return v.events(self.db, name)
+
+    def model_state_at(self, name: str, at: datetime) -> dict[str, Any]:
+        """Time travel: which version was Production (and each alias) at ``at``."""
+        return v.state_at(self.db, name, at)
+
+    def gate_verdict(self, uri: str) -> gates.Verdict | None:
+        """The latest gate verdict recorded for a version."""
+        version = self.get_model_version(uri)
+        for event in reversed(v.events(self.db, version.name)):
+            if event.kind == "gate" and event.version == version.version and event.verdict:
+                return gates.Verdict.from_dict(event.verdict)
+        return None
+
+    # -- aliases and stages ----------------------------------------------------------------
+
+    def set_alias(self, name: str, alias: str, version: int) -> None:
+        v.set_alias(self.db, name, alias, version)
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        v.delete_alias(self.db, name, alias)
+
+    def gate_policy(self, name: str) -> gates.GatePolicy | None:
+        """The policy in ``loopml.toml`` under ``[gates.<name>]``, if any."""
+        configured = self.settings.extra.get("gates", {})
+        if not isinstance(configured, dict) or name not in configured:
+            return None
+        return gates.GatePolicy.from_dict(configured[name], f"loopml.toml [gates.{name}]")
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        to: str = "production",
+        *,
+        policy: gates.GatePolicy | None = None,
+        force: bool = False,
+        reason: str | None = None,
+    ) -> gates.Verdict | None:
+        """Move ``version`` to a stage. Production goes through the gate: the pointer moves
+        only if every check passes (raises :class:`PromotionBlocked` otherwise, leaving the
+        version where it was). ``force=True`` needs a ``reason`` and is recorded as an
+        override. Returns the verdict (None for other stages)."""
+        stage = v.stage_name(to)
+        if force and not (reason and reason.strip()):
+            raise InvalidInput("A forced promotion needs a reason (--reason '...'); it is recorded")
+        self.get_model_version(f"models:/{name}/{version}")
+        if stage != v.PRODUCTION:
+            self.db.transact(lambda conn: v.move_stage(conn, name, version, stage, reason=reason))
+            return None
+        chosen = policy or self.gate_policy(name) or gates.GatePolicy(beat_champion=False)
+        for _ in range(3):
+            verdict, champion = self._evaluate(name, version, chosen)
+            if force:
+                verdict = gates.Verdict(**{**verdict.__dict__, "forced": True, "reason": reason})
+
+            def tx(
+                conn: Connection, verdict: gates.Verdict = verdict, champion: int | None = champion
+            ) -> bool | None:
+                return self._record_and_move(conn, name, version, verdict, champion, force, reason)
+
+            moved = self.db.transact(tx)
+            if moved is not None:
+                break  # Production did not change under us
+        else:
+            raise Conflict(f"Production of {name!r} kept changing during evaluation; try again")
+        if force or (verdict.passed and not verdict.awaiting_approval):
+            return verdict
+        if verdict.awaiting_approval:
+            raise PromotionBlocked(
+                f"{name}/{version} passed the gate and awaits approval: "
+                f"`loopml models approve {name} {version}`",
+                verdict,
+            )
+        raise PromotionBlocked(
+            f"Promotion of {name}/{version} blocked by the gate; it stays where it was.\n"
+            + verdict.summary(),
+            verdict,
+        )
+
+    def _evaluate(
+        self, name: str, version: int, policy: gates.GatePolicy
+    ) -> tuple[gates.Verdict, int | None]:
+        candidate_version = self.get_model_version(f"models:/{name}/{version}")
+        candidate = self.load_model(candidate_version.uri)
+        champion_version: v.ModelVersion | None = None
+        try:
+            found = self.get_model_version(f"models:/{name}@production")
+            champion_version = found if found.version != version else None
+        except LookupError:
+            champion_version = None
+        champion = self.load_model(champion_version.uri) if champion_version else None
+        holdout = None
+        holdout_digest = None
+        holdout_error: Exception | None = None
+        if policy.holdout:
+            path = Path(policy.holdout)
+            if not path.is_absolute():
+                path = self.settings.root / path
+            try:
+                holdout = gates.read_holdout(path)
+                from loopml.tracking.inputs import dataset_ref
+
+                holdout_digest = dataset_ref(path).digest
+            except InvalidInput as exc:
+                holdout_error = exc
+        metrics: dict[str, float] = {}
+        if candidate_version.run_id:
+            try:
+                metrics = self.get_run(candidate_version.run_id).metrics
+            except RunNotFound:
+                metrics = {}
+        verdict = gates.evaluate(
+            policy,
+            name=name,
+            version=version,
+            candidate=candidate,
+            candidate_signature=candidate_version.signature,
+            candidate_metrics=metrics,
+            champion=champion,
+            champion_version=champion_version.version if champion_version else None,
+            champion_signature=champion_version.signature if champion_version else None,
+            holdout=holdout,
+            holdout_digest=holdout_digest,
+        )
+        if holdout_error is not None:
+            failed = gates.CheckResult("holdout", False, {"error": str(holdout_error)})
+            verdict = gates.Verdict(
+                **{**verdict.__dict__, "passed": False, "checks": (failed, *verdict.checks)}
+            )
+        return verdict, verdict.champion
+
+    def _record_and_move(
+        self,
+        conn: Connection,
+        name: str,
+        version: int,
+        verdict: gates.Verdict,
+        champion: int | None,
+        force: bool,
+        reason: str | None,
+    ) -> bool | None:
+        mid = v.model_id(conn, name)
+        if conn.dialect.name == "postgresql":
+            v._lock_model(conn, mid)
+        current = conn.execute(
+            select(model_versions.c.version).where(
+                model_versions.c.model_id == mid, model_versions.c.stage == v.PRODUCTION
+            )
+        ).scalar()
+        if current == version:
+            current = None
+        if current != champion:
+            return None  # someone promoted meanwhile: evaluate again against the new champion
+        v.record_event(conn, mid, "gate", version=version, verdict=verdict.to_dict(), reason=reason)
+        if force:
+            v.move_stage(
+                conn,
+                name,
+                version,
+                v.PRODUCTION,
+                kind="override",
+                reason=reason,
+                verdict=verdict.to_dict(),
+            )
+            return True
+        if verdict.passed and not verdict.awaiting_approval:
+            v.move_stage(conn, name, version, v.PRODUCTION, reason="gate passed")
+            return True
+        if verdict.awaiting_approval:
+            v.record_event(conn, mid, "approval_requested", version=version)
+        return False
+
+    def approve(self, name: str, version: int, reason: str | None = None) -> gates.Verdict:
+        """Approve a version whose gate passed with ``require_approval``; moves Production."""
+        verdict = self.gate_verdict(f"models:/{name}/{version}")
+        if verdict is None or not verdict.passed:
+            raise Conflict(
+                f"{name}/{version} has no passing gate verdict to approve; "
+                f"run `loopml models promote {name} {version}` first"
+            )
+
+        def tx(conn: Connection) -> None:
+            mid = v.model_id(conn, name)
+            current = conn.execute(
+                select(model_versions.c.version).where(
+                    model_versions.c.model_id == mid, model_versions.c.stage == v.PRODUCTION
+                )
+            ).scalar()
+            if current == version:
+                raise Conflict(f"{name}/{version} is already in Production")
+            if current != verdict.champion:
+                raise Conflict(
+                    f"Production of {name!r} changed since the gate ran (now version {current}); "
+                    f"promote {version} again"
+                )
+            v.record_event(conn, mid, "approved", version=version, reason=reason)
+            v.move_stage(conn, name, version, v.PRODUCTION, reason=reason or "approved")
+
+        self.db.transact(tx)
+        return verdict
+
+    def rollback(self, name: str, reason: str | None = None) -> int:
+        """Move Production back to the version that held it before; returns that version."""
+        history = [
+            e.to_version
+            for e in v.events(self.db, name)
+            if e.kind in {"stage", "override", "rollback"} and e.target == v.PRODUCTION
+        ]
+
+        def tx(conn: Connection) -> int:
+            mid = v.model_id(conn, name)
+            current = conn.execute(
+                select(model_versions.c.version).where(
+                    model_versions.c.model_id == mid, model_versions.c.stage == v.PRODUCTION
+                )
+            ).scalar()
+            if current is None:
+                raise Conflict(f"{name!r} has no Production version to roll back")
+            earlier = [h for h in history if h is not None and h != current]
+            if not earlier:
+                raise Conflict(f"{name!r} has no earlier Production version to roll back to")
+            target = earlier[-1]
+            v.move_stage(
+                conn,
+                name,
+                target,
+                v.PRODUCTION,
+                kind="rollback",
+                reason=reason or f"rollback from version {current}",
+            )
+            return target
+
+        return self.db.transact(tx)
+
+    # -- lineage ---------------------------------------------------------------------------
+
+    def lineage(self, uri: str) -> dict[str, Any]:
+        """version → run → params, metrics, code commit, environment, input data versions →
+        gate verdict → who promoted it."""
+        version = self.get_model_version(uri)
+        run: dict[str, Any] | None = None
+        if version.run_id:
+            try:
+                record = self.get_run(version.run_id)
+                env = record.environment or {}
+                git = env.get("git") or {}
+                run = {
+                    "id": record.id,
+                    "name": record.name,
+                    "experiment": record.experiment,
+                    "status": record.status,
+                    "params": record.params,
+                    "metrics": record.metrics,
+                    "seed": record.seed,
+                    "code": {
+                        "commit": git.get("commit"),
+                        "branch": git.get("branch"),
+                        "dirty": git.get("dirty"),
+                        "remote": git.get("remote"),
+                    },
+                    "environment": {
+                        "python": (env.get("python") or {}).get("version"),
+                        "platform": (env.get("platform") or {}).get("platform"),
+                        "host": env.get("host"),
+                        "packages_digest": env.get("packages_digest"),
+                    },
+                    "inputs": record.inputs,
+                }
+            except RunNotFound:
+                run = {"id": version.run_id, "missing": True}
+        events = [e for e in v.events(self.db, version.name) if e.version == version.version]
+        verdicts = [e for e in events if e.kind == "gate"]
+        promotions = [
+            {
+                "kind": e.kind,
+                "stage": e.target,
+                "actor": e.actor,
+                "at": e.created_at.isoformat(),
+                "reason": e.reason,
+                "replaced": e.from_version,
+            }
+            for e in events
+            if e.kind in {"stage", "override", "rollback", "approved"}
+        ]
+        return {
+            "model": version.name,
+            "version": version.version,
+            "uri": version.uri,
+            "stage": version.stage,
+            "aliases": list(version.aliases),
+            "flavor": version.flavor,
+            "digest": version.digest,
+            "signature": version.signature.to_dict() if version.signature else None,
+            "environment": version.environment,
+            "registered_at": version.created_at.isoformat(),
+            "run": run,
+            "gate": verdicts[-1].verdict if verdicts else None,
+            "promotions": promotions,
+        }
