@@ -15,6 +15,7 @@ declare -A PEERS=(
   [mlflow]="mlflow==3.*"
   [dvc]="dvc==3.*"
   [prefect]="prefect==3.*"
+  [pandera]="pandera[pandas] pyarrow"
 )
 # -----------------------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,10 +29,10 @@ def check_severity(severity: str, what: str) -> Severity:
     """Return ``severity`` if it is ``"error"`` or ``"warning"``, else raise InvalidSchema."""
     if severity not in SEVERITIES:
         raise InvalidSchema(f"{what}: severity must be 'error' or 'warning', not {severity!r}")
-    return severity  # type: ignore[return-value]
+    return severity
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Check:
     """A custom, vectorized column check: ``fn(series, **kwargs)`` → bool Series (True = ok).
 
@@ -76,6 +76,16 @@ class Check:
             raise InvalidSchema(f"check {self.name!r}: kwargs must be a mapping")
         object.__setattr__(self, "kwargs", dict(self.kwargs))
 
+    def _key(self) -> tuple[Any, ...]:
+        # A function and its "module:function" reference are the same check.
+        return (self.ref or self.fn, self.name, self.severity, tuple(sorted(self.kwargs.items())))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Check) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key()[:3])
+
     @property
     def ref(self) -> str | None:
         """The ``"module:function"`` reference that re-imports ``fn``, or None if there is none."""
@@ -103,7 +113,7 @@ class Check:
             ) from exc
         if not callable(target):
             raise InvalidSchema(f"check {self.name!r}: {self.fn!r} is not callable")
-        return target  # type: ignore[no-any-return]
+        return target
 
 
 def as_check(spec: Check | Callable[..., Any] | str) -> Check:
@@ -137,15 +147,19 @@ def above_mask(series: pd.Series, bound: Any) -> np.ndarray:
     return as_mask(series > bound)
 
 
-def not_allowed_mask(
-    series: pd.Series, allowed: tuple[Any, ...], notnull: np.ndarray
-) -> np.ndarray:
+def not_allowed_mask(series: pd.Series, allowed: Sequence[Any], notnull: np.ndarray) -> np.ndarray:
     ok = as_mask(series.isin(list(allowed)))
     return ~ok & notnull
 
 
 def duplicate_mask(series: pd.Series, notnull: np.ndarray) -> np.ndarray:
     """Rows whose (non-null) value occurs more than once; every copy is marked."""
+    if series.dtype.kind in "iu" and len(series):  # numpy ints: no nulls, often a dense range
+        values = series.to_numpy()
+        low, high = int(values.min()), int(values.max())
+        if high - low <= max(4 * len(values), 1 << 16):  # counting beats hashing here
+            offsets = (values - low).astype(np.intp, copy=False)
+            return np.bincount(offsets)[offsets] > 1
     codes, _ = pd.factorize(series, use_na_sentinel=True)
     shifted = codes + 1  # null → 0, so bincount needs no filtering
     counts = np.bincount(shifted)
@@ -193,28 +207,41 @@ def regex_mismatch_mask(series: pd.Series, pattern: str, notnull: np.ndarray) ->
     return ~ok & notnull
 
 
+class BadCheckResult(TypeError):
+    """A custom check returned something other than one bool per row or a single bool."""
+
+
 def custom_mask(check: Check, series: pd.Series, notnull: np.ndarray) -> np.ndarray | bool:
     """Failing rows of a custom check, or a single bool (True = failed) for a column-level one.
 
     Exceptions from the check propagate (the caller reports them); a result of the wrong
-    type or length raises TypeError / ValueError with what was expected.
+    type or length raises :class:`BadCheckResult` saying what was expected.
     """
     fn = check.resolve()
     result = fn(series, **check.kwargs)
     if isinstance(result, bool | np.bool_):
         return not bool(result)
-    if hasattr(result, "to_numpy") and not isinstance(result, pd.Series | pd.Index):
-        result = result.to_numpy(zero_copy_only=False)  # a pyarrow array
+    if isinstance(result, pd.api.extensions.ExtensionArray):
+        result = pd.Series(result, copy=False)
+    elif type(result).__module__.startswith("pyarrow"):
+        import pyarrow.compute as pc
+
+        result = pd.Series(pc.fill_null(result, False).to_numpy(zero_copy_only=False))
     if not isinstance(result, pd.Series | pd.Index | np.ndarray):
-        raise TypeError(
+        raise BadCheckResult(
             f"returned {type(result).__name__}; a check returns a bool Series "
             f"(one value per row) or a single bool"
         )
     if len(result) != len(series):
-        raise ValueError(f"returned {len(result)} values for {len(series)} rows")
+        raise BadCheckResult(f"returned {len(result)} values for {len(series)} rows")
     dtype = result.dtype
-    if not (dtype == bool or pd.api.types.is_bool_dtype(dtype)):
-        raise TypeError(f"returned values of dtype {dtype}; a check returns bools")
+    if (
+        pd.api.types.is_object_dtype(dtype)
+        and pd.api.types.infer_dtype(result, skipna=False) == "boolean"
+    ):
+        result, dtype = np.asarray(result, dtype=bool), np.dtype(bool)  # e.g. from Series.map
+    if not pd.api.types.is_bool_dtype(dtype):
+        raise BadCheckResult(f"returned values of dtype {dtype}; a check returns bools")
     if isinstance(result, np.ndarray):
         ok = result.astype(bool, copy=False)
     else:  # pandas boolean with NA: a missing verdict on a non-null row counts as failed

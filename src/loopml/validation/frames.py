@@ -84,8 +84,12 @@ def _arrow_frame(table: Any) -> Frame:
 
     def get(name: str) -> pd.Series:
         chunked = table.column(name)
-        types_mapper = mapper if chunked.null_count else None
-        series = chunked.to_pandas(types_mapper=types_mapper)
+        nullable = mapper(chunked.type) if chunked.null_count else None
+        # A types_mapper that answers None sends strings down a slow path: pass one only when used.
+        if nullable is None:
+            series = chunked.to_pandas()
+        else:
+            series = chunked.to_pandas(types_mapper=lambda _: nullable)
         series.index = index
         series.name = name
         return series

@@ -32,7 +32,9 @@ def plain(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, dt.timedelta):
         return str(value)
-    if isinstance(value, tuple | list):  # a MultiIndex label
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, tuple | list):  # a MultiIndex label, a row of probabilities
         return [plain(v) for v in value]
     if isinstance(value, bytes):
         return value.decode("utf-8", "backslashreplace")
