@@ -12,13 +12,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, false, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 
 from loopml.exceptions import InvalidInput, ModelNotFound, ModelVersionNotFound
 from loopml.registry.signature import Signature
-from loopml.store.db import Database
+from loopml.store.db import Database, upsert
 from loopml.store.tables import model_aliases, model_events, model_versions, registered_models
 from loopml.tracking.keys import check_key
 
@@ -338,8 +336,9 @@ def set_alias(db: Database, name: str, alias: str, version: int, reason: str | N
                 model_aliases.c.model_id == mid, model_aliases.c.alias == alias
             )
         ).scalar()
-        dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-        stmt = dialect_insert(model_aliases).values(model_id=mid, alias=alias, version=version)
+        stmt = upsert(conn.dialect.name, model_aliases).values(
+            model_id=mid, alias=alias, version=version
+        )
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[model_aliases.c.model_id, model_aliases.c.alias],

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
@@ -27,7 +27,7 @@ from loopml.exceptions import InvalidConfig, StoreUnavailable, missing_dependenc
 T = TypeVar("T")
 
 # The newest migration in migrations/versions; a test checks it against Alembic's own view.
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 _RETRYABLE = (
     "database is locked",
@@ -37,6 +37,17 @@ _RETRYABLE = (
     "database table is locked",
 )
 _MAX_WAIT_S = 120.0
+
+
+def upsert(dialect: str, table: Table) -> Any:
+    """``INSERT … ON CONFLICT`` for ``table`` in SQLite or PostgreSQL (same API on both)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def _is_retryable(exc: BaseException) -> bool:

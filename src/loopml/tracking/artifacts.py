@@ -9,12 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from sqlalchemy import Connection, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loopml.exceptions import ArtifactNotFound, InvalidInput
 from loopml.store.blobs import BlobStore
-from loopml.store.db import Database
+from loopml.store.db import Database, upsert
 from loopml.store.tables import artifacts
 
 
@@ -38,8 +36,7 @@ def _clean_artifact_path(path: str) -> str:
 def upsert_artifacts(conn: Connection, run_id: str, rows: list[tuple[str, str, int]]) -> None:
     if not rows:
         return
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    stmt = dialect_insert(artifacts)
+    stmt = upsert(conn.dialect.name, artifacts)
     stmt = stmt.on_conflict_do_update(
         index_elements=[artifacts.c.run_id, artifacts.c.path],
         set_={"digest": stmt.excluded.digest, "size": stmt.excluded.size},

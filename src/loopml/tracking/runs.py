@@ -13,10 +13,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from loopml.exceptions import ParamConflict, RunNotActive, RunNotFound
+from loopml.store.db import upsert
 from loopml.store.tables import params, run_inputs, runs, tags
 from loopml.tracking import keys
 from loopml.tracking.artifacts import store_artifacts, upsert_artifacts
@@ -117,8 +116,7 @@ def now_ms() -> int:
 def upsert_tags(conn: Connection, run_id: str, items: dict[str, str]) -> None:
     if not items:
         return
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    stmt = dialect_insert(tags)
+    stmt = upsert(conn.dialect.name, tags)
     stmt = stmt.on_conflict_do_update(
         index_elements=[tags.c.run_id, tags.c.key], set_={"value": stmt.excluded.value}
     )
@@ -293,8 +291,7 @@ class Run:
         self._check_active()
         ref = dataset_ref(source, name)
         keys.check_key(ref.name, "input name")
-        dialect_insert = sqlite_insert if self._api.db.dialect == "sqlite" else pg_insert
-        stmt = dialect_insert(run_inputs)
+        stmt = upsert(self._api.db.dialect, run_inputs)
         stmt = stmt.on_conflict_do_update(
             index_elements=[run_inputs.c.run_id, run_inputs.c.name],
             set_={

@@ -12,10 +12,8 @@ import threading
 from collections.abc import Iterable
 
 from sqlalchemy import Connection
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from loopml.store.db import Database
+from loopml.store.db import Database, upsert
 from loopml.store.tables import latest_metrics, metrics
 
 log = logging.getLogger(__name__)
@@ -40,8 +38,7 @@ def write_points(conn: Connection, points: list[Point]) -> None:
         seen = latest.get(ident)
         if seen is None or (point[3], point[4]) >= (seen[3], seen[4]):
             latest[ident] = point
-    dialect_insert = sqlite_insert if conn.dialect.name == "sqlite" else pg_insert
-    stmt = dialect_insert(latest_metrics)
+    stmt = upsert(conn.dialect.name, latest_metrics)
     newer = (stmt.excluded.step > latest_metrics.c.step) | (
         (stmt.excluded.step == latest_metrics.c.step)
         & (stmt.excluded.timestamp >= latest_metrics.c.timestamp)
