@@ -16,6 +16,17 @@ def test_all_names_resolve() -> None:
 
 def test_exported_members() -> None:
     assert set(loopml.__all__) == {
+        "set_alias",
+        "rollback",
+        "register_model",
+        "promote",
+        "load_model",
+        "lineage",
+        "get_model_version",
+        "approve",
+        "PythonModel",
+        "ModelVersion",
+        "GatePolicy",
         "ArtifactInfo",
         "DatasetRef",
         "Experiment",

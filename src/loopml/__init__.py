@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.exceptions import LoopmlError
 
 if TYPE_CHECKING:
+    from loopml.registry import GatePolicy, ModelVersion, PythonModel
     from loopml.tracking import ArtifactInfo, DatasetRef, Experiment, Run, RunRecord, RunStatus
     from loopml.workspace import Workspace, default_workspace, set_default_workspace
 
@@ -33,6 +34,9 @@ _LAZY = {
     "RunRecord": "loopml.tracking",
     "RunStatus": "loopml.tracking",
     "Workspace": "loopml.workspace",
+    "GatePolicy": "loopml.registry",
+    "ModelVersion": "loopml.registry",
+    "PythonModel": "loopml.registry",
     "default_workspace": "loopml.workspace",
     "set_default_workspace": "loopml.workspace",
 }
@@ -84,6 +88,14 @@ create_experiment = _forward("create_experiment")
 get_experiment = _forward("get_experiment")
 list_experiments = _forward("list_experiments")
 rename_experiment = _forward("rename_experiment")
+register_model = _forward("register_model")
+load_model = _forward("load_model")
+promote = _forward("promote")
+approve = _forward("approve")
+rollback = _forward("rollback")
+set_alias = _forward("set_alias")
+get_model_version = _forward("get_model_version")
+lineage = _forward("lineage")
 
 
 def init(path: str = ".") -> Workspace:
@@ -96,6 +108,17 @@ def init(path: str = ".") -> Workspace:
 
 
 __all__ = [
+    "set_alias",
+    "rollback",
+    "register_model",
+    "promote",
+    "load_model",
+    "lineage",
+    "get_model_version",
+    "approve",
+    "PythonModel",
+    "ModelVersion",
+    "GatePolicy",
     "ArtifactInfo",
     "DatasetRef",
     "Experiment",
