@@ -65,6 +65,10 @@ def test_exported_members() -> None:
         "set_tag",
         "set_tags",
         "start_run",
+        "emit_event",
+        "pipeline",
+        "run_pipeline",
+        "task",
     }
 
 

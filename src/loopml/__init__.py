@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from loopml.exceptions import LoopmlError
 
 if TYPE_CHECKING:
+    from loopml.pipelines import emit_event, pipeline, run_pipeline, task
     from loopml.registry import GatePolicy, ModelVersion, PythonModel
     from loopml.tracking import ArtifactInfo, DatasetRef, Experiment, Run, RunRecord, RunStatus
     from loopml.workspace import Workspace, default_workspace, set_default_workspace
@@ -39,6 +40,10 @@ _LAZY = {
     "PythonModel": "loopml.registry",
     "default_workspace": "loopml.workspace",
     "set_default_workspace": "loopml.workspace",
+    "emit_event": "loopml.pipelines",
+    "pipeline": "loopml.pipelines",
+    "run_pipeline": "loopml.pipelines",
+    "task": "loopml.pipelines",
 }
 
 
@@ -157,4 +162,8 @@ __all__ = [
     "set_tag",
     "set_tags",
     "start_run",
+    "emit_event",
+    "pipeline",
+    "run_pipeline",
+    "task",
 ]

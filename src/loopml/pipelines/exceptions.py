@@ -1,0 +1,91 @@
+"""The errors pipelines raise, each a :class:`~loopml.exceptions.LoopmlError`::
+
+InvalidInput (ValueError)
+├── PipelineDefinitionError   a task called outside a pipeline, a handle misused, bad options
+│   ├── CycleError            the tasks depend on each other in a circle (the path is named)
+│   └── InvalidSchedule       a cron expression that does not parse
+└── InvalidValue
+    └── OutputNotStorable     a task returned something loopml can't serialize (names it)
+NotFound (LookupError)
+├── PipelineNotFound          MODULE:NAME names no pipeline
+└── PipelineRunNotFound       no pipeline run with that id
+Conflict
+└── RunNotResumable           the run is still running in a live process
+TaskFailed                    a task failed for good (after its retries); .task, .traceback
+├── TaskTimeout (TimeoutError) a task ran past its timeout
+└── TaskKilled                the process running a task died (killed, out of memory)
+PipelineFailed                a pipeline run ended FAILED or KILLED; .run is its result
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from loopml.exceptions import Conflict, InvalidInput, InvalidValue, LoopmlError, NotFound
+
+if TYPE_CHECKING:
+    from loopml.pipelines.runner import PipelineRun
+
+
+class PipelineDefinitionError(InvalidInput):
+    """A pipeline or task is defined or called in a way that can't build a DAG."""
+
+
+class CycleError(PipelineDefinitionError):
+    """Tasks depend on each other in a circle; ``.cycle`` lists the nodes, first == last."""
+
+    def __init__(self, message: str, cycle: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.cycle = cycle or []
+
+
+class InvalidSchedule(PipelineDefinitionError):
+    """A cron expression (or its timezone) that does not parse."""
+
+
+class OutputNotStorable(InvalidValue):
+    """A task's return value can't be serialized to the blob store."""
+
+
+class PipelineNotFound(NotFound):
+    """A pipeline reference (``MODULE:NAME`` or ``path.py:NAME``) names no pipeline."""
+
+
+class PipelineRunNotFound(NotFound):
+    """No pipeline run with that id (or id prefix)."""
+
+
+class RunNotResumable(Conflict):
+    """The pipeline run is still running in a live process, or cannot be reloaded."""
+
+
+class TaskFailed(LoopmlError):
+    """A task failed for good. ``task`` names it; ``traceback`` is the formatted traceback
+    (from the worker process or Ray worker when it ran there)."""
+
+    def __init__(self, message: str, task: str = "", traceback: str = "") -> None:
+        super().__init__(message)
+        self.task = task
+        self.traceback = traceback
+
+
+class TaskTimeout(TimeoutError, TaskFailed):
+    """A task ran longer than its ``timeout``."""
+
+    def __init__(self, message: str, task: str = "", traceback: str = "") -> None:
+        TaskFailed.__init__(self, message, task, traceback)
+
+    def __str__(self) -> str:  # OSError would format its args as (errno, strerror)
+        return str(self.args[0]) if self.args else ""
+
+
+class TaskKilled(TaskFailed):
+    """The worker process running a task died before returning."""
+
+
+class PipelineFailed(LoopmlError):
+    """A pipeline run ended FAILED or KILLED. ``run`` is its :class:`PipelineRun`."""
+
+    def __init__(self, message: str, run: PipelineRun | Any = None) -> None:
+        super().__init__(message)
+        self.run = run

@@ -1,0 +1,120 @@
+"""Finding a pipeline from text: ``package.module:name`` or ``path/to/file.py:name``.
+
+``:name`` may be left out when the module defines exactly one pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from loopml.pipelines.exceptions import PipelineNotFound
+from loopml.pipelines.pipeline import Pipeline
+
+
+def load_pipeline(ref: str | Pipeline, root: Path | None = None) -> Pipeline:
+    """The :class:`Pipeline` that ``ref`` names; a relative file path is looked up from the
+    current directory, then from ``root`` (the workspace)."""
+    if isinstance(ref, Pipeline):
+        return ref
+    target, name = _split(ref)
+    module = _load_module(target, root)
+    if name:
+        value = getattr(module, name, None)
+        if isinstance(value, Pipeline):
+            return value
+        found = _pipelines(module)
+        for candidate in found:  # @pipeline(name=...) differs from the attribute name
+            if candidate.name == name:
+                return candidate
+        hint = f" It defines: {', '.join(p.name for p in found)}." if found else ""
+        what = "is not a @pipeline" if value is not None else "is not defined there"
+        raise PipelineNotFound(f"{name!r} in {target} {what}.{hint}")
+    found = _pipelines(module)
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise PipelineNotFound(f"{target} defines no @pipeline.")
+    raise PipelineNotFound(
+        f"{target} defines several pipelines ({', '.join(p.name for p in found)}): "
+        f"name one, e.g. {target}:{found[0].name}."
+    )
+
+
+def _split(ref: str) -> tuple[str, str]:
+    text = ref.strip()
+    if not text:
+        raise PipelineNotFound("No pipeline given: use MODULE:NAME or path/to/file.py:NAME.")
+    target, sep, name = text.rpartition(":")
+    if not sep or "/" in name or "\\" in name or name.endswith(".py"):
+        return text, ""
+    if len(target) == 1 and target.isalpha():  # a Windows drive letter, not a separator
+        return text, ""
+    return target, name
+
+
+def _pipelines(module: ModuleType) -> list[Pipeline]:
+    seen: dict[int, Pipeline] = {}
+    for value in vars(module).values():
+        if isinstance(value, Pipeline):
+            seen.setdefault(id(value), value)
+    return list(seen.values())
+
+
+def _load_module(target: str, root: Path | None) -> ModuleType:
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        return _load_file(target, root)
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as exc:
+        if exc.name and target.startswith(exc.name):
+            candidate = Path(target.replace(".", "/") + ".py")
+            if candidate.is_file() or (root is not None and (root / candidate).is_file()):
+                return _load_file(str(candidate), root)
+            raise PipelineNotFound(
+                f"Cannot import module {target!r} ({exc}). Give a module importable from here "
+                "(is its folder on PYTHONPATH?) or a file: path/to/file.py:NAME."
+            ) from exc
+        raise
+
+
+def _load_file(target: str, root: Path | None) -> ModuleType:
+    path = Path(target).expanduser()
+    if not path.is_absolute() and not path.is_file() and root is not None:
+        path = root / path
+    if not path.is_file():
+        raise PipelineNotFound(f"No file {target} (looked in {Path.cwd()}).")
+    path = path.resolve()
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if file and _same(file, path):
+            return module
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    name = f"loopml_pipeline_file_{path.stem}_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise PipelineNotFound(f"Cannot load {path} as a Python module.")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    # Its folder goes on sys.path, as `python file.py` would do, so it can import neighbours.
+    folder = str(path.parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        sys.modules.pop(name, None)
+        raise
+    return module
+
+
+def _same(file: Any, path: Path) -> bool:
+    try:
+        return Path(file).resolve() == path
+    except (OSError, TypeError):
+        return False

@@ -1,0 +1,179 @@
+"""`loopml pipelines …` and `loopml scheduler run` through click's test runner."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+
+from loopml.workspace import Workspace
+
+FLOW = """
+from datetime import date
+from pathlib import Path
+
+from loopml.pipelines import on_event, on_new_data, pipeline, task
+
+@task
+def load(day: date, rows: int) -> list[int]:
+    return list(range(rows))
+
+@task(retries=1)
+def check(values: list[int], marker: str) -> list[int]:
+    if marker and not Path(marker).exists():
+        raise ValueError("no marker yet")
+    return values
+
+@task
+def fit(values: list[int]) -> float:
+    return sum(values) / max(len(values), 1)
+
+@pipeline(partition="day", triggers=[on_new_data("inbox"), on_event("alert", subject="flow")])
+def flow(day: date = date(2026, 11, 1), rows: int = 5, marker: str = ""):
+    return fit(check(load(day, rows), marker))
+"""
+
+
+@pytest.fixture
+def flow_file(workspace: Workspace) -> Path:
+    path = workspace.root / "flow.py"
+    path.write_text(textwrap.dedent(FLOW))
+    return path
+
+
+def test_show_prints_the_dag_as_text_and_mermaid(
+    invoke: Callable[..., Result], flow_file: Path
+) -> None:
+    result = invoke("pipelines", "show", "flow.py:flow")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "pipeline flow (3 tasks)"
+    assert "  check  ← load, param marker" in lines
+    assert "  partition key: day" in lines and "  trigger: data:inbox" in lines
+    mermaid = invoke("pipelines", "show", "flow.py", "--mermaid")
+    assert mermaid.stdout.startswith("flowchart TD\n")
+    assert "t0 --> t1" in mermaid.stdout
+
+
+def test_run_runs_show_run_and_json(
+    invoke: Callable[..., Result], invoke_json: Callable[..., object], flow_file: Path
+) -> None:
+    result = invoke("pipelines", "run", "flow.py", "--param", "rows=4", "-p", "day=2026-11-02")
+    assert result.exit_code == 0, result.output
+    assert "FINISHED" in result.stdout and "3 completed" in result.stdout
+    listed = invoke_json("pipelines", "runs")
+    assert isinstance(listed, list) and len(listed) == 1
+    run = listed[0]
+    assert run["partition"] == "2026-11-02" and run["params"]["rows"] == 4
+    assert run["task_counts"] == {"COMPLETED": 3}
+    shown = invoke("pipelines", "show-run", run["id"][:6])
+    assert shown.exit_code == 0, shown.output
+    assert "partition" in shown.stdout and "fit" in shown.stdout
+    detail = invoke_json("pipelines", "show-run", run["id"])
+    assert isinstance(detail, dict)
+    assert [t["node"] for t in detail["tasks"]] == ["load", "check", "fit"]
+    assert detail["tasks"][2]["output_format"] == "pickle"
+    mermaid = invoke("pipelines", "show-run", run["id"], "--mermaid")
+    assert "class t2 completed" in mermaid.stdout
+    again = invoke("pipelines", "run", "flow.py", "-p", "rows=4", "-p", "day=2026-11-02")
+    assert "3 cached" in again.stdout
+    forced = invoke("pipelines", "run", "flow.py", "-p", "rows=4", "--no-cache", "-x", "inline")
+    assert "3 completed" in forced.stdout
+
+
+def test_failed_run_exits_1_and_resume_finishes_it(
+    invoke: Callable[..., Result],
+    invoke_json: Callable[..., object],
+    error_lines: Callable[[Result], list[str]],
+    flow_file: Path,
+    tmp_path: Path,
+) -> None:
+    marker = tmp_path / "marker"
+    result = invoke("pipelines", "run", "flow.py", "-p", f"marker={marker}")
+    assert result.exit_code == 1
+    assert "error: Pipeline run" in result.stderr
+    assert "task 'check' failed: ValueError: no marker yet" in result.stderr
+    assert "FAILED" in result.stdout and "SKIPPED" in result.stdout
+    (run,) = invoke_json("pipelines", "runs", "--status", "failed")  # type: ignore[misc]
+    shown = invoke("pipelines", "show-run", run["id"])
+    assert "Task check failed" in shown.stdout and "ValueError: no marker yet" in shown.stdout
+    marker.touch()
+    resumed = invoke("pipelines", "resume", run["id"][:8])
+    assert resumed.exit_code == 0, resumed.output
+    assert "FINISHED" in resumed.stdout and "1 completed" not in resumed.stdout
+    detail = invoke_json("pipelines", "show-run", run["id"])
+    assert detail["attempt"] == 2  # type: ignore[index]
+    assert [t["attempts"] for t in detail["tasks"]] == [1, 1, 1]  # type: ignore[index]
+
+
+def test_backfill_and_replacing_partitions(
+    invoke: Callable[..., Result], invoke_json: Callable[..., object], flow_file: Path
+) -> None:
+    args = ("pipelines", "backfill", "flow.py", "--start", "2026-10-01", "--end", "2026-10-07")
+    result = invoke(*args, "--parallel", "3", "-p", "rows=3")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("FINISHED") == 7
+    again = invoke(*args, "-p", "rows=3")
+    assert again.stdout.count("0 ran, 3 reused") == 7
+    current = invoke_json("pipelines", "runs", "--current")
+    assert isinstance(current, list) and len(current) == 7
+    assert len(invoke_json("pipelines", "runs")) == 14  # type: ignore[arg-type]
+    assert {r["trigger"] for r in current} == {"backfill"}
+
+
+def test_scheduler_run_once_starts_triggered_runs(
+    invoke: Callable[..., Result],
+    invoke_json: Callable[..., object],
+    flow_file: Path,
+    workspace: Workspace,
+) -> None:
+    (workspace.root / "inbox").mkdir()
+    (workspace.root / "inbox" / "a.csv").write_text("1\n")
+    first = invoke("scheduler", "run", "flow.py:flow", "--once")
+    assert "0 run(s) triggered" in first.stdout  # first sight: the starting point
+    (workspace.root / "inbox" / "b.csv").write_text("2\n")
+    result = invoke("scheduler", "run", "flow.py:flow", "--once")
+    assert result.exit_code == 0, result.output
+    assert "claimed run" in result.stdout and "FINISHED" in result.stdout
+    assert "1 run(s) triggered" in result.stdout
+    quiet = invoke("scheduler", "run", "flow.py:flow", "--for", "0.3s", "--interval", "0.1s")
+    assert "0 run(s) triggered" in quiet.stdout
+    (run,) = invoke_json("pipelines", "runs")  # type: ignore[misc]
+    assert run["trigger"] == "data:inbox"
+
+
+def test_scheduler_reads_pipelines_from_the_config(
+    invoke: Callable[..., Result],
+    error_lines: Callable[[Result], list[str]],
+    flow_file: Path,
+    workspace: Workspace,
+) -> None:
+    assert "No pipelines to watch" in error_lines(invoke("scheduler", "run", "--once"))[0]
+    config = workspace.root / "loopml.toml"
+    config.write_text(config.read_text() + '\n[scheduler]\npipelines = ["flow.py:flow"]\n')
+    result = invoke("scheduler", "run", "--once")
+    assert result.exit_code == 0, result.output
+    assert "watching 1 pipeline(s): flow" in result.stdout
+
+
+def test_bad_input_is_one_error_line(
+    invoke: Callable[..., Result],
+    error_lines: Callable[[Result], list[str]],
+    flow_file: Path,
+) -> None:
+    assert "module 'no_such'" in error_lines(invoke("pipelines", "run", "no_such:flow"))[0]
+    assert "'nope' in" in error_lines(invoke("pipelines", "show", "flow.py:nope"))[0]
+    assert "must be a int" in error_lines(invoke("pipelines", "run", "flow.py", "-p", "rows=x"))[0]
+    assert "No pipeline run" in error_lines(invoke("pipelines", "show-run", "abcdef12"))[0]
+    assert "Unknown executor" in error_lines(invoke("pipelines", "run", "flow.py", "-x", "gpu"))[0]
+    bad = invoke("pipelines", "run", "flow.py", "-p", "rows")
+    assert bad.exit_code == 2 and "NAME=VALUE" in bad.stderr
+    bad_for = invoke("scheduler", "run", "flow.py", "--for", "soon")
+    assert bad_for.exit_code == 2 and "not a duration" in bad_for.stderr
+    result = invoke("pipelines", "runs")
+    assert "No pipeline runs yet." in result.stdout
+    assert json.loads(invoke("pipelines", "runs", "--json").stdout) == []
