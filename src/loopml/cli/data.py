@@ -1,0 +1,364 @@
+"""``loopml data``: version datasets with pointer files in git and bytes in the cache.
+
+Start-up matters here (``loopml data status`` runs in prompts and CI loops), so this module
+imports click and :mod:`loopml.data`, which reads ``loopml.toml`` and the stat index with the
+standard library; fsspec loads only for push/pull, the metadata database only for gc.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from loopml.cli.context import CliError, WorkspaceState
+from loopml.exceptions import LoopmlError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+LINK_HELP = (
+    "Link strategies to try in order, comma-separated, from reflink, hardlink, copy "
+    '(default: [data] link in loopml.toml, else "reflink,hardlink,copy").'
+)
+
+
+class DataGroup(click.Group):
+    """Shows a :class:`LoopmlError` as one ``error:`` line even when run on its own, and an
+    operating-system error (disk full, permission denied) the same way."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LoopmlError as exc:
+            raise CliError.from_error(exc) from exc
+        except OSError as exc:
+            where = f": {exc.filename}" if exc.filename else ""
+            raise CliError(f"{exc.strerror or exc}{where}") from exc
+
+
+def _workspace() -> str | None:
+    state = click.get_current_context().find_object(WorkspaceState)
+    location = state.location if state is not None else None
+    # A metadata-store URL names no folder; data versioning then works from the paths given.
+    return location if location and "://" not in location else None
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{n} B"
+
+
+def _jobs_option(f: F) -> F:
+    return click.option(
+        "--jobs", "-j", type=click.IntRange(1, 256), help="Parallel threads (default: automatic)."
+    )(f)
+
+
+def _json_option(f: F) -> F:
+    return click.option(
+        "--json", "as_json", is_flag=True, help="Print machine-readable JSON to stdout."
+    )(f)
+
+
+@click.group(cls=DataGroup)
+def data() -> None:
+    """Version datasets: pointer files in git, bytes in the cache and on remotes.
+
+    \b
+      loopml data add data/raw          # writes data/raw.loopml; commit it
+      loopml data status                # what changed since the pointer files
+      loopml data checkout --rev v1.0   # restore the data of a git revision
+      loopml data push / pull           # share versions through a remote
+    """
+
+
+@data.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@click.option("--link", metavar="ORDER", help=LINK_HELP)
+@_jobs_option
+def add(paths: tuple[str, ...], link: str | None, jobs: int | None) -> None:
+    """Version files or folders: cache their bytes, write PATH.loopml, git-ignore PATH."""
+    from loopml.data.versions import add as add_version
+
+    for path in paths:
+        version = add_version(path, link=link, workspace=_workspace(), jobs=jobs)
+        what = f"{version.files} files" if version.kind == "folder" else "1 file"
+        click.echo(
+            f"Added {path}: {what}, {_size(version.size)}, version {version.hash[:12]} "
+            f"→ {path.rstrip('/')}.loopml"
+        )
+    pointers = " ".join(f"{p.rstrip('/')}.loopml" for p in paths)
+    click.echo(f"Commit the pointer files: git add {pointers} .gitignore")
+
+
+@data.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--verbose", "-v", is_flag=True, help="Also say how many files were hashed.")
+@_json_option
+@_jobs_option
+def status(paths: tuple[str, ...], verbose: bool, as_json: bool, jobs: int | None) -> None:
+    """Show files added, modified or deleted since the pointer files (default: all)."""
+    from loopml.data.changes import status as data_status
+
+    results = []
+    for path in paths or (None,):
+        results.extend(data_status(path, workspace=_workspace(), jobs=jobs))
+    if as_json:
+        import json
+
+        rows = [
+            {
+                "path": str(s.path),
+                "hash": s.hash,
+                "clean": s.clean,
+                "added": list(s.added),
+                "modified": list(s.modified),
+                "deleted": list(s.deleted),
+                "note": s.note,
+                "files": s.files,
+                "hashed": s.hashed,
+            }
+            for s in results
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not results:
+        click.echo("No versioned data here. Version some with `loopml data add PATH`.")
+    for s in results:
+        name = os.path.relpath(s.path)
+        hashed = f" (hashed {s.hashed} of {s.files} files)" if verbose else ""
+        if s.clean:
+            click.echo(f"{name}: up to date{hashed}")
+            continue
+        counts = f"{len(s.modified)} modified, {len(s.added)} added, {len(s.deleted)} deleted"
+        click.echo(f"{name}: {s.note or counts}{hashed}")
+        for label, rels, color in (
+            ("modified", s.modified, "yellow"),
+            ("added", s.added, "green"),
+            ("deleted", s.deleted, "red"),
+        ):
+            for rel in rels:
+                shown = f"{name}/{rel}" if rel else name
+                click.echo(click.style(f"  {label + ':':<10}{shown}", fg=color))
+
+
+@data.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--rev", metavar="GITREV", help="Restore the version of this git revision.")
+@click.option("--link", metavar="ORDER", help=LINK_HELP)
+@click.option("--force", "-f", is_flag=True, help="Discard changes that are in no version.")
+@_jobs_option
+def checkout(
+    paths: tuple[str, ...], rev: str | None, link: str | None, force: bool, jobs: int | None
+) -> None:
+    """Restore data from the cache to match its pointer files (default: all)."""
+    from loopml.data.restore import checkout as data_checkout
+
+    for path in paths or (None,):
+        results = data_checkout(
+            path, rev=rev, link=link, force=force, workspace=_workspace(), jobs=jobs
+        )
+        for r in results:
+            how = ", ".join(f"{n} by {s}" for s, n in sorted(r.strategies.items()))
+            click.echo(
+                f"{os.path.relpath(r.path)}: {r.written} written{f' ({how})' if how else ''}, "
+                f"{r.removed} removed, {r.unchanged} unchanged (version {r.hash[:12]})"
+            )
+
+
+@data.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path())
+@_jobs_option
+def unprotect(paths: tuple[str, ...], jobs: int | None) -> None:
+    """Turn read-only linked files into writable copies, so they can be edited in place."""
+    from loopml.data.restore import unprotect as data_unprotect
+
+    for path in paths:
+        n = data_unprotect(path, workspace=_workspace(), jobs=jobs)
+        click.echo(f"{path}: {n} file(s) made writable copies")
+
+
+@data.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--remote", "-r", metavar="NAME", help="Remote to push to (default: the default).")
+@_jobs_option
+def push(paths: tuple[str, ...], remote: str | None, jobs: int | None) -> None:
+    """Upload the cached objects of versions (default: all) that the remote lacks."""
+    from loopml.data.transfer import push as data_push
+
+    for path in paths or (None,):
+        r = data_push(path, remote=remote, jobs=jobs, workspace=_workspace())
+        click.echo(
+            f"Pushed {r.transferred} object(s) ({_size(r.bytes)}) to {r.remote}; "
+            f"{r.present} already there."
+        )
+        if r.missing:
+            click.echo(
+                f"warning: {len(r.missing)} object(s) are not in the local cache and were not "
+                "pushed (e.g. " + r.missing[0] + ").",
+                err=True,
+            )
+
+
+@data.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--remote", "-r", metavar="NAME", help="Remote to pull from (default: the default).")
+@click.option("--rev", metavar="GITREV", help="Pull the version of this git revision.")
+@click.option("--no-checkout", is_flag=True, help="Only fill the cache; leave the files alone.")
+@click.option("--link", metavar="ORDER", help=LINK_HELP)
+@click.option("--force", "-f", is_flag=True, help="Discard changes that are in no version.")
+@_jobs_option
+def pull(
+    paths: tuple[str, ...],
+    remote: str | None,
+    rev: str | None,
+    no_checkout: bool,
+    link: str | None,
+    force: bool,
+    jobs: int | None,
+) -> None:
+    """Download missing objects of versions (default: all), verify them, check them out."""
+    from loopml.data.transfer import pull as data_pull
+
+    for path in paths or (None,):
+        r = data_pull(
+            path,
+            remote=remote,
+            rev=rev,
+            checkout=not no_checkout,
+            link=link,
+            force=force,
+            jobs=jobs,
+            workspace=_workspace(),
+        )
+        click.echo(
+            f"Pulled {r.transferred} object(s) ({_size(r.bytes)}) from {r.remote}; "
+            f"{r.present} already cached."
+        )
+
+
+@data.group(cls=DataGroup)
+def remote() -> None:
+    """Manage data remotes (stored under [data.remotes] in loopml.toml)."""
+
+
+@remote.command("add")
+@click.argument("name")
+@click.argument("url")
+@click.option("--default", "-d", "make_default", is_flag=True, help="Make it the default.")
+@click.option(
+    "--option",
+    "-o",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="fsspec storage option, e.g. -o endpoint_url=http://127.0.0.1:9000 (repeatable).",
+)
+def remote_add(name: str, url: str, make_default: bool, options: tuple[str, ...]) -> None:
+    """Add (or replace) the remote NAME at URL (any fsspec URL or a folder)."""
+    from loopml.data.remotes import add_remote
+
+    parsed: dict[str, Any] = {}
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--option takes KEY=VALUE, got {item!r}")
+        parsed[key] = {"true": True, "false": False}.get(value.lower(), value)
+    r = add_remote(name, url, default=make_default, options=parsed, workspace=_workspace())
+    click.echo(f"Remote {r.name} → {r.url}{' (default)' if r.default else ''}")
+
+
+@remote.command("list")
+@_json_option
+def remote_list(as_json: bool) -> None:
+    """List the data remotes."""
+    from loopml.data.remotes import list_remotes
+
+    remotes = list_remotes(workspace=_workspace())
+    if as_json:
+        import json
+
+        rows = [
+            {"name": r.name, "url": r.url, "default": r.default, "options": r.options}
+            for r in remotes
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not remotes:
+        click.echo("No data remotes. Add one with `loopml data remote add NAME URL --default`.")
+    for r in remotes:
+        suffix = "\t(default)" if r.default else ""
+        click.echo(f"{r.name}\t{r.url}{suffix}")
+
+
+@remote.command("remove")
+@click.argument("name")
+def remote_remove(name: str) -> None:
+    """Remove the remote NAME from loopml.toml (its objects stay where they are)."""
+    from loopml.data.remotes import remove_remote
+
+    remove_remote(name, workspace=_workspace())
+    click.echo(f"Removed remote {name}.")
+
+
+@remote.command("default")
+@click.argument("name")
+def remote_default(name: str) -> None:
+    """Make NAME the remote push and pull use by default."""
+    from loopml.data.remotes import set_default_remote
+
+    set_default_remote(name, workspace=_workspace())
+    click.echo(f"Default remote: {name}")
+
+
+@data.command()
+@click.option("--force", "-f", is_flag=True, help="Delete the objects (default: only list them).")
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=600.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="Keep objects written this recently (a writer may not have recorded them yet).",
+)
+@_json_option
+def gc(force: bool, grace: float, as_json: bool) -> None:
+    """Remove cache objects no pointer file in the workspace needs (dry run by default).
+
+    Blobs recorded in the metadata database (run artifacts) are always kept.
+    """
+    from loopml.data.collect import gc as data_gc
+
+    r = data_gc(force=force, grace_s=grace, workspace=_workspace())
+    if as_json:
+        import json
+
+        rows = {
+            "removed" if force else "would_remove": list(r.removed),
+            "bytes": r.bytes,
+            "kept": r.kept,
+            "recent": r.recent,
+            "dry_run": r.dry_run,
+        }
+        click.echo(json.dumps(rows, indent=2))
+        return
+    verb = "removed" if force else "would remove"
+    for digest in r.removed:
+        click.echo(f"{verb} {digest}")
+    summary = f"{len(r.removed)} unreferenced object(s) ({_size(r.bytes)})"
+    click.echo(
+        f"{'Removed ' + summary + ' from' if force else summary.capitalize() + ' in'} {r.cache}; "
+        f"{r.kept} kept, {r.recent} too recent to judge (--grace)."
+    )
+    if not force and r.removed:
+        click.echo("Run `loopml data gc --force` to delete them.")
+
+
+if __name__ == "__main__":
+    data()

@@ -1,0 +1,156 @@
+"""Where data versioning works: the workspace root, its cache, its stat index, its settings.
+
+Opening one reads ``loopml.toml`` through :mod:`loopml.config` (cheap) and nothing else: the
+metadata database is opened only by ``gc``, the remote only by ``push``/``pull``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopml.config import STATE_DIR, Settings, find_config, load_settings
+from loopml.data.cache import Cache
+from loopml.data.errors import DataNotFound
+from loopml.data.index import StatIndex
+from loopml.data.parallel import threads_for
+from loopml.data.pointers import find_pointers, is_pointer, pointer_path, target_path
+from loopml.exceptions import InvalidConfig, InvalidInput
+
+if TYPE_CHECKING:
+    from loopml.data.links import Linker
+
+WorkspaceLike = str | os.PathLike[str] | Settings | None
+INDEX_FILE = "data-index.sqlite"
+
+
+class DataRepo:
+    """The data side of one workspace. Close it (or use ``with``) to release the index."""
+
+    def __init__(self, settings: Settings, jobs: int | None = None) -> None:
+        self.settings = settings
+        self.root = settings.root
+        self._root = os.fspath(self.root)
+        self.state_dir = self.root / STATE_DIR
+        self.index = StatIndex(self.state_dir / INDEX_FILE)
+        self.cache = Cache(self.cache_dir(), self.index, self.key(self.cache_dir()) + "/")
+        self.jobs = jobs  # None: chosen per operation (see threads)
+
+    @classmethod
+    def open(
+        cls, workspace: WorkspaceLike = None, *, near: Path | None = None, jobs: int | None = None
+    ) -> DataRepo:
+        """The repo of ``workspace`` (a folder, ``loopml.toml`` or Settings), else the one
+        whose ``loopml.toml`` is nearest above ``near``, else the current directory's."""
+        if isinstance(workspace, Settings):
+            return cls(workspace, jobs)
+        if workspace is not None:
+            return cls(load_settings(workspace), jobs)
+        if near is not None:
+            folder = Path(os.path.abspath(near))
+            config = find_config(folder if folder.is_dir() else folder.parent)
+            if config is not None:
+                return cls(load_settings(config), jobs)
+        return cls(load_settings(), jobs)
+
+    def __enter__(self) -> DataRepo:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.index.close()
+
+    def threads(self, total_bytes: int, count: int) -> int:
+        return threads_for(self.jobs, total_bytes, count)
+
+    # -- settings --------------------------------------------------------------------------
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The ``[data]`` table of ``loopml.toml``."""
+        section = self.settings.extra.get("data", {})
+        if not isinstance(section, dict):
+            raise InvalidConfig(f"[data] in loopml.toml must be a table, got {section!r}")
+        return section
+
+    def cache_dir(self) -> Path:
+        url = self.settings.artifacts_url
+        if "://" not in url:  # a local blob folder: data versions share it
+            return Path(url)
+        return self.state_dir / "cache"
+
+    def linker(self, link: str | list[str] | tuple[str, ...] | None = None) -> Linker:
+        """The link strategies: ``link`` (``--link``), else ``[data] link``, else
+        reflink → hardlink → copy (for ``add`` as for checkouts, as DVC does)."""
+        from loopml.data.links import DEFAULT_ORDER, Linker, parse_order
+
+        if link is not None:
+            return Linker(parse_order(link, "--link"))
+        return Linker(parse_order(self.config.get("link", list(DEFAULT_ORDER)), "[data] link"))
+
+    # -- paths -----------------------------------------------------------------------------
+
+    def key(self, path: Path | str) -> str:
+        """The stat-index key of a path: relative to the root (posix), else absolute."""
+        text = os.fspath(path)
+        if text.startswith(self._root + os.sep):
+            rel = text[len(self._root) + 1 :]
+            return rel.replace(os.sep, "/") if os.sep != "/" else rel
+        return text
+
+    def target(self, path: str | os.PathLike[str]) -> Path:
+        """The absolute data path for a user's path (or its pointer's), checked to be ours.
+
+        A relative path is relative to the current directory, or else to the root.
+        """
+        given = Path(os.path.abspath(path))
+        if not Path(path).is_absolute() and self.root not in given.parents:
+            given = self.root / path  # relative to a workspace named explicitly
+        if is_pointer(given):
+            given = target_path(given)
+        # Resolve the folder (symlinks such as /tmp → /private/tmp) but keep the name itself.
+        target = given.parent.resolve() / given.name
+        if target == self.root or self.root not in target.parents:
+            raise InvalidInput(
+                f"{path} is not inside the workspace at {self.root}; version data inside it."
+            )
+        for inner in (self.state_dir, self.cache_dir()):
+            if target == inner or inner in target.parents:
+                raise InvalidInput(
+                    f"{path} is loopml's own state ({inner}); it can't be versioned."
+                )
+        return target
+
+    def targets(self, paths: list[str] | tuple[str, ...] | None) -> list[Path]:
+        """Versioned data named by ``paths`` (data paths, pointer files, or folders holding
+        pointer files); every versioned path in the workspace when ``paths`` is empty."""
+        if not paths:
+            return [target_path(p) for p in sorted(find_pointers(self.root))]
+        found: list[Path] = []
+        for path in paths:
+            target = self.target(path)
+            if pointer_path(target).is_file():
+                found.append(target)
+                continue
+            inner = sorted(find_pointers(target)) if target.is_dir() else []
+            if not inner:
+                raise DataNotFound(
+                    f"{path} is not versioned: there is no pointer file {pointer_path(target)}"
+                    + (
+                        ""
+                        if not target.exists()
+                        else f". Version it with `loopml data add {path}`."
+                    )
+                )
+            found.extend(target_path(p) for p in inner)
+        return list(dict.fromkeys(found))
+
+    def display(self, path: Path) -> str:
+        """A path as the user sees it: relative to the current directory when below it."""
+        try:
+            return os.path.relpath(path)
+        except ValueError:
+            return os.fspath(path)

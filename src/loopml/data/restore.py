@@ -1,0 +1,270 @@
+"""Restoring versions from the cache: ``checkout``, ``open`` and ``unprotect``.
+
+A checkout first works out what it will write and remove, refuses (without ``force``) when
+that would discard bytes no cached version holds, verifies every object it needs, and only
+then touches the workspace, one file at a time, each by an atomic rename.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from loopml.data.errors import UncommittedChanges
+from loopml.data.git import pointer_at_rev
+from loopml.data.index import Stamp, is_racy, stamp
+from loopml.data.links import Linker, copy_hashed
+from loopml.data.manifest import version_files
+from loopml.data.parallel import parallel_map
+from loopml.data.pointers import Pointer, pointer_path, read_pointer
+from loopml.data.repo import DataRepo, WorkspaceLike
+from loopml.data.tree import FILE, scan
+from loopml.exceptions import BlobNotFound
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    """What one checkout did to the data at ``path``."""
+
+    path: Path
+    hash: str
+    written: int = 0
+    removed: int = 0
+    unchanged: int = 0
+    strategies: dict[str, int] = field(default_factory=dict)
+
+
+def checkout(
+    path: str | os.PathLike[str] | None = None,
+    *,
+    rev: str | None = None,
+    link: str | list[str] | None = None,
+    force: bool = False,
+    workspace: WorkspaceLike = None,
+    jobs: int | None = None,
+) -> list[CheckoutResult]:
+    """Make the data at ``path`` (default: every versioned path) match its pointer file, or
+    the pointer file as it was in git revision ``rev``."""
+    near = Path(path) if path is not None else None
+    with DataRepo.open(workspace, near=near, jobs=jobs) as repo:
+        linker = repo.linker(link)
+        targets = repo.targets([os.fspath(path)] if path is not None else None)
+        return [checkout_in(repo, t, load_pointer(t, rev), linker, force) for t in targets]
+
+
+def load_pointer(target: Path, rev: str | None) -> Pointer:
+    return pointer_at_rev(pointer_path(target), rev) if rev else read_pointer(pointer_path(target))
+
+
+def needed_files(repo: DataRepo, target: Path, pointer: Pointer) -> dict[str, tuple[str, int]]:
+    files = version_files(repo, pointer, str(pointer_path(target)))
+    if files is None:
+        raise BlobNotFound(
+            f"Version {pointer.hash[:12]}… of {repo.display(target)} is not in the cache "
+            f"(its manifest is missing). Fetch it with `loopml data pull {repo.display(target)}`."
+        )
+    return files
+
+
+def verify_objects(repo: DataRepo, target: Path, digests: list[str]) -> None:
+    missing, corrupt = repo.cache.verify(digests, repo.jobs)
+    if corrupt:
+        raise repo.cache.corrupt(corrupt)
+    if missing:
+        raise BlobNotFound(
+            f"{len(missing)} file(s) of {repo.display(target)} are not in the cache (e.g. "
+            f"{missing[0]}). Fetch them with `loopml data pull {repo.display(target)}`."
+        )
+
+
+def checkout_in(
+    repo: DataRepo, target: Path, pointer: Pointer, linker: Linker, force: bool
+) -> CheckoutResult:
+    wanted = needed_files(repo, target, pointer)
+    tree = scan(repo, target)
+    if tree.kind is not None and tree.kind != pointer.kind:
+        at_risk = [rel for rel, (d, _) in tree.files.items() if not repo.cache.has(d)]
+        if at_risk and not force:
+            raise _uncommitted(repo, target, at_risk)
+        _remove_path(target)
+        tree = scan(repo, target)
+    now = tree.files
+    write = sorted(rel for rel, (d, _) in wanted.items() if now.get(rel, ("",))[0] != d)
+    remove = sorted(rel for rel in now if rel not in wanted)
+    at_risk = [r for r in [*write, *remove] if r in now and not repo.cache.has(now[r][0])]
+    if at_risk and not force:
+        raise _uncommitted(repo, target, at_risk)
+    verify_objects(repo, target, [wanted[rel][0] for rel in write])
+
+    prefix = repo.key(target) + ("/" if pointer.kind == "folder" else "")
+    for rel in remove:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target / rel)
+    repo.index.forget(prefix + rel for rel in remove)
+    _prune_empty(target, remove)
+    if pointer.kind == "folder":
+        target.mkdir(exist_ok=True)
+        for folder in sorted({rel.rsplit("/", 1)[0] for rel in write if "/" in rel}):
+            _make_folder(target / folder)
+    dst_dev = os.stat(target if pointer.kind == "folder" else target.parent).st_dev
+    seen_ns = time.time_ns()
+
+    def place(rel: str) -> tuple[str, os.stat_result]:
+        dst = os.fspath(target / rel) if rel != FILE else os.fspath(target)
+        strategy = repo.cache.materialize(wanted[rel][0], dst, linker, dst_dev)
+        return strategy, os.stat(dst)
+
+    threads = repo.threads(sum(wanted[rel][1] for rel in write), len(write))
+    placed = parallel_map(place, write, threads)
+    rows: list[tuple[str, Stamp, str]] = []
+    for rel, (_, st) in zip(write, placed, strict=True):
+        digest = wanted[rel][0]
+        if is_racy(st, seen_ns):
+            continue
+        rows.append((prefix + rel, stamp(st), digest))
+    repo.index.record(rows)
+
+    return CheckoutResult(
+        target,
+        pointer.hash,
+        written=len(write),
+        removed=len(remove),
+        unchanged=len(wanted) - len(write),
+        strategies=dict(Counter(s for s, _ in placed)),
+    )
+
+
+def _uncommitted(repo: DataRepo, target: Path, rels: list[str]) -> UncommittedChanges:
+    shown = ", ".join(repo.display(target / r) if r else repo.display(target) for r in rels[:5])
+    more = f" and {len(rels) - 5} more" if len(rels) > 5 else ""
+    return UncommittedChanges(
+        f"Checkout would overwrite or delete {len(rels)} file(s) whose content is in no "
+        f"version: {shown}{more}. Version them first with `loopml data add "
+        f"{repo.display(target)}`, or discard them with --force."
+    )
+
+
+def _make_folder(folder: Path) -> None:
+    if folder.is_file() or folder.is_symlink():  # a file where the version has a folder
+        folder.unlink()
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def _remove_path(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _prune_empty(target: Path, removed: list[str]) -> None:
+    folders = {rel.rsplit("/", 1)[0] for rel in removed if "/" in rel}
+    for folder in sorted(folders, key=lambda f: f.count("/"), reverse=True):
+        parts = folder.split("/")
+        while parts:
+            try:
+                os.rmdir(target.joinpath(*parts))
+            except OSError:
+                break
+            parts.pop()
+
+
+def open_version(
+    path: str | os.PathLike[str],
+    rev: str | None = None,
+    *,
+    workspace: WorkspaceLike = None,
+) -> IO[bytes] | Path:
+    """A version's content: a binary file object for a file, a folder path for a folder.
+
+    A folder whose working copy matches the version is returned as it is; any other version is
+    materialized (read-only, linked from the cache) under ``.loopml/checkouts/<hash>``.
+    """
+    with DataRepo.open(workspace, near=Path(path)) as repo:
+        target = repo.target(path)
+        pointer = load_pointer(target, rev)
+        if pointer.kind == "file":
+            missing, corrupt = repo.cache.verify([pointer.hash], 1)
+            if corrupt:
+                raise repo.cache.corrupt(corrupt)
+            if not missing:
+                return open(repo.cache.path_of(pointer.hash), "rb")  # noqa: SIM115
+            tree = scan(repo, target)
+            if tree.files.get(FILE, ("",))[0] == pointer.hash:
+                return open(target, "rb")  # noqa: SIM115
+            verify_objects(repo, target, [pointer.hash])  # raises BlobNotFound
+        wanted = needed_files(repo, target, pointer)
+        if rev is None:
+            tree = scan(repo, target)
+            if tree.kind == "folder" and {r: d for r, (d, _) in tree.files.items()} == {
+                r: d for r, (d, _) in wanted.items()
+            }:
+                return target
+        return _materialize(repo, target, pointer, wanted)
+
+
+def _materialize(
+    repo: DataRepo, target: Path, pointer: Pointer, wanted: dict[str, tuple[str, int]]
+) -> Path:
+    final = repo.state_dir / "checkouts" / pointer.hash
+    if final.is_dir():
+        return final
+    verify_objects(repo, target, [d for d, _ in wanted.values()])
+    tmp = final.with_name(f".tmp-{pointer.hash[:12]}-{os.getpid()}-{time.time_ns()}")
+    tmp.mkdir(parents=True)
+    try:
+        linker = repo.linker()
+        dev = os.stat(tmp).st_dev
+        for folder in sorted({rel.rsplit("/", 1)[0] for rel in wanted if "/" in rel}):
+            (tmp / folder).mkdir(parents=True, exist_ok=True)
+
+        def place(rel: str) -> None:
+            dst = os.fspath(tmp / rel)
+            if repo.cache.materialize(wanted[rel][0], dst, linker, dev) != "hardlink":
+                os.chmod(dst, 0o444)  # shared by every reader: keep it unmodified
+
+        threads = repo.threads(sum(s for _, s in wanted.values()), len(wanted))
+        parallel_map(place, sorted(wanted), threads)
+        try:
+            os.rename(tmp, final)
+        except OSError:  # another process materialized it first
+            if not final.is_dir():
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def unprotect(
+    path: str | os.PathLike[str], *, workspace: WorkspaceLike = None, jobs: int | None = None
+) -> int:
+    """Replace the read-only links at ``path`` with writable copies, so they can be edited
+    without touching the cache. Returns how many files were copied."""
+    with DataRepo.open(workspace, near=Path(path), jobs=jobs) as repo:
+        target = repo.target(path)
+        tree = scan(repo, target)
+        protected = [
+            rel
+            for rel, st in tree.stats.items()
+            if st.st_nlink > 1 or not os.access(target / rel if rel else target, os.W_OK)
+        ]
+
+        def copy(rel: str) -> None:
+            dst = target / rel if rel else target
+            tmp = dst.with_name(f".{dst.name}.unprotect-{os.getpid()}")
+            try:
+                copy_hashed(os.fspath(dst), os.fspath(tmp))
+                os.replace(tmp, dst)
+            finally:
+                tmp.unlink(missing_ok=True)
+
+        size = sum(tree.stats[rel].st_size for rel in protected)
+        parallel_map(copy, protected, repo.threads(size, len(protected)))
+        return len(protected)

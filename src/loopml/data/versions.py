@@ -1,0 +1,146 @@
+"""Data versions: ``add`` hashes a file or folder into the cache and writes its pointer file."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopml.data.cache import Stored
+from loopml.data.errors import DataNotFound
+from loopml.data.git import ignore_in_git
+from loopml.data.index import Stamp, digest_if_unchanged, is_racy, stamp
+from loopml.data.manifest import (
+    FILE,
+    Entry,
+    WalkedFile,
+    check_name,
+    folder_hash,
+    manifest_bytes,
+    walk_files,
+)
+from loopml.data.parallel import parallel_map
+from loopml.data.pointers import (
+    POINTER_SUFFIX,
+    Kind,
+    Pointer,
+    is_pointer,
+    pointer_path,
+    tracked_ancestor,
+    write_pointer,
+)
+from loopml.data.repo import DataRepo, WorkspaceLike
+from loopml.exceptions import InvalidInput
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """One version of a file or folder: its hash is the data version ``log_input`` records."""
+
+    path: Path
+    hash: str
+    size: int
+    files: int
+    kind: Kind = "folder"
+
+    @property
+    def pointer(self) -> Path:
+        return pointer_path(self.path)
+
+
+def add(
+    path: str | os.PathLike[str],
+    *,
+    link: str | list[str] | None = None,
+    workspace: WorkspaceLike = None,
+    jobs: int | None = None,
+) -> DataVersion:
+    """Version a file or folder: cache its files, write ``PATH.loopml``, git-ignore ``PATH``.
+
+    >>> v = loopml.data.add("data/raw")      # DataVersion(path=…, hash='9f2c…', size=…, files=…)
+    """
+    given = Path(path)
+    if is_pointer(given):
+        raise InvalidInput(
+            f"{path} is a pointer file; add the data it points to: "
+            f"`loopml data add {str(path)[: -len(POINTER_SUFFIX)]}`"
+        )
+    with DataRepo.open(workspace, near=given, jobs=jobs) as repo:
+        return add_in(repo, repo.target(given), link)
+
+
+def add_in(repo: DataRepo, target: Path, link: str | list[str] | None = None) -> DataVersion:
+    if not os.path.exists(target):
+        raise DataNotFound(f"Cannot add {target}: no such file or folder.")
+    ancestor = tracked_ancestor(target, repo.root)
+    if ancestor is not None:
+        raise InvalidInput(
+            f"{target} is inside the versioned folder {ancestor}; "
+            f"version the whole folder again with `loopml data add {ancestor}`."
+        )
+    linker = repo.linker(link)
+    seen_ns = time.time_ns()
+    if target.is_dir():
+        walked = walk_files(target)
+        prefix = repo.key(target) + "/"
+        _check_names(walked, target)
+    else:
+        walked = [(FILE, os.fspath(target), target.stat())]
+        prefix = repo.key(target)
+    known = repo.index.load(prefix)
+
+    def store(item: WalkedFile) -> Stored:
+        rel, path, st = item
+        digest = digest_if_unchanged(known.get(prefix + rel), st)
+        return repo.cache.store(path, st, digest, linker)
+
+    threads = repo.threads(sum(st.st_size for _, _, st in walked), len(walked))
+    stored = parallel_map(store, walked, threads)
+
+    rows: list[tuple[str, Stamp, str]] = []
+    entries: list[Entry] = []
+    for (rel, _, _), s in zip(walked, stored, strict=True):
+        entries.append((rel, s.digest, s.size))
+        stable = not is_racy(s.source_stat, seen_ns)
+        if stable:
+            rows.append((prefix + rel, stamp(s.source_stat), s.digest))
+        if s.strategy == "hardlink" and stable:
+            rows.append((repo.cache.key_of(s.digest), stamp(s.source_stat), s.digest))
+        elif s.strategy == "copy" or (s.strategy == "reflink" and stable):
+            obj_stat = os.stat(repo.cache.path_of(s.digest))
+            rows.append((repo.cache.key_of(s.digest), stamp(obj_stat), s.digest))
+
+    if target.is_dir():
+        data = manifest_bytes(entries)
+        digest = folder_hash(entries, data)
+        repo.cache.put_bytes(data)
+        version = DataVersion(target, digest, sum(e[2] for e in entries), len(entries), "folder")
+        gone = set(known) - {prefix + rel for rel, _, _ in walked}
+    else:
+        _, digest, size = entries[0]
+        version = DataVersion(target, digest, size, 1, "file")
+        gone = set()
+    repo.index.record(rows)
+    repo.index.forget(gone)
+    write_pointer(
+        pointer_path(target), Pointer(version.kind, version.hash, version.size, version.files)
+    )
+    ignore_in_git(target)
+    return version
+
+
+def _check_names(walked: list[WalkedFile], target: Path) -> None:
+    rels = {rel for rel, _, _ in walked}
+    dirs: set[str] | None = None
+    for rel in rels:
+        check_name(rel)
+        if rel.endswith(POINTER_SUFFIX):
+            inner = rel[: -len(POINTER_SUFFIX)]
+            if dirs is None:
+                dirs = {r[:i] for r in rels for i, c in enumerate(r) if c == "/"}
+            if inner in rels or inner in dirs:
+                raise InvalidInput(
+                    f"{target} contains versioned data ({target / inner}); versions can't nest. "
+                    f"Delete {target / rel} first, or add {target / inner} on its own."
+                )

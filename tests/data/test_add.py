@@ -1,0 +1,189 @@
+"""``loopml.data.add``: hashing into the cache, the pointer file, and bad input."""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+import loopml.data
+from loopml.data import DataNotFound, DataVersion
+from loopml.data.manifest import manifest_bytes
+from loopml.exceptions import InvalidInput
+from loopml.store.blobs import hash_file
+from loopml.tracking.inputs import dataset_ref, hash_folder
+
+TREE: dict[str, bytes | int] = {
+    "a.csv": b"x,y\n1,2\n",
+    "sub/b.bin": 300_000,
+    "sub/deeper/c.txt": b"c",
+    "empty": b"",
+    "naïve name.txt": b"unicode",
+}
+
+
+def objects(root: Path) -> set[str]:
+    blobs = root / ".loopml" / "blobs"
+    return {p.parent.name + p.name for p in blobs.glob("*/*") if not p.name.startswith(".")}
+
+
+def test_add_folder_writes_pointer_and_caches_every_file(
+    ws: Path, make_tree: Callable[..., Path]
+) -> None:
+    data = make_tree(ws / "data", TREE)
+    version = loopml.data.add("data")
+    digest, size, count = hash_folder(data)
+    assert version == DataVersion(data, digest, size, count, "folder")
+    assert (ws / "data.loopml").read_text().splitlines()[1:] == [
+        "kind: folder",
+        f"hash: {digest}",
+        f"size: {size}",
+        f"files: {count}",
+    ]
+    file_digests = {hash_file(p) for p in data.rglob("*") if p.is_file()}
+    assert objects(ws) == file_digests | {digest}
+    for d in file_digests | {digest}:
+        mode = (ws / ".loopml/blobs" / d[:2] / d[2:]).stat().st_mode
+        assert not mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH), "objects are read-only"
+    # The folder's hash is the object holding its manifest.
+    entries = [
+        (p.relative_to(data).as_posix(), hash_file(p), p.stat().st_size)
+        for p in data.rglob("*")
+        if p.is_file()
+    ]
+    assert (ws / ".loopml/blobs" / digest[:2] / digest[2:]).read_bytes() == manifest_bytes(entries)
+    assert (ws / ".gitignore").read_text() == "/data\n"
+
+
+def test_log_input_records_the_same_version(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data", TREE)
+    version = loopml.data.add("data")
+    assert dataset_ref(ws / "data").digest == version.hash  # hashing the folder
+    assert dataset_ref(ws / "data.loopml").digest == version.hash  # reading the pointer
+    assert dataset_ref(ws / "data.loopml").file_count == version.files
+
+
+def test_add_file(ws: Path) -> None:
+    (ws / "model.bin").write_bytes(b"weights" * 1000)
+    version = loopml.data.add(ws / "model.bin")
+    assert version.kind == "file"
+    assert version.hash == hash_file(ws / "model.bin") == dataset_ref(ws / "model.bin").digest
+    assert version.pointer == ws / "model.bin.loopml"
+    assert objects(ws) == {version.hash}
+
+
+def test_add_links_read_only_by_default(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data", {"a": 10, "b": 20})
+    loopml.data.add("data")
+    for name in ("a", "b"):
+        st = (ws / "data" / name).stat()
+        assert st.st_nlink == 2, "the file is the cache object"
+        assert not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    assert loopml.data.unprotect("data") == 2
+    st = (ws / "data/a").stat()
+    assert st.st_nlink == 1 and st.st_mode & stat.S_IWUSR
+    assert loopml.data.status("data")[0].clean
+
+
+def test_add_can_keep_files_independent(
+    ws: Path, make_tree: Callable[..., Path], set_config: Callable[[str], None]
+) -> None:
+    set_config('[data]\nlink = ["reflink", "copy"]')
+    make_tree(ws / "data", {"a": 10})
+    loopml.data.add("data")
+    st = (ws / "data/a").stat()
+    assert st.st_nlink == 1 and st.st_mode & stat.S_IWUSR
+
+
+def test_readd_unchanged_hashes_nothing(
+    ws: Path, make_tree: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tree(ws / "data", {f"f{i}": 100 for i in range(20)})
+    first = loopml.data.add("data")
+    calls: list[str] = []
+    import loopml.data.cache as cache
+
+    real = cache.hash_path
+    monkeypatch.setattr(cache, "hash_path", lambda p, *a: calls.append(p) or real(p, *a))
+    assert loopml.data.add("data") == first
+    assert calls == []
+
+
+@pytest.mark.parametrize("size", [0, 1, 4096, (1 << 20) + 1, (4 << 20) + 3])
+def test_small_file_hashing_agrees_with_the_blob_store(tmp_path: Path, size: int) -> None:
+    from loopml.data.cache import hash_path
+
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(size))
+    assert hash_path(str(path), size) == hash_path(str(path)) == hash_file(path)
+
+
+def test_add_empty_folder(ws: Path) -> None:
+    (ws / "empty").mkdir()
+    version = loopml.data.add("empty")
+    assert (version.files, version.size) == (0, 0)
+    assert version.hash == hash_folder(ws / "empty")[0]
+
+
+def test_cache_is_private_when_artifacts_are_remote(
+    ws: Path, make_tree: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPML_ARTIFACTS_URL", "memory://loopml-elsewhere")
+    make_tree(ws / "data", {"a": 10})
+    version = loopml.data.add("data")
+    assert (ws / ".loopml/cache" / version.hash[:2] / version.hash[2:]).is_file()
+
+
+def test_missing_path(ws: Path) -> None:
+    with pytest.raises(DataNotFound, match="no such file or folder"):
+        loopml.data.add("nope")
+
+
+def test_pointer_file_is_not_data(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data", {"a": 1})
+    loopml.data.add("data")
+    with pytest.raises(InvalidInput, match="is a pointer file; add the data it points to"):
+        loopml.data.add("data.loopml")
+
+
+def test_outside_the_workspace(ws: Path, tmp_path: Path) -> None:
+    (tmp_path / "outside.txt").write_text("x")
+    with pytest.raises(InvalidInput, match="not inside the workspace"):
+        loopml.data.add(tmp_path / "outside.txt", workspace=ws)
+
+
+def test_loopml_state_is_not_data(ws: Path) -> None:
+    with pytest.raises(InvalidInput, match="loopml's own state"):
+        loopml.data.add(".loopml")
+
+
+def test_versions_do_not_nest(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data", {"inner/a": 1, "b": 2})
+    loopml.data.add("data/inner")
+    with pytest.raises(InvalidInput, match="versions can't nest"):
+        loopml.data.add("data")
+    loopml.data.add("data/b")
+    os.unlink(ws / "data/inner.loopml")
+    os.unlink(ws / "data/b.loopml")
+    loopml.data.add("data")
+    with pytest.raises(InvalidInput, match="inside the versioned folder"):
+        loopml.data.add("data/inner")
+
+
+def test_unrepresentable_names(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data", {"tab\there": 1})
+    with pytest.raises(InvalidInput, match="tabs or line breaks"):
+        loopml.data.add("data")
+    assert not (ws / "data.loopml").exists()
+
+
+def test_symlinks_follow_log_inputs_rules(ws: Path, make_tree: Callable[..., Path]) -> None:
+    data = make_tree(ws / "data", {"real/a": 5})
+    (data / "link-to-file").symlink_to(data / "real" / "a")
+    (data / "link-to-folder").symlink_to(data / "real")
+    version = loopml.data.add("data")
+    assert version.hash == hash_folder(data)[0]
+    assert version.files == 2

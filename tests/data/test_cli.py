@@ -1,0 +1,145 @@
+"""``loopml data``: every command end to end through click, its help, and its start-up cost."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+
+from loopml.cli.data import data
+
+
+def invoke(*args: str) -> click.testing.Result:
+    return CliRunner().invoke(data, list(args), catch_exceptions=False)
+
+
+def commands(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
+    for name, command in group.commands.items():
+        yield f"{prefix}{name}", command
+        if isinstance(command, click.Group):
+            yield from commands(command, f"{prefix}{name} ")
+
+
+def test_every_command_has_help() -> None:
+    found = dict(commands(data))
+    assert {"add", "status", "checkout", "push", "pull", "gc", "remote add"} <= set(found)
+    for name, command in found.items():
+        assert command.help and command.help.strip(), f"`loopml data {name}` has no help"
+        result = CliRunner().invoke(data, [*name.split(), "--help"])
+        assert result.exit_code == 0, name
+
+
+def test_add_status_checkout(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data", {"a.txt": b"a", "b/c.txt": b"c"})
+    result = invoke("add", "data")
+    assert "Added data: 2 files" in result.output
+    assert "git add data.loopml .gitignore" in result.output
+    assert invoke("status").output == "data: up to date\n"
+    (ws / "data/a.txt").unlink()
+    (ws / "data/a.txt").write_text("changed")
+    (ws / "data/b/c.txt").unlink()
+    result = invoke("status", "-v")
+    assert "data: 1 modified, 0 added, 1 deleted (hashed 1 of 1 files)" in result.output
+    assert "modified: data/a.txt" in result.output
+    (row,) = json.loads(invoke("status", "--json", "data").output)
+    assert row["modified"] == ["a.txt"] and row["deleted"] == ["b/c.txt"] and not row["clean"]
+    result = CliRunner().invoke(data, ["checkout", "data"])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: Checkout would overwrite or delete 1 file")
+    result = invoke("checkout", "--force", "--link", "copy", "data")
+    assert "2 written (2 by copy)" in result.output or "1 written (1 by copy)" in result.output
+    assert invoke("status").output == "data: up to date\n"
+
+
+def test_errors_are_one_line(ws: Path) -> None:
+    result = CliRunner().invoke(data, ["add", "missing"])
+    assert result.exit_code == 1
+    assert (
+        result.output == "error: Cannot add " + str(ws / "missing") + ": no such file or folder.\n"
+    )
+    result = CliRunner().invoke(data, ["checkout", "--link", "symlink"])
+    assert result.exit_code == 1 and "choose from reflink, hardlink, copy" in result.output
+
+
+def test_remotes_push_pull_gc(ws: Path, make_tree: Callable[..., Path], tmp_path: Path) -> None:
+    make_tree(ws / "data", {"a": 100})
+    invoke("add", "data")
+    remote = tmp_path / "remote"
+    assert (
+        "(default)" in invoke("remote", "add", "nas", str(remote), "-o", "auto_mkdir=true").output
+    )
+    assert invoke("remote", "list").output == f"nas\t{remote}\t(default)\n"
+    assert "Pushed 2 object(s)" in invoke("push").output
+    assert "Pulled 0 object(s)" in invoke("pull").output
+    (ws / "data.loopml").unlink()
+    result = invoke("gc", "--grace", "0")
+    assert result.output.count("would remove ") == 2
+    assert "Run `loopml data gc --force`" in result.output
+    result = invoke("gc", "--grace", "0", "--force", "--json")
+    assert len(json.loads(result.output)["removed"]) == 2
+
+
+def test_root_command_reaches_the_data_group(ws: Path) -> None:
+    from loopml.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["data", "status"])
+    assert result.exit_code == 0
+    assert "No versioned data here" in result.output
+
+
+def test_status_imports_only_what_it_needs(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data", {"a": 10})
+    invoke("add", "data")
+    code = (
+        "import sys\n"
+        "from loopml.cli.main import main\n"
+        "try:\n"
+        "    main(['data', 'status'])\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('pandas', 'numpy', 'pyarrow', 'sqlalchemy', 'fsspec', 'rich', 'yaml',\n"
+        "         'loopml.workspace', 'loopml.tracking.api', 's3fs')\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy or m in heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ws, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.splitlines() == ["data: up to date", "[]"], done.stderr
+
+
+@pytest.mark.parametrize("args", [["add"], ["unprotect"]])
+def test_required_paths(args: list[str]) -> None:
+    result = CliRunner().invoke(data, args)
+    assert result.exit_code == 2 and "Missing argument" in result.output
+
+
+def test_public_api_names() -> None:
+    import importlib
+
+    import loopml.data
+
+    for module in ("changes", "restore", "collect", "transfer", "versions", "remotes"):
+        importlib.import_module(f"loopml.data.{module}")  # a submodule must not shadow a name
+    for name in loopml.data.__all__:
+        value = getattr(loopml.data, name)
+        assert callable(value), name
+
+
+def test_os_errors_are_one_line(ws: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import errno
+
+    import loopml.data.versions
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", "/cache/ab/cd")
+
+    monkeypatch.setattr(loopml.data.versions, "add", full)
+    result = CliRunner().invoke(data, ["add", "data"])
+    assert result.exit_code == 1
+    assert result.output == "error: No space left on device: /cache/ab/cd\n"

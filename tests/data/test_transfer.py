@@ -1,0 +1,209 @@
+"""push / pull against every kind of remote: a folder, memory://, and S3 (the moto server)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import loopml.data
+from loopml.config import write_default_config
+from loopml.exceptions import BlobNotFound, CorruptBlob, StoreUnavailable
+from loopml.store.blobs import hash_file
+from services import fresh_s3_bucket, s3_endpoint
+
+
+@dataclass
+class RemoteSpec:
+    url: str
+    options: dict[str, Any]
+
+    def fs(self) -> tuple[Any, str]:
+        from fsspec.core import url_to_fs
+
+        if "://" not in self.url:
+            return url_to_fs(self.url)
+        return url_to_fs(self.url, **self.options)
+
+    def object_path(self, digest: str) -> str:
+        fs, root = self.fs()
+        return f"{root.rstrip('/')}/{digest[:2]}/{digest[2:]}"
+
+
+@pytest.fixture
+def s3_remote() -> RemoteSpec:
+    endpoint = s3_endpoint()
+    return RemoteSpec(f"s3://{fresh_s3_bucket()}/datasets", {"endpoint_url": endpoint})
+
+
+@pytest.fixture(params=["folder", "memory", pytest.param("s3", marks=pytest.mark.s3)])
+def remote(request: pytest.FixtureRequest, tmp_path: Path) -> RemoteSpec:
+    if request.param == "folder":
+        return RemoteSpec(str(tmp_path / "remote"), {})
+    if request.param == "memory":
+        return RemoteSpec(f"memory://loopml-remote-{uuid.uuid4().hex}", {})
+    spec: RemoteSpec = request.getfixturevalue("s3_remote")
+    return spec
+
+
+def version_some_data(ws: Path, make_tree: Callable[..., Path], remote: RemoteSpec) -> Path:
+    make_tree(ws / "data", {f"f{i}.bin": 3000 + i for i in range(12)} | {"big.bin": 9 << 20})
+    (ws / "labels.csv").write_bytes(b"id,label\n")
+    loopml.data.add("data")
+    loopml.data.add("labels.csv")
+    loopml.data.add_remote("origin", remote.url, options=remote.options)
+    return ws
+
+
+@pytest.fixture
+def versioned(ws: Path, make_tree: Callable[..., Path], remote: RemoteSpec) -> Path:
+    return version_some_data(ws, make_tree, remote)
+
+
+def clone(ws: Path, tmp_path: Path) -> Path:
+    """What `git clone` gives: loopml.toml and the pointer files, no cache, no data."""
+    other = tmp_path / f"clone-{uuid.uuid4().hex[:6]}"
+    write_default_config(other)
+    for name in ("loopml.toml", "data.loopml", "labels.csv.loopml"):
+        shutil.copy(ws / name, other / name)
+    return other
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in folder.rglob("*") if p.is_file()
+    }
+
+
+def test_push_then_pull_into_a_clone(versioned: Path, tmp_path: Path) -> None:
+    pushed = loopml.data.push()
+    assert pushed.transferred == 13 + 1 + 1  # files, the manifest, labels.csv
+    assert pushed.bytes > 9 << 20 and not pushed.missing
+    other = clone(versioned, tmp_path)
+    pulled = loopml.data.pull(workspace=other)
+    assert pulled.transferred == 15
+    assert snapshot(other / "data") == snapshot(versioned / "data")
+    assert (other / "labels.csv").read_bytes() == b"id,label\n"
+    (s1, s2) = loopml.data.status(workspace=other)
+    assert s1.clean and s2.clean
+    again = loopml.data.pull(workspace=other)
+    assert again.transferred == 0 and again.present == 15
+
+
+def test_push_sends_only_missing_objects(versioned: Path, remote: RemoteSpec) -> None:
+    loopml.data.push("data")
+    again = loopml.data.push("data")
+    assert (again.transferred, again.present) == (0, 14)
+    digest = hash_file(versioned / "data/f3.bin")
+    fs, _ = remote.fs()
+    fs.rm(remote.object_path(digest))
+    third = loopml.data.push("data")
+    assert (third.transferred, third.present) == (1, 13)
+    assert fs.exists(remote.object_path(digest))
+
+
+@pytest.mark.s3
+def test_s3_checks_each_object_without_listing(
+    ws: Path,
+    make_tree: Callable[..., Path],
+    s3_remote: RemoteSpec,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    version_some_data(ws, make_tree, s3_remote)
+    import s3fs
+    from fsspec.asyn import sync_wrapper
+
+    calls: list[str] = []
+    real = s3fs.S3FileSystem._call_s3
+
+    async def spy(self: Any, method: str, *args: Any, **kwargs: Any) -> Any:
+        calls.append(method)
+        return await real(self, method, *args, **kwargs)
+
+    monkeypatch.setattr(s3fs.S3FileSystem, "_call_s3", spy)
+    monkeypatch.setattr(s3fs.S3FileSystem, "call_s3", sync_wrapper(spy))
+    loopml.data.push("data")
+    loopml.data.push("data")
+    assert not [c for c in calls if c.startswith("list")], calls
+    assert calls.count("head_object") == 28
+
+
+def test_pull_verifies_and_writes_nothing_corrupt(
+    versioned: Path, remote: RemoteSpec, tmp_path: Path
+) -> None:
+    loopml.data.push()
+    digest = hash_file(versioned / "data/f5.bin")
+    fs, _ = remote.fs()
+    path = remote.object_path(digest)
+    if "://" not in remote.url:
+        os.chmod(path, 0o644)
+    fs.pipe_file(path, b"x" * (3000 + 5))
+    other = clone(versioned, tmp_path)
+    with pytest.raises(CorruptBlob, match=f"Object {digest} arrived corrupted"):
+        loopml.data.pull("data", workspace=other)
+    cache = other / ".loopml/blobs"
+    assert not (cache / digest[:2] / digest[2:]).exists()
+    assert not [p for p in cache.rglob(".tmp-*")], "no temp files left"
+    assert not (other / "data").exists(), "nothing checked out"
+
+
+def test_pull_replaces_a_corrupted_local_object(versioned: Path) -> None:
+    loopml.data.push()
+    digest = hash_file(versioned / "data/f1.bin")
+    obj = versioned / ".loopml/blobs" / digest[:2] / digest[2:]
+    os.chmod(obj, 0o644)
+    obj.write_bytes(b"\0" * obj.stat().st_size)
+    shutil.rmtree(versioned / "data")
+    with pytest.raises(CorruptBlob):
+        loopml.data.checkout("data")
+    pulled = loopml.data.pull("data")
+    assert pulled.transferred == 1
+    assert hash_file(versioned / "data/f1.bin") == digest
+
+
+def test_pull_of_objects_never_pushed(versioned: Path, tmp_path: Path) -> None:
+    loopml.data.push("labels.csv")
+    other = clone(versioned, tmp_path)
+    with pytest.raises(BlobNotFound, match="never pushed"):
+        loopml.data.pull(workspace=other)
+    assert not (other / "data").exists()
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.s3
+def test_unreachable_remote(ws: Path, make_tree: Callable[..., Path], tmp_path: Path) -> None:
+    pytest.importorskip("s3fs")
+    make_tree(ws / "data", {"a": 100, "b": 200})
+    loopml.data.add("data")
+    endpoint = f"http://127.0.0.1:{closed_port()}"
+    loopml.data.add_remote("down", "s3://bucket/x", options={"endpoint_url": endpoint})
+    with pytest.raises(
+        StoreUnavailable, match=r"The data remote down \(s3://bucket/x\) is unavailable"
+    ):
+        loopml.data.push()
+    other = clone_simple(ws, tmp_path)
+    with pytest.raises(StoreUnavailable, match="nothing was half-written"):
+        loopml.data.pull(workspace=other)
+    cache = other / ".loopml/blobs"
+    assert not [p for p in cache.rglob("*") if p.is_file()], "nothing written to the cache"
+    assert not (other / "data").exists()
+
+
+def clone_simple(ws: Path, tmp_path: Path) -> Path:
+    other = tmp_path / "clone"
+    write_default_config(other)
+    shutil.copy(ws / "loopml.toml", other / "loopml.toml")
+    shutil.copy(ws / "data.loopml", other / "data.loopml")
+    return other
