@@ -33,48 +33,8 @@ import numpy as np
 import pandas as pd
 
 from loopml.exceptions import InvalidConfig, InvalidInput
+from loopml.registry.scoring import METRICS, better, score
 from loopml.registry.signature import Signature, compatibility_problems
-
-HIGHER_IS_BETTER = {"accuracy", "f1", "roc_auc", "precision", "recall", "r2", "balanced_accuracy"}
-LOWER_IS_BETTER = {"rmse", "mae", "mse", "log_loss"}
-
-
-def score(metric: str, y_true: Any, y_pred: Any) -> float:
-    from sklearn import metrics as m
-
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
-    if metric == "accuracy":
-        return float(m.accuracy_score(y_true, y_pred))
-    if metric == "balanced_accuracy":
-        return float(m.balanced_accuracy_score(y_true, y_pred))
-    if metric in {"f1", "precision", "recall"}:
-        binary = len(np.unique(y_true)) <= 2
-        fn = {"f1": m.f1_score, "precision": m.precision_score, "recall": m.recall_score}[metric]
-        return float(fn(y_true, y_pred, average="binary" if binary else "macro", zero_division=0))
-    if metric == "roc_auc":
-        return float(m.roc_auc_score(y_true, y_pred))
-    if metric == "r2":
-        return float(m.r2_score(y_true, y_pred))
-    if metric == "mse":
-        return float(m.mean_squared_error(y_true, y_pred))
-    if metric == "rmse":
-        return float(np.sqrt(m.mean_squared_error(y_true, y_pred)))
-    if metric == "mae":
-        return float(m.mean_absolute_error(y_true, y_pred))
-    if metric == "log_loss":
-        return float(m.log_loss(y_true, y_pred))
-    raise InvalidConfig(
-        f"Unknown gate metric {metric!r}; use one of "
-        f"{', '.join(sorted(HIGHER_IS_BETTER | LOWER_IS_BETTER))}"
-    )
-
-
-def better(metric: str, a: float, b: float, margin: float = 0.0) -> bool:
-    """Is ``a`` better than ``b`` by at least ``margin``?"""
-    if metric in LOWER_IS_BETTER:
-        return a <= b - margin
-    return a >= b + margin
 
 
 @dataclass(frozen=True)
@@ -105,9 +65,10 @@ class GatePolicy:
         if "checks" in values:
             values["checks"] = tuple(values["checks"])
         policy = cls(**values)
-        score_direction = policy.metric in HIGHER_IS_BETTER | LOWER_IS_BETTER
-        if not score_direction:
-            raise InvalidConfig(f"{where}: unknown metric {policy.metric!r}")
+        if policy.metric not in METRICS:
+            raise InvalidConfig(
+                f"{where}: unknown metric {policy.metric!r}; use one of {', '.join(sorted(METRICS))}"
+            )
         if policy.holdout and not policy.label:
             raise InvalidConfig(f"{where}: a holdout needs label = '<label column>'")
         return policy

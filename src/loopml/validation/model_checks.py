@@ -27,7 +27,6 @@ Every ``details`` value is plain JSON data, ready for ``loopml.log_dict``.
 from __future__ import annotations
 
 import copy
-import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ import numpy as np
 import pandas as pd
 
 from loopml.exceptions import InvalidInput
+from loopml.registry.scoring import METRICS
 from loopml.validation.exceptions import ModelChecksFailed
 from loopml.validation.report import plain
 
@@ -133,44 +133,7 @@ def check_trains_on_sample(
 # ----------------------------------------------------------------------------------------------
 
 
-def _accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.mean(y_true == y_pred))
-
-
-def _balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    recalls = [np.mean(y_pred[y_true == label] == label) for label in np.unique(y_true)]
-    return float(np.mean(recalls))
-
-
-def _mae(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.mean(np.abs(y_true - y_pred)))
-
-
-def _mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return float(np.mean((y_true - y_pred) ** 2))
-
-
-def _rmse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    return math.sqrt(_mse(y_true, y_pred))
-
-
-def _r2(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    total = float(np.sum((y_true - y_true.mean()) ** 2))
-    residual = float(np.sum((y_true - y_pred) ** 2))
-    if total == 0.0:
-        return 1.0 if residual == 0.0 else 0.0
-    return 1.0 - residual / total
-
-
-# name -> (function, greater is better, task)
-METRICS: dict[str, tuple[Callable[[np.ndarray, np.ndarray], float], bool, Task]] = {
-    "accuracy": (_accuracy, True, "classification"),
-    "balanced_accuracy": (_balanced_accuracy, True, "classification"),
-    "mae": (_mae, False, "regression"),
-    "mse": (_mse, False, "regression"),
-    "rmse": (_rmse, False, "regression"),
-    "r2": (_r2, True, "regression"),
-}
+# The metric table is the promotion gate's, so a CI check and the gate agree on numbers.
 DEFAULT_METRIC: dict[str, str] = {"classification": "accuracy", "regression": "rmse"}
 
 
