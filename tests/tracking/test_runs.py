@@ -262,3 +262,20 @@ def test_module_level_api_uses_default_workspace(default_ws: Workspace) -> None:
     assert auto is not None
     loopml.end_run()
     assert default_ws.get_run(auto.id).metrics == {"auto": 1.0}
+
+
+def test_activate_run_in_another_thread(sqlite_ws: Workspace) -> None:
+    import threading
+
+    with sqlite_ws.start_run() as run:
+
+        def work() -> None:
+            assert sqlite_ws.active_run() is None  # active runs are per thread
+            with sqlite_ws.activate_run(run):
+                sqlite_ws.log_metric("from_thread", 1.0)
+            assert sqlite_ws.active_run() is None
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+    assert sqlite_ws.get_run(run.id).metrics == {"from_thread": 1.0}

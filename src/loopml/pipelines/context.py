@@ -7,6 +7,7 @@ runs in a thread, in a worker process or on a Ray worker.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import pickle
 import threading
@@ -77,25 +78,15 @@ def run_in_process(
     active in this thread for each of ``workspaces`` (the pipeline's, and the default one
     that ``loopml.log_metric`` and friends use), so module-level logging lands there."""
     token = _CURRENT.set(context)
-    stacks = [stack for ws in workspaces if (stack := _push_run(ws, context._run)) is not None]
     try:
-        return fn(*args, **kwargs)
+        with contextlib.ExitStack() as active:
+            # Active runs are per thread: a worker thread gets the pipeline's run for the task.
+            if context._run is not None:
+                for ws in workspaces:
+                    active.enter_context(ws.activate_run(context._run))
+            return fn(*args, **kwargs)
     finally:
-        for stack in stacks:
-            stack.remove(context._run)
         _CURRENT.reset(token)
-
-
-def _push_run(workspace: Workspace, run: Run | None) -> list[Any] | None:
-    if run is None:
-        return None
-    # The tracking API keeps a per-thread stack of active runs; a worker thread has its own,
-    # so the pipeline's run is pushed on it for the duration of the task.
-    stack: list[Any] = workspace._stack()
-    if stack and stack[-1] is run:
-        return None
-    stack.append(run)
-    return stack
 
 
 def default_workspace_or_none() -> Workspace | None:

@@ -3,13 +3,14 @@ functions in ``loopml``)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -236,6 +237,21 @@ class TrackingAPI:
         history = search.metric_steps(self.db, run_id)
         run._next_step.update({k: s + 1 for k, s in history.items()})
         return run
+
+    @contextlib.contextmanager
+    def activate_run(self, run: Run) -> Iterator[Run]:
+        """Make ``run`` (started elsewhere, say in another thread) this thread's active run
+        for the block, so ``loopml.log_metric`` and friends land on it; it is not ended."""
+        stack = self._stack()
+        if stack and stack[-1] is run:
+            yield run
+            return
+        stack.append(run)
+        try:
+            yield run
+        finally:
+            if run in stack:
+                stack.remove(run)
 
     def active_run(self) -> Run | None:
         """The innermost active run of this thread, or None."""
