@@ -230,10 +230,9 @@ class RemoteError:
 
     def rebuild(self) -> BaseException:
         if self.exception is not None:
-            try:
+            # An exception class missing on this side can't be unpickled: fall back to text.
+            with contextlib.suppress(Exception):
                 exc = pickle.loads(self.exception)
                 if isinstance(exc, BaseException):
                     return exc
-            except Exception:
-                pass
         return RuntimeError(f"{self.type_name}: {self.message}")

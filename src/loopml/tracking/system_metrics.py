@@ -9,6 +9,8 @@ from collections.abc import Callable
 
 import psutil
 
+from loopml.exceptions import RunNotActive, StoreUnavailable
+
 
 def gpu_utilization() -> dict[str, float]:
     if shutil.which("nvidia-smi") is None:
@@ -71,7 +73,7 @@ class SystemMetricsSampler:
         while not self._stop.wait(self._interval):
             try:
                 self._log(sample(process), step)
-            except Exception:  # the run ended between the check and the call
+            except (RunNotActive, StoreUnavailable):  # the run ended, or the store went away
                 return
             step += 1
 
