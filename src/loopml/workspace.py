@@ -13,9 +13,10 @@ from loopml.registry.api import RegistryAPI
 from loopml.store.blobs import BlobStore
 from loopml.store.db import Database
 from loopml.tracking.api import TrackingAPI
+from loopml.validation.contracts import ContractsAPI
 
 
-class Workspace(TrackingAPI, RegistryAPI):
+class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
     """Where loopml keeps facts (metadata DB) and bytes (blob store).
 
     >>> ws = Workspace.open()                 # the nearest loopml.toml above the cwd

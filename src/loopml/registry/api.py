@@ -51,6 +51,10 @@ class RegistryAPI:
 
         def get_run(self, run_id: str) -> RunRecord: ...
 
+        def attach_schema(self, schema: Any, *, dataset: Any = None, model: Any = None) -> str: ...
+
+        def get_schema(self, *, dataset: Any = None, model: Any = None) -> Any: ...
+
         def download_artifacts(
             self, run_id: str, path: str | None = None, dst: Any = None
         ) -> Path: ...
@@ -68,9 +72,12 @@ class RegistryAPI:
         artifacts: dict[str, str] | None = None,
         description: str | None = None,
         flavor: str | None = None,
+        schema: Any = None,
     ) -> v.ModelVersion:
         """Register a new version of ``name``: the model object, or a pickled model that run
-        ``run_id`` logged at ``artifact_path``. Records signature, run and library versions.
+        ``run_id`` logged at ``artifact_path``. Records signature, run and library versions;
+        ``schema`` (a :class:`loopml.validation.Schema`) becomes the version's feature
+        contract, which the gate checks the holdout against.
 
         >>> mv = ws.register_model("churn", clf, input_example=X_test[:5])
         >>> mv.version, mv.uri
@@ -103,7 +110,7 @@ class RegistryAPI:
             artifacts or {},
             {"name": name, "run_id": run_id, "environment": environment},
         )
-        return v.create_version(
+        version = v.create_version(
             self.db,
             name,
             flavor=chosen.name,
@@ -113,6 +120,9 @@ class RegistryAPI:
             environment=environment,
             description=description,
         )
+        if schema is not None:
+            self.attach_schema(schema, model=version.uri)
+        return version
 
     def _model_from_artifact(self, run_id: str, artifact_path: str) -> Any:
         import pickle
@@ -296,6 +306,21 @@ class RegistryAPI:
             holdout=holdout,
             holdout_digest=holdout_digest,
         )
+        contract = self.get_schema(model=candidate_version.uri)
+        if contract is not None and holdout is not None:
+            report = contract.validate(holdout)
+            problems = [f"{f.column}: {f.message}" for f in report.errors][:10]
+            verdict = gates.Verdict(
+                **{
+                    **verdict.__dict__,
+                    "passed": verdict.passed and report.ok,
+                    "awaiting_approval": verdict.awaiting_approval and report.ok,
+                    "checks": (
+                        *verdict.checks,
+                        gates.CheckResult("contract", report.ok, {"errors": problems}),
+                    ),
+                }
+            )
         if holdout_error is not None:
             failed = gates.CheckResult("holdout", False, {"error": str(holdout_error)})
             verdict = gates.Verdict(

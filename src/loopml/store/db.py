@@ -27,7 +27,7 @@ from loopml.exceptions import InvalidConfig, StoreUnavailable, missing_dependenc
 T = TypeVar("T")
 
 # The newest migration in migrations/versions; a test checks it against Alembic's own view.
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 _RETRYABLE = (
     "database is locked",

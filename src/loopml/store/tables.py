@@ -281,3 +281,16 @@ trigger_state = Table(
     Column("value", Text, nullable=True),
     Column("updated_at", BigInteger, nullable=False),
 )
+
+# -- data contracts ---------------------------------------------------------------------------
+
+# The validation schema attached to a dataset version (by its hash) or to a model version
+# (its feature contract); the schema's JSON is a blob.
+schemas = Table(
+    "schemas",
+    metadata,
+    Column("subject_kind", String(16), primary_key=True),  # "dataset" | "model"
+    Column("subject", String(KEY + 16), primary_key=True),  # data hash, or "name/version"
+    Column("digest", String(64), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
