@@ -76,8 +76,10 @@ from loopml.pipelines.triggers import (
     on_new_data,
     on_schedule,
 )
+from loopml.pipelines.validate import validate
 
 __all__ = [
+    "validate",
     "DAG",
     "CycleError",
     "Event",
