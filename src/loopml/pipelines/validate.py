@@ -25,14 +25,14 @@ from loopml.pipelines.tasks import task
 @task(name="validate")
 def validate(frame: Any, schema: Any, fail_on_warnings: bool = False) -> Any:
     """Validate ``frame`` against ``schema``; return it unchanged when it passes."""
-    import loopml
-    from loopml.pipelines.context import current_task
+    from loopml.pipelines.context import current_task, default_workspace_or_none
     from loopml.validation import Schema, ValidationFailed
 
     contract = schema if isinstance(schema, Schema) else Schema.load(os.fspath(schema))
     report = contract.validate(frame)
     context = current_task()
-    run = loopml.active_run() if context is not None else None
+    ws = default_workspace_or_none() if context is not None else None
+    run = ws.active_run() if ws is not None else None
     if context is not None and run is not None:
         run.log_dict(report.to_dict(), f"validation/{context.node}.json")
     report.raise_for_errors()
