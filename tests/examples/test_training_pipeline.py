@@ -23,7 +23,13 @@ def test_training_pipeline_example(tmp_path: Path) -> None:
         timeout=600,
     )
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
-    text = out.stdout
+    try:
+        check_output(out.stdout, workdir)
+    except AssertionError as exc:  # show what the example printed, not just the failed line
+        raise AssertionError(f"{exc}\n--- example output ---\n{out.stdout[-6000:]}") from exc
+
+
+def check_output(text: str, workdir: Path) -> None:
     assert "pipeline train_churn (7 tasks)" in text
     assert "flowchart TD" in text
     assert "FAILED" in text and "No such file or directory: 'data/holdout-v2.csv'" in text
