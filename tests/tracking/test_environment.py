@@ -75,3 +75,11 @@ def test_system_metrics_are_sampled(sqlite_ws: Workspace) -> None:
     metrics = sqlite_ws.get_run(run.id).metrics
     assert {"system/cpu_percent", "system/memory_percent", "system/process_rss_mb"} <= set(metrics)
     assert metrics["system/process_rss_mb"] > 1
+
+
+def test_package_list_reinstalls_editable_installs() -> None:
+    lines = environment.installed_packages()
+    loopml_line = next(line for line in lines if line.lower().startswith("loopml"))
+    # this checkout is installed editable (pip install -e .): the line points at it
+    assert loopml_line.startswith(("loopml @ file://", "loopml=="))
+    assert any(line.lower().startswith("sqlalchemy==") for line in lines)

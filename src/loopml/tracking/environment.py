@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import json
 import os
 import platform
 import shutil
@@ -29,15 +30,35 @@ def _run(cmd: list[str], cwd: str | None = None, timeout: float = 10) -> str | N
     return out.stdout
 
 
+def _requirement(dist: metadata.Distribution, name: str) -> str:
+    """A pip requirement line that reinstalls ``dist``: ``name==version``, or where it came
+    from for editable, VCS and local installs (PEP 610 ``direct_url.json``)."""
+    try:
+        raw = dist.read_text("direct_url.json")
+        origin = json.loads(raw) if raw else None
+    except (OSError, ValueError):
+        origin = None
+    if not isinstance(origin, dict) or "url" not in origin:
+        return f"{name}=={dist.version}"
+    url = origin["url"]
+    vcs = origin.get("vcs_info")
+    if isinstance(vcs, dict) and vcs.get("commit_id"):
+        return f"{name} @ {vcs.get('vcs', 'git')}+{url}@{vcs['commit_id']}"
+    if (origin.get("dir_info") or {}).get("editable"):
+        return f"{name} @ {url}  # installed editable"
+    return f"{name} @ {url}"
+
+
 @functools.cache
 def installed_packages() -> tuple[str, ...]:
-    """Sorted ``name==version`` lines for every distribution importable here."""
+    """Sorted requirement lines (``name==version``, or the source of editable, VCS and local
+    installs) for every distribution importable here."""
     seen: dict[str, str] = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
         if name and name.lower() not in seen:
-            seen[name.lower()] = f"{name}=={dist.version}"
-    return tuple(sorted(seen.values(), key=str.lower))
+            seen[name.lower()] = _requirement(dist, name)
+    return tuple(seen[key] for key in sorted(seen))
 
 
 def packages_text() -> str:
