@@ -103,3 +103,13 @@ def test_unreachable_s3_is_a_clear_error() -> None:
     )
     with pytest.raises(StoreUnavailable, match="unavailable"):
         store.put_bytes(b"x")
+
+
+def test_s3_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services import fresh_s3_bucket, s3_endpoint
+
+    bucket = fresh_s3_bucket()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint())  # what the README tells teams to set
+    store = BlobStore(f"s3://{bucket}/env", skip_instance_cache=True)
+    digest = store.put_bytes(b"via AWS_ENDPOINT_URL")
+    assert store.get_bytes(digest) == b"via AWS_ENDPOINT_URL"
