@@ -416,10 +416,17 @@ def main(argv: list[str] | None = None) -> int:
     if "big_checkout" in out:
         co = out["big_checkout"]
         print("  cp -r runs (s): " + "/".join(f"{t:.2f}" for t in co["cp_r"]))
-        print(
-            "  link strategies: loopml checkout hardlinks by default (read-only files); DVC's "
-            "default cache.type is reflink,copy, which copies on this file system"
-        )
+        if os.geteuid() == 0:
+            print(
+                "  link strategies: running as root, so loopml's default copies (read-only "
+                "hardlinks don't stop root from editing the cache); run as a normal user to "
+                "measure the hardlink default. DVC's default cache.type is reflink,copy"
+            )
+        else:
+            print(
+                "  link strategies: loopml links read-only hardlinks by default; DVC's default "
+                "cache.type is reflink,copy, which copies on this file system"
+            )
     if "big_status_changed" in out:
         c = out["big_status_changed"]
         print(

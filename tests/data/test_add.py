@@ -75,7 +75,13 @@ def test_add_file(ws: Path) -> None:
     assert objects(ws) == {version.hash}
 
 
-def test_add_links_read_only_by_default(ws: Path, make_tree: Callable[..., Path]) -> None:
+HARDLINKS = '[data]\nlink = ["reflink", "hardlink", "copy"]'
+
+
+def test_add_links_read_only_when_hardlinks_are_on(
+    ws: Path, make_tree: Callable[..., Path], set_config: Callable[[str], None]
+) -> None:
+    set_config(HARDLINKS)
     make_tree(ws / "data", {"a": 10, "b": 20})
     loopml.data.add("data")
     for name in ("a", "b"):
@@ -187,3 +193,31 @@ def test_symlinks_follow_log_inputs_rules(ws: Path, make_tree: Callable[..., Pat
     version = loopml.data.add("data")
     assert version.hash == hash_folder(data)[0]
     assert version.files == 2
+
+
+@pytest.mark.parametrize(("euid", "linked"), [(0, False), (1000, True)])
+def test_default_links_depend_on_root(
+    ws: Path,
+    make_tree: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    euid: int,
+    linked: bool,
+) -> None:
+    # Read-only files stop a user from writing through a hardlink into the cache, not root: so
+    # by default root gets independent copies and everyone else read-only hardlinks.
+    monkeypatch.setattr(os, "geteuid", lambda: euid)
+    make_tree(ws / "data", {"a": 10})
+    loopml.data.add("data")
+    assert ((ws / "data/a").stat().st_nlink == 2) is linked
+
+
+def test_rewriting_an_added_file_as_root_keeps_the_version(
+    ws: Path, make_tree: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    make_tree(ws / "data", {"a": 10})
+    original = (ws / "data/a").read_bytes()
+    loopml.data.add("data")
+    (ws / "data/a").write_bytes(b"df.to_csv() over the same path")
+    (result,) = loopml.data.checkout("data", force=True)
+    assert (ws / "data/a").read_bytes() == original

@@ -31,7 +31,13 @@ def versioned(ws: Path, make_tree: Callable[..., Path]) -> dict[str, bytes]:
     return snapshot(ws / "data")
 
 
-def test_checkout_after_delete_links_read_only(ws: Path, versioned: dict[str, bytes]) -> None:
+HARDLINKS = '[data]\nlink = ["reflink", "hardlink", "copy"]'
+
+
+def test_checkout_after_delete_links_read_only(
+    ws: Path, versioned: dict[str, bytes], set_config: Callable[[str], None]
+) -> None:
+    set_config(HARDLINKS)
     shutil.rmtree(ws / "data")
     (result,) = loopml.data.checkout("data")
     assert snapshot(ws / "data") == versioned
@@ -204,9 +210,14 @@ def test_open_file_and_folder_versions(
     assert loopml.data.open("data") == folder
 
 
-def test_in_place_write_through_a_link_is_caught(ws: Path, versioned: dict[str, bytes]) -> None:
+def test_in_place_write_through_a_link_is_caught(
+    ws: Path, versioned: dict[str, bytes], set_config: Callable[[str], None]
+) -> None:
     # Read-only stops users but not root: rewriting a linked file in place edits the cached
     # object too. Status sees the change; the damaged version is refused, never served.
+    set_config(HARDLINKS)
+    shutil.rmtree(ws / "data")
+    loopml.data.checkout("data")  # hardlinks into the cache
     target = ws / "data/a.bin"
     os.chmod(target, 0o644)
     target.write_bytes(b"edited in place")

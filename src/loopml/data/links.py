@@ -9,8 +9,9 @@ fails for a pair of devices is not tried again for that pair.
   workspace. ``add`` uses the same order, so an added file *is* the cache object from then on
   (DVC's ``cache.type = hardlink``); ``loopml data unprotect`` turns such files into writable
   copies, and ``link = ["reflink", "copy"]`` keeps added files independent. Read-only does not
-  stop root: a process running as root that rewrites a linked file in place changes the cached
-  object too (the next checkout detects it, and never serves it).
+  stop root, so when loopml runs as root the default order leaves hardlinks out (an in-place
+  rewrite such as ``df.to_csv(path)`` would silently change the cached version); name
+  ``hardlink`` in ``[data] link`` to use it anyway.
 * A copy is hashed as it is written, so a copy is verified.
 """
 
@@ -30,6 +31,14 @@ __all__ = ["CHUNK", "READ_ONLY", "Linker", "copy_hashed", "parse_order"]
 
 STRATEGIES = ("reflink", "hardlink", "copy")
 DEFAULT_ORDER = ("reflink", "hardlink", "copy")
+# Read-only files don't stop root from writing through a hardlink into the cache.
+ROOT_DEFAULT_ORDER = ("reflink", "copy")
+
+
+def default_order() -> tuple[str, ...]:
+    """reflink → hardlink → copy; reflink → copy for root (see the module docstring)."""
+    geteuid = getattr(os, "geteuid", None)
+    return ROOT_DEFAULT_ORDER if geteuid is not None and geteuid() == 0 else DEFAULT_ORDER
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 # errnos meaning "this file system (pair) can't do that", as opposed to a real I/O failure.
 _UNSUPPORTED = {

@@ -84,12 +84,12 @@ class DataRepo:
 
     def linker(self, link: str | list[str] | tuple[str, ...] | None = None) -> Linker:
         """The link strategies: ``link`` (``--link``), else ``[data] link``, else
-        reflink → hardlink → copy (for ``add`` as for checkouts, as DVC does)."""
-        from loopml.data.links import DEFAULT_ORDER, Linker, parse_order
+        reflink → hardlink → copy (for ``add`` as for checkouts; without hardlinks as root)."""
+        from loopml.data.links import Linker, default_order, parse_order
 
         if link is not None:
             return Linker(parse_order(link, "--link"))
-        return Linker(parse_order(self.config.get("link", list(DEFAULT_ORDER)), "[data] link"))
+        return Linker(parse_order(self.config.get("link", list(default_order())), "[data] link"))
 
     # -- paths -----------------------------------------------------------------------------
 
