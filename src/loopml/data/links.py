@@ -39,6 +39,8 @@ def default_order() -> tuple[str, ...]:
     """reflink → hardlink → copy; reflink → copy for root (see the module docstring)."""
     geteuid = getattr(os, "geteuid", None)
     return ROOT_DEFAULT_ORDER if geteuid is not None and geteuid() == 0 else DEFAULT_ORDER
+
+
 _FICLONE = 0x40049409  # linux/fs.h: _IOW(0x94, 9, int)
 # errnos meaning "this file system (pair) can't do that", as opposed to a real I/O failure.
 _UNSUPPORTED = {
