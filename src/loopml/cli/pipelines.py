@@ -163,7 +163,7 @@ def _report(ws: Workspace, result: PipelineRun, as_json: bool) -> None:
         line = text(f"Pipeline run {record.id} of {record.pipeline} ")
         line.append_text(status_text(record.status))
         line.append(f" in {format_duration(record.duration)} ({summary})")
-        out.print(line)
+        out.print(line, soft_wrap=True)  # one line, whatever the width: scripts grep it
         out.print(_tasks_table(record))
         if record.tracking_run_id:
             click.echo(
