@@ -119,22 +119,14 @@ def slow(folder: str):
 """
 
 
-@pytest.mark.slow
-def test_runner_killed_mid_run_is_marked_killed_and_resumes(pws: Workspace, tmp_path: Path) -> None:
+def start_slow_run(pws: Workspace, tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start ``loopml pipelines run`` on the slow pipeline; return once its second task runs."""
     (tmp_path / "flow.py").write_text(textwrap.dedent(PIPELINE_FILE))
     folder = tmp_path / "marks"
     folder.mkdir()
+    command = [sys.executable, "-m", "loopml.cli", "pipelines", "run", str(tmp_path / "flow.py")]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loopml.cli",
-            "pipelines",
-            "run",
-            str(tmp_path / "flow.py"),
-            "--param",
-            f"folder={folder}",
-        ],
+        [*command, "--param", f"folder={folder}"],
         cwd=pws.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -144,6 +136,12 @@ def test_runner_killed_mid_run_is_marked_killed_and_resumes(pws: Workspace, tmp_
         assert proc.poll() is None, proc.communicate()
         assert time.monotonic() < deadline
         time.sleep(0.05)
+    return proc, folder
+
+
+@pytest.mark.slow
+def test_runner_killed_mid_run_is_marked_killed_and_resumes(pws: Workspace, tmp_path: Path) -> None:
+    proc, folder = start_slow_run(pws, tmp_path)
     proc.kill()
     proc.wait(timeout=30)
     (run,) = rec.list_runs(pws.db, "slow")
@@ -163,29 +161,7 @@ def test_runner_killed_mid_run_is_marked_killed_and_resumes(pws: Workspace, tmp_
 
 @pytest.mark.slow
 def test_sigterm_marks_the_run_killed(pws: Workspace, tmp_path: Path) -> None:
-    (tmp_path / "flow.py").write_text(textwrap.dedent(PIPELINE_FILE))
-    folder = tmp_path / "marks"
-    folder.mkdir()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loopml.cli",
-            "pipelines",
-            "run",
-            str(tmp_path / "flow.py"),
-            "--param",
-            f"folder={folder}",
-        ],
-        cwd=pws.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    deadline = time.monotonic() + 60
-    while not (folder / "second-started").exists():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    proc, folder = start_slow_run(pws, tmp_path)
     proc.terminate()
     proc.wait(timeout=30)
     (run,) = rec.list_runs(pws.db, "slow")

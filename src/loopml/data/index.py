@@ -120,33 +120,25 @@ class StatIndex:
 
     def record(self, rows: Iterable[tuple[str, Stamp, str]]) -> None:
         """Remember ``(key, stamp, digest)`` rows (callers filter out racy ones)."""
-        data = [(k, s[0], s[1], s[2], d) for k, s, d in rows]
+        self._write(
+            "INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?)",
+            [(k, s[0], s[1], s[2], d) for k, s, d in rows],
+        )
+
+    def forget(self, keys: Iterable[str]) -> None:
+        self._write("DELETE FROM stats WHERE path = ?", [(k,) for k in keys])
+
+    def _write(self, sql: str, data: list[tuple[object, ...]]) -> None:
         if not data:
             return
         with self._lock:
             try:
                 conn = self._connection()
                 conn.execute("BEGIN")
-                conn.executemany("INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?)", data)
+                conn.executemany(sql, data)
                 conn.execute("COMMIT")
             except sqlite3.OperationalError:
                 # Locked by another process for longer than the timeout: the index is a cache.
-                with contextlib.suppress(sqlite3.Error):
-                    self._connection().execute("ROLLBACK")
-            except sqlite3.DatabaseError:
-                self._discard()
-
-    def forget(self, keys: Iterable[str]) -> None:
-        data = [(k,) for k in keys]
-        if not data:
-            return
-        with self._lock:
-            try:
-                conn = self._connection()
-                conn.execute("BEGIN")
-                conn.executemany("DELETE FROM stats WHERE path = ?", data)
-                conn.execute("COMMIT")
-            except sqlite3.OperationalError:
                 with contextlib.suppress(sqlite3.Error):
                     self._connection().execute("ROLLBACK")
             except sqlite3.DatabaseError:
