@@ -221,3 +221,54 @@ def test_rewriting_an_added_file_as_root_keeps_the_version(
     (ws / "data/a").write_bytes(b"df.to_csv() over the same path")
     (result,) = loopml.data.checkout("data", force=True)
     assert (ws / "data/a").read_bytes() == original
+
+
+LARGE = (4 << 20) + 5  # over SMALL_FILE: hashed, then copied by the kernel
+
+
+@pytest.mark.parametrize("size", [10, 300_000, LARGE])
+def test_copies_hold_the_bytes_their_names_say(
+    ws: Path, make_tree: Callable[..., Path], set_config: Callable[[str], None], size: int
+) -> None:
+    set_config('[data]\nlink = ["copy"]')
+    data = make_tree(ws / "data", {"a": size, "b": size})
+    loopml.data.add("data")
+    for name in ("a", "b"):
+        digest = hash_file(data / name)
+        obj = ws / ".loopml/blobs" / digest[:2] / digest[2:]
+        assert obj.read_bytes() == (data / name).read_bytes()
+        assert obj.stat().st_ino != (data / name).stat().st_ino
+        assert obj.stat().st_mtime_ns == (data / name).stat().st_mtime_ns
+    assert loopml.data.status("data")[0].clean
+
+
+def test_a_large_file_changed_while_being_copied_is_stored_as_copied(
+    ws: Path,
+    make_tree: Callable[..., Path],
+    set_config: Callable[[str], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The file is rewritten between its hash and its copy: the object must be named by the
+    # bytes it holds, not by the hash taken before.
+    import loopml.data.cache as cache
+
+    set_config('[data]\nlink = ["copy"]')
+    data = make_tree(ws / "data", {"big": LARGE})
+    real = cache.hash_path
+    rewritten = os.urandom(LARGE)
+
+    def hash_then_rewrite(path: str, size: int | None = None) -> str:
+        digest = real(path, size)
+        if path == str(data / "big"):
+            (data / "big").write_bytes(rewritten)
+        return digest
+
+    monkeypatch.setattr(cache, "hash_path", hash_then_rewrite)
+    loopml.data.add("data")
+    monkeypatch.setattr(cache, "hash_path", real)
+    for obj in (ws / ".loopml/blobs").glob("*/*"):
+        if not obj.name.startswith("."):
+            assert hash_file(obj) == obj.parent.name + obj.name
+    digest = hash_file(data / "big")
+    assert (ws / ".loopml/blobs" / digest[:2] / digest[2:]).read_bytes() == rewritten
+    assert loopml.data.status("data")[0].clean

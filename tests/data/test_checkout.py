@@ -139,28 +139,26 @@ def test_corrupted_cache_object_is_never_served(ws: Path, versioned: dict[str, b
         loopml.data.open("data")
 
 
-def test_corruption_behind_the_index_is_found_by_a_copy(
+def test_copy_checkout_rehashes_an_object_whose_stat_changed(
     ws: Path, versioned: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Bytes changed behind the stat index's back (bit rot keeps the stat): the index trusts
-    # the object, but a copy still hashes what it writes and refuses it.
+    # A copy is not hashed as it is written: the object was verified first, by its recorded
+    # stat or by hashing it. Here the bytes changed, and so did the stat: hashed, refused.
     import loopml.data.cache as cache
 
     digest = hash_file(ws / "data/a.bin")
     obj = ws / ".loopml/blobs" / digest[:2] / digest[2:]
-    recorded = obj.stat()
-    monkeypatch.setattr(
-        cache,
-        "stamp",
-        lambda st: (st.st_ino, st.st_size, recorded.st_mtime_ns),
-    )
     data = bytearray(obj.read_bytes())
     data[0] ^= 0xFF
     os.chmod(obj, 0o644)
     obj.write_bytes(bytes(data))
+    hashed: list[str] = []
+    real = cache.hash_path
+    monkeypatch.setattr(cache, "hash_path", lambda p, *a: hashed.append(p) or real(p, *a))
     shutil.rmtree(ws / "data")
     with pytest.raises(CorruptBlob):
         loopml.data.checkout("data", link="copy")
+    assert hashed == [str(obj)], "only the changed object is hashed"
     assert not (ws / "data/a.bin").exists()
 
 

@@ -20,7 +20,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 LINK_HELP = (
     "Link strategies to try in order, comma-separated, from reflink, hardlink, copy "
-    '(default: [data] link in loopml.toml, else "reflink,hardlink,copy").'
+    '(default: [data] link in loopml.toml, else "reflink,hardlink,copy", or "reflink,copy" '
+    "when running as root: read-only links don't stop root from editing the cache)."
 )
 
 

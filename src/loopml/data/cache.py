@@ -64,6 +64,7 @@ class Stored(NamedTuple):
     size: int
     strategy: str | None  # None: the object was there already
     source_stat: os.stat_result  # the workspace file's stat afterwards
+    object_stat: os.stat_result | None = None  # a copy's or reflink's, as written
 
 
 class Cache:
@@ -115,11 +116,14 @@ class Cache:
         ``digest`` is its known digest, or None to hash it now. A file that changed while it
         was being added is stored under the digest of the bytes actually stored.
         """
+        first = linker.first_choice(st.st_dev, self.dev)
+        if first == "copy" and st.st_size < SMALL_FILE:
+            return self._store_small_copy(src, st, digest)
         if digest is None:
             digest = hash_path(src, st.st_size)
         elif self.has(digest):  # known unchanged: most likely cached already
             return Stored(digest, st.st_size, None, st)
-        if linker.first_choice(st.st_dev, self.dev) == "hardlink":
+        if first == "hardlink":
             # No existence check first: linking onto an existing object fails, which says it.
             stored = self._store_hardlink(src, st, digest, linker)
             if stored is not None:
@@ -150,47 +154,105 @@ class Cache:
         return Stored(digest, after.st_size, "hardlink", after)
 
     def _store_staged(self, src: str, st: os.stat_result, digest: str, linker: Linker) -> Stored:
-        from loopml.data.links import copy_hashed
-
         tmp = self._tmp(digest)
         try:
             strategy = linker.link(src, tmp, st.st_dev, self.dev)
             if strategy == "copy":
-                digest, size = copy_hashed(src, tmp, READ_ONLY)
-                # The object keeps the file's mtime, as its links will show it (see index).
-                os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
-                after = os.stat(src)
-            else:
-                os.chmod(tmp, READ_ONLY)  # a hardlink: the workspace file too
-                now = os.stat(tmp)
-                size = now.st_size
-                if (size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
-                    digest = hash_path(tmp, size)
-                after = now if strategy == "hardlink" else os.stat(src)
+                return self._store_large_copy(src, st, digest, tmp)
+            os.chmod(tmp, READ_ONLY)  # a hardlink: the workspace file too
+            now = os.stat(tmp)
+            size = now.st_size
+            if (size, now.st_mtime_ns) != (st.st_size, st.st_mtime_ns):
+                digest = hash_path(tmp, size)
+            after = now if strategy == "hardlink" else os.stat(src)
             self._folder(digest)  # a file changed while being added has another digest
             os.replace(tmp, self.path_of(digest))
         except BaseException:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
             raise
-        return Stored(digest, size, strategy, after)
+        return Stored(digest, size, strategy, after, now if strategy == "reflink" else None)
+
+    def _store_small_copy(self, src: str, st: os.stat_result, digest: str | None) -> Stored:
+        """Copy a small file: read once, hash those bytes, write them (so the object holds
+        exactly the bytes its name says, whatever happened to the file meanwhile)."""
+        import blake3
+
+        if digest is not None and self.has(digest):
+            return Stored(digest, st.st_size, None, st)
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            chunks = []
+            while chunk := os.read(fd, CHUNK):
+                chunks.append(chunk)
+            after = os.fstat(fd)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        digest = blake3.blake3(data).hexdigest()
+        if self.has(digest):
+            return Stored(digest, len(data), None, after)
+        # The object keeps the file's mtime, as its links will show it (see index).
+        obj = self._write_object(digest, data, (after.st_atime_ns, after.st_mtime_ns))
+        return Stored(digest, len(data), "copy", after, obj)
+
+    def _store_large_copy(self, src: str, st: os.stat_result, digest: str, tmp: str) -> Stored:
+        """Copy a large file that hashed to ``digest`` into ``tmp``, then to its object name.
+
+        The kernel copies it; the copy is hashed again only when the file's stat changed since
+        it was hashed, or is too recent to vouch for its bytes (see index: racily clean).
+        """
+        from loopml.data.links import copy_fd
+
+        fd = os.open(src, os.O_RDONLY)
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
+            try:
+                copy_fd(fd, out)
+                after = os.fstat(fd)
+                os.utime(out, ns=(after.st_atime_ns, after.st_mtime_ns))
+                obj = os.fstat(out)
+            finally:
+                os.close(out)
+        finally:
+            os.close(fd)
+        if stamp(after) != stamp(st) or is_racy(after, time.time_ns()):
+            digest = hash_path(tmp, obj.st_size)
+        self._folder(digest)
+        os.replace(tmp, self.path_of(digest))
+        return Stored(digest, obj.st_size, "copy", after, obj)
 
     def put_bytes(self, data: bytes) -> str:
         import blake3
 
         digest = blake3.blake3(data).hexdigest()
         if not self.has(digest):
-            tmp = self._tmp(digest)
-            try:
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
-                with os.fdopen(fd, "wb") as fh:
-                    fh.write(data)
-                os.replace(tmp, self.path_of(digest))
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+            self._write_object(digest, data)
         return digest
+
+    def _write_object(
+        self, digest: str, data: bytes, times_ns: tuple[int, int] | None = None
+    ) -> os.stat_result:
+        """Write ``data`` (which hashes to ``digest``) under a temp name, then rename it into
+        place; the object's stat (with ``times_ns`` as atime and mtime, when given)."""
+        tmp = self._tmp(digest)
+        try:
+            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(out, view) :]
+                if times_ns is not None:
+                    os.utime(out, ns=times_ns)
+                obj = os.fstat(out)
+            finally:
+                os.close(out)
+            os.replace(tmp, self.path_of(digest))
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        return obj
 
     def receive(self, digest: str, source: IO[bytes]) -> int:
         """Write an object from a stream (a pull), verifying it; nothing half-written stays."""
@@ -276,8 +338,11 @@ class Cache:
         return missing, corrupt
 
     def materialize(self, digest: str, dst: str, linker: Linker, dst_dev: int) -> str:
-        """Create or replace ``dst`` with the (verified) object; return the strategy used."""
-        from loopml.data.links import copy_hashed
+        """Create or replace ``dst`` with the object; return the strategy used.
+
+        The caller has verified the object (:meth:`verify`), so a copy is not hashed again.
+        """
+        from loopml.data.links import copy_file
 
         obj = self.path_of(digest)
         if linker.first_choice(self.dev, dst_dev) == "hardlink":
@@ -294,9 +359,7 @@ class Cache:
         try:
             strategy = linker.link(obj, tmp, self.dev, dst_dev)
             if strategy == "copy":
-                got, _ = copy_hashed(obj, tmp)
-                if got != digest:
-                    raise self.corrupt([digest])
+                copy_file(obj, tmp)
             if strategy != "hardlink":  # like a link, a copy shows the version's mtime
                 st = os.stat(obj)
                 os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))

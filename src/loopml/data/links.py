@@ -12,7 +12,9 @@ fails for a pair of devices is not tried again for that pair.
   stop root, so when loopml runs as root the default order leaves hardlinks out (an in-place
   rewrite such as ``df.to_csv(path)`` would silently change the cached version); name
   ``hardlink`` in ``[data] link`` to use it anyway.
-* A copy is hashed as it is written, so a copy is verified.
+* A copy is made by the kernel (``copy_file_range``). ``add`` hashes the bytes it stores
+  (once: a small file is read once, hashed and written; a large one is hashed, copied, and
+  hashed again only if its stat changed meanwhile); ``checkout`` copies objects it verified.
 """
 
 from __future__ import annotations
@@ -22,12 +24,12 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from typing import IO, Any
+from typing import Any
 
 from loopml.data.cache import CHUNK, READ_ONLY
 from loopml.exceptions import InvalidConfig
 
-__all__ = ["CHUNK", "READ_ONLY", "Linker", "copy_hashed", "parse_order"]
+__all__ = ["CHUNK", "READ_ONLY", "Linker", "copy_fd", "copy_file", "parse_order"]
 
 STRATEGIES = ("reflink", "hardlink", "copy")
 DEFAULT_ORDER = ("reflink", "hardlink", "copy")
@@ -147,30 +149,35 @@ def _reflink(src: str, dst: str) -> None:
         os.close(src_fd)
 
 
-def copy_hashed(src: str, dst: str, mode: int = 0o644) -> tuple[str, int]:
-    """Copy ``src`` to the new file ``dst`` and hash what was written; (digest, size).
+def copy_file(src: str, dst: str, mode: int = 0o644) -> None:
+    """Copy ``src`` to the new file ``dst`` (removed again if the copy fails).
 
-    Large files are copied by the kernel (``copy_file_range``) and the copy is then hashed
-    (from the page cache): three times faster than pushing the bytes through Python. Small
-    files are hashed on the way through, in one read and one write.
+    The kernel copies the bytes (``copy_file_range``, as ``cp`` does) where it can, else they
+    go through a buffer. Nothing is hashed here: callers copy objects they have verified, or
+    hash what they copied themselves (:meth:`loopml.data.cache.Cache.store`).
     """
-    with open(src, "rb") as fin:
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd_in = os.open(src, os.O_RDONLY)
+    try:
+        fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            with os.fdopen(fd, "wb") as fout:
-                size = os.fstat(fin.fileno()).st_size
-                if size >= KERNEL_COPY and _kernel_copy(fin.fileno(), fout.fileno()):
-                    fout.flush()
-                    from loopml.data.cache import hash_path
-
-                    return hash_path(dst, None), os.fstat(fout.fileno()).st_size
-                return _copy_through(fin, fout)
+            copy_fd(fd_in, fd_out)
         except BaseException:
+            os.close(fd_out)
             os.unlink(dst)
             raise
+        os.close(fd_out)
+    finally:
+        os.close(fd_in)
 
 
-KERNEL_COPY = 1 << 20
+def copy_fd(fd_in: int, fd_out: int) -> None:
+    """Copy everything from ``fd_in`` (at offset 0) to ``fd_out``: in the kernel when it can."""
+    if _kernel_copy(fd_in, fd_out):
+        return
+    while chunk := os.read(fd_in, CHUNK):
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd_out, view) :]
 
 
 def _kernel_copy(fd_in: int, fd_out: int) -> bool:
@@ -187,15 +194,3 @@ def _kernel_copy(fd_in: int, fd_out: int) -> bool:
             raise
         return False
     return True
-
-
-def _copy_through(fin: IO[bytes], fout: IO[bytes]) -> tuple[str, int]:
-    import blake3
-
-    hasher = blake3.blake3()
-    size = 0
-    while chunk := fin.read(CHUNK):
-        hasher.update(chunk)
-        fout.write(chunk)
-        size += len(chunk)
-    return hasher.hexdigest(), size

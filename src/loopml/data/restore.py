@@ -19,7 +19,7 @@ from typing import IO
 from loopml.data.errors import UncommittedChanges
 from loopml.data.git import pointer_at_rev
 from loopml.data.index import Stamp, is_racy, stamp
-from loopml.data.links import Linker, copy_hashed
+from loopml.data.links import Linker, copy_file
 from loopml.data.manifest import version_files
 from loopml.data.parallel import parallel_map
 from loopml.data.pointers import Pointer, pointer_path, read_pointer
@@ -260,7 +260,7 @@ def unprotect(
             dst = target / rel if rel else target
             tmp = dst.with_name(f".{dst.name}.unprotect-{os.getpid()}")
             try:
-                copy_hashed(os.fspath(dst), os.fspath(tmp))
+                copy_file(os.fspath(dst), os.fspath(tmp))
                 os.replace(tmp, dst)
             finally:
                 tmp.unlink(missing_ok=True)

@@ -107,9 +107,8 @@ def add_in(repo: DataRepo, target: Path, link: str | list[str] | None = None) ->
             rows.append((prefix + rel, stamp(s.source_stat), s.digest))
         if s.strategy == "hardlink" and stable:
             rows.append((repo.cache.key_of(s.digest), stamp(s.source_stat), s.digest))
-        elif s.strategy == "copy" or (s.strategy == "reflink" and stable):
-            obj_stat = os.stat(repo.cache.path_of(s.digest))
-            rows.append((repo.cache.key_of(s.digest), stamp(obj_stat), s.digest))
+        elif s.object_stat is not None and (s.strategy == "copy" or stable):
+            rows.append((repo.cache.key_of(s.digest), stamp(s.object_stat), s.digest))
 
     if target.is_dir():
         data = manifest_bytes(entries)
