@@ -91,12 +91,17 @@ def test_list_json_is_strict_for_nan_and_infinity(
     invoke: Invoke, make_run: Callable[..., str]
 ) -> None:
     make_run(metrics={"nan": float("nan"), "inf": float("inf"), "ninf": float("-inf")})
+    make_run(metrics={"other": 1.0})
     result = invoke("runs", "list", "--json")
     assert "NaN" not in result.stdout
     import json
 
-    (run,) = json.loads(result.stdout)
-    assert run["metrics"] == {"inf": "Infinity", "ninf": "-Infinity"}  # NaN is stored as NULL
+    other, run = json.loads(result.stdout)
+    # A metric logged as NaN is null; one never logged is absent, not null.
+    assert run["metrics"] == {"nan": None, "inf": "Infinity", "ninf": "-Infinity"}
+    assert other["metrics"] == {"other": 1.0}
+    table = invoke("runs", "list", "-c", "metrics.nan").stdout
+    assert "nan" in table and "—" in table
 
 
 def test_list_filters_orders_and_limits(

@@ -102,3 +102,12 @@ def test_sql_injection_is_inert(populated: Workspace) -> None:
     frame = populated.search_runs(filter="params.model = 'x'' OR 1=1 --'")
     assert frame.empty
     assert len(populated.search_runs()) == 6
+
+
+def test_frame_names_metrics_logged_as_nan(populated: Workspace) -> None:
+    # The column can't tell a NaN-logged metric from a missing one; attrs can.
+    frame = populated.search_runs()
+    logged = frame.attrs["nan_metrics"]
+    by_name = dict(zip(frame["name"], frame["run_id"], strict=True))
+    assert logged[by_name["run3"]] == ["acc", "val loss"]
+    assert set(logged) == {by_name["run3"]}

@@ -237,6 +237,7 @@ def _frame_records(frame: DataFrame) -> list[dict[str, Any]]:
     def moment(value: Any) -> datetime | None:
         return None if pd.isna(value) else value.to_pydatetime()
 
+    logged_nan: dict[str, list[str]] = frame.attrs.get("nan_metrics", {})
     records = []
     for row in frame.to_dict("records"):
         start, end = moment(row["start_time"]), moment(row["end_time"])
@@ -259,6 +260,8 @@ def _frame_records(frame: DataFrame) -> list[dict[str, Any]]:
             section, dot, name = str(key).partition(".")
             if dot and section in SECTIONS and _present(value):
                 rec[section][name] = float(value) if section == "metrics" else str(value)
+        for name in logged_nan.get(rec["run_id"], ()):
+            rec["metrics"][name] = math.nan  # logged as NaN (JSON: null), unlike a missing one
         records.append(rec)
     return records
 

@@ -319,7 +319,10 @@ def search_runs(
     include_deleted: bool = False,
 ) -> pd.DataFrame:
     """One row per run: ``run_id``, ``experiment``, ``name``, ``status``, times, then
-    ``params.*``, ``metrics.*`` (latest value) and ``tags.*`` columns."""
+    ``params.*``, ``metrics.*`` (latest value) and ``tags.*`` columns.
+
+    A metric column holds NaN both where a run never logged the metric and where its latest
+    value was NaN; ``frame.attrs["nan_metrics"]`` (run id → keys) names the second kind."""
     ids = search_run_ids(db, experiments_, filter, order_by, max_results, include_deleted)
     info: list[Any] = []
     wide: dict[str, dict[str, dict[str, Any]]] = {"params.": {}, "metrics.": {}, "tags.": {}}
@@ -380,6 +383,11 @@ def search_runs(
         frame.columns = [prefix + str(c) for c in frame.columns]
         parts.append(frame)
     frame = pd.concat(parts, axis=1) if len(parts) > 1 else base
+    frame.attrs["nan_metrics"] = {
+        run_id: sorted(key for key, value in values.items() if value is None)
+        for run_id, values in wide["metrics."].items()
+        if None in values.values()
+    }
     return frame
 
 
