@@ -181,17 +181,16 @@ def list_runs(
         return
     if not extra:
         extra = _auto_columns(records, filter_text, order_by)
+    # Key columns get a two-line header, the section over the name ("metrics" / "accuracy"),
+    # so a long key doesn't widen (or, in a full table, truncate) its column.
+    above = "\n" if extra else ""
     grid = table(
-        "Run",
-        "Name",
-        "Experiment",
-        "Status",
-        "Started",
-        "Duration",
-        no_wrap={"Run", "Status", "Started", "Duration"},
+        *(above + name for name in ("Run", "Name", "Experiment", "Status", "Started", "Duration")),
+        no_wrap={above + name for name in ("Run", "Status", "Started", "Duration")},
     )
     for key in extra:
-        grid.add_column(key, justify="right" if key.startswith("metrics.") else "left")
+        section, _, name = key.partition(".")
+        grid.add_column(f"{section}\n{name}", justify="right" if section == "metrics" else "left")
     now = datetime.now(UTC)
     for rec in records:
         duration = format_duration(rec["duration"])
