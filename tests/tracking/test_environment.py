@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from loopml.tracking import environment
 from loopml.workspace import Workspace
 
@@ -56,6 +58,26 @@ def test_environment_is_recorded(tmp_path: Path) -> None:
     assert "+# local change" in diff
     packages = ws.blobs.get_bytes(env["packages_digest"]).decode()
     assert any(line.lower().startswith("sqlalchemy==") for line in packages.splitlines())
+    ws.close()
+
+
+def test_a_repository_without_commits_sets_no_empty_tags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    monkeypatch.chdir(repo)
+    monkeypatch.setattr(sys, "argv", [str(repo / "train.py")])
+    state = environment.git_state(str(repo))
+    assert state is not None and state["commit"] is None
+    ws = Workspace.init(tmp_path / "ws")
+    with ws.start_run(experiment="env") as run:
+        pass
+    tags = ws.get_run(run.id).tags
+    assert "loopml.git.commit" not in tags and "loopml.git.branch" not in tags
+    assert tags["loopml.git.dirty"] == "false" and tags["loopml.source"] == "train.py"
+    assert all(tags.values()), tags
     ws.close()
 
 

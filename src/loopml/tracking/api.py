@@ -189,6 +189,8 @@ class TrackingAPI:
                     "loopml.source": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "",
                 }
             )
+            # No empty tags: a repository without commits has no commit or branch to show.
+            system_tags = {k: v for k, v in system_tags.items() if v}
             if not self._tracking.packages_stored:
                 self.blobs.put_bytes(environment.packages_text().encode())
                 self._tracking.packages_stored = True
