@@ -10,7 +10,7 @@ from loopml.data.errors import InvalidPointer
 from loopml.data.manifest import manifest_hash, version_files
 from loopml.data.pointers import Pointer, pointer_path, read_pointer
 from loopml.data.repo import DataRepo, WorkspaceLike
-from loopml.data.tree import FILE, Tree, scan
+from loopml.data.tree import FILE, Tree, scan, unchanged_folder
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,13 @@ def status_in(repo: DataRepo, target: Path) -> DataStatus:
     pointer_file = pointer_path(target)
     source = str(pointer_file)
     pointer = read_pointer(pointer_file)
-    tree = scan(repo, target)
+    walked = None
+    if pointer.kind == "folder" and target.is_dir():
+        found = unchanged_folder(repo, target, pointer)
+        if found is True:
+            return DataStatus(target, pointer.hash, files=pointer.files)
+        walked = found or None
+    tree = scan(repo, target, walked)
     base = DataStatus(target, pointer.hash, hashed=tree.hashed, files=len(tree.files))
     if pointer.kind == "file":
         if tree.kind is None:
@@ -73,6 +79,9 @@ def status_in(repo: DataRepo, target: Path) -> DataStatus:
     now = {f"{rel}\t{d}\t{s}" for rel, (d, s) in tree.files.items()}
     if now == then:
         _check_totals(pointer, len(now), sum(s for _, s in tree.files.values()), source)
+        snapshot = tree.snapshot(pointer.hash)
+        if snapshot is not None:
+            repo.index.record_snapshot(repo.key(target) + "/", snapshot)
         return base
     version_files(repo, pointer, source)  # a pointer edited by hand raises InvalidPointer
     old = {line.split("\t", 1)[0] for line in then - now}

@@ -7,6 +7,11 @@ recorded the same way, so a checkout verifies an object by one ``stat`` unless i
 The index is only a cache: a damaged file is deleted and rebuilt, costing one re-hash. The
 stdlib ``sqlite3`` (not SQLAlchemy) keeps the CLI's start-up short.
 
+A versioned folder found unchanged by ``status`` also gets a *tree snapshot*: one digest of
+every file's (path, inode, size, mtime_ns), with the version it matched. The next ``status``
+walks and stats the folder, and when the snapshot's digest comes out the same it is done:
+no per-file lookups, no manifest comparison.
+
 Racily clean files (git's term): a file modified again within the file system's timestamp
 granularity after it was hashed could keep its stat. So a stat is only recorded once its
 mtime is :data:`RACY_NS` older than the moment the stat was taken; a file written just now is
@@ -21,9 +26,10 @@ import sqlite3
 import threading
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 RACY_NS = 2_000_000_000  # covers 2 s timestamp granularity (FAT); ext4/xfs/apfs are finer
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Not the ctime: linking and unlinking a hardlinked cache object changes it, and checkouts
 # link and unlink all the time. Writing the bytes changes the mtime.
@@ -31,6 +37,15 @@ Stamp = tuple[int, int, int]  # (inode, size, mtime_ns)
 
 
 Row = tuple[str, int, int, int, str]  # (key, inode, size, mtime_ns, digest)
+
+
+class TreeSnapshot(NamedTuple):
+    """A folder's stats digest and the version its files matched then."""
+
+    stats: str
+    hash: str
+    files: int
+    size: int
 
 
 def stamp(st: os.stat_result) -> Stamp:
@@ -79,9 +94,14 @@ class StatIndex:
             conn.execute("PRAGMA synchronous=OFF")  # a lost write costs one re-hash
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 conn.execute("DROP TABLE IF EXISTS stats")
+                conn.execute("DROP TABLE IF EXISTS trees")
                 conn.execute(
                     "CREATE TABLE stats (path TEXT PRIMARY KEY, ino INTEGER, size INTEGER, "
                     "mtime_ns INTEGER, digest TEXT) WITHOUT ROWID"
+                )
+                conn.execute(
+                    "CREATE TABLE trees (path TEXT PRIMARY KEY, stats TEXT, hash TEXT, "
+                    "files INTEGER, size INTEGER) WITHOUT ROWID"
                 )
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except BaseException:
@@ -124,6 +144,16 @@ class StatIndex:
             "INSERT OR REPLACE INTO stats VALUES (?, ?, ?, ?, ?)",
             [(k, s[0], s[1], s[2], d) for k, s, d in rows],
         )
+
+    def snapshot(self, key: str) -> TreeSnapshot | None:
+        """The tree snapshot of the folder ``key`` (see the module docstring), if any."""
+        rows: list[Any] = self._query(
+            "SELECT stats, hash, files, size FROM trees WHERE path = ?", (key,)
+        )
+        return TreeSnapshot(*rows[0]) if rows else None
+
+    def record_snapshot(self, key: str, snapshot: TreeSnapshot) -> None:
+        self._write("INSERT OR REPLACE INTO trees VALUES (?, ?, ?, ?, ?)", [(key, *snapshot)])
 
     def forget(self, keys: Iterable[str]) -> None:
         self._write("DELETE FROM stats WHERE path = ?", [(k,) for k in keys])

@@ -31,6 +31,7 @@ from loopml.data.pointers import (
     write_pointer,
 )
 from loopml.data.repo import DataRepo, WorkspaceLike
+from loopml.data.tree import make_snapshot
 from loopml.exceptions import InvalidInput
 
 
@@ -116,12 +117,17 @@ def add_in(repo: DataRepo, target: Path, link: str | list[str] | None = None) ->
         repo.cache.put_bytes(data)
         version = DataVersion(target, digest, sum(e[2] for e in entries), len(entries), "folder")
         gone = set(known) - {prefix + rel for rel, _, _ in walked}
+        after = {rel: s.source_stat for (rel, _, _), s in zip(walked, stored, strict=True)}
+        snapshot = make_snapshot(after, seen_ns, digest)  # the first status needs no lookups
     else:
         _, digest, size = entries[0]
         version = DataVersion(target, digest, size, 1, "file")
         gone = set()
+        snapshot = None
     repo.index.record(rows)
     repo.index.forget(gone)
+    if snapshot is not None:
+        repo.index.record_snapshot(prefix, snapshot)
     write_pointer(
         pointer_path(target), Pointer(version.kind, version.hash, version.size, version.files)
     )
