@@ -127,6 +127,18 @@ def test_small_file_hashing_agrees_with_the_blob_store(tmp_path: Path, size: int
     assert hash_path(str(path), size) == hash_path(str(path)) == hash_file(path)
 
 
+@pytest.mark.parametrize("stated", [0, 100, 4095, 4097, 3 << 20])
+def test_small_file_hashing_reads_the_whole_file_whatever_its_stated_size(
+    tmp_path: Path, stated: int
+) -> None:
+    # The size comes from an earlier stat: the file may have grown or shrunk since.
+    from loopml.data.cache import hash_path
+
+    path = tmp_path / "f"
+    path.write_bytes(os.urandom(4096))
+    assert hash_path(str(path), stated) == hash_file(path)
+
+
 def test_add_empty_folder(ws: Path) -> None:
     (ws / "empty").mkdir()
     version = loopml.data.add("empty")

@@ -46,12 +46,16 @@ def hash_path(path: str, size: int | None = None) -> str:
 
         fd = os.open(path, os.O_RDONLY)
         try:
-            chunks = []
-            while chunk := os.read(fd, CHUNK):
-                chunks.append(chunk)
+            # One read when the file still has the size it had: a short read is the end.
+            data = os.read(fd, size + 1)
+            if len(data) > size:
+                chunks = [data]
+                while chunk := os.read(fd, CHUNK):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
         finally:
             os.close(fd)
-        return blake3.blake3(b"".join(chunks)).hexdigest()
+        return blake3.blake3(data).hexdigest()
     from loopml.store.blobs import hash_file
 
     return hash_file(path)
