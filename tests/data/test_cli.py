@@ -124,7 +124,7 @@ def test_public_api_names() -> None:
 
     import loopml.data
 
-    for module in ("changes", "restore", "collect", "transfer", "versions", "remotes"):
+    for module in ("changes", "restore", "collect", "transfer", "versions", "remotes", "integrity"):
         importlib.import_module(f"loopml.data.{module}")  # a submodule must not shadow a name
     for name in loopml.data.__all__:
         value = getattr(loopml.data, name)

@@ -76,6 +76,7 @@ def data() -> None:
       loopml data status                # what changed since the pointer files
       loopml data checkout --rev v1.0   # restore the data of a git revision
       loopml data push / pull           # share versions through a remote
+      loopml data verify                # hash every cached object again
     """
 
 
@@ -359,6 +360,63 @@ def gc(force: bool, grace: float, as_json: bool) -> None:
     )
     if not force and r.removed:
         click.echo("Run `loopml data gc --force` to delete them.")
+
+
+@data.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--rev", metavar="GITREV", help="Verify the version of this git revision.")
+@_json_option
+@_jobs_option
+def verify(paths: tuple[str, ...], rev: str | None, as_json: bool, jobs: int | None) -> None:
+    """Hash every cache object of the versions again (default: every pointer file).
+
+    \b
+    status and checkout trust an object whose stat hasn't changed since it was hashed;
+    verify trusts nothing, so it also finds bytes that rotted on disk. It exits with 1
+    when an object is missing or corrupt; `loopml data pull` then replaces them.
+    """
+    from loopml.data.integrity import verify as data_verify
+
+    results = []
+    for path in paths or (None,):
+        results.extend(data_verify(path, rev=rev, workspace=_workspace(), jobs=jobs))
+    if as_json:
+        import json
+
+        rows = [
+            {
+                "path": str(r.path),
+                "hash": r.hash,
+                "ok": r.ok,
+                "objects": r.objects,
+                "bytes": r.size,
+                "missing": list(r.missing),
+                "corrupt": list(r.corrupt),
+            }
+            for r in results
+        ]
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        if not results:
+            click.echo("No versioned data here. Version some with `loopml data add PATH`.")
+        for r in results:
+            name = os.path.relpath(r.path)
+            if r.ok:
+                click.echo(f"{name}: {r.objects} object(s), {_size(r.size)}: all intact")
+                continue
+            click.echo(
+                click.style(
+                    f"{name}: {len(r.corrupt)} corrupt, {len(r.missing)} missing "
+                    f"of {r.objects} object(s)",
+                    fg="red",
+                )
+            )
+            for label, digests in (("corrupt", r.corrupt), ("missing", r.missing)):
+                for digest in digests:
+                    click.echo(f"  {label + ':':<9}{digest}")
+            click.echo(f"  Replace them from a remote: loopml data pull {name}")
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@
     loopml.data.push(remote="team"); loopml.data.pull("data/raw")
     with loopml.data.open("data/labels.csv", rev="HEAD~3") as fh: ...
     loopml.data.gc(force=True)
+    loopml.data.verify()                      # hash every object again: finds bit rot
 
 A version's hash is the BLAKE3 of the file, or of the folder's sorted manifest: the same hash
 ``log_input`` records on a run, so lineage joins on exact data. The same functions back the
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from loopml.data.changes import DataStatus, status
     from loopml.data.collect import GcResult, gc
     from loopml.data.errors import DataNotFound, InvalidPointer, UncommittedChanges
+    from loopml.data.integrity import VerifyResult, verify
     from loopml.data.remotes import (
         Remote,
         add_remote,
@@ -60,6 +62,8 @@ _LAZY = {
     "push": ("loopml.data.transfer", "push"),
     "DataVersion": ("loopml.data.versions", "DataVersion"),
     "add": ("loopml.data.versions", "add"),
+    "VerifyResult": ("loopml.data.integrity", "VerifyResult"),
+    "verify": ("loopml.data.integrity", "verify"),
 }
 
 
@@ -82,6 +86,7 @@ __all__ = [
     "Remote",
     "TransferResult",
     "UncommittedChanges",
+    "VerifyResult",
     "add",
     "add_remote",
     "checkout",
@@ -94,4 +99,5 @@ __all__ = [
     "set_default_remote",
     "status",
     "unprotect",
+    "verify",
 ]

@@ -309,12 +309,13 @@ class Cache:
         return data
 
     def verify(
-        self, digests: Iterable[str], jobs: int | None = None
+        self, digests: Iterable[str], jobs: int | None = None, deep: bool = False
     ) -> tuple[list[str], list[str]]:
         """Check objects; return (missing, corrupt). A stat unchanged since the object was last
-        hashed trusts it without reading it."""
+        hashed trusts it without reading it, unless ``deep``: then every object is hashed.
+        A corrupt object's recorded stat is forgotten, so nothing trusts it again."""
         wanted = sorted(set(digests))
-        known = self.index.load(self._key_prefix) if len(wanted) > 16 else {}
+        known = self.index.load(self._key_prefix) if len(wanted) > 16 and not deep else {}
         missing: list[str] = []
         to_hash: list[tuple[str, os.stat_result]] = []
         for digest in wanted:
@@ -323,6 +324,9 @@ class Cache:
                 st = os.stat(self.path_of(digest))
             except FileNotFoundError:
                 missing.append(digest)
+                continue
+            if deep:
+                to_hash.append((digest, st))
                 continue
             row = known.get(key) if known else self.index.load(key).get(key)
             if digest_if_unchanged(row, st) != digest:
@@ -339,6 +343,7 @@ class Cache:
             if h == d and not is_racy(st, seen_ns)
         ]
         self.index.record(good)
+        self.index.forget(self.key_of(d) for d in corrupt)
         return missing, corrupt
 
     def materialize(self, digest: str, dst: str, linker: Linker, dst_dev: int) -> str:

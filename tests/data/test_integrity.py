@@ -1,0 +1,106 @@
+"""``loopml data verify`` (:mod:`loopml.data.integrity`): every object hashed again, bit rot
+found, and pull repairs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+import loopml.data
+from loopml.cli.data import data
+from loopml.exceptions import CorruptBlob
+from loopml.store.blobs import hash_file
+
+FILES: dict[str, bytes | int] = {"a.bin": 5000, "sub/b.bin": 7000, "sub/c": b"c"}
+
+
+@pytest.fixture
+def versioned(ws: Path, make_tree: Callable[..., Path]) -> Path:
+    make_tree(ws / "data", FILES)
+    loopml.data.add("data")
+    return ws / "data"
+
+
+def object_of(ws: Path, file: Path) -> Path:
+    digest = hash_file(file)
+    return ws / ".loopml/blobs" / digest[:2] / digest[2:]
+
+
+def rot(obj: Path) -> None:
+    """Flip a byte in place and put the stat back as it was: what bit rot looks like to
+    anything that trusts the stat (same inode, size and mtime)."""
+    st = obj.stat()
+    os.chmod(obj, 0o644)
+    with obj.open("r+b") as fh:
+        first = fh.read(1)
+        fh.seek(0)
+        fh.write(bytes([first[0] ^ 0xFF]))
+    os.utime(obj, ns=(st.st_atime_ns, st.st_mtime_ns))
+    os.chmod(obj, 0o444)
+
+
+def test_an_intact_version(ws: Path, versioned: Path) -> None:
+    (r,) = loopml.data.verify("data")
+    assert r.ok and r.objects == 4 and r.size == 12001  # 3 files + the manifest
+    assert r.hash == loopml.data.status("data")[0].hash
+
+
+def test_bit_rot_behind_the_stat_is_found_and_pulled_back(
+    ws: Path, versioned: Path, tmp_path: Path
+) -> None:
+    loopml.data.add_remote("backup", str(tmp_path / "remote"), default=True)
+    loopml.data.push()
+    obj = object_of(ws, versioned / "a.bin")
+    rot(obj)
+    assert loopml.data.status("data")[0].clean, "status trusts the unchanged stat"
+    (r,) = loopml.data.verify("data")
+    assert not r.ok and r.corrupt == (obj.parent.name + obj.name,) and r.missing == ()
+    # The corrupt object's stat is forgotten: a checkout now hashes it and refuses it ...
+    shutil.rmtree(versioned)
+    with pytest.raises(CorruptBlob):
+        loopml.data.checkout("data", link="copy")
+    # ... and a pull replaces it with the remote's verified copy.
+    loopml.data.pull("data")
+    assert loopml.data.verify("data")[0].ok
+    assert (versioned / "a.bin").read_bytes()[:1] != b""
+    assert hash_file(versioned / "a.bin") == obj.parent.name + obj.name
+
+
+def test_missing_objects_and_a_missing_manifest(ws: Path, versioned: Path) -> None:
+    obj = object_of(ws, versioned / "sub/b.bin")
+    obj.unlink()
+    (r,) = loopml.data.verify("data")
+    assert r.missing == (obj.parent.name + obj.name,) and r.corrupt == ()
+    manifest = loopml.data.status("data")[0].hash
+    (ws / ".loopml/blobs" / manifest[:2] / manifest[2:]).unlink()
+    (r,) = loopml.data.verify("data")
+    assert r.missing == (manifest,) and r.objects == 1
+
+
+def test_cli_reports_and_exits_1(ws: Path, versioned: Path) -> None:
+    runner = CliRunner()
+    ok = runner.invoke(data, ["verify"], catch_exceptions=False)
+    assert ok.exit_code == 0 and "data: 4 object(s), 12.0 KB: all intact" in ok.output
+    obj = object_of(ws, versioned / "a.bin")
+    rot(obj)
+    bad = runner.invoke(data, ["verify", "data"], catch_exceptions=False)
+    assert bad.exit_code == 1
+    assert "1 corrupt, 0 missing of 4 object(s)" in bad.output
+    assert obj.parent.name + obj.name in bad.output and "loopml data pull data" in bad.output
+    as_json = runner.invoke(data, ["verify", "--json"], catch_exceptions=False)
+    assert as_json.exit_code == 1
+    (row,) = json.loads(as_json.stdout)
+    assert row["ok"] is False and row["corrupt"] == [obj.parent.name + obj.name]
+
+
+def test_a_file_version(ws: Path) -> None:
+    (ws / "model.bin").write_bytes(os.urandom(100))
+    loopml.data.add("model.bin")
+    (r,) = loopml.data.verify("model.bin")
+    assert r.ok and r.objects == 1 and r.size == 100
