@@ -42,6 +42,7 @@ from loopml.pipelines.context import TaskContext, current_task
 from loopml.pipelines.dag import DAG, render_mermaid, render_text
 from loopml.pipelines.events import Event, emit_event, list_events
 from loopml.pipelines.exceptions import (
+    ClusterUnavailable,
     CycleError,
     InvalidSchedule,
     OutputNotStorable,
@@ -81,6 +82,7 @@ from loopml.pipelines.validate import validate
 __all__ = [
     "validate",
     "DAG",
+    "ClusterUnavailable",
     "CycleError",
     "Event",
     "Executor",

@@ -15,13 +15,22 @@ TaskFailed                    a task failed for good (after its retries); .task,
 ├── TaskTimeout (TimeoutError) a task ran past its timeout
 └── TaskKilled                the process running a task died (killed, out of memory)
 PipelineFailed                a pipeline run ended FAILED or KILLED; .run is its result
+StoreUnavailable (OSError)
+└── ClusterUnavailable        the executor's cluster (ray://host:port) can't be reached
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loopml.exceptions import Conflict, InvalidInput, InvalidValue, LoopmlError, NotFound
+from loopml.exceptions import (
+    Conflict,
+    InvalidInput,
+    InvalidValue,
+    LoopmlError,
+    NotFound,
+    StoreUnavailable,
+)
 
 if TYPE_CHECKING:
     from loopml.pipelines.runner import PipelineRun
@@ -89,3 +98,7 @@ class PipelineFailed(LoopmlError):
     def __init__(self, message: str, run: PipelineRun | Any = None) -> None:
         super().__init__(message)
         self.run = run
+
+
+class ClusterUnavailable(StoreUnavailable):
+    """The cluster an executor runs tasks on (Ray at ``ray://host:port``) can't be reached."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import pickle
 import threading
 import time
@@ -16,7 +17,7 @@ from typing import Any
 
 from loopml.exceptions import missing_dependency
 from loopml.pipelines.context import RemoteError, dumps, run_in_worker
-from loopml.pipelines.exceptions import TaskKilled
+from loopml.pipelines.exceptions import ClusterUnavailable, TaskKilled
 from loopml.pipelines.executors import Done, Executor, Job, Outcome, failure, remote_failure
 
 
@@ -32,6 +33,22 @@ def _ray_call(payload: bytes, args: bytes) -> tuple[str, Any]:
         return "ok", dumps(value)
     except Exception as exc:
         return "unstorable", RemoteError.capture(exc)
+
+
+def _unreachable(address: str | None, exc: BaseException) -> ClusterUnavailable:
+    auth = ""
+    if address and address.startswith("ray://") and os.environ.get("RAY_AUTH_MODE") != "token":
+        # Ray >= 2.59 turns token authentication on for clusters started with `ray start`;
+        # its client then only times out.
+        auth = (
+            " If the cluster uses token authentication (the default since Ray 2.59), set "
+            "RAY_AUTH_MODE=token here, and RAY_AUTH_TOKEN unless ~/.ray/auth_token holds the "
+            "cluster's token."
+        )
+    return ClusterUnavailable(
+        f"Cannot reach the Ray cluster at {address or 'the address Ray found'}: {exc}. Is it "
+        f"running (`ray start --head --ray-client-server-port PORT`)?{auth}"
+    )
 
 
 class RayExecutor(Executor):
@@ -52,7 +69,10 @@ class RayExecutor(Executor):
             kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
             if address is None or not address.startswith("ray://"):
                 kwargs["include_dashboard"] = False
-            ray.init(address=address, **kwargs)
+            try:
+                ray.init(address=address, **kwargs)
+            except ConnectionError as exc:
+                raise _unreachable(address, exc) from exc
         self.max_workers = max_workers or 0  # 0: as many as the cluster schedules
         self._remote = ray.remote(max_retries=0)(_ray_call)
         self._lock = threading.Lock()
