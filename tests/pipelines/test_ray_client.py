@@ -4,6 +4,7 @@ process (a process talks to one Ray cluster; this one may hold the session's loc
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -137,17 +138,18 @@ def ray_client_address() -> Iterator[tuple[str, dict[str, str]]]:
             time.sleep(0.5)
         yield address, env
     finally:
-        with_group = [signal.SIGTERM, signal.SIGKILL]
-        for sig in with_group:
+        # A throwaway cluster: a short grace, then the whole process group goes.
+        for sig, grace in ((signal.SIGTERM, 3), (signal.SIGKILL, 20)):
             try:
                 os.killpg(head.pid, sig)
             except ProcessLookupError:
                 break
             try:
-                head.wait(timeout=20)
-                break
+                head.wait(timeout=grace)
             except subprocess.TimeoutExpired:
                 continue
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(head.pid, signal.SIGKILL)  # what the head left behind in its group
         shutil.rmtree(temp, ignore_errors=True)
 
 
