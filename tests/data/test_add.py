@@ -88,10 +88,13 @@ def test_add_links_read_only_when_hardlinks_are_on(
         st = (ws / "data" / name).stat()
         assert st.st_nlink == 2, "the file is the cache object"
         assert not st.st_mode & (stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH)
+    before = (ws / "data/a").stat()
     assert loopml.data.unprotect("data") == 2
     st = (ws / "data/a").stat()
     assert st.st_nlink == 1 and st.st_mode & stat.S_IWUSR
-    assert loopml.data.status("data")[0].clean
+    assert st.st_mtime_ns == before.st_mtime_ns, "the copies keep their mtime"
+    (after,) = loopml.data.status("data")
+    assert after.clean and after.hashed == 0, "unprotect recorded the copies' stats"
 
 
 def test_add_can_keep_files_independent(

@@ -256,15 +256,25 @@ def unprotect(
             if st.st_nlink > 1 or not os.access(target / rel if rel else target, os.W_OK)
         ]
 
-        def copy(rel: str) -> None:
+        def copy(rel: str) -> os.stat_result:
             dst = target / rel if rel else target
             tmp = dst.with_name(f".{dst.name}.unprotect-{os.getpid()}")
+            was = tree.stats[rel]
             try:
                 copy_file(os.fspath(dst), os.fspath(tmp))
+                # The copy keeps the mtime (as `cp -p` does), so the index can vouch for it.
+                os.utime(tmp, ns=(was.st_atime_ns, was.st_mtime_ns))
                 os.replace(tmp, dst)
             finally:
                 tmp.unlink(missing_ok=True)
+            return os.stat(dst)
 
         size = sum(tree.stats[rel].st_size for rel in protected)
-        parallel_map(copy, protected, repo.threads(size, len(protected)))
+        copied = parallel_map(copy, protected, repo.threads(size, len(protected)))
+        prefix = repo.key(target) + ("/" if tree.kind == "folder" else "")
+        repo.index.record(
+            (prefix + rel, stamp(st), tree.files[rel][0])
+            for rel, st in zip(protected, copied, strict=True)
+            if not is_racy(st, tree.seen_ns)
+        )
         return len(protected)
