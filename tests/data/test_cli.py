@@ -35,11 +35,25 @@ def test_every_command_has_help() -> None:
         assert result.exit_code == 0, name
 
 
+def test_add_names_the_files_to_commit(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "data/raw", {"a.txt": b"a"})
+    make_tree(ws / "data/labels", {"b.txt": b"b"})
+    (ws / "notes.txt").write_text("n")
+    result = invoke("add", "data/raw", "data/labels/", "notes.txt")
+    line = result.output.splitlines()[-1]
+    assert line == (
+        "Commit the pointer files: git add data/raw.loopml data/labels.loopml notes.txt.loopml "
+        "data/.gitignore .gitignore"
+    )
+    # The command as printed works: every file it names exists for git to add.
+    subprocess.run(line.split(": ", 1)[1].split(), cwd=ws, check=True, capture_output=True)
+
+
 def test_add_status_checkout(ws: Path, make_tree: Callable[..., Path]) -> None:
     make_tree(ws / "data", {"a.txt": b"a", "b/c.txt": b"c"})
     result = invoke("add", "data")
     assert "Added data: 2 files" in result.output
-    assert "git add data.loopml .gitignore" in result.output
+    assert "git add data.loopml .gitignore" in result.output  # beside the data
     assert invoke("status").output == "data: up to date\n"
     (ws / "data/a.txt").unlink()
     (ws / "data/a.txt").write_text("changed")

@@ -88,6 +88,7 @@ def add(paths: tuple[str, ...], link: str | None, jobs: int | None) -> None:
     """Version files or folders: cache their bytes, write PATH.loopml, git-ignore PATH."""
     from loopml.data.versions import add as add_version
 
+    to_commit: dict[str, None] = {}  # the pointer files, then the .gitignore files beside them
     for path in paths:
         version = add_version(path, link=link, workspace=_workspace(), jobs=jobs)
         what = f"{version.files} files" if version.kind == "folder" else "1 file"
@@ -95,8 +96,11 @@ def add(paths: tuple[str, ...], link: str | None, jobs: int | None) -> None:
             f"Added {path}: {what}, {_size(version.size)}, version {version.hash[:12]} "
             f"→ {path.rstrip('/')}.loopml"
         )
-    pointers = " ".join(f"{p.rstrip('/')}.loopml" for p in paths)
-    click.echo(f"Commit the pointer files: git add {pointers} .gitignore")
+        to_commit[f"{path.rstrip('/')}.loopml"] = None
+    for path in paths:
+        gitignore = os.path.join(os.path.dirname(path.rstrip("/")), ".gitignore")
+        to_commit[gitignore] = None
+    click.echo(f"Commit the pointer files: git add {' '.join(to_commit)}")
 
 
 @data.command()
