@@ -117,8 +117,9 @@ def test_rev_reads_the_pointer_from_git(
 def test_rev_errors(ws: Path, versioned: dict[str, bytes], git: Callable[..., str]) -> None:
     git(ws, "add", "-A")
     git(ws, "commit", "-qm", "v1")
-    with pytest.raises(DataNotFound, match="at git revision 'nope'"):
+    with pytest.raises(DataNotFound, match="at git revision 'nope'") as info:
         loopml.data.checkout("data", rev="nope")
+    assert ".." not in str(info.value), "one full stop after git's message"
     (ws / "later.txt").write_text("x")
     loopml.data.add("later.txt")
     with pytest.raises(DataNotFound, match="later.txt.loopml at git revision 'HEAD'"):

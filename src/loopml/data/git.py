@@ -56,7 +56,7 @@ def pointer_at_rev(pointer: Path, rev: str) -> Pointer:
         raise DataNotFound(f"{pointer.parent} is not a folder.") from exc
     if done.returncode != 0:
         message = done.stderr.decode(errors="replace").strip().splitlines()
-        why = message[-1] if message else f"git exited with {done.returncode}"
+        why = message[-1].rstrip(".") if message else f"git exited with {done.returncode}"
         raise DataNotFound(
             f"Cannot read {pointer.name} at git revision {rev!r}: {why}. "
             f"List the revisions that have it with `git log --oneline -- {pointer}`."
