@@ -141,6 +141,14 @@ def make_repo(root: Path, tool: str, source: Path) -> None:
     run(["cp", "-a", str(source), str(root / "data")], root)
 
 
+def make_repos(work: Path, case: str, source: Path) -> tuple[dict[str, Path], dict[str, Path]]:
+    """A repository per tool for ``case``: (all of them, the two the targets compare)."""
+    every = {tool: work / f"{tool}-{case}" for tool in tools()}
+    for tool, repo in every.items():
+        make_repo(repo, tool, source)
+    return every, {tool: every[tool] for tool in ("loopml", "dvc")}
+
+
 def median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -180,10 +188,7 @@ def big_case(work: Path, count: int, size: int, out: dict[str, Any], notes: list
     source = work / "source-big"
     print(f"generating {count} files x {size >> 20} MB ...", flush=True)
     generate(source, count, size)
-    every = {tool: work / f"{tool}-big" for tool in tools()}
-    for tool, repo in every.items():
-        make_repo(repo, tool, source)
-    repos = {tool: every[tool] for tool in ("loopml", "dvc")}
+    every, repos = make_repos(work, "big", source)
 
     print("add ...", flush=True)
     out["big_add"] = time_add(every)
@@ -256,10 +261,7 @@ def small_case(work: Path, count: int, size: int, out: dict[str, Any]) -> None:
     source = work / "source-small"
     print(f"generating {count:,} files x {size >> 10} KB ...", flush=True)
     generate(source, count, size)
-    every = {tool: work / f"{tool}-small" for tool in tools()}
-    for tool, repo in every.items():
-        make_repo(repo, tool, source)
-    repos = {tool: every[tool] for tool in ("loopml", "dvc")}
+    every, repos = make_repos(work, "small", source)
     print("add ...", flush=True)
     out["small_add"] = time_add(every)
     print("status (unchanged) ...", flush=True)

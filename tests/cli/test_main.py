@@ -179,8 +179,7 @@ def test_store_url_variable_is_honoured(
 
 def test_installed_console_script(workspace: Workspace, make_run: Callable[..., str]) -> None:
     script = Path(sysconfig.get_path("scripts")) / "loopml"
-    if not script.exists():
-        pytest.skip("the loopml console script is not installed (pip install -e .)")
+    assert script.exists(), "the loopml console script is not installed: pip install -e ."
     run_id = make_run(params={"lr": 0.1}, metrics={"acc": 0.5})
     done = subprocess.run(
         [str(script), "runs", "list", "--json"],

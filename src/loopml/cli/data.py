@@ -25,6 +25,9 @@ LINK_HELP = (
 )
 
 
+NO_DATA = "No versioned data here. Version some with `loopml data add PATH`."
+
+
 class DataGroup(click.Group):
     """Shows a :class:`LoopmlError` as one ``error:`` line even when run on its own, and an
     operating-system error (disk full, permission denied) the same way."""
@@ -116,7 +119,7 @@ def status(paths: tuple[str, ...], verbose: bool, as_json: bool, jobs: int | Non
     for path in paths or (None,):
         results.extend(data_status(path, workspace=_workspace(), jobs=jobs))
     if as_json:
-        import json
+        from loopml.cli.render import emit_json
 
         rows = [
             {
@@ -132,10 +135,10 @@ def status(paths: tuple[str, ...], verbose: bool, as_json: bool, jobs: int | Non
             }
             for s in results
         ]
-        click.echo(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
     if not results:
-        click.echo("No versioned data here. Version some with `loopml data add PATH`.")
+        click.echo(NO_DATA)
     for s in results:
         name = os.path.relpath(s.path)
         hashed = f" (hashed {s.hashed} of {s.files} files)" if verbose else ""
@@ -288,13 +291,13 @@ def remote_list(as_json: bool) -> None:
 
     remotes = list_remotes(workspace=_workspace())
     if as_json:
-        import json
+        from loopml.cli.render import emit_json
 
         rows = [
             {"name": r.name, "url": r.url, "default": r.default, "options": r.options}
             for r in remotes
         ]
-        click.echo(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
     if not remotes:
         click.echo("No data remotes. Add one with `loopml data remote add NAME URL --default`.")
@@ -343,7 +346,7 @@ def gc(force: bool, grace: float, as_json: bool) -> None:
 
     r = data_gc(force=force, grace_s=grace, workspace=_workspace())
     if as_json:
-        import json
+        from loopml.cli.render import emit_json
 
         rows = {
             "removed" if force else "would_remove": list(r.removed),
@@ -352,7 +355,7 @@ def gc(force: bool, grace: float, as_json: bool) -> None:
             "recent": r.recent,
             "dry_run": r.dry_run,
         }
-        click.echo(json.dumps(rows, indent=2))
+        emit_json(rows)
         return
     verb = "removed" if force else "would remove"
     for digest in r.removed:
@@ -385,7 +388,7 @@ def verify(paths: tuple[str, ...], rev: str | None, as_json: bool, jobs: int | N
     for path in paths or (None,):
         results.extend(data_verify(path, rev=rev, workspace=_workspace(), jobs=jobs))
     if as_json:
-        import json
+        from loopml.cli.render import emit_json
 
         rows = [
             {
@@ -399,10 +402,10 @@ def verify(paths: tuple[str, ...], rev: str | None, as_json: bool, jobs: int | N
             }
             for r in results
         ]
-        click.echo(json.dumps(rows, indent=2))
+        emit_json(rows)
     else:
         if not results:
-            click.echo("No versioned data here. Version some with `loopml data add PATH`.")
+            click.echo(NO_DATA)
         for r in results:
             name = os.path.relpath(r.path)
             if r.ok:

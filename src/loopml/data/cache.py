@@ -206,20 +206,15 @@ class Cache:
         The kernel copies it; the copy is hashed again only when the file's stat changed since
         it was hashed, or is too recent to vouch for its bytes (see index: racily clean).
         """
-        from loopml.data.links import copy_fd
+        from loopml.data.links import copy_fd, write_new
 
-        fd = os.open(src, os.O_RDONLY)
-        try:
-            out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, READ_ONLY)
-            try:
-                copy_fd(fd, out)
-                after = os.fstat(fd)
-                os.utime(out, ns=(after.st_atime_ns, after.st_mtime_ns))
-                obj = os.fstat(out)
-            finally:
-                os.close(out)
-        finally:
-            os.close(fd)
+        def fill(fd: int, out: int) -> tuple[os.stat_result, os.stat_result]:
+            copy_fd(fd, out)
+            after = os.fstat(fd)
+            os.utime(out, ns=(after.st_atime_ns, after.st_mtime_ns))
+            return after, os.fstat(out)
+
+        after, obj = write_new(src, tmp, READ_ONLY, fill)
         if stamp(after) != stamp(st) or is_racy(after, time.time_ns()):
             digest = hash_path(tmp, obj.st_size)
         self._folder(digest)

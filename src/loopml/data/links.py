@@ -23,13 +23,13 @@ import errno
 import os
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from loopml.data.cache import CHUNK, READ_ONLY
 from loopml.exceptions import InvalidConfig
 
-__all__ = ["CHUNK", "READ_ONLY", "Linker", "copy_fd", "copy_file", "parse_order"]
+__all__ = ["CHUNK", "READ_ONLY", "Linker", "copy_fd", "copy_file", "parse_order", "write_new"]
 
 STRATEGIES = ("reflink", "hardlink", "copy")
 DEFAULT_ORDER = ("reflink", "hardlink", "copy")
@@ -135,18 +135,7 @@ def _reflink(src: str, dst: str) -> None:
         raise OSError(errno.EOPNOTSUPP, "reflink is implemented for Linux only")
     import fcntl
 
-    src_fd = os.open(src, os.O_RDONLY)
-    try:
-        dst_fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            fcntl.ioctl(dst_fd, _FICLONE, src_fd)
-        except BaseException:
-            os.close(dst_fd)
-            os.unlink(dst)
-            raise
-        os.close(dst_fd)
-    finally:
-        os.close(src_fd)
+    write_new(src, dst, 0o644, lambda fd_in, fd_out: fcntl.ioctl(fd_out, _FICLONE, fd_in))
 
 
 def copy_file(src: str, dst: str, mode: int = 0o644) -> None:
@@ -156,16 +145,26 @@ def copy_file(src: str, dst: str, mode: int = 0o644) -> None:
     go through a buffer. Nothing is hashed here: callers copy objects they have verified, or
     hash what they copied themselves (:meth:`loopml.data.cache.Cache.store`).
     """
+    write_new(src, dst, mode, copy_fd)
+
+
+T = TypeVar("T")
+
+
+def write_new(src: str, dst: str, mode: int, fill: Callable[[int, int], T]) -> T:
+    """Create the new file ``dst`` and ``fill(src_fd, dst_fd)`` it from ``src``; ``dst`` is
+    removed again if that fails. Returns what ``fill`` returns."""
     fd_in = os.open(src, os.O_RDONLY)
     try:
         fd_out = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            copy_fd(fd_in, fd_out)
+            result = fill(fd_in, fd_out)
         except BaseException:
             os.close(fd_out)
             os.unlink(dst)
             raise
         os.close(fd_out)
+        return result
     finally:
         os.close(fd_in)
 
