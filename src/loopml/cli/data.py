@@ -58,6 +58,15 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
+def _count(n: int, noun: str, plural: str | None = None) -> str:
+    """``1 file``, ``2 files``, ``0 branches``: a count with its noun agreeing."""
+    if n == 1:
+        return f"{n} {noun}"
+    if plural is None:
+        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
+    return f"{n} {plural}"
+
+
 def _jobs_option(f: F) -> F:
     return click.option(
         "--jobs", "-j", type=click.IntRange(1, 256), help="Parallel threads (default: automatic)."
@@ -336,15 +345,40 @@ def remote_default(name: str) -> None:
     metavar="SECONDS",
     help="Keep objects written this recently (a writer may not have recorded them yet).",
 )
+@click.option(
+    "--workspace-only",
+    is_flag=True,
+    help="Keep only what the pointer files in the workspace need; read no git revision.",
+)
+@click.option(
+    "--all-commits",
+    is_flag=True,
+    help="Also keep what every commit needs (reachable from a ref or a reflog), not only "
+    "HEAD and the commits of branches and tags.",
+)
 @_json_option
-def gc(force: bool, grace: float, as_json: bool) -> None:
-    """Remove cache objects no pointer file in the workspace needs (dry run by default).
+def gc(force: bool, grace: float, workspace_only: bool, all_commits: bool, as_json: bool) -> None:
+    """Remove cache objects nothing references (dry run by default).
 
-    Blobs recorded in the metadata database (run artifacts) are always kept.
+    \b
+    Kept: what the pointer files need in the workspace and in git, at HEAD and at the
+    commit of every branch, tag, remote branch and the stash (--all-commits: in every
+    commit; --workspace-only: no git revision); blobs the metadata database records (run
+    artifacts, registered models); objects younger than --grace. Push versions that only
+    older commits name to a remote before collecting, or use --all-commits.
     """
     from loopml.data.collect import gc as data_gc
 
-    r = data_gc(force=force, grace_s=grace, workspace=_workspace())
+    if workspace_only and all_commits:
+        raise CliError("--workspace-only and --all-commits contradict each other; choose one.")
+    r = data_gc(
+        force=force,
+        grace_s=grace,
+        workspace_only=workspace_only,
+        all_commits=all_commits,
+        workspace=_workspace(),
+    )
+    scope = _git_scope(r.git)
     if as_json:
         from loopml.cli.render import emit_json
 
@@ -352,21 +386,52 @@ def gc(force: bool, grace: float, as_json: bool) -> None:
             "removed" if force else "would_remove": list(r.removed),
             "bytes": r.bytes,
             "kept": r.kept,
+            "kept_workspace": r.kept_workspace,
+            "kept_git": r.kept_git,
+            "kept_metadata": r.kept_metadata,
             "recent": r.recent,
             "dry_run": r.dry_run,
+            "git": scope,
+            "notes": list(r.notes),
         }
         emit_json(rows)
         return
     verb = "removed" if force else "would remove"
-    for digest in r.removed:
-        click.echo(f"{verb} {digest}")
-    summary = f"{len(r.removed)} unreferenced object(s) ({_size(r.bytes)})"
+    for digest, size in zip(r.removed, r.sizes, strict=True):
+        click.echo(f"{verb} {digest} ({_size(size)})")
+    what = f"{_count(len(r.removed), 'object')} ({_size(r.bytes)})"
+    why = f"pointer file in the workspace, {scope}, or the metadata database"
+    if r.removed:
+        click.echo(
+            f"{'Removed' if force else 'Would remove'} {what} from {r.cache}: referenced by "
+            f"no {why}."
+        )
+    else:
+        click.echo(f"Nothing to remove from {r.cache} (pointer files read {scope}).")
     click.echo(
-        f"{'Removed ' + summary + ' from' if force else summary.capitalize() + ' in'} {r.cache}; "
-        f"{r.kept} kept, {r.recent} too recent to judge (--grace)."
+        f"Kept {_count(r.kept, 'object')}: {r.kept_workspace} for the workspace's pointer files, "
+        f"{r.kept_git} only for git's, {r.kept_metadata} for the metadata database; "
+        f"{r.recent} too recent to judge (--grace)."
     )
+    for note in r.notes:
+        click.echo(f"note: {note}.", err=True)
     if not force and r.removed:
         click.echo("Run `loopml data gc --force` to delete them.")
+
+
+def _git_scope(history: Any) -> str:
+    """Which git revisions gc read, in words: ``in git at HEAD, 2 branches and 1 tag (3
+    commits)``."""
+    if history is None:
+        return "in git (not read: --workspace-only)"
+    if history.note:
+        return f"in git ({history.note})"
+    parts = ["HEAD" if kind == "HEAD" else _count(n, kind) for kind, n in history.refs.items()]
+    refs = ", ".join(parts[:-1]) + f" and {parts[-1]}" if len(parts) > 1 else "".join(parts)
+    commits = _count(history.commits, "commit")
+    if history.all_commits:
+        return f"in any git commit reachable from {refs or 'no ref'} ({commits})"
+    return f"in git at {refs or 'no revision'} ({commits})"
 
 
 @data.command()

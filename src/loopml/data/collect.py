@@ -1,10 +1,18 @@
-"""``gc``: remove cache objects that no pointer file in the workspace needs (dry run first).
+"""``gc``: remove cache objects that nothing references (dry run first).
 
-The cache may be the workspace's blob folder, which tracking artifacts share: so blobs that
-the metadata database names (the ``artifacts`` table, and any digest in any text column) are
-kept too, and objects changed within the grace period are kept in case a writer has put a
-blob but not yet recorded it. Versions named only by pointer files in git history are not
-kept: push them to a remote before collecting.
+An object is kept when a pointer file needs it (the version's manifest and its files):
+
+* a pointer file in the workspace;
+* a pointer file in git: at HEAD and at the commit of every branch, tag, remote branch and
+  the stash (default), or in every commit reachable from a ref or a reflog
+  (``all_commits``); ``workspace_only`` reads no git revision;
+* a blob the metadata database names, when the cache is the workspace's blob folder, which
+  tracking artifacts share (the ``artifacts`` table, and any digest in any text column);
+* an object changed within the grace period, in case a writer has put a blob but not yet
+  recorded it.
+
+A folder version in git whose manifest is no longer cached can't say which files it needs;
+gc reports such versions (``GcResult.notes``) and keeps nothing for them.
 """
 
 from __future__ import annotations
@@ -18,10 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopml.data.errors import InvalidPointer
+from loopml.data.git import GitPointers, pointers_in_git
 from loopml.data.manifest import version_files
 from loopml.data.pointers import find_pointers, read_pointer, target_path
 from loopml.data.repo import DataRepo, WorkspaceLike
-from loopml.exceptions import BlobNotFound, LoopmlError, StoreUnavailable
+from loopml.exceptions import BlobNotFound, CorruptBlob, InvalidInput, LoopmlError, StoreUnavailable
 
 DEFAULT_GRACE_S = 600.0
 _DIGEST = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
@@ -29,7 +38,13 @@ _DIGEST = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")
 
 @dataclass(frozen=True)
 class GcResult:
-    """The unreferenced objects found (removed unless ``dry_run``) and their total size."""
+    """The unreferenced objects found (removed unless ``dry_run``) and their total size.
+
+    ``kept`` objects are referenced: ``kept_workspace`` by pointer files in the workspace,
+    ``kept_git`` by pointer files in git only, ``kept_metadata`` by the metadata database
+    only; ``recent`` ones are too new to judge. ``git`` says which revisions were read
+    (None with ``workspace_only``); ``notes`` what gc could not judge.
+    """
 
     removed: tuple[str, ...]
     bytes: int
@@ -37,25 +52,51 @@ class GcResult:
     recent: int
     dry_run: bool
     cache: Path
+    kept_workspace: int = 0
+    kept_git: int = 0
+    kept_metadata: int = 0
+    git: GitPointers | None = None
+    notes: tuple[str, ...] = ()
+    sizes: tuple[int, ...] = ()  # of the removed objects, in the same order
 
 
 def gc(
     *,
     force: bool = False,
     grace_s: float = DEFAULT_GRACE_S,
+    workspace_only: bool = False,
+    all_commits: bool = False,
     workspace: WorkspaceLike = None,
 ) -> GcResult:
-    """Find (and with ``force``, delete) cache objects no pointer file references."""
+    """Find (and with ``force``, delete) cache objects no pointer file references: none in
+    the workspace, none in git at HEAD or any ref's commit (every commit with
+    ``all_commits``; no git revision with ``workspace_only``), nor the metadata database."""
+    if workspace_only and all_commits:
+        raise InvalidInput(
+            "workspace_only and all_commits contradict each other; choose one "
+            "(--workspace-only reads no git revision, --all-commits reads every commit)."
+        )
     with DataRepo.open(workspace) as repo:
-        keep = referenced(repo)
+        in_workspace = referenced(repo)
+        notes: list[str] = []
+        history: GitPointers | None = None
+        in_git: set[str] = set()
+        if not workspace_only:
+            history = pointers_in_git(repo.root, all_commits=all_commits)
+            in_git = referenced_in_git(repo, history, notes)
+            if history.note:
+                notes.append(history.note)
+        in_metadata: set[str] = set()
         if repo.cache_dir() == Path(repo.settings.artifacts_url):
-            keep |= manifest_members(repo, metadata_digests(repo))
+            in_metadata = manifest_members(repo, metadata_digests(repo))
         cutoff = time.time() - grace_s
         unused: list[tuple[str, int]] = []
-        kept = recent = 0
+        kept = recent = by_workspace = by_git = 0
         for digest in repo.cache.digests():
-            if digest in keep:
+            if digest in in_workspace or digest in in_git or digest in in_metadata:
                 kept += 1
+                by_workspace += digest in in_workspace
+                by_git += digest not in in_workspace and digest in in_git
                 continue
             try:
                 st = os.lstat(repo.cache.path_of(digest))
@@ -80,6 +121,12 @@ def gc(
             recent,
             not force,
             repo.cache.root,
+            kept_workspace=by_workspace,
+            kept_git=by_git,
+            kept_metadata=kept - by_workspace - by_git,
+            git=history,
+            notes=tuple(notes),
+            sizes=tuple(s for _, s in unused),
         )
 
 
@@ -103,6 +150,36 @@ def referenced(repo: DataRepo) -> set[str]:
                 f"`loopml data pull {shown}` or delete {repo.display(pointer_file)}."
             )
         keep.update(d for d, _ in files.values())
+    return keep
+
+
+def referenced_in_git(repo: DataRepo, history: GitPointers, notes: list[str]) -> set[str]:
+    """Every object the pointer files in git need; a folder version whose manifest is not
+    cached (or is corrupt) can't name its files, and is described in ``notes`` instead."""
+    keep: set[str] = set()
+    unknown: list[str] = []
+    for path, pointer in history.pointers:
+        keep.add(pointer.hash)
+        try:
+            files = version_files(repo, pointer, path)
+        except (InvalidPointer, CorruptBlob):
+            files = None
+        if files is None:
+            unknown.append(f"{path} ({pointer.hash[:12]})")
+            continue
+        keep.update(d for d, _ in files.values())
+    if unknown:
+        more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+        notes.append(
+            f"{len(unknown)} folder version(s) in git have no intact manifest in the cache, so "
+            f"their files can't be told apart and only the manifest is kept: "
+            f"{', '.join(unknown[:3])}{more}"
+        )
+    if history.unreadable:
+        notes.append(
+            f"{len(history.unreadable)} pointer file(s) in git are not valid pointers and "
+            f"name no object: {', '.join(history.unreadable[:3])}"
+        )
     return keep
 
 
