@@ -13,8 +13,12 @@
 # to stdout; everything else (apt, pip, progress, errors) goes to stderr. Exits non-zero, with
 # a message on stderr, when a service does not come up within LOOPML_CI_WAIT seconds.
 #
+# moto is a service, not a project dependency: it runs from its own virtualenv
+# ($LOOPML_CI_DIR/moto-venv, pinned by .ci/moto-requirements.txt), so its boto3/botocore pins
+# never meet the project's (s3fs → aiobotocore pins botocore).
+#
 # Knobs (environment): LOOPML_CI_DIR (default /tmp/loopml-ci), LOOPML_CI_WAIT (default 30),
-# PYTHON (interpreter that runs moto, default python3).
+# PYTHON (interpreter that makes moto's virtualenv, default python3).
 set -euo pipefail
 
 CI_DIR="${LOOPML_CI_DIR:-/tmp/loopml-ci}"
@@ -33,6 +37,8 @@ REDIS_LOG="$CI_DIR/redis.log"
 REDIS_PID="$CI_DIR/redis.pid"
 MOTO_LOG="$CI_DIR/moto.log"
 MOTO_PID="$CI_DIR/moto.pid"
+MOTO_VENV="$CI_DIR/moto-venv"
+MOTO_REQUIREMENTS="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/moto-requirements.txt"
 
 # Keep the real stdout on fd 3 for the export lines; everything else goes to stderr.
 exec 3>&1 1>&2
@@ -189,10 +195,13 @@ PG_BIN="$(pg_bindir)"
 [[ -n "$PG_BIN" ]] || die "PostgreSQL binaries (initdb) not found after install"
 command -v redis-server >/dev/null 2>&1 || die "redis-server not found after install"
 
-if ! "$PYTHON" -c 'import moto, flask, flask_cors' >/dev/null 2>&1; then
-    log "installing moto[server] for $PYTHON"
-    "$PYTHON" -m pip install -q --disable-pip-version-check --root-user-action=ignore \
-        'moto[server]>=5' >&2 || die "pip install 'moto[server]' failed"
+if ! "$MOTO_VENV/bin/python" -c 'import moto, flask, flask_cors' >/dev/null 2>&1; then
+    log "installing moto[server] into $MOTO_VENV"
+    rm -rf "$MOTO_VENV"
+    "$PYTHON" -m venv "$MOTO_VENV" || die "cannot create a virtualenv in $MOTO_VENV"
+    "$MOTO_VENV/bin/python" -m pip install -q --disable-pip-version-check \
+        --root-user-action=ignore -r "$MOTO_REQUIREMENTS" >&2 ||
+        die "pip install -r $MOTO_REQUIREMENTS failed"
 fi
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -283,7 +292,7 @@ if s3_up; then
     log "S3 (moto) already answering on $HOST:$S3_PORT; reusing it"
 else
     log "starting moto S3 server on $HOST:$S3_PORT"
-    detach "$MOTO_LOG" "$PYTHON" -m moto.server -H "$HOST" -p "$S3_PORT" >"$MOTO_PID"
+    detach "$MOTO_LOG" "$MOTO_VENV/bin/python" -m moto.server -H "$HOST" -p "$S3_PORT" >"$MOTO_PID"
 fi
 if ! wait_for "S3/moto ($HOST:$S3_PORT)" s3_up; then
     tail -n 20 "$MOTO_LOG" >&2 2>/dev/null || true

@@ -159,26 +159,21 @@ def postgres_database() -> Iterator[str]:
 # --------------------------------------------------------------------------- S3
 
 
-def s3_client() -> Any:
-    """A boto3 S3 client pointed at the moto test server."""
+def s3_filesystem() -> Any:
+    """An s3fs filesystem pointed at the moto test server (s3fs is the project's own S3
+    client, so the tests need no boto3)."""
     endpoint = s3_endpoint()
-    boto3 = require_module("boto3")
-    return boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-        aws_access_key_id=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
-        aws_secret_access_key=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+    s3fs = require_module("s3fs")
+    return s3fs.S3FileSystem(
+        key=os.environ.get("AWS_ACCESS_KEY_ID", "testing"),
+        secret=os.environ.get("AWS_SECRET_ACCESS_KEY", "testing"),
+        client_kwargs={"endpoint_url": endpoint},
+        skip_instance_cache=True,
     )
 
 
 def fresh_s3_bucket() -> str:
     """Create a uniquely named, empty bucket on the moto test server; return its name."""
-    client = s3_client()
     name = f"loopml-test-{uuid.uuid4().hex[:16]}"
-    region = client.meta.region_name
-    if region in (None, "us-east-1"):
-        client.create_bucket(Bucket=name)
-    else:
-        client.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": region})
+    s3_filesystem().mkdir(name)
     return name

@@ -15,7 +15,7 @@ from services import (
     psycopg_conninfo,
     redis_url,
     require_module,
-    s3_client,
+    s3_filesystem,
 )
 
 
@@ -86,14 +86,12 @@ def test_drop_refuses_main_database() -> None:
 def test_s3_bucket_put_get() -> None:
     bucket = fresh_s3_bucket()
     assert bucket != fresh_s3_bucket()
-    client = s3_client()
-    key = f"dir/{uuid.uuid4().hex}.bin"
+    fs = s3_filesystem()
+    key = f"{bucket}/dir/{uuid.uuid4().hex}.bin"
     payload = b"loopml\x00" * 1000
-    client.put_object(Bucket=bucket, Key=key, Body=payload)
-    got = client.get_object(Bucket=bucket, Key=key)["Body"].read()
-    assert got == payload
-    listed = client.list_objects_v2(Bucket=bucket)
-    assert [obj["Key"] for obj in listed["Contents"]] == [key]
+    fs.pipe(key, payload)
+    assert fs.cat(key) == payload
+    assert fs.find(bucket) == [key]
 
 
 def test_redis_set_get() -> None:

@@ -102,6 +102,13 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfig(f"{path} is not valid TOML: {exc}. Fix the file or delete it.") from exc
+    except UnicodeDecodeError as exc:
+        raise InvalidConfig(
+            f"{path} is not UTF-8 text (byte {exc.start} is not valid UTF-8): TOML files must "
+            "be UTF-8. Save it as UTF-8 and try again."
+        ) from exc
+    except OSError as exc:
+        raise InvalidConfig(f"Cannot read {path}: {exc.strerror or exc}.") from exc
 
 
 def _section(data: dict[str, Any], name: str, path: Path) -> dict[str, Any]:
@@ -185,13 +192,20 @@ def load_settings(
     )
 
 
+def ensure_state_dir(folder: Path) -> Path:
+    """Create ``folder/.loopml/`` with the ``.gitignore`` that keeps it out of git."""
+    state = folder / STATE_DIR
+    state.mkdir(exist_ok=True)
+    gitignore = state / ".gitignore"
+    if not gitignore.exists():
+        gitignore.write_text("*\n")
+    return state
+
+
 def write_default_config(folder: Path) -> Path:
     """Create ``loopml.toml`` and ``.loopml/`` in ``folder``; keep an existing file as it is."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / STATE_DIR).mkdir(exist_ok=True)
-    gitignore = folder / STATE_DIR / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("*\n")
+    ensure_state_dir(folder)
     path = folder / CONFIG_FILE
     if not path.exists():
         tmp = path.with_suffix(".toml.tmp")

@@ -6,6 +6,7 @@ ordinary ``except`` clauses working::
     LoopmlError
     ├── NotFound (LookupError)
     │   ├── WorkspaceNotFound
+    │   ├── StoreNotFound
     │   ├── ExperimentNotFound
     │   ├── RunNotFound
     │   ├── ArtifactNotFound
@@ -48,6 +49,10 @@ class NotFound(LookupError, LoopmlError):
 
 class WorkspaceNotFound(NotFound):
     """No ``loopml.toml`` above the current directory and no store URL configured."""
+
+
+class StoreNotFound(NotFound):
+    """The metadata store the settings name does not exist (and this command won't create it)."""
 
 
 class ExperimentNotFound(NotFound):

@@ -25,8 +25,9 @@ class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
     Nothing is opened until first used.
     """
 
-    def __init__(self, settings: Settings, **storage_options: Any) -> None:
+    def __init__(self, settings: Settings, *, create: bool = True, **storage_options: Any) -> None:
         self.settings = settings
+        self.create = create
         self._storage_options = storage_options
         self._db: Database | None = None
         self._blobs: BlobStore | None = None
@@ -40,16 +41,22 @@ class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
         *,
         store_url: str | None = None,
         artifacts_url: str | None = None,
+        create: bool = True,
         **storage_options: Any,
     ) -> Workspace:
-        """Open a workspace: a folder with ``loopml.toml``, or explicit URLs."""
+        """Open a workspace: a folder with ``loopml.toml``, or explicit URLs.
+
+        A SQLite metadata store that does not exist yet is created on first use (a fresh
+        clone has ``loopml.toml`` but no ``.loopml/``); ``create=False`` makes that an error
+        (:class:`~loopml.exceptions.StoreNotFound`), as read-only CLI commands do.
+        """
         if path is not None and "://" in str(path) and store_url is None:
             store_url, path = str(path), None
         if store_url is not None and path is None:
             settings = _url_settings(store_url, artifacts_url)
         else:
             settings = load_settings(path, store_url=store_url, artifacts_url=artifacts_url)
-        return cls(settings, **storage_options)
+        return cls(settings, create=create, **storage_options)
 
     @classmethod
     def init(cls, path: str | os.PathLike[str] = ".") -> Workspace:
@@ -69,7 +76,7 @@ class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
         if self._db is None:
             with self._lock:
                 if self._db is None:
-                    self._db = Database(self.settings.store_url)
+                    self._db = Database(self.settings.store_url, create=self.create)
         return self._db
 
     @property

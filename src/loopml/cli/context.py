@@ -34,7 +34,9 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        if exit_code != self.exit_code:
+            # click >= 8.5 declares exit_code a ClassVar; click's main() reads the instance.
+            setattr(self, "exit_code", exit_code)  # noqa: B010
 
     @classmethod
     def from_error(cls, error: LoopmlError) -> CliError:
@@ -42,6 +44,11 @@ class CliError(click.ClickException):
 
     def show(self, file: IO[Any] | None = None) -> None:
         click.echo(f"error: {self.format_message()}", file=file, err=True)
+
+
+#: Commands that may create a missing metadata store (they start runs); every other command
+#: reports a missing store instead of showing an empty, new one.
+CREATES_STORE = frozenset({"pipelines run", "pipelines backfill", "scheduler run"})
 
 
 class WorkspaceState:
@@ -56,9 +63,11 @@ class WorkspaceState:
         if self._workspace is None:
             from loopml.workspace import Workspace
 
-            self._workspace = Workspace.open(self.location or None)
+            ctx = click.get_current_context()
+            command = " ".join(ctx.command_path.split()[1:])
+            self._workspace = Workspace.open(self.location or None, create=command in CREATES_STORE)
             # Closed when the outermost command ends, whichever command opened it.
-            click.get_current_context().find_root().call_on_close(self._workspace.close)
+            ctx.find_root().call_on_close(self._workspace.close)
         return self._workspace
 
 

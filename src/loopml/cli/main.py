@@ -7,6 +7,7 @@ commands (and, when it opens the workspace, the store). A group is one line in
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 from pathlib import Path
@@ -92,6 +93,28 @@ class RootGroup(LazyGroup):
             return super().invoke(ctx)
         except LoopmlError as exc:
             raise CliError.from_error(exc) from exc
+        except OSError as exc:
+            if isinstance(exc, BrokenPipeError):  # `loopml runs list | head`: not an error
+                raise
+            raise CliError(os_error_message(exc)) from exc
+
+
+_OS_HINTS = {
+    errno.EACCES: "check the permissions of that path",
+    errno.EPERM: "check the permissions of that path",
+    errno.ENOSPC: "free some disk space and run the command again; nothing half-written is kept",
+    errno.EDQUOT: "free some disk space (quota) and run the command again",
+    errno.EROFS: "the file system is read-only; use a writable workspace",
+    errno.ENOENT: "check that the path exists",
+}
+
+
+def os_error_message(exc: OSError) -> str:
+    """One line for an operating-system error: what failed, on which path, what to do."""
+    what = exc.strerror or str(exc) or type(exc).__name__
+    where = f" ({exc.filename})" if exc.filename else ""
+    hint = _OS_HINTS.get(exc.errno or 0)
+    return f"{what}{where}" + (f": {hint}." if hint else ".")
 
 
 @click.group(

@@ -100,7 +100,7 @@ class BlobStore:
             if not os.path.exists(target):
                 self._atomic_local_write(target, lambda fh: fh.write(data))
         else:
-            self._remote(lambda: self.exists(digest) or self.fs.pipe_file(target, data))
+            self._remote_write(lambda: self.exists(digest) or self.fs.pipe_file(target, data))
         return digest
 
     def put_file(self, path: str | os.PathLike[str]) -> str:
@@ -115,7 +115,9 @@ class BlobStore:
 
                 self._atomic_local_write(target, copy)
         else:
-            self._remote(lambda: self.exists(digest) or self.fs.put_file(os.fspath(path), target))
+            self._remote_write(
+                lambda: self.exists(digest) or self.fs.put_file(os.fspath(path), target)
+            )
         return digest
 
     def _atomic_local_write(self, target: str, write: Any) -> None:
@@ -203,6 +205,18 @@ class BlobStore:
             "digest. It was not used. Delete the object and log the artifact again, or restore "
             "it from a remote."
         )
+
+    def _remote_write(self, call: Any) -> Any:
+        """A write to an object store: "not found" there means the bucket (or the endpoint)
+        is wrong, never a missing blob."""
+        try:
+            return self._remote(call)
+        except FileNotFoundError as exc:
+            raise StoreUnavailable(
+                f"The blob store {self.url} answered Not Found on a write: the bucket does not "
+                "exist or the endpoint is not an S3 server. Check the bucket name and "
+                "AWS_ENDPOINT_URL (or the endpoint_url storage option)."
+            ) from exc
 
     def _remote(self, call: Any) -> Any:
         try:

@@ -22,7 +22,8 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 
-from loopml.exceptions import InvalidConfig, StoreUnavailable, missing_dependency
+from loopml.config import STATE_DIR, ensure_state_dir
+from loopml.exceptions import InvalidConfig, StoreNotFound, StoreUnavailable, missing_dependency
 
 T = TypeVar("T")
 
@@ -58,8 +59,11 @@ def _is_retryable(exc: BaseException) -> bool:
 class Database:
     """A metadata database reached by URL; opens (and migrates) lazily on first use."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """``create=False``: a SQLite file that does not exist is an error (StoreNotFound)
+        instead of a new, empty store; read-only commands open stores this way."""
         self.url = url
+        self.create = create
         try:
             self._url = make_url(url)
         except ArgumentError as exc:
@@ -128,7 +132,7 @@ class Database:
             )
         else:
             assert self._url.database is not None
-            Path(self._url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_sqlite_file(Path(self._url.database).expanduser())
             engine = create_engine(self._url, connect_args=connect_args, future=True)
 
         @event.listens_for(engine, "connect")
@@ -148,6 +152,26 @@ class Database:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
+
+    def _ensure_sqlite_file(self, path: Path) -> None:
+        """Refuse to invent a store: a missing file is created only when ``create`` is set,
+        and only in a folder that exists (or the workspace's own ``.loopml/``)."""
+        if path.exists():
+            return
+        if not self.create:
+            raise StoreNotFound(
+                f"No metadata store at {path} (store URL {self.safe_url}). Run `loopml init` "
+                "in the workspace folder to create it, or point --workspace / "
+                "LOOPML_STORE_URL at an existing store."
+            )
+        folder = path.parent
+        if folder.name == STATE_DIR and folder.parent.is_dir():
+            ensure_state_dir(folder.parent)
+        elif not folder.is_dir():
+            raise StoreNotFound(
+                f"Cannot create the metadata store {path}: the folder {folder} does not exist. "
+                "Check the store URL (a typo?) or create the folder first."
+            )
 
     # -- migrations ------------------------------------------------------------------------
 
