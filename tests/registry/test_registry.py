@@ -328,24 +328,33 @@ def test_concurrent_promotions_leave_one_production(tmp_path: Path, data) -> Non
     ws.close()
     code = textwrap.dedent(
         """
-        import sys, time, loopml
+        import sys, loopml
         from loopml.registry import GatePolicy
         ws = loopml.Workspace.open(sys.argv[1])
-        time.sleep(max(0.0, float(sys.argv[3]) - time.time()))
+        ws.db.connect()
+        print("ready", flush=True)
+        sys.stdin.readline()  # the barrier: both start once both are ready
         ws.promote("m", int(sys.argv[2]), policy=GatePolicy(beat_champion=False))
         print("ok")
         """
     )
-    start = str(time.time() + 2.0)
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, str(tmp_path), str(version), start],
+            [sys.executable, "-c", code, str(tmp_path), str(version)],
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         for version in (1, 2)
     ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.communicate(timeout=120)
+    for proc in procs:  # release both before waiting for either
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     ws = Workspace.open(tmp_path)

@@ -55,15 +55,25 @@ def test_four_processes_log_10k_points_each_to_one_sqlite_workspace(tmp_path: Pa
 @pytest.mark.slow
 def test_two_processes_create_the_same_experiment(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
+    # A barrier, not a wall-clock start time: each child says it is ready (imports done, store
+    # open), then waits for a line on stdin; both get it once both are ready.
     code = """
-        import sys, time, loopml
+        import sys, loopml
         ws = loopml.Workspace.open(sys.argv[1])
-        time.sleep(float(sys.argv[2]) - time.time())
+        ws.db.connect()
+        print("ready", flush=True)
+        sys.stdin.readline()
         print(ws.get_experiment(ws.start_run(experiment="race", log_environment=False).id and "race").id)
         ws.end_run()
     """
-    start = str(time.time() + 1.5)
-    procs = [_python(code, str(tmp_path), start) for _ in range(2)]
+    procs = [_python(code, str(tmp_path), stdin=subprocess.PIPE) for _ in range(2)]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready", proc.communicate(timeout=60)
+    for proc in procs:  # release both before waiting for either
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert outs[0][0] == outs[1][0]
