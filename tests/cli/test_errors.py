@@ -196,9 +196,12 @@ def test_s3_endpoint_answering_404_is_store_unavailable(
         client_kwargs={"endpoint_url": not_found_endpoint},
         skip_instance_cache=True,
     )
-    with ws, ws.start_run("e", log_environment=False) as run:
-        with pytest.raises(StoreUnavailable, match="bucket does not exist"):
-            run.log_text("hello", "notes.txt")
+    with (
+        ws,
+        ws.start_run("e", log_environment=False) as run,
+        pytest.raises(StoreUnavailable, match="bucket does not exist"),
+    ):
+        run.log_text("hello", "notes.txt")
 
 
 # -- the real console script ----------------------------------------------------------------
@@ -218,3 +221,17 @@ def test_console_script_prints_no_traceback(project: Path) -> None:
     assert done.returncode == 1
     assert done.stderr.startswith("error: ") and "Traceback" not in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("message", "shown"),
+    [
+        ("git failed: bad revision 'v9'..", "git failed: bad revision 'v9'."),
+        ("Wait for it...", "Wait for it..."),
+        ("Fine.", "Fine."),
+    ],
+)
+def test_error_line_has_one_full_stop(message: str, shown: str) -> None:
+    from loopml.cli.context import CliError
+
+    assert CliError(message).format_message() == shown

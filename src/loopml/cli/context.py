@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable
 from typing import IO, TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar
 
@@ -29,11 +30,16 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
+_DOUBLE_STOP = re.compile(r"(?<!\.)\.\.$")
+
+
 class CliError(click.ClickException):
     """An error printed as ``error: <message>`` on stderr, no traceback, exit ``exit_code``."""
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
+        # A message built from another ("git said: x.") plus our own full stop must not end
+        # in "..": one full stop, an ellipsis left alone.
+        super().__init__(_DOUBLE_STOP.sub(".", message.rstrip()))
         if exit_code != self.exit_code:
             # click >= 8.5 declares exit_code a ClassVar; click's main() reads the instance.
             setattr(self, "exit_code", exit_code)  # noqa: B010
