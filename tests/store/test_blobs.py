@@ -113,3 +113,35 @@ def test_s3_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> No
     store = BlobStore(f"s3://{bucket}/env", skip_instance_cache=True)
     digest = store.put_bytes(b"via AWS_ENDPOINT_URL")
     assert store.get_bytes(digest) == b"via AWS_ENDPOINT_URL"
+
+
+def test_locate_hands_engines_a_readable_location(store: BlobStore, tmp_path: Path) -> None:
+    import fsspec
+
+    digest = store.put_bytes(b"a,b\n1,2\n")
+    loc = store.locate(digest)
+    if store.is_local:
+        assert loc.path is not None and Path(loc.path).read_bytes() == b"a,b\n1,2\n"
+        assert loc.url == loc.path
+    else:
+        assert loc.path is None and "://" in loc.url
+        # Any fsspec-speaking engine opens it from the URL and options alone.
+        with fsspec.open(loc.url, "rb", **loc.storage_options) as fh:
+            assert fh.read() == b"a,b\n1,2\n"
+        assert loc.filesystem.cat_file(loc.url) == b"a,b\n1,2\n"
+    with pytest.raises(BlobNotFound):
+        store.locate(blake3.blake3(b"never stored").hexdigest())
+
+
+def test_locate_parquet_reads_in_place(store: BlobStore, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"x": [1, 2, 3]}), src)
+    loc = store.locate(store.put_file(src))
+    if loc.path is not None:
+        table = pq.read_table(loc.path)
+    else:
+        table = pq.read_table(loc.url, filesystem=loc.filesystem)
+    assert table.column("x").to_pylist() == [1, 2, 3]

@@ -15,6 +15,7 @@ import re
 import shutil
 import tempfile
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,10 +58,22 @@ def check_digest(digest: str) -> str:
     return digest
 
 
+@dataclass(frozen=True)
+class BlobLocation:
+    """Where one blob lives: ``path`` on a local disk (else None), or ``url`` with the
+    ``storage_options`` (or the open fsspec ``filesystem``) that reach it."""
+
+    url: str
+    path: str | None
+    storage_options: dict[str, Any]
+    filesystem: Any
+
+
 class BlobStore:
     """A content-addressed store over one fsspec URL.
 
-    The seam: ``put_file``, ``put_bytes``, ``exists``, ``get_bytes``, ``get_file``, ``delete``.
+    The seam: ``put_file``, ``put_bytes``, ``exists``, ``get_bytes``, ``get_file``, ``delete``;
+    ``locate`` hands engines that read by path or URL the object's place.
     A miss raises :class:`BlobNotFound`; a digest mismatch raises :class:`CorruptBlob`.
     """
 
@@ -143,6 +156,26 @@ class BlobStore:
         if self.is_local:
             return os.path.exists(target)
         return bool(self._remote(lambda: self.fs.exists(target)))
+
+    def locate(self, digest: str) -> BlobLocation:
+        """Where an engine that reads by path or URL (DuckDB, pyarrow, Ray) finds the object,
+        without copying it: a local path, or an fsspec URL plus the storage options to open
+        it with. The object is not verified here (engines read it as is); raises
+        :class:`BlobNotFound` when it is missing.
+
+        >>> loc = store.locate(digest)                                     # doctest: +SKIP
+        >>> pyarrow.parquet.read_table(loc.url, filesystem=loc.filesystem) # doctest: +SKIP
+        """
+        target = self.path_of(digest)
+        if not self.exists(digest):
+            raise self._missing(digest)
+        if self.is_local:
+            path = os.path.abspath(target)
+            return BlobLocation(url=path, path=path, storage_options={}, filesystem=None)
+        url = target if "://" in target else f"{self.protocol}://{target.lstrip('/')}"
+        return BlobLocation(
+            url=url, path=None, storage_options=dict(self.fs.storage_options), filesystem=self.fs
+        )
 
     def get_bytes(self, digest: str) -> bytes:
         target = self.path_of(digest)
