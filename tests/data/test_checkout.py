@@ -132,7 +132,7 @@ def test_corrupted_cache_object_is_never_served(ws: Path, versioned: dict[str, b
     os.chmod(obj, 0o644)
     obj.write_bytes(b"\0" * obj.stat().st_size)  # same size, wrong bytes
     shutil.rmtree(ws / "data")
-    with pytest.raises(CorruptBlob, match="no longer match their BLAKE3 hash") as info:
+    with pytest.raises(CorruptBlob, match="no longer matches its BLAKE3 hash") as info:
         loopml.data.checkout("data")
     assert str(obj) in str(info.value)
     assert not (ws / "data").exists(), "nothing was written"

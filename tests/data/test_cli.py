@@ -59,7 +59,7 @@ def test_add_status_checkout(ws: Path, make_tree: Callable[..., Path]) -> None:
     (ws / "data/a.txt").write_text("changed")
     (ws / "data/b/c.txt").unlink()
     result = invoke("status", "-v")
-    assert "data: 1 modified, 0 added, 1 deleted (hashed 1 of 1 files)" in result.output
+    assert "data: 1 modified, 0 added, 1 deleted (hashed 1 of 1 file)" in result.output
     assert "modified: data/a.txt" in result.output
     (row,) = json.loads(invoke("status", "--json", "data").output)
     assert row["modified"] == ["a.txt"] and row["deleted"] == ["b/c.txt"] and not row["clean"]
@@ -89,8 +89,8 @@ def test_remotes_push_pull_gc(ws: Path, make_tree: Callable[..., Path], tmp_path
         "(default)" in invoke("remote", "add", "nas", str(remote), "-o", "auto_mkdir=true").output
     )
     assert invoke("remote", "list").output == f"nas\t{remote}\t(default)\n"
-    assert "Pushed 2 object(s)" in invoke("push").output
-    assert "Pulled 0 object(s)" in invoke("pull").output
+    assert "Pushed 2 objects" in invoke("push").output
+    assert "Pulled 0 objects" in invoke("pull").output
     (ws / "data.loopml").unlink()
     result = invoke("gc", "--grace", "0")
     assert result.output.count("would remove ") == 2
@@ -157,3 +157,97 @@ def test_os_errors_are_one_line(ws: Path, monkeypatch: pytest.MonkeyPatch) -> No
     result = CliRunner().invoke(data, ["add", "data"])
     assert result.exit_code == 1
     assert result.output == "error: No space left on device: /cache/ab/cd\n"
+
+
+def test_git_add_hint_quotes_paths_for_the_shell(ws: Path, make_tree: Callable[..., Path]) -> None:
+    make_tree(ws / "dätä set", {"a": b"a"})
+    make_tree(ws / "plain", {"b": b"b"})
+    result = invoke("add", "dätä set", "plain")
+    line = result.output.splitlines()[-1]
+    assert line == "Commit the pointer files: git add 'dätä set.loopml' plain.loopml .gitignore"
+    assert "Added plain: 1 file, 1 byte," in result.output
+    # Pasted into a shell, it works.
+    subprocess.run(["bash", "-c", line.split(": ", 1)[1]], cwd=ws, check=True)
+    assert (
+        "dätä set.loopml"
+        in subprocess.run(
+            ["git", "-c", "core.quotepath=off", "diff", "--cached", "--name-only"],
+            cwd=ws,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.splitlines()
+    )
+
+
+def test_add_names_the_links_it_skips(ws: Path, make_tree: Callable[..., Path]) -> None:
+    folder = make_tree(ws / "data", {"real": b"r"})
+    (folder / "dangling").symlink_to(folder / "nowhere")
+    (folder / "loop").symlink_to(folder / "loop")
+    result = CliRunner().invoke(data, ["add", "data"], catch_exceptions=False)
+    assert result.exit_code == 0
+    assert result.stderr == (
+        f"warning: {folder}: skipped 2 symbolic links that lead to no file, so not versioned: "
+        "dangling (dangling), loop (a symlink loop)\n"
+    )
+    assert "Added data: 1 file," in result.stdout
+
+
+def _cli(ws: Path, *args: str) -> list[str]:
+    return [sys.executable, "-c", "from loopml.cli.main import main; main()", "data", *args]
+
+
+def test_piped_commands_print_no_progress(
+    ws: Path, make_tree: Callable[..., Path], tmp_path: Path
+) -> None:
+    make_tree(ws / "data", {"a": 5 << 20, "b": 100})
+    remote = tmp_path / "remote"
+    steps = [
+        ("add", "data"),
+        ("remote", "add", "r", str(remote), "--default"),
+        ("push",),
+        ("checkout", "--verify", "data"),
+        ("pull",),
+    ]
+    for args in steps:
+        done = subprocess.run(_cli(ws, *args), cwd=ws, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stderr == "", (args, done.stderr)
+        assert "\r" not in done.stdout and "\x1b" not in done.stdout, args
+
+
+def test_a_terminal_sees_the_progress_of_add(ws: Path, make_tree: Callable[..., Path]) -> None:
+    import os
+    import threading
+
+    make_tree(ws / "data", {"a": 5 << 20, "b": 100})
+    main, child = os.openpty()
+    proc = subprocess.Popen(
+        _cli(ws, "add", "data"),
+        cwd=ws,
+        stdin=subprocess.DEVNULL,
+        stdout=child,
+        stderr=child,
+        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
+    )
+    os.close(child)
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain)
+    reader.start()
+    assert proc.wait(timeout=120) == 0
+    reader.join(timeout=60)
+    os.close(main)
+    drawn = b"".join(chunks).decode(errors="replace")
+    assert "Adding data" in drawn and "2/2 files" in drawn
+    assert "Added data: 2 files, 5.2 MB" in drawn

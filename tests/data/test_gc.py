@@ -200,7 +200,7 @@ def test_dry_run_says_what_it_would_delete_and_why(
     git(ws, "commit", "-qam", "two")
     result = CliRunner().invoke(data, ["gc", "--grace", "0"], catch_exceptions=False)
     lines = result.output.splitlines()
-    assert f"would remove {stale} (1.0 KB)" in lines
+    assert f"would remove {stale} (1.0 kB)" in lines
     assert any(
         line.startswith("Would remove 2 objects (")
         and "referenced by no pointer file in the workspace, in git at HEAD and 1 branch "

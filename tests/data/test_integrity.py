@@ -86,12 +86,12 @@ def test_missing_objects_and_a_missing_manifest(ws: Path, versioned: Path) -> No
 def test_cli_reports_and_exits_1(ws: Path, versioned: Path) -> None:
     runner = CliRunner()
     ok = runner.invoke(data, ["verify"], catch_exceptions=False)
-    assert ok.exit_code == 0 and "data: 4 object(s), 12.0 KB: all intact" in ok.output
+    assert ok.exit_code == 0 and "data: 4 objects, 12.0 kB: all intact" in ok.output
     obj = object_of(ws, versioned / "a.bin")
     rot(obj)
     bad = runner.invoke(data, ["verify", "data"], catch_exceptions=False)
     assert bad.exit_code == 1
-    assert "1 corrupt, 0 missing of 4 object(s)" in bad.output
+    assert "1 corrupt, 0 missing of 4 objects" in bad.output
     assert obj.parent.name + obj.name in bad.output and "loopml data pull data" in bad.output
     as_json = runner.invoke(data, ["verify", "--json"], catch_exceptions=False)
     assert as_json.exit_code == 1
@@ -104,3 +104,41 @@ def test_a_file_version(ws: Path) -> None:
     loopml.data.add("model.bin")
     (r,) = loopml.data.verify("model.bin")
     assert r.ok and r.objects == 1 and r.size == 100
+
+
+def test_checkout_verify_refuses_bit_rot_behind_the_stat(
+    ws: Path, versioned: Path, tmp_path: Path
+) -> None:
+    """The issue's repro: a flipped byte with the object's stat restored. A plain checkout
+    trusts the recorded stat (the README says so); `checkout --verify` hashes and refuses."""
+    loopml.data.add_remote("backup", str(tmp_path / "remote"), default=True)
+    loopml.data.push()
+    original = (versioned / "a.bin").read_bytes()
+    obj = object_of(ws, versioned / "a.bin")
+    rot(obj)
+    shutil.rmtree(versioned)
+    runner = CliRunner()
+    plain = runner.invoke(data, ["checkout", "--link", "copy", "data"], catch_exceptions=False)
+    assert plain.exit_code == 0, "by design: an unchanged stat is trusted"
+    checked = runner.invoke(data, ["checkout", "--verify", "data"])
+    assert checked.exit_code == 1
+    assert checked.output.startswith("error: 1 cache object no longer matches its BLAKE3 hash")
+    assert str(obj) in checked.output and checked.output.count("\n") == 1
+    # The corrupt copy in the workspace is in no version: replacing it takes --force.
+    loopml.data.pull("data", force=True)
+    (r,) = loopml.data.checkout("data", verify=True)
+    assert r.written == 0 and r.unchanged == 3
+    assert (versioned / "a.bin").read_bytes() == original
+
+
+def test_checkout_verify_hashes_files_left_in_place(ws: Path, versioned: Path) -> None:
+    """A workspace file whose bytes changed behind an unchanged stat is found and rewritten."""
+    target = versioned / "sub/b.bin"
+    original = target.read_bytes()
+    rot(target)  # a copy (root's default) or a link: the same check either way
+    assert loopml.data.checkout("data")[0].written == 0, "the stat is trusted"
+    obj = object_of(ws, target)
+    if obj.exists() and obj.stat().st_ino == target.stat().st_ino:
+        pytest.skip("hardlinked: the object rotted too (covered above)")
+    (r,) = loopml.data.checkout("data", verify=True, force=True)
+    assert r.written == 1 and target.read_bytes() == original

@@ -207,3 +207,64 @@ def clone_simple(ws: Path, tmp_path: Path) -> Path:
     shutil.copy(ws / "loopml.toml", other / "loopml.toml")
     shutil.copy(ws / "data.loopml", other / "data.loopml")
     return other
+
+
+def _corrupt_remote_copy(remote: RemoteSpec, digest: str) -> None:
+    """Flip the first byte of the remote's copy (same size): what "already there" missed."""
+    fs, _ = remote.fs()
+    path = remote.object_path(digest)
+    data = fs.cat_file(path)
+    if not remote.url.startswith(("s3://", "memory://")):
+        os.chmod(path, 0o644)
+    fs.pipe_file(path, bytes([data[0] ^ 0xFF]) + data[1:])
+
+
+def test_push_verify_replaces_a_corrupt_remote_copy(
+    versioned: Path, remote: RemoteSpec, tmp_path: Path
+) -> None:
+    loopml.data.push()
+    digest = hash_file(versioned / "data/f3.bin")
+    _corrupt_remote_copy(remote, digest)
+    plain = loopml.data.push()
+    assert (plain.transferred, plain.replaced) == (0, ()), "by name only: it looks present"
+    checked = loopml.data.push(verify=True)
+    assert checked.replaced == (digest,)
+    assert (checked.transferred, checked.present) == (1, 14)
+    fs, _ = remote.fs()
+    assert fs.cat_file(remote.object_path(digest)) == (versioned / "data/f3.bin").read_bytes()
+    assert loopml.data.push(verify=True).replaced == ()
+    other = clone(versioned, tmp_path)
+    loopml.data.pull(workspace=other)
+    assert snapshot(other / "data") == snapshot(versioned / "data")
+
+
+def test_push_verify_on_the_command_line(versioned: Path, remote: RemoteSpec) -> None:
+    from click.testing import CliRunner
+
+    from loopml.cli.data import data
+
+    loopml.data.push()
+    digest = hash_file(versioned / "labels.csv")
+    _corrupt_remote_copy(remote, digest)
+    result = CliRunner().invoke(data, ["push", "--verify"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Pushed 1 object (" in result.output and "14 already there (verified)" in result.output
+    assert f"Replaced 1 object whose copy on origin was corrupt: {digest}" in result.output
+
+
+def test_progress_reports_every_object(versioned: Path, tmp_path: Path) -> None:
+    seen: dict[str, list[dict[str, int]]] = {"push": [], "pull": []}
+
+    def recorder(name: str) -> Callable[..., None]:
+        return lambda **kw: seen[name].append(kw)
+
+    loopml.data.push(progress=recorder("push"))
+    other = clone(versioned, tmp_path)
+    loopml.data.pull(workspace=other, progress=recorder("pull"))
+    for name, calls in seen.items():
+        totals = [c for c in calls if "total_files" in c]
+        done = [c for c in calls if "files" in c]
+        assert sum(c["files"] for c in done) == 15, name
+        assert sum(c["total_files"] for c in totals[-1:]) == 15, name
+        big = (versioned / "data/big.bin").stat().st_size
+        assert sum(c["bytes"] for c in done) >= big, name

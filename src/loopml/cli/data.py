@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import click
 
 from loopml.cli.context import CliError, WorkspaceState
+from loopml.data.errors import counted as _count
 from loopml.exceptions import LoopmlError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -50,21 +51,10 @@ def _workspace() -> str | None:
 
 
 def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{n} B"
+    """Sizes as every command prints them (``0 bytes``, ``1.0 kB``, ``2.1 GB``)."""
+    from loopml.cli.render import format_size
 
-
-def _count(n: int, noun: str, plural: str | None = None) -> str:
-    """``1 file``, ``2 files``, ``0 branches``: a count with its noun agreeing."""
-    if n == 1:
-        return f"{n} {noun}"
-    if plural is None:
-        plural = noun + ("es" if noun.endswith(("s", "x", "ch", "sh")) else "s")
-    return f"{n} {plural}"
+    return format_size(n)
 
 
 def _jobs_option(f: F) -> F:
@@ -98,21 +88,29 @@ def data() -> None:
 @_jobs_option
 def add(paths: tuple[str, ...], link: str | None, jobs: int | None) -> None:
     """Version files or folders: cache their bytes, write PATH.loopml, git-ignore PATH."""
+    import shlex
+
+    from loopml.cli.progress import progress_bar
     from loopml.data.versions import add as add_version
+
+    def warn(message: str) -> None:
+        click.echo(f"warning: {message}", err=True)
 
     to_commit: dict[str, None] = {}  # the pointer files, then the .gitignore files beside them
     for path in paths:
-        version = add_version(path, link=link, workspace=_workspace(), jobs=jobs)
-        what = f"{version.files} files" if version.kind == "folder" else "1 file"
+        with progress_bar(f"Adding {path}") as tracker:
+            version = add_version(
+                path, link=link, workspace=_workspace(), jobs=jobs, progress=tracker, warn=warn
+            )
         click.echo(
-            f"Added {path}: {what}, {_size(version.size)}, version {version.hash[:12]} "
-            f"→ {path.rstrip('/')}.loopml"
+            f"Added {path}: {_count(version.files, 'file')}, {_size(version.size)}, "
+            f"version {version.hash[:12]} → {path.rstrip('/')}.loopml"
         )
         to_commit[f"{path.rstrip('/')}.loopml"] = None
     for path in paths:
         gitignore = os.path.join(os.path.dirname(path.rstrip("/")), ".gitignore")
         to_commit[gitignore] = None
-    click.echo(f"Commit the pointer files: git add {' '.join(to_commit)}")
+    click.echo(f"Commit the pointer files: git add {shlex.join(to_commit)}")
 
 
 @data.command()
@@ -150,7 +148,7 @@ def status(paths: tuple[str, ...], verbose: bool, as_json: bool, jobs: int | Non
         click.echo(NO_DATA)
     for s in results:
         name = os.path.relpath(s.path)
-        hashed = f" (hashed {s.hashed} of {s.files} files)" if verbose else ""
+        hashed = f" (hashed {s.hashed} of {_count(s.files, 'file')})" if verbose else ""
         if s.clean:
             click.echo(f"{name}: up to date{hashed}")
             continue
@@ -171,17 +169,43 @@ def status(paths: tuple[str, ...], verbose: bool, as_json: bool, jobs: int | Non
 @click.option("--rev", metavar="GITREV", help="Restore the version of this git revision.")
 @click.option("--link", metavar="ORDER", help=LINK_HELP)
 @click.option("--force", "-f", is_flag=True, help="Discard changes that are in no version.")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every object served and every file left in place, instead of trusting the "
+    "stats recorded when they were hashed (finds bit rot; reads every byte).",
+)
 @_jobs_option
 def checkout(
-    paths: tuple[str, ...], rev: str | None, link: str | None, force: bool, jobs: int | None
+    paths: tuple[str, ...],
+    rev: str | None,
+    link: str | None,
+    force: bool,
+    verify: bool,
+    jobs: int | None,
 ) -> None:
-    """Restore data from the cache to match its pointer files (default: all)."""
+    """Restore data from the cache to match its pointer files (default: all).
+
+    \b
+    An object (or a file left in place) whose inode, size and mtime are those recorded when
+    it was hashed is trusted without reading it; any other is hashed and refused if its
+    bytes don't match. --verify hashes everything.
+    """
+    from loopml.cli.progress import progress_bar
     from loopml.data.restore import checkout as data_checkout
 
     for path in paths or (None,):
-        results = data_checkout(
-            path, rev=rev, link=link, force=force, workspace=_workspace(), jobs=jobs
-        )
+        with progress_bar(f"Checking out {path or 'data'}") as tracker:
+            results = data_checkout(
+                path,
+                rev=rev,
+                link=link,
+                force=force,
+                verify=verify,
+                workspace=_workspace(),
+                jobs=jobs,
+                progress=tracker,
+            )
         for r in results:
             how = ", ".join(f"{n} by {s}" for s, n in sorted(r.strategies.items()))
             click.echo(
@@ -199,27 +223,49 @@ def unprotect(paths: tuple[str, ...], jobs: int | None) -> None:
 
     for path in paths:
         n = data_unprotect(path, workspace=_workspace(), jobs=jobs)
-        click.echo(f"{path}: {n} file(s) made writable copies")
+        click.echo(f"{path}: {_count(n, 'file')} made writable copies")
 
 
 @data.command()
 @click.argument("paths", nargs=-1, type=click.Path())
 @click.option("--remote", "-r", metavar="NAME", help="Remote to push to (default: the default).")
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Hash every local object, and download and hash every object the remote already "
+    "has, replacing a remote copy that fails (reads every byte on both sides).",
+)
 @_jobs_option
-def push(paths: tuple[str, ...], remote: str | None, jobs: int | None) -> None:
+def push(paths: tuple[str, ...], remote: str | None, verify: bool, jobs: int | None) -> None:
     """Upload the cached objects of versions (default: all) that the remote lacks."""
+    from loopml.cli.progress import progress_bar
     from loopml.data.transfer import push as data_push
 
     for path in paths or (None,):
-        r = data_push(path, remote=remote, jobs=jobs, workspace=_workspace())
+        with progress_bar(f"Pushing {path or 'data'}") as tracker:
+            r = data_push(
+                path,
+                remote=remote,
+                verify=verify,
+                jobs=jobs,
+                workspace=_workspace(),
+                progress=tracker,
+            )
+        checked = " (verified)" if verify else ""
         click.echo(
-            f"Pushed {r.transferred} object(s) ({_size(r.bytes)}) to {r.remote}; "
-            f"{r.present} already there."
+            f"Pushed {_count(r.transferred, 'object')} ({_size(r.bytes)}) to {r.remote}; "
+            f"{r.present} already there{checked}."
         )
+        if r.replaced:
+            click.echo(
+                f"Replaced {_count(len(r.replaced), 'object')} whose copy on {r.remote} was "
+                f"corrupt: {', '.join(r.replaced[:5])}"
+                + (f" and {len(r.replaced) - 5} more" if len(r.replaced) > 5 else "")
+            )
         if r.missing:
             click.echo(
-                f"warning: {len(r.missing)} object(s) are not in the local cache and were not "
-                "pushed (e.g. " + r.missing[0] + ").",
+                f"warning: {_count(len(r.missing), 'object')} not in the local cache "
+                f"{'was' if len(r.missing) == 1 else 'were'} not pushed (e.g. {r.missing[0]}).",
                 err=True,
             )
 
@@ -242,21 +288,24 @@ def pull(
     jobs: int | None,
 ) -> None:
     """Download missing objects of versions (default: all), verify them, check them out."""
+    from loopml.cli.progress import progress_bar
     from loopml.data.transfer import pull as data_pull
 
     for path in paths or (None,):
-        r = data_pull(
-            path,
-            remote=remote,
-            rev=rev,
-            checkout=not no_checkout,
-            link=link,
-            force=force,
-            jobs=jobs,
-            workspace=_workspace(),
-        )
+        with progress_bar(f"Pulling {path or 'data'}") as tracker:
+            r = data_pull(
+                path,
+                remote=remote,
+                rev=rev,
+                checkout=not no_checkout,
+                link=link,
+                force=force,
+                jobs=jobs,
+                workspace=_workspace(),
+                progress=tracker,
+            )
         click.echo(
-            f"Pulled {r.transferred} object(s) ({_size(r.bytes)}) from {r.remote}; "
+            f"Pulled {_count(r.transferred, 'object')} ({_size(r.bytes)}) from {r.remote}; "
             f"{r.present} already cached."
         )
 
@@ -474,12 +523,12 @@ def verify(paths: tuple[str, ...], rev: str | None, as_json: bool, jobs: int | N
         for r in results:
             name = os.path.relpath(r.path)
             if r.ok:
-                click.echo(f"{name}: {r.objects} object(s), {_size(r.size)}: all intact")
+                click.echo(f"{name}: {_count(r.objects, 'object')}, {_size(r.size)}: all intact")
                 continue
             click.echo(
                 click.style(
                     f"{name}: {len(r.corrupt)} corrupt, {len(r.missing)} missing "
-                    f"of {r.objects} object(s)",
+                    f"of {_count(r.objects, 'object')}",
                     fg="red",
                 )
             )

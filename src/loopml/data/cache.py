@@ -20,8 +20,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple
 
+from loopml.data.errors import counted
 from loopml.data.index import RACY_NS, Stamp, StatIndex, digest_if_unchanged, is_racy, stamp
 from loopml.data.parallel import parallel_map, threads_for
+from loopml.data.progress import Progress
 from loopml.exceptions import CorruptBlob
 
 if TYPE_CHECKING:
@@ -37,10 +39,16 @@ _counter = itertools.count()
 SMALL_FILE = 4 << 20  # below this, read whole with os.read; above, blobs.hash_file (mmap)
 
 
-def hash_path(path: str, size: int | None = None) -> str:
+PROGRESS_STEP = 64 << 20  # a large file reports its hashing progress this often
+
+
+def hash_path(path: str, size: int | None = None, progress: Progress | None = None) -> str:
     """BLAKE3 of a file: :func:`loopml.store.blobs.hash_file`, with a leaner path for small
     files (half the time on 4 KB files: no buffered reader, no extra stat). Both hash the
-    same bytes the same way; a test holds them equal."""
+    same bytes the same way; a test holds them equal. ``progress`` (large files only) is
+    called with ``bytes=`` every 64 MB hashed."""
+    if progress is not None and (size is None or size >= SMALL_FILE):
+        return _hash_in_steps(path, progress)
     if size is not None and size < SMALL_FILE:
         import blake3
 
@@ -59,6 +67,28 @@ def hash_path(path: str, size: int | None = None) -> str:
     from loopml.store.blobs import hash_file
 
     return hash_file(path)
+
+
+def _hash_in_steps(path: str, progress: Progress) -> str:
+    """BLAKE3 of a large file, memory-mapped and multithreaded like ``hash_file``, in steps."""
+    import mmap
+
+    import blake3
+
+    hasher = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size == 0:
+            return hasher.hexdigest()
+        with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            view = memoryview(mm)
+            try:
+                for start in range(0, size, PROGRESS_STEP):
+                    hasher.update(view[start : start + PROGRESS_STEP])
+                    progress(bytes=min(PROGRESS_STEP, size - start))
+            finally:
+                view.release()
+    return hasher.hexdigest()
 
 
 class Stored(NamedTuple):
@@ -114,17 +144,25 @@ class Cache:
 
     # -- writes ----------------------------------------------------------------------------
 
-    def store(self, src: str, st: os.stat_result, digest: str | None, linker: Linker) -> Stored:
+    def store(
+        self,
+        src: str,
+        st: os.stat_result,
+        digest: str | None,
+        linker: Linker,
+        progress: Progress | None = None,
+    ) -> Stored:
         """Put the workspace file ``src`` (whose stat was ``st`` before hashing) in the cache.
 
         ``digest`` is its known digest, or None to hash it now. A file that changed while it
         was being added is stored under the digest of the bytes actually stored.
+        ``progress``: told the bytes hashed, as a large file is hashed.
         """
         first = linker.first_choice(st.st_dev, self.dev)
         if first == "copy" and st.st_size < SMALL_FILE:
             return self._store_small_copy(src, st, digest)
         if digest is None:
-            digest = hash_path(src, st.st_size)
+            digest = hash_path(src, st.st_size, progress)
         elif self.has(digest):  # known unchanged: most likely cached already
             return Stored(digest, st.st_size, None, st)
         if first == "hardlink":
@@ -407,10 +445,13 @@ class Cache:
     def corrupt(self, digests: list[str]) -> CorruptBlob:
         shown = ", ".join(self.path_of(d) for d in digests[:5])
         more = f" and {len(digests) - 5} more" if len(digests) > 5 else ""
+        one = len(digests) == 1
         return CorruptBlob(
-            f"{len(digests)} cache object(s) no longer match their BLAKE3 hash and were not "
-            f"used: {shown}{more}. Fetch them again with `loopml data pull` (it replaces "
-            "corrupted objects), or delete them and `loopml data add` the data again."
+            f"{counted(len(digests), 'cache object')} no longer "
+            f"{'matches its' if one else 'match their'} BLAKE3 hash and "
+            f"{'was' if one else 'were'} not used: {shown}{more}. Fetch "
+            f"{'it' if one else 'them'} again with `loopml data pull` (it replaces corrupted "
+            f"objects), or delete {'it' if one else 'them'} and `loopml data add` the data again."
         )
 
 

@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopml.data.errors import InvalidPointer
+from loopml.data.errors import InvalidPointer, counted
 from loopml.data.git import GitPointers, pointers_in_git
 from loopml.data.manifest import version_files
 from loopml.data.pointers import find_pointers, read_pointer, target_path
@@ -171,14 +171,16 @@ def referenced_in_git(repo: DataRepo, history: GitPointers, notes: list[str]) ->
     if unknown:
         more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
         notes.append(
-            f"{len(unknown)} folder version(s) in git have no intact manifest in the cache, so "
+            f"{counted(len(unknown), 'folder version')} in git "
+            f"{'has' if len(unknown) == 1 else 'have'} no intact manifest in the cache, so "
             f"their files can't be told apart and only the manifest is kept: "
             f"{', '.join(unknown[:3])}{more}"
         )
     if history.unreadable:
         notes.append(
-            f"{len(history.unreadable)} pointer file(s) in git are not valid pointers and "
-            f"name no object: {', '.join(history.unreadable[:3])}"
+            f"{counted(len(history.unreadable), 'pointer file')} in git "
+            f"{'is not a valid pointer' if len(history.unreadable) == 1 else 'are not valid pointers'}"
+            f" and name no object: {', '.join(history.unreadable[:3])}"
         )
     return keep
 

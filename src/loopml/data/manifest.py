@@ -29,20 +29,51 @@ FILE = ""  # the relative path of a versioned file in its own one-line "manifest
 WalkedFile = tuple[str, str, os.stat_result]
 
 
-def walk_files(folder: Path) -> list[WalkedFile]:
+def walk_files(folder: Path, skipped: list[str] | None = None) -> list[WalkedFile]:
     """Every file below ``folder``, like ``rglob('*')`` + ``is_file()`` (the rule ``log_input``
-    uses): symlinks to files count, symlinked folders are not entered."""
+    uses): symlinks to files count, symlinked folders are not entered. ``skipped`` collects
+    the relative paths of the symlinks left out (to a folder, dangling, or a loop)."""
     found: list[WalkedFile] = []
     append = found.append
     for path, prefix, entries in walk_folders(folder):
         for entry in entries:
-            if not entry.is_dir(follow_symlinks=False) and entry.is_file():
+            if entry.is_dir(follow_symlinks=False):
+                continue
+            try:
+                is_file = entry.is_file()
+            except OSError:  # a symlink loop (ELOOP)
+                is_file = False
+            if is_file:
                 try:
                     st = entry.stat()
                 except FileNotFoundError:  # deleted while we looked
                     continue
                 append((prefix + entry.name, f"{path}/{entry.name}", st))
+            elif skipped is not None and entry.is_symlink():
+                skipped.append(prefix + entry.name)
     return found
+
+
+def skipped_links(folder: Path, rels: list[str]) -> str:
+    """One line naming the symlinks :func:`walk_files` left out of ``folder``, and why."""
+    import errno
+    import stat
+
+    shown = []
+    for rel in sorted(rels)[:10]:
+        try:
+            st = os.stat(folder / rel)
+        except OSError as exc:
+            why = "a symlink loop" if exc.errno == errno.ELOOP else "dangling"
+        else:
+            why = "a link to a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        shown.append(f"{rel} ({why})")
+    more = f" and {len(rels) - 10} more" if len(rels) > 10 else ""
+    links = "symbolic link that leads" if len(rels) == 1 else "symbolic links that lead"
+    return (
+        f"{folder}: skipped {len(rels)} {links} to no file, so not versioned: "
+        f"{', '.join(shown)}{more}"
+    )
 
 
 def walk_folders(folder: Path) -> Iterator[tuple[str, str, list[os.DirEntry[str]]]]:

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from loopml.data.errors import DataNotFound, InvalidPointer
+from loopml.data.errors import DataNotFound, InvalidPointer, clause
 
 # The same suffix as loopml.tracking.inputs.POINTER_SUFFIX (a test holds them equal); not
 # imported from there so that reading a pointer does not import YAML and the blob store.
@@ -134,7 +134,7 @@ def _validate(fields: dict[str, Any], source: str) -> Pointer:
 
 def _bad(source: str, why: str) -> str:
     return (
-        f"{source} is not a valid loopml pointer file: {why}. Restore it from git "
+        f"{source} is not a valid loopml pointer file: {clause(why)}. Restore it from git "
         f"(`git checkout -- {source}`) or version the data again with `loopml data add`."
     )
 

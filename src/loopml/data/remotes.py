@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.config import CONFIG_FILE
+from loopml.data.errors import clause
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.exceptions import InvalidConfig, InvalidInput
 
@@ -161,7 +162,7 @@ def _update(workspace: WorkspaceLike, change: Any) -> None:
     try:
         before = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise InvalidConfig(f"{path} is not valid TOML: {exc}. Fix it first.") from exc
+        raise InvalidConfig(f"{path} is not valid TOML: {clause(exc)}. Fix it first.") from exc
     data = before.get("data", {})
     if not isinstance(data, dict):
         raise InvalidConfig(f"{path}: [data] must be a table")

@@ -3,6 +3,14 @@
 A checkout first works out what it will write and remove, refuses (without ``force``) when
 that would discard bytes no cached version holds, verifies every object it needs, and only
 then touches the workspace, one file at a time, each by an atomic rename.
+
+What "verifies" means: by default an object (and a workspace file left in place) whose
+(inode, size, mtime) is the one recorded when it was last hashed is trusted without reading
+it; anything else is hashed, and a mismatch is refused. Bytes that change behind an unchanged
+stat (bit rot, an edit that restores the mtime) pass that check. ``verify=True``
+(``checkout --verify``) hashes every object it serves and every file it leaves in place.
+Hashing runs at about 2-3 GB/s here, so that costs about 0.4 s per GB: several times a
+hardlinked checkout, which reads no bytes at all.
 """
 
 from __future__ import annotations
@@ -16,13 +24,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from loopml.data.errors import UncommittedChanges
+from loopml.data.errors import UncommittedChanges, counted
 from loopml.data.git import pointer_at_rev
 from loopml.data.index import Stamp, is_racy, stamp
 from loopml.data.links import Linker, copy_file
 from loopml.data.manifest import version_files
 from loopml.data.parallel import parallel_map
 from loopml.data.pointers import Pointer, pointer_path, read_pointer
+from loopml.data.progress import Progress
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.data.tree import FILE, scan
 from loopml.exceptions import BlobNotFound
@@ -46,16 +55,26 @@ def checkout(
     rev: str | None = None,
     link: str | list[str] | None = None,
     force: bool = False,
+    verify: bool = False,
     workspace: WorkspaceLike = None,
     jobs: int | None = None,
+    progress: Progress | None = None,
 ) -> list[CheckoutResult]:
     """Make the data at ``path`` (default: every versioned path) match its pointer file, or
-    the pointer file as it was in git revision ``rev``."""
+    the pointer file as it was in git revision ``rev``.
+
+    ``verify``: hash every object served and every file left in place, instead of trusting
+    stats recorded when they were hashed (see the module docstring). ``progress`` is called
+    with ``files=``/``bytes=`` as files are written (totals first).
+    """
     near = Path(path) if path is not None else None
     with DataRepo.open(workspace, near=near, jobs=jobs) as repo:
         linker = repo.linker(link)
         targets = repo.targets([os.fspath(path)] if path is not None else None)
-        return [checkout_in(repo, t, load_pointer(t, rev), linker, force) for t in targets]
+        return [
+            checkout_in(repo, t, load_pointer(t, rev), linker, force, verify, progress)
+            for t in targets
+        ]
 
 
 def load_pointer(target: Path, rev: str | None) -> Pointer:
@@ -72,22 +91,31 @@ def needed_files(repo: DataRepo, target: Path, pointer: Pointer) -> dict[str, tu
     return files
 
 
-def verify_objects(repo: DataRepo, target: Path, digests: list[str]) -> None:
-    missing, corrupt = repo.cache.verify(digests, repo.jobs)
+def verify_objects(repo: DataRepo, target: Path, digests: list[str], deep: bool = False) -> None:
+    missing, corrupt = repo.cache.verify(digests, repo.jobs, deep=deep)
     if corrupt:
         raise repo.cache.corrupt(corrupt)
     if missing:
         raise BlobNotFound(
-            f"{len(missing)} file(s) of {repo.display(target)} are not in the cache (e.g. "
+            f"{counted(len(missing), 'file')} of {repo.display(target)} "
+            f"{'is' if len(missing) == 1 else 'are'} not in the cache (e.g. "
             f"{missing[0]}). Fetch them with `loopml data pull {repo.display(target)}`."
         )
 
 
 def checkout_in(
-    repo: DataRepo, target: Path, pointer: Pointer, linker: Linker, force: bool
+    repo: DataRepo,
+    target: Path,
+    pointer: Pointer,
+    linker: Linker,
+    force: bool,
+    verify: bool = False,
+    progress: Progress | None = None,
 ) -> CheckoutResult:
+    if verify and pointer.kind == "folder":
+        verify_objects(repo, target, [pointer.hash], deep=True)  # the manifest
     wanted = needed_files(repo, target, pointer)
-    tree = scan(repo, target)
+    tree = scan(repo, target, deep=verify)
     if tree.kind is not None and tree.kind != pointer.kind:
         at_risk = [rel for rel, (d, _) in tree.files.items() if not repo.cache.has(d)]
         if at_risk and not force:
@@ -97,10 +125,15 @@ def checkout_in(
     now = tree.files
     write = sorted(rel for rel, (d, _) in wanted.items() if now.get(rel, ("",))[0] != d)
     remove = sorted(rel for rel in now if rel not in wanted)
+    if verify:  # a corrupt object is the news, before any refusal over the workspace
+        verify_objects(repo, target, [wanted[rel][0] for rel in write], deep=True)
     at_risk = [r for r in [*write, *remove] if r in now and not repo.cache.has(now[r][0])]
     if at_risk and not force:
         raise _uncommitted(repo, target, at_risk)
-    verify_objects(repo, target, [wanted[rel][0] for rel in write])
+    if not verify:
+        verify_objects(repo, target, [wanted[rel][0] for rel in write])
+    if progress is not None:
+        progress(total_files=len(write), total_bytes=sum(wanted[rel][1] for rel in write))
 
     prefix = repo.key(target) + ("/" if pointer.kind == "folder" else "")
     for rel in remove:
@@ -118,6 +151,8 @@ def checkout_in(
     def place(rel: str) -> tuple[str, os.stat_result]:
         dst = os.fspath(target / rel) if rel != FILE else os.fspath(target)
         strategy = repo.cache.materialize(wanted[rel][0], dst, linker, dst_dev)
+        if progress is not None:
+            progress(files=1, bytes=wanted[rel][1])
         return strategy, os.stat(dst)
 
     threads = repo.threads(sum(wanted[rel][1] for rel in write), len(write))
@@ -144,7 +179,7 @@ def _uncommitted(repo: DataRepo, target: Path, rels: list[str]) -> UncommittedCh
     shown = ", ".join(repo.display(target / r) if r else repo.display(target) for r in rels[:5])
     more = f" and {len(rels) - 5} more" if len(rels) > 5 else ""
     return UncommittedChanges(
-        f"Checkout would overwrite or delete {len(rels)} file(s) whose content is in no "
+        f"Checkout would overwrite or delete {counted(len(rels), 'file')} whose content is in no "
         f"version: {shown}{more}. Version them first with `loopml data add "
         f"{repo.display(target)}`, or discard them with --force."
     )

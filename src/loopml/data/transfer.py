@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from loopml.data.errors import clause, counted
 from loopml.data.manifest import version_files
 from loopml.data.parallel import default_jobs, parallel_map
 from loopml.data.pointers import Pointer, pointer_path
+from loopml.data.progress import Progress
 from loopml.data.remotes import Remote, pick_remote
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.data.restore import checkout_in, load_pointer
@@ -45,7 +47,8 @@ _STREAM_ABOVE = 8 << 20  # objects larger than this are streamed, smaller ones f
 @dataclass(frozen=True)
 class TransferResult:
     """What a push or pull moved: ``transferred`` objects (``bytes`` of them), ``present``
-    ones that were there already, and ``missing`` ones that could not be found."""
+    ones that were there already, ``missing`` ones that could not be found, and (push with
+    ``verify``) the ``replaced`` ones whose remote copy was corrupt, counted as transferred."""
 
     remote: str
     url: str
@@ -54,6 +57,7 @@ class TransferResult:
     bytes: int = 0
     missing: tuple[str, ...] = ()
     checked_out: tuple[Path, ...] = field(default_factory=tuple)
+    replaced: tuple[str, ...] = ()  # remote copies that failed verification (push --verify)
 
 
 class RemoteStore:
@@ -94,7 +98,7 @@ class RemoteStore:
         except PermissionError as exc:
             raise StoreUnavailable(
                 f"The data remote {self.remote.name} ({self.remote.url}) refused to {action}: "
-                f"{exc}. Check its credentials."
+                f"{clause(exc)}. Check its credentials."
             ) from exc
         except Exception as exc:
             raise StoreUnavailable(
@@ -120,6 +124,21 @@ class RemoteStore:
 
             return bool(self._call("check an object", head))
         return bool(self._call("check an object", lambda: self.fs.exists(path)))
+
+    def intact(self, digest: str, size: int | None) -> bool:
+        """Whether the remote copy hashes to ``digest`` (False when it is gone)."""
+        import blake3
+
+        def hash_stream(fh: IO[bytes]) -> int:
+            hasher = blake3.blake3()
+            while chunk := fh.read(1 << 20):
+                hasher.update(chunk)
+            return int(hasher.hexdigest() == digest)
+
+        try:
+            return bool(self.download(digest, size, hash_stream))
+        except FileNotFoundError:
+            return False
 
     def upload(self, local: str, digest: str) -> None:
         path = self.path_of(digest)
@@ -183,11 +202,19 @@ def push(
     path: str | os.PathLike[str] | None = None,
     *,
     remote: str | None = None,
+    verify: bool = False,
     jobs: int | None = None,
     workspace: WorkspaceLike = None,
+    progress: Progress | None = None,
 ) -> TransferResult:
     """Send the cached objects of ``path``'s version (default: every versioned path) that the
-    remote lacks."""
+    remote lacks.
+
+    ``verify``: hash every local object first (trusting no recorded stat), and download and
+    hash every object the remote already has, replacing a copy that doesn't match its name;
+    it reads every byte on both sides. ``progress`` is called with ``files=``/``bytes=`` per
+    object checked or sent (totals first).
+    """
     near = Path(path) if path is not None else None
     with DataRepo.open(workspace, near=near) as repo:
         targets = repo.targets([os.fspath(path)] if path is not None else None)
@@ -199,16 +226,30 @@ def push(
             files, extra = _objects(repo, target, load_pointer(target, None))
             sizes.update(files)
             manifests.extend(extra)
-        local_missing, corrupt = repo.cache.verify([*sizes, *manifests], repo.jobs)
+        local_missing, corrupt = repo.cache.verify([*sizes, *manifests], repo.jobs, deep=verify)
         if corrupt:
             raise repo.cache.corrupt(corrupt)
         gone = set(local_missing)
+        replaced: list[str] = []
+        if progress is not None:
+            present = [d for d in dict.fromkeys([*sizes, *manifests]) if d not in gone]
+            progress(
+                total_files=len(present),
+                total_bytes=sum(os.stat(repo.cache.path_of(d)).st_size for d in present),
+            )
 
         def send(digest: str) -> int:
-            if store.exists(digest):
-                return -1
-            store.upload(repo.cache.path_of(digest), digest)
-            return os.stat(repo.cache.path_of(digest)).st_size
+            size = os.stat(repo.cache.path_of(digest)).st_size
+            try:
+                if store.exists(digest):
+                    if not verify or store.intact(digest, size):
+                        return -1
+                    replaced.append(digest)
+                store.upload(repo.cache.path_of(digest), digest)
+                return size
+            finally:
+                if progress is not None:
+                    progress(files=1, bytes=size)
 
         workers = jobs or default_jobs(io_bound=True)
         # Files first, then the manifests that name them.
@@ -221,6 +262,7 @@ def push(
             present=sum(1 for n in sent if n < 0),
             bytes=sum(n for n in sent if n > 0),
             missing=tuple(sorted(gone)),
+            replaced=tuple(sorted(replaced)),
         )
 
 
@@ -234,9 +276,14 @@ def pull(
     force: bool = False,
     jobs: int | None = None,
     workspace: WorkspaceLike = None,
+    progress: Progress | None = None,
 ) -> TransferResult:
     """Fetch the objects of ``path``'s version (default: every versioned path) that the cache
-    lacks (or holds corrupted), verifying each, then check the data out."""
+    lacks (or holds corrupted), verifying each, then check the data out.
+
+    ``progress`` is called with ``files=``/``bytes=`` per object downloaded (the total once
+    the folders' manifests are in).
+    """
     near = Path(path) if path is not None else None
     with DataRepo.open(workspace, near=near) as repo:
         targets = repo.targets([os.fspath(path)] if path is not None else None)
@@ -246,22 +293,35 @@ def pull(
         pointers = {t: load_pointer(t, rev) for t in targets}
         moved: list[int] = []
         missing: list[str] = []
+        announced = [0, 0]  # files and bytes announced to progress so far
 
         def fetch_all(wanted: dict[str, int | None]) -> None:
             absent, corrupt = repo.cache.verify(wanted, repo.jobs)
             for digest in corrupt:  # replaced by a verified copy from the remote
                 repo.cache.remove(digest)
 
+            todo = sorted({*absent, *corrupt})
+            if progress is not None and todo:
+                progress(
+                    total_files=len(todo) + announced[0],
+                    total_bytes=sum(wanted[d] or 0 for d in todo) + announced[1],
+                )
+                announced[0] += len(todo)
+                announced[1] += sum(wanted[d] or 0 for d in todo)
+
             def fetch(digest: str) -> int:
                 try:
-                    return store.download(
+                    n = store.download(
                         digest, wanted[digest], lambda fh: repo.cache.receive(digest, fh)
                     )
                 except FileNotFoundError:
                     missing.append(digest)
                     return -1
+                if progress is not None:
+                    progress(files=1, bytes=wanted[digest] or 0)
+                return n
 
-            moved.extend(parallel_map(fetch, sorted({*absent, *corrupt}), workers))
+            moved.extend(parallel_map(fetch, todo, workers))
 
         folders = [t for t, p in pointers.items() if p.kind == "folder"]
         fetch_all({pointers[t].hash: None for t in folders})
@@ -275,8 +335,9 @@ def pull(
         fetch_all(wanted)
         if missing:
             raise BlobNotFound(
-                f"{len(missing)} object(s) are not on the data remote {chosen.name} "
-                f"({chosen.url}), e.g. {missing[0]}; they were never pushed (run "
+                f"{counted(len(missing), 'object')} {'is' if len(missing) == 1 else 'are'} "
+                f"not on the data remote {chosen.name} "
+                f"({chosen.url}), e.g. {missing[0]}; never pushed (run "
                 "`loopml data push` where the data was added). The rest were fetched."
             )
         done: list[Path] = []

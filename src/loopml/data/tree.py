@@ -67,22 +67,27 @@ def unchanged_folder(repo: DataRepo, target: Path, pointer: Pointer) -> bool | l
     return walked
 
 
-def scan(repo: DataRepo, target: Path, walked: list[WalkedFile] | None = None) -> Tree:
+def scan(
+    repo: DataRepo, target: Path, walked: list[WalkedFile] | None = None, deep: bool = False
+) -> Tree:
     """Digest every file at ``target`` through the stat index (records what it hashes).
-    ``walked``: the folder's files, when the caller has just walked it."""
+    ``walked``: the folder's files, when the caller has just walked it; ``deep``: trust no
+    recorded stat, hash every file."""
     seen_ns = time.time_ns()
     if target.is_dir():
         tree = Tree("folder", seen_ns)
         prefix = repo.key(target) + "/"
         if walked is None:
             walked = walk_files(target)
-        to_hash = _match_known(walked, repo.index.load(prefix), prefix, tree)
+        known = {} if deep else repo.index.load(prefix)
+        to_hash = _match_known(walked, known, prefix, tree)
     elif target.is_file():
         tree = Tree("file", seen_ns)
         prefix = repo.key(target)
         st = target.stat()
         tree.stats[FILE] = st
-        digest = digest_if_unchanged(repo.index.load(prefix).get(prefix), st)
+        row = None if deep else repo.index.load(prefix).get(prefix)
+        digest = digest_if_unchanged(row, st)
         if digest is not None:
             tree.files[FILE] = (digest, st.st_size)
         to_hash = [] if digest is not None else [(FILE, os.fspath(target), st)]

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopml.data.cache import Stored
+from loopml.data.cache import SMALL_FILE, Stored
 from loopml.data.errors import DataNotFound
 from loopml.data.git import ignore_in_git
 from loopml.data.index import Stamp, digest_if_unchanged, is_racy, stamp
@@ -18,6 +19,7 @@ from loopml.data.manifest import (
     check_name,
     folder_hash,
     manifest_bytes,
+    skipped_links,
     walk_files,
 )
 from loopml.data.parallel import parallel_map
@@ -30,6 +32,7 @@ from loopml.data.pointers import (
     tracked_ancestor,
     write_pointer,
 )
+from loopml.data.progress import Progress
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.data.tree import make_snapshot
 from loopml.exceptions import InvalidInput
@@ -56,10 +59,16 @@ def add(
     link: str | list[str] | None = None,
     workspace: WorkspaceLike = None,
     jobs: int | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> DataVersion:
     """Version a file or folder: cache its files, write ``PATH.loopml``, git-ignore ``PATH``.
 
     >>> v = loopml.data.add("data/raw")      # DataVersion(path=…, hash='9f2c…', size=…, files=…)
+
+    ``progress`` is called with ``files=``/``bytes=`` as files are stored (totals first).
+    Symbolic links that lead nowhere (dangling, or a loop) are not versioned; ``warn`` is
+    called with a line naming them (default: a :class:`UserWarning`).
     """
     given = Path(path)
     if is_pointer(given):
@@ -68,10 +77,16 @@ def add(
             f"`loopml data add {str(path)[: -len(POINTER_SUFFIX)]}`"
         )
     with DataRepo.open(workspace, near=given, jobs=jobs) as repo:
-        return add_in(repo, repo.target(given), link)
+        return add_in(repo, repo.target(given), link, progress, warn)
 
 
-def add_in(repo: DataRepo, target: Path, link: str | list[str] | None = None) -> DataVersion:
+def add_in(
+    repo: DataRepo,
+    target: Path,
+    link: str | list[str] | None = None,
+    progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> DataVersion:
     if not os.path.exists(target):
         raise DataNotFound(f"Cannot add {target}: no such file or folder.")
     ancestor = tracked_ancestor(target, repo.root)
@@ -83,18 +98,35 @@ def add_in(repo: DataRepo, target: Path, link: str | list[str] | None = None) ->
     linker = repo.linker(link)
     seen_ns = time.time_ns()
     if target.is_dir():
-        walked = walk_files(target)
+        skipped: list[str] = []
+        walked = walk_files(target, skipped)
         prefix = repo.key(target) + "/"
         _check_names(walked, target)
+        if skipped:
+            message = skipped_links(target, skipped)
+            if warn is not None:
+                warn(message)
+            else:
+                import warnings
+
+                warnings.warn(message, UserWarning, stacklevel=3)
     else:
         walked = [(FILE, os.fspath(target), target.stat())]
         prefix = repo.key(target)
     known = repo.index.load(prefix)
 
+    if progress is not None:
+        progress(total_files=len(walked), total_bytes=sum(st.st_size for _, _, st in walked))
+
     def store(item: WalkedFile) -> Stored:
         rel, path, st = item
         digest = digest_if_unchanged(known.get(prefix + rel), st)
-        return repo.cache.store(path, st, digest, linker)
+        if progress is None:
+            return repo.cache.store(path, st, digest, linker)
+        in_steps = digest is None and st.st_size >= SMALL_FILE  # reports its bytes as hashed
+        stored = repo.cache.store(path, st, digest, linker, progress if in_steps else None)
+        progress(files=1, bytes=0 if in_steps else st.st_size)
+        return stored
 
     threads = repo.threads(sum(st.st_size for _, _, st in walked), len(walked))
     stored = parallel_map(store, walked, threads)
