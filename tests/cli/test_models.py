@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -112,3 +117,132 @@ def test_unknown_model(workspace: Workspace, invoke: Callable[..., Result]) -> N
     assert result.exit_code == 1 and result.stderr.startswith("error: No registered model")
     json_result = invoke("models", "list", "--json")
     assert json.loads(json_result.stdout) == []
+
+
+def _console_script() -> list[str]:
+    """The installed ``loopml`` command: its sys.path[0] is the virtualenv's bin folder, not
+    the current directory (``python -m`` would hide an import that only works from there)."""
+    loopml = Path(sys.executable).with_name("loopml")
+    return [str(loopml)] if loopml.exists() else [sys.executable, "-m", "loopml.cli"]
+
+
+def _loopml(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*_console_script(), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore", "COLUMNS": "200", **env},
+        timeout=120,
+        check=False,
+    )
+
+
+def _set_gate(ws: Workspace, body: str) -> None:
+    toml = ws.root / "loopml.toml"
+    text_ = toml.read_text()
+    text_ = text_[: text_.index("[gates.churn]")] if "[gates.churn]" in text_ else text_
+    toml.write_text(text_ + "[gates.churn]\n" + textwrap.dedent(body))
+
+
+@pytest.mark.parametrize(
+    ("gate", "expected"),
+    [
+        ('holdout = "empty.csv"\nlabel = "label"\n', "empty.csv is empty"),
+        ('holdout = 42\nlabel = "label"\n', "[gates.churn]: holdout must be a non-empty string"),
+        ('holdout = "holdout.csv"\nlabel = "churned"\n', "no label column 'churned'"),
+        ('holdout = "missing.csv"\nlabel = "label"\n', "missing.csv does not exist"),
+        ('holdout = "holdout.csv"\nlabel = "label"\nmin_score = "high"\n', "min_score must be"),
+        ('holdout = "holdout.csv"\nlabel = "label"\nmargin = -1\n', "margin must be at least 0"),
+    ],
+)
+def test_an_unusable_gate_is_one_error_line(
+    two_versions: Workspace,
+    invoke: Callable[..., Result],
+    invoke_json: Callable[..., Any],
+    error_lines: Callable[[Result], list[str]],
+    gate: str,
+    expected: str,
+) -> None:
+    (two_versions.root / "empty.csv").write_bytes(b"")
+    _set_gate(two_versions, gate)
+    lines = error_lines(invoke("models", "promote", "churn", "1"))
+    assert len(lines) == 1 and expected in lines[0], lines
+    assert invoke_json("models", "show", "churn/1")["stage"] == "None"  # nothing moved
+    assert "gate" not in [e["kind"] for e in invoke_json("models", "history", "churn")]
+
+
+def test_tables_show_stages_and_aliases_as_words(
+    two_versions: Workspace, invoke: Callable[..., Result]
+) -> None:
+    assert invoke("models", "alias", "set", "churn", "champion", "1").exit_code == 0
+    assert invoke("models", "alias", "set", "churn", "production-candidate", "1").exit_code == 0
+    listed = invoke("models", "list").stdout
+    assert "champion → 1, production-candidate → 1" in listed and "{" not in listed
+    versions = invoke("models", "versions", "churn").stdout
+    assert "None" not in versions
+    assert "champion, production-candidate" in versions
+    shown = invoke("models", "show", "churn/2").stdout
+    assert "None" not in shown and "no stage" in shown
+    at = invoke("models", "show", "churn", "--at", datetime.now(UTC).isoformat()).stdout
+    assert "aliases = champion → 1, production-candidate → 1" in at and "{" not in at
+    assert "Staging = none" in at
+    assert invoke("models", "promote", "churn", "2", "--to", "staging").exit_code == 0
+    at = invoke("models", "show", "churn", "--at", datetime.now(UTC).isoformat()).stdout
+    assert "Staging = 2;" in at and "[" not in at
+    lineage = invoke("models", "lineage", "churn/1").stdout
+    assert "(no stage, sklearn)" in lineage
+
+
+def test_missing_model_files_message_has_one_full_stop(
+    two_versions: Workspace, invoke: Callable[..., Result], error_lines: Callable[..., list[str]]
+) -> None:
+    ws = Workspace.open(two_versions.root)
+    ws.blobs.delete(ws.get_model_version("models:/churn/1").digest)
+    ws.close()
+    (line,) = error_lines(invoke("models", "promote", "churn", "1"))
+    assert "missing or corrupted" in line and ".)" not in line and ".." not in line
+
+
+def test_a_time_copied_from_history_answers_in_another_time_zone(two_versions: Workspace) -> None:
+    new_york = {"TZ": "America/New_York"}
+    promoted = _loopml("models", "promote", "churn", "1", cwd=two_versions.root, **new_york)
+    assert promoted.returncode == 0, promoted.stderr
+    history = _loopml("models", "history", "churn", cwd=two_versions.root, **new_york)
+    assert history.returncode == 0, history.stderr
+    row = next(line for line in history.stdout.splitlines() if " stage " in line)
+    when = row.split()[0]  # one word, as printed: 2026-11-30T16:32:07-05:00
+    assert when[-6:] in {"-05:00", "-04:00"}, row
+    for copied in (when, when[:-6]):  # with its offset, and without (= local time)
+        shown = _loopml(
+            "models", "show", "churn", "--at", copied, cwd=two_versions.root, **new_york
+        )
+        assert shown.returncode == 0, shown.stderr
+        assert "Production = 1;" in shown.stdout, (copied, shown.stdout)
+        assert when in shown.stdout  # the answer states the time the way history does
+    helped = _loopml("models", "show", "--help", cwd=two_versions.root)
+    assert "without an offset it is local time" in " ".join(helped.stdout.split())
+
+
+def test_a_check_module_at_the_workspace_root_works_from_a_subfolder(
+    two_versions: Workspace,
+) -> None:
+    (two_versions.root / "root_checks_cli.py").write_text(
+        textwrap.dedent(
+            """
+            def sane(model, holdout):
+                return True, {"rows": len(holdout)}
+            """
+        )
+    )
+    _set_gate(
+        two_versions,
+        'holdout = "holdout.csv"\nlabel = "label"\nchecks = ["root_checks_cli:sane"]\n',
+    )
+    sub = two_versions.root / "notebooks" / "deep"
+    sub.mkdir(parents=True)
+    done = _loopml("models", "promote", "churn", "1", "--json", cwd=sub)
+    assert done.returncode == 0, done.stderr
+    verdict = json.loads(done.stdout)
+    check = {c["name"]: c for c in verdict["checks"]}["check:root_checks_cli:sane"]
+    assert check["passed"] and check["details"] == {"rows": 100}

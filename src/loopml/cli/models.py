@@ -3,13 +3,22 @@ time travel and lineage."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from loopml.cli.context import CliError, pass_workspace
-from loopml.cli.render import console, emit_json, format_time, json_option, table, text
+from loopml.cli.render import (
+    TIME_HELP,
+    console,
+    emit_json,
+    format_time,
+    json_option,
+    parse_time,
+    table,
+    text,
+)
 
 if TYPE_CHECKING:
     from loopml.registry import ModelVersion, Verdict
@@ -79,7 +88,7 @@ def list_models(ws: Workspace, as_json: bool) -> None:
         return
     grid = table("Model", "Versions", "Latest", "Production", "Staging", "Aliases")
     for m in found:
-        aliases = ", ".join(f"{a}→{v}" for a, v in sorted(m["aliases"].items()))
+        aliases = _aliases(m["aliases"]) if m["aliases"] else "-"
         grid.add_row(
             text(m["name"]),
             str(m["versions"]),
@@ -101,12 +110,14 @@ def versions(ws: Workspace, name: str, as_json: bool) -> None:
     if as_json:
         emit_json([_version_json(mv) for mv in found])
         return
-    grid = table("Version", "Stage", "Aliases", "Flavor", "Run", "Registered")
+    grid = table(
+        "Version", "Stage", "Aliases", "Flavor", "Run", "Registered", no_wrap={"Registered"}
+    )
     for mv in found:
         grid.add_row(
             str(mv.version),
-            text(mv.stage, "green" if mv.stage == "Production" else ""),
-            text(", ".join(mv.aliases)),
+            text(_stage(mv.stage), "green" if mv.stage == "Production" else ""),
+            text(", ".join(mv.aliases) or "-"),
             mv.flavor,
             (mv.run_id or "")[:8],
             format_time(mv.created_at),
@@ -114,17 +125,36 @@ def versions(ws: Workspace, name: str, as_json: bool) -> None:
     console().print(grid)
 
 
-def _parse_time(value: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise CliError(f"--at needs an ISO time like 2026-11-20T10:00, got {value!r}") from exc
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+def _stage(stage: str | None) -> str:
+    """A stage for a table cell: ``-`` for a version in no stage (stored as ``"None"``)."""
+    return "-" if stage in (None, "None") else stage
+
+
+def _versions(numbers: list[int]) -> str:
+    return ", ".join(map(str, numbers)) or "none"
+
+
+def _aliases(aliases: dict[str, int]) -> str:
+    """``champion → 1, prod → 1``, sorted by alias; ``none`` when there are none."""
+    return ", ".join(f"{a} → {v}" for a, v in sorted(aliases.items())) or "none"
+
+
+def _end_of_second(moment: datetime) -> datetime:
+    """Times are printed to the second: ``--at 16:32:07`` includes what happened during that
+    second, so a time copied from ``loopml models history`` includes that event."""
+    if moment.microsecond:
+        return moment
+    return moment + timedelta(microseconds=999_999)
 
 
 @models.command("show")
 @click.argument("ref")
-@click.option("--at", "at", help="Time travel: what held each stage and alias at this ISO time.")
+@click.option(
+    "--at",
+    "at",
+    metavar="TIME",
+    help="Time travel: what held each stage and alias at TIME. " + TIME_HELP,
+)
 @json_option
 @pass_workspace
 def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
@@ -132,14 +162,16 @@ def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
     verdict; with --at, which versions held Production and each alias at that time."""
     if at is not None:
         name = ref.removeprefix("models:/").split("@")[0].split("/")[0]
-        state = ws.model_state_at(name, _parse_time(at))
+        moment = parse_time(at, "--at")
+        state = ws.model_state_at(name, _end_of_second(moment))
         if as_json:
-            emit_json(state)
+            emit_json({**state, "at": moment})
             return
-        console().print(
-            f"{name} at {state['at'].isoformat()}: Production = "
-            f"{state['production'] if state['production'] is not None else 'none'}; "
-            f"Staging = {state['staging'] or 'none'}; aliases = {state['aliases'] or 'none'}"
+        production = state["production"]
+        click.echo(
+            f"{name} at {format_time(moment)}: "
+            f"Production = {production if production is not None else 'none'}; "
+            f"Staging = {_versions(state['staging'])}; aliases = {_aliases(state['aliases'])}"
         )
         return
     mv = ws.get_model_version(_ref(ref))
@@ -148,7 +180,8 @@ def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
         emit_json({**_version_json(mv), "gate": verdict.to_dict() if verdict else None})
         return
     out = console()
-    out.print(f"[bold]{mv.name}[/bold] version {mv.version} — {mv.stage}")
+    stage = "no stage" if _stage(mv.stage) == "-" else mv.stage
+    out.print(f"[bold]{text(mv.name)}[/bold] version {mv.version} — {stage}")
     out.print(f"  uri: {mv.uri}   flavor: {mv.flavor}   run: {mv.run_id or '-'}")
     out.print(
         f"  aliases: {', '.join(mv.aliases) or '-'}   registered: {format_time(mv.created_at)}"
@@ -260,7 +293,9 @@ def history(ws: Workspace, name: str, as_json: bool) -> None:
     if as_json:
         emit_json([e.__dict__ for e in events])
         return
-    grid = table("When", "Event", "Version", "Target", "From", "Who", "Why / verdict")
+    grid = table(
+        "When", "Event", "Version", "Target", "From", "Who", "Why / verdict", no_wrap={"When"}
+    )
     for e in events:
         why = e.reason or ""
         if e.verdict is not None:
@@ -290,7 +325,8 @@ def lineage(ws: Workspace, ref: str, as_json: bool) -> None:
         return
     from rich.tree import Tree
 
-    root = Tree(f"[bold]{chain['uri']}[/bold] ({chain['stage']}, {chain['flavor']})")
+    stage = "no stage" if _stage(chain["stage"]) == "-" else chain["stage"]
+    root = Tree(text(f"{chain['uri']} ({stage}, {chain['flavor']})", "bold"))
     run = chain["run"]
     if run is None:
         root.add("run: none (registered outside a run)")
@@ -320,7 +356,8 @@ def lineage(ws: Workspace, ref: str, as_json: bool) -> None:
         )
     for p in chain["promotions"]:
         root.add(
-            f"{p['kind']} → {p['stage']} by {p['actor']} at {p['at']}"
+            f"{p['kind']} → {p['stage']} by {p['actor']} at "
+            f"{format_time(datetime.fromisoformat(p['at']))}"
             + (f": {p['reason']}" if p["reason"] else "")
         )
     console().print(root)

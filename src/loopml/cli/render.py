@@ -1,7 +1,8 @@
 """How commands print: rich tables for people, strict JSON for programs.
 
-Values shown to people are formatted here (short ids, local times, durations, numbers), so every
-command prints them alike. JSON output is strict (RFC 8259): NaN becomes ``null`` (the store
+Values shown to people are formatted here (short ids, local times with their UTC offset,
+durations, numbers), so every command prints them alike, and times read back the same way
+(:func:`parse_time`). JSON output is strict (RFC 8259): NaN becomes ``null`` (the store
 keeps a NaN metric as NULL anyway) and ±inf become the strings ``"Infinity"``/``"-Infinity"``.
 """
 
@@ -126,13 +127,44 @@ def short_id(run_id: str) -> str:
     return run_id[:SHORT_ID]
 
 
+#: Said in the ``--help`` of every option that takes a time, so all read the same way.
+TIME_HELP = (
+    "An ISO time as printed by loopml (2026-11-30T16:32:07-05:00); without an offset it "
+    "is local time; 2026-11-30 alone is midnight."
+)
+
+
 def format_time(moment: datetime | None) -> str:
-    """Local time to the second; blank for None."""
+    """Local time to the second with its UTC offset (``2026-11-30T16:32:07-05:00``): one word
+    a shell needn't quote, which :func:`parse_time` reads back as the same instant. Blank for
+    None; a naive ``moment`` is UTC (the store's times are)."""
     if moment is None:
         return ""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    return moment.astimezone().isoformat(timespec="seconds")
+
+
+def parse_time(value: str, option: str = "--at") -> datetime:
+    """An aware datetime from ISO text as :func:`format_time` prints it (``T`` or a space
+    between date and time, ``Z`` or ``+HH:MM`` offsets). A time without an offset is local
+    time, like the times loopml prints.
+
+    >>> parse_time("2026-11-30T16:32:07-05:00").isoformat()
+    '2026-11-30T16:32:07-05:00'
+    >>> parse_time("2026-11-30T21:32:07Z").utcoffset().total_seconds()
+    0.0
+    """
+    from loopml.exceptions import InvalidInput
+
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise InvalidInput(
+            f"{option} needs an ISO time like 2026-11-30T16:32:07-05:00 or 2026-11-30T16:32 "
+            f"(local time), got {value!r}"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def format_duration(seconds: float | None) -> str:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, select
 
 from loopml.exceptions import (
     Conflict,
+    InvalidConfig,
     InvalidInput,
     LoopmlWarning,
     PromotionBlocked,
@@ -20,6 +21,7 @@ from loopml.exceptions import (
 )
 from loopml.registry import gates
 from loopml.registry import versions as v
+from loopml.registry.cache import CacheLimits, ModelCache, default_root
 from loopml.registry.flavors import flavor_for, flavor_named
 from loopml.registry.models import ModelContext, PythonModel
 from loopml.registry.packages import fetch_package, library_versions, load_package, save_package
@@ -38,6 +40,7 @@ class RegistryAPI:
     """Register, load, promote (through the gate), alias, roll back and trace models."""
 
     settings: Settings
+    _model_cache: ModelCache | None = None
 
     if TYPE_CHECKING:  # provided by Workspace / TrackingAPI
 
@@ -144,7 +147,9 @@ class RegistryAPI:
         differs from the one recorded at registration.
         """
         version = self.get_model_version(uri)
-        folder = fetch_package(self.blobs, version.digest, f"{version.uri} ({uri})")
+        folder = fetch_package(
+            self.blobs, version.digest, f"{version.uri} ({uri})", self.model_cache
+        )
         model, _meta = load_package(folder)
         recorded = version.environment.get("libraries", {})
         current = library_versions(tuple(recorded))
@@ -167,6 +172,20 @@ class RegistryAPI:
                 stacklevel=2,
             )
         return model
+
+    @property
+    def model_cache(self) -> ModelCache:
+        """Where :meth:`load_model` keeps unpacked packages (see :mod:`loopml.registry.cache`)."""
+        cache = self._model_cache
+        if cache is None:
+            from loopml.config import CONFIG_FILE, STATE_DIR
+
+            limits = CacheLimits.from_config(
+                self.settings.extra.get("registry"), str(self.settings.root / CONFIG_FILE)
+            )
+            cache = ModelCache(default_root(self.settings.root, STATE_DIR), limits)
+            self._model_cache = cache
+        return cache
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -205,10 +224,18 @@ class RegistryAPI:
 
     def gate_policy(self, name: str) -> gates.GatePolicy | None:
         """The policy in ``loopml.toml`` under ``[gates.<name>]``, if any."""
+        from loopml.config import CONFIG_FILE
+
         configured = self.settings.extra.get("gates", {})
-        if not isinstance(configured, dict) or name not in configured:
+        config = self.settings.root / CONFIG_FILE
+        if not isinstance(configured, dict):
+            raise InvalidConfig(
+                f"{config}: [gates] must be a table of gates ([gates.{name}] metric = ...), "
+                f"got {configured!r}"
+            )
+        if name not in configured:
             return None
-        return gates.GatePolicy.from_dict(configured[name], f"loopml.toml [gates.{name}]")
+        return gates.GatePolicy.from_dict(configured[name], f"{config} [gates.{name}]")
 
     def promote(
         self,
@@ -233,7 +260,7 @@ class RegistryAPI:
             return None
         chosen = policy or self.gate_policy(name) or gates.GatePolicy(beat_champion=False)
         for _ in range(3):
-            verdict, champion = self._evaluate(name, version, chosen)
+            verdict, champion = self._evaluate(name, version, chosen, force=force)
             if force:
                 verdict = gates.Verdict(**{**verdict.__dict__, "forced": True, "reason": reason})
 
@@ -262,8 +289,10 @@ class RegistryAPI:
         )
 
     def _evaluate(
-        self, name: str, version: int, policy: gates.GatePolicy
+        self, name: str, version: int, policy: gates.GatePolicy, *, force: bool = False
     ) -> tuple[gates.Verdict, int | None]:
+        """Score the candidate; a holdout that can't be used is an error before anything is
+        recorded (forced promotions record it as a failed ``holdout`` check instead)."""
         candidate_version = self.get_model_version(f"models:/{name}/{version}")
         candidate = self.load_model(candidate_version.uri)
         champion_version: v.ModelVersion | None = None
@@ -281,11 +310,13 @@ class RegistryAPI:
             if not path.is_absolute():
                 path = self.settings.root / path
             try:
-                holdout = gates.read_holdout(path)
+                holdout = gates.read_holdout(path, policy.label)
                 from loopml.tracking.inputs import dataset_ref
 
                 holdout_digest = dataset_ref(path).digest
             except InvalidInput as exc:
+                if not force:
+                    raise
                 holdout_error = exc
         metrics: dict[str, float] = {}
         if candidate_version.run_id:
@@ -305,6 +336,7 @@ class RegistryAPI:
             champion_signature=champion_version.signature if champion_version else None,
             holdout=holdout,
             holdout_digest=holdout_digest,
+            root=self.settings.root,
         )
         contract = self.get_schema(model=candidate_version.uri)
         if contract is not None and holdout is not None:

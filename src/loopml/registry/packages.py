@@ -1,5 +1,6 @@
 """A model version's files in the blob store: one blob per file plus a manifest blob whose
-digest is the version's ``digest``. Loading fetches and verifies every file."""
+digest is the version's ``digest``. Loading fetches and verifies every file once, into the
+local model cache (:mod:`loopml.registry.cache`)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from loopml.exceptions import BlobNotFound, CorruptBlob, ModelFilesMissing
+from loopml.registry.cache import ModelCache
 from loopml.registry.flavors import Flavor, flavor_named
 from loopml.store.blobs import BlobStore
 from loopml.tracking.inputs import manifest_digest
@@ -48,19 +50,26 @@ def save_package(
     return digest, meta
 
 
-def fetch_package(blobs: BlobStore, digest: str, label: str) -> Path:
-    """Fetch (and verify) every file of a model package into a fresh temporary folder."""
-    try:
+def fetch_package(blobs: BlobStore, digest: str, label: str, cache: ModelCache) -> Path:
+    """The folder of a model package, from ``cache`` (unpacked on first use: every file is
+    fetched and verified then). The package's manifest must still be in the blob store."""
+
+    def fill(folder: Path) -> list[tuple[str, str, int]]:
         manifest = json.loads(blobs.get_bytes(digest))
-        folder = Path(tempfile.mkdtemp(prefix="loopml-model-"))
-        for rel, file_digest, _size in manifest["files"]:
+        entries = [(str(rel), str(d), int(size)) for rel, d, size in manifest["files"]]
+        for rel, file_digest, _size in entries:
             blobs.get_file(file_digest, folder / rel)
+        return entries
+
+    try:
+        if not blobs.exists(digest):
+            raise BlobNotFound(f"Blob {digest} is not in the blob store {blobs.url}")
+        return cache.folder(digest, fill)
     except (BlobNotFound, CorruptBlob) as exc:
         raise ModelFilesMissing(
             f"Cannot load {label}: its files are missing or corrupted in the blob store "
-            f"({exc}). Restore the blob store, or register the model again."
+            f"({str(exc).rstrip('.')}). Restore the blob store, or register the model again."
         ) from exc
-    return folder
 
 
 def load_package(folder: Path) -> tuple[Any, dict[str, Any]]:
