@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -177,3 +179,49 @@ def test_bad_input_is_one_error_line(
     result = invoke("pipelines", "runs")
     assert "No pipeline runs yet." in result.stdout
     assert json.loads(invoke("pipelines", "runs", "--json").stdout) == []
+
+
+CONSTANT_FLOW = """
+from loopml.pipelines import pipeline, task
+
+K = {k}
+
+@task
+def base() -> int:
+    return 1
+
+@task
+def scaled(x: int) -> int:
+    return x * K
+
+@pipeline
+def consts():
+    return scaled(base())
+"""
+
+
+def test_run_explain_cache_names_the_changed_constant(workspace: Workspace) -> None:
+    """A changed module-level constant reruns the task that uses it, and --explain-cache
+    says so (each run in its own process, as a user runs it)."""
+    flow = workspace.root / "consts.py"
+
+    def run(k: int, *extra: str) -> subprocess.CompletedProcess[str]:
+        flow.write_text(CONSTANT_FLOW.format(k=k))
+        return subprocess.run(
+            [sys.executable, "-m", "loopml.cli", "pipelines", "run", "consts.py", *extra],
+            cwd=workspace.root,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+
+    run(2)
+    again = run(2, "--explain-cache")
+    assert "2 cached" in again.stdout
+    assert "  scaled: reused: its code and inputs are unchanged" in again.stdout
+    changed = run(5, "--explain-cache", "--json")
+    detail = json.loads(changed.stdout)
+    assert [t["status"] for t in detail["tasks"]] == ["CACHED", "COMPLETED"]
+    (base, scaled) = detail["cache"]
+    assert base["reason"].startswith("reused")
+    assert scaled["changes"] == ["global consts.K changed"]

@@ -12,7 +12,8 @@ from types import ModuleType
 
 import pytest
 
-from loopml.exceptions import MissingDependency
+from loopml.exceptions import LoopmlError, MissingDependency
+from loopml.pipelines import ExecutorClosed
 from loopml.pipelines.context import TaskContext, function_payload
 from loopml.pipelines.executors import Executor, Job, Outcome, resolve_executor
 
@@ -96,6 +97,14 @@ def test_cancel_stops_waiting_for_a_running_job(async_executor: Executor) -> Non
     assert submit(executor, job(add, 2, 2)).get(timeout=60).value == 4
     with pytest.raises(queue.Empty):
         results.get(timeout=0.2)
+
+
+def test_a_closed_executor_refuses_jobs_with_a_loopml_error(async_executor: Executor) -> None:
+    async_executor.close()
+    with pytest.raises(ExecutorClosed) as info:
+        submit(async_executor, job(add, 1, 1))
+    assert isinstance(info.value, RuntimeError) and isinstance(info.value, LoopmlError)
+    assert f"The {async_executor.name} executor is closed" in str(info.value)
 
 
 def test_process_pool_runs_in_other_processes() -> None:

@@ -13,9 +13,11 @@ import pyarrow as pa
 import pytest
 
 import loopml
+from loopml.exceptions import LoopmlError
 from loopml.pipelines import (
     OutputNotStorable,
     PipelineFailed,
+    TaskOutputNotFound,
     current_task,
     get_pipeline_run,
     pipeline,
@@ -98,6 +100,25 @@ def test_run_records_every_task_and_a_tracking_run(any_ws: Workspace, marks: Pat
     assert tracking.tags["loopml.pipeline_run"] == run.id
     assert tracking.params["n"] == "4"
     assert any_ws.metric_history(tracking.id, "squared")["value"].tolist() == [4.0]
+
+
+def test_output_of_a_missing_or_failed_task_names_the_tasks_that_have_one(
+    pws: Workspace, marks: Path
+) -> None:
+    run = run_pipeline(branches, {"marks": str(marks)}, workspace=pws, raise_on_failure=False)
+    with pytest.raises(TaskOutputNotFound) as info:
+        run.output("nope")
+    assert isinstance(info.value, KeyError) and isinstance(info.value, LoopmlError)
+    assert str(info.value) == (
+        f"Pipeline run {run.id[:8]} of 'branches' has no task 'nope'; its tasks are: "
+        "numbers, square, total, explode, describe."
+    )
+    with pytest.raises(TaskOutputNotFound) as failed:
+        get_pipeline_run(run.id, workspace=pws).output("describe")
+    assert str(failed.value) == (
+        f"Task 'describe' of pipeline run {run.id[:8]} has no output: it is SKIPPED. Tasks "
+        "with an output: numbers, square, total."
+    )
 
 
 def test_rerun_reuses_unchanged_tasks_and_no_cache_reruns(any_ws: Workspace, marks: Path) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from loopml.pipelines import emit_event
+from loopml.pipelines.records import list_runs
 from loopml.tracking import environment
 from loopml.workspace import Workspace
 
@@ -72,7 +75,7 @@ def test_a_repository_without_commits_sets_no_empty_tags(
     state = environment.git_state(str(repo))
     assert state is not None and state["commit"] is None
     ws = Workspace.init(tmp_path / "ws")
-    with ws.start_run(experiment="env") as run:
+    with environment.code_file(repo / "train.py"), ws.start_run(experiment="env") as run:
         pass
     tags = ws.get_run(run.id).tags
     assert "loopml.git.commit" not in tags and "loopml.git.branch" not in tags
@@ -105,3 +108,113 @@ def test_package_list_reinstalls_editable_installs() -> None:
     # this checkout is installed editable (pip install -e .): the line points at it
     assert loopml_line.startswith(("loopml @ file://", "loopml=="))
     assert any(line.lower().startswith("sqlalchemy==") for line in lines)
+
+
+FLOW = """
+from loopml.pipelines import on_event, pipeline, task
+
+@task
+def one() -> int:
+    return 1
+
+@pipeline(triggers=[on_event("retrain")])
+def flow():
+    return one()
+"""
+
+
+@pytest.fixture
+def committed_repo(tmp_path: Path) -> tuple[Path, str]:
+    """A git repository in tmp with a pipeline file and a training script, committed."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    _git(repo, "init", "-q", "-b", "main")
+    _git(repo, "config", "user.email", "t@example.com")
+    _git(repo, "config", "user.name", "T")
+    (repo / "flow.py").write_text(FLOW)
+    (repo / "train.py").write_text(
+        "import loopml\n"
+        "def train(ws):\n"
+        "    with ws.start_run(experiment='env') as run:\n"
+        "        return run.id\n"
+    )
+    _git(repo, "add", "flow.py", "train.py")
+    _git(repo, "commit", "-q", "-m", "init")
+    return repo, _git(repo, "rev-parse", "HEAD")
+
+
+def _elsewhere(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A working directory outside any git checkout, and a workspace there."""
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    Workspace.init(other / "ws").close()
+    return other, {**os.environ, "LOOPML_WORKSPACE": str(other / "ws")}
+
+
+def test_a_run_started_by_code_in_a_repo_records_its_commit(
+    committed_repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The script that starts the run is imported by a launcher outside the repository
+    (as pytest or a job runner would): the repository is the code's, not argv[0]'s."""
+    repo, commit = committed_repo
+    other, env = _elsewhere(tmp_path)
+    launcher = other / "launch.py"
+    launcher.write_text(
+        "import sys, loopml\n"
+        f"sys.path.insert(0, {str(repo)!r})\n"
+        "import train\n"
+        "print(train.train(loopml.Workspace.open(sys.argv[1])))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, str(launcher), str(other / "ws")],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=other,
+        env=env,
+    ).stdout.strip()
+    with Workspace.open(other / "ws") as ws:
+        assert ws.get_run(out).tags["loopml.git.commit"] == commit
+
+
+def _pipeline_commit(ws_path: Path) -> str | None:
+    with Workspace.open(ws_path) as ws:
+        (record,) = list_runs(ws.db, pipeline="flow")
+        tags = ws.get_run(record.tracking_run_id or "").tags
+        return tags.get("loopml.git.commit")
+
+
+def test_loopml_pipelines_run_records_the_pipeline_repository_commit(
+    committed_repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    repo, commit = committed_repo
+    other, env = _elsewhere(tmp_path)
+    subprocess.run(
+        [sys.executable, "-m", "loopml.cli", "pipelines", "run", f"{repo / 'flow.py'}:flow"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=other,
+        env=env,
+    )
+    assert _pipeline_commit(other / "ws") == commit
+
+
+def test_loopml_scheduler_run_records_the_pipeline_repository_commit(
+    committed_repo: tuple[Path, str], tmp_path: Path
+) -> None:
+    repo, commit = committed_repo
+    other, env = _elsewhere(tmp_path)
+    with Workspace.open(other / "ws") as ws:
+        emit_event("retrain", workspace=ws)
+    result = subprocess.run(
+        [sys.executable, "-m", "loopml.cli", "scheduler", "run", f"{repo / 'flow.py'}:flow"]
+        + ["--once"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=other,
+        env=env,
+    )
+    assert "1 run(s) triggered" in result.stdout, result.stdout
+    assert _pipeline_commit(other / "ws") == commit

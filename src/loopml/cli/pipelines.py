@@ -116,10 +116,20 @@ def use_workspace(ws: Workspace) -> None:
 # -- run ---------------------------------------------------------------------------------------
 
 
+def _explain_option(f: Any) -> Any:
+    return click.option(
+        "--explain-cache",
+        is_flag=True,
+        help="Say for each task why it was reused or ran again (which part of its code, "
+        "a value it uses, a package version or an argument changed).",
+    )(f)
+
+
 @pipelines.command("run")
 @click.argument("pipeline_ref", metavar="PIPELINE")
 @_params_option
 @_execution_options
+@_explain_option
 @json_option
 @pass_workspace
 def run_command(
@@ -129,9 +139,15 @@ def run_command(
     executor: str,
     max_workers: int | None,
     no_cache: bool,
+    explain_cache: bool,
     as_json: bool,
 ) -> None:
-    """Run PIPELINE once and show how each task ended (exit code 1 if the run failed)."""
+    """Run PIPELINE once and show how each task ended (exit code 1 if the run failed).
+
+    A task is reused from the cache when its code and inputs are unchanged; its code is its
+    source, the module-level values and project functions and classes it uses, and the
+    versions of the packages it calls (@task(version="...") pins it by hand).
+    """
     from loopml.pipelines.runner import run_pipeline
 
     use_workspace(ws)
@@ -146,16 +162,21 @@ def run_command(
         workspace=ws,
         raise_on_failure=False,
     )
-    _report(ws, result, as_json)
+    _report(ws, result, as_json, explain_cache)
 
 
-def _report(ws: Workspace, result: PipelineRun, as_json: bool) -> None:
+def _report(ws: Workspace, result: PipelineRun, as_json: bool, explain: bool = False) -> None:
     from loopml.pipelines import records
+    from loopml.pipelines.explain import explain_cache
     from loopml.pipelines.runner import failure_message
 
     record = records.get_run(ws.db, result.id)
+    reasons = explain_cache(record.id, workspace=ws) if explain else []
     if as_json:
-        emit_json(_record_json(record))
+        value = _record_json(record)
+        if explain:
+            value["cache"] = [reason.to_dict() for reason in reasons]
+        emit_json(value)
     else:
         out = console()
         counts = Counter(t.status.lower() for t in record.tasks)
@@ -169,6 +190,10 @@ def _report(ws: Workspace, result: PipelineRun, as_json: bool) -> None:
             click.echo(
                 f"tracking run: {record.tracking_run_id} (loopml runs show {short_id(record.tracking_run_id)})"
             )
+        if reasons:
+            click.echo("cache:")
+            for reason in reasons:
+                click.echo(f"  {reason.node}: {reason.reason}")
     if not result.ok:
         raise CliError(failure_message(result))
 
@@ -469,6 +494,7 @@ def _record_json(record: PipelineRunRecord) -> dict[str, Any]:
 @pipelines.command("resume")
 @click.argument("run")
 @_execution_options
+@_explain_option
 @json_option
 @pass_workspace
 def resume_command(
@@ -477,6 +503,7 @@ def resume_command(
     executor: str,
     max_workers: int | None,
     no_cache: bool,
+    explain_cache: bool,
     as_json: bool,
 ) -> None:
     """Resume RUN (failed or killed): reuse every task that completed, rerun the rest."""
@@ -491,7 +518,7 @@ def resume_command(
         workspace=ws,
         raise_on_failure=False,
     )
-    _report(ws, result, as_json)
+    _report(ws, result, as_json, explain_cache)
 
 
 # -- backfill ----------------------------------------------------------------------------------

@@ -19,6 +19,9 @@ Every pipeline run and task run is recorded in the metadata store (``loopml pipe
 ``loopml.log_metric``, ``loopml.log_input`` and ``loopml.register_model`` inside a task land
 on it (with lineage). Task outputs are stored by content hash (Parquet for tables) and reused
 when a task's code and inputs are unchanged: a rerun or :func:`resume` only does new work.
+"Code" is the task's source and what it uses: module-level values, project functions and
+classes (followed transitively), the versions of the packages it calls
+(:mod:`loopml.pipelines.fingerprint`); :func:`explain_cache` says why a task ran again.
 
 A pipeline ends with a *gated promotion* by making it a task that calls the registry::
 
@@ -44,6 +47,7 @@ from loopml.pipelines.events import Event, emit_event, list_events
 from loopml.pipelines.exceptions import (
     ClusterUnavailable,
     CycleError,
+    ExecutorClosed,
     InvalidSchedule,
     OutputNotStorable,
     PipelineDefinitionError,
@@ -53,9 +57,11 @@ from loopml.pipelines.exceptions import (
     RunNotResumable,
     TaskFailed,
     TaskKilled,
+    TaskOutputNotFound,
     TaskTimeout,
 )
 from loopml.pipelines.executors import Executor, InlineExecutor, ThreadExecutor
+from loopml.pipelines.explain import CacheExplanation, explain_cache
 from loopml.pipelines.pipeline import Pipeline, pipeline
 from loopml.pipelines.records import PipelineRunRecord, TaskRunRecord
 from loopml.pipelines.refs import load_pipeline
@@ -82,8 +88,10 @@ from loopml.pipelines.validate import validate
 __all__ = [
     "validate",
     "DAG",
+    "CacheExplanation",
     "ClusterUnavailable",
     "CycleError",
+    "ExecutorClosed",
     "Event",
     "Executor",
     "Handle",
@@ -106,6 +114,7 @@ __all__ = [
     "TaskContext",
     "TaskFailed",
     "TaskKilled",
+    "TaskOutputNotFound",
     "TaskResult",
     "TaskRunRecord",
     "TaskSpec",
@@ -115,6 +124,7 @@ __all__ = [
     "backfill",
     "current_task",
     "emit_event",
+    "explain_cache",
     "get_pipeline_run",
     "list_events",
     "load_pipeline",

@@ -1,8 +1,9 @@
 """Task outputs as bytes, and the cache key that decides when a task can be skipped.
 
-A task's cache key is the BLAKE3 of its code digest, the content hashes of its inputs (an
-upstream output's hash, or a constant argument's — a ``Path`` by the content it points
-to) and the argument structure. A constant
+A task's cache key is the BLAKE3 of its code fingerprint (its source, the module-level
+values and project functions it uses, the versions of the packages it calls: see
+:mod:`loopml.pipelines.fingerprint`) and the content hash of each argument (an upstream
+output's hash, or a constant argument's — a ``Path`` by the content it points to). A constant
 that can't be serialized (a lock, a connection) makes the call's key unique: never reused.
 An output is reused from an earlier completed run of a task of the same name with the same
 key (or from an identical call earlier in the same run). Outputs are
@@ -155,13 +156,22 @@ def content_digest(value: Any) -> str:
     return serialize(value).digest
 
 
-def cache_key(code_digest: str, args: Any, kwargs: Any, inputs: dict[str, str]) -> str:
-    """The key under which a task's output is reused: its code, and its arguments with each
-    handle replaced by the hash of the output it stands for (``inputs``: node → digest)."""
+def argument_digests(
+    labels: list[str], values: list[Any], inputs: dict[str, str]
+) -> dict[str, str]:
+    """The content hash of each argument of a call, by its label (the parameter name), with
+    each handle replaced by the hash of the output it stands for (``inputs``: node →
+    digest)."""
+    return {label: _item_digest(value, inputs) for label, value in zip(labels, values, strict=True)}
+
+
+def cache_key(code_digest: str, arguments: dict[str, str]) -> str:
+    """The key under which a task's output is reused: its code fingerprint and the digest of
+    each argument (see :func:`argument_digests`)."""
     hasher = blake3.blake3(code_digest.encode())
-    _feed(hasher, args, inputs)
-    _feed(hasher, kwargs, inputs)
-    return hasher.hexdigest()
+    for label, digest in arguments.items():
+        hasher.update(f"\0a{label}\0{digest}".encode())
+    return str(hasher.hexdigest())
 
 
 def _feed(hasher: Any, value: Any, inputs: dict[str, str]) -> None:

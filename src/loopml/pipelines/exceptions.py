@@ -7,10 +7,12 @@ InvalidInput (ValueError)
 └── InvalidValue
     └── OutputNotStorable     a task returned something loopml can't serialize (names it)
 NotFound (LookupError)
-├── PipelineNotFound          MODULE:NAME names no pipeline
-└── PipelineRunNotFound       no pipeline run with that id
+├── PipelineNotFound          MODULE:NAME names no pipeline (or its module can't be imported)
+├── PipelineRunNotFound       no pipeline run with that id
+└── TaskOutputNotFound (KeyError)  no such task in the run, or it left no output
 Conflict
-└── RunNotResumable           the run is still running in a live process
+├── RunNotResumable           the run is still running in a live process
+└── ExecutorClosed (RuntimeError)  a task was submitted to an executor after close()
 TaskFailed                    a task failed for good (after its retries); .task, .traceback
 ├── TaskTimeout (TimeoutError) a task ran past its timeout
 └── TaskKilled                the process running a task died (killed, out of memory)
@@ -62,6 +64,18 @@ class PipelineNotFound(NotFound):
 
 class PipelineRunNotFound(NotFound):
     """No pipeline run with that id (or id prefix)."""
+
+
+class TaskOutputNotFound(KeyError, NotFound):
+    """``PipelineRun.output(node)``: the run has no task ``node``, or that task left no
+    output (it failed or was skipped); the message names the tasks that have one."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class ExecutorClosed(RuntimeError, Conflict):
+    """A task was submitted to an executor that was closed."""
 
 
 class RunNotResumable(Conflict):

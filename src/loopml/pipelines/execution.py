@@ -24,6 +24,7 @@ from loopml.pipelines.exceptions import (
     TaskTimeout,
 )
 from loopml.pipelines.executors import Executor, Job, Outcome
+from loopml.pipelines.fingerprint import RECIPE, Fingerprint
 from loopml.pipelines.records import (
     CACHED,
     COMPLETED,
@@ -36,6 +37,7 @@ from loopml.pipelines.records import (
 
 if TYPE_CHECKING:
     from loopml.pipelines.pipeline import Build
+    from loopml.pipelines.tasks import Task
     from loopml.workspace import Workspace
 
 #: Task-state changes are written in batches: at most this many seconds apart …
@@ -150,6 +152,8 @@ class Execution:
         self.dirty: dict[str, None] = {}
         self.last_flush = time.monotonic()
         self.timeouts = any(c.task.spec.timeout for c in build.calls.values())
+        self.fingerprints: dict[str, tuple[Task[..., Any], Fingerprint]] = {}
+        self.manifest: dict[str, dict[str, Any]] = {}
         # The cache keys these tasks completed under before, read once: a task whose key is
         # not among them is a miss without a query (a history too long to hold: query each).
         self.known: set[str] | None = None
@@ -228,15 +232,35 @@ class Execution:
         call = self.build.calls[node]
         inputs = {dep: self.nodes[dep].output_digest or "" for dep in call.deps}
         try:
-            key = cache.cache_key(call.task.code_digest, call.args, call.kwargs, inputs)
+            code = self.fingerprint(call.task)
+            labels, values = call.task.arguments(call.args, call.kwargs)
+            arguments = cache.argument_digests(labels, values, inputs)
+            key = cache.cache_key(code.digest, arguments)
         except Exception as exc:  # e.g. a Path argument that can't be read to hash it
             self._fail(node, exc, "".join(traceback.format_exception(exc)))
             return None
+        self.manifest[node] = {"task": call.task.name, "key": key, "arguments": arguments}
         previous = self.previous.get(node)
         if previous is not None and previous.status in DONE_TASK and previous.cache_key == key:
             self._complete(node, None, from_previous=True)
             return None
         return key
+
+    def fingerprint(self, task: Task[..., Any]) -> Fingerprint:
+        """The task's code fingerprint, computed once per run."""
+        found = self.fingerprints.get(task.name)
+        if found is None or found[0] is not task:
+            found = (task, task.fingerprint())
+            self.fingerprints[task.name] = found
+        return found[1]
+
+    def cache_manifest(self) -> dict[str, Any]:
+        """What each task's cache key was made of in this run (for ``--explain-cache``)."""
+        return {
+            "recipe": RECIPE,
+            "tasks": {name: fp.components for name, (_, fp) in self.fingerprints.items()},
+            "nodes": self.manifest,
+        }
 
     def _sync(self, keys: list[str]) -> dict[str, Any]:
         """Look up ``keys`` in the cache, in the same transaction as writing the task states

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.exceptions import InvalidInput
 from loopml.pipelines.context import RemoteError, TaskContext, run_in_process
+from loopml.pipelines.exceptions import ExecutorClosed
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
@@ -143,7 +144,11 @@ class ThreadExecutor(Executor):
     def submit(self, job: Job, done: Done) -> None:
         with self._lock:
             if self._closed:
-                raise RuntimeError("the executor is closed")
+                raise ExecutorClosed(
+                    "The threads executor is closed: a closed executor takes no more tasks. "
+                    'Create a new one, or pass its name (executor="threads") and let each run '
+                    "open and close its own."
+                )
             self._pending += 1
             self._queue.put((job, done))
             self._grow()

@@ -129,6 +129,13 @@ class Pipeline:
     def __repr__(self) -> str:
         return f"<Pipeline {self.name} ({self.ref})>"
 
+    @property
+    def source_file(self) -> str | None:
+        """The file that defines the pipeline (its git checkout is its runs' code version)."""
+        module = sys.modules.get(self.fn.__module__)
+        file = getattr(module, "__file__", None)
+        return str(file) if file else None
+
     # -- params ----------------------------------------------------------------------------
 
     @property

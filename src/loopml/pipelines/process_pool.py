@@ -23,7 +23,7 @@ from typing import Any
 
 from loopml.exceptions import InvalidInput
 from loopml.pipelines.context import RemoteError, dumps, run_in_worker
-from loopml.pipelines.exceptions import OutputNotStorable, TaskKilled
+from loopml.pipelines.exceptions import ExecutorClosed, OutputNotStorable, TaskKilled
 from loopml.pipelines.executors import Done, Executor, Job, Outcome, failure, remote_failure
 
 _STOP = b""
@@ -64,7 +64,11 @@ class ProcessExecutor(Executor):
     def submit(self, job: Job, done: Done) -> None:
         with self._lock:
             if self._closed:
-                raise RuntimeError("the executor is closed")
+                raise ExecutorClosed(
+                    "The processes executor is closed: a closed executor takes no more tasks. "
+                    'Create a new one, or pass its name (executor="processes") and let each run '
+                    "open and close its own."
+                )
             self._pending.append((job, done))
             if self._thread is None:
                 self._thread = threading.Thread(

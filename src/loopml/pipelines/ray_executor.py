@@ -17,7 +17,7 @@ from typing import Any
 
 from loopml.exceptions import missing_dependency
 from loopml.pipelines.context import RemoteError, dumps, run_in_worker
-from loopml.pipelines.exceptions import ClusterUnavailable, TaskKilled
+from loopml.pipelines.exceptions import ClusterUnavailable, ExecutorClosed, TaskKilled
 from loopml.pipelines.executors import Done, Executor, Job, Outcome, failure, remote_failure
 
 
@@ -87,7 +87,11 @@ class RayExecutor(Executor):
     def submit(self, job: Job, done: Done) -> None:
         with self._lock:
             if self._closed:
-                raise RuntimeError("the executor is closed")
+                raise ExecutorClosed(
+                    "The ray executor is closed: a closed executor takes no more tasks. "
+                    'Create a new one, or pass its name (executor="ray") and let each run '
+                    "open and close its own."
+                )
             self._pending.append((job, done))
             self._launch()
         self._wake.set()

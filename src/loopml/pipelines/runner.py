@@ -12,6 +12,7 @@ run, so ``loopml.log_metric`` inside a task lands there.
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 import traceback
 import uuid
@@ -26,6 +27,7 @@ from loopml.pipelines import cache, records
 from loopml.pipelines.exceptions import (
     PipelineFailed,
     RunNotResumable,
+    TaskOutputNotFound,
 )
 from loopml.pipelines.execution import Execution, TaskResult
 from loopml.pipelines.executors import Executor, resolve_executor
@@ -38,6 +40,7 @@ from loopml.pipelines.records import (
     SKIPPED,
 )
 from loopml.store.tables import pipeline_runs
+from loopml.tracking import environment
 
 if TYPE_CHECKING:
     from loopml.pipelines.pipeline import Build, Pipeline
@@ -73,7 +76,10 @@ class PipelineRun:
         if node in self._values:
             return self._values[node]
         if node not in self.tasks:
-            raise KeyError(f"No task {node!r} in pipeline run {self.id}: {', '.join(self.tasks)}")
+            raise TaskOutputNotFound(
+                f"Pipeline run {self.id[:8]} of {self.pipeline!r} has no task {node!r}; its "
+                f"tasks are: {', '.join(self.tasks) or 'none'}."
+            )
         value = load_output(self._workspace, self.id, node)
         self._values[node] = value
         return value
@@ -118,8 +124,12 @@ def load_output(workspace: Workspace, run_id: str, node: str) -> Any:
     rows = records.task_rows(workspace.db, run_id)
     row = rows.get(node)
     if row is None or row.output_digest is None:
-        status = row.status if row is not None else "unknown"
-        raise KeyError(f"Task {node!r} of pipeline run {run_id} has no output ({status}).")
+        with_output = [n for n, r in rows.items() if r.output_digest is not None]
+        why = f"it is {row.status}" if row is not None else "it is not one of its tasks"
+        raise TaskOutputNotFound(
+            f"Task {node!r} of pipeline run {run_id[:8]} has no output: {why}. Tasks with an "
+            f"output: {', '.join(with_output) or 'none'}."
+        )
     return cache.load(workspace.blobs, row.output_format, row.output_digest, row.output_inline)
 
 
@@ -393,6 +403,7 @@ def _execute(
         beating.stop()
         if owned:
             pool.close()
+    _save_manifest(tracking, execution)
     results = execution.results()
     failed = [n for n, t in results.items() if t.status == FAILED]
     if failed:
@@ -418,6 +429,18 @@ def _execute(
     if raise_on_failure and status != FINISHED:
         raise PipelineFailed(failure_message(run), run)
     return run
+
+
+#: The artifact of a pipeline run's tracking run that records what each cache key was made of.
+MANIFEST_ARTIFACT = "loopml/cache.json"
+
+
+def _save_manifest(tracking: Run | None, execution: Execution) -> None:
+    if tracking is None or not execution.manifest:
+        return
+    with contextlib.suppress(LoopmlError):  # an explanation is not worth failing the run
+        text = json.dumps(execution.cache_manifest(), separators=(",", ":"), sort_keys=True)
+        tracking.log_text(text, MANIFEST_ARTIFACT)
 
 
 class _Heartbeat:
@@ -467,13 +490,14 @@ def _tracking_run(
         "loopml.pipeline_run": run_id,
         **({"loopml.partition": partition} if partition else {}),
     }
-    run = ws.start_run(
-        experiment=pipe.experiment,
-        name=f"{pipe.name}-{label}",
-        tags={**system_tags, **dict(tags or {})},
-        nested=ws.active_run() is not None,
-        log_environment=log_environment,
-    )
+    with environment.code_file(pipe.source_file):  # its git checkout is the code version
+        run = ws.start_run(
+            experiment=pipe.experiment,
+            name=f"{pipe.name}-{label}",
+            tags={**system_tags, **dict(tags or {})},
+            nested=ws.active_run() is not None,
+            log_environment=log_environment,
+        )
     try:
         loggable = {k: v for k, v in values.items() if len(str(v)) <= 6000}
         if loggable:

@@ -13,22 +13,16 @@ from __future__ import annotations
 import contextvars
 import functools
 import inspect
-import marshal
-import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
-import blake3
-
 from loopml.pipelines.exceptions import PipelineDefinitionError
+from loopml.pipelines.fingerprint import Fingerprint, fingerprint
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-#: Bumped when the cache key recipe changes, so old entries never match new keys.
-CACHE_KEY_VERSION = "1"
 
 
 @dataclass(frozen=True)
@@ -37,8 +31,10 @@ class TaskSpec:
 
     A failed attempt is retried ``retries`` times, waiting ``retry_delay * backoff**n``
     seconds (at most ``max_retry_delay``) before retry ``n+1``. ``timeout`` (seconds) fails
-    an attempt that runs longer. ``version`` is part of the cache key: bump it when code the
-    task calls (not its own source, which is hashed) changed the result.
+    an attempt that runs longer. ``cache=False`` always runs it. ``version`` pins the cache
+    key: without it the key follows the task's code and what it uses (see
+    :mod:`loopml.pipelines.fingerprint`); with it, only the version (and the inputs) count,
+    so bump it when a change should recompute.
     """
 
     name: str
@@ -239,7 +235,6 @@ class Task(Generic[P, R]):
         self.fn = fn
         self.spec = spec
         functools.update_wrapper(self, fn)
-        self._code_digest: str | None = None
 
     def __repr__(self) -> str:
         return f"<Task {self.spec.name}>"
@@ -274,24 +269,24 @@ class Task(Generic[P, R]):
     def _parameters(self) -> frozenset[str]:
         return frozenset(self._signature.parameters)
 
-    @property
-    def code_digest(self) -> str:
-        """BLAKE3 of the function's source (its bytecode when the source isn't available),
-        its options that change results and the task ``version``."""
-        if self._code_digest is None:
-            self._code_digest = code_digest(self.fn, self.spec.version)
-        return self._code_digest
+    def fingerprint(self) -> Fingerprint:
+        """What the task's result depends on besides its arguments: its source, the
+        module-level values, project functions and classes it uses and the versions of the
+        packages it calls; or only its ``version`` when one is pinned. Computed afresh on each
+        call (a module-level value may have changed)."""
+        return fingerprint(self.fn, self.spec.version, self.spec.name)
 
-
-def code_digest(fn: Callable[..., Any], version: str = "") -> str:
-    try:
-        body = textwrap.dedent(inspect.getsource(fn)).encode()
-    except (OSError, TypeError):
-        code = getattr(fn, "__code__", None)
-        body = marshal.dumps(code) if code is not None else repr(fn).encode()
-    hasher = blake3.blake3(f"loopml-task-{CACHE_KEY_VERSION}\0{version}\0".encode())
-    hasher.update(body)
-    return hasher.hexdigest()
+    def arguments(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[list[str], list[Any]]:
+        """The call's arguments as (parameter names, values), so that ``f(1, b=2)`` and
+        ``f(1, 2)`` have the same cache key."""
+        try:
+            bound = self._signature.bind(*args, **kwargs)
+        except TypeError:
+            labels = [str(i) for i in range(len(args))] + list(kwargs)
+            return labels, [*args, *kwargs.values()]
+        return list(bound.arguments), list(bound.arguments.values())
 
 
 @overload

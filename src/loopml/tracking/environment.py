@@ -4,6 +4,8 @@ git state, hardware. Captured once per process (except the git state, which can 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import getpass
 import json
@@ -13,6 +15,7 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from importlib import metadata
 from typing import Any
 
@@ -136,12 +139,64 @@ def git_state(cwd: str | None = None) -> dict[str, Any] | None:
     }
 
 
+#: The file that defines the code of the run being started, when loopml knows it better than
+#: the call stack does: the pipeline runner sets it to the pipeline's module while it starts
+#: the pipeline's tracking run (from the CLI, the scheduler or Python).
+_CODE_FILE: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "loopml_code_file", default=None
+)
+
+
+@contextlib.contextmanager
+def code_file(path: str | os.PathLike[str] | None) -> Iterator[None]:
+    """Within this block, runs record the git state of the checkout around ``path``."""
+    token = _CODE_FILE.set(os.fspath(path) if path else None)
+    try:
+        yield
+    finally:
+        _CODE_FILE.reset(token)
+
+
+@functools.cache
+def _not_user_code() -> tuple[str, ...]:
+    """Folders whose files are not the user's code: loopml itself, the standard library,
+    installed packages and the interpreter's environment (its ``bin/loopml`` script)."""
+    import sysconfig
+
+    paths = sysconfig.get_paths()
+    folders = {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # loopml/
+    folders.update(
+        paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths
+    )
+    folders.update({sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix})
+    return tuple(os.path.join(os.path.realpath(f), "") for f in folders if f)
+
+
+def _user_file(filename: str) -> bool:
+    if not filename or filename.startswith("<") or not os.path.isfile(filename):
+        return False
+    real = os.path.realpath(filename)
+    return not real.startswith(_not_user_code())
+
+
+def calling_file() -> str | None:
+    """The file of the innermost frame on the stack that is the user's code (not loopml,
+    the standard library or an installed package), or None (an interactive session)."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        if _user_file(frame.f_code.co_filename):
+            return frame.f_code.co_filename
+        frame = frame.f_back  # type: ignore[assignment]
+    return None
+
+
 def source_dir() -> str:
-    """The folder of the script being run (its git checkout is the run's code version);
-    the working directory for ``python -c`` and interactive sessions."""
-    script = sys.argv[0] if sys.argv else ""
-    if script and os.path.isfile(script):
-        return os.path.dirname(os.path.abspath(script))
+    """The folder whose git checkout is the run's code version: the pipeline's module for a
+    pipeline run, else the user's code that started the run (a script, a test, a module it
+    imports), else the working directory (a notebook, ``python -c``)."""
+    file = _CODE_FILE.get() or calling_file()
+    if file:
+        return os.path.dirname(os.path.abspath(file))
     return os.getcwd()
 
 
