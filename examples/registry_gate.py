@@ -3,6 +3,10 @@ one → rollback → lineage.
 
     python examples/registry_gate.py [WORKDIR]     # default: a fresh temporary folder
 
+The gate runs a behavioural check from ``my_checks.py`` beside ``loopml.toml``: checks are
+imported with the workspace root on ``sys.path``, so the last step, ``loopml models promote``
+run from the ``notebooks/`` subfolder, finds it too.
+
 Afterwards, in WORKDIR: ``loopml models history churn``, ``loopml models lineage
 churn@production``, ``loopml data status``.
 """
@@ -34,7 +38,17 @@ label = "churned"
 min_score = 0.70
 margin = 0.01
 latency_p95_ms = 200
+checks = ["my_checks:predicts_both_classes"]
 """
+
+CHECKS = '''"""Behavioural checks of the churn gate: fn(model, holdout) -> bool | (bool, details)."""
+
+
+def predicts_both_classes(model, holdout):
+    features = holdout.drop(columns=["churned"])
+    classes = sorted(int(c) for c in set(model.predict(features)))
+    return classes == [0, 1], {"classes": classes}
+'''
 
 
 def make_data(folder: Path) -> list[str]:
@@ -82,6 +96,7 @@ def main(workdir: Path) -> None:
         print(f"data version of {path}: {version.hash[:16]} ({version.size} bytes)")
     with open("loopml.toml", "a") as fh:
         fh.write(GATE)
+    Path("my_checks.py").write_text(CHECKS)
     ws = loopml.Workspace.open(".")  # re-read loopml.toml with the gate
     loopml.set_default_workspace(ws)
 
@@ -106,6 +121,11 @@ def main(workdir: Path) -> None:
     ws.close()
     print("loopml models lineage churn@production:")
     subprocess.run(["loopml", "models", "lineage", "churn@production"], check=True)
+    notebooks = Path("notebooks")
+    notebooks.mkdir(exist_ok=True)
+    print("cd notebooks && loopml models promote churn 3:", flush=True)
+    subprocess.run(["loopml", "models", "promote", "churn", str(better)], check=True, cwd=notebooks)
+    print("gate PASS — promoted from the notebooks/ folder")
 
 
 if __name__ == "__main__":

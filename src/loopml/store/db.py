@@ -28,7 +28,7 @@ from loopml.exceptions import InvalidConfig, StoreNotFound, StoreUnavailable, mi
 T = TypeVar("T")
 
 # The newest migration in migrations/versions; a test checks it against Alembic's own view.
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 _RETRYABLE = (
     "database is locked",
