@@ -289,3 +289,18 @@ def test_a_large_file_changed_while_being_copied_is_stored_as_copied(
     digest = hash_file(data / "big")
     assert (ws / ".loopml/blobs" / digest[:2] / digest[2:]).read_bytes() == rewritten
     assert loopml.data.status("data")[0].clean
+
+
+def test_manifest_hash_is_the_tracking_manifest_digest() -> None:
+    """``add`` names a folder by manifest_hash without importing the tracking package; it
+    must stay the digest ``log_input`` records."""
+    from loopml.data.manifest import manifest_hash
+    from loopml.tracking.inputs import manifest_digest
+
+    d = "ab" * 32
+    for entries in (
+        [],
+        [("b", d, 1), ("a", d, 0)],
+        [("dätä/ß.csv", d, 10), ("a b/c", d, 2), ("a/b", d, 3), ("a.b", d, 4)],
+    ):
+        assert manifest_hash(entries) == manifest_digest(entries)

@@ -224,13 +224,17 @@ class Cache:
             return Stored(digest, st.st_size, None, st)
         fd = os.open(src, os.O_RDONLY)
         try:
-            chunks = []
-            while chunk := os.read(fd, CHUNK):
-                chunks.append(chunk)
+            # One read when the file still has the size it had (no chunks to join: one copy
+            # of the bytes less); a short read is the end.
+            data = os.read(fd, st.st_size + 1)
+            if len(data) > st.st_size:
+                chunks = [data]
+                while chunk := os.read(fd, CHUNK):
+                    chunks.append(chunk)
+                data = b"".join(chunks)
             after = os.fstat(fd)
         finally:
             os.close(fd)
-        data = b"".join(chunks)
         digest = blake3.blake3(data).hexdigest()
         if self.has(digest):
             return Stored(digest, len(data), None, after)

@@ -17,7 +17,6 @@ from loopml.data.manifest import (
     Entry,
     WalkedFile,
     check_name,
-    folder_hash,
     manifest_bytes,
     skipped_links,
     walk_files,
@@ -144,9 +143,7 @@ def add_in(
             rows.append((repo.cache.key_of(s.digest), stamp(s.object_stat), s.digest))
 
     if target.is_dir():
-        data = manifest_bytes(entries)
-        digest = folder_hash(entries, data)
-        repo.cache.put_bytes(data)
+        digest = repo.cache.put_bytes(manifest_bytes(entries))  # stored under its own hash
         version = DataVersion(target, digest, sum(e[2] for e in entries), len(entries), "folder")
         gone = set(known) - {prefix + rel for rel, _, _ in walked}
         after = {rel: s.source_stat for (rel, _, _), s in zip(walked, stored, strict=True)}
