@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
+import textwrap
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -167,6 +170,53 @@ def test_list_when_empty(
 ) -> None:
     assert invoke("runs", "list").stdout.strip() == "No runs yet."
     assert invoke_json("runs", "list") == []
+
+
+def test_list_and_show_a_sigkilled_run_as_killed(
+    invoke: Invoke, invoke_json: Callable[..., Any], workspace: Workspace
+) -> None:
+    code = textwrap.dedent(
+        """
+        import sys, time, loopml
+        run = loopml.Workspace.open(sys.argv[1]).start_run(log_environment=False)
+        print(run.id, flush=True)
+        time.sleep(120)
+        """
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(workspace.root)], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    run_id = child.stdout.readline().strip()
+    child.kill()  # SIGKILL: no chance to end the run
+    child.wait(timeout=60)
+    assert [r["status"] for r in invoke_json("runs", "list")] == ["KILLED"]
+    assert "KILLED" in invoke("runs", "list").stdout
+    shown = invoke("runs", "show", run_id[:8]).stdout
+    assert "KILLED" in shown and "stopped without ending it" in shown
+
+
+def test_list_with_only_deleted_runs_hints_at_all(
+    invoke: Invoke, workspace: Workspace, three_runs: list[str]
+) -> None:
+    for run_id in three_runs:
+        workspace.delete_run(run_id)
+    assert invoke("runs", "list").stdout.strip() == (
+        "No runs to show: 4 deleted runs are hidden (`loopml runs list --all` lists them)."
+    )
+    filtered = invoke("runs", "list", "--filter", "params.model = 'gbm'")
+    assert filtered.stdout.strip() == "No runs match; 1 deleted run matches (add --all to list it)."
+    assert invoke("runs", "list", "--filter", "params.model = 'svm'").stdout.strip() == (
+        "No runs match."
+    )
+
+
+def test_order_by_with_a_comma_says_to_repeat_the_option(
+    invoke: Invoke, error_lines: Callable[[Result], list[str]], three_runs: list[str]
+) -> None:
+    lines = error_lines(invoke("runs", "list", "--order-by", "metrics.acc DESC, params.lr"))
+    assert "repeat -o/--order-by (-o 'metrics.acc DESC' -o 'params.lr')" in lines[0]
+    assert lines[2].index("^") == lines[1].index(",")  # at the comma, not at DESC
 
 
 def test_list_says_when_max_results_cut_the_list(invoke: Invoke, three_runs: list[str]) -> None:

@@ -118,7 +118,7 @@ def test_non_numeric_metric_values_are_refused(ws: Workspace, value: object) -> 
 
 
 @pytest.mark.parametrize(
-    "key", ["", "a" * 251, "bad\nkey", "semi;colon", "/abs", "a/../b", " padded", "é"]
+    "key", ["", "a" * 251, "bad\nkey", "semi;colon", "/abs", "a/../b", " padded", "smile🙂"]
 )
 def test_illegal_keys_are_refused(ws: Workspace, key: str) -> None:
     with ws.start_run() as run:
@@ -128,6 +128,67 @@ def test_illegal_keys_are_refused(ws: Workspace, key: str) -> None:
             run.log_param(key, 1)
         with pytest.raises(InvalidKey):
             run.set_tag(key, 1)
+
+
+def test_non_ascii_letters_in_keys_are_accepted(ws: Workspace) -> None:
+    # As MLflow takes them: letters and digits of any script.
+    with ws.start_run() as run:
+        run.log_param("скорость обучения", 0.01)
+        run.log_metric("точность", 0.9)
+        run.set_tag("équipe", "données")
+    record = ws.get_run(run.id)
+    assert record.params == {"скорость обучения": "0.01"}
+    assert record.metrics == {"точность": 0.9}
+    assert record.tags["équipe"] == "données"
+    found = ws.search_runs(filter="metrics.точность > 0.5 and tags.équipe = 'données'")
+    assert found["run_id"].tolist() == [run.id]
+
+
+def test_a_refused_key_names_its_bad_characters_in_order(ws: Workspace) -> None:
+    with ws.start_run() as run, pytest.raises(InvalidKey) as info:
+        run.log_metric("loss 🙂 ☃", 1.0)
+    # Each bad character once, as it appears (sorting them scrambled words).
+    assert "contains '🙂' '☃':" in str(info.value)
+
+
+def test_key_errors_use_the_right_article(ws: Workspace) -> None:
+    with pytest.raises(InvalidKey, match="^An experiment name must be a non-empty string"):
+        ws.create_experiment("")
+    with ws.start_run() as run, pytest.raises(InvalidKey, match="^A metric key must be"):
+        run.log_metric("", 1.0)
+
+
+def test_unknown_experiment_lists_the_known_ones_quoted(ws: Workspace) -> None:
+    ws.create_experiment("v1.")
+    with pytest.raises(ExperimentNotFound) as info:
+        ws.get_experiment("v2")
+    assert str(info.value) == "No experiment 'v2'. Known experiments: 'v1.'."  # not "v1.."
+
+
+def test_out_of_range_step_and_timestamp_are_refused_at_the_call(ws: Workspace) -> None:
+    # The repro of the bug: these were accepted, then every flush failed and the run ended
+    # with no metrics at all, the good points before and after included.
+    with ws.start_run() as run:
+        run.log_metric("loss", 0.5, step=1)
+        with pytest.raises(InvalidValue, match="64-bit range"):
+            run.log_metric("loss", 0.4, step=2**63)
+        with pytest.raises(InvalidValue, match="is out of range"):
+            run.log_metric("loss", 0.4, timestamp=1e30)
+        with pytest.raises(InvalidValue, match="looks like milliseconds.*timestamp=ms / 1000"):
+            run.log_metric("loss", 0.4, timestamp=1_700_000_000_000)  # MLflow's unit
+        with pytest.raises(InvalidValue, match="64-bit range"):
+            run.log_metrics({"a": 1.0, "b": 2.0}, step=-(2**63) - 1)
+        with pytest.raises(InvalidValue, match="out of range"):
+            run.log_metrics({"a": 1.0}, timestamp=math.nan)
+        run.log_metric("loss", 0.3, step=3, timestamp=1_700_000_000.5)
+        run.log_metric("loss", 0.2, step=2**63 - 1)
+    history = ws.metric_history(run.id, "loss")
+    assert history["value"].tolist() == [0.5, 0.3, 0.2]
+    assert history["step"].tolist() == [1, 3, 2**63 - 1]
+    assert history["timestamp"][1] == pd.Timestamp(1_700_000_000.5, unit="s", tz="UTC")
+    record = ws.get_run(run.id)
+    assert record.status == "FINISHED" and record.metrics == {"loss": 0.2}
+    assert "loopml.rejected_metrics" not in record.tags
 
 
 def test_overlong_param_value(ws: Workspace) -> None:

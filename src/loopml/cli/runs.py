@@ -177,7 +177,7 @@ def list_runs(
         return
     out = console()
     if not records:
-        out.print("No runs match." if filter_text or experiment_names else "No runs yet.")
+        out.print(_nothing_listed(ws, experiment_names, filter_text, include_deleted))
         return
     if not extra:
         extra = _auto_columns(records, filter_text, order_by)
@@ -211,6 +211,38 @@ def list_runs(
         click.echo(
             f"(showing the first {max_results} runs; raise --max-results to see more)", err=True
         )
+
+
+def _nothing_listed(
+    ws: Workspace,
+    experiment_names: tuple[str, ...],
+    filter_text: str | None,
+    include_deleted: bool,
+) -> str:
+    """What `runs list` says when it lists nothing, with a hint when deleted runs would show."""
+    message = "No runs match." if filter_text or experiment_names else "No runs yet."
+    if include_deleted:
+        return message
+    deleted = ws.search_runs(
+        experiments=list(experiment_names) or None,
+        filter=filter_text,
+        include_deleted=True,
+        max_results=1000,
+    )
+    if deleted.empty:
+        return message
+    one = len(deleted) == 1
+    count = str(len(deleted)) if len(deleted) < 1000 else "1000 or more"
+    if not (filter_text or experiment_names):
+        return (
+            f"No runs to show: {count} deleted run{'' if one else 's'} "
+            f"{'is' if one else 'are'} hidden (`loopml runs list --all` lists "
+            f"{'it' if one else 'them'})."
+        )
+    return (
+        f"No runs match; {count} deleted run{' matches' if one else 's match'} "
+        f"(add --all to list {'it' if one else 'them'})."
+    )
 
 
 def _parse_columns(columns: tuple[str, ...]) -> list[str]:

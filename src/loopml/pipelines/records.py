@@ -8,8 +8,6 @@ run whose owner is gone is marked KILLED by :func:`reap_stale`, after which it c
 from __future__ import annotations
 
 import json
-import os
-import socket
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +18,7 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 
 from loopml.exceptions import InvalidInput
 from loopml.pipelines.exceptions import PipelineRunNotFound
+from loopml.store import liveness
 from loopml.store.db import upsert
 from loopml.store.tables import pipeline_partitions, pipeline_runs, task_runs
 
@@ -32,9 +31,8 @@ DONE_TASK = (COMPLETED, CACHED)
 #: Triggers of runs a person (or a backfill) started, not the scheduler.
 UNTRIGGERED = ("manual", "backfill")
 
-#: A run on another host is considered dead when its heartbeat is older than this.
-STALE_AFTER_S = 120.0
-HEARTBEAT_S = 15.0
+STALE_AFTER_S = liveness.STALE_AFTER_S
+HEARTBEAT_S = liveness.HEARTBEAT_S
 MIN_PREFIX = 4
 
 #: Task-run columns written as a run goes (all of them, so updates batch as one executemany).
@@ -65,48 +63,9 @@ def to_datetime(ms: int | None) -> datetime | None:
 
 # -- owners ----------------------------------------------------------------------------------
 
-_owner: str | None = None
-
-
-def owner_token() -> str:
-    """``host:pid:start-ms`` of this process (the start time tells a reused pid apart)."""
-    global _owner
-    if _owner is None:
-        _owner = f"{socket.gethostname()}:{os.getpid()}:{_start_ms(os.getpid())}"
-    return _owner
-
-
-def _start_ms(pid: int) -> int:
-    import psutil
-
-    try:
-        return int(psutil.Process(pid).create_time() * 1000)
-    except (psutil.Error, OSError):
-        return 0
-
-
-def owner_alive(owner: str | None, heartbeat_at: int | None, now: int | None = None) -> bool:
-    """Whether the process that owns a run is still there: checked directly on this host,
-    by heartbeat age on another."""
-    if not owner:
-        return False
-    host, _, rest = owner.partition(":")
-    pid_text, _, start_text = rest.partition(":")
-    if host == socket.gethostname():
-        try:
-            pid, start = int(pid_text), int(start_text or 0)
-        except ValueError:
-            return False
-        if pid == os.getpid():
-            return True
-        import psutil
-
-        if not psutil.pid_exists(pid):
-            return False
-        actual = _start_ms(pid)
-        return not start or not actual or abs(actual - start) < 2000
-    now = now_ms() if now is None else now
-    return heartbeat_at is not None and now - heartbeat_at < STALE_AFTER_S * 1000
+# One liveness rule for tracking runs and pipeline runs: see loopml.store.liveness.
+owner_token = liveness.owner_token
+owner_alive = liveness.owner_alive
 
 
 # -- records ---------------------------------------------------------------------------------

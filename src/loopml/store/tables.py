@@ -57,7 +57,11 @@ runs = Table(
     Column("seed", BigInteger, nullable=True),
     Column("error", Text, nullable=True),
     Column("environment", Text, nullable=True),  # JSON, see tracking/environment.py
+    # host:pid:start of the process running it, and its last sign of life (store/liveness.py).
+    Column("owner", String(KEY), nullable=True),
+    Column("heartbeat_at", BigInteger, nullable=True),
     Index("ix_runs_experiment_start", "experiment_id", "start_time"),
+    Index("ix_runs_status", "status"),
 )
 
 params = Table(

@@ -18,10 +18,19 @@ import pandas as pd
 from sqlalchemy import Connection, insert, select, update
 
 from loopml.exceptions import Conflict, RunNotFound
+from loopml.store import liveness
 from loopml.store.tables import runs
 from loopml.tracking import environment, experiments, search, shutdown
 from loopml.tracking.artifacts import ArtifactInfo, download_artifacts, list_artifacts
-from loopml.tracking.runs import Run, RunStatus, generate_name, now_ms, upsert_tags
+from loopml.tracking.runs import (
+    Run,
+    RunStatus,
+    generate_name,
+    heartbeat,
+    now_ms,
+    reap_dead_runs,
+    upsert_tags,
+)
 from loopml.tracking.writer import MetricWriter
 
 if TYPE_CHECKING:
@@ -66,7 +75,10 @@ class TrackingAPI:
             with self._tracking.lock:
                 if self._tracking.writer is None:
                     self._tracking.writer = MetricWriter(
-                        self.db, self.settings.flush_interval, self.settings.flush_max_points
+                        self.db,
+                        self.settings.flush_interval,
+                        self.settings.flush_max_points,
+                        heartbeat=lambda: heartbeat(self.db, list(self._tracking.live)),
                     )
                 writer = self._tracking.writer
         return writer
@@ -144,6 +156,7 @@ class TrackingAPI:
         stack.append(run)
         self._tracking.live[run.id] = run
         shutdown.register(self)
+        self._writer().start()  # its thread keeps the run's heartbeat
         if log_system_metrics:
             from loopml.tracking.system_metrics import SystemMetricsSampler
 
@@ -201,15 +214,18 @@ class TrackingAPI:
         }
 
         def tx(conn: Connection) -> None:
+            now = now_ms()
             conn.execute(
                 insert(runs).values(
                     id=run_id,
                     experiment_id=exp_id,
                     name=run_name,
                     status=RunStatus.RUNNING.value,
-                    start_time=now_ms(),
+                    start_time=now,
                     parent_run_id=parent,
                     environment=json.dumps(env) if env is not None else None,
+                    owner=liveness.owner_token(),
+                    heartbeat_at=now,
                 )
             )
             upsert_tags(conn, run_id, {**system_tags, **extra})
@@ -226,13 +242,34 @@ class TrackingAPI:
             raise Conflict(f"Run {run_id} is deleted; restore it before resuming.")
         if run_id in self._tracking.live:
             raise Conflict(f"Run {run_id} is already active in this process.")
-        self.db.transact(
-            lambda conn: conn.execute(
+        owner = liveness.owner_token()
+
+        def tx(conn: Connection) -> None:
+            row = conn.execute(
+                select(runs.c.status, runs.c.owner, runs.c.heartbeat_at).where(runs.c.id == run_id)
+            ).one()
+            if (
+                row.status == RunStatus.RUNNING
+                and row.owner != owner
+                and liveness.owner_alive(row.owner, row.heartbeat_at)
+            ):
+                raise Conflict(
+                    f"Run {run_id} is running in another process ({row.owner}); wait for it "
+                    "to end, or end that process first."
+                )
+            conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
-                .values(status=RunStatus.RUNNING.value, end_time=None, error=None)
+                .values(
+                    status=RunStatus.RUNNING.value,
+                    end_time=None,
+                    error=None,
+                    owner=owner,
+                    heartbeat_at=now_ms(),
+                )
             )
-        )
+
+        self.db.transact(tx)
         run = Run(
             self, run_id, record.name, record.experiment_id, record.experiment, record.parent_run_id
         )
@@ -317,7 +354,12 @@ class TrackingAPI:
     # -- reading ---------------------------------------------------------------------------
 
     def get_run(self, run_id: str) -> search.RunRecord:
-        return search.get_run(self.db, run_id)
+        """One run as stored. A RUNNING run whose process is gone is marked KILLED first
+        (see :func:`loopml.tracking.runs.reap_dead_runs`)."""
+        record = search.get_run(self.db, run_id)
+        if record.status == RunStatus.RUNNING and reap_dead_runs(self.db, [run_id]):
+            record = search.get_run(self.db, run_id)
+        return record
 
     def metric_history(self, run_id: str, key: str) -> pd.DataFrame:
         """A DataFrame of ``step``, ``timestamp``, ``value`` for one metric of one run."""
@@ -338,6 +380,7 @@ class TrackingAPI:
         ...                order_by=["metrics.acc DESC"])
         """
         self.flush()
+        reap_dead_runs(self.db)  # a run whose process died is KILLED, not RUNNING forever
         return search.search_runs(
             self.db, experiments, filter, order_by, max_results, include_deleted
         )

@@ -48,7 +48,8 @@ def get_experiment(db: Database, name_or_id: str | int) -> Experiment:
         if row is None:
             names = conn.execute(select(experiments.c.name).limit(20)).scalars().all()
             raise ExperimentNotFound(
-                f"No experiment {name_or_id!r}. Known experiments: {', '.join(names) or 'none'}."
+                f"No experiment {name_or_id!r}. Known experiments: "
+                f"{', '.join(repr(n) for n in names) or 'none'}."
             )
         return _to_experiment(row)
 

@@ -58,7 +58,7 @@ _TOKEN = re.compile(
   | (?P<lparen>\()
   | (?P<rparen>\))
   | (?P<comma>,)
-  | (?P<ident>[A-Za-z_][A-Za-z0-9_]*(?:\.(?:`[^`]+`|"[^"]+"|[A-Za-z0-9_\-/:]+(?:\.[A-Za-z0-9_\-/:]+)*))?)
+  | (?P<ident>[^\W\d]\w*(?:\.(?:`[^`]+`|"[^"]+"|[\w\-/:]+(?:\.[\w\-/:]+)*))?)
     """,
     re.VERBOSE | re.IGNORECASE,
 )
@@ -311,11 +311,31 @@ def parse_order_by(clauses: Sequence[str] | str | None) -> list[OrderBy]:
         if not tokens or tokens[0].kind != "ident":
             raise InvalidFilter("order_by needs a key like metrics.accuracy", clause, 0)
         key = parse_key(tokens[0], clause)
+        comma = next((tok for tok in tokens if tok.kind == "comma"), None)
+        if comma is not None:
+            raise InvalidFilter(
+                "One key per order-by clause: on the command line repeat -o/--order-by "
+                "(-o 'metrics.acc DESC' -o 'params.lr'); in Python pass a list "
+                "(order_by=['metrics.acc DESC', 'params.lr'])",
+                clause,
+                comma.pos,
+            )
         descending = False
         if len(tokens) > 1:
             direction = tokens[1].text.upper()
-            if direction not in {"ASC", "DESC"} or len(tokens) > 2:
-                raise InvalidFilter("Expected ASC or DESC", clause, tokens[1].pos)
+            if direction not in {"ASC", "DESC"}:
+                raise InvalidFilter(
+                    f"Expected ASC or DESC after {tokens[0].text}, got {tokens[1].text!r}",
+                    clause,
+                    tokens[1].pos,
+                )
+            if len(tokens) > 2:
+                raise InvalidFilter(
+                    f"Unexpected {tokens[2].text!r} after {direction}: one key per order-by "
+                    "clause; on the command line repeat -o/--order-by, in Python pass a list",
+                    clause,
+                    tokens[2].pos,
+                )
             descending = direction == "DESC"
         result.append(OrderBy(key, descending))
     return result

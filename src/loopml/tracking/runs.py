@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import threading
 import time
 import traceback
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import DBAPIError
 
-from loopml.exceptions import ParamConflict, RunNotActive, RunNotFound
-from loopml.store.db import upsert
+from loopml.exceptions import LoopmlError, ParamConflict, RunNotActive, RunNotFound
+from loopml.store import liveness
+from loopml.store.db import Database, upsert
 from loopml.store.tables import params, run_inputs, runs, tags
 from loopml.tracking import keys
 from loopml.tracking.artifacts import store_artifacts, upsert_artifacts
@@ -134,6 +138,70 @@ def require_running(conn: Connection, run_id: str) -> None:
         )
 
 
+# -- liveness: a RUNNING run whose process died is KILLED ------------------------------------
+
+
+def heartbeat(db: Database, run_ids: Sequence[str]) -> None:
+    """Refresh the heartbeat of this process's live runs (called by the metric writer's
+    thread every :data:`loopml.store.liveness.HEARTBEAT_S` seconds)."""
+    if not run_ids:
+        return
+    owner = liveness.owner_token()
+    db.transact(
+        lambda conn: conn.execute(
+            update(runs)
+            .where(runs.c.id.in_(list(run_ids)), runs.c.owner == owner)
+            .values(heartbeat_at=now_ms())
+        )
+    )
+
+
+def reap_dead_runs(db: Database, run_ids: Sequence[str] | None = None) -> list[str]:
+    """Mark RUNNING runs whose owner process is gone (:func:`loopml.store.liveness.owner_alive`)
+    as KILLED, persistently, and return their ids; reading runs calls it, so a run killed with
+    SIGKILL shows as KILLED to every reader.
+
+    The end time is the run's last heartbeat (at most a heartbeat interval before it died).
+    A store that refuses the write (read-only) leaves the runs as they are."""
+    stmt = select(runs.c.id, runs.c.owner, runs.c.heartbeat_at).where(
+        runs.c.status == RunStatus.RUNNING.value
+    )
+    if run_ids is not None:
+        stmt = stmt.where(runs.c.id.in_(list(run_ids)))
+    with db.read() as conn:
+        candidates = conn.execute(stmt).all()
+    now = now_ms()
+    dead = [row for row in candidates if not liveness.owner_alive(row.owner, row.heartbeat_at, now)]
+    if not dead:
+        return []
+
+    def tx(conn: Connection) -> list[str]:
+        reaped = []
+        for row in dead:
+            same_owner = runs.c.owner.is_(None) if row.owner is None else runs.c.owner == row.owner
+            who = row.owner or "not recorded: a run started by an older loopml"
+            moved = conn.execute(
+                update(runs)
+                .where(runs.c.id == row.id, runs.c.status == RunStatus.RUNNING.value, same_owner)
+                .values(
+                    status=RunStatus.KILLED.value,
+                    end_time=row.heartbeat_at or now,
+                    error=f"The process running this run ({who}) stopped without ending it: "
+                    "killed (SIGKILL, out of memory) or its machine went down. What it logged "
+                    "is kept; continue it with start_run(run_id=...).",
+                )
+            ).rowcount
+            if moved:
+                reaped.append(row.id)
+        return reaped
+
+    try:
+        return db.transact(tx)
+    except (LoopmlError, DBAPIError) as exc:
+        logging.getLogger(__name__).debug("loopml: could not mark dead runs KILLED: %s", exc)
+        return []
+
+
 class Run:
     """A run in progress. Use it as a context manager; leaving the block ends the run
     (FINISHED, or FAILED with the traceback recorded if an exception escapes)."""
@@ -173,14 +241,19 @@ class Run:
         self, key: str, value: float, step: int | None = None, timestamp: Any = None
     ) -> None:
         """Record one point. Returns at once; a background thread writes it within
-        ``flush_interval`` seconds (NaN and ±inf are stored as such)."""
+        ``flush_interval`` seconds (NaN and ±inf are stored as such).
+
+        ``step`` is an integer that fits in 64 bits (default: one more than this key's last);
+        ``timestamp`` is seconds since the epoch, as ``time.time()`` gives, or a datetime
+        (default: now). A value in milliseconds, MLflow's unit, is refused with
+        :class:`~loopml.exceptions.InvalidValue`: divide it by 1000."""
         if self.status is not RunStatus.RUNNING:
             self._check_active()
         keys.check_key(key, "metric key")
         number = keys.metric_value(key, value)
         step = self._next_step.get(key, 0) if step is None else keys.step_value(key, step)
         self._next_step[key] = step + 1
-        ts = now_ms() if timestamp is None else keys.timestamp_ms(timestamp)
+        ts = now_ms() if timestamp is None else keys.timestamp_ms(timestamp, key)
         self._api._writer().add((self.id, key, number, step, ts))
 
     def log_metrics(

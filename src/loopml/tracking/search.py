@@ -136,7 +136,10 @@ def metric_history(db: Database, run_id: str, key: str) -> pd.DataFrame:
         ).all()
     frame = pd.DataFrame(rows, columns=["step", "timestamp", "value"])
     frame["step"] = frame["step"].astype("int64")
-    frame["timestamp"] = pd.to_datetime(frame["timestamp"].astype("int64"), unit="ms", utc=True)
+    # A timestamp pandas can't hold (stored before log_metric checked them) reads as NaT.
+    frame["timestamp"] = pd.to_datetime(
+        frame["timestamp"].astype("int64"), unit="ms", utc=True, errors="coerce"
+    )
     frame["value"] = frame["value"].astype("float64")  # NULL → NaN
     return frame
 
