@@ -228,3 +228,27 @@ def test_git_pointers_are_read_in_one_batch(
     found = pointers_in_git(ws)
     assert len(found.pointers) == 300 and found.commits == 1 and not found.unreadable
     assert len(pointers_in_git(ws, all_commits=True).pointers) == 300
+
+
+def test_a_workspace_in_a_subfolder_reads_only_its_own_pointers(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_tree: Callable[..., Path],
+    git: Callable[..., str],
+) -> None:
+    from loopml.config import write_default_config
+
+    repo = tmp_path / "mono"
+    git(tmp_path, "init", "-q", str(repo))
+    for name in ("one", "two"):
+        write_default_config(repo / name)
+        make_tree(repo / name / "data", {"a": name.encode()})
+        loopml.data.add(repo / name / "data", workspace=repo / name)
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "two workspaces")
+    monkeypatch.chdir(repo / "one")
+    result = loopml.data.gc(grace_s=0, workspace=repo / "one")
+    assert result.git is not None and [p for p, _ in result.git.pointers] == ["data.loopml"]
+    assert result.notes == () and result.removed == ()
+    every = loopml.data.gc(grace_s=0, all_commits=True, workspace=repo / "one")
+    assert every.git is not None and len(every.git.pointers) == 1 and every.notes == ()

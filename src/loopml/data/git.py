@@ -148,7 +148,9 @@ def pointers_in_git(root: Path, *, all_commits: bool = False) -> GitPointers:
             _blobs_from_raw(log.stdout, blobs)
         return _read_blobs(root, blobs, counts, walked, all_commits=True)
     for tip in tips:
-        listing = _git_run(root, "ls-tree", "-r", "-z", "--full-tree", tip)
+        # Without --full-tree: only the files below `root` (another workspace's pointers in
+        # the same repository name objects of another cache).
+        listing = _git_run(root, "ls-tree", "-r", "-z", tip)
         if listing.returncode != 0:  # a tag of a blob, say: no tree to list
             continue
         for entry in listing.stdout.split(b"\0"):
