@@ -363,3 +363,20 @@ def test_concurrent_promotions_leave_one_production(tmp_path: Path, data) -> Non
     moves = [e for e in ws.model_history("m") if e.kind == "stage" and e.target == "Production"]
     assert sorted(e.version for e in moves) == [1, 2]
     ws.close()
+
+
+def test_names_and_aliases_a_model_reference_cant_hold_are_refused(
+    sqlite_ws: Workspace,
+    data,  # type: ignore[no-untyped-def]
+) -> None:
+    with pytest.raises(InvalidInput, match=r"model name 'team/churn' has '/'"):
+        sqlite_ws.register_model("team/churn", good_model(data))
+    sqlite_ws.register_model("m", good_model(data))
+    with pytest.raises(InvalidInput, match="'@'"):
+        sqlite_ws.set_alias("m", "a@b", 1)
+    with pytest.raises(InvalidInput, match="models:/NAME@ALIAS reference can't hold"):
+        sqlite_ws.set_alias("m", "blue/green", 1)
+    sqlite_ws.set_alias("m", "blue green", 1)
+    assert sqlite_ws.get_model_version("models:/m@blue green").version == 1
+    with pytest.raises(InvalidInput, match=r"^Cannot register an object: .*predict method$"):
+        sqlite_ws.register_model("m", object())

@@ -38,6 +38,17 @@ def actor() -> str:
         return "unknown"
 
 
+def check_name(value: str, what: str) -> None:
+    """A model name or alias: a valid key that a ``models:/NAME@ALIAS`` reference can hold
+    (keys may contain ``/``; a reference can't)."""
+    check_key(value, what)
+    if "/" in value:
+        raise InvalidInput(
+            f"The {what} {value!r} has '/', which a models:/NAME@ALIAS reference can't hold; "
+            "use letters, digits, '_', '-', '.', ':' and spaces"
+        )
+
+
 def stage_name(value: str) -> str:
     stage = _STAGE_BY_LOWER.get(value.lower())
     if stage is None:
@@ -229,7 +240,7 @@ def create_version(
     environment: dict[str, Any],
     description: str | None,
 ) -> ModelVersion:
-    check_key(name, "model name")
+    check_name(name, "model name")
 
     def tx(conn: Connection) -> ModelVersion:
         mid = conn.execute(
@@ -323,7 +334,7 @@ def move_stage(
 
 
 def set_alias(db: Database, name: str, alias: str, version: int, reason: str | None = None) -> None:
-    check_key(alias, "alias")
+    check_name(alias, "alias")
     if alias.lower() in _STAGE_BY_LOWER:
         raise InvalidInput(f"{alias!r} names a stage; choose another alias (e.g. 'champion')")
 

@@ -35,9 +35,11 @@ def flavor_for(model: Any) -> Flavor:
     for flavor in flavors():
         if flavor.matches(model):
             return flavor
+    kind = type(model).__name__
+    article = "an" if kind[:1].lower() in "aeiou" else "a"
     raise InvalidInput(
-        f"Cannot register a {type(model).__name__}: it is neither a scikit-learn-style estimator "
-        "(fit/predict) nor a loopml.models.PythonModel, and has no predict method."
+        f"Cannot register {article} {kind}: it is neither a scikit-learn-style estimator "
+        "(fit/predict) nor a loopml.models.PythonModel, and has no predict method"
     )
 
 
