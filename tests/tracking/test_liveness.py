@@ -23,6 +23,7 @@ CHILD = """
     ws = loopml.Workspace.open(sys.argv[1])
     run = ws.start_run(experiment="doomed", log_environment=False)
     run.log_param("lr", 0.1)
+    time.sleep(0.05)
     run.log_metric("loss", 0.5)
     ws.flush()
     print(run.id, flush=True)
@@ -55,6 +56,8 @@ def test_a_sigkilled_run_shows_as_killed(tmp_path: Path) -> None:
     assert frame["status"].tolist() == ["KILLED"]
     record = ws.get_run(run_id)
     assert record.status == "KILLED" and record.end_time is not None
+    # Ended at its last sign of life: here its last metric point, after its last heartbeat.
+    assert record.end_time == ws.metric_history(run_id, "loss")["timestamp"].max()
     assert "stopped without ending it" in (record.error or "")
     assert record.params == {"lr": "0.1"} and record.metrics == {"loss": 0.5}
     # Persisted, so a filter agrees with what is shown.

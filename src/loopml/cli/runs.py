@@ -125,8 +125,8 @@ def resolve_run(ws: Workspace, ref: str) -> RunRecord:
     "-o",
     multiple=True,
     metavar="CLAUSE",
-    help="Sort key with optional ASC/DESC, e.g. 'metrics.acc DESC' (repeatable). "
-    "Default: newest first.",
+    help="One sort key with optional ASC/DESC, e.g. 'metrics.acc DESC'; repeat the option "
+    "for several keys (-o 'metrics.acc DESC' -o params.lr). Default: newest first.",
 )
 @click.option(
     "--max-results",

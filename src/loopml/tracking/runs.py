@@ -14,13 +14,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from loopml.exceptions import LoopmlError, ParamConflict, RunNotActive, RunNotFound
 from loopml.store import liveness
 from loopml.store.db import Database, upsert
-from loopml.store.tables import params, run_inputs, runs, tags
+from loopml.store.tables import latest_metrics, params, run_inputs, runs, tags
 from loopml.tracking import keys
 from loopml.tracking.artifacts import store_artifacts, upsert_artifacts
 from loopml.tracking.inputs import DatasetRef, dataset_ref
@@ -161,8 +161,9 @@ def reap_dead_runs(db: Database, run_ids: Sequence[str] | None = None) -> list[s
     as KILLED, persistently, and return their ids; reading runs calls it, so a run killed with
     SIGKILL shows as KILLED to every reader.
 
-    The end time is the run's last heartbeat (at most a heartbeat interval before it died).
-    A store that refuses the write (read-only) leaves the runs as they are."""
+    The end time is its last sign of life: the later of its last heartbeat and its last
+    metric point (not after now). A store that refuses the write (read-only) leaves the runs
+    as they are."""
     stmt = select(runs.c.id, runs.c.owner, runs.c.heartbeat_at).where(
         runs.c.status == RunStatus.RUNNING.value
     )
@@ -177,7 +178,15 @@ def reap_dead_runs(db: Database, run_ids: Sequence[str] | None = None) -> list[s
 
     def tx(conn: Connection) -> list[str]:
         reaped = []
+        last_points = dict(
+            conn.execute(
+                select(latest_metrics.c.run_id, func.max(latest_metrics.c.timestamp))
+                .where(latest_metrics.c.run_id.in_([row.id for row in dead]))
+                .group_by(latest_metrics.c.run_id)
+            ).all()
+        )
         for row in dead:
+            last_seen = max(row.heartbeat_at or 0, min(last_points.get(row.id) or 0, now))
             same_owner = runs.c.owner.is_(None) if row.owner is None else runs.c.owner == row.owner
             who = row.owner or "not recorded: a run started by an older loopml"
             moved = conn.execute(
@@ -185,7 +194,7 @@ def reap_dead_runs(db: Database, run_ids: Sequence[str] | None = None) -> list[s
                 .where(runs.c.id == row.id, runs.c.status == RunStatus.RUNNING.value, same_owner)
                 .values(
                     status=RunStatus.KILLED.value,
-                    end_time=row.heartbeat_at or now,
+                    end_time=last_seen or now,
                     error=f"The process running this run ({who}) stopped without ending it: "
                     "killed (SIGKILL, out of memory) or its machine went down. What it logged "
                     "is kept; continue it with start_run(run_id=...).",
