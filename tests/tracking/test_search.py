@@ -111,3 +111,21 @@ def test_frame_names_metrics_logged_as_nan(populated: Workspace) -> None:
     by_name = dict(zip(frame["name"], frame["run_id"], strict=True))
     assert logged[by_name["run3"]] == ["acc", "val loss"]
     assert set(logged) == {by_name["run3"]}
+
+
+def test_metric_history_reads_a_timestamp_pandas_cannot_hold_as_nat(ws: Workspace) -> None:
+    # A point stored before log_metric checked timestamps: reading it back must not raise.
+    from sqlalchemy import insert
+
+    from loopml.store.tables import metrics
+
+    with ws.start_run(log_environment=False) as run:
+        run.log_metric("loss", 0.5, step=0)
+    ws.db.transact(
+        lambda conn: conn.execute(
+            insert(metrics).values(run_id=run.id, key="loss", value=0.4, step=1, timestamp=2**62)
+        )
+    )
+    history = ws.metric_history(run.id, "loss")
+    assert history["value"].tolist() == [0.5, 0.4]
+    assert history["timestamp"].isna().tolist() == [False, True]
