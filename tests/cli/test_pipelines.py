@@ -55,7 +55,8 @@ def test_show_prints_the_dag_as_text_and_mermaid(
     lines = result.stdout.splitlines()
     assert lines[0] == "pipeline flow (3 tasks)"
     assert "  check  ← load, param marker" in lines
-    assert "  partition key: day" in lines and "  trigger: data:inbox" in lines
+    assert "  partition key: day" in lines
+    assert "  trigger: data:inbox (no such path: nothing to watch)" in lines
     mermaid = invoke("pipelines", "show", "flow.py", "--mermaid")
     assert mermaid.stdout.startswith("flowchart TD\n")
     assert "t0 --> t1" in mermaid.stdout
@@ -142,7 +143,7 @@ def test_scheduler_run_once_starts_triggered_runs(
     assert result.exit_code == 0, result.output
     assert "claimed run" in result.stdout and "FINISHED" in result.stdout
     assert "1 run(s) triggered" in result.stdout
-    quiet = invoke("scheduler", "run", "flow.py:flow", "--for", "0.3s", "--interval", "0.1s")
+    quiet = invoke("scheduler", "run", "flow.py:flow", "--for", "1.5s", "--interval", "1s")
     assert "0 run(s) triggered" in quiet.stdout
     (run,) = invoke_json("pipelines", "runs")  # type: ignore[misc]
     assert run["trigger"] == "data:inbox"
@@ -155,6 +156,7 @@ def test_scheduler_reads_pipelines_from_the_config(
     workspace: Workspace,
 ) -> None:
     assert "No pipelines to watch" in error_lines(invoke("scheduler", "run", "--once"))[0]
+    (workspace.root / "inbox").mkdir()
     config = workspace.root / "loopml.toml"
     config.write_text(config.read_text() + '\n[scheduler]\npipelines = ["flow.py:flow"]\n')
     result = invoke("scheduler", "run", "--once")
@@ -169,7 +171,9 @@ def test_bad_input_is_one_error_line(
 ) -> None:
     assert "module 'no_such'" in error_lines(invoke("pipelines", "run", "no_such:flow"))[0]
     assert "'nope' in" in error_lines(invoke("pipelines", "show", "flow.py:nope"))[0]
-    assert "must be a int" in error_lines(invoke("pipelines", "run", "flow.py", "-p", "rows=x"))[0]
+    (wrong_type,) = error_lines(invoke("pipelines", "run", "flow.py", "-p", "rows=x"))
+    assert "must be an int: 'x' is not (invalid literal" in wrong_type
+    assert ".." not in wrong_type
     assert "No pipeline run" in error_lines(invoke("pipelines", "show-run", "abcdef12"))[0]
     assert "Unknown executor" in error_lines(invoke("pipelines", "run", "flow.py", "-x", "gpu"))[0]
     bad = invoke("pipelines", "run", "flow.py", "-p", "rows")
@@ -225,3 +229,110 @@ def test_run_explain_cache_names_the_changed_constant(workspace: Workspace) -> N
     (base, scaled) = detail["cache"]
     assert base["reason"].startswith("reused")
     assert scaled["changes"] == ["global consts.K changed"]
+
+
+def test_scheduler_refuses_a_busy_loop_and_a_missing_data_path(
+    invoke: Callable[..., Result],
+    invoke_json: Callable[..., object],
+    error_lines: Callable[[Result], list[str]],
+    flow_file: Path,
+    workspace: Workspace,
+) -> None:
+    (spin,) = error_lines(invoke("scheduler", "run", "flow.py", "--interval", "0s"))
+    assert spin.startswith("error: --interval 0s is too short: use at least 1s")
+    # flow.py watches on_new_data("inbox"), which is not there:
+    (missing,) = error_lines(invoke("scheduler", "run", "flow.py", "--once"))
+    assert "on_new_data watches a path that is not there: inbox (pipeline flow" in missing
+    shown = invoke("pipelines", "show", "flow.py")
+    assert "  trigger: data:inbox (no such path: nothing to watch)" in shown.stdout
+    as_json = invoke_json("pipelines", "show", "flow.py")
+    assert as_json["name"] == "flow" and as_json["partition"] == "day"
+    assert {"id": "data:inbox", "kind": "data", "missing": True} in as_json["triggers"]
+    assert [t["node"] for t in as_json["tasks"]] == ["load", "check", "fit"]
+    assert as_json["tasks"][1]["depends_on"] == ["load"]
+    assert {"name": "rows", "default": 5} in as_json["params"]
+    (workspace.root / "inbox").mkdir()
+    assert invoke("scheduler", "run", "flow.py", "--once").exit_code == 0
+
+
+def test_a_backfill_of_more_than_1000_runs_needs_yes(
+    invoke: Callable[..., Result],
+    invoke_json: Callable[..., object],
+    error_lines: Callable[[Result], list[str]],
+    flow_file: Path,
+) -> None:
+    args = ("pipelines", "backfill", "flow.py", "--start", "2020-01-01", "--end", "2026-12-31")
+    (refused,) = error_lines(invoke(*args))
+    assert refused == (
+        "error: This backfill would start 2,557 runs of flow (one per day from 2020-01-01 to "
+        "2026-12-31). Pass --yes to start them, or narrow --start/--end."
+    )
+    assert invoke_json("pipelines", "runs") == []
+
+
+BROKEN = {
+    "syntax.py": ("from loopml.pipelines import pipeline\n\ndef flow(:\n    pass\n", 3),
+    "imports.py": ("from loopml.pipelines import pipeline\nimport no_such_module_here\n", 2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BROKEN))
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("pipelines", "run"),
+        ("pipelines", "show"),
+        ("pipelines", "backfill", "--start", "2026-01-01", "--end", "2026-01-02"),
+        ("scheduler", "run", "--once"),
+    ],
+    ids=["run", "show", "backfill", "scheduler"],
+)
+def test_a_broken_pipeline_module_is_one_error_line(
+    invoke: Callable[..., Result],
+    error_lines: Callable[[Result], list[str]],
+    workspace: Workspace,
+    name: str,
+    command: tuple[str, ...],
+) -> None:
+    source, line = BROKEN[name]
+    (workspace.root / name).write_text(source)
+    group, sub, *options = command
+    (message,) = error_lines(invoke(group, sub, name, *options))
+    assert message.startswith(f"error: Cannot load pipeline module {workspace.root / name}: ")
+    assert f"(line {line})" in message
+    if name == "syntax.py":
+        assert "SyntaxError: invalid syntax: 'def flow(:'" in message
+    else:
+        assert "ModuleNotFoundError: No module named 'no_such_module_here'" in message
+        assert "Install 'no_such_module_here' or fix the import." in message
+
+
+def test_backfill_shows_progress_on_a_terminal_and_none_when_piped(
+    workspace: Workspace, flow_file: Path
+) -> None:
+    import os
+    import pty
+
+    args = [sys.executable, "-m", "loopml.cli", "pipelines", "backfill", "flow.py"]
+    args += ["--start", "2026-10-01", "--end", "2026-10-06"]
+    env = {**os.environ, "COLUMNS": "150", "TERM": "xterm-256color"}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(args, cwd=workspace.root, stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    os.close(master)
+    assert proc.wait(timeout=120) == 0
+    seen = b"".join(chunks).decode(errors="replace")
+    assert "Backfilling flow" in seen and "/6 runs" in seen
+    piped = subprocess.run(args, cwd=workspace.root, capture_output=True, text=True, env=env)
+    assert piped.returncode == 0, piped.stderr
+    assert "Backfilling" not in piped.stdout + piped.stderr
+    assert piped.stdout.count("FINISHED") == 6

@@ -114,3 +114,19 @@ def test_backfill_needs_a_partition_key(pws: Workspace) -> None:
         backfill(unpartitioned, "2026-10-01", "2026-10-02")
     with pytest.raises(PipelineDefinitionError, match="set per run"):
         backfill(daily, "2026-10-01", "2026-10-02", params={"day": "x"})
+
+
+def test_backfill_reports_progress_run_by_run(pws: Workspace) -> None:
+    from loopml.cli.progress import Tracker
+
+    seen: list[dict[str, int]] = []
+    tracker = Tracker(by_bytes=False)
+
+    def progress(**counts: int) -> None:
+        seen.append(counts)
+        tracker(**counts)
+
+    backfill(daily, "2026-10-01", "2026-10-04", parallel=2, progress=progress)
+    assert seen[0] == {"total_files": 4}
+    assert seen[1:] == [{"files": 1}] * 4
+    assert (tracker.files, tracker.total_files) == (4, 4)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from loopml.exceptions import LoopmlWarning
 from loopml.pipelines import (
     CycleError,
     InvalidSchedule,
@@ -132,9 +133,11 @@ def test_malformed_cron_is_rejected_at_definition() -> None:
 
 
 def test_triggers_are_declared_on_the_pipeline() -> None:
-    @pipeline(triggers=[on_new_data("data/raw"), on_event("alert", subject="churn")])
-    def retrain(day: str = "latest"):
-        load(day)
+    with pytest.warns(LoopmlWarning, match=r"on_new_data\('data/raw'\): there is no such"):
+
+        @pipeline(triggers=[on_new_data("data/raw"), on_event("alert", subject="churn")])
+        def retrain(day: str = "latest"):
+            load(day)
 
     assert [t.id for t in retrain.triggers] == ["data:data/raw", "event:alert:churn"]
     with pytest.raises(PipelineDefinitionError, match="triggers= takes"):
@@ -179,7 +182,7 @@ def test_params_are_bound_and_coerced() -> None:
         "dry": True,
     }
     assert typed.coerce({"tags": '["a"]'}) == {"tags": ["a"]}
-    with pytest.raises(PipelineDefinitionError, match="'n' of pipeline 'typed' must be a int"):
+    with pytest.raises(PipelineDefinitionError, match="'n' of pipeline 'typed' must be an int"):
         typed.coerce({"n": "three"})
     with pytest.raises(PipelineDefinitionError, match="needs a value for param"):
         typed.bind({})

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from loopml.exceptions import LoopmlWarning
 from loopml.pipelines import (
     PipelineDefinitionError,
     Scheduler,
@@ -84,7 +85,10 @@ def size_of(path: str) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def test_each_new_data_version_starts_one_run(pws: Workspace) -> None:
+def test_each_new_data_version_starts_one_run(
+    pws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(pws.root)  # where on_new_data("data") is looked for at definition
     data = pws.root / "data"
     data.mkdir()
     (data / "a.csv").write_text("x\n1\n")
@@ -114,7 +118,10 @@ def test_each_new_data_version_starts_one_run(pws: Workspace) -> None:
     }
 
 
-def test_a_pointer_file_is_watched_by_its_recorded_hash(pws: Workspace) -> None:
+def test_a_pointer_file_is_watched_by_its_recorded_hash(
+    pws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(pws.root)
     pointer = pws.root / "raw.loopml"
     pointer.write_text("kind: file\nhash: " + "a" * 64 + "\nsize: 1\nfiles: 1\n")
 
@@ -290,7 +297,7 @@ def test_scheduler_killed_and_restarted_loses_nothing_and_runs_nothing_twice(
     seen = _scheduler(root, "--once")  # first sight of the data: the starting point
     assert seen.communicate(timeout=120)[0].count("claimed run") == 0
     (root / "data" / "v2.csv").write_text("2\n")  # the change that starts a run
-    proc = _scheduler(root, "--for", "120s", "--interval", "0.2s")
+    proc = _scheduler(root, "--for", "120s", "--interval", "1s")
     deadline = time.monotonic() + 60
     while not list(folder.glob("second-started-*")):
         assert proc.poll() is None, proc.communicate()[0]
@@ -338,7 +345,7 @@ def ticking(n: int = 1):
 def test_two_scheduler_processes_start_each_triggered_run_once(pws: Workspace) -> None:
     root = pws.root
     (root / "flow.py").write_text(textwrap.dedent(EVENT_FLOW))
-    procs = [_scheduler(root, "--for", "4s", "--interval", "0.05s") for _ in range(2)]
+    procs = [_scheduler(root, "--for", "4s", "--interval", "1s") for _ in range(2)]
     for _ in range(20):
         emit_event("tick")
         time.sleep(0.05)
@@ -347,3 +354,29 @@ def test_two_scheduler_processes_start_each_triggered_run_once(pws: Workspace) -
     runs = rec.list_runs(pws.db, "ticking")
     assert sorted(int(r.trigger_slot or 0) for r in runs) == [e.id for e in list_events("tick")]
     assert {r.status for r in runs} == {"FINISHED"} and len(runs) == 20
+
+
+def test_an_interval_under_a_second_is_refused(pws: Workspace) -> None:
+    sched = Scheduler([nightly], pws)
+    for interval in (0.0, 0.5, -1.0):
+        with pytest.raises(PipelineDefinitionError, match="interval must be at least 1s"):
+            sched.run(interval=interval, duration=5)
+    assert sched.report.ticks == 0
+
+
+def test_a_missing_data_path_warns_at_definition_and_fails_under_run(pws: Workspace) -> None:
+    with pytest.warns(LoopmlWarning, match=r"on_new_data\('no/such/dir'\): there is no such"):
+
+        @pipeline(triggers=[on_new_data("no/such/dir")])
+        def watching(path: str = "x"):
+            return size_of(path)
+
+    sched = Scheduler([watching], pws)
+    with pytest.raises(PipelineDefinitionError) as info:
+        sched.run(once=True)
+    assert "on_new_data watches a path that is not there: no/such/dir (pipeline watching" in str(
+        info.value
+    )
+    assert sched.report.ticks == 0
+    (pws.root / "no" / "such" / "dir").mkdir(parents=True)
+    assert sched.run(once=True).ticks == 1

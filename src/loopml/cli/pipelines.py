@@ -6,6 +6,7 @@ when the module defines one pipeline). RUN is a pipeline run id or a unique pref
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from loopml.cli.render import (
     table,
     text,
 )
+from loopml.exceptions import LoopmlWarning
 
 if TYPE_CHECKING:
     from loopml.pipelines.pipeline import Pipeline
@@ -35,6 +37,8 @@ EXECUTOR_HELP = (
     "Where tasks run: threads (default), processes, inline, ray (a local Ray cluster) or "
     "ray://HOST:PORT."
 )
+#: A backfill of more runs than this asks for --yes.
+CONFIRM_ABOVE = 1000
 TASK_STYLES = {
     "COMPLETED": "green",
     "CACHED": "blue",
@@ -102,7 +106,11 @@ def _parse_params(items: tuple[str, ...]) -> dict[str, str]:
 def _load(ws: Workspace, ref: str) -> Pipeline:
     from loopml.pipelines.refs import load_pipeline
 
-    return load_pipeline(ref, ws.root)
+    # These commands don't watch triggers: a missing on_new_data path is shown by `show`
+    # and refused by `scheduler run`, not warned about on every command.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", LoopmlWarning)
+        return load_pipeline(ref, ws.root)
 
 
 def use_workspace(ws: Workspace) -> None:
@@ -205,17 +213,25 @@ def _report(ws: Workspace, result: PipelineRun, as_json: bool, explain: bool = F
 @click.argument("pipeline_ref", metavar="PIPELINE")
 @click.option("--mermaid", is_flag=True, help="Print a Mermaid flowchart instead of text.")
 @_params_option
+@json_option
 @pass_workspace
-def show(ws: Workspace, pipeline_ref: str, mermaid: bool, param_items: tuple[str, ...]) -> None:
+def show(
+    ws: Workspace, pipeline_ref: str, mermaid: bool, param_items: tuple[str, ...], as_json: bool
+) -> None:
     """Show the DAG of PIPELINE: its tasks in execution order and what each reads.
 
     Pass --param when the pipeline's shape depends on its params.
     """
     from loopml.pipelines.dag import render_mermaid, render_text
+    from loopml.pipelines.triggers import NewData
 
     pipe = _load(ws, pipeline_ref)
     raw = _parse_params(param_items)
     build = pipe.shape(pipe.coerce(raw) if raw else None)
+    missing = {t.id for t in pipe.triggers if isinstance(t, NewData) and not t.exists(ws.root)}
+    if as_json:
+        emit_json(_pipeline_json(pipe, build, missing))
+        return
     if mermaid:
         click.echo(render_mermaid(build.dag))
         return
@@ -230,8 +246,39 @@ def show(ws: Workspace, pipeline_ref: str, mermaid: bool, param_items: tuple[str
     if pipe.partition:
         details.append(f"  partition key: {pipe.partition}")
     for trig in pipe.triggers:
-        details.append(f"  trigger: {trig.id}")
+        note = " (no such path: nothing to watch)" if trig.id in missing else ""
+        details.append(f"  trigger: {trig.id}{note}")
     click.echo("\n".join(details))
+
+
+def _pipeline_json(pipe: Pipeline, build: Any, missing: set[str]) -> dict[str, Any]:
+    import json
+
+    # A date default is shown as its ISO text, as --param takes it.
+    defaults = json.loads(json.dumps(pipe.defaults(), default=str))
+    return {
+        "name": pipe.name,
+        "ref": pipe.ref,
+        "experiment": pipe.experiment,
+        "params": [
+            {"name": name, **({"default": defaults[name]} if name in defaults else {})}
+            for name in pipe.param_names
+        ],
+        "partition": pipe.partition,
+        "triggers": [
+            {"id": t.id, "kind": t.kind, **({"missing": True} if t.id in missing else {})}
+            for t in pipe.triggers
+        ],
+        "tasks": [
+            {
+                "node": node,
+                "task": build.calls[node].task.name,
+                "depends_on": list(build.dag.deps[node]),
+                "params": list(build.calls[node].params),
+            }
+            for node in build.dag.order
+        ],
+    }
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -545,6 +592,12 @@ def resume_command(
 )
 @_params_option
 @_execution_options
+@click.option(
+    "--yes",
+    "-y",
+    is_flag=True,
+    help=f"Start the runs even when there are more than {CONFIRM_ABOVE:,} of them.",
+)
 @json_option
 @pass_workspace
 def backfill_command(
@@ -558,27 +611,45 @@ def backfill_command(
     executor: str,
     max_workers: int | None,
     no_cache: bool,
+    yes: bool,
     as_json: bool,
 ) -> None:
     """Run PIPELINE once per partition from --start to --end. A partition run again replaces
-    its previous run (never a duplicate); unchanged tasks are reused from the cache."""
+    its previous run (never a duplicate); unchanged tasks are reused from the cache.
+
+    On a terminal a progress bar shows the runs done and the time left. More than 1,000 runs
+    need --yes.
+    """
+    from loopml.cli.progress import progress_bar
     from loopml.pipelines import records
-    from loopml.pipelines.backfill import backfill
+    from loopml.pipelines.backfill import backfill, partitions_between
 
     use_workspace(ws)
     pipe = _load(ws, pipeline_ref)
-    results = backfill(
-        pipe,
-        start,
-        end,
-        step=step,
-        params=pipe.coerce(_parse_params(param_items)),
-        parallel=parallel,
-        executor=executor,
-        max_workers=max_workers,
-        cache=not no_cache,
-        workspace=ws,
-    )
+    if pipe.partition is not None and not yes:
+        count = len(partitions_between(start, end, step, pipe.partition_format))
+        if count > CONFIRM_ABOVE:
+            raise CliError(
+                f"This backfill would start {count:,} runs of {pipe.name} (one per {step} from "
+                f"{start} to {end}). Pass --yes to start them, or narrow --start/--end."
+            )
+    params = pipe.coerce(_parse_params(param_items))
+    with progress_bar(
+        f"Backfilling {pipe.name}", unit="run", show_bytes=False, enabled=not as_json
+    ) as tracker:
+        results = backfill(
+            pipe,
+            start,
+            end,
+            step=step,
+            params=params,
+            parallel=parallel,
+            executor=executor,
+            max_workers=max_workers,
+            cache=not no_cache,
+            workspace=ws,
+            progress=tracker,
+        )
     failed = [r for r in results if not r.ok]
     if as_json:
         emit_json([_run_json(records.get_run(ws.db, r.id)) for r in results])

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import warnings
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import click
 
 from loopml.cli.context import CliError, pass_workspace
+from loopml.exceptions import LoopmlWarning
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
@@ -62,7 +64,7 @@ def scheduler() -> None:
     default="10s",
     show_default=True,
     metavar="DURATION",
-    help="Time between checks of the triggers.",
+    help="Time between checks of the triggers (at least 1s).",
 )
 @click.option(
     "--executor",
@@ -109,17 +111,23 @@ def run(
     """
     from loopml.cli.pipelines import use_workspace
     from loopml.pipelines.refs import load_pipeline
-    from loopml.pipelines.scheduler import Scheduler
+    from loopml.pipelines.scheduler import MIN_INTERVAL_S, Scheduler
 
     use_workspace(ws)
-
+    if not once and interval < MIN_INTERVAL_S:
+        raise CliError(
+            f"--interval {interval:g}s is too short: use at least {MIN_INTERVAL_S:g}s (e.g. "
+            "10s, 1m); each check reads the store and hashes watched data."
+        )
     refs = list(pipeline_refs) or _configured(ws)
     if not refs:
         raise CliError(
             "No pipelines to watch: name them (loopml scheduler run path/to/file.py:NAME) or "
             "list them in loopml.toml under [scheduler] pipelines = [...]."
         )
-    pipes = [load_pipeline(ref, ws.root) for ref in refs]
+    with warnings.catch_warnings():  # a missing on_new_data path is an error below
+        warnings.simplefilter("ignore", LoopmlWarning)
+        pipes = [load_pipeline(ref, ws.root) for ref in refs]
 
     def log(line: str) -> None:
         stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")

@@ -10,7 +10,7 @@ inputs did not change are reused, not recomputed.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -66,7 +66,7 @@ def partitions_between(
         keys.append(current.strftime(fmt))
         if len(keys) > MAX_PARTITIONS:
             raise PipelineDefinitionError(
-                f"The range has more than {MAX_PARTITIONS} partitions: split it."
+                f"The range has more than {MAX_PARTITIONS:,} partitions: split it."
             )
         index += 1
         current = _add_months(first, index) if step == "month" else first + index * _STEP[step]
@@ -98,10 +98,14 @@ def backfill(
     max_workers: int | None = None,
     cache: bool = True,
     workspace: Workspace | None = None,
+    progress: Callable[..., None] | None = None,
 ) -> list[PipelineRun]:
     """Run ``pipeline`` once per partition from ``start`` to ``end`` (or of ``partitions``),
     ``parallel`` runs at a time sharing one executor; returns the runs in partition order.
-    A failed partition does not stop the others: check each run's ``status``."""
+    A failed partition does not stop the others: check each run's ``status``.
+
+    ``progress`` is called with keywords only: ``total_files=`` the number of runs once
+    known, then ``files=1`` as each run ends (the CLI draws it as a bar)."""
     from loopml.pipelines.refs import load_pipeline
     from loopml.pipelines.runner import run_pipeline
     from loopml.workspace import default_workspace
@@ -120,7 +124,7 @@ def backfill(
     else:
         raise PipelineDefinitionError("backfill needs start and end, or partitions=[...].")
     if parallel < 1:
-        raise PipelineDefinitionError(f"parallel must be at least 1, got {parallel}")
+        raise PipelineDefinitionError(f"parallel must be at least 1, got {parallel}.")
     base = dict(params or {})
     if pipe.partition in base:
         raise PipelineDefinitionError(
@@ -128,19 +132,24 @@ def backfill(
         )
     pool, owned = resolve_executor(executor, max_workers)
     detail = {"start": keys[0] if keys else None, "end": keys[-1] if keys else None}
+    report = progress or (lambda **_: None)
+    report(total_files=len(keys))
 
     def one(key: str) -> PipelineRun:
         values = {**base, **pipe.coerce({pipe.partition or "": key})}
-        return run_pipeline(
-            pipe,
-            values,
-            executor=pool,
-            cache=cache,
-            workspace=ws,
-            raise_on_failure=False,
-            trigger="backfill",
-            trigger_detail=detail,
-        )
+        try:
+            return run_pipeline(
+                pipe,
+                values,
+                executor=pool,
+                cache=cache,
+                workspace=ws,
+                raise_on_failure=False,
+                trigger="backfill",
+                trigger_detail=detail,
+            )
+        finally:
+            report(files=1)
 
     try:
         if parallel == 1 or len(keys) <= 1:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, insert, select
 
 from loopml.exceptions import InvalidValue
+from loopml.pipelines.exceptions import shown
 from loopml.pipelines.records import now_ms, to_datetime
 from loopml.store.tables import events
 
@@ -50,17 +51,20 @@ def emit_event(
     or pipeline name, a JSON-serialisable ``payload``); returns its id."""
     if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_KIND:
         raise InvalidValue(
-            f"An event kind is a non-empty string of at most {MAX_KIND} characters, got {kind!r}"
+            f"An event kind is a non-empty string of at most {MAX_KIND} characters, got "
+            f"{shown(kind)}."
         )
     if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT):
         raise InvalidValue(
-            f"An event subject is a string of at most {MAX_SUBJECT} characters, got {subject!r}"
+            f"An event subject is a string of at most {MAX_SUBJECT} characters, got "
+            f"{shown(subject)}."
         )
     try:
         body = None if payload is None else json.dumps(payload, allow_nan=False, default=str)
     except (TypeError, ValueError) as exc:
         raise InvalidValue(
-            f"The payload of event {kind!r} is not JSON-serialisable: {exc}"
+            f"The payload of event {kind!r} is not JSON-serialisable: "
+            f"{shown(str(exc), 200, quote=False)}"
         ) from exc
     ws = workspace or _default()
     row = {"kind": kind, "subject": subject, "payload": body, "created_at": now_ms()}

@@ -7,7 +7,8 @@ InvalidInput (ValueError)
 └── InvalidValue
     └── OutputNotStorable     a task returned something loopml can't serialize (names it)
 NotFound (LookupError)
-├── PipelineNotFound          MODULE:NAME names no pipeline (or its module can't be imported)
+├── PipelineNotFound          MODULE:NAME names no pipeline
+│   └── PipelineImportError   its module has a syntax error, a failed import, or raised
 ├── PipelineRunNotFound       no pipeline run with that id
 └── TaskOutputNotFound (KeyError)  no such task in the run, or it left no output
 Conflict
@@ -38,6 +39,21 @@ if TYPE_CHECKING:
     from loopml.pipelines.runner import PipelineRun
 
 
+def shown(value: object, limit: int = 100, *, quote: bool = True) -> str:
+    """``value`` for an error message (its repr, or its text with ``quote=False``), cut in the
+    middle when longer than ``limit`` characters, so a huge input is not echoed whole.
+
+    >>> shown("x" * 1000, 20)
+    "'xxxxxxxx…xxxxxxxxx' (1000 characters)"
+    """
+    text = repr(value) if quote else str(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]} ({size} characters)"
+
+
 class PipelineDefinitionError(InvalidInput):
     """A pipeline or task is defined or called in a way that can't build a DAG."""
 
@@ -60,6 +76,11 @@ class OutputNotStorable(InvalidValue):
 
 class PipelineNotFound(NotFound):
     """A pipeline reference (``MODULE:NAME`` or ``path.py:NAME``) names no pipeline."""
+
+
+class PipelineImportError(PipelineNotFound):
+    """The module that defines a pipeline can't be imported: a syntax error, a failed import
+    or an exception at import; the message names the file, the line and the error."""
 
 
 class PipelineRunNotFound(NotFound):

@@ -410,7 +410,7 @@ class Execution:
         if outcome.unstorable:
             value_error = OutputNotStorable(
                 f"Task {node!r} returned a value that can't be sent back from the worker or "
-                f"stored: {type(error).__name__}: {error}. Return plain data, a DataFrame or "
+                f"stored: {type(error).__name__}: {str(error).rstrip('.')}. Return plain data, a DataFrame or "
                 "a picklable object."
             )
             self._fail(node, value_error, outcome.traceback, duration)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.pipelines.dag import DAG
-from loopml.pipelines.exceptions import PipelineDefinitionError
+from loopml.pipelines.exceptions import PipelineDefinitionError, shown
 from loopml.pipelines.tasks import (
     Call,
     Handle,
@@ -289,8 +289,10 @@ def _convert(pipeline: str, key: str, text: str, kind: Any) -> Any:
             return value
     except ValueError as exc:
         name = getattr(kind, "__name__", str(kind))
+        article = "an" if name[:1].lower() in "aeiou" else "a"
         raise PipelineDefinitionError(
-            f"Param {key!r} of pipeline {pipeline!r} must be a {name}: {text!r} is not ({exc})."
+            f"Param {key!r} of pipeline {pipeline!r} must be {article} {name}: {shown(text)} is "
+            f"not ({str(exc).rstrip('.')})."
         ) from exc
     return text
 

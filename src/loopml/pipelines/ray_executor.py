@@ -46,7 +46,7 @@ def _unreachable(address: str | None, exc: BaseException) -> ClusterUnavailable:
             "cluster's token."
         )
     return ClusterUnavailable(
-        f"Cannot reach the Ray cluster at {address or 'the address Ray found'}: {exc}. Is it "
+        f"Cannot reach the Ray cluster at {address or 'the address Ray found'}: {str(exc).rstrip('.')}. Is it "
         f"running (`ray start --head --ray-client-server-port PORT`)?{auth}"
     )
 

@@ -9,11 +9,12 @@ import hashlib
 import importlib
 import importlib.util
 import sys
+import traceback
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from loopml.pipelines.exceptions import PipelineNotFound
+from loopml.pipelines.exceptions import PipelineImportError, PipelineNotFound, shown
 from loopml.pipelines.pipeline import Pipeline
 
 
@@ -80,7 +81,9 @@ def _load_module(target: str, root: Path | None) -> ModuleType:
                 f"Cannot import module {target!r} ({exc}). Give a module importable from here "
                 "(is its folder on PYTHONPATH?) or a file: path/to/file.py:NAME."
             ) from exc
-        raise
+        raise import_failed(target, exc) from exc
+    except Exception as exc:  # a syntax error, a failed import or a crash in the module
+        raise import_failed(target, exc) from exc
 
 
 def _load_file(target: str, root: Path | None) -> ModuleType:
@@ -107,10 +110,41 @@ def _load_file(target: str, root: Path | None) -> ModuleType:
         sys.path.insert(0, folder)
     try:
         spec.loader.exec_module(module)
+    except Exception as exc:  # a syntax error, a failed import or a crash in the module
+        sys.modules.pop(name, None)
+        raise import_failed(str(path), exc) from exc
     except BaseException:
         sys.modules.pop(name, None)
         raise
     return module
+
+
+def import_failed(target: str, exc: BaseException) -> PipelineImportError:
+    """The error for a pipeline module that can't be imported: the file and line where it
+    failed (the module's own, or one it imports) and the error, in one line."""
+    file, line = target, None
+    if isinstance(exc, SyntaxError) and exc.filename:
+        file, line = exc.filename, exc.lineno
+    else:
+        frames = traceback.extract_tb(exc.__traceback__)
+        user = [f for f in frames if not f.filename.startswith("<")]
+        if user:
+            file, line = user[-1].filename, user[-1].lineno
+    same = _same(file, Path(target).resolve()) if Path(target).suffix == ".py" else False
+    where = ("" if same else f"in {file}") + (", " if line and not same else "")
+    where += f"line {line}" if line else ""
+    if isinstance(exc, SyntaxError):
+        detail = f"SyntaxError: {exc.msg}"
+        if exc.text and exc.text.strip():
+            detail += f": {shown(exc.text.strip(), 80)}"
+    else:
+        detail = f"{type(exc).__name__}: {shown(str(exc), 300, quote=False)}".rstrip(": ")
+    hint = "Fix it and run again"
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        hint = f"Install {exc.name!r} or fix the import"
+    where = f" ({where})" if where else ""
+    detail = detail.rstrip(".")
+    return PipelineImportError(f"Cannot load pipeline module {target}: {detail}{where}. {hint}.")
 
 
 def _same(file: Any, path: Path) -> bool:

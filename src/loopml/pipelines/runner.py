@@ -117,7 +117,8 @@ def failure_message(run: PipelineRun) -> str:
         parts.append(f"skipped downstream: {', '.join(skipped)}")
     if not failed and run.error:
         parts.append(run.error.splitlines()[0])
-    return "; ".join(parts) + f". Fix it and run `loopml pipelines resume {run.id[:8]}`."
+    text = "; ".join(part.rstrip(".") for part in parts)
+    return text + f". Fix it and run `loopml pipelines resume {run.id[:8]}`."
 
 
 def load_output(workspace: Workspace, run_id: str, node: str) -> Any:

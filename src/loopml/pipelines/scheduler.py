@@ -39,6 +39,9 @@ if TYPE_CHECKING:
 
 #: A triggered run killed this many times is left for a person to look at.
 MAX_RECOVERIES = 3
+#: The shortest time between two checks of the triggers: each check reads the store and
+#: hashes watched data, so a shorter interval only burns CPU.
+MIN_INTERVAL_S = 1.0
 
 
 @dataclass
@@ -98,6 +101,23 @@ class Scheduler:
                 self.log(f"note: pipeline {pipe.name} declares no triggers; nothing starts it")
             for trig in pipe.triggers:
                 self._params(pipe, trig, self.clock())  # fail now on params it can't bind
+
+    def check_paths(self) -> None:
+        """Raise :class:`PipelineDefinitionError` naming every ``on_new_data`` path that is
+        not there: watching it would silently never start anything."""
+        missing = [
+            f"{trig.path} (pipeline {pipe.name}, looked for {trig.resolve(self.ws.root)})"
+            for pipe in self.pipelines.values()
+            for trig in pipe.triggers
+            if isinstance(trig, NewData) and not trig.exists(self.ws.root)
+        ]
+        if missing:
+            raise PipelineDefinitionError(
+                f"on_new_data watches {'a path' if len(missing) == 1 else 'paths'} that "
+                f"{'is' if len(missing) == 1 else 'are'} not there: {'; '.join(missing)}. "
+                "Create it (a relative path is relative to the workspace folder) or fix the "
+                "trigger."
+            )
 
     # -- claiming --------------------------------------------------------------------------
 
@@ -380,7 +400,17 @@ class Scheduler:
         self, *, once: bool = False, duration: float | None = None, interval: float = 10.0
     ) -> SchedulerReport:
         """Tick every ``interval`` seconds, for ``duration`` seconds (forever when None), or
-        once with ``once``; then wait for the runs it started."""
+        once with ``once``; then wait for the runs it started.
+
+        Raises :class:`PipelineDefinitionError` for an ``interval`` under
+        :data:`MIN_INTERVAL_S` and for an ``on_new_data`` path that is not there.
+        """
+        if not once and not interval >= MIN_INTERVAL_S:
+            raise PipelineDefinitionError(
+                f"The scheduler's interval must be at least {MIN_INTERVAL_S:g}s, got "
+                f"{interval:g}s: a shorter one only burns CPU (use e.g. 10s, 1m)."
+            )
+        self.check_paths()
         deadline = None if duration is None else time.monotonic() + duration
         self.log(
             f"scheduler {self.owner} watching {len(self.pipelines)} pipeline(s): "

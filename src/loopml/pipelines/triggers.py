@@ -16,13 +16,15 @@ Schedules and data start from when a scheduler first sees them; events from the 
 from __future__ import annotations
 
 import abc
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from loopml.pipelines.exceptions import InvalidSchedule, PipelineDefinitionError
+from loopml.exceptions import LoopmlWarning
+from loopml.pipelines.exceptions import InvalidSchedule, PipelineDefinitionError, shown
 
 
 @dataclass(frozen=True)
@@ -121,8 +123,13 @@ class NewData(Trigger):
 
     def __post_init__(self) -> None:
         if not isinstance(self.path, str | Path) or not str(self.path):
-            raise PipelineDefinitionError(f"on_new_data needs a path, got {self.path!r}")
+            raise PipelineDefinitionError(f"on_new_data needs a path, got {shown(self.path)}.")
         object.__setattr__(self, "path", str(self.path))
+
+    def exists(self, root: Path) -> bool:
+        """Whether the watched file, folder or pointer file (``PATH.loopml``) is there."""
+        path = self.resolve(root)
+        return path.exists() or path.with_name(path.name + ".loopml").exists()
 
     @property
     def id(self) -> str:
@@ -178,8 +185,26 @@ def on_schedule(
 
 
 def on_new_data(path: str | Path, *, params: dict[str, Any] | None = None) -> NewData:
-    """Run when the data version of ``path`` changes (see :class:`NewData`)."""
-    return NewData(str(path), dict(params or {}))
+    """Run when the data version of ``path`` changes (see :class:`NewData`). A path that is
+    not there (from the current directory, or the workspace folder above it) gets a
+    :class:`~loopml.exceptions.LoopmlWarning` now, and ``loopml scheduler run`` refuses
+    to watch it."""
+    trigger = NewData(str(path), dict(params or {}))
+    roots = [Path.cwd()]
+    from loopml.config import find_config
+
+    config = find_config()
+    if config is not None:
+        roots.append(config.parent)
+    if not any(trigger.exists(root) for root in roots):
+        warnings.warn(
+            f"on_new_data({shown(trigger.path)}): there is no such file or folder (looked "
+            f"from {', '.join(str(r) for r in dict.fromkeys(roots))}), so nothing is watched "
+            "until it appears; a relative path is relative to the workspace folder.",
+            LoopmlWarning,
+            stacklevel=2,
+        )
+    return trigger
 
 
 def on_event(
