@@ -18,7 +18,7 @@ def test_file_and_folder_artifacts(ws: Workspace, tmp_path: Path) -> None:
     (folder / "sub").mkdir(parents=True)
     (folder / "a.png").write_bytes(b"png-a")
     (folder / "sub" / "b.png").write_bytes(b"png-b")
-    with ws.start_run() as run:
+    with ws.start_run(log_environment=False) as run:
         assert run.log_artifact(model) == ["model.pkl"]
         assert run.log_artifact(model, artifact_path="models") == ["models/model.pkl"]
         assert run.log_artifact(folder) == ["plots/a.png", "plots/sub/b.png"]
@@ -51,9 +51,9 @@ def test_file_and_folder_artifacts(ws: Workspace, tmp_path: Path) -> None:
 def test_same_content_is_stored_once(sqlite_ws: Workspace, tmp_path: Path) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes(os.urandom(1000))
-    with sqlite_ws.start_run() as r1:
+    with sqlite_ws.start_run(log_environment=False) as r1:
         r1.log_artifact(f)
-    with sqlite_ws.start_run() as r2:
+    with sqlite_ws.start_run(log_environment=False) as r2:
         r2.log_artifact(f, "copy")
     digests = {a.digest for a in sqlite_ws.list_artifacts(r1.id) + sqlite_ws.list_artifacts(r2.id)}
     assert len(digests) == 1
@@ -62,7 +62,7 @@ def test_same_content_is_stored_once(sqlite_ws: Workspace, tmp_path: Path) -> No
 
 
 def test_errors(ws: Workspace, tmp_path: Path) -> None:
-    with ws.start_run() as run:
+    with ws.start_run(log_environment=False) as run:
         with pytest.raises(InvalidInput, match="no such file"):
             run.log_artifact(tmp_path / "missing")
         with pytest.raises(InvalidInput, match="must be relative"):
@@ -74,7 +74,7 @@ def test_errors(ws: Workspace, tmp_path: Path) -> None:
 
 
 def test_corrupted_artifact_is_not_served(sqlite_ws: Workspace, tmp_path: Path) -> None:
-    with sqlite_ws.start_run() as run:
+    with sqlite_ws.start_run(log_environment=False) as run:
         run.log_text("precious", "p.txt")
     (info,) = sqlite_ws.list_artifacts(run.id)
     path = Path(sqlite_ws.blobs.path_of(info.digest))
