@@ -227,6 +227,7 @@ class Database:
 
     def _unavailable(self, exc: BaseException) -> StoreUnavailable:
         detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else ""
+        detail = detail.rstrip(".")  # ours follows: one full stop
         return StoreUnavailable(
             f"The metadata store {self.safe_url} is unavailable: {detail}. "
             "Check the URL and that the server is running."
