@@ -34,7 +34,6 @@ from loopml.cli.render import (
 from loopml.exceptions import LoopmlError
 
 if TYPE_CHECKING:
-    from pandas import DataFrame
     from rich.console import Console
 
     from loopml.tracking import RunRecord
@@ -78,21 +77,20 @@ def resolve_run(ws: Workspace, ref: str) -> RunRecord:
     if not _HEX.fullmatch(prefix):
         raise RunNotFound(f"No run {ref!r}. List runs with `loopml runs list` to find its id.")
     # The prefix is hex, so it is safe inside the quoted LIKE pattern.
-    found = ws.search_runs(
+    found = ws.search_records(
         filter=f"attributes.run_id LIKE '{prefix}%'",
         include_deleted=True,
         max_results=MAX_CANDIDATES + 1,
     )
-    if found.empty:
+    if not found:
         raise RunNotFound(
             f"No run with id or id prefix {ref!r}. List runs with `loopml runs list --all`."
         )
     if len(found) == 1:
-        return ws.get_run(str(found["run_id"].iloc[0]))
-    shown = found.head(MAX_CANDIDATES)
+        return ws.get_run(found[0]["run_id"])
     candidates = ", ".join(
-        f"{rid[:12]} ({name}, {exp})"
-        for rid, name, exp in zip(shown["run_id"], shown["name"], shown["experiment"], strict=True)
+        f"{rec['run_id'][:12]} ({rec['name']}, {rec['experiment']})"
+        for rec in found[:MAX_CANDIDATES]
     )
     count = f"more than {MAX_CANDIDATES}" if len(found) > MAX_CANDIDATES else str(len(found))
     raise InvalidInput(
@@ -162,14 +160,13 @@ def list_runs(
     """List runs, newest first: id, name, experiment, status, start, duration and key
     params and metrics (every param, metric and tag with --json)."""
     extra = _parse_columns(columns)
-    frame = ws.search_runs(
+    records = ws.search_records(
         experiments=list(experiment_names) or None,
         filter=filter_text,
         order_by=list(order_by) or None,
         max_results=max_results + 1,  # one more, to tell whether the list was cut
         include_deleted=include_deleted,
     )
-    records = _frame_records(frame)
     cut = len(records) > max_results
     records = records[:max_results]
     if as_json:
@@ -223,13 +220,13 @@ def _nothing_listed(
     message = "No runs match." if filter_text or experiment_names else "No runs yet."
     if include_deleted:
         return message
-    deleted = ws.search_runs(
+    deleted = ws.search_records(
         experiments=list(experiment_names) or None,
         filter=filter_text,
         include_deleted=True,
         max_results=1000,
     )
-    if deleted.empty:
+    if not deleted:
         return message
     one = len(deleted) == 1
     count = str(len(deleted)) if len(deleted) < 1000 else "1000 or more"
@@ -255,46 +252,6 @@ def _parse_columns(columns: tuple[str, ...]) -> list[str]:
                 param_hint="'--columns'",
             )
     return list(dict.fromkeys(keys))
-
-
-def _present(value: Any) -> bool:
-    return value is not None and not (isinstance(value, float) and math.isnan(value))
-
-
-def _frame_records(frame: DataFrame) -> list[dict[str, Any]]:
-    """``search_runs`` rows as plain dicts with ``params``/``metrics``/``tags`` sub-dicts."""
-    import pandas as pd
-
-    def moment(value: Any) -> datetime | None:
-        return None if pd.isna(value) else value.to_pydatetime()
-
-    logged_nan: dict[str, list[str]] = frame.attrs.get("nan_metrics", {})
-    records = []
-    for row in frame.to_dict("records"):
-        start, end = moment(row["start_time"]), moment(row["end_time"])
-        rec: dict[str, Any] = {
-            "run_id": row["run_id"],
-            "name": row["name"],
-            "experiment": row["experiment"],
-            "experiment_id": int(row["experiment_id"]),
-            "status": row["status"],
-            "start_time": start,
-            "end_time": end,
-            "duration": (end - start).total_seconds() if start and end else None,
-            "parent_run_id": row["parent_run_id"] if _present(row["parent_run_id"]) else None,
-            "deleted": bool(row["deleted"]),
-            "params": {},
-            "metrics": {},
-            "tags": {},
-        }
-        for key, value in row.items():
-            section, dot, name = str(key).partition(".")
-            if dot and section in SECTIONS and _present(value):
-                rec[section][name] = float(value) if section == "metrics" else str(value)
-        for name in logged_nan.get(rec["run_id"], ()):
-            rec["metrics"][name] = math.nan  # logged as NaN (JSON: null), unlike a missing one
-        records.append(rec)
-    return records
 
 
 def _mentioned_keys(filter_text: str | None, order_by: tuple[str, ...]) -> list[str]:

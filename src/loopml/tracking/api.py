@@ -14,13 +14,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import Connection, insert, select, update
 
 from loopml.exceptions import Conflict, RunNotFound
 from loopml.store import liveness
 from loopml.store.tables import runs
-from loopml.tracking import environment, experiments, search, shutdown
+from loopml.tracking import experiments, search, shutdown
 from loopml.tracking.artifacts import ArtifactInfo, download_artifacts, list_artifacts
 from loopml.tracking.runs import (
     Run,
@@ -34,6 +33,8 @@ from loopml.tracking.runs import (
 from loopml.tracking.writer import MetricWriter
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from loopml.config import Settings
     from loopml.store.blobs import BlobStore
     from loopml.store.db import Database
@@ -184,6 +185,8 @@ class TrackingAPI:
         diff: str | None = None
         system_tags: dict[str, str] = {}
         if capture:
+            from loopml.tracking import environment  # psutil and friends: only when capturing
+
             env = environment.capture()
             git = env.get("git")
             if git:
@@ -382,6 +385,23 @@ class TrackingAPI:
         self.flush()
         reap_dead_runs(self.db)  # a run whose process died is KILLED, not RUNNING forever
         return search.search_runs(
+            self.db, experiments, filter, order_by, max_results, include_deleted
+        )
+
+    def search_records(
+        self,
+        experiments: Iterable[str | int] | str | int | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | str | None = None,
+        max_results: int = 1000,
+        include_deleted: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The runs :meth:`search_runs` finds, as plain records (no pandas): ``run_id``,
+        ``name``, ``experiment``, ``status``, times, ``duration`` and ``params``/``metrics``/
+        ``tags`` dicts. What listings (the CLI, the server) page through."""
+        self.flush()
+        reap_dead_runs(self.db)
+        return search.search_records(
             self.db, experiments, filter, order_by, max_results, include_deleted
         )
 

@@ -7,9 +7,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from sqlalchemy import ColumnElement, Text, and_, false, func, not_, or_, select, true
 from sqlalchemy.sql import Select
 
@@ -24,6 +23,9 @@ from loopml.tracking.filter import (
     parse_filter,
     parse_order_by,
 )
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _CHUNK = 500
 
@@ -126,6 +128,8 @@ def get_run(db: Database, run_id: str) -> RunRecord:
 
 def metric_history(db: Database, run_id: str, key: str) -> pd.DataFrame:
     """Every point of one metric: columns ``step``, ``timestamp`` (UTC), ``value``."""
+    import pandas as pd
+
     with db.read() as conn:
         if conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first() is None:
             raise RunNotFound(f"No run {run_id!r}.")
@@ -291,11 +295,15 @@ def search_run_ids(
 
 def _floats(column: pd.Series) -> pd.Series:
     # Values arrive as text (NaN as null): make them floats.
+    import pandas as pd
+
     return pd.Series([math.nan if v is None else float(v) for v in column], dtype="float64")
 
 
 def _frame(rows: list[Any], columns: list[str]) -> pd.DataFrame:
     """Rows → DataFrame by columns (much faster than handing pandas the Row objects)."""
+    import pandas as pd
+
     values = list(zip(*rows, strict=True)) if rows else [()] * len(columns)
     return pd.DataFrame({c: list(v) for c, v in zip(columns, values, strict=True)})
 
@@ -313,20 +321,12 @@ _INFO_COLUMNS = [
 ]
 
 
-def search_runs(
-    db: Database,
-    experiments_: Iterable[str | int] | str | int | None = None,
-    filter: str | None = None,
-    order_by: Sequence[str] | str | None = None,
-    max_results: int = 1000,
-    include_deleted: bool = False,
-) -> pd.DataFrame:
-    """One row per run: ``run_id``, ``experiment``, ``name``, ``status``, times, then
-    ``params.*``, ``metrics.*`` (latest value) and ``tags.*`` columns.
+_Wide = dict[str, dict[str, dict[str, Any]]]
 
-    A metric column holds NaN both where a run never logged the metric and where its latest
-    value was NaN; ``frame.attrs["nan_metrics"]`` (run id → keys) names the second kind."""
-    ids = search_run_ids(db, experiments_, filter, order_by, max_results, include_deleted)
+
+def _fetch(db: Database, ids: list[str]) -> tuple[list[Any], _Wide]:
+    """The runs' info rows (in no particular order) and, per section prefix, run id → its
+    key/value pairs (metric values as text; NaN as None)."""
     info: list[Any] = []
     wide: dict[str, dict[str, dict[str, Any]]] = {"params.": {}, "metrics.": {}, "tags.": {}}
     with db.read() as conn:
@@ -368,6 +368,72 @@ def search_runs(
                 )
                 for run_id, packed in conn.execute(stmt).fetchall():
                     wide[prefix][run_id] = json.loads(packed)
+    return info, wide
+
+
+def search_records(
+    db: Database,
+    experiments_: Iterable[str | int] | str | int | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | str | None = None,
+    max_results: int = 1000,
+    include_deleted: bool = False,
+) -> list[dict[str, Any]]:
+    """The runs :func:`search_runs` finds, as plain records in its order, without pandas:
+    ``run_id``, ``name``, ``experiment``, ``experiment_id``, ``status``, ``start_time``,
+    ``end_time`` (aware datetimes), ``duration`` (s), ``parent_run_id``, ``deleted`` and
+    ``params``/``metrics``/``tags`` dicts (a metric whose latest value is NaN is ``nan``; one
+    never logged is absent). What the CLI and the server list."""
+    ids = search_run_ids(db, experiments_, filter, order_by, max_results, include_deleted)
+    info, wide = _fetch(db, ids)
+    by_id = {row[0]: row for row in info}
+    records = []
+    for run_id in ids:
+        row = by_id.get(run_id)
+        if row is None:  # deleted between the two queries
+            continue
+        _, exp_id, exp_name, name, status, start_ms, end_ms, parent, deleted = row
+        start, end = to_datetime(start_ms), to_datetime(end_ms)
+        metric_values = wide["metrics."].get(run_id, {})
+        records.append(
+            {
+                "run_id": run_id,
+                "name": name,
+                "experiment": exp_name,
+                "experiment_id": int(exp_id),
+                "status": status,
+                "start_time": start,
+                "end_time": end,
+                "duration": (end - start).total_seconds() if start and end else None,
+                "parent_run_id": parent,
+                "deleted": bool(deleted),
+                "params": {k: str(v) for k, v in wide["params."].get(run_id, {}).items()},
+                "metrics": {
+                    k: math.nan if v is None else float(v) for k, v in metric_values.items()
+                },
+                "tags": {k: str(v) for k, v in wide["tags."].get(run_id, {}).items()},
+            }
+        )
+    return records
+
+
+def search_runs(
+    db: Database,
+    experiments_: Iterable[str | int] | str | int | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | str | None = None,
+    max_results: int = 1000,
+    include_deleted: bool = False,
+) -> pd.DataFrame:
+    """One row per run: ``run_id``, ``experiment``, ``name``, ``status``, times, then
+    ``params.*``, ``metrics.*`` (latest value) and ``tags.*`` columns.
+
+    A metric column holds NaN both where a run never logged the metric and where its latest
+    value was NaN; ``frame.attrs["nan_metrics"]`` (run id → keys) names the second kind."""
+    import pandas as pd
+
+    ids = search_run_ids(db, experiments_, filter, order_by, max_results, include_deleted)
+    info, wide = _fetch(db, ids)
     base = _frame(info, _INFO_COLUMNS)
     order = {run_id: i for i, run_id in enumerate(ids)}
     base = base.iloc[base["run_id"].map(order).argsort().to_numpy()].reset_index(drop=True)
