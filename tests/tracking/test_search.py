@@ -113,6 +113,27 @@ def test_frame_names_metrics_logged_as_nan(populated: Workspace) -> None:
     assert set(logged) == {by_name["run3"]}
 
 
+def test_records_agree_with_the_frame(populated: Workspace) -> None:
+    """search_records is the same search without pandas: same runs, order and values."""
+    query = {"filter": "params.model != 'gb'", "order_by": ["metrics.acc DESC"]}
+    frame = populated.search_runs(**query)
+    records = populated.search_records(**query)
+    assert [r["run_id"] for r in records] == frame["run_id"].tolist()
+    for rec, (_, row) in zip(records, frame.iterrows(), strict=True):
+        assert rec["start_time"] == row["start_time"].to_pydatetime()
+        assert rec["start_time"].utcoffset() is not None
+        assert rec["params"] == {"model": row["params.model"], "trees": row["params.trees"]}
+        assert rec["tags"]["team"] == row["tags.team"]
+        for key in ("acc", "val loss"):
+            value = row[f"metrics.{key}"]
+            assert (
+                math.isnan(rec["metrics"][key])
+                if math.isnan(value)
+                else (rec["metrics"][key] == value)
+            )
+    assert populated.search_records(filter="params.model = 'none'") == []
+
+
 def test_metric_history_reads_a_timestamp_pandas_cannot_hold_as_nat(ws: Workspace) -> None:
     # A point stored before log_metric checked timestamps: reading it back must not raise.
     from sqlalchemy import insert
