@@ -64,3 +64,28 @@ def check_output(text: str, workdir: Path) -> None:
         check=True,
     )
     assert "registered" in history.stdout and "Production" in history.stdout
+
+
+def test_the_example_tasks_cache_keys_follow_its_feature_list() -> None:
+    """The tasks read the module-level FEATURES list: changing it must rerun them."""
+    import warnings
+
+    from loopml.pipelines.refs import load_pipeline
+
+    with warnings.catch_warnings():  # its on_new_data path only exists in a demo folder
+        warnings.simplefilter("ignore")
+        pipe = load_pipeline(f"{ROOT / 'examples' / 'training_pipeline.py'}:train_churn")
+    build = pipe.shape()
+    module = sys.modules[pipe.fn.__module__]
+    tasks = {node: call.task for node, call in build.calls.items()}
+    before = {node: task.fingerprint() for node, task in tasks.items()}
+    assert "global training_pipeline.FEATURES" in before["build_features"].components
+    assert "package pandas" in before["load"].components
+    original = module.FEATURES
+    module.FEATURES = [*original, "region"]
+    try:
+        after = {node: task.fingerprint() for node, task in tasks.items()}
+    finally:
+        module.FEATURES = original
+    changed = sorted(node for node in tasks if before[node].digest != after[node].digest)
+    assert changed == ["build_features", "evaluate", "register", "train"]

@@ -16,8 +16,8 @@ The cache key of a task call is its fingerprint plus its inputs. The fingerprint
 With ``@task(version="2")`` the fingerprint is pinned: only the task's name and that version
 count, so a refactor does not recompute anything until the version is bumped.
 
-"Project" code is any module that is not part of Python itself and not installed from a
-package (an editable install of your own project counts as project code). Values that can't
+"Project" code is any module whose file is outside the interpreter's installation folders
+(an editable install of your own project counts as project code). Values that can't
 be pickled (a lock, a connection) count by their type only.
 """
 
@@ -99,17 +99,21 @@ PROJECT, PACKAGE, IGNORED = "project", "package", "ignored"
 
 
 @functools.cache
-def _distributions() -> dict[str, list[str]]:
+def _all_distributions() -> dict[str, list[str]]:
     return {k: list(v) for k, v in metadata.packages_distributions().items()}
 
 
 @functools.cache
-def _editable(dist: str) -> bool:
+def _distributions_of(top: str) -> list[str]:
+    """The installed distributions that provide the top-level module ``top``. Most are
+    named like their module (``pandas``): found directly, without reading every installed
+    package's file list (a quarter of a second) unless the names differ (``sklearn``)."""
     try:
-        raw = metadata.distribution(dist).read_text("direct_url.json") or ""
-    except (metadata.PackageNotFoundError, OSError):
-        return False
-    return '"editable": true' in raw.replace("'", '"') or '"editable":true' in raw
+        dist = metadata.distribution(top)
+    except (metadata.PackageNotFoundError, ValueError):
+        return _all_distributions().get(top, [])
+    name = dist.metadata["Name"]
+    return [name] if name else _all_distributions().get(top, [])
 
 
 @functools.cache
@@ -127,10 +131,38 @@ def _version(dist: str) -> str:
         return "unknown"
 
 
+def _normal(name: str) -> str:
+    return name.lower().replace("-", "_").replace(".", "_")
+
+
+@functools.cache
+def _installed_beside(top: str) -> str | None:
+    """The distribution installed in the folder that holds the top-level module ``top``
+    (its ``*.dist-info`` next to it), or None: then it is project code."""
+    module = sys.modules.get(top)
+    file = getattr(module, "__file__", None)
+    if not file:
+        return None
+    here = Path(file).resolve().parent
+    folder = here.parent if hasattr(module, "__path__") else here
+    for dist in metadata.distributions(path=[str(folder)]):
+        if dist.read_text("RECORD") is None:  # an .egg-info of `setup.py develop`: yours
+            continue
+        name = dist.metadata["Name"] or ""
+        tops = (dist.read_text("top_level.txt") or "").split()
+        if top in tops or _normal(name) == _normal(top):
+            return str(name)
+    return None
+
+
 @functools.cache
 def classify(module_name: str) -> tuple[str, str]:
     """``(PROJECT | PACKAGE | IGNORED, label)`` for a module: project code is followed,
     a package counts by its installed version, Python's own modules not at all.
+
+    A module whose file is outside the interpreter's installation folders is project code
+    (an editable install of your project included); one inside them belongs to the
+    distribution that installed it.
 
     >>> classify("json")
     ('ignored', '')
@@ -142,22 +174,25 @@ def classify(module_name: str) -> tuple[str, str]:
         return IGNORED, ""
     if top == "loopml":  # the framework: its version, never its insides
         return PACKAGE, f"loopml=={_version('loopml')}"
-    dists = _distributions().get(top, [])
-    for dist in dists:
-        if not _editable(dist):
-            return PACKAGE, f"{dist}=={_version(dist)}"
     module = sys.modules.get(module_name) or sys.modules.get(top)
     file = getattr(module, "__file__", None)
-    if not file:
-        return (PROJECT, "") if module_name == "__main__" else (IGNORED, "")
-    try:
-        resolved = str(Path(file).resolve())
-    except OSError:
-        return IGNORED, ""
-    if not dists and any(resolved.startswith(root + "/") for root in _installed_roots()):
-        version = getattr(sys.modules.get(top), "__version__", None)
-        return PACKAGE, f"{top}=={version}" if isinstance(version, str) else top
-    return PROJECT, ""
+    if file:
+        try:
+            resolved = str(Path(file).resolve())
+        except OSError:
+            return IGNORED, ""
+        if not any(resolved.startswith(root + "/") for root in _installed_roots()):
+            beside = _installed_beside(top)  # `pip install --target DIR`, on PYTHONPATH
+            return (PACKAGE, f"{beside}=={_version(beside)}") if beside else (PROJECT, "")
+    elif module_name == "__main__":
+        return PROJECT, ""
+    dists = _distributions_of(top)
+    if dists:
+        return PACKAGE, f"{dists[0]}=={_version(dists[0])}"
+    version = getattr(sys.modules.get(top), "__version__", None)
+    if isinstance(version, str):
+        return PACKAGE, f"{top}=={version}"
+    return (PACKAGE, top) if file else (IGNORED, "")
 
 
 def _module_label(module_name: str) -> str:
