@@ -46,6 +46,7 @@ Only the standard library is imported here.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -495,9 +496,10 @@ def main(argv: list[str] | None = None) -> int:
     # Byte-compile loopml first (untimed), as `pip install` does for DVC and for any
     # non-editable install: else the first command to import a module (the first status
     # after add) would be timed compiling it.
-    import loopml
-
-    run([sys.executable, "-m", "compileall", "-q", str(Path(loopml.__file__).parent)], work)
+    spec = importlib.util.find_spec("loopml")  # found, not imported
+    if spec is not None and spec.origin is not None:
+        package = str(Path(spec.origin).parent)
+        run([sys.executable, "-m", "compileall", "-q", package], work)
     out: dict[str, Any] = {}
     notes: list[str] = []
     failed = False
@@ -573,7 +575,8 @@ def main(argv: list[str] | None = None) -> int:
     if "big_status_changed" in out:
         c = out["big_status_changed"]
         print(
-            f"  one file changed: loopml hashed {c['loopml_hashed']} file(s) and reported "
+            f"  one file changed: loopml hashed {c['loopml_hashed']} "
+            f"file{'' if c['loopml_hashed'] == 1 else 's'} and reported "
             f"{c['loopml_modified']}; DVC saw the change: {c['dvc_saw_change']}"
         )
     for note in notes:

@@ -66,8 +66,9 @@ def add(
     >>> v = loopml.data.add("data/raw")      # DataVersion(path=…, hash='9f2c…', size=…, files=…)
 
     ``progress`` is called with ``files=``/``bytes=`` as files are stored (totals first).
-    Symbolic links that lead nowhere (dangling, or a loop) are not versioned; ``warn`` is
-    called with a line naming them (default: a :class:`UserWarning`).
+    Symbolic links that lead to no file (dangling, a loop, or a folder: not followed, as
+    ``log_input`` doesn't) are not versioned; ``warn`` is called with a line naming them
+    (default: a :class:`UserWarning`).
     """
     given = Path(path)
     if is_pointer(given):
