@@ -251,3 +251,29 @@ def test_a_terminal_sees_the_progress_of_add(ws: Path, make_tree: Callable[..., 
     drawn = b"".join(chunks).decode(errors="replace")
     assert "Adding data" in drawn and "2/2 files" in drawn
     assert "Added data: 2 files, 5.2 MB" in drawn
+
+
+def test_data_errors_are_one_line_with_one_full_stop(
+    ws: Path, make_tree: Callable[..., Path]
+) -> None:
+    (ws / "bad.loopml").write_text("kind: [\n")
+    make_tree(ws / "data", {"a": b"a"})
+    invoke("add", "data")
+    cases = [
+        ["status"],
+        ["push"],
+        ["checkout", "nope"],
+        ["checkout", "--rev", "nope", "data"],
+        ["remote", "remove", "nope"],
+        ["gc", "--workspace-only", "--all-commits"],
+    ]
+    for args in cases:
+        result = CliRunner().invoke(data, args)
+        assert result.exit_code == 1, (args, result.output)
+        assert result.output.startswith("error: ") and result.output.count("\n") == 1, (
+            args,
+            result.output,
+        )
+        assert ".." not in result.output.replace(str(ws), ""), (args, result.output)
+    bad = CliRunner().invoke(data, ["status"]).output
+    assert "is not valid YAML (expected the node content, but found '<stream end>' at line 2" in bad

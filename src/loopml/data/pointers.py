@@ -107,10 +107,19 @@ def _yaml_fields(text: str, source: str) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise InvalidPointer(_bad(source, f"it is not valid YAML: {exc}")) from exc
+        raise InvalidPointer(_bad(source, f"it is not valid YAML ({_yaml_problem(exc)})")) from exc
     if not isinstance(data, dict):
         raise InvalidPointer(_bad(source, f"it holds {type(data).__name__}, not a mapping"))
     return data
+
+
+def _yaml_problem(exc: Exception) -> str:
+    """YAML's multi-line error as one clause: ``expected the node content, but found '<stream
+    end>' at line 2, column 1``."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return " ".join(f"{problem}{where}".split())
 
 
 def _validate(fields: dict[str, Any], source: str) -> Pointer:
