@@ -272,3 +272,49 @@ def test_unpicklable_values_and_recursion_are_handled() -> None:
     first, second = fingerprint(recursive), fingerprint(recursive)
     assert first.digest == second.digest
     assert any(label.startswith("closure") for label in first.components)
+
+
+SET_TASK = """
+    from loopml.pipelines import task
+
+    @task
+    def pick(xs: list[str]) -> list[str]:
+        return [x for x in xs if x in {"alpha", "beta", "gamma", "delta"}]
+"""
+
+
+def test_the_key_is_the_loaded_code_s_and_the_same_in_every_process(project: Path) -> None:
+    """A long-lived process (the scheduler) keeps the code it imported: editing the file
+    must not change the key of what it runs. And set constants hash in a stable order."""
+    _write(project / "sets.py", SET_TASK)
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import sets; "
+        "print(sets.pick.fingerprint().digest)"
+    )
+    digests = {
+        subprocess.run(
+            [sys.executable, "-c", code, str(project)],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        for seed in ("1", "2", "3")
+    }
+    assert len(digests) == 1
+    _fresh(project)
+    sys.path.insert(0, str(project))
+    try:
+        import sets  # type: ignore[import-not-found]
+
+        loaded = sets.pick.fingerprint().digest
+        assert loaded in digests
+        _write(project / "sets.py", SET_TASK.replace('"delta"', '"epsilon"'))
+        assert sets.pick.fingerprint().digest == loaded  # still the code that runs here
+        _fresh(project)
+        import sets as edited  # type: ignore[import-not-found]
+
+        assert edited.pick.fingerprint().digest != loaded
+    finally:
+        sys.path.remove(str(project))
+        _fresh(project)

@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import functools
 import inspect
-import marshal
 import pickle
 import sys
 import sysconfig
-import textwrap
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -264,19 +262,57 @@ def _feed(hasher: Any, value: Any, depth: int) -> None:
         hasher.update(b"\0r" + text.encode())
 
 
-def _source_digest(obj: Any) -> str:
-    try:
-        body = textwrap.dedent(inspect.getsource(obj)).encode()
-    except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        body = marshal.dumps(_strip(code)) if code is not None else repr(obj).encode()
-    return str(blake3.blake3(body).hexdigest())
+def _code_digest(fn: Any) -> str:
+    """A digest of the code a function *runs*: its bytecode, constants and names, without
+    file name or line numbers (moving it or editing a comment changes nothing). Not its
+    source file, which a long-lived process (the scheduler) may see edited after it
+    imported the function: the digest must match the code that produced the output."""
+    code = getattr(fn, "__code__", None)
+    hasher = blake3.blake3()
+    if isinstance(code, types.CodeType):
+        _feed_code(hasher, code)
+    else:
+        hasher.update(repr(fn).encode())
+    return str(hasher.hexdigest())
 
 
-def _strip(code: types.CodeType) -> types.CodeType:
-    """``code`` without line numbers or file name, so that moving it does not change it."""
-    consts = tuple(_strip(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
-    return code.replace(co_consts=consts, co_filename="", co_firstlineno=1)
+def _feed_code(hasher: Any, code: types.CodeType) -> None:
+    """Feed what defines ``code``'s behaviour, field by field (``marshal`` output is not
+    stable between processes: it depends on reference counts)."""
+    hasher.update(b"\0code" + code.co_code)
+    hasher.update(getattr(code, "co_exceptiontable", b""))
+    counts = (code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount, code.co_flags)
+    hasher.update(repr(counts).encode())
+    for names in (code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars):
+        hasher.update(("\0n" + ",".join(names)).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _feed_code(hasher, const)
+        elif isinstance(const, frozenset):  # its order follows each process's str hashing
+            hasher.update(("\0f" + repr(sorted(repr(i) for i in const))).encode())
+        else:
+            hasher.update(b"\0k" + type(const).__name__.encode() + repr(const).encode())
+
+
+def _class_digest(cls: type) -> str:
+    """A digest of a class as loaded: its bases, and each attribute (a method by its code,
+    a value by :func:`value_digest`)."""
+    hasher = blake3.blake3(f"{cls.__qualname__}\0".encode())
+    for base in cls.__bases__:
+        hasher.update(f"base {base.__module__}.{base.__qualname__}\0".encode())
+    for name, attr in sorted(vars(cls).items()):
+        if name in ("__dict__", "__weakref__", "__module__", "__dataclass_fields__"):
+            continue
+        target = attr.__func__ if isinstance(attr, staticmethod | classmethod) else attr
+        if isinstance(target, property):
+            parts = [_code_digest(f) for f in (target.fget, target.fset, target.fdel) if f]
+            digest = ",".join(parts)
+        elif isinstance(target, types.FunctionType):
+            digest = _code_digest(target)
+        else:
+            digest = value_digest(target)
+        hasher.update(f"{name}\0{digest}\0".encode())
+    return str(hasher.hexdigest())
 
 
 def _code_objects(code: types.CodeType) -> Iterator[types.CodeType]:
@@ -307,7 +343,7 @@ class _Walker:
         fn = inspect.unwrap(fn) if callable(fn) else fn
         if not self._first(fn):
             return
-        self.components[label or f"function {_qualname(fn)}"] = _source_digest(fn)
+        self.components[label or f"function {_qualname(fn)}"] = _code_digest(fn)
         code = getattr(fn, "__code__", None)
         if code is None:
             return
@@ -378,7 +414,7 @@ class _Walker:
     def cls(self, cls: type) -> None:
         if not self._first(cls):
             return
-        self.components[f"class {_qualname(cls)}"] = _source_digest(cls)
+        self.components[f"class {_qualname(cls)}"] = _class_digest(cls)
         for base in cls.__bases__:
             if base is not object:
                 self.code_object(base)
