@@ -2,12 +2,15 @@
 
 The cache key of a task call is its fingerprint plus its inputs. The fingerprint covers
 
-- the task function's source (its bytecode where the source can't be read);
+- the task function's code as loaded: its bytecode, constants and names (not line numbers
+  or comments, and not the file on disk, which may have changed since it was imported);
 - every module-level value its code names (``K = 2``, ``FEATURES = [...]``), hashed by value;
 - every function and class of the project it reaches, followed transitively (a helper in
-  another module of the project, a class and its methods), each by its source, with the
+  another module of the project, a class and its methods), each by its code, with the
   values *they* name;
 - the installed version of each third-party package it calls (``numpy``, ``sklearn``).
+
+A new Python version changes bytecode, so it recomputes everything once.
 
     >>> fp = fingerprint(len)
     >>> sorted(fp.components)
