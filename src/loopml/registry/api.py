@@ -143,8 +143,10 @@ class RegistryAPI:
     def load_model(self, uri: str) -> Any:
         """Load ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``models:/NAME@production``.
 
-        Every file's hash is verified; a warning names libraries whose installed version
-        differs from the one recorded at registration.
+        The package is fetched (every file's hash verified) and unpacked once into the model
+        cache, then reused (:mod:`loopml.registry.cache`); its manifest must still be in the
+        blob store. A warning names libraries whose installed version differs from the one
+        recorded at registration.
         """
         version = self.get_model_version(uri)
         folder = fetch_package(
