@@ -9,8 +9,9 @@ What "verifies" means: by default an object (and a workspace file left in place)
 it; anything else is hashed, and a mismatch is refused. Bytes that change behind an unchanged
 stat (bit rot, an edit that restores the mtime) pass that check. ``verify=True``
 (``checkout --verify``) hashes every object it serves and every file it leaves in place.
-Hashing runs at about 2-3 GB/s here, so that costs about 0.4 s per GB: several times a
-hardlinked checkout, which reads no bytes at all.
+BLAKE3 ran at 1.7-3.3 GB/s on a 2-core machine, and ``verify`` made a checkout of
+500 x 2 MB take 1.4 s instead of 0.35 s with hardlinks (which read no bytes at all), 1.7-2.1 s
+instead of 0.8-1.4 s with copies: so it is not the default.
 """
 
 from __future__ import annotations
