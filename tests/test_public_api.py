@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import loopml
 from loopml import exceptions
@@ -85,6 +86,30 @@ def test_import_does_no_io_and_stays_light() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_listing_runs_loads_no_pandas_numpy_or_psutil(tmp_path: Path) -> None:
+    """`loopml runs list` starts fast: the workspace, the registry and validation packages
+    import pandas, NumPy (the gate) and psutil (environment capture) only when used."""
+    from loopml.workspace import Workspace
+
+    with Workspace.init(tmp_path) as ws, ws.start_run("e", log_environment=False) as run:
+        run.log_metric("acc", 0.9)
+    code = (
+        "import sys\n"
+        "from loopml.cli.main import main\n"
+        "try:\n"
+        "    main(['runs', 'list', '--json'])\n"
+        "except SystemExit as exc:\n"
+        "    assert not exc.code, exc.code\n"
+        "heavy = ('pandas', 'numpy', 'psutil', 'alembic')\n"
+        "print(sorted(m for m in heavy if m in sys.modules), file=sys.stderr)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
+    )
+    assert out.stderr.strip().splitlines()[-1] == "[]"
+    assert '"acc": 0.9' in out.stdout
 
 
 def test_every_error_is_a_loopml_error_and_documented() -> None:

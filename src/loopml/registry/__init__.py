@@ -1,12 +1,37 @@
 """The model registry: versions with signatures and lineage, stages and aliases, a
 promotion gate that scores candidate and champion on the same holdout, rollback, and an
-append-only history that answers "what was in Production then"."""
+append-only history that answers "what was in Production then".
 
-from loopml.registry.api import RegistryAPI
-from loopml.registry.gates import CheckResult, GatePolicy, Verdict
-from loopml.registry.models import ModelContext, PythonModel
-from loopml.registry.signature import Signature, infer_signature
-from loopml.registry.versions import ModelEvent, ModelRef, ModelVersion
+Names are imported on first use, so opening a workspace (and every CLI command) does not
+import pandas and NumPy for the gate until a gate runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loopml.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from loopml.registry.api import RegistryAPI
+    from loopml.registry.gates import CheckResult, GatePolicy, Verdict
+    from loopml.registry.models import ModelContext, PythonModel
+    from loopml.registry.signature import Signature, infer_signature
+    from loopml.registry.versions import ModelEvent, ModelRef, ModelVersion
+
+_LAZY = {
+    "CheckResult": "loopml.registry.gates",
+    "GatePolicy": "loopml.registry.gates",
+    "ModelContext": "loopml.registry.models",
+    "ModelEvent": "loopml.registry.versions",
+    "ModelRef": "loopml.registry.versions",
+    "ModelVersion": "loopml.registry.versions",
+    "PythonModel": "loopml.registry.models",
+    "RegistryAPI": "loopml.registry.api",
+    "Signature": "loopml.registry.signature",
+    "Verdict": "loopml.registry.gates",
+    "infer_signature": "loopml.registry.signature",
+}
 
 __all__ = [
     "CheckResult",
@@ -21,3 +46,6 @@ __all__ = [
     "Verdict",
     "infer_signature",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)

@@ -19,17 +19,16 @@ from loopml.exceptions import (
     PromotionBlocked,
     RunNotFound,
 )
-from loopml.registry import gates
 from loopml.registry import versions as v
 from loopml.registry.cache import CacheLimits, ModelCache, default_root
 from loopml.registry.flavors import flavor_for, flavor_named
 from loopml.registry.models import ModelContext, PythonModel
 from loopml.registry.packages import fetch_package, library_versions, load_package, save_package
-from loopml.registry.signature import infer_signature
 from loopml.store.tables import model_versions
 
 if TYPE_CHECKING:
     from loopml.config import Settings
+    from loopml.registry import gates
     from loopml.store.blobs import BlobStore
     from loopml.store.db import Database
     from loopml.tracking.runs import Run
@@ -86,6 +85,8 @@ class RegistryAPI:
         >>> mv.version, mv.uri
         (1, 'models:/churn/1')
         """
+        from loopml.registry.signature import infer_signature
+
         if run_id is None:
             active = self.active_run()
             run_id = active.id if active is not None else None
@@ -210,6 +211,8 @@ class RegistryAPI:
 
     def gate_verdict(self, uri: str) -> gates.Verdict | None:
         """The latest gate verdict recorded for a version."""
+        from loopml.registry import gates
+
         version = self.get_model_version(uri)
         for event in reversed(v.events(self.db, version.name)):
             if event.kind == "gate" and event.version == version.version and event.verdict:
@@ -227,6 +230,7 @@ class RegistryAPI:
     def gate_policy(self, name: str) -> gates.GatePolicy | None:
         """The policy in ``loopml.toml`` under ``[gates.<name>]``, if any."""
         from loopml.config import CONFIG_FILE
+        from loopml.registry import gates
 
         configured = self.settings.extra.get("gates", {})
         config = self.settings.root / CONFIG_FILE
@@ -253,6 +257,8 @@ class RegistryAPI:
         only if every check passes (raises :class:`PromotionBlocked` otherwise, leaving the
         version where it was). ``force=True`` needs a ``reason`` and is recorded as an
         override. Returns the verdict (None for other stages)."""
+        from loopml.registry import gates
+
         stage = v.stage_name(to)
         if force and not (reason and reason.strip()):
             raise InvalidInput("A forced promotion needs a reason (--reason '...'); it is recorded")
@@ -295,6 +301,8 @@ class RegistryAPI:
     ) -> tuple[gates.Verdict, int | None]:
         """Score the candidate; a holdout that can't be used is an error before anything is
         recorded (forced promotions record it as a failed ``holdout`` check instead)."""
+        from loopml.registry import gates
+
         candidate_version = self.get_model_version(f"models:/{name}/{version}")
         candidate = self.load_model(candidate_version.uri)
         champion_version: v.ModelVersion | None = None

@@ -6,9 +6,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-import pandas as pd
-
 
 @dataclass(frozen=True)
 class Signature:
@@ -34,6 +31,9 @@ class Signature:
 
 
 def _describe(value: Any, default_name: str) -> tuple[tuple[str, str], ...]:
+    import numpy as np
+    import pandas as pd
+
     if isinstance(value, pd.DataFrame):
         return tuple((str(c), str(t)) for c, t in value.dtypes.items())
     if isinstance(value, pd.Series):

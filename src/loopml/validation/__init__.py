@@ -23,18 +23,41 @@ Errors (all :class:`~loopml.exceptions.LoopmlError`)::
     ModelChecksFailed (AssertionError)
 """
 
-from loopml.validation.checks import Check
-from loopml.validation.exceptions import InvalidSchema, ModelChecksFailed, ValidationFailed
-from loopml.validation.model_checks import (
-    CheckResult,
-    assert_checks,
-    check_beats_baseline,
-    check_directional,
-    check_invariance,
-    check_trains_on_sample,
-)
-from loopml.validation.report import Failure, ValidationReport
-from loopml.validation.schema import Column, Schema
+from typing import TYPE_CHECKING
+
+from loopml.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from loopml.validation.checks import Check
+    from loopml.validation.exceptions import InvalidSchema, ModelChecksFailed, ValidationFailed
+    from loopml.validation.model_checks import (
+        CheckResult,
+        assert_checks,
+        check_beats_baseline,
+        check_directional,
+        check_invariance,
+        check_trains_on_sample,
+    )
+    from loopml.validation.report import Failure, ValidationReport
+    from loopml.validation.schema import Column, Schema
+
+# Imported on first use: opening a workspace must not load pandas and NumPy.
+_LAZY = {
+    "Check": "loopml.validation.checks",
+    "CheckResult": "loopml.validation.model_checks",
+    "Column": "loopml.validation.schema",
+    "Failure": "loopml.validation.report",
+    "InvalidSchema": "loopml.validation.exceptions",
+    "ModelChecksFailed": "loopml.validation.exceptions",
+    "Schema": "loopml.validation.schema",
+    "ValidationFailed": "loopml.validation.exceptions",
+    "ValidationReport": "loopml.validation.report",
+    "assert_checks": "loopml.validation.model_checks",
+    "check_beats_baseline": "loopml.validation.model_checks",
+    "check_directional": "loopml.validation.model_checks",
+    "check_invariance": "loopml.validation.model_checks",
+    "check_trains_on_sample": "loopml.validation.model_checks",
+}
 
 __all__ = [
     "Check",
@@ -52,3 +75,5 @@ __all__ = [
     "check_invariance",
     "check_trains_on_sample",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
