@@ -142,3 +142,14 @@ def test_checkout_verify_hashes_files_left_in_place(ws: Path, versioned: Path) -
         pytest.skip("hardlinked: the object rotted too (covered above)")
     (r,) = loopml.data.checkout("data", verify=True, force=True)
     assert r.written == 1 and target.read_bytes() == original
+
+
+def test_checkout_verify_of_a_file_version(ws: Path) -> None:
+    (ws / "model.bin").write_bytes(os.urandom(5000))
+    loopml.data.add("model.bin")
+    obj = object_of(ws, ws / "model.bin")
+    rot(obj)
+    (ws / "model.bin").unlink()
+    with pytest.raises(CorruptBlob, match="no longer matches its BLAKE3 hash"):
+        loopml.data.checkout("model.bin", verify=True)
+    assert not (ws / "model.bin").exists(), "nothing was written"
