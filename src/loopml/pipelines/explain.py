@@ -88,7 +88,8 @@ def explain_cache(run_id: str, workspace: Workspace | None = None) -> list[Cache
             out.append(CacheExplanation(task.node, task.status, reason))
             continue
         if task.status in ("SKIPPED", "PENDING"):
-            out.append(CacheExplanation(task.node, task.status, "did not run: upstream failed"))
+            why = "an upstream task failed" if task.status == "SKIPPED" else "the run stopped"
+            out.append(CacheExplanation(task.node, task.status, f"did not run: {why}"))
             continue
         if entry is None:
             reason = "no record of its cache key (an input failed to hash, or an older run)"
