@@ -119,6 +119,8 @@ def test_output_of_a_missing_or_failed_task_names_the_tasks_that_have_one(
         f"Task 'describe' of pipeline run {run.id[:8]} has no output: it is SKIPPED. Tasks "
         "with an output: numbers, square, total."
     )
+    with pytest.raises(TaskOutputNotFound, match="has no task 'nope'; its tasks are: numbers"):
+        rec.get_run(pws.db, run.id).task("nope")
 
 
 def test_rerun_reuses_unchanged_tasks_and_no_cache_reruns(any_ws: Workspace, marks: Path) -> None:

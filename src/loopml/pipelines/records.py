@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
 from loopml.exceptions import InvalidInput
-from loopml.pipelines.exceptions import PipelineRunNotFound
+from loopml.pipelines.exceptions import PipelineRunNotFound, TaskOutputNotFound
 from loopml.store import liveness
 from loopml.store.db import upsert
 from loopml.store.tables import pipeline_partitions, pipeline_runs, task_runs
@@ -125,7 +125,10 @@ class PipelineRunRecord:
         for item in self.tasks:
             if item.node == node:
                 return item
-        raise KeyError(node)
+        raise TaskOutputNotFound(
+            f"Pipeline run {self.id[:8]} of {self.pipeline!r} has no task {node!r}; its tasks "
+            f"are: {', '.join(t.node for t in self.tasks) or 'none'}."
+        )
 
 
 def _run_record(row: Any) -> PipelineRunRecord:

@@ -40,7 +40,6 @@ from loopml.pipelines.records import (
     SKIPPED,
 )
 from loopml.store.tables import pipeline_runs
-from loopml.tracking import environment
 
 if TYPE_CHECKING:
     from loopml.pipelines.pipeline import Build, Pipeline
@@ -491,6 +490,8 @@ def _tracking_run(
         "loopml.pipeline_run": run_id,
         **({"loopml.partition": partition} if partition else {}),
     }
+    from loopml.tracking import environment
+
     with environment.code_file(pipe.source_file):  # its git checkout is the code version
         run = ws.start_run(
             experiment=pipe.experiment,
