@@ -84,6 +84,41 @@ def test_a_changed_module_constant_reruns_the_task(pws: Workspace, project: Path
     assert reasons["scale"].changes == ["global flow.FEATURES changed"]
 
 
+SAME_MODULE_HELPER = """
+    from loopml.pipelines import pipeline, task
+
+    def helper(x):
+        return x + {offset}
+
+    @task
+    def base() -> int:
+        return 1
+
+    @task
+    def shifted(x: int) -> int:
+        return helper(x)
+
+    @pipeline
+    def flow():
+        return shifted(base())
+"""
+
+
+def test_a_changed_helper_function_in_the_same_module_reruns_the_task(
+    pws: Workspace, project: Path
+) -> None:
+    _write(project / "flow.py", SAME_MODULE_HELPER.format(offset=1))
+    assert _run(pws, project) == {"base": "COMPLETED", "shifted": "COMPLETED"}
+    assert _run(pws, project) == {"base": "CACHED", "shifted": "CACHED"}
+    _write(project / "flow.py", SAME_MODULE_HELPER.format(offset=1000))
+    assert _run(pws, project) == {"base": "CACHED", "shifted": "COMPLETED"}
+    from loopml.pipelines import records
+
+    (newest, *_) = records.list_runs(pws.db, pipeline="flow")
+    reasons = {e.node: e for e in explain_cache(newest.id, workspace=pws)}
+    assert reasons["shifted"].changes == ["function flow.helper changed"]
+
+
 FLOW_WITH_HELPERS = """
     from loopml.pipelines import pipeline, task
     import helpers
