@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -304,3 +305,20 @@ def test_manifest_hash_is_the_tracking_manifest_digest() -> None:
         [("dätä/ß.csv", d, 10), ("a b/c", d, 2), ("a/b", d, 3), ("a.b", d, 4)],
     ):
         assert manifest_hash(entries) == manifest_digest(entries)
+
+
+def test_add_and_checkout_report_progress(ws: Path, make_tree: Callable[..., Path]) -> None:
+    """Totals first, then every file and byte: a large file's bytes as it is hashed."""
+    make_tree(ws / "data", {"big": LARGE, "a": 10, "sub/b": 20})
+    calls: list[dict[str, int]] = []
+    loopml.data.add("data", progress=lambda **kw: calls.append(kw))
+    total = LARGE + 30
+    assert calls[0] == {"total_files": 3, "total_bytes": total}
+    assert sum(c.get("files", 0) for c in calls) == 3
+    assert sum(c.get("bytes", 0) for c in calls) == total
+    shutil.rmtree(ws / "data")
+    calls.clear()
+    loopml.data.checkout("data", progress=lambda **kw: calls.append(kw))
+    assert calls[0] == {"total_files": 3, "total_bytes": total}
+    assert sum(c.get("files", 0) for c in calls) == 3
+    assert sum(c.get("bytes", 0) for c in calls) == total
