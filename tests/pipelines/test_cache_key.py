@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -307,6 +308,20 @@ def test_unpicklable_values_and_recursion_are_handled() -> None:
     first, second = fingerprint(recursive), fingerprint(recursive)
     assert first.digest == second.digest
     assert any(label.startswith("closure") for label in first.components)
+
+    class Weird:
+        def __reduce__(self) -> Any:
+            raise RuntimeError("not picklable")
+
+        def __repr__(self) -> str:
+            raise RuntimeError("no repr either")
+
+    weird = Weird()
+
+    def uses_weird() -> int:
+        return 1 if weird else 0
+
+    assert fingerprint(uses_weird).digest == fingerprint(uses_weird).digest
 
 
 SET_TASK = """

@@ -32,6 +32,7 @@ import pickle
 import sys
 import sysconfig
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -259,9 +260,13 @@ def _feed(hasher: Any, value: Any, depth: int) -> None:
         if data is not None:
             hasher.update(b"\0o" + blake3.blake3(data).digest())
             return
-        text = repr(value)
+        kind = f"{type(value).__module__}.{type(value).__qualname__}"
+        try:
+            text = repr(value)
+        except Exception:
+            text = kind
         if " at 0x" in text:  # an address: differs every run, so the type stands for it
-            text = f"{type(value).__module__}.{type(value).__qualname__}"
+            text = kind
         hasher.update(b"\0r" + text.encode())
 
 
@@ -368,7 +373,14 @@ class _Walker:
             self.components[f"defaults of {_qualname(fn)}"] = value_digest(defaults)
 
     def reference(self, name: str, value: Any, names: set[str], closure: bool = False) -> None:
-        """A name the code uses, bound to ``value``."""
+        """A name the code uses, bound to ``value``. A value that can't even be inspected
+        makes the key unique (the task always runs) rather than failing the task."""
+        try:
+            self._reference(name, value, names, closure)
+        except Exception as exc:  # an object whose attributes or pickling raise
+            self.components[f"unreadable {name}"] = f"{type(exc).__name__} {uuid.uuid4().hex}"
+
+    def _reference(self, name: str, value: Any, names: set[str], closure: bool) -> None:
         from loopml.pipelines.pipeline import Pipeline
         from loopml.pipelines.tasks import Task
 
