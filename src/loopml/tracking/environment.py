@@ -160,15 +160,14 @@ def code_file(path: str | os.PathLike[str] | None) -> Iterator[None]:
 @functools.cache
 def _not_user_code() -> tuple[str, ...]:
     """Folders whose files are not the user's code: loopml itself, the standard library,
-    installed packages and the interpreter's environment (its ``bin/loopml`` script)."""
+    installed packages and console scripts (the environment's ``bin/loopml``)."""
     import sysconfig
 
-    paths = sysconfig.get_paths()
     folders = {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}  # loopml/
-    folders.update(
-        paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths
-    )
-    folders.update({sys.prefix, sys.exec_prefix, sys.base_prefix, sys.base_exec_prefix})
+    keys = ("stdlib", "platstdlib", "purelib", "platlib", "scripts")
+    for scheme_vars in ({}, {"base": sys.base_prefix, "platbase": sys.base_exec_prefix}):
+        paths = sysconfig.get_paths(vars=scheme_vars)
+        folders.update(paths[key] for key in keys if key in paths)
     return tuple(os.path.join(os.path.realpath(f), "") for f in folders if f)
 
 
