@@ -235,3 +235,19 @@ def test_error_line_has_one_full_stop(message: str, shown: str) -> None:
     from loopml.cli.context import CliError
 
     assert CliError(message).format_message() == shown
+
+
+def test_data_push_to_an_endpoint_answering_404_is_one_line(
+    project: Path, not_found_endpoint: str
+) -> None:
+    pytest.importorskip("s3fs")
+    (project / "d.txt").write_text("hello")
+    assert run_cli("data", "add", "d.txt").exit_code == 0
+    env = {
+        "AWS_ENDPOINT_URL": not_found_endpoint,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+    assert run_cli("data", "remote", "add", "r", "s3://bucket/data", "--default").exit_code == 0
+    result = run_cli("data", "push", env=env)
+    assert_one_error_line(result, "s3://bucket/data", "bucket does not exist")

@@ -154,16 +154,24 @@ class RemoteStore:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
             return
-        if self.protocol in _ATOMIC_PUT:
-            self._call("upload", lambda: self.fs.put_file(local, path))
-            return
         tmp = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex}"
 
         def put_and_rename() -> None:
+            if self.protocol in _ATOMIC_PUT:
+                self.fs.put_file(local, path)
+                return
             self.fs.put_file(local, tmp)
             self.fs.mv(tmp, path)
 
-        self._call("upload", put_and_rename)
+        try:
+            self._call("upload", put_and_rename)
+        except FileNotFoundError as exc:
+            # "Not found" on a write: the bucket is missing or the endpoint is not S3.
+            raise StoreUnavailable(
+                f"The data remote {self.remote.name} ({self.remote.url}) answered Not Found "
+                "to an upload: the bucket does not exist or the endpoint is not an S3 server. "
+                "Check the URL and AWS_ENDPOINT_URL; nothing was half-written."
+            ) from exc
 
     def download(self, digest: str, size: int | None, receive: Any) -> int:
         """Feed the object to ``receive(stream)``; FileNotFoundError when it isn't there."""
