@@ -219,7 +219,7 @@ class _Parser:
         negate = False
         if tok.kind == "not":
             negate = True
-            tok = self.next("IN or LIKE after NOT")
+            tok = self.next("IN, LIKE or ILIKE after NOT")
             if tok.kind not in {"in", "like", "ilike"}:
                 raise self.error(f"Expected IN, LIKE or ILIKE after NOT, found {tok.text!r}", tok)
         if tok.kind == "op":
