@@ -14,8 +14,8 @@ share mutmut's cache. Shared settings are ``[tool.mutmut]`` in ``pyproject.toml`
 adds which file to mutate and which tests to run. Afterwards, ``cd .mutation/<module>`` and
 ``mutmut show NAME`` (or ``mutmut browse``) to look at a survivor; ``--show`` prints them all.
 
-Exit status: 0 when the score reaches ``--min-score`` (default 0), 1 below it, 2 when mutmut
-could not run (its log is kept in ``.mutation/<module>/mutmut.log``).
+Exit status: 0 when the score reaches ``--min-score`` (default 0), 1 below it, 2 on bad
+arguments or when mutmut could not run (its log is kept in ``.mutation/<module>/mutmut.log``).
 """
 
 from __future__ import annotations
