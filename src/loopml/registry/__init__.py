@@ -13,14 +13,15 @@ from typing import TYPE_CHECKING
 from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from loopml.checks import CheckResult
     from loopml.registry.api import RegistryAPI
-    from loopml.registry.gates import CheckResult, GatePolicy, Verdict
+    from loopml.registry.gates import GatePolicy, Verdict
     from loopml.registry.models import ModelContext, PythonModel
     from loopml.registry.signature import Signature, infer_signature
     from loopml.registry.versions import ModelEvent, ModelRef, ModelVersion
 
 _LAZY = {
-    "CheckResult": "loopml.registry.gates",
+    "CheckResult": "loopml.checks",  # the one class; loopml.validation exports it too
     "GatePolicy": "loopml.registry.gates",
     "ModelContext": "loopml.registry.models",
     "ModelEvent": "loopml.registry.versions",

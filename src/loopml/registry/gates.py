@@ -26,24 +26,53 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import importlib
 import math
 import re
 import sys
 import time
 import traceback
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, fields
 from numbers import Integral, Real
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from loopml.checks import CheckResult
 from loopml.exceptions import InvalidConfig, InvalidInput
 from loopml.registry.scoring import METRICS, better, score
+from loopml.registry.scoring import metric as scoring_metric
 from loopml.registry.signature import Signature, compatibility_problems
+
+if TYPE_CHECKING:
+    from loopml.validation.report import ValidationReport
+    from loopml.validation.schema import Schema
+
+__all__ = [
+    "CheckResult",
+    "GatePolicy",
+    "Verdict",
+    "awaiting_approval",
+    "check_beats_champion",
+    "check_contract",
+    "check_fairness",
+    "check_latency",
+    "check_outcome",
+    "check_signature",
+    "check_threshold",
+    "evaluate",
+    "features",
+    "load_check",
+    "logged_score",
+    "model_score",
+    "read_holdout",
+    "slice_scores",
+    "time_predictions",
+]
 
 HOLDOUT_SUFFIXES = (".csv", ".txt", ".parquet", ".pq")
 
@@ -167,13 +196,6 @@ _CHECK_SPEC = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 
 
 @dataclass(frozen=True)
-class CheckResult:
-    name: str
-    passed: bool
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
 class Verdict:
     model: str
     version: int
@@ -197,7 +219,7 @@ class Verdict:
             "reason": self.reason,
             "holdout_digest": self.holdout_digest,
             "policy": self.policy,
-            "checks": [asdict(c) for c in self.checks],
+            "checks": [c.to_dict() for c in self.checks],
         }
 
     @classmethod
@@ -207,7 +229,7 @@ class Verdict:
             version=data["version"],
             champion=data.get("champion"),
             passed=data["passed"],
-            checks=tuple(CheckResult(**c) for c in data.get("checks", [])),
+            checks=tuple(CheckResult.from_dict(c) for c in data.get("checks", [])),
             policy=data.get("policy", {}),
             holdout_digest=data.get("holdout_digest"),
             awaiting_approval=data.get("awaiting_approval", False),
@@ -267,28 +289,147 @@ def _first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [""])[0][:300]
 
 
-def load_check(spec: str, root: Path | None = None) -> Callable[..., Any]:
-    """Import a behavioural check ``"module:function"``. The workspace ``root`` is put on
-    ``sys.path`` while importing, so ``my_checks.py`` beside ``loopml.toml`` is found from
-    any folder of the workspace, and from the ``loopml`` command."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InvalidConfig(f"Behavioural check {spec!r} must look like 'module:function'")
-    added = root is not None and str(root) not in sys.path
-    if added:
-        sys.path.insert(0, str(root))
-    try:
-        fn = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        where = f" (searched the workspace root {root} and sys.path)" if root else ""
-        raise InvalidConfig(f"Cannot load behavioural check {spec!r}: {exc}{where}") from exc
-    finally:
-        if added:
-            with contextlib.suppress(ValueError):
-                sys.path.remove(str(root))
-    if not callable(fn):
-        raise InvalidConfig(f"Behavioural check {spec!r} is a {type(fn).__name__}, not a function")
-    return fn
+# ----------------------------------------------------------------------------------------------
+# The checks: plain data in, one CheckResult out. Each answers for one setting of the policy;
+# none loads a model, reads a file or times anything, so each is tested on numbers alone.
+# ----------------------------------------------------------------------------------------------
+
+
+def check_threshold(metric: str, value: float, min_score: float) -> CheckResult:
+    """``threshold``: the candidate's ``metric`` reaches ``min_score`` (stays under it, for a
+    loss such as ``rmse``); a NaN score fails.
+
+    >>> check_threshold("accuracy", 0.83, 0.8).passed, check_threshold("rmse", 0.83, 0.8).passed
+    (True, False)
+    """
+    scoring_metric(metric)
+    details: dict[str, Any] = {"metric": metric, "score": value, "min": min_score}
+    if _is_nan(value):
+        return CheckResult(
+            "threshold", False, {**details, "error": f"the candidate's {metric} is NaN"}
+        )
+    return CheckResult("threshold", better(metric, value, min_score), details)
+
+
+def check_beats_champion(
+    metric: str,
+    value: float,
+    champion_score: float | None,
+    *,
+    margin: float = 0.0,
+    champion_version: int | None = None,
+) -> CheckResult:
+    """``beats_champion``: the candidate's score beats the champion's, both measured on the
+    same holdout, by at least ``margin`` in the metric's units. Without a champion
+    (``champion_score=None``) there is nothing to beat and it passes; a NaN score fails.
+
+    >>> check_beats_champion("accuracy", 0.85, 0.80, margin=0.01, champion_version=3).passed
+    True
+    >>> check_beats_champion("accuracy", 0.85, None).details
+    {'score': 0.85, 'champion': None}
+    """
+    scoring_metric(metric)
+    if champion_score is None:
+        if _is_nan(value):
+            error = f"the candidate's {metric} is NaN"
+            return CheckResult(
+                "beats_champion", False, {"score": value, "champion": None, "error": error}
+            )
+        return CheckResult("beats_champion", True, {"score": value, "champion": None})
+    details: dict[str, Any] = {
+        "metric": metric,
+        "score": value,
+        "champion_version": champion_version,
+        "champion_score": champion_score,
+        "margin": margin,
+        "delta": value - champion_score,
+    }
+    nan = [who for who, v in (("candidate", value), ("champion", champion_score)) if _is_nan(v)]
+    if nan:
+        error = f"{metric} is NaN for the {' and the '.join(nan)}: the scores can't be compared"
+        return CheckResult("beats_champion", False, {**details, "error": error})
+    return CheckResult("beats_champion", better(metric, value, champion_score, margin), details)
+
+
+def check_latency(timings_ms: Sequence[float], budget_ms: float) -> CheckResult:
+    """``latency``: the 95th percentile of single-row predict times is within ``budget_ms``.
+
+    >>> check_latency([1.0] * 19 + [80.0], budget_ms=50).passed  # one slow row in 20
+    True
+    >>> check_latency([1.0] * 18 + [80.0] * 2, budget_ms=50).passed
+    False
+    """
+    if len(timings_ms) == 0:
+        return CheckResult(
+            "latency",
+            False,
+            {"budget_ms": budget_ms, "sample": 0, "error": "no prediction was timed"},
+        )
+    p95 = float(np.percentile(np.asarray(timings_ms, dtype=float), 95))
+    return CheckResult(
+        "latency",
+        p95 <= budget_ms,
+        {"p95_ms": p95, "budget_ms": budget_ms, "sample": len(timings_ms)},
+    )
+
+
+def slice_scores(metric: str, labels: Any, predictions: Any, slices: Any) -> dict[str, float]:
+    """``metric`` per value of ``slices`` (rows whose slice value is missing belong to no
+    slice); the three are aligned by position.
+
+    >>> slice_scores("accuracy", [1, 1, 0, 0], [1, 0, 0, 0], ["eu", "eu", "us", "us"])
+    {'eu': 0.5, 'us': 1.0}
+    """
+    y_true, y_pred = np.asarray(labels), np.asarray(predictions)
+    keys = pd.Series(np.asarray(slices, dtype=object))
+    if not len(y_true) == len(y_pred) == len(keys):
+        raise InvalidInput(
+            f"labels, predictions and slices must have one value per row; got {len(y_true)}, "
+            f"{len(y_pred)} and {len(keys)}"
+        )
+    return {
+        str(value): score(metric, y_true[rows], y_pred[rows])
+        for value, rows in keys.groupby(keys, sort=True).indices.items()
+    }
+
+
+def check_fairness(column: str, per_slice: dict[str, float], max_gap: float) -> CheckResult:
+    """``fairness``: the best and the worst slice's scores are at most ``max_gap`` apart. It
+    fails when there is no slice to compare, or a slice's score is NaN.
+
+    >>> check_fairness("region", {"eu": 0.5, "us": 1.0}, max_gap=0.1).details["gap"]
+    0.5
+    """
+    details: dict[str, Any] = {"column": column, "max_gap": max_gap, "slices": dict(per_slice)}
+    nan = [name for name, value in per_slice.items() if _is_nan(value)]
+    if not per_slice or nan:
+        error = (
+            f"the score is NaN for the slices {nan}"
+            if nan
+            else f"the holdout's column {column!r} has no values to slice by"
+        )
+        return CheckResult("fairness", False, {**details, "error": error})
+    gap = max(per_slice.values()) - min(per_slice.values())
+    return CheckResult(
+        "fairness",
+        gap <= max_gap,
+        {"column": column, "gap": gap, "max_gap": max_gap, "slices": dict(per_slice)},
+    )
+
+
+def check_signature(candidate: Signature | None, champion: Signature | None) -> CheckResult:
+    """``signature``: the candidate takes the champion's inputs (a model without a recorded
+    signature can't be compared, and passes with a note)."""
+    if candidate is None or champion is None:
+        return CheckResult("signature", True, {"note": "no signature recorded"})
+    problems = compatibility_problems(candidate, champion)
+    return CheckResult("signature", not problems, {"problems": problems})
+
+
+def check_contract(report: ValidationReport) -> CheckResult:
+    """``contract``: the holdout meets the candidate's data contract (its first ten errors)."""
+    problems = [f"{f.column}: {f.message}" for f in report.errors][:10]
+    return CheckResult("contract", report.ok, {"errors": problems})
 
 
 def check_outcome(spec: str, result: Any) -> CheckResult:
@@ -320,6 +461,16 @@ def check_outcome(spec: str, result: Any) -> CheckResult:
     return CheckResult(name, bool(answer), dict(details))
 
 
+def awaiting_approval(policy: GatePolicy, checks: Sequence[CheckResult]) -> bool:
+    """Approval: a candidate that passed every check waits for a person when the policy says
+    ``require_approval``; one that failed has nothing to approve."""
+    return policy.require_approval and all(c.passed for c in checks)
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, Real) and math.isnan(float(value))
+
+
 def _describe(value: Any) -> str:
     shown = repr(value)
     if len(shown) > 80:
@@ -327,7 +478,12 @@ def _describe(value: Any) -> str:
     return f"{shown} ({type(value).__name__})"
 
 
-def _features(
+# ----------------------------------------------------------------------------------------------
+# The edge: scoring and timing the models on the holdout, importing behavioural checks.
+# ----------------------------------------------------------------------------------------------
+
+
+def features(
     model: Any, model_signature: Signature | None, holdout: pd.DataFrame, label: str
 ) -> pd.DataFrame:
     """The holdout columns the model takes: from its signature, else sklearn's
@@ -348,10 +504,167 @@ def _features(
     return holdout.drop(columns=[label])
 
 
-def _guard(name: str, fn: Callable[[], CheckResult]) -> CheckResult:
+def model_score(
+    metric: str, model: Any, signature: Signature | None, holdout: pd.DataFrame, label: str
+) -> float:
+    """``metric`` of ``model``'s predictions on the holdout against its ``label`` column."""
+    return score(metric, holdout[label], model.predict(features(model, signature, holdout, label)))
+
+
+def logged_score(metric: str, metrics: dict[str, float]) -> float:
+    """The candidate's score without a holdout: the ``metric`` its training run logged."""
+    if metric not in metrics:
+        raise InvalidInput(
+            f"No holdout configured and the run logged no {metric!r} metric: log it "
+            f"(loopml.log_metric({metric!r}, ...)) or set holdout = in the gate policy"
+        )
+    return float(metrics[metric])
+
+
+def time_predictions(model: Any, rows: pd.DataFrame) -> list[float]:
+    """Milliseconds each single-row ``predict`` of ``rows`` took."""
+    timings = []
+    for i in range(len(rows)):
+        row = rows.iloc[i : i + 1]
+        start = time.perf_counter()
+        model.predict(row)
+        timings.append((time.perf_counter() - start) * 1000)
+    return timings
+
+
+def load_check(spec: str, root: Path | None = None) -> Callable[..., Any]:
+    """Import a behavioural check ``"module:function"``. The workspace ``root`` is put on
+    ``sys.path`` while importing, so ``my_checks.py`` beside ``loopml.toml`` is found from
+    any folder of the workspace, and from the ``loopml`` command."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise InvalidConfig(f"Behavioural check {spec!r} must look like 'module:function'")
+    added = root is not None and str(root) not in sys.path
+    if added:
+        sys.path.insert(0, str(root))
+    try:
+        fn = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        where = f" (searched the workspace root {root} and sys.path)" if root else ""
+        raise InvalidConfig(f"Cannot load behavioural check {spec!r}: {exc}{where}") from exc
+    finally:
+        if added:
+            with contextlib.suppress(ValueError):
+                sys.path.remove(str(root))
+    if not callable(fn):
+        raise InvalidConfig(f"Behavioural check {spec!r} is a {type(fn).__name__}, not a function")
+    return fn
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """What one run of the gate measures: the models, their signatures, the holdout. Each
+    method measures what its check needs and hands the numbers to the pure check."""
+
+    policy: GatePolicy
+    candidate: Any
+    candidate_signature: Signature | None
+    candidate_metrics: dict[str, float]
+    champion: Any | None
+    champion_version: int | None
+    champion_signature: Signature | None
+    holdout: pd.DataFrame | None
+    root: Path | None
+    contract: Schema | None
+
+    @property
+    def label(self) -> str:
+        return self.policy.label or ""
+
+    def planned(self) -> list[tuple[str, Callable[[], CheckResult]]]:
+        """The policy's checks, in the order the verdict lists them."""
+        policy = self.policy
+        plan: list[tuple[str, Callable[[], CheckResult]]] = []
+        if policy.min_score is not None:
+            plan.append(("threshold", self.threshold))
+        if policy.beat_champion:
+            plan.append(("beats_champion", self.beats_champion))
+        if policy.latency_p95_ms is not None:
+            plan.append(("latency", self.latency))
+        if policy.fairness_column is not None and policy.fairness_max_gap is not None:
+            plan.append(("fairness", self.fairness))
+        if policy.require_signature_match and self.champion is not None:
+            plan.append(("signature", self.signature))
+        for spec in policy.checks:
+            plan.append((f"check:{spec}", functools.partial(self.behavioural, spec)))
+        if self.contract is not None and self.holdout is not None:
+            plan.append(("contract", self.meets_contract))
+        return plan
+
+    @functools.cached_property
+    def candidate_score(self) -> float:
+        if self.holdout is None:
+            return logged_score(self.policy.metric, self.candidate_metrics)
+        return model_score(
+            self.policy.metric, self.candidate, self.candidate_signature, self.holdout, self.label
+        )
+
+    def needed_holdout(self, why: str) -> pd.DataFrame:
+        if self.holdout is None:
+            raise InvalidInput(why)
+        return self.holdout
+
+    def threshold(self) -> CheckResult:
+        return check_threshold(
+            self.policy.metric, self.candidate_score, self.policy.min_score or 0.0
+        )
+
+    def beats_champion(self) -> CheckResult:
+        value = self.candidate_score
+        champion_score = None
+        if self.champion is not None:
+            holdout = self.needed_holdout(
+                "beat_champion needs a holdout: both models are scored on it"
+            )
+            champion_score = model_score(
+                self.policy.metric, self.champion, self.champion_signature, holdout, self.label
+            )
+        return check_beats_champion(
+            self.policy.metric,
+            value,
+            champion_score,
+            margin=self.policy.margin,
+            champion_version=self.champion_version,
+        )
+
+    def latency(self) -> CheckResult:
+        holdout = self.needed_holdout("latency_p95_ms needs a holdout to sample rows from")
+        x = features(self.candidate, self.candidate_signature, holdout, self.label)
+        timings = time_predictions(self.candidate, x.head(self.policy.latency_sample))
+        return check_latency(timings, self.policy.latency_p95_ms or 0.0)
+
+    def fairness(self) -> CheckResult:
+        holdout = self.needed_holdout("fairness needs a holdout")
+        column = self.policy.fairness_column or ""
+        if column not in holdout.columns:
+            raise InvalidInput(f"The holdout has no slice column {column!r}")
+        x = features(self.candidate, self.candidate_signature, holdout, self.label)
+        predictions = self.candidate.predict(x)
+        per_slice = slice_scores(
+            self.policy.metric, holdout[self.label], predictions, holdout[column]
+        )
+        return check_fairness(column, per_slice, self.policy.fairness_max_gap or 0.0)
+
+    def signature(self) -> CheckResult:
+        return check_signature(self.candidate_signature, self.champion_signature)
+
+    def behavioural(self, spec: str) -> CheckResult:
+        return check_outcome(spec, load_check(spec, self.root)(self.candidate, self.holdout))
+
+    def meets_contract(self) -> CheckResult:
+        assert self.contract is not None and self.holdout is not None  # planned() made sure
+        return check_contract(self.contract.validate(self.holdout))
+
+
+def _guard(name: str, run: Callable[[], CheckResult]) -> CheckResult:
     """Run one check; an exception fails the check (with the error), never the process."""
     try:
-        return fn()
+        return run()
     except Exception as exc:
         return CheckResult(
             name,
@@ -374,138 +687,38 @@ def evaluate(
     holdout: pd.DataFrame | None,
     holdout_digest: str | None,
     root: Path | None = None,
+    contract: Schema | None = None,
 ) -> Verdict:
-    """Score the candidate (and the champion, on the same holdout) against ``policy``;
-    behavioural checks are imported with the workspace ``root`` on ``sys.path``."""
-    checks: list[CheckResult] = []
-    label = policy.label or ""
-    cache: dict[str, Any] = {}
-
-    def candidate_score() -> float:
-        if "candidate" not in cache:
-            if holdout is None:
-                if policy.metric not in candidate_metrics:
-                    raise InvalidInput(
-                        f"No holdout configured and the run logged no {policy.metric!r} metric"
-                    )
-                cache["candidate"] = candidate_metrics[policy.metric]
-            else:
-                x = _features(candidate, candidate_signature, holdout, label)
-                cache["candidate"] = score(policy.metric, holdout[label], candidate.predict(x))
-        return float(cache["candidate"])
-
-    if policy.min_score is not None:
-
-        def threshold() -> CheckResult:
-            value = candidate_score()
-            ok = better(policy.metric, value, policy.min_score or 0.0)
-            return CheckResult(
-                "threshold", ok, {"metric": policy.metric, "score": value, "min": policy.min_score}
-            )
-
-        checks.append(_guard("threshold", threshold))
-
-    if policy.beat_champion:
-
-        def beat() -> CheckResult:
-            value = candidate_score()
-            if champion is None:
-                return CheckResult("beats_champion", True, {"score": value, "champion": None})
-            if holdout is None:
-                raise InvalidInput("beat_champion needs a holdout: both models are scored on it")
-            x = _features(champion, champion_signature, holdout, label)
-            champ = score(policy.metric, holdout[label], champion.predict(x))
-            ok = better(policy.metric, value, champ, policy.margin)
-            return CheckResult(
-                "beats_champion",
-                ok,
-                {
-                    "metric": policy.metric,
-                    "score": value,
-                    "champion_version": champion_version,
-                    "champion_score": champ,
-                    "margin": policy.margin,
-                    "delta": value - champ,
-                },
-            )
-
-        checks.append(_guard("beats_champion", beat))
-
-    if policy.latency_p95_ms is not None:
-
-        def latency() -> CheckResult:
-            if holdout is None:
-                raise InvalidInput("latency_p95_ms needs a holdout to sample rows from")
-            x = _features(candidate, candidate_signature, holdout, label)
-            sample = x.head(policy.latency_sample)
-            timings = []
-            for i in range(len(sample)):
-                row = sample.iloc[i : i + 1]
-                start = time.perf_counter()
-                candidate.predict(row)
-                timings.append((time.perf_counter() - start) * 1000)
-            p95 = float(np.percentile(timings, 95))
-            return CheckResult(
-                "latency",
-                p95 <= (policy.latency_p95_ms or 0.0),
-                {"p95_ms": p95, "budget_ms": policy.latency_p95_ms, "sample": len(timings)},
-            )
-
-        checks.append(_guard("latency", latency))
-
-    if policy.fairness_column is not None and policy.fairness_max_gap is not None:
-
-        def fairness() -> CheckResult:
-            if holdout is None:
-                raise InvalidInput("fairness needs a holdout")
-            column = policy.fairness_column or ""
-            if column not in holdout.columns:
-                raise InvalidInput(f"The holdout has no slice column {column!r}")
-            x = _features(candidate, candidate_signature, holdout, label)
-            predictions = pd.Series(np.asarray(candidate.predict(x)), index=holdout.index)
-            per_slice = {
-                str(value): score(policy.metric, holdout.loc[idx, label], predictions.loc[idx])
-                for value, idx in holdout.groupby(column).groups.items()
-            }
-            gap = max(per_slice.values()) - min(per_slice.values())
-            return CheckResult(
-                "fairness",
-                gap <= (policy.fairness_max_gap or 0.0),
-                {
-                    "column": column,
-                    "gap": gap,
-                    "max_gap": policy.fairness_max_gap,
-                    "slices": per_slice,
-                },
-            )
-
-        checks.append(_guard("fairness", fairness))
-
-    if policy.require_signature_match and champion is not None:
-
-        def signature() -> CheckResult:
-            if candidate_signature is None or champion_signature is None:
-                return CheckResult("signature", True, {"note": "no signature recorded"})
-            problems = compatibility_problems(candidate_signature, champion_signature)
-            return CheckResult("signature", not problems, {"problems": problems})
-
-        checks.append(_guard("signature", signature))
-
-    for spec in policy.checks:
-
-        def behavioural(spec: str = spec) -> CheckResult:
-            return check_outcome(spec, load_check(spec, root)(candidate, holdout))
-
-        checks.append(_guard(f"check:{spec}", behavioural))
-
-    passed = all(c.passed for c in checks)
+    """Run the policy's checks on the candidate (the champion is scored on the same holdout)
+    and return the verdict. A check that raises fails, with its error; behavioural checks are
+    imported with the workspace ``root`` on ``sys.path``; with a ``contract`` (the
+    candidate's data schema) the holdout is validated against it too. Without a holdout the
+    candidate's score is the metric its run logged."""
+    if holdout is not None and (policy.label is None or policy.label not in holdout.columns):
+        raise InvalidInput(
+            f"The holdout has no label column {policy.label!r} (its columns: "
+            f"{', '.join(map(str, holdout.columns[:20]))}); set label = in the gate policy"
+        )
+    trial = _Trial(
+        policy=policy,
+        candidate=candidate,
+        candidate_signature=candidate_signature,
+        candidate_metrics=candidate_metrics,
+        champion=champion,
+        champion_version=champion_version,
+        champion_signature=champion_signature,
+        holdout=holdout,
+        root=root,
+        contract=contract,
+    )
+    checks = tuple(_guard(check, run) for check, run in trial.planned())
     return Verdict(
         model=name,
         version=version,
         champion=champion_version,
-        passed=passed,
-        checks=tuple(checks),
+        passed=all(c.passed for c in checks),
+        checks=checks,
         policy=policy.to_dict(),
         holdout_digest=holdout_digest,
-        awaiting_approval=passed and policy.require_approval,
+        awaiting_approval=awaiting_approval(policy, checks),
     )

@@ -92,6 +92,21 @@ def score(name: str, y_true: Any, y_pred: Any) -> float:
 
 
 def better(name: str, a: float, b: float, margin: float = 0.0) -> bool:
-    """Is score ``a`` better than ``b`` by at least ``margin`` (in the metric's units)?"""
+    """Is score ``a`` better than ``b`` by at least ``margin`` (in the metric's units)? A NaN
+    score is never better than anything.
+
+    >>> better("accuracy", 0.82, 0.80, margin=0.01), better("rmse", 0.82, 0.80)
+    (True, False)
+    """
     _, higher, _ = metric(name)
     return a >= b + margin if higher else a <= b - margin
+
+
+def improvement(a: float, b: float, *, higher: bool) -> float:
+    """How much better score ``a`` is than ``b``, in the metric's units: positive when ``a``
+    is better, whichever way the metric points.
+
+    >>> improvement(0.9, 0.8, higher=False) < 0 < improvement(0.9, 0.8, higher=True)
+    True
+    """
+    return a - b if higher else b - a

@@ -28,10 +28,10 @@ from typing import TYPE_CHECKING
 from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from loopml.checks import CheckResult
     from loopml.validation.checks import Check
     from loopml.validation.exceptions import InvalidSchema, ModelChecksFailed, ValidationFailed
     from loopml.validation.model_checks import (
-        CheckResult,
         assert_checks,
         check_beats_baseline,
         check_directional,
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 # Imported on first use: opening a workspace must not load pandas and NumPy.
 _LAZY = {
     "Check": "loopml.validation.checks",
-    "CheckResult": "loopml.validation.model_checks",
+    "CheckResult": "loopml.checks",  # the one class; loopml.registry exports it too
     "Column": "loopml.validation.schema",
     "Failure": "loopml.validation.report",
     "InvalidSchema": "loopml.validation.exceptions",

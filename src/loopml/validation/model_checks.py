@@ -29,34 +29,19 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
+from loopml.checks import CheckResult
 from loopml.exceptions import InvalidInput
-from loopml.registry.scoring import METRICS
+from loopml.registry.scoring import METRICS, improvement
 from loopml.validation.exceptions import ModelChecksFailed
 from loopml.validation.report import plain
 
 Task = Literal["classification", "regression"]
 Method = str | Callable[[Any, Any], Any]
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """The outcome of one model check: ``passed``, the figures behind it, and one line to read."""
-
-    name: str
-    passed: bool
-    details: dict[str, Any] = field(default_factory=dict, hash=False)
-    summary: str = ""
-
-    def __str__(self) -> str:
-        return f"{self.name}: {'passed' if self.passed else 'FAILED'}" + (
-            f": {self.summary}" if self.summary else ""
-        )
 
 
 def assert_checks(*results: CheckResult | Iterable[CheckResult]) -> None:
@@ -191,12 +176,12 @@ def check_beats_baseline(
         )
     baseline_pred, source = _baseline_predictions(task, y_fit, len(y_true))
     baseline_score = float(score(y_true, baseline_pred))
-    improvement = model_score - baseline_score if higher else baseline_score - model_score
-    passed = improvement > margin
+    gain = improvement(model_score, baseline_score, higher=higher)
+    passed = gain > margin
     details.update(
         model_score=model_score,
         baseline_score=baseline_score,
-        improvement=improvement,
+        improvement=gain,
         greater_is_better=higher,
         baseline=source,
         n_rows=len(y_true),
@@ -204,7 +189,7 @@ def check_beats_baseline(
     verdict = "beats" if passed else "does not beat"
     summary = (
         f"{metric_name} {model_score:.4g} {verdict} the baseline's {baseline_score:.4g} "
-        f"by more than {margin:g} (improvement {improvement:.4g})"
+        f"by more than {margin:g} (improvement {gain:.4g})"
     )
     return CheckResult(name, passed, details, summary)
 
