@@ -194,6 +194,17 @@ def test_tables_show_stages_and_aliases_as_words(
     assert "(no stage, sklearn)" in lineage
 
 
+def test_history_stays_legible_in_80_columns(
+    two_versions: Workspace, invoke: Callable[..., Result]
+) -> None:
+    """Times carry their offset now; the event, target and time must still not be cut."""
+    assert invoke("models", "promote", "churn", "1").exit_code == 0
+    shown = invoke("models", "history", "churn", env={"COLUMNS": "80"}).stdout
+    assert max(len(line) for line in shown.splitlines()) <= 80
+    rows = shown.split("─\n", 1)[1]  # below the header rule
+    assert "registered" in rows and "Production" in rows and "…" not in rows
+
+
 def test_missing_model_files_message_has_one_full_stop(
     two_versions: Workspace, invoke: Callable[..., Result], error_lines: Callable[..., list[str]]
 ) -> None:

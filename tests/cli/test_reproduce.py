@@ -51,7 +51,11 @@ def test_reproduce_writes_requirements_and_diff_and_prints_commands(
     # Start the run the way `python train.py --lr '0.5 x'` in the checkout would.
     monkeypatch.chdir(dirty_repo)
     monkeypatch.setattr(sys, "argv", ["train.py", "--lr", "0.5 x"])
-    with workspace.start_run("churn", log_environment=True) as run:
+    # The run's code is train.py (not this test file): its checkout is the code version.
+    with (
+        environment.code_file(dirty_repo / "train.py"),
+        workspace.start_run("churn", log_environment=True) as run,
+    ):
         run.log_metric("acc", 0.9)
     monkeypatch.setattr(sys, "argv", ["pytest"])
 
@@ -96,7 +100,10 @@ def test_reproduce_clean_checkout_has_no_diff(
     git(dirty_repo, "commit", "-q", "-am", "clean")
     monkeypatch.chdir(dirty_repo)
     monkeypatch.setattr(sys, "argv", ["train.py"])
-    with workspace.start_run("churn", log_environment=True) as run:
+    with (
+        environment.code_file(dirty_repo / "train.py"),
+        workspace.start_run("churn", log_environment=True) as run,
+    ):
         pass
     monkeypatch.setattr(sys, "argv", ["pytest"])
     monkeypatch.chdir(tmp_path)
@@ -120,7 +127,10 @@ def test_reproduce_outside_git_notes_it(
     assert environment.git_state(str(plain)) is None
     monkeypatch.chdir(plain)
     monkeypatch.setattr(sys, "argv", ["train.py"])
-    with workspace.start_run("churn", log_environment=True) as run:
+    with (
+        environment.code_file(plain / "train.py"),
+        workspace.start_run("churn", log_environment=True) as run,
+    ):
         pass
     monkeypatch.setattr(sys, "argv", ["pytest"])
     result = invoke("-w", str(workspace.root), "runs", "reproduce", run.id, "-o", "out")

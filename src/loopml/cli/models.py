@@ -294,7 +294,14 @@ def history(ws: Workspace, name: str, as_json: bool) -> None:
         emit_json([e.__dict__ for e in events])
         return
     grid = table(
-        "When", "Event", "Version", "Target", "From", "Who", "Why / verdict", no_wrap={"When"}
+        "When",
+        "Event",
+        "Version",
+        "Target",
+        "From",
+        "Who",
+        "Why / verdict",
+        no_wrap={"When", "Event", "Target"},
     )
     for e in events:
         why = e.reason or ""
