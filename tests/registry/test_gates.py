@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,28 @@ import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
 
+from loopml.checks import CheckResult
 from loopml.exceptions import InvalidConfig, InvalidInput, PromotionBlocked
-from loopml.registry import GatePolicy
-from loopml.registry.gates import check_outcome, load_check, read_holdout
+from loopml.registry import GatePolicy, Signature, Verdict
+from loopml.registry.gates import (
+    awaiting_approval,
+    check_beats_champion,
+    check_contract,
+    check_fairness,
+    check_latency,
+    check_outcome,
+    check_signature,
+    check_threshold,
+    evaluate,
+    features,
+    load_check,
+    logged_score,
+    model_score,
+    read_holdout,
+    slice_scores,
+    time_predictions,
+)
+from loopml.validation import Column, Schema
 from loopml.workspace import Workspace
 
 WHERE = "loopml.toml [gates.churn]"
@@ -191,3 +211,602 @@ def test_a_check_module_is_imported_with_the_workspace_root_on_sys_path(tmp_path
     assert sys.path == before
     with pytest.raises(InvalidConfig, match="searched the workspace root"):
         load_check("root_checks_unit:missing", tmp_path)
+
+
+# -- the checks, one by one: plain numbers in, one CheckResult out ------------------------------
+
+
+def test_one_check_result_class_for_the_whole_package() -> None:
+    import loopml.registry
+    import loopml.validation
+    from loopml.registry import gates
+    from loopml.validation import model_checks
+
+    assert loopml.registry.CheckResult is loopml.validation.CheckResult is CheckResult
+    assert gates.CheckResult is model_checks.CheckResult is CheckResult
+
+
+def test_a_check_result_keeps_the_stored_shape() -> None:
+    plain = CheckResult("threshold", True, {"score": 0.9})
+    assert plain.to_dict() == {"name": "threshold", "passed": True, "details": {"score": 0.9}}
+    read = CheckResult("x", False, {"n": [1]}, "too slow")
+    assert read.to_dict() == {
+        "name": "x",
+        "passed": False,
+        "details": {"n": [1]},
+        "summary": "too slow",
+    }
+    assert CheckResult.from_dict(read.to_dict()) == read
+    assert CheckResult.from_dict({"name": "y", "passed": True}) == CheckResult("y", True, {})
+    assert str(read) == "x: FAILED: too slow" and str(plain) == "threshold: passed"
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "minimum", "passed"),
+    [
+        ("accuracy", 0.8, 0.8, True),  # reaching the threshold is enough
+        ("accuracy", 0.79, 0.8, False),
+        ("accuracy", 0.95, 0.8, True),
+        ("rmse", 0.5, 0.8, True),  # a loss passes below its threshold
+        ("rmse", 0.8, 0.8, True),
+        ("rmse", 0.81, 0.8, False),
+    ],
+)
+def test_threshold(metric: str, value: float, minimum: float, passed: bool) -> None:
+    result = check_threshold(metric, value, minimum)
+    assert result == CheckResult(
+        "threshold", passed, {"metric": metric, "score": value, "min": minimum}
+    )
+
+
+def test_a_nan_score_fails_the_threshold_saying_so() -> None:
+    result = check_threshold("rmse", float("nan"), 0.8)
+    assert not result.passed and result.details["error"] == "the candidate's rmse is NaN"
+    assert result.details["metric"] == "rmse" and result.details["min"] == 0.8
+
+
+def test_an_unknown_metric_is_an_error_naming_the_valid_ones() -> None:
+    with pytest.raises(InvalidInput, match="Unknown metric 'acc'; use one of accuracy, "):
+        check_threshold("acc", 0.9, 0.8)
+    with pytest.raises(InvalidInput, match="Unknown metric 'acc'"):
+        check_beats_champion("acc", 0.9, None)
+    with pytest.raises(InvalidInput, match="Unknown metric 'acc'"):
+        check_beats_champion("acc", 0.9, 0.8)
+
+
+def test_without_a_champion_there_is_nothing_to_beat() -> None:
+    assert check_beats_champion("accuracy", 0.1, None) == CheckResult(
+        "beats_champion", True, {"score": 0.1, "champion": None}
+    )
+    nan = check_beats_champion("accuracy", float("nan"), None)
+    assert not nan.passed and nan.details["error"] == "the candidate's accuracy is NaN"
+    assert nan.details["champion"] is None
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "champion", "margin", "passed"),
+    [
+        ("accuracy", 0.9, 0.8, 0.0, True),
+        ("accuracy", 0.8, 0.8, 0.0, True),  # a tie passes without a margin
+        ("accuracy", 0.8, 0.8, 0.01, False),
+        ("accuracy", 0.85, 0.8, 0.05, True),  # by exactly the margin
+        ("accuracy", 0.84, 0.8, 0.05, False),
+        ("accuracy", 0.7, 0.8, 0.0, False),
+        ("mae", 0.7, 0.8, 0.05, True),  # a loss must go down
+        ("mae", 0.76, 0.8, 0.05, False),
+        ("mae", 0.9, 0.8, 0.0, False),
+    ],
+)
+def test_beats_champion_by_the_margin(
+    metric: str, value: float, champion: float, margin: float, passed: bool
+) -> None:
+    result = check_beats_champion(metric, value, champion, margin=margin, champion_version=3)
+    assert result == CheckResult(
+        "beats_champion",
+        passed,
+        {
+            "metric": metric,
+            "score": value,
+            "champion_version": 3,
+            "champion_score": champion,
+            "margin": margin,
+            "delta": value - champion,
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "champion", "who"),
+    [
+        (float("nan"), 0.8, "for the candidate:"),
+        (0.9, float("nan"), "for the champion:"),
+        (float("nan"), float("nan"), "for the candidate and the champion:"),
+    ],
+)
+def test_a_nan_score_never_beats_nor_is_beaten(value: float, champion: float, who: str) -> None:
+    result = check_beats_champion("rmse", value, champion)
+    assert not result.passed
+    assert result.details["error"] == f"rmse is NaN {who} the scores can't be compared"
+    assert result.details["champion_score"] is champion and result.details["margin"] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("timings", "budget", "passed", "p95"),
+    [
+        ([1.0] * 19 + [80.0], 50.0, True, 4.95),  # one slow row in twenty
+        ([1.0] * 18 + [80.0] * 2, 50.0, False, 80.0),
+        ([5.0], 5.0, True, 5.0),  # exactly the budget
+        ([5.0], 4.99, False, 5.0),
+    ],
+)
+def test_latency_p95(timings: list[float], budget: float, passed: bool, p95: float) -> None:
+    result = check_latency(timings, budget)
+    assert result.name == "latency" and result.passed is passed
+    assert result.details == {
+        "p95_ms": pytest.approx(p95),
+        "budget_ms": budget,
+        "sample": len(timings),
+    }
+
+
+def test_latency_with_nothing_timed_fails() -> None:
+    assert check_latency([], 50.0) == CheckResult(
+        "latency", False, {"budget_ms": 50.0, "sample": 0, "error": "no prediction was timed"}
+    )
+
+
+def test_slice_scores_by_position_skipping_rows_without_a_slice() -> None:
+    labels = pd.Series([1, 1, 0, 0, 1], index=[10, 10, 11, 12, 13])  # positions count, not labels
+    scores = slice_scores("accuracy", labels, [1, 0, 0, 0, 0], ["us", "us", "eu", None, "eu"])
+    assert scores == {"eu": 0.5, "us": 0.5}
+    assert list(slice_scores("accuracy", [1, 0], [1, 1], [2, 1])) == ["1", "2"]
+    with pytest.raises(InvalidInput, match="one value per row; got 2, 2 and 3"):
+        slice_scores("accuracy", [1, 0], [1, 1], ["a", "b", "c"])
+
+
+@pytest.mark.parametrize(
+    ("per_slice", "max_gap", "passed", "gap"),
+    [
+        ({"eu": 0.5, "us": 1.0}, 0.1, False, 0.5),
+        ({"eu": 0.9, "us": 0.8, "apac": 0.85}, 0.1, True, pytest.approx(0.1)),
+        ({"eu": 0.9, "us": 0.7}, 0.2, True, pytest.approx(0.2)),
+        ({"eu": 0.9}, 0.0, True, 0.0),
+    ],
+)
+def test_fairness_gap(per_slice: dict[str, float], max_gap: float, passed: bool, gap: Any) -> None:
+    result = check_fairness("region", per_slice, max_gap)
+    assert result.name == "fairness" and result.passed is passed
+    assert result.details == {
+        "column": "region",
+        "gap": gap,
+        "max_gap": max_gap,
+        "slices": per_slice,
+    }
+    assert list(result.details) == ["column", "gap", "max_gap", "slices"]  # the stored order
+
+
+def test_fairness_fails_without_slices_or_with_a_nan_slice() -> None:
+    empty = check_fairness("region", {}, 0.1)
+    assert not empty.passed
+    assert empty.details["error"] == "the holdout's column 'region' has no values to slice by"
+    nan = check_fairness("region", {"eu": 0.9, "us": float("nan")}, 0.1)
+    assert not nan.passed and nan.details["error"] == "the score is NaN for the slices ['us']"
+    assert nan.details["slices"]["eu"] == 0.9
+
+
+def test_signature_compatibility() -> None:
+    a = Signature(inputs=(("x", "float64"), ("y", "int64")), outputs=())
+    b = Signature(inputs=(("x", "float64"),), outputs=())
+    assert check_signature(a, a) == CheckResult("signature", True, {"problems": []})
+    assert check_signature(a, b) == CheckResult(
+        "signature", False, {"problems": ["needs new input columns ['y']"]}
+    )
+    for pair in ((None, a), (a, None), (None, None)):
+        assert check_signature(*pair) == CheckResult(
+            "signature", True, {"note": "no signature recorded"}
+        )
+
+
+def test_contract() -> None:
+    frame = pd.DataFrame({"a": [0, 1, 2, 3], "label": [0, 0, 1, 1]})
+    assert check_contract(Schema({"a": Column("int64")}).validate(frame)) == CheckResult(
+        "contract", True, {"errors": []}
+    )
+    broken = check_contract(Schema({"a": Column("int64", max=2)}).validate(frame))
+    assert broken == CheckResult(
+        "contract", False, {"errors": ["a: 1 of 4 rows (25.00%) are above max 2"]}
+    )
+    many = Schema({f"c{i}": Column() for i in range(12)}).validate(frame)
+    assert len(check_contract(many).details["errors"]) == 10  # the first ten
+
+
+@pytest.mark.parametrize(
+    ("required", "outcomes", "waits"),
+    [
+        (True, [True, True], True),
+        (True, [True, False], False),  # a failed candidate has nothing to approve
+        (True, [], True),
+        (False, [True], False),
+    ],
+)
+def test_approval(required: bool, outcomes: list[bool], waits: bool) -> None:
+    checks = [CheckResult(f"c{i}", ok) for i, ok in enumerate(outcomes)]
+    assert awaiting_approval(GatePolicy(require_approval=required), checks) is waits
+
+
+def test_logged_score_names_the_missing_metric() -> None:
+    assert logged_score("f1", {"f1": 1}) == 1.0 and isinstance(logged_score("f1", {"f1": 1}), float)
+    with pytest.raises(InvalidInput, match="the run logged no 'f1' metric: log it"):
+        logged_score("f1", {"accuracy": 0.9})
+
+
+def test_time_predictions_times_one_row_at_a_time() -> None:
+    seen: list[int] = []
+
+    class Counting:
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            seen.append(len(x))
+            return np.zeros(len(x))
+
+    timings = time_predictions(Counting(), pd.DataFrame({"a": [1, 2, 3]}))
+    assert len(timings) == 3 and all(t >= 0 for t in timings) and seen == [1, 1, 1]
+
+
+# -- the gate: evaluate runs the policy's checks in order and builds the verdict ------------------
+
+
+class AtLeast:
+    """Predicts 1 when column ``a`` reaches ``cut``: a real model, small enough to reason about."""
+
+    def __init__(self, cut: float, delay_s: float = 0.0) -> None:
+        self.cut, self.delay_s = cut, delay_s
+
+    def predict(self, x: pd.DataFrame) -> np.ndarray:
+        if self.delay_s:
+            time.sleep(self.delay_s)
+        return (np.asarray(x["a"]) >= self.cut).astype(int)
+
+
+HOLDOUT = pd.DataFrame(
+    {
+        "a": [0, 1, 2, 3, 4, 5, 6, 7],
+        "region": ["eu", "eu", "eu", "eu", "us", "us", "us", "us"],
+        "label": [0, 0, 0, 0, 1, 1, 1, 1],
+    }
+)
+SIGNATURE = Signature(inputs=(("a", "int64"), ("region", "object")), outputs=())
+
+
+def run_gate(policy: GatePolicy, **given: Any) -> Verdict:
+    arguments: dict[str, Any] = {
+        "name": "churn",
+        "version": 2,
+        "candidate": AtLeast(4),
+        "candidate_signature": None,
+        "candidate_metrics": {},
+        "champion": None,
+        "champion_version": None,
+        "champion_signature": None,
+        "holdout": HOLDOUT,
+        "holdout_digest": "blake3:abc",
+    }
+    return evaluate(policy, **{**arguments, **given})
+
+
+def gate(**settings: Any) -> GatePolicy:
+    return GatePolicy(**{"holdout": "h.csv", "label": "label", **settings})
+
+
+def test_a_full_policy_runs_every_check_in_order(checks_root: Path) -> None:
+    verdict = run_gate(
+        gate(
+            min_score=0.9,
+            margin=0.1,
+            latency_p95_ms=1000,
+            latency_sample=3,
+            fairness_column="region",
+            fairness_max_gap=0.0,
+            checks=("gate_unit_checks:fine",),
+            require_approval=True,
+        ),
+        champion=AtLeast(2),
+        champion_version=1,
+        candidate_signature=SIGNATURE,
+        champion_signature=SIGNATURE,
+        contract=Schema({"a": Column("int64")}),
+        root=checks_root,
+    )
+    assert [c.name for c in verdict.checks] == [
+        "threshold",
+        "beats_champion",
+        "latency",
+        "fairness",
+        "signature",
+        "check:gate_unit_checks:fine",
+        "contract",
+    ]
+    assert all(c.passed for c in verdict.checks), verdict.summary()
+    assert verdict.passed and verdict.awaiting_approval
+    assert (verdict.model, verdict.version, verdict.champion) == ("churn", 2, 1)
+    assert verdict.holdout_digest == "blake3:abc" and verdict.policy["min_score"] == 0.9
+    threshold, beat, latency, fairness = verdict.checks[:4]
+    assert threshold.details == {"metric": "accuracy", "score": 1.0, "min": 0.9}
+    assert beat.details["champion_score"] == 0.75 and beat.details["delta"] == 0.25
+    assert latency.details["sample"] == 3
+    assert fairness.details["slices"] == {"eu": 1.0, "us": 1.0}
+    assert not verdict.forced and verdict.reason is None
+
+
+def test_each_failing_check_fails_the_verdict_alone() -> None:
+    policy = gate(
+        min_score=0.9,
+        latency_p95_ms=1000,
+        fairness_column="region",
+        fairness_max_gap=0.1,
+        require_approval=True,
+    )
+    # AtLeast(2) scores 0.75: under the threshold, worse than the champion, unfair to eu
+    verdict = run_gate(policy, candidate=AtLeast(2), champion=AtLeast(4), champion_version=1)
+    assert {c.name: c.passed for c in verdict.checks} == {
+        "threshold": False,
+        "beats_champion": False,
+        "latency": True,
+        "fairness": False,
+        "signature": True,  # no signatures recorded
+    }
+    assert not verdict.passed and not verdict.awaiting_approval
+    assert verdict.checks[3].details["slices"] == {"eu": 0.5, "us": 1.0}
+
+
+def test_a_slow_model_fails_the_latency_budget() -> None:
+    verdict = run_gate(
+        gate(beat_champion=False, latency_p95_ms=1, latency_sample=2),
+        candidate=AtLeast(4, delay_s=0.01),
+    )
+    (latency,) = verdict.checks
+    assert not latency.passed and latency.details["p95_ms"] > 1 and latency.details["sample"] == 2
+    assert not verdict.passed
+
+
+def test_without_a_champion_the_gate_compares_nothing() -> None:
+    verdict = run_gate(gate(), candidate=AtLeast(2), candidate_signature=SIGNATURE)
+    (beat,) = verdict.checks  # no signature check without a champion
+    assert beat == CheckResult("beats_champion", True, {"score": 0.75, "champion": None})
+    assert verdict.passed and verdict.champion is None and not verdict.awaiting_approval
+
+
+def test_an_incompatible_signature_fails_the_gate() -> None:
+    narrower = Signature(inputs=(("a", "int64"),), outputs=())
+    verdict = run_gate(
+        gate(beat_champion=False),
+        champion=AtLeast(4),
+        champion_version=1,
+        candidate_signature=SIGNATURE,
+        champion_signature=narrower,
+    )
+    (signature,) = verdict.checks
+    assert signature.details == {"problems": ["needs new input columns ['region']"]}
+    assert not verdict.passed
+    relaxed = run_gate(
+        gate(beat_champion=False, require_signature_match=False),
+        champion=AtLeast(4),
+        candidate_signature=SIGNATURE,
+        champion_signature=narrower,
+    )
+    assert relaxed.checks == () and relaxed.passed
+
+
+def test_without_a_holdout_the_score_is_the_runs_logged_metric() -> None:
+    policy = GatePolicy(metric="f1", min_score=0.8)
+    passed = run_gate(policy, holdout=None, candidate_metrics={"f1": 0.85, "accuracy": 0.1})
+    assert passed.passed and passed.checks[0].details["score"] == 0.85
+    failed = run_gate(policy, holdout=None, candidate_metrics={"f1": 0.75})
+    assert not failed.passed and failed.checks[0].details["score"] == 0.75
+    (threshold, beat) = run_gate(policy, holdout=None, candidate_metrics={"accuracy": 0.9}).checks
+    for check in (threshold, beat):
+        assert not check.passed
+        assert "No holdout configured and the run logged no 'f1' metric" in check.details["error"]
+
+
+@pytest.mark.parametrize(
+    ("settings", "name", "message"),
+    [
+        ({}, "beats_champion", "beat_champion needs a holdout: both models are scored on it"),
+        ({"latency_p95_ms": 10}, "latency", "latency_p95_ms needs a holdout to sample rows from"),
+        (
+            {"fairness_column": "region", "fairness_max_gap": 0.1},
+            "fairness",
+            "fairness needs a holdout",
+        ),
+    ],
+)
+def test_checks_that_need_a_holdout_fail_without_one(
+    settings: dict[str, Any], name: str, message: str
+) -> None:
+    policy = GatePolicy(beat_champion=name == "beats_champion", **settings)
+    verdict = run_gate(
+        policy,
+        holdout=None,
+        candidate_metrics={"accuracy": 0.9},
+        champion=AtLeast(1),
+        champion_version=1,
+    )
+    check = next(c for c in verdict.checks if c.name == name)
+    assert not check.passed and check.details["error"] == f"InvalidInput: {message}"
+    assert "Traceback" in check.details["traceback"] and not verdict.passed
+
+
+def test_a_holdout_without_the_label_column_is_an_error() -> None:
+    with pytest.raises(
+        InvalidInput,
+        match=r"The holdout has no label column 'churned' \(its columns: a, region, label\)",
+    ):
+        run_gate(gate(label="churned"))
+    with pytest.raises(InvalidInput, match="has no label column None"):
+        run_gate(GatePolicy())  # a holdout frame with no label = in the policy
+
+
+def test_a_fairness_column_missing_from_the_holdout_fails_that_check() -> None:
+    verdict = run_gate(gate(beat_champion=False, fairness_column="country", fairness_max_gap=0.1))
+    (fairness,) = verdict.checks
+    assert fairness.details["error"] == "InvalidInput: The holdout has no slice column 'country'"
+
+
+def test_a_model_that_raises_fails_its_checks_and_the_others_still_run(
+    checks_root: Path,
+) -> None:
+    class Broken:
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            raise RuntimeError("no weights")
+
+    verdict = run_gate(
+        gate(min_score=0.5, checks=("gate_unit_checks:fine",)), candidate=Broken(), root=checks_root
+    )
+    threshold, beat, behavioural = verdict.checks
+    for check in (threshold, beat):
+        assert check.details["error"] == "RuntimeError: no weights"
+    assert behavioural.passed and not verdict.passed
+
+
+def test_the_model_gets_the_columns_of_its_signature() -> None:
+    class OnlyA(AtLeast):
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            assert list(x.columns) == ["a"], list(x.columns)
+            return super().predict(x)
+
+    only_a = Signature(inputs=(("a", "int64"),), outputs=())
+    verdict = run_gate(gate(min_score=1.0), candidate=OnlyA(4), candidate_signature=only_a)
+    assert verdict.passed, verdict.summary()
+    needs_b = Signature(inputs=(("a", "int64"), ("b", "int64")), outputs=())
+    (threshold, _) = run_gate(gate(min_score=1.0), candidate_signature=needs_b).checks
+    assert "The holdout lacks columns the model needs: ['b']" in threshold.details["error"]
+
+
+def test_features_come_from_the_signature_then_sklearn_then_all_but_the_label() -> None:
+    assert list(features(AtLeast(1), None, HOLDOUT, "label").columns) == ["a", "region"]
+    fitted = LogisticRegression().fit(HOLDOUT[["a"]], HOLDOUT["label"])
+    assert list(features(fitted, None, HOLDOUT, "label").columns) == ["a"]
+    arrays = Signature(inputs=(("[0]", "int64"),), outputs=())  # an array model: no names
+    assert list(features(AtLeast(1), arrays, HOLDOUT, "label").columns) == ["a", "region"]
+    assert model_score("accuracy", AtLeast(4), None, HOLDOUT, "label") == 1.0
+
+
+@pytest.fixture(scope="module")
+def checks_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A workspace root holding behavioural checks, found through evaluate's ``root``."""
+    root = tmp_path_factory.mktemp("gate_checks")
+    (root / "gate_unit_checks.py").write_text(
+        textwrap.dedent(
+            """
+            def fine(model, holdout):
+                return True
+
+            def refuses(model, holdout):
+                return (False, {"negative": 2})
+
+            def agrees(model, holdout):
+                return (True, {"rows": len(holdout)})
+
+            def answers_yes(model, holdout):
+                return "yes"
+            """
+        )
+    )
+    return root
+
+
+@pytest.mark.parametrize(
+    ("spec", "passed", "details"),
+    [
+        ("gate_unit_checks:fine", True, {}),
+        ("gate_unit_checks:refuses", False, {"negative": 2}),
+        ("gate_unit_checks:agrees", True, {"rows": 8}),
+        ("gate_unit_checks:answers_yes", False, None),
+    ],
+)
+def test_a_behavioural_check_decides_by_its_bool(
+    spec: str, passed: bool, details: dict[str, Any] | None, checks_root: Path
+) -> None:
+    verdict = run_gate(gate(beat_champion=False, checks=(spec,)), root=checks_root)
+    (check,) = verdict.checks
+    assert check.name == f"check:{spec}" and check.passed is passed and verdict.passed is passed
+    if details is not None:
+        assert check.details == details
+
+
+def test_a_behavioural_check_that_cannot_be_loaded_fails(checks_root: Path) -> None:
+    verdict = run_gate(
+        gate(beat_champion=False, checks=("gate_unit_checks:missing",)), root=checks_root
+    )
+    (check,) = verdict.checks
+    assert not check.passed and "Cannot load behavioural check" in check.details["error"]
+
+
+def test_the_contract_check_runs_only_with_a_holdout() -> None:
+    broken = Schema({"a": Column("int64", max=2)})
+    verdict = run_gate(gate(beat_champion=False, require_approval=True), contract=broken)
+    (contract,) = verdict.checks
+    assert contract.name == "contract" and not contract.passed
+    assert not verdict.passed and not verdict.awaiting_approval
+    skipped = run_gate(GatePolicy(beat_champion=False), holdout=None, contract=broken)
+    assert skipped.checks == () and skipped.passed
+
+
+def test_a_verdict_round_trips_and_old_stored_verdicts_load() -> None:
+    verdict = run_gate(gate(min_score=0.9))
+    data = verdict.to_dict()
+    assert list(data) == [
+        "model",
+        "version",
+        "champion",
+        "passed",
+        "awaiting_approval",
+        "forced",
+        "reason",
+        "holdout_digest",
+        "policy",
+        "checks",
+    ]
+    assert data["checks"][0] == {
+        "name": "threshold",
+        "passed": True,
+        "details": {"metric": "accuracy", "score": 1.0, "min": 0.9},
+    }
+    assert Verdict.from_dict(data) == verdict
+    stored = {  # a verdict as an earlier loopml wrote it
+        "model": "m",
+        "version": 1,
+        "passed": False,
+        "checks": [{"name": "latency", "passed": False, "details": {"p95_ms": 61.0}}],
+    }
+    old = Verdict.from_dict(stored)
+    assert old.checks == (CheckResult("latency", False, {"p95_ms": 61.0}),)
+    assert (old.champion, old.policy, old.forced, old.awaiting_approval) == (None, {}, False, False)
+    assert old.summary() == "gate for m/1: FAIL\n  [FAIL] latency: p95_ms=61"
+
+
+def test_the_summary_lists_every_check_without_tracebacks() -> None:
+    verdict = Verdict(
+        model="m",
+        version=2,
+        champion=1,
+        passed=False,
+        checks=(
+            CheckResult("threshold", True, {"score": 0.912345, "min": 0.9}),
+            CheckResult("check:x:y", False, {"error": "boom", "traceback": "Traceback ..."}),
+        ),
+        policy={},
+    )
+    assert verdict.summary() == (
+        "gate for m/2: FAIL\n"
+        "  [pass] threshold: score=0.9123, min=0.9\n"
+        "  [FAIL] check:x:y: error=boom"
+    )
+
+
+def test_a_policy_from_something_else_than_a_table_is_refused() -> None:
+    with pytest.raises(InvalidConfig, match=r"^gate policy must be a table of settings"):
+        GatePolicy.from_dict(["metric"])  # type: ignore[arg-type]
+    policy = GatePolicy.from_dict({"checks": ["a:b"], "min_score": 0.5})
+    assert policy.to_dict()["checks"] == ["a:b"] and policy.to_dict()["min_score"] == 0.5
+    assert GatePolicy.from_dict(policy.to_dict()) == policy

@@ -44,7 +44,7 @@ import pandas as pd
 
 from loopml.checks import CheckResult
 from loopml.exceptions import InvalidConfig, InvalidInput
-from loopml.registry.scoring import METRICS, better, score
+from loopml.registry.scoring import METRICS, better, score, within
 from loopml.registry.scoring import metric as scoring_metric
 from loopml.registry.signature import Signature, compatibility_problems
 
@@ -412,7 +412,7 @@ def check_fairness(column: str, per_slice: dict[str, float], max_gap: float) -> 
     gap = max(per_slice.values()) - min(per_slice.values())
     return CheckResult(
         "fairness",
-        gap <= max_gap,
+        within(gap, max_gap),
         {"column": column, "gap": gap, "max_gap": max_gap, "slices": dict(per_slice)},
     )
 

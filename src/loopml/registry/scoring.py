@@ -92,14 +92,24 @@ def score(name: str, y_true: Any, y_pred: Any) -> float:
 
 
 def better(name: str, a: float, b: float, margin: float = 0.0) -> bool:
-    """Is score ``a`` better than ``b`` by at least ``margin`` (in the metric's units)? A NaN
-    score is never better than anything.
+    """Is score ``a`` better than ``b`` by at least ``margin`` (in the metric's units, up to
+    float rounding)? A NaN score is never better than anything.
 
     >>> better("accuracy", 0.82, 0.80, margin=0.01), better("rmse", 0.82, 0.80)
     (True, False)
     """
     _, higher, _ = metric(name)
-    return a >= b + margin if higher else a <= b - margin
+    return within(margin, improvement(a, b, higher=higher))
+
+
+def within(value: float, limit: float) -> bool:
+    """``value <= limit``, forgiving float rounding: a score 0.05 better than another passes
+    a 0.05 margin even when the subtraction gives 0.049999999999999996. NaN is never within.
+
+    >>> 0.9 - 0.7 <= 0.2, within(0.9 - 0.7, 0.2), within(float("nan"), 1.0)
+    (False, True, False)
+    """
+    return value <= limit or math.isclose(value, limit, rel_tol=1e-9, abs_tol=1e-12)
 
 
 def improvement(a: float, b: float, *, higher: bool) -> float:
