@@ -113,23 +113,9 @@ class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
 
 
 def _url_settings(store_url: str, artifacts_url: str | None) -> Settings:
-    from loopml.config import _resolve_artifacts_url
+    from loopml.config import url_settings
 
-    root = Path.cwd().resolve()
-    if artifacts_url is None:
-        if store_url.startswith("sqlite:///") and store_url not in ("sqlite:///:memory:",):
-            artifacts_url = str(Path(store_url[len("sqlite:///") :]).parent / "blobs")
-        else:
-            from loopml.exceptions import InvalidConfig
-
-            raise InvalidConfig(
-                f"Opening {store_url} needs artifacts_url= too (a folder or s3://bucket/prefix)."
-            )
-    return Settings(
-        root=root,
-        store_url=store_url,
-        artifacts_url=_resolve_artifacts_url(artifacts_url, root),
-    )
+    return url_settings(store_url, artifacts_url)
 
 
 _default: Workspace | None = None

@@ -17,7 +17,8 @@ from loopml.exceptions import InvalidConfig, InvalidInput
 def test_add_list_default_remove(ws: Path) -> None:
     config = ws / "loopml.toml"
     config.write_text(
-        config.read_text() + '\n[data]\nlink = ["copy"]  # my comment\n\n[later]\nkeep = 1\n'
+        config.read_text()
+        + '\n[data]\nlink = ["copy"]  # my comment\n\n[registry]\nmodel_cache_max_models = 3\n'
     )
     before = tomllib.loads(config.read_text())
     first = loopml.data.add_remote("team", "s3://bucket/data")

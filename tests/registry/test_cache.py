@@ -110,12 +110,8 @@ def test_a_byte_budget_keeps_at_least_the_model_just_loaded(sqlite_ws: Workspace
     ],
 )
 def test_bad_cache_settings_are_config_errors(sqlite_ws: Workspace, setting: str) -> None:
-    ws = _with_registry_settings(sqlite_ws, setting + "\n")
-    try:
-        with pytest.raises(InvalidConfig, match=r"\[registry\] model_cache_max_"):
-            _ = ws.model_cache
-    finally:
-        ws.close()
+    with pytest.raises(InvalidConfig, match=r"\[registry\] model_cache_max_"):
+        _with_registry_settings(sqlite_ws, setting + "\n")  # checked when the file is loaded
 
 
 def test_a_workspace_of_urls_caches_in_the_temp_directory(

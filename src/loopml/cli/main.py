@@ -21,6 +21,7 @@ from loopml.exceptions import LoopmlError
 
 #: Subcommand groups: name → ``"module:attribute"`` of a click command, imported when used.
 COMMANDS = {
+    "config": "loopml.cli.config:config",
     "data": "loopml.cli.data:data",
     "experiments": "loopml.cli.experiments:experiments",
     "models": "loopml.cli.models:models",

@@ -9,28 +9,26 @@
     team = "s3://bucket/datasets"                                        # just a URL
     local = { url = "/mnt/nas/loopml", auto_mkdir = true }               # URL + fsspec options
 
-``loopml data remote add`` rewrites the ``[data]`` tables of ``loopml.toml`` (and only them:
-every other line of the file is kept as it is), then checks that the file still parses to the
-same settings before replacing it atomically.
+``loopml data remote add`` edits ``loopml.toml`` through tomlkit, so every comment and line
+it does not change is kept as it is; it checks that the new file holds valid settings, and the
+same tables outside ``[data]``, before replacing it atomically.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 import tomllib
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from loopml.config import CONFIG_FILE
+from loopml.config import CONFIG_FILE, parse_config
 from loopml.data.errors import clause
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.exceptions import InvalidConfig, InvalidInput
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")
 _TOP_LEVEL_DATA = re.compile(r"^\s*[\"']?data[\"']?\s*[.=]")
 
@@ -51,23 +49,16 @@ def list_remotes(workspace: WorkspaceLike = None) -> list[Remote]:
 
 
 def remotes_of(repo: DataRepo) -> list[Remote]:
-    table = repo.config.get("remotes", {})
-    if not isinstance(table, dict):
-        raise InvalidConfig(f"[data.remotes] in loopml.toml must be a table, got {table!r}")
-    default = repo.config.get("default_remote")
-    found = []
-    for name, value in table.items():
-        if isinstance(value, str):
-            url, options = value, {}
-        elif isinstance(value, dict) and isinstance(value.get("url"), str):
-            options = {k: v for k, v in value.items() if k != "url"}
-            url = value["url"]
-        else:
-            raise InvalidConfig(
-                f"[data.remotes] {name} must be a URL or a table with a url, got {value!r}"
-            )
-        found.append(Remote(name, url, options, name == default))
-    return found
+    data = repo.settings.data  # checked when loopml.toml was loaded
+    return [
+        Remote(
+            name,
+            str(spec["url"]),
+            {k: v for k, v in spec.items() if k != "url"},
+            name == data.default_remote,
+        )
+        for name, spec in data.remotes.items()
+    ]
 
 
 def pick_remote(repo: DataRepo, name: str | None) -> Remote:
@@ -112,11 +103,20 @@ def add_remote(
     if not url or url != url.strip():
         raise InvalidInput(f"Bad remote URL {url!r}")
 
-    def change(data: dict[str, Any]) -> None:
-        remotes = data.setdefault("remotes", {})
-        remotes[name] = {"url": url, **options} if options else url
+    def change(data: MutableMapping[str, Any]) -> None:
+        import tomlkit
+
+        if "remotes" not in data:  # a new [data.remotes] table, followed by a blank line
+            data["remotes"] = tomlkit.parse("[data.remotes]\n\n")["data"]["remotes"]
+        remotes = data["remotes"]
+        if options:
+            spec = tomlkit.inline_table()  # one line per remote
+            spec.update({"url": url, **options})
+            _put(remotes, name, spec)
+        else:
+            _put(remotes, name, url)
         if default or len(remotes) == 1:
-            data["default_remote"] = name
+            _put(data, "default_remote", name)
 
     _update(workspace, change)
     with DataRepo.open(workspace) as repo:
@@ -124,7 +124,7 @@ def add_remote(
 
 
 def remove_remote(name: str, *, workspace: WorkspaceLike = None) -> None:
-    def change(data: dict[str, Any]) -> None:
+    def change(data: MutableMapping[str, Any]) -> None:
         remotes = data.get("remotes", {})
         if name not in remotes:
             raise InvalidConfig(
@@ -138,12 +138,12 @@ def remove_remote(name: str, *, workspace: WorkspaceLike = None) -> None:
 
 
 def set_default_remote(name: str, *, workspace: WorkspaceLike = None) -> None:
-    def change(data: dict[str, Any]) -> None:
+    def change(data: MutableMapping[str, Any]) -> None:
         if name not in data.get("remotes", {}):
             raise InvalidConfig(
                 f"No data remote named {name!r}; add it with `loopml data remote add {name} URL`."
             )
-        data["default_remote"] = name
+        _put(data, "default_remote", name)
 
     _update(workspace, change)
 
@@ -151,8 +151,12 @@ def set_default_remote(name: str, *, workspace: WorkspaceLike = None) -> None:
 # -- loopml.toml ---------------------------------------------------------------------------
 
 
-def _update(workspace: WorkspaceLike, change: Any) -> None:
-    with DataRepo.open(workspace) as repo:
+def _update(workspace: WorkspaceLike, change: Callable[[MutableMapping[str, Any]], None]) -> None:
+    """Apply ``change`` to the ``[data]`` table of ``loopml.toml``, keeping the rest as it is."""
+    import tomlkit
+    from tomlkit.exceptions import TOMLKitError
+
+    with DataRepo.open(workspace) as repo:  # the current file must hold valid settings
         path = repo.root / CONFIG_FILE
     if not path.is_file():
         raise InvalidConfig(
@@ -163,14 +167,20 @@ def _update(workspace: WorkspaceLike, change: Any) -> None:
         before = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise InvalidConfig(f"{path} is not valid TOML: {clause(exc)}. Fix it first.") from exc
-    data = before.get("data", {})
-    if not isinstance(data, dict):
-        raise InvalidConfig(f"{path}: [data] must be a table")
-    change(data)
-    new_text = rewrite_data_section(text, data)
+    _refuse_top_level_data(text)
+    if "data" not in before:
+        text = f"{text.rstrip()}\n\n[data]\n" if text.strip() else "[data]\n"
+    try:
+        doc = tomlkit.parse(text)
+        change(doc["data"])
+        new_text = tomlkit.dumps(doc).rstrip("\n") + "\n"
+    except TOMLKitError as exc:
+        raise InvalidConfig(f"Can't write that to {path}: {exc}") from exc
+    parse_config(new_text, path, environ={})  # the new content, on its own, must be valid
     after = tomllib.loads(new_text)
-    expected = {**before, "data": data}
-    if after != expected:
+    if {k: v for k, v in after.items() if k != "data"} != {
+        k: v for k, v in before.items() if k != "data"
+    }:
         raise InvalidConfig(
             f"Could not update the [data] tables of {path} safely (unusual layout); "
             "edit the file by hand."
@@ -184,58 +194,31 @@ def _update(workspace: WorkspaceLike, change: Any) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def rewrite_data_section(text: str, data: dict[str, Any]) -> str:
-    """``text`` without its ``[data]``/``[data.*]`` tables, plus ``data`` rendered at the end."""
-    kept: list[str] = []
-    in_data = False
-    seen_header = False
-    for line in text.splitlines(keepends=True):
-        header = _HEADER.match(line)
-        if header:
-            seen_header = True
-            name = header[1].replace('"', "").replace("'", "").replace(" ", "")
-            in_data = name == "data" or name.startswith("data.")
-        elif not seen_header and _TOP_LEVEL_DATA.match(line):
+def _put(table: Any, key: str, value: Any) -> None:
+    """``table[key] = value``, a new key placed right after the table's last key rather than
+    after the comments that end the table (tomlkit counts a comment above the next table's
+    header as the end of this one)."""
+    from tomlkit.items import AoT, Table
+
+    if key in table:
+        table[key] = value
+        return
+    container = table.value
+    keys = [k.key for k, v in container.body if k is not None and not isinstance(v, Table | AoT)]
+    if keys:
+        container._insert_after(keys[-1], key, value)
+    else:
+        table[key] = value
+
+
+def _refuse_top_level_data(text: str) -> None:
+    """``data.link = …`` above every table header: refused, as tomlkit would edit it in place
+    into a layout that is easy to misread."""
+    for line in text.splitlines():
+        if _HEADER.match(line):
+            return
+        if _TOP_LEVEL_DATA.match(line):
             raise InvalidConfig(
                 f"{CONFIG_FILE} sets data.* keys at the top level; move them under a [data] "
                 "table, or edit the file by hand."
             )
-        if not in_data:
-            kept.append(line)
-    body = "".join(kept).rstrip("\n")
-    section = render_tables("data", data)
-    return f"{body}\n\n{section}" if body else section
-
-
-def render_tables(name: str, table: dict[str, Any], nested: bool = True) -> str:
-    """``[name]`` with ``table``'s values; dict values become ``[name.key]`` tables one level
-    down (``[data.remotes]``), inline tables below that (one line per remote)."""
-    scalars = {k: v for k, v in table.items() if not (nested and isinstance(v, dict))}
-    lines = [f"[{name}]"] + [f"{_key(k)} = {_value(v)}" for k, v in scalars.items()]
-    out = "\n".join(lines) + "\n"
-    for key, sub in table.items():
-        if nested and isinstance(sub, dict):
-            out += "\n" + render_tables(f"{name}.{_key(key)}", sub, nested=False)
-    return out
-
-
-def _key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else json.dumps(key, ensure_ascii=False)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-        return repr(value)
-    if isinstance(value, str):  # JSON escapes are TOML escapes; TOML also forbids raw DEL
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
-    if isinstance(value, list | tuple):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{ " + ", ".join(f"{_key(k)} = {_value(v)}" for k, v in value.items()) + " }"
-    raise InvalidConfig(f"Can't write {value!r} ({type(value).__name__}) to {CONFIG_FILE}")

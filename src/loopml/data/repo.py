@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from loopml.config import STATE_DIR, Settings, find_config, load_settings
 from loopml.data.cache import Cache
@@ -16,7 +16,7 @@ from loopml.data.errors import DataNotFound
 from loopml.data.index import StatIndex
 from loopml.data.parallel import threads_for
 from loopml.data.pointers import find_pointers, is_pointer, pointer_path, target_path
-from loopml.exceptions import InvalidConfig, InvalidInput
+from loopml.exceptions import InvalidInput
 
 if TYPE_CHECKING:
     from loopml.data.links import Linker
@@ -68,14 +68,6 @@ class DataRepo:
 
     # -- settings --------------------------------------------------------------------------
 
-    @property
-    def config(self) -> dict[str, Any]:
-        """The ``[data]`` table of ``loopml.toml``."""
-        section = self.settings.extra.get("data", {})
-        if not isinstance(section, dict):
-            raise InvalidConfig(f"[data] in loopml.toml must be a table, got {section!r}")
-        return section
-
     def cache_dir(self) -> Path:
         url = self.settings.artifacts_url
         if "://" not in url:  # a local blob folder: data versions share it
@@ -85,11 +77,11 @@ class DataRepo:
     def linker(self, link: str | list[str] | tuple[str, ...] | None = None) -> Linker:
         """The link strategies: ``link`` (``--link``), else ``[data] link``, else
         reflink → hardlink → copy (for ``add`` as for checkouts; without hardlinks as root)."""
-        from loopml.data.links import Linker, default_order, parse_order
+        from loopml.data.links import Linker, parse_order
 
         if link is not None:
             return Linker(parse_order(link, "--link"))
-        return Linker(parse_order(self.config.get("link", list(default_order())), "[data] link"))
+        return Linker(self.settings.data.link)  # checked when loopml.toml was loaded
 
     # -- paths -----------------------------------------------------------------------------
 

@@ -13,7 +13,6 @@ from sqlalchemy import Connection, select
 
 from loopml.exceptions import (
     Conflict,
-    InvalidConfig,
     InvalidInput,
     LoopmlWarning,
     PromotionBlocked,
@@ -181,11 +180,9 @@ class RegistryAPI:
         """Where :meth:`load_model` keeps unpacked packages (see :mod:`loopml.registry.cache`)."""
         cache = self._model_cache
         if cache is None:
-            from loopml.config import CONFIG_FILE, STATE_DIR
+            from loopml.config import STATE_DIR
 
-            limits = CacheLimits.from_config(
-                self.settings.extra.get("registry"), str(self.settings.root / CONFIG_FILE)
-            )
+            limits = CacheLimits.from_settings(self.settings.registry)
             cache = ModelCache(default_root(self.settings.root, STATE_DIR), limits)
             self._model_cache = cache
         return cache
@@ -232,16 +229,11 @@ class RegistryAPI:
         from loopml.config import CONFIG_FILE
         from loopml.registry import gates
 
-        configured = self.settings.extra.get("gates", {})
-        config = self.settings.root / CONFIG_FILE
-        if not isinstance(configured, dict):
-            raise InvalidConfig(
-                f"{config}: [gates] must be a table of gates ([gates.{name}] metric = ...), "
-                f"got {configured!r}"
-            )
+        configured = self.settings.gates  # a table of tables, checked when loaded
         if name not in configured:
             return None
-        return gates.GatePolicy.from_dict(configured[name], f"{config} [gates.{name}]")
+        config = self.settings.root / CONFIG_FILE
+        return gates.GatePolicy.from_dict(dict(configured[name]), f"{config} [gates.{name}]")
 
     def promote(
         self,

@@ -36,15 +36,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from loopml.exceptions import InvalidConfig
+from loopml.registry.settings import DEFAULT_MAX_BYTES, DEFAULT_MAX_MODELS, RegistrySettings
 
 MANIFEST = ".loopml-manifest.json"  # the package's manifest, kept to check the entry on use
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_S = 3600.0  # a fetch interrupted this long ago is abandoned
-DEFAULT_MAX_MODELS = 16
-DEFAULT_MAX_BYTES = 4_000_000_000
 CacheFiller = Callable[[Path], list[tuple[str, str, int]]]
 
 
@@ -54,26 +51,9 @@ class CacheLimits:
     max_bytes: int = DEFAULT_MAX_BYTES
 
     @classmethod
-    def from_config(cls, section: Any, where: str) -> CacheLimits:
-        """Limits from the ``[registry]`` table of ``loopml.toml``."""
-        if section is None:
-            return cls()
-        if not isinstance(section, dict):
-            raise InvalidConfig(f"{where}: [registry] must be a table, got {section!r}")
-        values = {}
-        for key, field_name in (
-            ("model_cache_max_models", "max_models"),
-            ("model_cache_max_bytes", "max_bytes"),
-        ):
-            if key not in section:
-                continue
-            value = section[key]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InvalidConfig(
-                    f"{where}: [registry] {key} must be a whole number, at least 1, got {value!r}"
-                )
-            values[field_name] = value
-        return cls(**values)
+    def from_settings(cls, settings: RegistrySettings) -> CacheLimits:
+        """Limits from the ``[registry]`` section of ``loopml.toml`` (checked when loaded)."""
+        return cls(settings.model_cache_max_models, settings.model_cache_max_bytes)
 
 
 def default_root(workspace_root: Path, state_dir: str = ".loopml") -> Path:

@@ -1,0 +1,80 @@
+"""``loopml config``: the effective settings of a workspace and where each came from."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from loopml.cli.context import WorkspaceState
+from loopml.cli.render import console, emit_json, json_option, table, text
+
+if TYPE_CHECKING:
+    from loopml.config import Settings
+
+
+@click.group()
+def config() -> None:
+    """Show the settings of the workspace (loopml.toml and LOOPML_* variables)."""
+
+
+@config.command("show")
+@json_option
+@click.pass_context
+def show(ctx: click.Context, as_json: bool) -> None:
+    """Print every setting with its value and where it came from: default, loopml.toml,
+    a LOOPML_<SECTION>_<KEY> variable, or an argument (--workspace URL).
+
+    Every value is checked, [gates.NAME] policies included; the metadata store is not
+    opened, so this works before `loopml init` has created it.
+    """
+    state = ctx.find_object(WorkspaceState)
+    settings = _settings(state.location if state is not None else None)
+    _check_gates(settings)
+    rows = list(settings.items())
+    if as_json:
+        emit_json(
+            {
+                "root": str(settings.root),
+                "config_file": str(settings.config_path) if settings.config_path else None,
+                "settings": {key: {"value": value, "source": src} for key, value, src in rows},
+            }
+        )
+        return
+    where = settings.config_path or "no loopml.toml: URLs and variables only"
+    click.echo(f"Workspace {settings.root} ({where})")  # not wrapped: a path to copy
+    out = console()
+    grid = table("Setting", "Value", "Source", no_wrap=("Setting", "Source"))
+    for key, value, src in rows:
+        grid.add_row(text(key), text(_show(value)), text(src))
+    out.print(grid)
+
+
+def _settings(location: str | None) -> Settings:
+    """The settings ``loopml --workspace LOCATION`` would open, without opening any store."""
+    from loopml.config import load_settings, url_settings
+
+    if location and "://" in location:
+        return url_settings(location)
+    return load_settings(location or None)
+
+
+def _check_gates(settings: Settings) -> None:
+    if not settings.gates:
+        return
+    from loopml.config import CONFIG_FILE
+    from loopml.registry.gates import GatePolicy
+
+    path = settings.config_path or settings.root / CONFIG_FILE
+    for name, table_ in settings.gates.items():
+        GatePolicy.from_dict(dict(table_), f"{path} [gates.{name}]")
+
+
+def _show(value: Any) -> str:
+    """A value as one would write it in loopml.toml (strings bare)."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "(none)"
+    return json.dumps(value)
