@@ -154,9 +154,9 @@ def test_defaults_without_a_section(tmp_path: Path) -> None:
     assert settings.data.link == default_order()
     assert settings.data.remotes == {} and settings.data.default_remote is None
     assert settings.gates == {}
-    keys = [key for key, _, _ in settings.items()]
+    keys = [key for key, _, _ in settings.effective()]
     assert keys[:3] == ["store.url", "artifacts.url", "tracking.flush_interval"]
-    assert {source for _, _, source in settings.items()} == {"default"}
+    assert {source for _, _, source in settings.effective()} == {"default"}
 
 
 @pytest.mark.parametrize(
@@ -252,7 +252,7 @@ def test_a_bad_variable_is_named(tmp_path: Path, variable: str, value: str, mess
         pytest.raises(InvalidConfig, match=f"^{variable}:? {message}") as info,
         warnings.catch_warnings(),
     ):
-        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", FutureWarning)
         load_settings(tmp_path, environ={variable: value})
     if "number" in message:
         assert str(info.value).endswith(f", got {value!r}")  # the text as it was set
@@ -260,7 +260,7 @@ def test_a_bad_variable_is_named(tmp_path: Path, variable: str, value: str, mess
 
 def test_the_old_flush_interval_variable_still_works(tmp_path: Path) -> None:
     _config(tmp_path, "[tracking]\nflush_interval = 2.0\n")
-    with pytest.warns(DeprecationWarning, match="set LOOPML_TRACKING_FLUSH_INTERVAL instead"):
+    with pytest.warns(FutureWarning, match="set LOOPML_TRACKING_FLUSH_INTERVAL instead"):
         settings = load_settings(tmp_path, environ={"LOOPML_FLUSH_INTERVAL": "0.25"})
     assert settings.flush_interval == 0.25
     assert settings.sources["tracking.flush_interval"] == "LOOPML_FLUSH_INTERVAL"

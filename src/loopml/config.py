@@ -27,6 +27,12 @@ overridden by ``LOOPML_<SECTION>_<KEY>`` (``LOOPML_TRACKING_FLUSH_INTERVAL=0.5``
 ``LOOPML_DATA_LINK=copy,hardlink``, a boolean as ``true``/``false``/``1``/``0``).
 ``LOOPML_FLUSH_INTERVAL`` still works, deprecated. :attr:`Settings.sources` records where
 each value came from (``loopml config show`` prints it).
+
+A section is a frozen dataclass of bool, int, float, str, ``str | None``, ``tuple[str, ...]``
+and ``Mapping`` fields; a field's ``metadata`` may hold ``min``/``above`` (bounds), ``unit``,
+``help``, ``nonempty`` and ``parse`` (a function of the value and where it came from), and a
+section may define ``problem()`` for a check across its keys. A new area adds its section to
+:data:`SECTIONS`.
 """
 
 from __future__ import annotations
@@ -213,7 +219,7 @@ class Settings:
             top["tracking"] = replace(top.get("tracking", self.tracking), **tracking)
         return replace(self, **top, sources=sources)
 
-    def items(self) -> Iterator[tuple[str, Any, str]]:
+    def effective(self) -> Iterator[tuple[str, Any, str]]:
         """Every effective setting as ``("section.key", value, source)``: the values are
         plain (lists, dicts), the URLs resolved, the sources as in :attr:`sources`."""
         for section, cls in SECTIONS.items():
@@ -386,10 +392,12 @@ def _load_section(
         for candidate in (variable, *aliases):
             if spec.from_env and env.get(candidate):
                 if candidate != variable:
+                    # FutureWarning, not DeprecationWarning: whoever sets a variable runs
+                    # the program, and Python hides DeprecationWarning from them.
                     warnings.warn(
                         f"{candidate} is deprecated: set {variable} instead.",
-                        DeprecationWarning,
-                        stacklevel=3,
+                        FutureWarning,
+                        stacklevel=2,
                     )
                 values[name] = _convert(spec, env[candidate], candidate, from_env=True)
                 origin[name] = sources[f"{section}.{name}"] = candidate

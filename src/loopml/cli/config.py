@@ -32,7 +32,7 @@ def show(ctx: click.Context, as_json: bool) -> None:
     state = ctx.find_object(WorkspaceState)
     settings = _settings(state.location if state is not None else None)
     _check_gates(settings)
-    rows = list(settings.items())
+    rows = list(settings.effective())
     if as_json:
         emit_json(
             {
