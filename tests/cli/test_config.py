@@ -23,7 +23,8 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _shown(invoke: Callable[..., Result], *args: str) -> dict[str, dict[str, object]]:
-    result = invoke(*args, "config", "show", "--json")
+    """The settings ``loopml ARGS --json`` shows (ARGS default: ``config show``)."""
+    result = invoke(*(args if "config" in args else (*args, "config", "show")), "--json")
     assert result.exit_code == 0, result.output
     shown: dict[str, dict[str, object]] = json.loads(result.stdout)["settings"]
     return shown
@@ -51,6 +52,20 @@ def test_show_says_where_each_value_came_from(
     assert lines["data.link"] == ['["copy"]', "LOOPML_DATA_LINK"]
     assert lines["data.default_remote"] == ["(none)", "default"]
     assert lines["tracking.capture_environment"] == ["true", "default"]
+
+
+def test_show_one_section_or_one_key(project: Path, invoke: Callable[..., Result]) -> None:
+    assert list(_shown(invoke, "config", "show", "registry")) == [
+        "registry.model_cache_max_models",
+        "registry.model_cache_max_bytes",
+    ]
+    result = invoke("config", "show", "tracking.flush_interval", "--json")
+    assert json.loads(result.stdout)["settings"] == {
+        "tracking.flush_interval": {"value": 1.0, "source": "loopml.toml"}
+    }
+    result = invoke("config", "show", "trackin")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: No setting 'trackin'; did you mean 'tracking'?")
 
 
 def test_show_never_creates_the_metadata_store(

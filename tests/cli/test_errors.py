@@ -56,6 +56,7 @@ FAILING = [
     (("scheduler", "run", "--once", "nosuch.py:flow"), "nosuch.py"),
     (("data", "add", "no/such/file.csv"), "no/such/file.csv"),
     (("data", "checkout", "no/such/file.csv"), "no/such/file.csv"),
+    (("config", "show", "tracking.flush_intervl"), "did you mean 'tracking.flush_interval'?"),
 ]
 
 

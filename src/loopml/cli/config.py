@@ -20,11 +20,13 @@ def config() -> None:
 
 
 @config.command("show")
+@click.argument("name", required=False, metavar="[SECTION | SECTION.KEY]")
 @json_option
 @click.pass_context
-def show(ctx: click.Context, as_json: bool) -> None:
-    """Print every setting with its value and where it came from: default, loopml.toml,
-    a LOOPML_<SECTION>_<KEY> variable, or an argument (--workspace URL).
+def show(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Print every setting (or one section, or one key) with its value and where it came
+    from: default, loopml.toml, a LOOPML_<SECTION>_<KEY> variable, or an argument
+    (--workspace URL).
 
     Every value is checked, [gates.NAME] policies included; the metadata store is not
     opened, so this works before `loopml init` has created it.
@@ -33,6 +35,8 @@ def show(ctx: click.Context, as_json: bool) -> None:
     settings = _settings(state.location if state is not None else None)
     _check_gates(settings)
     rows = list(settings.effective())
+    if name is not None:
+        rows = _select(rows, name)
     if as_json:
         emit_json(
             {
@@ -49,6 +53,23 @@ def show(ctx: click.Context, as_json: bool) -> None:
     for key, value, src in rows:
         grid.add_row(text(key), text(_show(value)), text(src))
     out.print(grid)
+
+
+def _select(rows: list[tuple[str, Any, str]], name: str) -> list[tuple[str, Any, str]]:
+    chosen = [row for row in rows if row[0] == name or row[0].startswith(name + ".")]
+    if not chosen:
+        import difflib
+
+        from loopml.exceptions import InvalidInput
+
+        keys = [key for key, _, _ in rows]
+        close = difflib.get_close_matches(name, keys + sorted({k.split(".")[0] for k in keys}))
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        raise InvalidInput(
+            f"No setting {name!r}{hint} `loopml config show` lists them all "
+            "(section.key, e.g. tracking.flush_interval)."
+        )
+    return chosen
 
 
 def _settings(location: str | None) -> Settings:
