@@ -76,7 +76,9 @@ def main() -> list[str]:
     )
     print(f"best run: {best['name'][0]} (accuracy {best['metrics.accuracy'][0]:.3f})")
     a, b = run_ids[0][:8], run_ids[1][:8]
-    print(f"next: loopml runs list | loopml runs show {a} | loopml runs compare {a} {b}")
+    print("next, look at them:")
+    for command in ("loopml runs list", f"loopml runs show {a}", f"loopml runs compare {a} {b}"):
+        print(f"  {command}")
     return run_ids
 
 

@@ -20,6 +20,12 @@ def test_quickstart_then_cli(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert "best run:" in out.stdout
+    # The suggested next commands run as printed, one per line (they are pasted into a shell).
+    suggested = [line.strip() for line in out.stdout.splitlines() if line.startswith("  loopml ")]
+    assert len(suggested) == 3 and not any("|" in line for line in suggested)
+    for command in suggested:
+        done = subprocess.run(command.split(), cwd=tmp_path, capture_output=True, text=True)
+        assert done.returncode == 0, (command, done.stderr)
     listed = subprocess.run(
         ["loopml", "runs", "list", "--json"], cwd=tmp_path, capture_output=True, text=True
     )
