@@ -258,6 +258,31 @@ def test_a_bad_variable_is_named(tmp_path: Path, variable: str, value: str, mess
         assert str(info.value).endswith(f", got {value!r}")  # the text as it was set
 
 
+@pytest.mark.parametrize(
+    ("variable", "message"),
+    [
+        (
+            "LOOPML_TRACKING_FLUSH_INTERVL",
+            "LOOPML_TRACKING_FLUSH_INTERVL is not a loopml setting; did you mean "
+            "LOOPML_TRACKING_FLUSH_INTERVAL?",
+        ),
+        ("LOOPML_REGISTRY_SIZE", r"LOOPML_REGISTRY_SIZE is not a loopml setting\. "),
+        (
+            "LOOPML_DATA_REMOTES",
+            r"LOOPML_DATA_REMOTES: \[data\] remotes is a table and can't be set from a variable",
+        ),
+    ],
+)
+def test_a_mistyped_variable_of_a_known_section_is_an_error(
+    tmp_path: Path, variable: str, message: str
+) -> None:
+    _config(tmp_path, "")
+    with pytest.raises(InvalidConfig, match=f"^{message}"):
+        load_settings(tmp_path, environ={variable: "x"})
+    others = {"LOOPML_EXPERIMENT": "x", "LOOPML_TEST_POSTGRES_URL": "x", "LOOPML_CI_DIR": "x"}
+    assert load_settings(tmp_path, environ=others).flush_interval == 1.0  # not settings
+
+
 def test_the_old_flush_interval_variable_still_works(tmp_path: Path) -> None:
     _config(tmp_path, "[tracking]\nflush_interval = 2.0\n")
     with pytest.warns(FutureWarning, match="set LOOPML_TRACKING_FLUSH_INTERVAL instead"):

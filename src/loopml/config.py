@@ -364,6 +364,31 @@ def _env_name(section: str, key: str) -> str:
     return f"LOOPML_{section.upper()}_{key.upper()}"
 
 
+def _check_variables(env: Mapping[str, str]) -> None:
+    """A ``LOOPML_<SECTION>_…`` variable of a known section must name one of its keys that
+    a variable can set: a mistyped one is an error, not silently ignored."""
+    for section, cls in SECTIONS.items():
+        prefix = f"LOOPML_{section.upper()}_"
+        specs = {name.upper(): spec for name, spec in _spec(cls).items()}
+        for variable in env:
+            if not variable.startswith(prefix) or not env[variable]:
+                continue
+            spec = specs.get(variable.removeprefix(prefix))
+            if spec is None:
+                settable = [key for key, s in specs.items() if s.from_env]
+                close = difflib.get_close_matches(variable.removeprefix(prefix), settable, n=1)
+                hint = f"; did you mean {prefix}{close[0]}?" if close else "."
+                raise InvalidConfig(
+                    f"{variable} is not a loopml setting{hint} `loopml config show` lists "
+                    "the settings; the variable for [section] key is LOOPML_SECTION_KEY."
+                )
+            if not spec.from_env:
+                raise InvalidConfig(
+                    f"{variable}: [{section}] {spec.name} is a table and can't be set from a "
+                    f"variable; write it in {CONFIG_FILE}."
+                )
+
+
 def _load_section(
     section: str,
     table: Mapping[str, Any],
@@ -571,6 +596,7 @@ def _settings(
 ) -> Settings:
     where = str(config_path or root / CONFIG_FILE)
     _check_tables(data, where)
+    _check_variables(env)
     sources: dict[str, str] = {}
     sections = {
         name: _load_section(name, data.get(name, {}), where, env, sources) for name in SECTIONS
