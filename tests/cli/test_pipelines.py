@@ -137,14 +137,14 @@ def test_scheduler_run_once_starts_triggered_runs(
     (workspace.root / "inbox").mkdir()
     (workspace.root / "inbox" / "a.csv").write_text("1\n")
     first = invoke("scheduler", "run", "flow.py:flow", "--once")
-    assert "0 run(s) triggered" in first.stdout  # first sight: the starting point
+    assert "0 runs triggered" in first.stdout  # first sight: the starting point
     (workspace.root / "inbox" / "b.csv").write_text("2\n")
     result = invoke("scheduler", "run", "flow.py:flow", "--once")
     assert result.exit_code == 0, result.output
     assert "claimed run" in result.stdout and "FINISHED" in result.stdout
-    assert "1 run(s) triggered" in result.stdout
+    assert "1 run triggered" in result.stdout
     quiet = invoke("scheduler", "run", "flow.py:flow", "--for", "1.5s", "--interval", "1s")
-    assert "0 run(s) triggered" in quiet.stdout
+    assert "0 runs triggered" in quiet.stdout
     (run,) = invoke_json("pipelines", "runs")  # type: ignore[misc]
     assert run["trigger"] == "data:inbox"
 

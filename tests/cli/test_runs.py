@@ -377,12 +377,12 @@ def test_artifacts_list_and_json(
         texts={"notes/a.txt": "alpha", "notes/deep/b.txt": "beta!", "model.json": "{}"}
     )
     assert (
-        f"3 file(s), 12 bytes (loopml runs artifacts {run_id[:8]})"
+        f"3 files, 12 bytes (loopml runs artifacts {run_id[:8]})"
         in invoke("runs", "show", run_id).stdout
     )
     out = invoke("runs", "artifacts", run_id[:6]).stdout
     assert "notes/a.txt" in out and "notes/deep/b.txt" in out and "model.json" in out
-    assert "3 file(s)" in out
+    assert "3 files" in out
     listed = invoke_json("runs", "artifacts", run_id)
     assert [a["path"] for a in listed] == ["model.json", "notes/a.txt", "notes/deep/b.txt"]
     assert listed[1]["size"] == 5 and len(listed[1]["digest"]) == 64
@@ -397,7 +397,7 @@ def test_artifacts_download_verifies_and_says_where(
     dst = tmp_path / "out"
     result = invoke("runs", "artifacts", run_id, "--download", str(dst))
     assert result.exit_code == 0, result.output
-    assert str(dst) in result.stdout and "2 file(s)" in result.stdout
+    assert str(dst) in result.stdout and "2 files" in result.stdout
     assert (dst / "notes" / "a.txt").read_text() == "alpha"
     one = invoke_json("runs", "artifacts", run_id, "-d", str(tmp_path / "one"), "-p", "notes/a.txt")
     assert one["path"] == str(tmp_path / "one" / "notes" / "a.txt")

@@ -216,5 +216,5 @@ def test_loopml_scheduler_run_records_the_pipeline_repository_commit(
         cwd=other,
         env=env,
     )
-    assert "1 run(s) triggered" in result.stdout, result.stdout
+    assert "1 run triggered" in result.stdout, result.stdout
     assert _pipeline_commit(other / "ws") == commit

@@ -14,8 +14,8 @@ from typing import Any, TypeVar
 import click
 
 from loopml.cli.context import CliError, WorkspaceState
-from loopml.data.errors import counted as _count
 from loopml.exceptions import LoopmlError
+from loopml.wording import counted as _count
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -32,6 +32,7 @@ from loopml.cli.render import (
     text,
 )
 from loopml.exceptions import LoopmlError
+from loopml.wording import counted
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -330,7 +331,7 @@ def show(ws: Workspace, run: str, as_json: bool) -> None:
         info["seed"] = str(record.seed)
     stored = ws.list_artifacts(record.id)
     info["artifacts"] = (
-        f"{len(stored)} file(s), {format_size(sum(a.size for a in stored))} "
+        f"{counted(len(stored), 'file')}, {format_size(sum(a.size for a in stored))} "
         f"(loopml runs artifacts {short_id(record.id)})"
         if stored
         else "none"
@@ -464,7 +465,7 @@ def artifacts(ws: Workspace, run: str, path: str | None, dst: Path | None, as_js
         else:
             total = format_size(sum(a.size for a in items))
             click.echo(
-                f"Downloaded {len(items)} file(s) ({total}) of run {short_id(record.id)} "
+                f"Downloaded {counted(len(items), 'file')} ({total}) of run {short_id(record.id)} "
                 f"to {local.resolve()}"
             )
         return
@@ -481,7 +482,7 @@ def artifacts(ws: Workspace, run: str, path: str | None, dst: Path | None, as_js
     for item in items:
         grid.add_row(text(item.path), format_size(item.size), item.digest[:16])
     out.print(grid)
-    out.print(f"{len(items)} file(s), {format_size(sum(a.size for a in items))}")
+    out.print(f"{counted(len(items), 'file')}, {format_size(sum(a.size for a in items))}")
 
 
 # -- delete / restore -------------------------------------------------------------------------

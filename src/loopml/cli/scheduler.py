@@ -11,6 +11,7 @@ import click
 
 from loopml.cli.context import CliError, pass_workspace
 from loopml.exceptions import LoopmlWarning
+from loopml.wording import counted
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
@@ -145,12 +146,14 @@ def run(
     statuses = list(report.finished.values())
     failed = [s for s in statuses if s not in ("FINISHED", "SKIPPED")]
     log(
-        f"done: {report.ticks} check(s), {len(report.claimed)} run(s) triggered, "
+        f"done: {counted(report.ticks, 'check')}, {counted(len(report.claimed), 'run')} triggered, "
         f"{len(report.recovered)} taken over, {len(statuses) - len(failed)} finished, "
         f"{len(failed)} failed"
     )
     if failed:
-        raise CliError(f"{len(failed)} triggered run(s) failed: see `loopml pipelines runs`.")
+        raise CliError(
+            f"{counted(len(failed), 'triggered run')} failed: see `loopml pipelines runs`."
+        )
 
 
 def _configured(ws: Workspace) -> list[str]:

@@ -20,11 +20,11 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, NamedTuple
 
-from loopml.data.errors import counted
 from loopml.data.index import RACY_NS, Stamp, StatIndex, digest_if_unchanged, is_racy, stamp
 from loopml.data.parallel import parallel_map, threads_for
 from loopml.data.progress import Progress
 from loopml.exceptions import CorruptBlob
+from loopml.wording import counted
 
 if TYPE_CHECKING:
     from loopml.data.links import Linker

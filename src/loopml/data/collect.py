@@ -25,12 +25,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from loopml.data.errors import InvalidPointer, counted
+from loopml.data.errors import InvalidPointer
 from loopml.data.git import GitPointers, pointers_in_git
 from loopml.data.manifest import version_files
 from loopml.data.pointers import find_pointers, read_pointer, target_path
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.exceptions import BlobNotFound, CorruptBlob, InvalidInput, LoopmlError, StoreUnavailable
+from loopml.wording import counted
 
 DEFAULT_GRACE_S = 600.0
 _DIGEST = re.compile(r"(?<![0-9a-f])[0-9a-f]{64}(?![0-9a-f])")

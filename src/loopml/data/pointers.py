@@ -19,7 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
-from loopml.data.errors import DataNotFound, InvalidPointer, clause
+from loopml.data.errors import DataNotFound, InvalidPointer
+from loopml.wording import clause
 
 # The same suffix as loopml.tracking.inputs.POINTER_SUFFIX (a test holds them equal); not
 # imported from there so that reading a pointer does not import YAML and the blob store.

@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from loopml.config import CONFIG_FILE, parse_config
-from loopml.data.errors import clause
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.exceptions import InvalidConfig, InvalidInput
+from loopml.wording import clause
 
 _NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _HEADER = re.compile(r"^\s*\[\[?\s*([^\]]+?)\s*\]\]?\s*(#.*)?$")

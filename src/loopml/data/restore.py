@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-from loopml.data.errors import UncommittedChanges, counted
+from loopml.data.errors import UncommittedChanges
 from loopml.data.git import pointer_at_rev
 from loopml.data.index import Stamp, is_racy, stamp
 from loopml.data.links import Linker, copy_file
@@ -36,6 +36,7 @@ from loopml.data.progress import Progress
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.data.tree import FILE, scan
 from loopml.exceptions import BlobNotFound
+from loopml.wording import counted
 
 
 @dataclass(frozen=True)

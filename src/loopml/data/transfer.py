@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from loopml.data.errors import clause, counted
 from loopml.data.manifest import version_files
 from loopml.data.parallel import default_jobs, parallel_map
 from loopml.data.pointers import Pointer, pointer_path
@@ -32,6 +31,7 @@ from loopml.exceptions import (
     StoreUnavailable,
     missing_dependency,
 )
+from loopml.wording import clause, counted
 
 # Object stores publish a PUT whole: no temp name + rename needed there.
 _ATOMIC_PUT = {"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "memory", "oci", "r2"}

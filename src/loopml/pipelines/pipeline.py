@@ -167,7 +167,8 @@ class Pipeline:
         ]
         if missing:
             raise PipelineDefinitionError(
-                f"Pipeline {self.name!r} needs a value for param(s) {', '.join(missing)} "
+                f"Pipeline {self.name!r} needs a value for {'param' if len(missing) == 1 else 'params'} "
+                f"{', '.join(missing)} "
                 f"(e.g. --param {missing[0]}=VALUE)."
             )
         return values

@@ -20,6 +20,7 @@ import os
 from typing import Any
 
 from loopml.pipelines.tasks import task
+from loopml.wording import counted
 
 
 @task(name="validate")
@@ -37,5 +38,7 @@ def validate(frame: Any, schema: Any, fail_on_warnings: bool = False) -> Any:
         run.log_dict(report.to_dict(), f"validation/{context.node}.json")
     report.raise_for_errors()
     if fail_on_warnings and report.warnings:
-        raise ValidationFailed(f"{len(report.warnings)} validation warning(s):\n{report}", report)
+        raise ValidationFailed(
+            f"{counted(len(report.warnings), 'validation warning')}:\n{report}", report
+        )
     return frame
