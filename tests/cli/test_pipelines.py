@@ -13,6 +13,7 @@ import pytest
 from click.testing import Result
 
 from loopml.workspace import Workspace
+from terminal import run_on_terminal
 
 FLOW = """
 from datetime import date
@@ -311,26 +312,11 @@ def test_backfill_shows_progress_on_a_terminal_and_none_when_piped(
     workspace: Workspace, flow_file: Path
 ) -> None:
     import os
-    import pty
 
     args = [sys.executable, "-m", "loopml.cli", "pipelines", "backfill", "flow.py"]
     args += ["--start", "2026-10-01", "--end", "2026-10-06"]
     env = {**os.environ, "COLUMNS": "150", "TERM": "xterm-256color"}
-    master, slave = pty.openpty()
-    proc = subprocess.Popen(args, cwd=workspace.root, stdout=slave, stderr=slave, env=env)
-    os.close(slave)
-    chunks = []
-    while True:
-        try:
-            data = os.read(master, 65536)
-        except OSError:  # the child closed the terminal
-            break
-        if not data:
-            break
-        chunks.append(data)
-    os.close(master)
-    assert proc.wait(timeout=120) == 0
-    seen = b"".join(chunks).decode(errors="replace")
+    seen = run_on_terminal(args, cwd=workspace.root, columns=150)
     assert "Backfilling flow" in seen and "/6 runs" in seen
     piped = subprocess.run(args, cwd=workspace.root, capture_output=True, text=True, env=env)
     assert piped.returncode == 0, piped.stderr

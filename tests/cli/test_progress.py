@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
-import threading
+
+from terminal import run_on_terminal
 
 SCRIPT = """
 from loopml.cli.progress import progress_bar
@@ -20,39 +20,8 @@ print("counted", tracker.files, tracker.bytes, tracker.total_files, tracker.tota
 """
 
 
-def _on_pty(code: str) -> str:
-    """Run ``code`` with stdout and stderr on one pseudo-terminal; everything it drew."""
-    main, child = os.openpty()
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code],
-        stdin=subprocess.DEVNULL,
-        stdout=child,
-        stderr=child,
-        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
-    )
-    os.close(child)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                data = os.read(main, 65536)
-            except OSError:  # EIO once the child side is closed
-                return
-            if not data:
-                return
-            chunks.append(data)
-
-    reader = threading.Thread(target=drain)
-    reader.start()
-    assert proc.wait(timeout=60) == 0
-    reader.join(timeout=60)
-    os.close(main)
-    return b"".join(chunks).decode(errors="replace")
-
-
 def test_a_terminal_sees_counts_bytes_and_the_unit() -> None:
-    drawn = _on_pty(SCRIPT)
+    drawn = run_on_terminal([sys.executable, "-c", SCRIPT])
     assert "Copying" in drawn
     assert "4/4 files" in drawn
     assert "4.0 MB" in drawn

@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from loopml.cli.data import data
+from terminal import run_on_terminal
 
 
 def invoke(*args: str) -> click.testing.Result:
@@ -217,38 +218,8 @@ def test_piped_commands_print_no_progress(
 
 
 def test_a_terminal_sees_the_progress_of_add(ws: Path, make_tree: Callable[..., Path]) -> None:
-    import os
-    import threading
-
     make_tree(ws / "data", {"a": 5 << 20, "b": 100})
-    main, child = os.openpty()
-    proc = subprocess.Popen(
-        _cli(ws, "add", "data"),
-        cwd=ws,
-        stdin=subprocess.DEVNULL,
-        stdout=child,
-        stderr=child,
-        env={**os.environ, "COLUMNS": "120", "TERM": "xterm"},
-    )
-    os.close(child)
-    chunks: list[bytes] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                chunk = os.read(main, 65536)
-            except OSError:
-                return
-            if not chunk:
-                return
-            chunks.append(chunk)
-
-    reader = threading.Thread(target=drain)
-    reader.start()
-    assert proc.wait(timeout=120) == 0
-    reader.join(timeout=60)
-    os.close(main)
-    drawn = b"".join(chunks).decode(errors="replace")
+    drawn = run_on_terminal(_cli(ws, "add", "data"), cwd=ws)
     assert "Adding data" in drawn and "2/2 files" in drawn
     assert "Added data: 2 files, 5.2 MB" in drawn
 
