@@ -191,7 +191,7 @@ def test_defaults_without_a_section(tmp_path: Path) -> None:
             "[tracking]\nflush_max_points = 1.5\n",
             r"flush_max_points must be a whole number, at least 1, got 1.5",
         ),
-        ('[scheduler]\npipelines = "a.py:b"\n', r"pipelines must be a list of strings"),
+        ("[scheduler]\npipelines = 3\n", r"\[scheduler\] pipelines must be a list of strings"),
         ("[store]\nurl = 3\n", r"\[store\] url must be a string, got 3"),
         ('[artifacts]\nurl = ""\n', r"\[artifacts\] url must not be empty"),
         ("[data]\nremotes = 3\n", r"\[data\] remotes must be a table of remotes"),
@@ -317,6 +317,11 @@ def test_with_overrides_takes_the_flat_names_checked(tmp_path: Path) -> None:
         settings.with_overrides(flush_interval=0)
     with pytest.raises(InvalidConfig, match="Unknown setting 'flush_intervl'; did you mean"):
         settings.with_overrides(flush_intervl=2)
+
+
+def test_one_scheduled_pipeline_may_be_a_string(tmp_path: Path) -> None:
+    _config(tmp_path, '[scheduler]\npipelines = "flow.py:flow"\n')
+    assert load_settings(tmp_path, environ={}).scheduler.pipelines == ("flow.py:flow",)
 
 
 def test_the_old_extra_dict_still_reads(tmp_path: Path) -> None:

@@ -109,6 +109,14 @@ class ArtifactsSettings:
     )
 
 
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    """A list of names, or one string of comma-separated names (a variable's value)."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple) or not all(isinstance(i, str) for i in items):
+        raise InvalidConfig(f"{where} must be a list of strings, got {value!r}")
+    return tuple(item.strip() for item in items if item.strip())
+
+
 @dataclass(frozen=True)
 class SchedulerSettings:
     """``[scheduler]``: the pipelines ``loopml scheduler run`` watches when none is named.
@@ -119,7 +127,10 @@ class SchedulerSettings:
 
     pipelines: tuple[str, ...] = field(
         default=(),
-        metadata={"help": "pipeline references (path/to/file.py:name or package.module:name)"},
+        metadata={
+            "parse": _names,
+            "help": "pipeline references (path/to/file.py:name or package.module:name)",
+        },
     )
 
 
