@@ -144,6 +144,12 @@ def test_scheduler_run_once_starts_triggered_runs(
     assert result.exit_code == 0, result.output
     assert "claimed run" in result.stdout and "FINISHED" in result.stdout
     assert "1 run triggered" in result.stdout
+    # The pipelines to watch can come from loopml.toml's [scheduler] table instead.
+    with (workspace.root / "loopml.toml").open("a") as fh:
+        fh.write('\n[scheduler]\npipelines = ["flow.py:flow"]\n')
+    configured = invoke("scheduler", "run", "--once")
+    assert configured.exit_code == 0, configured.output
+    assert "watching 1 pipeline" in configured.stdout and "flow" in configured.stdout
     quiet = invoke("scheduler", "run", "flow.py:flow", "--for", "1.5s", "--interval", "1s")
     assert "0 runs triggered" in quiet.stdout
     (run,) = invoke_json("pipelines", "runs")  # type: ignore[misc]

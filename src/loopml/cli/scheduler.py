@@ -157,8 +157,5 @@ def run(
 
 
 def _configured(ws: Workspace) -> list[str]:
-    section = ws.settings.extra.get("scheduler", {})
-    refs = section.get("pipelines", []) if isinstance(section, dict) else []
-    if isinstance(refs, str):
-        refs = [refs]
-    return [str(ref) for ref in refs]
+    """``[scheduler] pipelines`` of loopml.toml (checked when the settings were loaded)."""
+    return list(ws.settings.scheduler.pipelines)
