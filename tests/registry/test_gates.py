@@ -17,6 +17,8 @@ from loopml.checks import CheckResult
 from loopml.exceptions import InvalidConfig, InvalidInput, PromotionBlocked
 from loopml.registry import GatePolicy, Signature, Verdict
 from loopml.registry.gates import (
+    _first_line,
+    _guard,
     awaiting_approval,
     check_beats_champion,
     check_contract,
@@ -40,45 +42,90 @@ from loopml.workspace import Workspace
 WHERE = "loopml.toml [gates.churn]"
 
 
+METRIC_NAMES = (
+    "accuracy, balanced_accuracy, f1, log_loss, mae, mse, precision, r2, recall, rmse, roc_auc"
+)
+SETTINGS = (
+    "metric, holdout, label, min_score, beat_champion, margin, latency_p95_ms, latency_sample, "
+    "fairness_column, fairness_max_gap, require_signature_match, checks, require_approval"
+)
+CHECK_SPEC = "must look like 'module:function' (e.g. 'my_checks:no_negative_prices')"
+
+
 @pytest.mark.parametrize(
-    ("settings", "key"),
+    ("settings", "message"),
     [
-        ({"min_score": "high"}, "min_score"),
-        ({"min_score": float("nan")}, "min_score"),
-        ({"min_score": True}, "min_score"),
-        ({"margin": -0.01}, "margin"),
-        ({"margin": None}, "margin"),
-        ({"margin": "1%"}, "margin"),
-        ({"latency_p95_ms": -1}, "latency_p95_ms"),
-        ({"latency_p95_ms": 0}, "latency_p95_ms"),
-        ({"latency_sample": 0}, "latency_sample"),
-        ({"latency_sample": 2.5}, "latency_sample"),
-        ({"fairness_column": "region", "fairness_max_gap": -0.1}, "fairness_max_gap"),
-        ({"fairness_column": "region"}, "fairness_max_gap"),
-        ({"fairness_max_gap": 0.1}, "fairness_column"),
-        ({"beat_champion": "yes"}, "beat_champion"),
-        ({"require_approval": 1}, "require_approval"),
-        ({"require_signature_match": "false"}, "require_signature_match"),
-        ({"holdout": 42, "label": "y"}, "holdout"),
-        ({"holdout": "", "label": "y"}, "holdout"),
-        ({"holdout": "data/holdout.json", "label": "y"}, "holdout"),
-        ({"holdout": "data/holdout.csv"}, "label"),
-        ({"label": 3}, "label"),
-        ({"metric": "acuracy"}, "accuracy"),  # did you mean
-        ({"metric": 1}, "metric"),
-        ({"checks": "my_checks:fn"}, "checks"),
-        ({"checks": ["my_checks"]}, "my_checks"),
-        ({"checks": [42]}, "42"),
-        ({"margn": 0.1}, "margin"),  # unknown key: did you mean
+        ({"min_score": "high"}, "min_score must be a number, got 'high'"),
+        ({"min_score": float("nan")}, "min_score must be a number, got nan"),
+        ({"min_score": True}, "min_score must be a number, got True"),
+        ({"margin": -0.01}, "margin must be at least 0, got -0.01"),
+        ({"margin": None}, "margin must be a number, got None"),
+        ({"margin": "1%"}, "margin must be a number, got '1%'"),
+        ({"latency_p95_ms": -1}, "latency_p95_ms must be more than 0, got -1"),
+        ({"latency_p95_ms": 0}, "latency_p95_ms must be more than 0, got 0"),
+        ({"latency_sample": 0}, "latency_sample must be a whole number of rows, at least 1, got 0"),
+        (
+            {"latency_sample": 2.5},
+            "latency_sample must be a whole number of rows, at least 1, got 2.5",
+        ),
+        (
+            {"latency_sample": True},
+            "latency_sample must be a whole number of rows, at least 1, got True",
+        ),
+        (
+            {"fairness_column": "region", "fairness_max_gap": -0.1},
+            "fairness_max_gap must be at least 0, got -0.1",
+        ),
+        (
+            {"fairness_column": "region"},
+            "fairness needs both fairness_column and fairness_max_gap; only fairness_column is set",
+        ),
+        (
+            {"fairness_max_gap": 0.1},
+            "fairness needs both fairness_column and fairness_max_gap; only fairness_max_gap is set",
+        ),
+        (
+            {"fairness_column": "", "fairness_max_gap": 0.1},
+            "fairness_column must be a non-empty string, got ''",
+        ),
+        ({"beat_champion": "yes"}, "beat_champion must be true or false, got 'yes'"),
+        ({"require_approval": 1}, "require_approval must be true or false, got 1"),
+        (
+            {"require_signature_match": "false"},
+            "require_signature_match must be true or false, got 'false'",
+        ),
+        ({"holdout": 42, "label": "y"}, "holdout must be a non-empty string, got 42"),
+        ({"holdout": "", "label": "y"}, "holdout must be a non-empty string, got ''"),
+        (
+            {"holdout": "data/holdout.json", "label": "y"},
+            "holdout must be the path of a .csv or .parquet file, got 'data/holdout.json'",
+        ),
+        ({"holdout": "data/holdout.csv"}, "a holdout needs label = '<label column>'"),
+        ({"label": 3}, "label must be a non-empty string, got 3"),
+        ({"label": "  "}, "label must be a non-empty string, got '  '"),
+        (
+            {"metric": "acuracy"},
+            f"unknown metric 'acuracy'; did you mean 'accuracy'? use one of {METRIC_NAMES}",
+        ),
+        ({"metric": "zzz"}, f"unknown metric 'zzz'; use one of {METRIC_NAMES}"),
+        ({"metric": 1}, f"unknown metric 1; did you mean 'f1'? use one of {METRIC_NAMES}"),
+        (
+            {"checks": "my_checks:fn"},
+            "checks must be a list of 'module:function' strings, got 'my_checks:fn'",
+        ),
+        ({"checks": 42}, "checks must be a list of 'module:function' strings, got 42"),
+        ({"checks": ["my_checks"]}, f"checks entry 'my_checks' {CHECK_SPEC}"),
+        ({"checks": [42]}, f"checks entry 42 {CHECK_SPEC}"),
+        ({"margn": 0.1}, f"unknown setting 'margn'; did you mean 'margin'? valid: {SETTINGS}"),
+        ({"qqq": 1}, f"unknown setting 'qqq'; valid: {SETTINGS}"),
     ],
 )
 def test_bad_policy_values_are_config_errors_naming_the_key(
-    settings: dict[str, Any], key: str
+    settings: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(InvalidConfig) as info:
         GatePolicy.from_dict(settings, WHERE)
-    message = str(info.value)
-    assert message.startswith(WHERE + ":") and key in message, message
+    assert str(info.value) == f"{WHERE}: {message}"
 
 
 def test_the_python_constructor_validates_too() -> None:
@@ -202,8 +249,11 @@ def test_an_unusable_holdout_is_an_error_naming_the_file(
     assert expected in str(info.value) and str(path) in str(info.value)
 
 
-def test_a_check_module_is_imported_with_the_workspace_root_on_sys_path(tmp_path: Path) -> None:
+def test_a_check_module_is_imported_with_the_workspace_root_on_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "root_checks_unit.py").write_text("def fine(model, holdout):\n    return True\n")
+    monkeypatch.delitem(sys.modules, "root_checks_unit", raising=False)  # a rerun in one process
     before = list(sys.path)
     with pytest.raises(InvalidConfig, match="Cannot load behavioural check"):
         load_check("root_checks_unit:fine")
@@ -259,10 +309,15 @@ def test_threshold(metric: str, value: float, minimum: float, passed: bool) -> N
     )
 
 
+NAN = float("nan")  # one object: a dict holding it equals itself
+
+
 def test_a_nan_score_fails_the_threshold_saying_so() -> None:
-    result = check_threshold("rmse", float("nan"), 0.8)
-    assert not result.passed and result.details["error"] == "the candidate's rmse is NaN"
-    assert result.details["metric"] == "rmse" and result.details["min"] == 0.8
+    assert check_threshold("rmse", NAN, 0.8) == CheckResult(
+        "threshold",
+        False,
+        {"metric": "rmse", "score": NAN, "min": 0.8, "error": "the candidate's rmse is NaN"},
+    )
 
 
 def test_an_unknown_metric_is_an_error_naming_the_valid_ones() -> None:
@@ -278,9 +333,11 @@ def test_without_a_champion_there_is_nothing_to_beat() -> None:
     assert check_beats_champion("accuracy", 0.1, None) == CheckResult(
         "beats_champion", True, {"score": 0.1, "champion": None}
     )
-    nan = check_beats_champion("accuracy", float("nan"), None)
-    assert not nan.passed and nan.details["error"] == "the candidate's accuracy is NaN"
-    assert nan.details["champion"] is None
+    assert check_beats_champion("accuracy", NAN, None) == CheckResult(
+        "beats_champion",
+        False,
+        {"score": NAN, "champion": None, "error": "the candidate's accuracy is NaN"},
+    )
 
 
 @pytest.mark.parametrize(
@@ -318,16 +375,23 @@ def test_beats_champion_by_the_margin(
 @pytest.mark.parametrize(
     ("value", "champion", "who"),
     [
-        (float("nan"), 0.8, "for the candidate:"),
-        (0.9, float("nan"), "for the champion:"),
-        (float("nan"), float("nan"), "for the candidate and the champion:"),
+        (NAN, 0.8, "for the candidate:"),
+        (0.9, NAN, "for the champion:"),
+        (NAN, NAN, "for the candidate and the champion:"),
     ],
 )
 def test_a_nan_score_never_beats_nor_is_beaten(value: float, champion: float, who: str) -> None:
-    result = check_beats_champion("rmse", value, champion)
-    assert not result.passed
-    assert result.details["error"] == f"rmse is NaN {who} the scores can't be compared"
-    assert result.details["champion_score"] is champion and result.details["margin"] == 0.0
+    result = check_beats_champion("rmse", value, champion, champion_version=4)
+    assert result.name == "beats_champion" and result.passed is False
+    assert result.details == {
+        "metric": "rmse",
+        "score": value,
+        "champion_version": 4,
+        "champion_score": champion,
+        "margin": 0.0,
+        "delta": result.details["delta"],  # NaN
+        "error": f"rmse is NaN {who} the scores can't be compared",
+    }
 
 
 @pytest.mark.parametrize(
@@ -386,12 +450,26 @@ def test_fairness_gap(per_slice: dict[str, float], max_gap: float, passed: bool,
 
 
 def test_fairness_fails_without_slices_or_with_a_nan_slice() -> None:
-    empty = check_fairness("region", {}, 0.1)
-    assert not empty.passed
-    assert empty.details["error"] == "the holdout's column 'region' has no values to slice by"
-    nan = check_fairness("region", {"eu": 0.9, "us": float("nan")}, 0.1)
-    assert not nan.passed and nan.details["error"] == "the score is NaN for the slices ['us']"
-    assert nan.details["slices"]["eu"] == 0.9
+    assert check_fairness("region", {}, 0.1) == CheckResult(
+        "fairness",
+        False,
+        {
+            "column": "region",
+            "max_gap": 0.1,
+            "slices": {},
+            "error": "the holdout's column 'region' has no values to slice by",
+        },
+    )
+    assert check_fairness("region", {"eu": 0.9, "us": NAN}, 0.1) == CheckResult(
+        "fairness",
+        False,
+        {
+            "column": "region",
+            "max_gap": 0.1,
+            "slices": {"eu": 0.9, "us": NAN},
+            "error": "the score is NaN for the slices ['us']",
+        },
+    )
 
 
 def test_signature_compatibility() -> None:
@@ -691,10 +769,13 @@ def test_features_come_from_the_signature_then_sklearn_then_all_but_the_label() 
     assert model_score("accuracy", AtLeast(4), None, HOLDOUT, "label") == 1.0
 
 
-@pytest.fixture(scope="module")
-def checks_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A workspace root holding behavioural checks, found through evaluate's ``root``."""
-    root = tmp_path_factory.mktemp("gate_checks")
+@pytest.fixture
+def checks_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A workspace root holding behavioural checks, found only through evaluate's ``root``
+    (imported afresh by each test)."""
+    root = tmp_path / "gate_checks"
+    root.mkdir()
+    monkeypatch.delitem(sys.modules, "gate_unit_checks", raising=False)
     (root / "gate_unit_checks.py").write_text(
         textwrap.dedent(
             """
@@ -709,6 +790,9 @@ def checks_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
             def answers_yes(model, holdout):
                 return "yes"
+
+            def predicts_the_label(model, holdout):
+                return bool((model.predict(holdout) == holdout["label"]).all())
             """
         )
     )
@@ -722,6 +806,7 @@ def checks_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
         ("gate_unit_checks:refuses", False, {"negative": 2}),
         ("gate_unit_checks:agrees", True, {"rows": 8}),
         ("gate_unit_checks:answers_yes", False, None),
+        ("gate_unit_checks:predicts_the_label", True, {}),  # the check gets the candidate
     ],
 )
 def test_a_behavioural_check_decides_by_its_bool(
@@ -810,3 +895,216 @@ def test_a_policy_from_something_else_than_a_table_is_refused() -> None:
     policy = GatePolicy.from_dict({"checks": ["a:b"], "min_score": 0.5})
     assert policy.to_dict()["checks"] == ["a:b"] and policy.to_dict()["min_score"] == 0.5
     assert GatePolicy.from_dict(policy.to_dict()) == policy
+
+
+def test_a_check_answer_that_is_not_a_bool_is_described_exactly() -> None:
+    expected = "a check must return True/False or (True/False, {details})"
+    assert check_outcome("m:f", (True, {}, 3)) == CheckResult(
+        "check:m:f", False, {"error": f"returned a tuple of 3 items; {expected}"}
+    )
+    assert check_outcome("m:f", (True, [1])) == CheckResult(
+        "check:m:f", False, {"error": f"returned details [1] (list), not a dict; {expected}"}
+    )
+    assert check_outcome("m:f", None) == CheckResult(
+        "check:m:f", False, {"error": f"returned None (NoneType) instead of a bool; {expected}"}
+    )
+    shown = "x" * 78  # its repr is 80 characters: shown whole
+    assert f"returned '{shown}' (str) instead" in check_outcome("m:f", shown).details["error"]
+    longer = "x" * 79  # 81: cut to 77 and an ellipsis
+    cut = check_outcome("m:f", longer).details["error"]
+    assert cut.startswith("returned '" + "x" * 76 + "... (str) instead of a bool")
+
+
+def test_a_failing_check_keeps_a_short_traceback() -> None:
+    def deep(n: int) -> CheckResult:
+        if n == 0:
+            raise ValueError("bottom")
+        return deep(n - 1)
+
+    result = _guard("deep", lambda: deep(10))
+    assert result.name == "deep" and result.passed is False
+    assert result.details["error"] == "ValueError: bottom"
+    assert result.details["traceback"].count('File "') == 5  # the first five frames
+
+
+def test_first_line_of_an_error() -> None:
+    assert _first_line(ValueError("")) == ""
+    assert _first_line(ValueError("  one\ntwo")) == "one"
+    assert _first_line(ValueError("x" * 400)) == "x" * 300
+
+
+WIDE = pd.DataFrame({f"c{i:02}": [i] for i in range(25)})
+FIRST_20 = ", ".join(f"c{i:02}" for i in range(20))
+
+
+def test_a_wide_holdout_without_its_label_names_twenty_columns(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    WIDE.to_csv(path, index=False)
+    with pytest.raises(InvalidInput) as info:
+        read_holdout(path, "label")
+    assert str(info.value) == (
+        f"Holdout {path} has no label column 'label' (its columns: {FIRST_20}); fix label = "
+        "in the gate policy or add the column to the file"
+    )
+    with pytest.raises(InvalidInput) as info:
+        run_gate(gate(), holdout=WIDE)
+    assert str(info.value) == (
+        f"The holdout has no label column 'label' (its columns: {FIRST_20}); set label = in "
+        "the gate policy"
+    )
+
+
+@pytest.mark.parametrize("name", ["holdout.parquet", "holdout.pq", "HOLDOUT.PARQUET"])
+def test_a_parquet_holdout_is_read(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    HOLDOUT.to_parquet(path)
+    pd.testing.assert_frame_equal(read_holdout(path, "label"), HOLDOUT)
+
+
+def test_read_holdout_messages(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.csv"
+    with pytest.raises(InvalidInput) as info:
+        read_holdout(missing, "label")
+    assert str(info.value) == (
+        f"Holdout dataset {missing} does not exist: fetch it (`loopml data checkout`) or fix "
+        "holdout = in the gate policy"
+    )
+    json_file = tmp_path / "h.json"
+    json_file.write_text("{}")
+    with pytest.raises(InvalidInput) as info:
+        read_holdout(json_file)
+    assert str(info.value) == f"Holdout {json_file}: use a .csv or .parquet file"
+    broken = tmp_path / "broken.parquet"
+    broken.write_text("not parquet\nat all")
+    with pytest.raises(InvalidInput) as info:
+        read_holdout(broken)
+    message = str(info.value)
+    assert message.startswith(f"Cannot read holdout {broken} (")
+    assert message.endswith("); check that it is a valid CSV or Parquet file")
+    assert "\n" not in message
+    plain = tmp_path / "plain.csv"
+    HOLDOUT.to_csv(plain, index=False)
+    assert list(read_holdout(plain).columns) == ["a", "region", "label"]  # no label asked for
+
+
+def test_load_check_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for spec in (":f", "m:", "m"):
+        with pytest.raises(InvalidConfig) as info:
+            load_check(spec)
+        assert str(info.value) == f"Behavioural check {spec!r} must look like 'module:function'"
+    with pytest.raises(InvalidConfig) as info:
+        load_check("no_such_gate_module_xyz:f")
+    assert str(info.value) == (
+        "Cannot load behavioural check 'no_such_gate_module_xyz:f': "
+        "No module named 'no_such_gate_module_xyz'"
+    )
+    (tmp_path / "gate_not_callable.py").write_text("LIMIT = 3\n")
+    monkeypatch.delitem(sys.modules, "gate_not_callable", raising=False)
+    with pytest.raises(InvalidConfig) as info:
+        load_check("gate_not_callable:LIMIT", tmp_path)
+    assert str(info.value) == "Behavioural check 'gate_not_callable:LIMIT' is a int, not a function"
+
+
+def test_the_workspace_checks_come_before_the_rest_of_sys_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    elsewhere, workspace = tmp_path / "elsewhere", tmp_path / "workspace"
+    for folder, answer in ((elsewhere, False), (workspace, True)):
+        folder.mkdir()
+        (folder / "gate_shadowed.py").write_text(f"def check(m, h):\n    return {answer}\n")
+    monkeypatch.syspath_prepend(str(elsewhere))
+    monkeypatch.delitem(sys.modules, "gate_shadowed", raising=False)
+    assert load_check("gate_shadowed:check", workspace)(None, None) is True
+
+
+def test_from_dict_without_checks_and_a_verdict_with_every_field() -> None:
+    assert GatePolicy.from_dict({"metric": "f1"}) == GatePolicy(metric="f1")
+    verdict = Verdict(
+        model="m",
+        version=3,
+        champion=2,
+        passed=True,
+        checks=(CheckResult("threshold", True, {"score": 0.9}),),
+        policy={"metric": "accuracy"},
+        holdout_digest="blake3:1",
+        awaiting_approval=True,
+        forced=True,
+        reason="incident 42",
+    )
+    assert Verdict.from_dict(verdict.to_dict()) == verdict
+    assert Verdict.from_dict({"model": "m", "version": 1, "passed": True}).checks == ()
+    assert verdict.summary() == "gate for m/3: PASS\n  [pass] threshold: score=0.9"
+
+
+def test_each_model_is_scored_with_its_own_signature_and_the_margin_counts() -> None:
+    class OnlyA(AtLeast):
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            assert list(x.columns) == ["a"], list(x.columns)
+            return super().predict(x)
+
+    only_a = Signature(inputs=(("a", "int64"),), outputs=())
+    policy = gate(margin=0.2, require_signature_match=False)
+    verdict = run_gate(policy, champion=OnlyA(2), champion_version=1, champion_signature=only_a)
+    (beat,) = verdict.checks
+    assert beat == CheckResult(
+        "beats_champion",
+        True,
+        {
+            "metric": "accuracy",
+            "score": 1.0,
+            "champion_version": 1,
+            "champion_score": 0.75,
+            "margin": 0.2,
+            "delta": 0.25,
+        },
+    )
+    stricter = run_gate(
+        gate(margin=0.3, require_signature_match=False),
+        champion=OnlyA(2),
+        champion_version=1,
+        champion_signature=only_a,
+    )
+    assert not stricter.passed
+
+
+def test_latency_and_fairness_feed_the_model_its_own_columns() -> None:
+    fitted = LogisticRegression().fit(HOLDOUT[["a"]], HOLDOUT["label"])  # region is text
+    policy = gate(
+        beat_champion=False,
+        latency_p95_ms=1000,
+        latency_sample=2,
+        fairness_column="region",
+        fairness_max_gap=0.5,
+    )
+    latency, fairness = run_gate(policy, candidate=fitted).checks
+    assert latency.passed and latency.details["sample"] == 2
+    assert fairness.details["column"] == "region" and fairness.passed, fairness.details
+    assert model_score("accuracy", fitted, None, HOLDOUT, "label") == 1.0
+
+    class OnlyA(AtLeast):
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            assert list(x.columns) == ["a"], list(x.columns)
+            return super().predict(x)
+
+    only_a = Signature(inputs=(("a", "int64"),), outputs=())
+    checks = run_gate(policy, candidate=OnlyA(4), candidate_signature=only_a).checks
+    assert all(c.passed for c in checks), checks
+
+
+def test_a_check_that_raises_is_named_after_its_setting() -> None:
+    class Broken:
+        def predict(self, x: pd.DataFrame) -> np.ndarray:
+            raise RuntimeError("no weights")
+
+    odd = Signature(inputs=None, outputs=())  # type: ignore[arg-type]
+    verdict = run_gate(
+        gate(min_score=0.5, beat_champion=False),
+        candidate=Broken(),
+        champion=AtLeast(4),
+        candidate_signature=odd,
+        champion_signature=odd,
+    )
+    assert [(c.name, c.passed) for c in verdict.checks] == [
+        ("threshold", False),
+        ("signature", False),
+    ]
