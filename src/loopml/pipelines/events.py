@@ -1,43 +1,24 @@
-"""Events in the metadata store: the way other parts of the loop (monitoring alerts, registry
-changes, your own code) ask for pipeline runs without calling the pipeline.
+"""Your own events, and the ones loopml writes, as the pipelines see them: the way other
+parts of the loop (monitoring alerts, registry changes, your own code) ask for pipeline runs
+without calling the pipeline.
 
     emit_event("alert", subject="churn", payload={"metric": "psi", "value": 0.31})
 
 A pipeline declaring ``on_event("alert", subject="churn")`` is then started by the next
-scheduler tick. Events are append-only; each has an increasing id.
+scheduler tick; so is one declaring ``on_event("model.promoted", subject="churn")`` after a
+promotion. The event log itself, and the kinds loopml writes, are :mod:`loopml.events`.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select
-
-from loopml.exceptions import InvalidValue
-from loopml.pipelines.exceptions import shown
-from loopml.pipelines.records import now_ms, to_datetime
-from loopml.store.tables import events
+from loopml.events import MAX_KIND, MAX_SUBJECT, Event, check_kind, emit, read
 
 if TYPE_CHECKING:
-    from loopml.store.db import Database
     from loopml.workspace import Workspace
 
-MAX_KIND = 64
-MAX_SUBJECT = 250
-
-
-@dataclass(frozen=True)
-class Event:
-    """One stored event."""
-
-    id: int
-    kind: str
-    subject: str | None
-    payload: dict[str, Any] | None
-    created_at: datetime
+__all__ = ["MAX_KIND", "MAX_SUBJECT", "Event", "emit_event", "list_events"]
 
 
 def emit_event(
@@ -48,33 +29,11 @@ def emit_event(
     workspace: Workspace | None = None,
 ) -> int:
     """Record an event (``kind`` such as ``"alert"``, an optional ``subject`` such as a model
-    or pipeline name, a JSON-serialisable ``payload``); returns its id."""
-    if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_KIND:
-        raise InvalidValue(
-            f"An event kind is a non-empty string of at most {MAX_KIND} characters, got "
-            f"{shown(kind)}."
-        )
-    if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT):
-        raise InvalidValue(
-            f"An event subject is a string of at most {MAX_SUBJECT} characters, got "
-            f"{shown(subject)}."
-        )
-    try:
-        body = None if payload is None else json.dumps(payload, allow_nan=False, default=str)
-    except (TypeError, ValueError) as exc:
-        raise InvalidValue(
-            f"The payload of event {kind!r} is not JSON-serialisable: "
-            f"{shown(str(exc), 200, quote=False)}"
-        ) from exc
-    ws = workspace or _default()
-    row = {"kind": kind, "subject": subject, "payload": body, "created_at": now_ms()}
-
-    def tx(conn: Connection) -> int:
-        key = conn.execute(insert(events).values(**row)).inserted_primary_key
-        assert key is not None
-        return int(key[0])
-
-    return ws.db.transact(tx)
+    or pipeline name, a JSON-serialisable ``payload``); returns its id. A kind in loopml's
+    own namespaces (``run.``, ``data.``, ``model.``, ``pipeline.``) must be one of
+    :data:`loopml.events.KINDS`."""
+    check_kind(kind)  # before the workspace is looked for: bad input first
+    return emit((workspace or _default()).db, kind, subject, payload)
 
 
 def list_events(
@@ -87,29 +46,7 @@ def list_events(
 ) -> list[Event]:
     """Events (oldest first) of ``kind``/``subject`` with an id above ``after_id``."""
     ws = workspace or _default()
-    return events_after(ws.db, kind, subject, after_id, limit)
-
-
-def events_after(
-    db: Database, kind: str | None, subject: str | None, after_id: int, limit: int = 1000
-) -> list[Event]:
-    stmt = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
-    if kind is not None:
-        stmt = stmt.where(events.c.kind == kind)
-    if subject is not None:
-        stmt = stmt.where(events.c.subject == subject)
-    with db.read() as conn:
-        rows = conn.execute(stmt).all()
-    return [
-        Event(
-            id=int(row.id),
-            kind=row.kind,
-            subject=row.subject,
-            payload=json.loads(row.payload) if row.payload else None,
-            created_at=to_datetime(row.created_at) or datetime.now(),
-        )
-        for row in rows
-    ]
+    return read(ws.db, after_id, kinds=kind, subject=subject, limit=limit)
 
 
 def _default() -> Workspace:

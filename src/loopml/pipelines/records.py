@@ -8,7 +8,6 @@ run whose owner is gone is marked KILLED by :func:`reap_stale`, after which it c
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,9 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, bindparam, delete, insert, or_, select, update
 
+from loopml.events import emit
 from loopml.exceptions import InvalidInput
 from loopml.pipelines.exceptions import PipelineRunNotFound, TaskOutputNotFound
 from loopml.store import liveness
+from loopml.store.clock import now_ms, to_datetime
 from loopml.store.db import upsert
 from loopml.store.tables import pipeline_partitions, pipeline_runs, task_runs
 
@@ -51,14 +52,6 @@ TASK_FIELDS = (
     "output_inline",
     "cached_from",
 )
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def to_datetime(ms: int | None) -> datetime | None:
-    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 # -- owners ----------------------------------------------------------------------------------
@@ -260,11 +253,37 @@ def heartbeat(conn: Connection, run_id: str) -> None:
 
 
 def finish_run(conn: Connection, run_id: str, status: str, error: str | None) -> None:
+    """Record the run's end, and its ``pipeline.*`` event, in the caller's transaction."""
     conn.execute(
         update(pipeline_runs)
         .where(pipeline_runs.c.id == run_id)
         .values(status=status, end_time=now_ms(), heartbeat_at=now_ms(), error=error)
     )
+    emit_run_ended(conn, run_id, status, error)
+
+
+#: The event each end status of a pipeline run writes (see loopml.events.KINDS).
+ENDED_EVENTS = {
+    FINISHED: "pipeline.succeeded",
+    FAILED: "pipeline.failed",
+    KILLED: "pipeline.killed",
+}
+
+
+def emit_run_ended(conn: Connection, run_id: str, status: str, error: str | None) -> None:
+    kind = ENDED_EVENTS.get(status)
+    row = conn.execute(
+        select(pipeline_runs.c.pipeline, pipeline_runs.c.partition, pipeline_runs.c.trigger).where(
+            pipeline_runs.c.id == run_id
+        )
+    ).one_or_none()
+    if kind is None or row is None:
+        return
+    payload: dict[str, Any] = {"run_id": run_id, "partition": row.partition, "trigger": row.trigger}
+    lines = (error or "").strip().splitlines()
+    if status == FAILED and lines:
+        payload["error"] = lines[-1][:200]  # the exception, not its whole traceback
+    emit(conn, kind, row.pipeline, payload)
 
 
 def set_partition(conn: Connection, pipeline: str, partition: str, run_id: str) -> str | None:
@@ -516,6 +535,7 @@ def reap_stale(db: Database, run_ids: Sequence[str] | None = None) -> list[str]:
                         error="TaskKilled: the process running the pipeline stopped",
                     )
                 )
+                emit_run_ended(conn, run_id, KILLED, None)
             return bool(moved)
 
         if db.transact(tx):

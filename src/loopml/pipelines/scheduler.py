@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select, update
 
+from loopml.events import read as read_events
 from loopml.pipelines import records
 from loopml.pipelines.exceptions import PipelineDefinitionError, RunNotResumable
 from loopml.pipelines.records import FAILED, KILLED, QUEUED, RUNNING
 from loopml.pipelines.triggers import NewData, OnEvent, Schedule, Trigger
 from loopml.store.db import upsert
-from loopml.store.tables import events, pipeline_runs, trigger_state
+from loopml.store.tables import pipeline_runs, trigger_state
 
 if TYPE_CHECKING:
     from loopml.pipelines.executors import Executor
@@ -187,28 +188,20 @@ class Scheduler:
     ) -> list[Claim]:
         cursor = _lock_cursor(conn, pipe.name, trig.id)
         last = int(cursor) if cursor else 0
-        stmt = (
-            select(events.c.id, events.c.subject, events.c.payload)
-            .where(events.c.id > last, events.c.kind == trig.event)
-            .order_by(events.c.id)
-            .limit(10_000)
-        )
-        if trig.subject is not None:
-            stmt = stmt.where(events.c.subject == trig.subject)
-        found = conn.execute(stmt).all()
+        found = read_events(conn, last, kinds=trig.event, subject=trig.subject, limit=10_000)
         if not found:
             return []
         _set_cursor(conn, pipe.name, trig.id, str(found[-1].id))
         params = self._params(pipe, trig, now)
-        groups = [found] if trig.coalesce else [[row] for row in found]
+        groups = [found] if trig.coalesce else [[event] for event in found]
         wanted = []
         for group in groups:
             newest = group[-1]
             detail = {
                 "event": trig.event,
                 "subject": newest.subject,
-                "event_ids": [int(row.id) for row in group],
-                "payload": json.loads(newest.payload) if newest.payload else None,
+                "event_ids": [event.id for event in group],
+                "payload": newest.payload,
             }
             wanted.append((str(newest.id), detail, params))
         return self._insert_claims(conn, pipe, trig, wanted)

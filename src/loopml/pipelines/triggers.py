@@ -5,6 +5,7 @@
         on_schedule("0 3 * * *"),                 # cron, UTC unless tz= is given
         on_new_data("data/raw"),                  # a file, folder or pointer file changed
         on_event("alert", subject="churn"),       # emit_event("alert", subject="churn", ...)
+        on_event("model.promoted", subject="churn"),  # a kind loopml writes (loopml.events)
     ])
     def train_churn(day: str = "latest"): ...
 
@@ -152,7 +153,8 @@ class NewData(Trigger):
 
 @dataclass(frozen=True)
 class OnEvent(Trigger):
-    """Events of ``event`` kind (and ``subject``, when given) written with
+    """Events of ``event`` kind (and ``subject``, when given): one loopml writes (see
+    :data:`loopml.events.KINDS`, e.g. ``"model.promoted"``) or your own, written with
     :func:`~loopml.pipelines.emit_event`. With ``coalesce`` (the default) the events a
     scheduler finds at once start one run; without, one run each."""
 
@@ -165,6 +167,13 @@ class OnEvent(Trigger):
     def __post_init__(self) -> None:
         if not isinstance(self.event, str) or not self.event.strip():
             raise PipelineDefinitionError(f"on_event needs an event kind, got {self.event!r}")
+        from loopml.events import check_kind
+        from loopml.exceptions import InvalidValue
+
+        try:
+            check_kind(self.event)  # a typo in one of loopml's kinds would never fire
+        except InvalidValue as exc:
+            raise PipelineDefinitionError(f"on_event({self.event!r}): {exc}") from None
 
     @property
     def id(self) -> str:

@@ -6,7 +6,6 @@ import getpass
 import json
 import os
 import re
-import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -14,8 +13,10 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, false, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from loopml.events import emit
 from loopml.exceptions import InvalidInput, ModelNotFound, ModelVersionNotFound
 from loopml.registry.signature import Signature
+from loopml.store.clock import now_ms
 from loopml.store.db import Database, upsert
 from loopml.store.tables import model_aliases, model_events, model_versions, registered_models
 from loopml.tracking.keys import check_key
@@ -24,10 +25,6 @@ NONE, STAGING, PRODUCTION, ARCHIVED = "None", "Staging", "Production", "Archived
 STAGES = (NONE, STAGING, PRODUCTION, ARCHIVED)
 _STAGE_BY_LOWER = {s.lower(): s for s in STAGES}
 _URI = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))?$")
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def actor() -> str:
@@ -270,6 +267,7 @@ def create_version(
             )
         )
         record_event(conn, mid, "registered", version=version, to_version=version)
+        emit(conn, "model.registered", name, {"version": version, "run_id": run_id})
         row = conn.execute(
             select(model_versions).where(
                 model_versions.c.model_id == mid, model_versions.c.version == version
@@ -330,6 +328,13 @@ def move_stage(
         reason=reason or (f"was {current.stage}" if kind == "stage" else None),
         verdict=verdict,
     )
+    if stage != PRODUCTION:
+        emit(conn, "model.stage_changed", name, {"version": version, "stage": stage})
+    elif kind == "rollback":
+        emit(conn, "model.rolled_back", name, {"version": version, "previous": previous})
+    else:
+        payload = {"version": version, "previous": previous, "forced": kind == "override"}
+        emit(conn, "model.promoted", name, payload)
     return previous
 
 
@@ -366,6 +371,8 @@ def set_alias(db: Database, name: str, alias: str, version: int, reason: str | N
             to_version=version,
             reason=reason,
         )
+        payload = {"alias": alias, "version": version, "previous": before}
+        emit(conn, "model.alias_set", name, payload)
 
     db.transact(tx)
 
@@ -386,6 +393,7 @@ def delete_alias(db: Database, name: str, alias: str) -> None:
             )
         )
         record_event(conn, mid, "alias", target=alias, from_version=before, to_version=None)
+        emit(conn, "model.alias_removed", name, {"alias": alias, "previous": before})
 
     db.transact(tx)
 

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import socket
-import time
+
+from loopml.store.clock import now_ms
 
 #: How often a live owner refreshes its heartbeat.
 HEARTBEAT_S = 15.0
@@ -33,10 +34,6 @@ STALE_AFTER_S = 120.0
 
 _owner: str | None = None
 _owner_pid: int | None = None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def owner_token() -> str:

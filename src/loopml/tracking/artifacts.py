@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -12,6 +11,7 @@ from sqlalchemy import Connection, select
 
 from loopml.exceptions import ArtifactNotFound, InvalidInput
 from loopml.store.blobs import BlobStore
+from loopml.store.clock import now_ms
 from loopml.store.db import Database, upsert
 from loopml.store.tables import artifacts
 
@@ -41,7 +41,7 @@ def upsert_artifacts(conn: Connection, run_id: str, rows: list[tuple[str, str, i
         index_elements=[artifacts.c.run_id, artifacts.c.path],
         set_={"digest": stmt.excluded.digest, "size": stmt.excluded.size},
     )
-    now = int(time.time() * 1000)
+    now = now_ms()
     conn.execute(
         stmt,
         [

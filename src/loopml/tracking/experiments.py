@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,6 +9,7 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from loopml.exceptions import AlreadyExists, ExperimentNotFound
+from loopml.store.clock import now_ms
 from loopml.store.db import Database
 from loopml.store.tables import experiments, runs
 from loopml.tracking.keys import check_key
@@ -61,9 +61,7 @@ def create_experiment(db: Database, name: str, description: str | None = None) -
         if _find(conn, name) is not None:
             raise AlreadyExists(f"Experiment {name!r} exists already.")
         result = conn.execute(
-            insert(experiments).values(
-                name=name, created_at=int(time.time() * 1000), description=description
-            )
+            insert(experiments).values(name=name, created_at=now_ms(), description=description)
         )
         return int(result.inserted_primary_key[0])  # type: ignore[index]
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -94,7 +93,3 @@ def _as_arrow(source: Any) -> Any:
 
         return pa.Table.from_pandas(source, preserve_index=True)
     return None
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

@@ -6,7 +6,6 @@ import json
 import logging
 import random
 import threading
-import time
 import traceback
 from collections.abc import Sequence
 from enum import StrEnum
@@ -17,10 +16,12 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
+from loopml.events import emit
 from loopml.exceptions import LoopmlError, ParamConflict, RunNotActive, RunNotFound
 from loopml.store import liveness
+from loopml.store.clock import now_ms
 from loopml.store.db import Database, upsert
-from loopml.store.tables import latest_metrics, params, run_inputs, runs, tags
+from loopml.store.tables import experiments, latest_metrics, params, run_inputs, runs, tags
 from loopml.tracking import keys
 from loopml.tracking.artifacts import store_artifacts, upsert_artifacts
 from loopml.tracking.inputs import DatasetRef, dataset_ref
@@ -113,8 +114,22 @@ def generate_name() -> str:
     return f"{rng.choice(_ADJECTIVES)}-{rng.choice(_NOUNS)}-{rng.randrange(100, 1000)}"
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+def emit_run_ended(
+    conn: Connection,
+    experiment: str,
+    run_id: str,
+    name: str | None,
+    status: RunStatus,
+    error: str | None = None,
+) -> None:
+    """Record ``run.finished``/``run.failed``/``run.killed`` in the caller's transaction."""
+    if status is RunStatus.RUNNING:
+        return
+    payload: dict[str, Any] = {"run_id": run_id, "name": name}
+    lines = (error or "").strip().splitlines()
+    if status is RunStatus.FAILED and lines:
+        payload["error"] = lines[-1][:200]  # the exception, not its whole traceback
+    emit(conn, f"run.{status.value.lower()}", experiment, payload)
 
 
 def upsert_tags(conn: Connection, run_id: str, items: dict[str, str]) -> None:
@@ -164,8 +179,16 @@ def reap_dead_runs(db: Database, run_ids: Sequence[str] | None = None) -> list[s
     The end time is its last sign of life: the later of its last heartbeat and its last
     metric point (not after now). A store that refuses the write (read-only) leaves the runs
     as they are."""
-    stmt = select(runs.c.id, runs.c.owner, runs.c.heartbeat_at).where(
-        runs.c.status == RunStatus.RUNNING.value
+    stmt = (
+        select(
+            runs.c.id,
+            runs.c.name,
+            runs.c.owner,
+            runs.c.heartbeat_at,
+            experiments.c.name.label("experiment"),
+        )
+        .join(experiments, experiments.c.id == runs.c.experiment_id)
+        .where(runs.c.status == RunStatus.RUNNING.value)
     )
     if run_ids is not None:
         stmt = stmt.where(runs.c.id.in_(list(run_ids)))
@@ -202,6 +225,9 @@ def reap_dead_runs(db: Database, run_ids: Sequence[str] | None = None) -> list[s
             ).rowcount
             if moved:
                 reaped.append(row.id)
+        for row in dead:  # last: the events' lock is held from here to commit
+            if row.id in reaped:
+                emit_run_ended(conn, row.experiment, row.id, row.name, RunStatus.KILLED)
         return reaped
 
     try:
@@ -415,13 +441,16 @@ class Run:
                 self._api.flush()
             finally:
                 self.status = final
-                self._api.db.transact(
-                    lambda conn: conn.execute(
+
+                def tx(conn: Connection) -> None:
+                    conn.execute(
                         update(runs)
                         .where(runs.c.id == self.id)
                         .values(status=final.value, end_time=now_ms(), error=error)
                     )
-                )
+                    emit_run_ended(conn, self.experiment, self.id, self.name, final, error)
+
+                self._api.db.transact(tx)
                 self._api._forget(self)
 
     def __enter__(self) -> Run:

@@ -13,12 +13,12 @@ contract.
 from __future__ import annotations
 
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, select
 
 from loopml.exceptions import InvalidInput
+from loopml.store.clock import now_ms
 from loopml.store.db import upsert
 from loopml.store.tables import schemas
 
@@ -70,7 +70,7 @@ class ContractsAPI:
             "subject_kind": kind,
             "subject": subject,
             "digest": digest,
-            "created_at": int(time.time() * 1000),
+            "created_at": now_ms(),
         }
 
         def tx(conn: Connection) -> None:

@@ -1,0 +1,271 @@
+"""The event log: how the loop closes without one part calling another.
+
+Every area records its notable facts here as events (a run ended, a model version was
+registered or promoted, a pipeline run failed), and your own code can add its own
+(``loopml.emit_event("alert", subject="churn", payload={...})``). The scheduler's
+``on_event(kind, subject=...)`` triggers, and later alert channels and the UI, read them.
+
+Events are append-only rows of the ``events`` table, ordered by an increasing id. A consumer
+keeps the last id it handled and asks for the events after it (:func:`read`); a write that
+emits inside its own transaction (:func:`emit` with a ``Connection``) commits its fact and its
+event together, or neither.
+
+The kinds loopml writes are listed once, in :data:`KINDS`; a kind in one of their namespaces
+(``run.``, ``data.``, ``model.``, ``pipeline.``) must be one of them, so a typo is an error
+rather than an event nobody reads. Any other kind (``"alert"``, ``"retrain"``,
+``"team.nightly"``) is yours.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from sqlalchemy import Connection, func, insert, select, text
+
+from loopml.exceptions import InvalidValue
+from loopml.store.clock import now_ms, to_datetime
+from loopml.store.tables import events
+
+if TYPE_CHECKING:
+    from loopml.store.db import Database
+
+MAX_KIND = 64
+MAX_SUBJECT = 250
+#: On PostgreSQL, emitters hold this transaction-level advisory lock from their insert to
+#: their commit, so ids become visible in increasing order and a reader that moves its
+#: cursor past an id never skips an event still being committed with a smaller one.
+_PG_EMIT_LOCK = 7215002
+
+
+@dataclass(frozen=True)
+class EventKind:
+    """One kind of event loopml writes: what its subject names, its payload's keys."""
+
+    name: str
+    subject: str
+    payload: tuple[str, ...]
+    meaning: str
+
+
+#: Every kind loopml writes, with a one-line meaning (docs/architecture.md shows this table).
+KINDS: Final[Mapping[str, EventKind]] = {
+    kind.name: kind
+    for kind in (
+        EventKind("run.finished", "experiment", ("run_id", "name"), "a tracked run ended normally"),
+        EventKind(
+            "run.failed",
+            "experiment",
+            ("run_id", "name", "error"),
+            "a tracked run ended with an exception",
+        ),
+        EventKind(
+            "run.killed",
+            "experiment",
+            ("run_id", "name"),
+            "a tracked run was interrupted (Ctrl-C, SIGTERM) or its process died",
+        ),
+        EventKind(
+            "data.version_added",
+            "dataset path",
+            ("hash", "previous", "size", "files"),
+            "`loopml data add` recorded a new version of a file or folder",
+        ),
+        EventKind(
+            "model.registered",
+            "model",
+            ("version", "run_id"),
+            "a new model version was registered",
+        ),
+        EventKind(
+            "model.promoted",
+            "model",
+            ("version", "previous", "forced"),
+            "Production moved to a version: the gate passed, an approval, or a forced override",
+        ),
+        EventKind(
+            "model.rolled_back",
+            "model",
+            ("version", "previous"),
+            "Production moved back to the version that held it before",
+        ),
+        EventKind(
+            "model.stage_changed",
+            "model",
+            ("version", "stage"),
+            "a version moved to Staging, Archived or None (not Production)",
+        ),
+        EventKind(
+            "model.alias_set",
+            "model",
+            ("alias", "version", "previous"),
+            "an alias was set to (or moved to) a version",
+        ),
+        EventKind(
+            "model.alias_removed",
+            "model",
+            ("alias", "previous"),
+            "an alias was deleted",
+        ),
+        EventKind(
+            "pipeline.succeeded",
+            "pipeline",
+            ("run_id", "partition", "trigger"),
+            "a pipeline run finished with every task done",
+        ),
+        EventKind(
+            "pipeline.failed",
+            "pipeline",
+            ("run_id", "partition", "trigger", "error"),
+            "a pipeline run ended with a failed task (or could not start)",
+        ),
+        EventKind(
+            "pipeline.killed",
+            "pipeline",
+            ("run_id", "partition", "trigger"),
+            "a pipeline run was interrupted or its process died",
+        ),
+    )
+}
+#: Namespaces whose kinds are loopml's own (see :data:`KINDS`).
+NAMESPACES: Final = frozenset(name.split(".", 1)[0] for name in KINDS)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One stored event."""
+
+    id: int
+    kind: str
+    subject: str | None
+    payload: dict[str, Any] | None
+    created_at: datetime
+
+
+def check_kind(kind: object) -> str:
+    """``kind`` if it may be emitted or listened for; raises :class:`InvalidValue` otherwise.
+
+    >>> check_kind("model.promoted"), check_kind("alert")
+    ('model.promoted', 'alert')
+    """
+    if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_KIND:
+        raise InvalidValue(
+            f"An event kind is a non-empty string of at most {MAX_KIND} characters, got "
+            f"{_shown(kind)}."
+        )
+    namespace = kind.split(".", 1)[0]
+    if "." in kind and namespace in NAMESPACES and kind not in KINDS:
+        close = difflib.get_close_matches(kind, list(KINDS), n=1)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        ours = ", ".join(name for name in KINDS if name.startswith(namespace + "."))
+        raise InvalidValue(
+            f"Unknown event kind {kind!r}. {hint}The {namespace}.* kinds are loopml's own: "
+            f"{ours}. Name your own kinds outside them (e.g. 'alert' or 'team.{kind}')."
+        )
+    return kind
+
+
+def emit(
+    target: Database | Connection,
+    kind: str,
+    subject: str | None = None,
+    payload: Mapping[str, Any] | None = None,
+) -> int:
+    """Append an event; returns its id.
+
+    With a ``Connection`` the event is written in that (write) transaction: it commits with
+    the fact it reports, or rolls back with it. Emit it as the transaction's last write (on
+    PostgreSQL it holds the event lock until commit). With a ``Database`` it is a
+    transaction of its own.
+    """
+    row = _row(kind, subject, payload)
+    if isinstance(target, Connection):
+        return _insert(target, row)
+    return target.transact(lambda conn: _insert(conn, row))
+
+
+def read(
+    source: Database | Connection,
+    after_id: int = 0,
+    *,
+    kinds: str | Iterable[str] | None = None,
+    subject: str | None = None,
+    limit: int = 1000,
+) -> list[Event]:
+    """Events with an id above ``after_id`` (oldest first, at most ``limit``), of ``kinds``
+    (one or several; every kind when None) and ``subject`` (any when None).
+
+    A consumer remembers the id of the last event it handled and passes it next time.
+    """
+    stmt = select(events).where(events.c.id > after_id).order_by(events.c.id).limit(limit)
+    if kinds is not None:
+        wanted = [kinds] if isinstance(kinds, str) else list(kinds)
+        stmt = stmt.where(events.c.kind.in_(wanted))
+    if subject is not None:
+        stmt = stmt.where(events.c.subject == subject)
+    if isinstance(source, Connection):
+        rows = source.execute(stmt).all()
+    else:
+        with source.read() as conn:
+            rows = conn.execute(stmt).all()
+    return [
+        Event(
+            id=int(row.id),
+            kind=row.kind,
+            subject=row.subject,
+            payload=json.loads(row.payload) if row.payload else None,
+            created_at=to_datetime(row.created_at) or datetime.now(),
+        )
+        for row in rows
+    ]
+
+
+def last_id(source: Database | Connection) -> int:
+    """The id of the newest event (0 when there is none): where a consumer that wants only
+    what happens from now on starts."""
+    stmt = select(func.max(events.c.id))
+    if isinstance(source, Connection):
+        value = source.execute(stmt).scalar()
+    else:
+        with source.read() as conn:
+            value = conn.execute(stmt).scalar()
+    return int(value or 0)
+
+
+def _row(kind: str, subject: str | None, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    check_kind(kind)
+    if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT):
+        raise InvalidValue(
+            f"An event subject is a string of at most {MAX_SUBJECT} characters, got "
+            f"{_shown(subject)}."
+        )
+    try:
+        body = None if payload is None else json.dumps(dict(payload), allow_nan=False, default=str)
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(
+            f"The payload of event {kind!r} is not JSON-serialisable: "
+            f"{_shown(str(exc), 200, quote=False)}"
+        ) from exc
+    return {"kind": kind, "subject": subject, "payload": body, "created_at": now_ms()}
+
+
+def _insert(conn: Connection, row: dict[str, Any]) -> int:
+    if conn.dialect.name == "postgresql":
+        conn.execute(text(f"SELECT pg_advisory_xact_lock({_PG_EMIT_LOCK})"))
+    key = conn.execute(insert(events).values(**row)).inserted_primary_key
+    assert key is not None
+    return int(key[0])
+
+
+def _shown(value: object, limit: int = 100, *, quote: bool = True) -> str:
+    """``value`` for a message, cut in the middle past ``limit`` characters."""
+    shown = repr(value) if quote else str(value)
+    if len(shown) <= limit:
+        return shown
+    size = len(value) if isinstance(value, str) else len(shown)
+    head = (limit - 1) // 2
+    return f"{shown[:head]}…{shown[len(shown) - (limit - 1 - head) :]} ({size} characters)"
