@@ -3,6 +3,9 @@ rolled-back transaction leaves none, and the scheduler starts pipelines on loopm
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 from sqlalchemy import Connection, insert, select
 
@@ -51,6 +54,13 @@ def test_every_kind_is_documented_once_in_its_namespace() -> None:
         "pipeline.succeeded",
     ):
         assert required in KINDS
+
+
+def test_the_architecture_page_lists_exactly_these_kinds() -> None:
+    page = Path(__file__).parent.parent / "docs" / "architecture.md"
+    section = page.read_text().split("## Events: how the loop closes", 1)[1].split("\n## ")[0]
+    listed = re.findall(r"^\| `([a-z_.]+)` \|", section, flags=re.MULTILINE)
+    assert listed == list(KINDS)
 
 
 def test_a_typo_in_a_loopml_kind_is_refused_with_the_likely_kind(ws: Workspace) -> None:

@@ -73,7 +73,7 @@ KINDS: Final[Mapping[str, EventKind]] = {
             "data.version_added",
             "dataset path",
             ("hash", "previous", "size", "files"),
-            "`loopml data add` recorded a new version of a file or folder",
+            "a new version of a file or folder (reserved: `loopml data add` doesn't write it yet)",
         ),
         EventKind(
             "model.registered",
