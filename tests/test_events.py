@@ -4,6 +4,9 @@ rolled-back transaction leaves none, and the scheduler starts pipelines on loopm
 from __future__ import annotations
 
 import re
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,6 +170,36 @@ def test_an_event_emitted_in_a_transaction_that_rolls_back_is_gone(ws: Workspace
     assert together > kept
     assert [(e.kind, e.payload) for e in read(ws.db, kept)] == [("model.promoted", {"version": 9})]
     assert read(ws.db, kinds=["alert", "run.failed"], subject="churn")[0].id == kept
+
+
+@pytest.mark.parametrize("store", ["sqlite-file", "postgres"])
+def test_ids_become_visible_in_order_so_a_cursor_never_skips_one(
+    workspace_factory: Callable[..., Workspace], store: str
+) -> None:
+    ws = workspace_factory(store)
+    ws.db.connect()
+    emitted, release = threading.Event(), threading.Event()
+
+    def slow(conn: Connection) -> None:
+        emit(conn, "alert", "slow")
+        emitted.set()
+        release.wait(10)  # a long transaction: its event is not committed yet
+
+    first = threading.Thread(target=ws.db.transact, args=(slow,))
+    first.start()
+    assert emitted.wait(10)
+    second = threading.Thread(target=lambda: emit(ws.db, "alert", "fast"))
+    second.start()
+    time.sleep(0.5)
+    # the later event waits for the earlier one: a consumer can't see it first, move its
+    # cursor past it, and then miss the earlier one when it commits
+    assert read(ws.db) == []
+    release.set()
+    first.join(10)
+    second.join(10)
+    found = read(ws.db)
+    assert [e.subject for e in found] == ["slow", "fast"]
+    assert found[0].id < found[1].id
 
 
 @task
