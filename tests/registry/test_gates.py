@@ -982,6 +982,14 @@ def test_read_holdout_messages(tmp_path: Path) -> None:
     assert message.startswith(f"Cannot read holdout {broken} (")
     assert message.endswith("); check that it is a valid CSV or Parquet file")
     assert "\n" not in message
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('a,"b\n1,2\n')
+    with pytest.raises(InvalidInput) as info:
+        read_holdout(quoted)
+    assert str(info.value) == (
+        f"Cannot read holdout {quoted} (ParserError: Error tokenizing data. C error: EOF inside "
+        "string starting at row 0); check that it is a valid CSV or Parquet file"
+    )
     plain = tmp_path / "plain.csv"
     HOLDOUT.to_csv(plain, index=False)
     assert list(read_holdout(plain).columns) == ["a", "region", "label"]  # no label asked for
@@ -1019,6 +1027,7 @@ def test_the_workspace_checks_come_before_the_rest_of_sys_path(
 
 def test_from_dict_without_checks_and_a_verdict_with_every_field() -> None:
     assert GatePolicy.from_dict({"metric": "f1"}) == GatePolicy(metric="f1")
+    assert GatePolicy.from_dict({"latency_sample": 1}).latency_sample == 1  # one row is enough
     verdict = Verdict(
         model="m",
         version=3,
