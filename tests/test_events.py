@@ -18,7 +18,7 @@ from loopml.exceptions import InvalidValue
 from loopml.pipelines import PipelineDefinitionError, Scheduler, on_event, pipeline, task
 from loopml.pipelines import records as rec
 from loopml.registry import PythonModel
-from loopml.store.tables import experiments, runs
+from loopml.store.tables import experiments, pipeline_runs, runs
 from loopml.tracking.runs import reap_dead_runs
 from loopml.workspace import Workspace
 
@@ -232,6 +232,33 @@ def test_pipeline_runs_write_succeeded_and_failed(any_ws: Workspace) -> None:
     ]
     assert found[0].payload == {"run_id": good.id, "partition": None, "trigger": "manual"}
     assert found[1].payload["error"]  # type: ignore[index]
+
+
+def test_a_pipeline_run_whose_process_died_is_reaped_with_its_event(any_ws: Workspace) -> None:
+    any_ws.db.transact(
+        lambda conn: conn.execute(
+            insert(pipeline_runs).values(
+                id="e" * 32,
+                pipeline="nightly",
+                status="RUNNING",
+                params="{}",
+                partition="2026-11-30",
+                trigger="schedule:0 3 * * *",
+                attempt=1,
+                owner="elsewhere:1:0",
+                created_at=1,
+                heartbeat_at=1,
+            )
+        )
+    )
+    assert rec.reap_stale(any_ws.db) == ["e" * 32]
+    assert [(e.kind, e.subject, e.payload) for e in read(any_ws.db)] == [
+        (
+            "pipeline.killed",
+            "nightly",
+            {"run_id": "e" * 32, "partition": "2026-11-30", "trigger": "schedule:0 3 * * *"},
+        )
+    ]
 
 
 def test_a_promotion_starts_the_pipeline_that_listens_for_it(any_ws: Workspace) -> None:
