@@ -300,3 +300,25 @@ def test_a_ci_suite_end_to_end() -> None:
         check_directional(model, holdout, "overdue", 1.0, method="predict_proba"),
         check_directional(model, holdout, "tenure", 1.0, "decrease", method="predict_proba"),
     )
+
+
+# -- one CheckResult, one metric table, shared with the promotion gate ------------------------------
+
+
+def test_the_gate_and_the_model_checks_share_their_result_and_their_scores() -> None:
+    import loopml.registry
+    from loopml.registry.gates import check_beats_champion
+    from loopml.registry.scoring import score
+
+    assert CheckResult is loopml.registry.CheckResult
+    X, y = make_regression()
+    model = LinearRegression().fit(X, y)
+    ci = check_beats_baseline(model, X, y, metric="rmse", task="regression")
+    assert ci.passed and ci.details["greater_is_better"] is False
+    assert ci.details["model_score"] == pytest.approx(score("rmse", y, model.predict(X)))
+    # the gate, given the same two scores, agrees which model is better
+    gate = check_beats_champion("rmse", ci.details["model_score"], ci.details["baseline_score"])
+    assert gate.passed and gate.details["delta"] < 0  # a loss went down
+    assert ci.details["improvement"] == pytest.approx(-gate.details["delta"])
+    stored = json.loads(json.dumps(ci.to_dict()))  # a CI result serialises like a verdict's
+    assert CheckResult.from_dict(stored) == ci and stored["summary"] == ci.summary
