@@ -15,7 +15,14 @@ from sqlalchemy import Connection, insert, select
 import loopml
 from loopml.events import KINDS, NAMESPACES, Event, check_kind, emit, last_id, read
 from loopml.exceptions import InvalidValue
-from loopml.pipelines import PipelineDefinitionError, Scheduler, on_event, pipeline, task
+from loopml.pipelines import (
+    PipelineDefinitionError,
+    Scheduler,
+    emit_event,
+    on_event,
+    pipeline,
+    task,
+)
 from loopml.pipelines import records as rec
 from loopml.registry import PythonModel
 from loopml.store.tables import experiments, pipeline_runs, runs
@@ -79,6 +86,18 @@ def test_a_typo_in_a_loopml_kind_is_refused_with_the_likely_kind(ws: Workspace) 
         "drift",
     ]
     assert read(ws.db) == []
+
+
+def test_a_bad_event_is_refused_before_a_workspace_is_looked_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no loopml.toml above: no default workspace
+    with pytest.raises(InvalidValue, match="at most 250 characters"):
+        emit_event("alert", subject="s" * 300)
+    with pytest.raises(InvalidValue, match="not JSON-serialisable"):
+        emit_event("alert", payload={"when": float("nan")})
+    with pytest.raises(InvalidValue, match="Did you mean 'model.registered'"):
+        emit_event("model.registerd")
 
 
 def test_tracking_runs_write_finished_failed_and_killed(ws: Workspace) -> None:

@@ -237,6 +237,17 @@ def last_id(source: Database | Connection) -> int:
 
 
 def _row(kind: str, subject: str | None, payload: Mapping[str, Any] | None) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "subject": subject,
+        "payload": payload_json(kind, subject, payload),
+        "created_at": now_ms(),
+    }
+
+
+def payload_json(kind: str, subject: str | None, payload: Mapping[str, Any] | None) -> str | None:
+    """Check an event (:func:`check_kind`, the subject's length, a JSON payload) and return
+    its payload as stored; raises :class:`InvalidValue` naming what is wrong."""
     check_kind(kind)
     if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT):
         raise InvalidValue(
@@ -244,13 +255,14 @@ def _row(kind: str, subject: str | None, payload: Mapping[str, Any] | None) -> d
             f"{_shown(subject)}."
         )
     try:
-        body = None if payload is None else json.dumps(dict(payload), allow_nan=False, default=str)
+        value = dict(payload) if isinstance(payload, Mapping) else payload
+        body = None if value is None else json.dumps(value, allow_nan=False, default=str)
     except (TypeError, ValueError) as exc:
         raise InvalidValue(
             f"The payload of event {kind!r} is not JSON-serialisable: "
             f"{_shown(str(exc), 200, quote=False)}"
         ) from exc
-    return {"kind": kind, "subject": subject, "payload": body, "created_at": now_ms()}
+    return body
 
 
 def _insert(conn: Connection, row: dict[str, Any]) -> int:

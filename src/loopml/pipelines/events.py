@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from loopml.events import MAX_KIND, MAX_SUBJECT, Event, check_kind, emit, read
+from loopml.events import MAX_KIND, MAX_SUBJECT, Event, emit, payload_json, read
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
@@ -32,7 +32,7 @@ def emit_event(
     or pipeline name, a JSON-serialisable ``payload``); returns its id. A kind in loopml's
     own namespaces (``run.``, ``data.``, ``model.``, ``pipeline.``) must be one of
     :data:`loopml.events.KINDS`."""
-    check_kind(kind)  # before the workspace is looked for: bad input first
+    payload_json(kind, subject, payload)  # bad input is reported before a workspace is sought
     return emit((workspace or _default()).db, kind, subject, payload)
 
 
