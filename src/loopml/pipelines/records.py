@@ -271,13 +271,17 @@ ENDED_EVENTS = {
 
 
 def emit_run_ended(conn: Connection, run_id: str, status: str, error: str | None) -> None:
+    """Record the ``pipeline.*`` event of a run that ended ``status``, in the caller's
+    transaction (subject: the pipeline; see :data:`loopml.events.KINDS`)."""
     kind = ENDED_EVENTS.get(status)
+    if kind is None:
+        return
     row = conn.execute(
         select(pipeline_runs.c.pipeline, pipeline_runs.c.partition, pipeline_runs.c.trigger).where(
             pipeline_runs.c.id == run_id
         )
     ).one_or_none()
-    if kind is None or row is None:
+    if row is None:
         return
     payload: dict[str, Any] = {"run_id": run_id, "partition": row.partition, "trigger": row.trigger}
     lines = (error or "").strip().splitlines()
