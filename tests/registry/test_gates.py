@@ -1117,3 +1117,14 @@ def test_a_check_that_raises_is_named_after_its_setting() -> None:
         ("threshold", False),
         ("signature", False),
     ]
+
+
+@pytest.mark.parametrize(
+    "module", ["loopml.checks", "loopml.registry.gates", "loopml.registry.scoring"]
+)
+def test_the_docstring_examples_hold(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0

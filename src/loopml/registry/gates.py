@@ -20,6 +20,13 @@ or from a :class:`GatePolicy` object. Every value is validated when the policy i
 behavioural check is imported with the workspace root on ``sys.path`` (``my_checks.py`` may sit
 beside ``loopml.toml``) and must return a bool or ``(bool, details)``: any other answer fails
 it. Every check's numbers land in the :class:`Verdict`.
+
+Each setting is answered by one plain function over numbers (:func:`check_threshold`,
+:func:`check_beats_champion`, :func:`check_latency`, :func:`check_fairness`,
+:func:`check_signature`, :func:`check_contract`, :func:`check_outcome` for a behavioural check,
+:func:`awaiting_approval`), each returning one :class:`~loopml.checks.CheckResult`.
+:func:`evaluate` is the edge: it scores and times the models on the holdout, runs the policy's
+checks in a fixed order (a check that raises fails, with its error) and builds the verdict.
 """
 
 from __future__ import annotations
