@@ -339,22 +339,8 @@ class RegistryAPI:
             holdout=holdout,
             holdout_digest=holdout_digest,
             root=self.settings.root,
+            contract=self.get_schema(model=candidate_version.uri),
         )
-        contract = self.get_schema(model=candidate_version.uri)
-        if contract is not None and holdout is not None:
-            report = contract.validate(holdout)
-            problems = [f"{f.column}: {f.message}" for f in report.errors][:10]
-            verdict = gates.Verdict(
-                **{
-                    **verdict.__dict__,
-                    "passed": verdict.passed and report.ok,
-                    "awaiting_approval": verdict.awaiting_approval and report.ok,
-                    "checks": (
-                        *verdict.checks,
-                        gates.CheckResult("contract", report.ok, {"errors": problems}),
-                    ),
-                }
-            )
         if holdout_error is not None:
             failed = gates.CheckResult("holdout", False, {"error": str(holdout_error)})
             verdict = gates.Verdict(
