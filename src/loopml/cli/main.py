@@ -7,7 +7,9 @@ commands (and, when it opens the workspace, the store). A group is one line in
 
 from __future__ import annotations
 
+import atexit
 import errno
+import gc
 import importlib
 import importlib.util
 from pathlib import Path
@@ -179,4 +181,10 @@ def init(path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``loopml`` console script."""
+    # At exit the interpreter's last garbage collection walks every object that SQLAlchemy,
+    # click and rich created: about 0.15 s of a 0.7 s `loopml runs list` here. Registered
+    # first, this handler runs last, after every other exit handler has flushed metrics and
+    # closed the workspace; frozen objects are skipped by that collection, and the operating
+    # system reclaims their memory.
+    atexit.register(gc.freeze)
     cli.main(args=argv, prog_name="loopml")
