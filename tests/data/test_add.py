@@ -9,13 +9,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import blake3
 import pytest
 
 import loopml.data
 from loopml.data import DataNotFound, DataVersion
-from loopml.data.manifest import manifest_bytes
 from loopml.exceptions import InvalidInput
 from loopml.store.blobs import hash_file
+from loopml.store.manifest import manifest_bytes
 from loopml.tracking.inputs import dataset_ref, hash_folder
 
 TREE: dict[str, bytes | int] = {
@@ -292,19 +293,18 @@ def test_a_large_file_changed_while_being_copied_is_stored_as_copied(
     assert loopml.data.status("data")[0].clean
 
 
-def test_manifest_hash_is_the_tracking_manifest_digest() -> None:
-    """``add`` names a folder by manifest_hash without importing the tracking package; it
-    must stay the digest ``log_input`` records."""
-    from loopml.data.manifest import manifest_hash
-    from loopml.tracking.inputs import manifest_digest
+def test_add_records_the_digest_log_input_records(ws: Path, make_tree: Callable[..., Path]) -> None:
+    """One definition of a folder's digest (``loopml.store.manifest``): ``data add`` and
+    ``run.log_input`` name the same folder with the same data version."""
+    from loopml.store.manifest import manifest_digest
+    from loopml.tracking.inputs import hash_folder
 
+    make_tree(ws / "dätä", {"b.csv": 10, "a b/c.csv": 20, "a/b.csv": 30, "a.b": 0})
+    version = loopml.data.add("dätä")
+    assert version.hash == hash_folder(ws / "dätä")[0]
     d = "ab" * 32
-    for entries in (
-        [],
-        [("b", d, 1), ("a", d, 0)],
-        [("dätä/ß.csv", d, 10), ("a b/c", d, 2), ("a/b", d, 3), ("a.b", d, 4)],
-    ):
-        assert manifest_hash(entries) == manifest_digest(entries)
+    assert manifest_bytes([("b", d, 1), ("a", d, 0)]) == f"a\t{d}\t0\nb\t{d}\t1\n".encode()
+    assert manifest_digest([]) == blake3.blake3(b"").hexdigest()
 
 
 def test_add_and_checkout_report_progress(ws: Path, make_tree: Callable[..., Path]) -> None:

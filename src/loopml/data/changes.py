@@ -7,10 +7,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from loopml.data.errors import InvalidPointer
-from loopml.data.manifest import manifest_hash, version_files
+from loopml.data.manifest import version_files
 from loopml.data.pointers import Pointer, pointer_path, read_pointer
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.data.tree import FILE, Tree, scan, unchanged_folder
+from loopml.store.manifest import manifest_digest
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def _check_totals(pointer: Pointer, files: int, size: int, source: str) -> None:
 
 def _without_manifest(base: DataStatus, tree: Tree) -> DataStatus:
     if tree.kind == "folder":
-        current = manifest_hash([(rel, d, s) for rel, (d, s) in tree.files.items()])
+        current = manifest_digest([(rel, d, s) for rel, (d, s) in tree.files.items()])
         if current == base.hash:
             return base
     gone = (FILE,) if tree.kind is None else ()

@@ -1,6 +1,6 @@
 """A folder version's manifest: one ``relpath\\tdigest\\tsize`` line per file, sorted by path.
 
-The folder's hash is :func:`loopml.tracking.inputs.manifest_digest` of these lines, which is
+The folder's hash is :func:`loopml.store.manifest.manifest_digest` of these lines, which is
 BLAKE3 over exactly the bytes :func:`manifest_bytes` returns; so the manifest is stored in the
 cache as an object under the folder's own hash, and ``log_input`` on a run records the same
 data version as ``loopml data add``.
@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from loopml.data.pointers import Pointer
     from loopml.data.repo import DataRepo
 
-Entry = tuple[str, str, int]  # (relative posix path, digest, size)
 FILE = ""  # the relative path of a versioned file in its own one-line "manifest"
 
 
@@ -110,19 +109,6 @@ def check_name(rel: str) -> None:
         raise InvalidInput(
             f"Cannot version {rel!r}: its name is not valid UTF-8. Rename the file."
         ) from exc
-
-
-def manifest_bytes(entries: list[Entry]) -> bytes:
-    return "".join([f"{p}\t{d}\t{s}\n" for p, d, s in sorted(entries)]).encode()
-
-
-def manifest_hash(entries: list[Entry]) -> str:
-    """BLAKE3 of :func:`manifest_bytes`, which is what ``manifest_digest`` computes, without
-    importing the tracking package (and YAML: 50 ms of every ``add``); tests hold the two
-    equal, and ``add``'s version equal to ``log_input``'s."""
-    import blake3
-
-    return blake3.blake3(manifest_bytes(entries)).hexdigest()
 
 
 def parse_manifest(data: bytes, source: str) -> dict[str, tuple[str, int]]:

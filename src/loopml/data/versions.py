@@ -14,10 +14,8 @@ from loopml.data.git import ignore_in_git
 from loopml.data.index import Stamp, digest_if_unchanged, is_racy, stamp
 from loopml.data.manifest import (
     FILE,
-    Entry,
     WalkedFile,
     check_name,
-    manifest_bytes,
     skipped_links,
     walk_files,
 )
@@ -35,6 +33,7 @@ from loopml.data.progress import Progress
 from loopml.data.repo import DataRepo, WorkspaceLike
 from loopml.data.tree import make_snapshot
 from loopml.exceptions import InvalidInput
+from loopml.store.manifest import Entry, manifest_bytes
 
 
 @dataclass(frozen=True)

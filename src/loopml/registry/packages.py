@@ -14,7 +14,7 @@ from loopml.exceptions import BlobNotFound, CorruptBlob, ModelFilesMissing
 from loopml.registry.cache import ModelCache
 from loopml.registry.flavors import Flavor, flavor_named
 from loopml.store.blobs import BlobStore
-from loopml.tracking.inputs import manifest_digest
+from loopml.store.manifest import manifest_digest
 
 META_FILE = "loopml-model.json"
 

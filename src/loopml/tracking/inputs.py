@@ -14,6 +14,7 @@ import yaml
 
 from loopml.exceptions import InvalidInput
 from loopml.store.blobs import hash_file
+from loopml.store.manifest import manifest_digest
 
 POINTER_SUFFIX = ".loopml"
 
@@ -27,12 +28,6 @@ class DatasetRef:
     source: str | None
     size: int | None
     file_count: int | None
-
-
-def manifest_digest(entries: list[tuple[str, str, int]]) -> str:
-    """Digest of a folder: BLAKE3 over ``relpath\\tdigest\\tsize`` lines, sorted by path."""
-    lines = "".join(f"{p}\t{d}\t{s}\n" for p, d, s in sorted(entries))
-    return blake3.blake3(lines.encode()).hexdigest()
 
 
 def hash_folder(folder: Path) -> tuple[str, int, int]:
