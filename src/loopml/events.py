@@ -30,6 +30,7 @@ from sqlalchemy import Connection, func, insert, select, text
 from loopml.exceptions import InvalidValue
 from loopml.store.clock import now_ms, to_datetime
 from loopml.store.tables import events
+from loopml.wording import shown
 
 if TYPE_CHECKING:
     from loopml.store.db import Database
@@ -155,7 +156,7 @@ def check_kind(kind: object) -> str:
     if not isinstance(kind, str) or not kind.strip() or len(kind) > MAX_KIND:
         raise InvalidValue(
             f"An event kind is a non-empty string of at most {MAX_KIND} characters, got "
-            f"{_shown(kind)}."
+            f"{shown(kind)}."
         )
     namespace = kind.split(".", 1)[0]
     if "." in kind and namespace in NAMESPACES and kind not in KINDS:
@@ -252,7 +253,7 @@ def payload_json(kind: str, subject: str | None, payload: Mapping[str, Any] | No
     if subject is not None and (not isinstance(subject, str) or len(subject) > MAX_SUBJECT):
         raise InvalidValue(
             f"An event subject is a string of at most {MAX_SUBJECT} characters, got "
-            f"{_shown(subject)}."
+            f"{shown(subject)}."
         )
     try:
         value = dict(payload) if isinstance(payload, Mapping) else payload
@@ -260,7 +261,7 @@ def payload_json(kind: str, subject: str | None, payload: Mapping[str, Any] | No
     except (TypeError, ValueError) as exc:
         raise InvalidValue(
             f"The payload of event {kind!r} is not JSON-serialisable: "
-            f"{_shown(str(exc), 200, quote=False)}"
+            f"{shown(str(exc), 200, quote=False)}"
         ) from exc
     return body
 
@@ -271,13 +272,3 @@ def _insert(conn: Connection, row: dict[str, Any]) -> int:
     key = conn.execute(insert(events).values(**row)).inserted_primary_key
     assert key is not None
     return int(key[0])
-
-
-def _shown(value: object, limit: int = 100, *, quote: bool = True) -> str:
-    """``value`` for a message, cut in the middle past ``limit`` characters."""
-    shown = repr(value) if quote else str(value)
-    if len(shown) <= limit:
-        return shown
-    size = len(value) if isinstance(value, str) else len(shown)
-    head = (limit - 1) // 2
-    return f"{shown[:head]}…{shown[len(shown) - (limit - 1 - head) :]} ({size} characters)"

@@ -20,3 +20,18 @@ def clause(text: object) -> str:
     """Another message (an OS or library error) made fit to go before ``". "`` in ours:
     without its own closing full stop, so a message never reads ``..``."""
     return str(text).rstrip().removesuffix(".")
+
+
+def shown(value: object, limit: int = 100, *, quote: bool = True) -> str:
+    """``value`` for an error message (its repr, or its text with ``quote=False``), cut in the
+    middle when longer than ``limit`` characters, so a huge input is not echoed whole.
+
+    >>> shown("x" * 1000, 20)
+    "'xxxxxxxx…xxxxxxxxx' (1000 characters)"
+    """
+    text = repr(value) if quote else str(value)
+    if len(text) <= limit:
+        return text
+    size = len(value) if isinstance(value, str) else len(text)
+    head = (limit - 1) // 2
+    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]} ({size} characters)"

@@ -34,24 +34,10 @@ from loopml.exceptions import (
     NotFound,
     StoreUnavailable,
 )
+from loopml.wording import shown  # noqa: F401  (pipelines import it from here)
 
 if TYPE_CHECKING:
     from loopml.pipelines.runner import PipelineRun
-
-
-def shown(value: object, limit: int = 100, *, quote: bool = True) -> str:
-    """``value`` for an error message (its repr, or its text with ``quote=False``), cut in the
-    middle when longer than ``limit`` characters, so a huge input is not echoed whole.
-
-    >>> shown("x" * 1000, 20)
-    "'xxxxxxxx…xxxxxxxxx' (1000 characters)"
-    """
-    text = repr(value) if quote else str(value)
-    if len(text) <= limit:
-        return text
-    size = len(value) if isinstance(value, str) else len(text)
-    head = (limit - 1) // 2
-    return f"{text[:head]}…{text[len(text) - (limit - 1 - head) :]} ({size} characters)"
 
 
 class PipelineDefinitionError(InvalidInput):
