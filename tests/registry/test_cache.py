@@ -43,36 +43,40 @@ def _with_registry_settings(ws: Workspace, body: str) -> Workspace:
     return Workspace.open(ws.root)
 
 
-def test_loading_100_times_leaves_one_cached_folder(sqlite_ws: Workspace, system_tmp: Path) -> None:
-    sqlite_ws.register_model("m", model())
+def test_loading_100_times_leaves_one_cached_folder(
+    registry_ws: Workspace, system_tmp: Path
+) -> None:
+    registry_ws.register_model("m", model())
     before = set(system_tmp.iterdir())
     for _ in range(100):
-        loaded = sqlite_ws.load_model("models:/m/1")
+        loaded = registry_ws.load_model("models:/m/1")
     assert (loaded.predict(X) == [0, 0, 1, 1]).all()
     assert set(system_tmp.iterdir()) == before  # no folder per call in the temp directory
-    cache = sqlite_ws.model_cache
-    assert cache.root == sqlite_ws.root / ".loopml" / "model-cache"
-    assert [p.name for p in cache.entries()] == [sqlite_ws.get_model_version("models:/m/1").digest]
+    cache = registry_ws.model_cache
+    assert cache.root == registry_ws.root / ".loopml" / "model-cache"
+    assert [p.name for p in cache.entries()] == [
+        registry_ws.get_model_version("models:/m/1").digest
+    ]
     assert [p.name for p in cache.root.iterdir()] == [cache.entries()[0].name]  # no temp left
 
 
 def test_cached_files_are_read_only_and_a_damaged_entry_is_fetched_again(
-    sqlite_ws: Workspace,
+    registry_ws: Workspace,
 ) -> None:
-    mv = sqlite_ws.register_model("m", model())
-    sqlite_ws.load_model(mv.uri)
-    (entry,) = sqlite_ws.model_cache.entries()
+    mv = registry_ws.register_model("m", model())
+    registry_ws.load_model(mv.uri)
+    (entry,) = registry_ws.model_cache.entries()
     pickled = entry / "model.pkl"
     assert pickled.stat().st_mode & 0o222 == 0
     os.chmod(pickled, 0o644)
     pickled.write_bytes(b"truncated")
-    loaded = sqlite_ws.load_model(mv.uri)  # not the damaged copy: fetched again
+    loaded = registry_ws.load_model(mv.uri)  # not the damaged copy: fetched again
     assert (loaded.predict(X) == [0, 0, 1, 1]).all()
     assert pickled.stat().st_size > len(b"truncated")
 
 
-def test_the_least_recently_used_packages_are_evicted(sqlite_ws: Workspace) -> None:
-    ws = _with_registry_settings(sqlite_ws, "model_cache_max_models = 2\n")
+def test_the_least_recently_used_packages_are_evicted(registry_ws: Workspace) -> None:
+    ws = _with_registry_settings(registry_ws, "model_cache_max_models = 2\n")
     try:
         digests = [ws.register_model("m", model(c)).digest for c in (1.0, 0.5, 0.25)]
         assert len(set(digests)) == 3
@@ -87,8 +91,8 @@ def test_the_least_recently_used_packages_are_evicted(sqlite_ws: Workspace) -> N
         ws.close()
 
 
-def test_a_byte_budget_keeps_at_least_the_model_just_loaded(sqlite_ws: Workspace) -> None:
-    ws = _with_registry_settings(sqlite_ws, "model_cache_max_bytes = 1\n")
+def test_a_byte_budget_keeps_at_least_the_model_just_loaded(registry_ws: Workspace) -> None:
+    ws = _with_registry_settings(registry_ws, "model_cache_max_bytes = 1\n")
     try:
         ws.register_model("m", model(1.0))
         ws.register_model("m", model(0.5))
@@ -148,8 +152,8 @@ def test_stale_temp_folders_are_cleaned(tmp_path: Path) -> None:
     assert not stale.exists() and fresh.exists()
 
 
-def test_concurrent_loads_of_one_package_in_threads(sqlite_ws: Workspace) -> None:
-    mv = sqlite_ws.register_model("m", model())
+def test_concurrent_loads_of_one_package_in_threads(registry_ws: Workspace) -> None:
+    mv = registry_ws.register_model("m", model())
     barrier = threading.Barrier(8)
     errors: list[BaseException] = []
 
@@ -157,7 +161,7 @@ def test_concurrent_loads_of_one_package_in_threads(sqlite_ws: Workspace) -> Non
         try:
             barrier.wait(timeout=60)
             for _ in range(5):
-                assert (sqlite_ws.load_model(mv.uri).predict(X) == [0, 0, 1, 1]).all()
+                assert (registry_ws.load_model(mv.uri).predict(X) == [0, 0, 1, 1]).all()
         except BaseException as exc:
             errors.append(exc)
 
@@ -167,14 +171,14 @@ def test_concurrent_loads_of_one_package_in_threads(sqlite_ws: Workspace) -> Non
     for t in threads:
         t.join(timeout=120)
     assert errors == []
-    cache = sqlite_ws.model_cache
+    cache = registry_ws.model_cache
     assert [p.name for p in cache.root.iterdir()] == [mv.digest]
 
 
 @pytest.mark.slow
-def test_concurrent_loads_of_one_package_in_processes(sqlite_ws: Workspace) -> None:
-    mv = sqlite_ws.register_model("m", model())
-    go = sqlite_ws.root / "go"
+def test_concurrent_loads_of_one_package_in_processes(registry_ws: Workspace) -> None:
+    mv = registry_ws.register_model("m", model())
+    go = registry_ws.root / "go"
     code = textwrap.dedent(
         """
         import sys, time
@@ -193,7 +197,7 @@ def test_concurrent_loads_of_one_package_in_processes(sqlite_ws: Workspace) -> N
     )
     procs = [
         subprocess.Popen(
-            [sys.executable, "-c", code, str(sqlite_ws.root), str(go)],
+            [sys.executable, "-c", code, str(registry_ws.root), str(go)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -205,5 +209,5 @@ def test_concurrent_loads_of_one_package_in_processes(sqlite_ws: Workspace) -> N
     go.touch()
     outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, outs
-    cache = sqlite_ws.model_cache
+    cache = registry_ws.model_cache
     assert [p.name for p in cache.root.iterdir()] == [mv.digest]

@@ -1128,3 +1128,115 @@ def test_the_docstring_examples_hold(module: str) -> None:
 
     result = doctest.testmod(importlib.import_module(module))
     assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"min_score": float("inf")}, "min_score must be a number, got inf"),
+        ({"min_score": float("-inf")}, "min_score must be a number, got -inf"),
+        ({"margin": float("inf")}, "margin must be a number, got inf"),
+        ({"latency_p95_ms": "50ms"}, "latency_p95_ms must be a number, got '50ms'"),
+        ({"latency_p95_ms": False}, "latency_p95_ms must be a number, got False"),
+        (
+            {"latency_sample": -5},
+            "latency_sample must be a whole number of rows, at least 1, got -5",
+        ),
+        (
+            {"fairness_column": "region", "fairness_max_gap": "0.1"},
+            "fairness_max_gap must be a number, got '0.1'",
+        ),
+        (
+            {"fairness_column": 7, "fairness_max_gap": 0.1},
+            "fairness_column must be a non-empty string, got 7",
+        ),
+        ({"metric": None}, f"unknown metric None; use one of {METRIC_NAMES}"),
+        ({"holdout": "data/holdout.csv", "label": ""}, "label must be a non-empty string, got ''"),
+        ({"checks": ["my_checks:"]}, f"checks entry 'my_checks:' {CHECK_SPEC}"),
+        ({"checks": [":fn"]}, f"checks entry ':fn' {CHECK_SPEC}"),
+        ({"checks": ["my checks:fn"]}, f"checks entry 'my checks:fn' {CHECK_SPEC}"),
+        ({"checks": ["a:b", "9pkg:fn"]}, f"checks entry '9pkg:fn' {CHECK_SPEC}"),
+        ({"checks": {"a": "b:c"}}, "checks must be a list of 'module:function' strings, got"),
+    ],
+)
+def test_more_bad_policy_values_name_the_key_and_the_value(
+    settings: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(InvalidConfig) as info:
+        GatePolicy.from_dict(settings, WHERE)
+    assert str(info.value).startswith(f"{WHERE}: {message}")
+
+
+def test_the_python_constructor_names_what_a_holdout_lacks_and_unknown_metrics() -> None:
+    with pytest.raises(InvalidConfig) as info:
+        GatePolicy(holdout="data/holdout.csv")
+    assert str(info.value) == "GatePolicy: a holdout needs label = '<label column>'"
+    with pytest.raises(InvalidConfig) as info:
+        GatePolicy(metric="rsme")
+    assert str(info.value).startswith("GatePolicy: unknown metric 'rsme'; did you mean 'rmse'?")
+
+
+def test_thresholds_that_may_be_zero_or_negative_load() -> None:
+    # r2 and similar scores go below zero, so a negative min_score is a real threshold;
+    # a zero margin or gap means "no worse at all".
+    policy = GatePolicy.from_dict(
+        {
+            "metric": "r2",
+            "min_score": -0.5,
+            "margin": 0,
+            "fairness_column": "region",
+            "fairness_max_gap": 0,
+            "latency_sample": 1,
+            "beat_champion": np.bool_(False),
+        },
+        WHERE,
+    )
+    assert (policy.min_score, policy.margin, policy.fairness_max_gap) == (-0.5, 0, 0)
+    assert GatePolicy.from_dict(policy.to_dict(), WHERE) == policy  # what is stored reloads
+
+
+def test_a_signature_change_names_every_problem() -> None:
+    champion = Signature(inputs=(("x", "float64"), ("y", "int64")), outputs=())
+    dropped = Signature(inputs=(("x", "float64"),), outputs=())
+    retyped = Signature(inputs=(("x", "float64"), ("y", "object")), outputs=())
+    all_at_once = Signature(inputs=(("y", "float64"), ("z", "int64")), outputs=())
+    assert check_signature(dropped, champion) == CheckResult(
+        "signature", False, {"problems": ["drops input columns ['y']"]}
+    )
+    assert check_signature(retyped, champion) == CheckResult(
+        "signature", False, {"problems": ["column 'y' is object, Production has int64"]}
+    )
+    assert check_signature(all_at_once, champion).details["problems"] == [
+        "drops input columns ['x']",
+        "needs new input columns ['z']",
+        "column 'y' is float64, Production has int64",
+    ]
+    reordered = Signature(inputs=(("y", "int64"), ("x", "float64")), outputs=())
+    assert check_signature(reordered, champion) == CheckResult(
+        "signature", True, {"problems": []}
+    )  # columns are matched by name, not position
+
+
+@pytest.mark.parametrize(
+    ("metric", "value", "minimum", "passed"),
+    [
+        ("r2", -0.2, -0.5, True),  # a negative threshold on a score that can go below zero
+        ("r2", -0.6, -0.5, False),
+        ("log_loss", 0.3, 0.4, True),  # every loss passes below its threshold
+        ("log_loss", 0.5, 0.4, False),
+        ("mae", 0.5, 0.4, False),
+        ("mse", 0.1, 0.4, True),
+        ("roc_auc", 0.39, 0.4, False),
+        ("f1", 0.4, 0.4, True),
+    ],
+)
+def test_threshold_follows_the_direction_of_each_metric(
+    metric: str, value: float, minimum: float, passed: bool
+) -> None:
+    assert check_threshold(metric, value, minimum).passed is passed
+
+
+def test_latency_p95_of_many_timings_is_interpolated() -> None:
+    result = check_latency([float(ms) for ms in range(1, 101)], 95.0)
+    assert result.details["p95_ms"] == pytest.approx(95.05) and result.passed is False
+    assert check_latency([float(ms) for ms in range(1, 101)], 95.05).passed is True

@@ -28,6 +28,7 @@ from loopml.exceptions import (
 )
 from loopml.registry import GatePolicy, PythonModel
 from loopml.workspace import Workspace
+from services import s3_filesystem
 
 
 @pytest.fixture(scope="module")
@@ -64,24 +65,24 @@ def policy(holdout: Path, **extra: object) -> GatePolicy:
     return GatePolicy(metric="accuracy", holdout=str(holdout), label="label", **extra)  # type: ignore[arg-type]
 
 
-def test_register_and_load(ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]
+def test_register_and_load(registry_store_ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]
     x = data[0][FEATURES]
-    with ws.start_run(experiment="churn") as run:
+    with registry_store_ws.start_run(experiment="churn") as run:
         run.log_metric("accuracy", 0.9)
-        mv = ws.register_model("churn", good_model(data), input_example=x.head(5))
+        mv = registry_store_ws.register_model("churn", good_model(data), input_example=x.head(5))
     assert (mv.version, mv.stage, mv.flavor, mv.run_id) == (1, "None", "sklearn", run.id)
     assert mv.signature is not None and mv.signature.columns == FEATURES
     assert mv.environment["libraries"]["scikit-learn"]
-    loaded = ws.load_model("models:/churn/1")
+    loaded = registry_store_ws.load_model("models:/churn/1")
     assert (loaded.predict(x) == good_model(data).predict(x)).all()
-    mv2 = ws.register_model("churn", bad_model(data))
+    mv2 = registry_store_ws.register_model("churn", bad_model(data))
     assert mv2.version == 2 and mv2.run_id is None
-    assert ws.get_model_version("models:/churn").version == 2  # latest
-    assert [m["name"] for m in ws.list_models()] == ["churn"]
-    assert [m.version for m in ws.list_model_versions("churn")] == [1, 2]
+    assert registry_store_ws.get_model_version("models:/churn").version == 2  # latest
+    assert [m["name"] for m in registry_store_ws.list_models()] == ["churn"]
+    assert [m.version for m in registry_store_ws.list_model_versions("churn")] == [1, 2]
 
 
-def test_python_function_model_with_artifacts(sqlite_ws: Workspace, tmp_path: Path) -> None:
+def test_python_function_model_with_artifacts(registry_ws: Workspace, tmp_path: Path) -> None:
     weights = tmp_path / "w.txt"
     weights.write_text("3")
 
@@ -92,28 +93,28 @@ def test_python_function_model_with_artifacts(sqlite_ws: Workspace, tmp_path: Pa
         def predict(self, model_input):  # type: ignore[no-untyped-def]
             return model_input["x"] * self.k
 
-    mv = sqlite_ws.register_model(
+    mv = registry_ws.register_model(
         "times",
         Times(),
         artifacts={"weights": str(weights)},
         input_example=pd.DataFrame({"x": [1]}),
     )
     assert mv.flavor == "python_function"
-    model = sqlite_ws.load_model("models:/times/1")
+    model = registry_ws.load_model("models:/times/1")
     assert model.predict(pd.DataFrame({"x": [2, 5]})).tolist() == [6, 15]
 
 
-def test_register_from_a_run_artifact(sqlite_ws: Workspace, data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_register_from_a_run_artifact(registry_ws: Workspace, data, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     import pickle
 
     path = tmp_path / "model.pkl"
     path.write_bytes(pickle.dumps(good_model(data)))
-    with sqlite_ws.start_run() as run:
+    with registry_ws.start_run() as run:
         run.log_artifact(path, "model")
-    mv = sqlite_ws.register_model("m", run_id=run.id, artifact_path="model/model.pkl")
+    mv = registry_ws.register_model("m", run_id=run.id, artifact_path="model/model.pkl")
     assert mv.run_id == run.id
     with pytest.raises(RunNotFound):
-        sqlite_ws.register_model("m", run_id="0" * 32, artifact_path="model")
+        registry_ws.register_model("m", run_id="0" * 32, artifact_path="model")
 
 
 def test_aliases_and_stage_refs(ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]
@@ -135,18 +136,18 @@ def test_aliases_and_stage_refs(ws: Workspace, data) -> None:  # type: ignore[no
 
 
 def test_gate_blocks_the_worse_model_and_promotes_the_better(
-    ws: Workspace,
+    registry_store_ws: Workspace,
     data,
     holdout_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     gate = policy(holdout_path, min_score=0.6, margin=0.01)
-    ws.register_model("m", good_model(data), input_example=data[0][FEATURES].head())
-    ws.register_model("m", bad_model(data), input_example=data[0][FEATURES].head())
-    verdict = ws.promote("m", 1, policy=gate)
+    registry_store_ws.register_model("m", good_model(data), input_example=data[0][FEATURES].head())
+    registry_store_ws.register_model("m", bad_model(data), input_example=data[0][FEATURES].head())
+    verdict = registry_store_ws.promote("m", 1, policy=gate)
     assert verdict is not None and verdict.passed
-    assert ws.get_model_version("models:/m@production").version == 1
+    assert registry_store_ws.get_model_version("models:/m@production").version == 1
     with pytest.raises(PromotionBlocked) as info:
-        ws.promote("m", 2, policy=gate)
+        registry_store_ws.promote("m", 2, policy=gate)
     blocked = info.value.verdict
     checks = {c.name: c for c in blocked.checks}
     assert not checks["beats_champion"].passed
@@ -156,60 +157,66 @@ def test_gate_blocks_the_worse_model_and_promotes_the_better(
         > checks["beats_champion"].details["score"]
     )
     assert not checks["threshold"].passed
-    assert ws.get_model_version("models:/m/2").stage == "None"  # left where it was
-    assert ws.get_model_version("models:/m@production").version == 1
-    stored = ws.gate_verdict("models:/m/2")
+    assert registry_store_ws.get_model_version("models:/m/2").stage == "None"  # left where it was
+    assert registry_store_ws.get_model_version("models:/m@production").version == 1
+    stored = registry_store_ws.gate_verdict("models:/m/2")
     assert stored is not None and not stored.passed and stored.holdout_digest
 
 
-def test_force_needs_a_reason_and_is_recorded(ws: Workspace, data, holdout_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_force_needs_a_reason_and_is_recorded(
+    registry_store_ws: Workspace, data, holdout_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     gate = policy(holdout_path)
-    ws.register_model("m", good_model(data))
-    ws.register_model("m", bad_model(data))
-    ws.promote("m", 1, policy=gate)
+    registry_store_ws.register_model("m", good_model(data))
+    registry_store_ws.register_model("m", bad_model(data))
+    registry_store_ws.promote("m", 1, policy=gate)
     with pytest.raises(InvalidInput, match="needs a reason"):
-        ws.promote("m", 2, policy=gate, force=True)
-    verdict = ws.promote("m", 2, policy=gate, force=True, reason="hotfix for incident 42")
+        registry_store_ws.promote("m", 2, policy=gate, force=True)
+    verdict = registry_store_ws.promote(
+        "m", 2, policy=gate, force=True, reason="hotfix for incident 42"
+    )
     assert verdict is not None and verdict.forced and not verdict.passed
-    assert ws.get_model_version("models:/m@production").version == 2
-    overrides = [e for e in ws.model_history("m") if e.kind == "override"]
+    assert registry_store_ws.get_model_version("models:/m@production").version == 2
+    overrides = [e for e in registry_store_ws.model_history("m") if e.kind == "override"]
     assert overrides[0].reason == "hotfix for incident 42"
 
 
-def test_rollback_history_and_time_travel(ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]
+def test_rollback_history_and_time_travel(registry_store_ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]
     for _ in range(3):
-        ws.register_model("m", good_model(data))
-    ws.promote("m", 1)
+        registry_store_ws.register_model("m", good_model(data))
+    registry_store_ws.promote("m", 1)
     time.sleep(0.02)
     between = datetime.now(UTC)
     time.sleep(0.02)
-    ws.promote("m", 2)
-    ws.promote("m", 3)
-    assert ws.rollback("m", reason="bad latency") == 2
-    assert ws.get_model_version("models:/m@production").version == 2
-    assert ws.get_model_version("models:/m/3").stage == "Archived"
-    assert ws.load_model("models:/m/1") is not None  # archived versions stay loadable
-    kinds = [e.kind for e in ws.model_history("m")]
+    registry_store_ws.promote("m", 2)
+    registry_store_ws.promote("m", 3)
+    assert registry_store_ws.rollback("m", reason="bad latency") == 2
+    assert registry_store_ws.get_model_version("models:/m@production").version == 2
+    assert registry_store_ws.get_model_version("models:/m/3").stage == "Archived"
+    assert (
+        registry_store_ws.load_model("models:/m/1") is not None
+    )  # archived versions stay loadable
+    kinds = [e.kind for e in registry_store_ws.model_history("m")]
     assert kinds.count("registered") == 3 and "rollback" in kinds
-    assert ws.model_state_at("m", between)["production"] == 1
-    assert ws.model_state_at("m", datetime.now(UTC))["production"] == 2
-    assert ws.model_state_at("m", datetime(2000, 1, 1, tzinfo=UTC))["versions"] == []
+    assert registry_store_ws.model_state_at("m", between)["production"] == 1
+    assert registry_store_ws.model_state_at("m", datetime.now(UTC))["production"] == 2
+    assert registry_store_ws.model_state_at("m", datetime(2000, 1, 1, tzinfo=UTC))["versions"] == []
 
 
-def test_approval(sqlite_ws: Workspace, data, holdout_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_approval(registry_ws: Workspace, data, holdout_path: Path) -> None:  # type: ignore[no-untyped-def]
     gate = policy(holdout_path, require_approval=True)
-    sqlite_ws.register_model("m", good_model(data))
+    registry_ws.register_model("m", good_model(data))
     with pytest.raises(PromotionBlocked, match="awaits approval"):
-        sqlite_ws.promote("m", 1, policy=gate)
-    assert sqlite_ws.get_model_version("models:/m/1").stage == "None"
-    sqlite_ws.approve("m", 1, reason="looks good")
-    assert sqlite_ws.get_model_version("models:/m@production").version == 1
+        registry_ws.promote("m", 1, policy=gate)
+    assert registry_ws.get_model_version("models:/m/1").stage == "None"
+    registry_ws.approve("m", 1, reason="looks good")
+    assert registry_ws.get_model_version("models:/m@production").version == 1
     with pytest.raises(Conflict):
-        sqlite_ws.approve("m", 1)
+        registry_ws.approve("m", 1)
 
 
 def test_latency_fairness_signature_and_behavioural_checks(
-    sqlite_ws: Workspace,
+    registry_ws: Workspace,
     data,
     holdout_path: Path,
     tmp_path: Path,
@@ -230,7 +237,7 @@ def test_latency_fairness_signature_and_behavioural_checks(
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     x = data[0][FEATURES]
-    sqlite_ws.register_model("m", good_model(data), input_example=x.head())
+    registry_ws.register_model("m", good_model(data), input_example=x.head())
     gate = policy(
         holdout_path,
         latency_p95_ms=1000.0,
@@ -240,7 +247,7 @@ def test_latency_fairness_signature_and_behavioural_checks(
         checks=("mychecks:predicts_both_classes", "mychecks:explodes"),
     )
     with pytest.raises(PromotionBlocked) as info:
-        sqlite_ws.promote("m", 1, policy=gate)
+        registry_ws.promote("m", 1, policy=gate)
     checks = {c.name: c for c in info.value.verdict.checks}
     assert checks["latency"].passed and checks["latency"].details["sample"] == 20
     assert checks["fairness"].passed and set(checks["fairness"].details["slices"]) == {
@@ -251,11 +258,11 @@ def test_latency_fairness_signature_and_behavioural_checks(
     explode = checks["check:mychecks:explodes"]
     assert not explode.passed and "check crashed" in explode.details["error"]
     # a signature change against Production is caught
-    sqlite_ws.promote("m", 1, policy=GatePolicy(beat_champion=False))
+    registry_ws.promote("m", 1, policy=GatePolicy(beat_champion=False))
     narrow = LogisticRegression().fit(x[FEATURES[:3]], data[1])
-    sqlite_ws.register_model("m", narrow, input_example=x[FEATURES[:3]].head())
+    registry_ws.register_model("m", narrow, input_example=x[FEATURES[:3]].head())
     with pytest.raises(PromotionBlocked) as info:
-        sqlite_ws.promote("m", 2, policy=GatePolicy(beat_champion=False))
+        registry_ws.promote("m", 2, policy=GatePolicy(beat_champion=False))
     sig = {c.name: c for c in info.value.verdict.checks}["signature"]
     assert not sig.passed and "drops input columns" in sig.details["problems"][0]
 
@@ -283,36 +290,36 @@ def test_bad_references(sqlite_ws: Workspace, data) -> None:  # type: ignore[no-
         sqlite_ws.rollback("m")
 
 
-def test_missing_blob_and_library_drift(sqlite_ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]
+def test_missing_blob_and_library_drift(registry_ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]
     import json
 
     from sqlalchemy import update
 
     from loopml.store.tables import model_versions
 
-    mv = sqlite_ws.register_model("m", good_model(data))
+    mv = registry_ws.register_model("m", good_model(data))
     env = dict(mv.environment)
     env["libraries"] = {**env["libraries"], "scikit-learn": "0.0.1"}
-    sqlite_ws.db.transact(
+    registry_ws.db.transact(
         lambda c: c.execute(update(model_versions).values(environment=json.dumps(env)))
     )
     with pytest.warns(LoopmlWarning, match="scikit-learn 0.0.1"):
-        sqlite_ws.load_model("models:/m/1")
-    sqlite_ws.blobs.delete(mv.digest)
+        registry_ws.load_model("models:/m/1")
+    registry_ws.blobs.delete(mv.digest)
     with pytest.raises(ModelFilesMissing, match="missing or corrupted"):
-        sqlite_ws.load_model("models:/m/1")
+        registry_ws.load_model("models:/m/1")
 
 
-def test_lineage(sqlite_ws: Workspace, data, holdout_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_lineage(registry_ws: Workspace, data, holdout_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     train = tmp_path / "train.csv"
     data[0].to_csv(train)
-    with sqlite_ws.start_run(experiment="e") as run:
+    with registry_ws.start_run(experiment="e") as run:
         run.log_params({"C": 1.0})
         run.log_metric("accuracy", 0.9)
         ref = run.log_input(train)
-        sqlite_ws.register_model("m", good_model(data))
-    sqlite_ws.promote("m", 1, policy=policy(holdout_path))
-    chain = sqlite_ws.lineage("models:/m@production")
+        registry_ws.register_model("m", good_model(data))
+    registry_ws.promote("m", 1, policy=policy(holdout_path))
+    chain = registry_ws.lineage("models:/m@production")
     assert chain["version"] == 1 and chain["stage"] == "Production"
     assert chain["run"]["params"] == {"C": "1.0"}
     assert chain["run"]["inputs"][0]["digest"] == ref.digest
@@ -380,3 +387,21 @@ def test_names_and_aliases_a_model_reference_cant_hold_are_refused(
     assert sqlite_ws.get_model_version("models:/m@blue green").version == 1
     with pytest.raises(InvalidInput, match=r"^Cannot register an object: .*predict method$"):
         sqlite_ws.register_model("m", object())
+
+
+def test_the_package_lands_in_the_workspace_blob_store(
+    registry_ws: Workspace,
+    blob_backend: str,
+    data,  # type: ignore[no-untyped-def]
+) -> None:
+    digest = registry_ws.register_model("m", good_model(data)).digest
+    url = registry_ws.settings.artifacts_url
+    key = f"{digest[:2]}/{digest[2:]}"
+    local = registry_ws.root / ".loopml" / "blobs"
+    if blob_backend == "s3":
+        assert url.startswith("s3://")
+        # read back with a client of our own, not the workspace's
+        assert s3_filesystem().exists(f"{url.removeprefix('s3://')}/{key}")
+        assert not (local / key).exists()  # nothing written to the folder's default store
+    else:
+        assert Path(url) == local and (local / key).is_file()
