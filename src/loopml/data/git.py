@@ -7,10 +7,10 @@ import os
 import re
 import subprocess
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from loopml.data.errors import DataNotFound, InvalidPointer
-from loopml.data.pointers import POINTER_SUFFIX, Pointer, parse_pointer
+from loopml.data.pointers import POINTER_SUFFIX, Pointer, is_pointer, parse_pointer
 from loopml.exceptions import InvalidInput
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\!#])")
@@ -62,7 +62,7 @@ def pointer_at_rev(pointer: Path, rev: str) -> Pointer:
             f"Cannot read {pointer.name} at git revision {rev!r}: {why}. "
             f"List the revisions that have it with `git log --oneline -- {pointer}`."
         )
-    return parse_pointer(done.stdout.decode("utf-8", errors="replace"), f"{rev}:{pointer}")
+    return parse_pointer(done.stdout, f"{rev}:{pointer}")
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,7 @@ def pointers_in_git(root: Path, *, all_commits: bool = False) -> GitPointers:
 
 
 def _is_pointer_name(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name.endswith(POINTER_SUFFIX) and len(name) > len(POINTER_SUFFIX)
+    return is_pointer(PurePosixPath(path))
 
 
 def _blobs_from_raw(raw: bytes, blobs: dict[str, str]) -> None:
@@ -214,10 +213,8 @@ def _read_blobs(
         text = out[pos : pos + size]
         pos += size + 1
         try:
-            found.append(
-                (path, parse_pointer(text.decode("utf-8"), f"{path} ({blob[:12]} in git)"))
-            )
-        except (UnicodeDecodeError, InvalidPointer):
+            found.append((path, parse_pointer(text, f"{path} ({blob[:12]} in git)")))
+        except InvalidPointer:
             unreadable.append(path)
     return GitPointers(
         tuple(found), counts, commits, tuple(sorted(set(unreadable))), all_commits=all_commits

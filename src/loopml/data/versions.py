@@ -26,6 +26,7 @@ from loopml.data.pointers import (
     Pointer,
     is_pointer,
     pointer_path,
+    target_path,
     tracked_ancestor,
     write_pointer,
 )
@@ -73,7 +74,7 @@ def add(
     if is_pointer(given):
         raise InvalidInput(
             f"{path} is a pointer file; add the data it points to: "
-            f"`loopml data add {str(path)[: -len(POINTER_SUFFIX)]}`"
+            f"`loopml data add {target_path(given)}`"
         )
     with DataRepo.open(workspace, near=given, jobs=jobs) as repo:
         return add_in(repo, repo.target(given), link, progress, warn)

@@ -129,8 +129,10 @@ class NewData(Trigger):
 
     def exists(self, root: Path) -> bool:
         """Whether the watched file, folder or pointer file (``PATH.loopml``) is there."""
+        from loopml.data.pointers import pointer_path
+
         path = self.resolve(root)
-        return path.exists() or path.with_name(path.name + ".loopml").exists()
+        return path.exists() or pointer_path(path).exists()
 
     @property
     def id(self) -> str:

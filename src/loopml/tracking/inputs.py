@@ -10,13 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import blake3
-import yaml
 
+from loopml.data.pointers import is_pointer, pointer_path, read_pointer, target_path
 from loopml.exceptions import InvalidInput
 from loopml.store.blobs import hash_file
 from loopml.store.manifest import manifest_digest
-
-POINTER_SUFFIX = ".loopml"
 
 
 @dataclass(frozen=True)
@@ -42,20 +40,16 @@ def hash_folder(folder: Path) -> tuple[str, int, int]:
 
 
 def _from_pointer(path: Path, name: str | None) -> DatasetRef:
-    try:
-        data = yaml.safe_load(path.read_text())
-        digest = data["hash"]
-    except (yaml.YAMLError, KeyError, TypeError) as exc:
-        raise InvalidInput(f"{path} is not a valid loopml pointer file: {exc}") from exc
-    target = path.with_name(path.name[: -len(POINTER_SUFFIX)])
-    return DatasetRef(name or target.name, digest, str(target), data.get("size"), data.get("files"))
+    pointer = read_pointer(path)  # InvalidPointer (an InvalidInput) names what is wrong
+    target = target_path(path)
+    return DatasetRef(name or target.name, pointer.hash, str(target), pointer.size, pointer.files)
 
 
 def dataset_ref(source: Any, name: str | None = None) -> DatasetRef:
     """Identify a file, folder, pointer file (``*.loopml``), pandas DataFrame or Arrow table."""
     if isinstance(source, str | os.PathLike):
         path = Path(source)
-        pointer = path if path.name.endswith(POINTER_SUFFIX) else Path(f"{path}{POINTER_SUFFIX}")
+        pointer = path if is_pointer(path) else pointer_path(path)
         if pointer.is_file() and (path == pointer or not path.exists()):
             return _from_pointer(pointer, name)
         if path.is_file():
