@@ -24,9 +24,10 @@ from loopml.pipelines import (
     task,
 )
 from loopml.pipelines import records as rec
+from loopml.pipelines.tables import pipeline_runs
 from loopml.registry import PythonModel
-from loopml.store.tables import experiments, pipeline_runs, runs
 from loopml.tracking.runs import reap_dead_runs
+from loopml.tracking.tables import experiments, runs
 from loopml.workspace import Workspace
 
 

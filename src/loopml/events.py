@@ -25,22 +25,49 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
-from sqlalchemy import Connection, func, insert, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    text,
+)
 
 from loopml.exceptions import InvalidValue
 from loopml.store.clock import now_ms, to_datetime
-from loopml.store.tables import events
+from loopml.store.tables import KEY, metadata
 from loopml.wording import shown
 
 if TYPE_CHECKING:
     from loopml.store.db import Database
 
 MAX_KIND = 64
-MAX_SUBJECT = 250
+MAX_SUBJECT = KEY
 #: On PostgreSQL, emitters hold this transaction-level advisory lock from their insert to
 #: their commit, so ids become visible in increasing order and a reader that moves its
 #: cursor past an id never skips an event still being committed with a smaller one.
 _PG_EMIT_LOCK = 7215002
+
+# Append-only events that triggers react to (monitoring alerts, registry events, your own).
+events = Table(
+    "events",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("kind", String(MAX_KIND), nullable=False),
+    Column("subject", String(MAX_SUBJECT), nullable=True),
+    Column("payload", Text, nullable=True),  # JSON
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_events_kind_subject_id", "kind", "subject", "id"),
+)
 
 
 @dataclass(frozen=True)

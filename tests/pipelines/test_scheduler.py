@@ -27,7 +27,7 @@ from loopml.pipelines import (
     task,
 )
 from loopml.pipelines import records as rec
-from loopml.store.tables import pipeline_runs
+from loopml.pipelines.tables import pipeline_runs
 from loopml.workspace import Workspace
 
 

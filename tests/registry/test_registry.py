@@ -295,7 +295,7 @@ def test_missing_blob_and_library_drift(registry_ws: Workspace, data) -> None:  
 
     from sqlalchemy import update
 
-    from loopml.store.tables import model_versions
+    from loopml.registry.tables import model_versions
 
     mv = registry_ws.register_model("m", good_model(data))
     env = dict(mv.environment)

@@ -11,12 +11,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import insert, inspect, select, text
 
 from loopml.exceptions import InvalidConfig, StoreUnavailable
 from loopml.store import migrations
-from loopml.store.db import HEAD_REVISION, Database
-from loopml.store.tables import experiments, metadata
+from loopml.store.db import Database
+from loopml.store.migrations import MigrationsBroken, head_of, head_revision
+from loopml.store.tables import load_all
+from loopml.tracking.tables import experiments
 
 DB_BACKENDS = ["sqlite-file", "sqlite-memory", "postgres"]
 
@@ -28,19 +30,47 @@ def db(request: pytest.FixtureRequest, db_url_factory: Callable[[str], str]) -> 
     database.close()
 
 
-def test_head_revision_constant_matches_alembic() -> None:
-    assert migrations.head_revision() == HEAD_REVISION
+def test_head_revision_is_alembics_head() -> None:
+    from alembic.script import ScriptDirectory
+
+    alembic_head = ScriptDirectory.from_config(migrations._config()).get_current_head()
+    assert head_revision() == alembic_head
+
+
+def _migration(folder: Path, name: str, header: str) -> None:
+    (folder / name).write_text(f'"""{name}"""\n\nfrom alembic import op\n\n{header}\n')
+
+
+def test_head_of_follows_the_chain_as_alembic_writes_it(tmp_path: Path) -> None:
+    _migration(tmp_path, "0001_a.py", 'revision = "a"\ndown_revision = None')
+    _migration(tmp_path, "0002_b.py", "revision: str = 'b'  # two\ndown_revision: str | None = 'a'")
+    _migration(tmp_path, "0003_c.py", 'revision = "c"\ndown_revision = "a"')
+    (tmp_path / "__init__.py").write_text('revision = "not a migration"\n')
+    with pytest.raises(MigrationsBroken, match=r"2 heads \(b, c\)"):
+        head_of(tmp_path)
+    _migration(tmp_path, "0004_merge.py", 'revision = "d"\ndown_revision = ("b", "c")')
+    assert head_of(tmp_path) == "d"
+
+
+def test_head_of_refuses_a_script_without_a_plain_revision(tmp_path: Path) -> None:
+    _migration(tmp_path, "0001_a.py", "revision = make_id()\ndown_revision = None")
+    with pytest.raises(MigrationsBroken, match="0001_a.py"):
+        head_of(tmp_path)
 
 
 def test_migrated_schema_matches_tables(db: Database) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
+    metadata = load_all()
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        migrated = set(inspect(conn).get_table_names()) - {"alembic_version"}
     assert diff == []
-    assert version == HEAD_REVISION
+    assert set(metadata.tables) == migrated
+    assert {"runs", "model_versions", "pipeline_runs", "events", "schemas"} <= migrated
+    assert version == head_revision()
 
 
 def test_transact_commits_and_rolls_back(db: Database) -> None:

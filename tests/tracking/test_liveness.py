@@ -14,8 +14,8 @@ from sqlalchemy import select, update
 
 from loopml.exceptions import Conflict
 from loopml.store.liveness import STALE_AFTER_S
-from loopml.store.tables import runs
 from loopml.tracking.runs import now_ms
+from loopml.tracking.tables import runs
 from loopml.workspace import Workspace
 
 CHILD = """

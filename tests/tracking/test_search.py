@@ -138,7 +138,7 @@ def test_metric_history_reads_a_timestamp_pandas_cannot_hold_as_nat(ws: Workspac
     # A point stored before log_metric checked timestamps: reading it back must not raise.
     from sqlalchemy import insert
 
-    from loopml.store.tables import metrics
+    from loopml.tracking.tables import metrics
 
     with ws.start_run(log_environment=False) as run:
         run.log_metric("loss", 0.5, step=0)

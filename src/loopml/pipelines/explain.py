@@ -22,7 +22,7 @@ from sqlalchemy import select
 from loopml.exceptions import LoopmlError
 from loopml.pipelines.fingerprint import changed_components
 from loopml.pipelines.records import PipelineRunRecord, get_run, resolve_run_id
-from loopml.store.tables import pipeline_runs
+from loopml.pipelines.tables import pipeline_runs
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace

@@ -18,10 +18,10 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 from loopml.events import emit
 from loopml.exceptions import InvalidInput
 from loopml.pipelines.exceptions import PipelineRunNotFound, TaskOutputNotFound
+from loopml.pipelines.tables import pipeline_partitions, pipeline_runs, task_runs
 from loopml.store import liveness
 from loopml.store.clock import now_ms, to_datetime
 from loopml.store.db import upsert
-from loopml.store.tables import pipeline_partitions, pipeline_runs, task_runs
 
 if TYPE_CHECKING:
     from loopml.store.db import Database

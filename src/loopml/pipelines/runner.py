@@ -39,7 +39,7 @@ from loopml.pipelines.records import (
     RUNNING,
     SKIPPED,
 )
-from loopml.store.tables import pipeline_runs
+from loopml.pipelines.tables import pipeline_runs
 
 if TYPE_CHECKING:
     from loopml.pipelines.pipeline import Build, Pipeline

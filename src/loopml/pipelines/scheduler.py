@@ -28,9 +28,9 @@ from loopml.events import read as read_events
 from loopml.pipelines import records
 from loopml.pipelines.exceptions import PipelineDefinitionError, RunNotResumable
 from loopml.pipelines.records import FAILED, KILLED, QUEUED, RUNNING
+from loopml.pipelines.tables import pipeline_runs, trigger_state
 from loopml.pipelines.triggers import NewData, OnEvent, Schedule, Trigger
 from loopml.store.db import upsert
-from loopml.store.tables import pipeline_runs, trigger_state
 
 if TYPE_CHECKING:
     from loopml.pipelines.executors import Executor

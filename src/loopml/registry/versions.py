@@ -16,9 +16,9 @@ from sqlalchemy.exc import IntegrityError
 from loopml.events import emit
 from loopml.exceptions import InvalidInput, ModelNotFound, ModelVersionNotFound
 from loopml.registry.signature import Signature
+from loopml.registry.tables import model_aliases, model_events, model_versions, registered_models
 from loopml.store.clock import now_ms
 from loopml.store.db import Database, upsert
-from loopml.store.tables import model_aliases, model_events, model_versions, registered_models
 from loopml.tracking.keys import check_key
 
 NONE, STAGING, PRODUCTION, ARCHIVED = "None", "Staging", "Production", "Archived"

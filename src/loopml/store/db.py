@@ -24,11 +24,9 @@ from sqlalchemy.pool import StaticPool
 
 from loopml.config import STATE_DIR, ensure_state_dir
 from loopml.exceptions import InvalidConfig, StoreNotFound, StoreUnavailable, missing_dependency
+from loopml.store.migrations import head_revision
 
 T = TypeVar("T")
-
-# The newest migration in migrations/versions; a test checks it against Alembic's own view.
-HEAD_REVISION = "0005"
 
 _RETRYABLE = (
     "database is locked",
@@ -205,12 +203,13 @@ class Database:
                     fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _migrate(self, engine: Engine) -> None:
+        head = head_revision()
         try:
-            if self._current_revision(engine) == HEAD_REVISION:
+            if self._current_revision(engine) == head:
                 return  # fast path: no Alembic import on an up-to-date store
             with self._migration_lock(engine):
                 current = self._current_revision(engine)
-                if current == HEAD_REVISION:
+                if current == head:
                     return
                 from loopml.store.migrations import known_revisions, upgrade
 

@@ -13,7 +13,7 @@ from loopml.exceptions import ArtifactNotFound, InvalidInput
 from loopml.store.blobs import BlobStore
 from loopml.store.clock import now_ms
 from loopml.store.db import Database, upsert
-from loopml.store.tables import artifacts
+from loopml.tracking.tables import artifacts
 
 
 @dataclass(frozen=True)

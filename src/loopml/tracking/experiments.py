@@ -11,8 +11,8 @@ from sqlalchemy.exc import IntegrityError
 from loopml.exceptions import AlreadyExists, ExperimentNotFound
 from loopml.store.clock import now_ms
 from loopml.store.db import Database
-from loopml.store.tables import experiments, runs
 from loopml.tracking.keys import check_key
+from loopml.tracking.tables import experiments, runs
 
 DEFAULT_EXPERIMENT = "Default"
 

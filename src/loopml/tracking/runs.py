@@ -21,11 +21,11 @@ from loopml.exceptions import LoopmlError, ParamConflict, RunNotActive, RunNotFo
 from loopml.store import liveness
 from loopml.store.clock import now_ms
 from loopml.store.db import Database, upsert
-from loopml.store.tables import experiments, latest_metrics, params, run_inputs, runs, tags
 from loopml.tracking import keys
 from loopml.tracking.artifacts import store_artifacts, upsert_artifacts
 from loopml.tracking.inputs import DatasetRef, dataset_ref
 from loopml.tracking.shutdown import Terminated
+from loopml.tracking.tables import experiments, latest_metrics, params, run_inputs, runs, tags
 
 if TYPE_CHECKING:
     from loopml.tracking.api import TrackingAPI

@@ -14,7 +14,6 @@ from sqlalchemy.sql import Select
 
 from loopml.exceptions import ExperimentNotFound, InvalidFilter, RunNotFound
 from loopml.store.db import Database
-from loopml.store.tables import experiments, latest_metrics, metrics, params, run_inputs, runs, tags
 from loopml.tracking.filter import (
     BoolOp,
     Comparison,
@@ -22,6 +21,15 @@ from loopml.tracking.filter import (
     Key,
     parse_filter,
     parse_order_by,
+)
+from loopml.tracking.tables import (
+    experiments,
+    latest_metrics,
+    metrics,
+    params,
+    run_inputs,
+    runs,
+    tags,
 )
 
 if TYPE_CHECKING:

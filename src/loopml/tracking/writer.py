@@ -28,8 +28,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from loopml.store.db import Database, upsert
 from loopml.store.liveness import HEARTBEAT_S
-from loopml.store.tables import latest_metrics, metrics, tags
 from loopml.tracking.keys import STEP_MAX, STEP_MIN, TIMESTAMP_MAX_MS, TIMESTAMP_MIN_MS
+from loopml.tracking.tables import latest_metrics, metrics, tags
 
 log = logging.getLogger(__name__)
 
