@@ -152,7 +152,7 @@ def test_the_registry_writes_register_promote_rollback_and_aliases(ws: Workspace
     assert ws.rollback("churn") == 1
     ws.set_alias("churn", "champion", 2)
     ws.set_alias("churn", "champion", 1)
-    ws.delete_alias("churn", "champion")
+    ws.models.delete_alias("churn", "champion")
     found = _loopml_events(ws, "model.")
     assert {e.subject for e in found} == {"churn"}
     assert [(e.kind, e.payload) for e in found] == [
@@ -168,7 +168,7 @@ def test_the_registry_writes_register_promote_rollback_and_aliases(ws: Workspace
         ("model.alias_removed", {"alias": "champion", "previous": 1}),
     ]
     # the registry's own history is kept beside them
-    assert [e.kind for e in ws.model_history("churn")].count("registered") == 3
+    assert [e.kind for e in ws.models.history("churn")].count("registered") == 3
 
 
 def test_an_event_emitted_in_a_transaction_that_rolls_back_is_gone(ws: Workspace) -> None:

@@ -74,10 +74,22 @@ def test_exported_members() -> None:
 
 
 def test_module_functions_mirror_workspace_methods() -> None:
+    """Each forwarding module-level function has the same-named shortcut on Workspace, and
+    that shortcut names a real method of one of the workspace's namespaces."""
+    from loopml.workspace import Shortcut
+
+    forwarded = 0
     for name in loopml.__all__:
         value = getattr(loopml, name)
         if callable(value) and value.__doc__ and "on the default workspace" in value.__doc__:
-            assert callable(getattr(loopml.Workspace, name)), name
+            shortcut = getattr(loopml.Workspace, name)
+            assert isinstance(shortcut, Shortcut), name
+            namespace = getattr(loopml.Workspace, shortcut.namespace)
+            assert isinstance(namespace, property), name
+            owner = namespace.fget.__annotations__["return"]
+            assert shortcut.method in dir(getattr(__import__("loopml.workspace").workspace, owner))
+            forwarded += 1
+    assert forwarded == 34
 
 
 def test_import_does_no_io_and_stays_light() -> None:

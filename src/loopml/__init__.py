@@ -13,12 +13,47 @@ The module-level functions act on the default workspace, found from the current 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from loopml.exceptions import LoopmlError
 
 if TYPE_CHECKING:
+    from loopml.fluent import (
+        active_run,
+        approve,
+        create_experiment,
+        delete_run,
+        download_artifacts,
+        end_run,
+        flush,
+        get_experiment,
+        get_model_version,
+        get_run,
+        lineage,
+        list_artifacts,
+        list_experiments,
+        load_model,
+        log_artifact,
+        log_dict,
+        log_input,
+        log_metric,
+        log_metrics,
+        log_param,
+        log_params,
+        log_text,
+        metric_history,
+        promote,
+        register_model,
+        rename_experiment,
+        restore_run,
+        rollback,
+        search_runs,
+        seed_everything,
+        set_alias,
+        set_tag,
+        set_tags,
+        start_run,
+    )
     from loopml.pipelines import emit_event, pipeline, run_pipeline, task
     from loopml.registry import GatePolicy, ModelVersion, PythonModel
     from loopml.tracking import ArtifactInfo, DatasetRef, Experiment, Run, RunRecord, RunStatus
@@ -44,6 +79,40 @@ _LAZY = {
     "pipeline": "loopml.pipelines",
     "run_pipeline": "loopml.pipelines",
     "task": "loopml.pipelines",
+    "start_run": "loopml.fluent",
+    "end_run": "loopml.fluent",
+    "active_run": "loopml.fluent",
+    "log_param": "loopml.fluent",
+    "log_params": "loopml.fluent",
+    "log_metric": "loopml.fluent",
+    "log_metrics": "loopml.fluent",
+    "set_tag": "loopml.fluent",
+    "set_tags": "loopml.fluent",
+    "log_artifact": "loopml.fluent",
+    "log_text": "loopml.fluent",
+    "log_dict": "loopml.fluent",
+    "log_input": "loopml.fluent",
+    "seed_everything": "loopml.fluent",
+    "flush": "loopml.fluent",
+    "get_run": "loopml.fluent",
+    "metric_history": "loopml.fluent",
+    "search_runs": "loopml.fluent",
+    "delete_run": "loopml.fluent",
+    "restore_run": "loopml.fluent",
+    "list_artifacts": "loopml.fluent",
+    "download_artifacts": "loopml.fluent",
+    "create_experiment": "loopml.fluent",
+    "get_experiment": "loopml.fluent",
+    "list_experiments": "loopml.fluent",
+    "rename_experiment": "loopml.fluent",
+    "register_model": "loopml.fluent",
+    "load_model": "loopml.fluent",
+    "promote": "loopml.fluent",
+    "approve": "loopml.fluent",
+    "rollback": "loopml.fluent",
+    "set_alias": "loopml.fluent",
+    "get_model_version": "loopml.fluent",
+    "lineage": "loopml.fluent",
 }
 
 
@@ -54,53 +123,6 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
-
-
-def _forward(name: str) -> Callable[..., Any]:
-    def call(*args: Any, **kwargs: Any) -> Any:
-        from loopml.workspace import default_workspace
-
-        return getattr(default_workspace(), name)(*args, **kwargs)
-
-    call.__name__ = call.__qualname__ = name
-    call.__doc__ = f"``Workspace.{name}`` on the default workspace (see :class:`loopml.Workspace`)."
-    return call
-
-
-start_run = _forward("start_run")
-end_run = _forward("end_run")
-active_run = _forward("active_run")
-log_param = _forward("log_param")
-log_params = _forward("log_params")
-log_metric = _forward("log_metric")
-log_metrics = _forward("log_metrics")
-set_tag = _forward("set_tag")
-set_tags = _forward("set_tags")
-log_artifact = _forward("log_artifact")
-log_text = _forward("log_text")
-log_dict = _forward("log_dict")
-log_input = _forward("log_input")
-seed_everything = _forward("seed_everything")
-flush = _forward("flush")
-get_run = _forward("get_run")
-metric_history = _forward("metric_history")
-search_runs = _forward("search_runs")
-delete_run = _forward("delete_run")
-restore_run = _forward("restore_run")
-list_artifacts = _forward("list_artifacts")
-download_artifacts = _forward("download_artifacts")
-create_experiment = _forward("create_experiment")
-get_experiment = _forward("get_experiment")
-list_experiments = _forward("list_experiments")
-rename_experiment = _forward("rename_experiment")
-register_model = _forward("register_model")
-load_model = _forward("load_model")
-promote = _forward("promote")
-approve = _forward("approve")
-rollback = _forward("rollback")
-set_alias = _forward("set_alias")
-get_model_version = _forward("get_model_version")
-lineage = _forward("lineage")
 
 
 def init(path: str = ".") -> Workspace:

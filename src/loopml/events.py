@@ -47,6 +47,7 @@ from loopml.wording import shown
 
 if TYPE_CHECKING:
     from loopml.store.db import Database
+    from loopml.workspace import Workspace
 
 MAX_KIND = 64
 MAX_SUBJECT = KEY
@@ -299,3 +300,35 @@ def _insert(conn: Connection, row: dict[str, Any]) -> int:
     key = conn.execute(insert(events).values(**row)).inserted_primary_key
     assert key is not None
     return int(key[0])
+
+
+class Events:
+    """``ws.events``: the workspace's event log.
+
+    >>> ws.events.emit("alert", subject="churn", payload={"psi": 0.31})
+    >>> ws.events.read(after_id=last_seen, kinds="model.promoted")
+    """
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    def emit(
+        self, kind: str, subject: str | None = None, payload: Mapping[str, Any] | None = None
+    ) -> int:
+        """Append an event (a kind of loopml's own must be one of :data:`KINDS`); its id."""
+        return emit(self.workspace.db, kind, subject, payload)
+
+    def read(
+        self,
+        after_id: int = 0,
+        *,
+        kinds: str | Iterable[str] | None = None,
+        subject: str | None = None,
+        limit: int = 1000,
+    ) -> list[Event]:
+        """Events above ``after_id``, oldest first (see :func:`read`)."""
+        return read(self.workspace.db, after_id, kinds=kinds, subject=subject, limit=limit)
+
+    def last_id(self) -> int:
+        """The id of the newest event (0 when there is none)."""
+        return last_id(self.workspace.db)

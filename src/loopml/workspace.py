@@ -1,23 +1,96 @@
-"""The workspace: one metadata database and one blob store, opened lazily from settings."""
+"""The workspace: one metadata database and one blob store, opened lazily from settings,
+and one namespace per area over them.
+
+    ws = Workspace.open()
+    with ws.runs.start(experiment="churn") as run: ...      # tracking
+    ws.experiments.list()
+    ws.models.promote("churn", 4)                           # registry (through the gate)
+    ws.schemas.attach(schema, dataset="data/raw")           # data contracts
+    ws.data.add("data/raw")                                 # data versioning
+    ws.pipelines.run("pipelines.py:train")                  # pipelines
+    ws.events.read(kinds="model.promoted")                  # the event log
+
+A namespace is a small class in its own area package that receives the workspace; no area
+declares another's methods. The module-level functions (``loopml.start_run``, ...) and the
+same names on the workspace (``ws.start_run``) forward to the namespaces with the same,
+type-checked signatures (:class:`Shortcut`).
+"""
 
 from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
 from loopml.config import Settings, load_settings, write_default_config
-from loopml.registry.api import RegistryAPI
+from loopml.registry.api import Models
 from loopml.store.blobs import BlobStore
 from loopml.store.db import Database
-from loopml.tracking.api import TrackingAPI
-from loopml.validation.contracts import ContractsAPI
+from loopml.tracking.api import Experiments, Runs
+from loopml.validation.contracts import Schemas
+
+if TYPE_CHECKING:
+    from loopml.data.namespace import Data
+    from loopml.events import Events
+    from loopml.pipelines.namespace import Pipelines
+
+P = ParamSpec("P")
+R = TypeVar("R")
+N = TypeVar("N")
 
 
-class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
-    """Where loopml keeps facts (metadata DB) and bytes (blob store).
+class Shortcut(Generic[P, R]):
+    """``ws.start_run`` is ``ws.runs.start``: a name on the workspace that forwards to a
+    namespace's method with that method's exact signature (mypy checks calls through it).
+    The module-level functions are made from the same shortcuts (:func:`forward`)."""
+
+    def __init__(self, namespace: str, method: Callable[Concatenate[Any, P], R]) -> None:
+        self.namespace = namespace
+        self.method = method.__name__
+        self.__doc__ = method.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> Shortcut[P, R]: ...
+
+    @overload
+    def __get__(self, obj: Workspace, owner: type | None = None) -> Callable[P, R]: ...
+
+    def __get__(
+        self, obj: Workspace | None, owner: type | None = None
+    ) -> Shortcut[P, R] | Callable[P, R]:
+        if obj is None:
+            return self
+        return self.bind(obj)
+
+    def bind(self, workspace: Workspace) -> Callable[P, R]:
+        method: Callable[P, R] = getattr(getattr(workspace, self.namespace), self.method)
+        return method
+
+
+def forward(shortcut: Shortcut[P, R]) -> Callable[P, R]:
+    """A module-level function calling ``shortcut`` on the default workspace."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return shortcut.bind(default_workspace())(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = shortcut.name
+    call.__doc__ = (
+        f"``Workspace.{shortcut.namespace}.{shortcut.method}`` on the default workspace.\n\n"
+        + (shortcut.__doc__ or "")
+    )
+    return call
+
+
+class Workspace:
+    """Where loopml keeps facts (metadata DB) and bytes (blob store), with one namespace per
+    area: :attr:`runs`, :attr:`experiments`, :attr:`models`, :attr:`schemas`, :attr:`data`,
+    :attr:`pipelines`, :attr:`events`.
 
     >>> ws = Workspace.open()                 # the nearest loopml.toml above the cwd
     >>> ws = Workspace.open("path/to/project")
@@ -31,8 +104,8 @@ class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
         self._storage_options = storage_options
         self._db: Database | None = None
         self._blobs: BlobStore | None = None
-        self._lock = threading.Lock()
-        self._init_tracking()
+        self._lock = threading.RLock()
+        self._namespaces: dict[str, Any] = {}
 
     @classmethod
     def open(
@@ -87,13 +160,102 @@ class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
                     self._blobs = BlobStore(self.settings.artifacts_url, **self._storage_options)
         return self._blobs
 
+    # -- the areas' namespaces, made on first use --------------------------------------------
+
+    def _namespace(self, name: str, make: Callable[[Workspace], N]) -> N:
+        found = self._namespaces.get(name)
+        if found is None:
+            with self._lock:
+                found = self._namespaces.get(name)
+                if found is None:
+                    found = self._namespaces[name] = make(self)
+        return found
+
+    @property
+    def runs(self) -> Runs:
+        """Start, log to, read, search and delete runs (:class:`loopml.tracking.Runs`)."""
+        return self._namespace("runs", Runs)
+
+    @property
+    def experiments(self) -> Experiments:
+        """Create, list and rename experiments (:class:`loopml.tracking.Experiments`)."""
+        return self._namespace("experiments", Experiments)
+
+    @property
+    def models(self) -> Models:
+        """The model registry (:class:`loopml.registry.Models`)."""
+        return self._namespace("models", Models)
+
+    @property
+    def schemas(self) -> Schemas:
+        """Data contracts on dataset and model versions (:class:`loopml.validation.Schemas`)."""
+        return self._namespace("schemas", Schemas)
+
+    @property
+    def data(self) -> Data:
+        """Versioned data in this workspace (:class:`loopml.data.Data`)."""
+        from loopml.data.namespace import Data
+
+        return self._namespace("data", Data)
+
+    @property
+    def pipelines(self) -> Pipelines:
+        """Run, resume, backfill and inspect pipelines (:class:`loopml.pipelines.Pipelines`)."""
+        from loopml.pipelines.namespace import Pipelines
+
+        return self._namespace("pipelines", Pipelines)
+
+    @property
+    def events(self) -> Events:
+        """The event log every area writes and the scheduler reads (:class:`loopml.events.Events`)."""
+        from loopml.events import Events
+
+        return self._namespace("events", Events)
+
+    # -- the module-level functions' names, forwarding to the namespaces ---------------------
+
+    start_run = Shortcut("runs", Runs.start)
+    end_run = Shortcut("runs", Runs.end)
+    active_run = Shortcut("runs", Runs.active)
+    log_param = Shortcut("runs", Runs.log_param)
+    log_params = Shortcut("runs", Runs.log_params)
+    log_metric = Shortcut("runs", Runs.log_metric)
+    log_metrics = Shortcut("runs", Runs.log_metrics)
+    set_tag = Shortcut("runs", Runs.set_tag)
+    set_tags = Shortcut("runs", Runs.set_tags)
+    log_artifact = Shortcut("runs", Runs.log_artifact)
+    log_text = Shortcut("runs", Runs.log_text)
+    log_dict = Shortcut("runs", Runs.log_dict)
+    log_input = Shortcut("runs", Runs.log_input)
+    seed_everything = Shortcut("runs", Runs.seed_everything)
+    flush = Shortcut("runs", Runs.flush)
+    get_run = Shortcut("runs", Runs.get)
+    metric_history = Shortcut("runs", Runs.metric_history)
+    search_runs = Shortcut("runs", Runs.search)
+    delete_run = Shortcut("runs", Runs.delete)
+    restore_run = Shortcut("runs", Runs.restore)
+    list_artifacts = Shortcut("runs", Runs.list_artifacts)
+    download_artifacts = Shortcut("runs", Runs.download_artifacts)
+    create_experiment = Shortcut("experiments", Experiments.create)
+    get_experiment = Shortcut("experiments", Experiments.get)
+    list_experiments = Shortcut("experiments", Experiments.list)
+    rename_experiment = Shortcut("experiments", Experiments.rename)
+    register_model = Shortcut("models", Models.register)
+    load_model = Shortcut("models", Models.load)
+    promote = Shortcut("models", Models.promote)
+    approve = Shortcut("models", Models.approve)
+    rollback = Shortcut("models", Models.rollback)
+    set_alias = Shortcut("models", Models.set_alias)
+    get_model_version = Shortcut("models", Models.get)
+    lineage = Shortcut("models", Models.lineage)
+
+    # -- lifetime ------------------------------------------------------------------------------
+
     def close(self) -> None:
         """End live runs of this workspace, flush metrics, release connections."""
-        self._shutdown("FINISHED", None)
-        writer = self._tracking.writer
-        if writer is not None:
-            writer.close()
-            self._tracking.writer = None
+        runs: Runs | None = self._namespaces.get("runs")
+        if runs is not None:
+            runs.close()
         if self._db is not None:
             self._db.close()
 
@@ -110,6 +272,36 @@ class Workspace(TrackingAPI, RegistryAPI, ContractsAPI):
 
     def __repr__(self) -> str:
         return f"Workspace(store={self.db.safe_url!r}, artifacts={self.settings.artifacts_url!r})"
+
+
+WorkspaceLike = Workspace | str | os.PathLike[str] | None
+"""What every public ``workspace=`` parameter takes: a :class:`Workspace`, the path of a
+folder with ``loopml.toml`` (or a store URL), or None for the default workspace."""
+
+_opened: dict[str, Workspace] = {}
+
+
+def resolve_workspace(workspace: WorkspaceLike) -> Workspace:
+    """The :class:`Workspace` meant by a ``workspace=`` argument. A path is opened once per
+    process and reused, so repeated calls share one store connection."""
+    if isinstance(workspace, Workspace):
+        return workspace
+    if workspace is None:
+        return default_workspace()
+    if not isinstance(workspace, (str, os.PathLike)):
+        from loopml.exceptions import InvalidInput
+
+        raise InvalidInput(
+            f"workspace= takes a Workspace or the path of a folder with loopml.toml, "
+            f"not {type(workspace).__name__}."
+        )
+    text = os.fspath(workspace)
+    key = text if "://" in text else os.path.abspath(text)
+    with _default_lock:
+        found = _opened.get(key)
+        if found is None:
+            found = _opened[key] = Workspace.open(text)
+    return found
 
 
 def _url_settings(store_url: str, artifacts_url: str | None) -> Settings:

@@ -52,7 +52,7 @@ def test_loading_100_times_leaves_one_cached_folder(
         loaded = registry_ws.load_model("models:/m/1")
     assert (loaded.predict(X) == [0, 0, 1, 1]).all()
     assert set(system_tmp.iterdir()) == before  # no folder per call in the temp directory
-    cache = registry_ws.model_cache
+    cache = registry_ws.models.cache
     assert cache.root == registry_ws.root / ".loopml" / "model-cache"
     assert [p.name for p in cache.entries()] == [
         registry_ws.get_model_version("models:/m/1").digest
@@ -65,7 +65,7 @@ def test_cached_files_are_read_only_and_a_damaged_entry_is_fetched_again(
 ) -> None:
     mv = registry_ws.register_model("m", model())
     registry_ws.load_model(mv.uri)
-    (entry,) = registry_ws.model_cache.entries()
+    (entry,) = registry_ws.models.cache.entries()
     pickled = entry / "model.pkl"
     assert pickled.stat().st_mode & 0o222 == 0
     os.chmod(pickled, 0o644)
@@ -84,9 +84,9 @@ def test_the_least_recently_used_packages_are_evicted(registry_ws: Workspace) ->
         ws.load_model("models:/m/2")
         ws.load_model("models:/m/1")  # 1 is now more recently used than 2
         ws.load_model("models:/m/3")
-        assert {p.name for p in ws.model_cache.entries()} == {digests[0], digests[2]}
+        assert {p.name for p in ws.models.cache.entries()} == {digests[0], digests[2]}
         assert ws.load_model("models:/m/2") is not None  # evicted: fetched again
-        assert len(ws.model_cache.entries()) == 2
+        assert len(ws.models.cache.entries()) == 2
     finally:
         ws.close()
 
@@ -98,9 +98,9 @@ def test_a_byte_budget_keeps_at_least_the_model_just_loaded(registry_ws: Workspa
         ws.register_model("m", model(0.5))
         ws.load_model("models:/m/1")
         ws.load_model("models:/m/2")
-        (entry,) = ws.model_cache.entries()
+        (entry,) = ws.models.cache.entries()
         assert entry.name == ws.get_model_version("models:/m/2").digest
-        assert ws.model_cache.clear() == 1 and ws.model_cache.entries() == []
+        assert ws.models.cache.clear() == 1 and ws.models.cache.entries() == []
     finally:
         ws.close()
 
@@ -129,9 +129,9 @@ def test_a_workspace_of_urls_caches_in_the_temp_directory(
     ws.register_model("m", model())
     for _ in range(3):
         ws.load_model("models:/m/1")
-    root = ws.model_cache.root
+    root = ws.models.cache.root
     assert root.parent.parent == system_tmp and root.name == "model-cache"
-    assert len(ws.model_cache.entries()) == 1
+    assert len(ws.models.cache.entries()) == 1
     assert [p.name for p in system_tmp.iterdir()] == [root.parent.name]
 
 
@@ -171,7 +171,7 @@ def test_concurrent_loads_of_one_package_in_threads(registry_ws: Workspace) -> N
     for t in threads:
         t.join(timeout=120)
     assert errors == []
-    cache = registry_ws.model_cache
+    cache = registry_ws.models.cache
     assert [p.name for p in cache.root.iterdir()] == [mv.digest]
 
 
@@ -209,5 +209,5 @@ def test_concurrent_loads_of_one_package_in_processes(registry_ws: Workspace) ->
     go.touch()
     outs = [p.communicate(timeout=180) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, outs
-    cache = registry_ws.model_cache
+    cache = registry_ws.models.cache
     assert [p.name for p in cache.root.iterdir()] == [mv.digest]

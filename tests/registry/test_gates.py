@@ -224,7 +224,7 @@ def test_a_bad_gate_in_loopml_toml_names_the_file_and_the_gate(sqlite_ws: Worksp
     ws = Workspace.open(sqlite_ws.root)
     try:
         with pytest.raises(InvalidConfig) as info:
-            ws.gate_policy("churn")
+            ws.models.policy("churn")
     finally:
         ws.close()
     assert str(info.value) == (f"{toml} [gates.churn]: min_score must be a number, got 'high'")

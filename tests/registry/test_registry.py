@@ -78,8 +78,8 @@ def test_register_and_load(registry_store_ws: Workspace, data) -> None:  # type:
     mv2 = registry_store_ws.register_model("churn", bad_model(data))
     assert mv2.version == 2 and mv2.run_id is None
     assert registry_store_ws.get_model_version("models:/churn").version == 2  # latest
-    assert [m["name"] for m in registry_store_ws.list_models()] == ["churn"]
-    assert [m.version for m in registry_store_ws.list_model_versions("churn")] == [1, 2]
+    assert [m["name"] for m in registry_store_ws.models.list()] == ["churn"]
+    assert [m.version for m in registry_store_ws.models.versions("churn")] == [1, 2]
 
 
 def test_python_function_model_with_artifacts(registry_ws: Workspace, tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_aliases_and_stage_refs(ws: Workspace, data) -> None:  # type: ignore[no
     assert ws.get_model_version("models:/m@challenger").aliases == ("challenger",)
     ws.set_alias("m", "champion", 2)
     assert ws.get_model_version("models:/m@champion").version == 2
-    ws.delete_alias("m", "challenger")
+    ws.models.delete_alias("m", "challenger")
     with pytest.raises(ModelVersionNotFound):
         ws.get_model_version("models:/m@challenger")
     ws.promote("m", 1, to="staging")
@@ -159,7 +159,7 @@ def test_gate_blocks_the_worse_model_and_promotes_the_better(
     assert not checks["threshold"].passed
     assert registry_store_ws.get_model_version("models:/m/2").stage == "None"  # left where it was
     assert registry_store_ws.get_model_version("models:/m@production").version == 1
-    stored = registry_store_ws.gate_verdict("models:/m/2")
+    stored = registry_store_ws.models.verdict("models:/m/2")
     assert stored is not None and not stored.passed and stored.holdout_digest
 
 
@@ -177,7 +177,7 @@ def test_force_needs_a_reason_and_is_recorded(
     )
     assert verdict is not None and verdict.forced and not verdict.passed
     assert registry_store_ws.get_model_version("models:/m@production").version == 2
-    overrides = [e for e in registry_store_ws.model_history("m") if e.kind == "override"]
+    overrides = [e for e in registry_store_ws.models.history("m") if e.kind == "override"]
     assert overrides[0].reason == "hotfix for incident 42"
 
 
@@ -196,11 +196,13 @@ def test_rollback_history_and_time_travel(registry_store_ws: Workspace, data) ->
     assert (
         registry_store_ws.load_model("models:/m/1") is not None
     )  # archived versions stay loadable
-    kinds = [e.kind for e in registry_store_ws.model_history("m")]
+    kinds = [e.kind for e in registry_store_ws.models.history("m")]
     assert kinds.count("registered") == 3 and "rollback" in kinds
-    assert registry_store_ws.model_state_at("m", between)["production"] == 1
-    assert registry_store_ws.model_state_at("m", datetime.now(UTC))["production"] == 2
-    assert registry_store_ws.model_state_at("m", datetime(2000, 1, 1, tzinfo=UTC))["versions"] == []
+    assert registry_store_ws.models.state_at("m", between)["production"] == 1
+    assert registry_store_ws.models.state_at("m", datetime.now(UTC))["production"] == 2
+    assert (
+        registry_store_ws.models.state_at("m", datetime(2000, 1, 1, tzinfo=UTC))["versions"] == []
+    )
 
 
 def test_approval(registry_ws: Workspace, data, holdout_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -365,9 +367,9 @@ def test_concurrent_promotions_leave_one_production(tmp_path: Path, data) -> Non
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     ws = Workspace.open(tmp_path)
-    stages = [m.stage for m in ws.list_model_versions("m")]
+    stages = [m.stage for m in ws.models.versions("m")]
     assert stages.count("Production") == 1
-    moves = [e for e in ws.model_history("m") if e.kind == "stage" and e.target == "Production"]
+    moves = [e for e in ws.models.history("m") if e.kind == "stage" and e.target == "Production"]
     assert sorted(e.version for e in moves) == [1, 2]
     ws.close()
 

@@ -75,17 +75,3 @@ def test_importing_one_area_resolves_its_foreign_keys(module: str) -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-
-
-def test_moved_names_still_import_from_store_tables() -> None:
-    # temporary: removed with the re-export in store/tables.py
-    from loopml.registry.tables import model_versions
-    from loopml.store import tables
-    from loopml.tracking.tables import runs
-    from loopml.validation.tables import schemas
-
-    assert tables.runs is runs
-    assert tables.model_versions is model_versions
-    assert tables.schemas is schemas
-    with pytest.raises(AttributeError, match="no attribute 'pipeline_runs'"):
-        _ = tables.pipeline_runs

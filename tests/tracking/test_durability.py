@@ -92,7 +92,7 @@ def test_sigterm_flushes_buffered_points(tmp_path: Path) -> None:
         run = ws.start_run(experiment="term", log_environment=False)
         for i in range(5000):
             run.log_metric("m", float(i), step=i)
-        print(run.id, ws._writer().pending(), flush=True)
+        print(run.id, ws.runs._writer().pending(), flush=True)
         time.sleep(60)
     """
     proc = _python(code, str(tmp_path))
@@ -182,7 +182,7 @@ def test_flush_failure_keeps_points(tmp_path: Path) -> None:
     ws.settings = ws.settings.with_overrides(flush_interval=3600.0)
     run = ws.start_run(log_environment=False)
     run.log_metric("m", 1.0)
-    writer = ws._writer()
+    writer = ws.runs._writer()
     real = writer.db.transact
 
     def broken(fn):  # type: ignore[no-untyped-def]

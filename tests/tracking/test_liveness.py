@@ -81,7 +81,7 @@ def test_a_run_on_another_host_is_killed_when_its_heartbeat_is_stale(ws: Workspa
     fresh = ws.start_run(log_environment=False)
     stale = ws.start_run(log_environment=False, nested=True)
     for run in (fresh, stale):
-        ws._forget(run)  # as if another process ran them
+        ws.runs._forget(run)  # as if another process ran them
     _set_owner(ws, fresh.id, "elsewhere.example:4242:1", now_ms())
     last_beat = now_ms() - int(STALE_AFTER_S * 1000) - 1000
     _set_owner(ws, stale.id, "elsewhere.example:4343:1", last_beat)
@@ -104,7 +104,7 @@ def test_this_process_s_runs_stay_running(ws: Workspace) -> None:
 
 def test_the_metric_writer_thread_keeps_the_heartbeat(sqlite_ws: Workspace) -> None:
     ws = sqlite_ws
-    ws._writer().heartbeat_interval = 0.05
+    ws.runs._writer().heartbeat_interval = 0.05
     run = ws.start_run(log_environment=False)  # logs nothing: the beat must not need metrics
 
     def beat() -> int:

@@ -332,7 +332,7 @@ def test_activate_run_in_another_thread(sqlite_ws: Workspace) -> None:
 
         def work() -> None:
             assert sqlite_ws.active_run() is None  # active runs are per thread
-            with sqlite_ws.activate_run(run):
+            with sqlite_ws.runs.activate(run):
                 sqlite_ws.log_metric("from_thread", 1.0)
             assert sqlite_ws.active_run() is None
 

@@ -117,7 +117,7 @@ def test_records_agree_with_the_frame(populated: Workspace) -> None:
     """search_records is the same search without pandas: same runs, order and values."""
     query = {"filter": "params.model != 'gb'", "order_by": ["metrics.acc DESC"]}
     frame = populated.search_runs(**query)
-    records = populated.search_records(**query)
+    records = populated.runs.records(**query)
     assert [r["run_id"] for r in records] == frame["run_id"].tolist()
     for rec, (_, row) in zip(records, frame.iterrows(), strict=True):
         assert rec["start_time"] == row["start_time"].to_pydatetime()
@@ -131,7 +131,7 @@ def test_records_agree_with_the_frame(populated: Workspace) -> None:
                 if math.isnan(value)
                 else (rec["metrics"][key] == value)
             )
-    assert populated.search_records(filter="params.model = 'none'") == []
+    assert populated.runs.records(filter="params.model = 'none'") == []
 
 
 def test_metric_history_reads_a_timestamp_pandas_cannot_hold_as_nat(ws: Workspace) -> None:
@@ -150,3 +150,38 @@ def test_metric_history_reads_a_timestamp_pandas_cannot_hold_as_nat(ws: Workspac
     history = ws.metric_history(run.id, "loss")
     assert history["value"].tolist() == [0.5, 0.4]
     assert history["timestamp"].isna().tolist() == [False, True]
+
+
+def test_pages_walk_the_records_in_order(populated: Workspace) -> None:
+    everything = [r["run_id"] for r in populated.runs.records(order_by=["metrics.acc DESC"])]
+    seen: list[str] = []
+    token: str | None = None
+    pages = 0
+    while True:
+        page = populated.runs.page(order_by=["metrics.acc DESC"], page_size=4, page_token=token)
+        seen += [r["run_id"] for r in page.records]
+        pages += 1
+        token = page.next_page_token
+        if token is None:
+            break
+    assert seen == everything and len(everything) == 6 and pages == 2
+    exact = populated.runs.page(page_size=6)
+    assert len(exact.records) == 6 and exact.next_page_token is None
+    filtered = populated.runs.page(filter="params.model = 'rf'", page_size=1)
+    assert [r["name"] for r in filtered.records] == ["run1"]
+    second = populated.runs.page(
+        filter="params.model = 'rf'", page_size=1, page_token=filtered.next_page_token
+    )
+    assert [r["name"] for r in second.records] == ["run0"] and second.next_page_token is None
+
+
+@pytest.mark.parametrize("token", ["garbage", "eyJvZmZzZXQiOiAtMX0=", "e30="])
+def test_a_page_token_loopml_did_not_give_is_refused(populated: Workspace, token: str) -> None:
+    with pytest.raises(InvalidFilter, match="Page token"):
+        populated.runs.page(page_token=token)
+
+
+@pytest.mark.parametrize("size", [0, -1, 50_001, True])
+def test_a_bad_page_size_is_refused(populated: Workspace, size: int) -> None:
+    with pytest.raises(InvalidFilter, match="page_size must be an integer"):
+        populated.runs.page(page_size=size)

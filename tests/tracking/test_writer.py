@@ -18,7 +18,7 @@ def test_points_the_store_cannot_hold_are_rejected_alone(
     ws.settings = ws.settings.with_overrides(flush_interval=3600.0)  # flushed by hand below
     run = ws.start_run(log_environment=False)
     run.log_metric("loss", 0.5, step=1)
-    writer = ws._writer()
+    writer = ws.runs._writer()
     # Points that never went through log_metric's checks, between good ones.
     writer.add((run.id, "loss", 0.4, 2**63, now_ms()))  # step past BIGINT
     writer.add((run.id, "loss", 0.41, 5, 10**30))  # timestamp past BIGINT
@@ -41,7 +41,7 @@ def test_points_the_store_cannot_hold_are_rejected_alone(
 def test_rejections_add_up_on_the_run(ws: Workspace) -> None:
     ws.settings = ws.settings.with_overrides(flush_interval=3600.0)
     with ws.start_run(log_environment=False) as run:
-        writer = ws._writer()
+        writer = ws.runs._writer()
         for step in (2**63, 2**64):
             writer.add((run.id, "loss", 0.4, step, now_ms()))
             writer.flush()
@@ -52,7 +52,7 @@ def test_a_store_failure_keeps_every_point(sqlite_ws: Workspace) -> None:
     ws = sqlite_ws
     ws.settings = ws.settings.with_overrides(flush_interval=3600.0)
     run = ws.start_run(log_environment=False)
-    writer = ws._writer()
+    writer = ws.runs._writer()
     writer.add((run.id, "loss", 0.4, 2**63, now_ms()))
     run.log_metric("loss", 0.5)
     # A real store failure, not a refused point: the table is gone for a moment.

@@ -28,12 +28,12 @@ def test_attach_to_a_dataset_version(
     data = tmp_path / "train.csv"
     frame().to_csv(data, index=False)
     schema = Schema.infer(frame())
-    subject = ws.attach_schema(schema, dataset=data)
+    subject = ws.schemas.attach(schema, dataset=data)
     assert subject.startswith("dataset:")
-    assert ws.get_schema(dataset=data) == schema
-    assert ws.get_schema(dataset=subject.split(":", 1)[1]) == schema  # by data hash
+    assert ws.schemas.get(dataset=data) == schema
+    assert ws.schemas.get(dataset=subject.split(":", 1)[1]) == schema  # by data hash
     data.write_text("a,b,label\n1,2,3\n")  # another version: no contract attached yet
-    assert ws.get_schema(dataset=data) is None
+    assert ws.schemas.get(dataset=data) is None
 
 
 def test_attach_to_a_pointer_version(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,8 +43,8 @@ def test_attach_to_a_pointer_version(tmp_path: Path, monkeypatch: pytest.MonkeyP
     frame().to_csv(tmp_path / "raw" / "part-0.csv", index=False)
     version = loopml.data.add("raw")
     schema = Schema.infer(frame())
-    ws.attach_schema(schema, dataset="raw.loopml")
-    assert ws.get_schema(dataset=version.hash) == schema
+    ws.schemas.attach(schema, dataset="raw.loopml")
+    assert ws.schemas.get(dataset=version.hash) == schema
     ws.close()
 
 
@@ -54,7 +54,7 @@ def test_model_contract_and_gate(sqlite_ws: Workspace, tmp_path: Path) -> None:
     contract = Schema({"a": Column("float", min=-10, max=10), "b": Column("float", nullable=False)})
     model = LogisticRegression().fit(features, train["label"])
     mv = sqlite_ws.register_model("m", model, input_example=features.head(), schema=contract)
-    assert sqlite_ws.get_schema(model=mv.uri) == contract
+    assert sqlite_ws.schemas.get(model=mv.uri) == contract
     good = tmp_path / "holdout.csv"
     frame(seed=1).to_csv(good, index=False)
     policy = GatePolicy(metric="accuracy", holdout=str(good), label="label")
@@ -77,6 +77,6 @@ def test_model_contract_and_gate(sqlite_ws: Workspace, tmp_path: Path) -> None:
 def test_subject_must_be_one_thing(sqlite_ws: Workspace) -> None:
     schema = Schema.infer(frame())
     with pytest.raises(InvalidInput, match="exactly one subject"):
-        sqlite_ws.attach_schema(schema)
+        sqlite_ws.schemas.attach(schema)
     with pytest.raises(InvalidInput, match="exactly one subject"):
-        sqlite_ws.get_schema(dataset="x", model="models:/m/1")
+        sqlite_ws.schemas.get(dataset="x", model="models:/m/1")

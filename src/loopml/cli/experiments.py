@@ -23,7 +23,7 @@ def experiments() -> None:
 @pass_workspace
 def list_experiments(ws: Workspace, as_json: bool) -> None:
     """List experiments with their number of (not deleted) runs."""
-    found = ws.list_experiments()
+    found = ws.experiments.list()
     if as_json:
         emit_json(
             [
@@ -63,9 +63,9 @@ def rename(ws: Workspace, old: str, new: str) -> None:
     from loopml.exceptions import ExperimentNotFound
 
     try:
-        renamed = ws.rename_experiment(old, new)
+        renamed = ws.experiments.rename(old, new)
     except ExperimentNotFound:
         if not old.isdigit():
             raise
-        renamed = ws.rename_experiment(int(old), new)
+        renamed = ws.experiments.rename(int(old), new)
     click.echo(f"Renamed experiment {old!r} to {renamed.name!r} (id {renamed.id}).")

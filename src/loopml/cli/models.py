@@ -78,7 +78,7 @@ def models() -> None:
 @pass_workspace
 def list_models(ws: Workspace, as_json: bool) -> None:
     """List registered models with their Production version and aliases."""
-    found = ws.list_models()
+    found = ws.models.list()
     if as_json:
         emit_json(found)
         return
@@ -106,7 +106,7 @@ def list_models(ws: Workspace, as_json: bool) -> None:
 @pass_workspace
 def versions(ws: Workspace, name: str, as_json: bool) -> None:
     """List every version of model NAME."""
-    found = ws.list_model_versions(name)
+    found = ws.models.versions(name)
     if as_json:
         emit_json([_version_json(mv) for mv in found])
         return
@@ -163,7 +163,7 @@ def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
     if at is not None:
         name = ref.removeprefix("models:/").split("@")[0].split("/")[0]
         moment = parse_time(at, "--at")
-        state = ws.model_state_at(name, _end_of_second(moment))
+        state = ws.models.state_at(name, _end_of_second(moment))
         if as_json:
             emit_json({**state, "at": moment})
             return
@@ -174,8 +174,8 @@ def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
             f"Staging = {_versions(state['staging'])}; aliases = {_aliases(state['aliases'])}"
         )
         return
-    mv = ws.get_model_version(_ref(ref))
-    verdict = ws.gate_verdict(mv.uri)
+    mv = ws.models.get(_ref(ref))
+    verdict = ws.models.verdict(mv.uri)
     if as_json:
         emit_json({**_version_json(mv), "gate": verdict.to_dict() if verdict else None})
         return
@@ -216,7 +216,7 @@ def promote(
     from loopml.exceptions import PromotionBlocked
 
     try:
-        verdict = ws.promote(name, version, to=to, force=force, reason=reason)
+        verdict = ws.models.promote(name, version, to=to, force=force, reason=reason)
     except PromotionBlocked as blocked:
         from loopml.registry import Verdict
 
@@ -242,7 +242,7 @@ def promote(
 @pass_workspace
 def approve(ws: Workspace, name: str, version: int, reason: str | None) -> None:
     """Approve VERSION of NAME whose gate passed and awaits a human; moves Production."""
-    ws.approve(name, version, reason=reason)
+    ws.models.approve(name, version, reason=reason)
     click.echo(f"Approved: {name}/{version} is now in Production.")
 
 
@@ -252,7 +252,7 @@ def approve(ws: Workspace, name: str, version: int, reason: str | None) -> None:
 @pass_workspace
 def rollback(ws: Workspace, name: str, reason: str | None) -> None:
     """Move Production of NAME back to the version that held it before."""
-    target = ws.rollback(name, reason=reason)
+    target = ws.models.rollback(name, reason=reason)
     click.echo(f"Rolled back: {name}/{target} is in Production again.")
 
 
@@ -268,7 +268,7 @@ def alias() -> None:
 @pass_workspace
 def alias_set(ws: Workspace, name: str, alias_name: str, version: int) -> None:
     """Point ALIAS of model NAME at VERSION."""
-    ws.set_alias(name, alias_name, version)
+    ws.models.set_alias(name, alias_name, version)
     click.echo(f"{name}@{alias_name} → version {version}")
 
 
@@ -278,7 +278,7 @@ def alias_set(ws: Workspace, name: str, alias_name: str, version: int) -> None:
 @pass_workspace
 def alias_delete(ws: Workspace, name: str, alias_name: str) -> None:
     """Remove ALIAS from model NAME."""
-    ws.delete_alias(name, alias_name)
+    ws.models.delete_alias(name, alias_name)
     click.echo(f"Removed {name}@{alias_name}")
 
 
@@ -289,7 +289,7 @@ def alias_delete(ws: Workspace, name: str, alias_name: str) -> None:
 def history(ws: Workspace, name: str, as_json: bool) -> None:
     """Every registration, stage and alias move, gate verdict, approval and rollback of NAME:
     who, when, from, to, why."""
-    events = ws.model_history(name)
+    events = ws.models.history(name)
     if as_json:
         emit_json([e.__dict__ for e in events])
         return
@@ -326,7 +326,7 @@ def history(ws: Workspace, name: str, as_json: bool) -> None:
 def lineage(ws: Workspace, ref: str, as_json: bool) -> None:
     """The chain behind a version: run → params, metrics, code commit, environment, input
     data versions → gate verdict → who promoted it."""
-    chain = ws.lineage(_ref(ref))
+    chain = ws.models.lineage(_ref(ref))
     if as_json:
         emit_json(chain)
         return

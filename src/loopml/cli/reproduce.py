@@ -83,7 +83,9 @@ def _write_requirements(
 
 def _write_diff(ws: Workspace, record: RunRecord, folder: Path) -> Path | None:
     found = [
-        a for a in ws.list_artifacts(record.id, GIT_DIFF_ARTIFACT) if a.path == GIT_DIFF_ARTIFACT
+        a
+        for a in ws.runs.list_artifacts(record.id, GIT_DIFF_ARTIFACT)
+        if a.path == GIT_DIFF_ARTIFACT
     ]
     if not found:
         return None

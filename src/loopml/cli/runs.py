@@ -66,7 +66,7 @@ def resolve_run(ws: Workspace, ref: str) -> RunRecord:
 
     ref = ref.strip()
     try:
-        return ws.get_run(ref)
+        return ws.runs.get(ref)
     except RunNotFound:
         pass
     prefix = ref.lower()
@@ -78,7 +78,7 @@ def resolve_run(ws: Workspace, ref: str) -> RunRecord:
     if not _HEX.fullmatch(prefix):
         raise RunNotFound(f"No run {ref!r}. List runs with `loopml runs list` to find its id.")
     # The prefix is hex, so it is safe inside the quoted LIKE pattern.
-    found = ws.search_records(
+    found = ws.runs.records(
         filter=f"attributes.run_id LIKE '{prefix}%'",
         include_deleted=True,
         max_results=MAX_CANDIDATES + 1,
@@ -88,7 +88,7 @@ def resolve_run(ws: Workspace, ref: str) -> RunRecord:
             f"No run with id or id prefix {ref!r}. List runs with `loopml runs list --all`."
         )
     if len(found) == 1:
-        return ws.get_run(found[0]["run_id"])
+        return ws.runs.get(found[0]["run_id"])
     candidates = ", ".join(
         f"{rec['run_id'][:12]} ({rec['name']}, {rec['experiment']})"
         for rec in found[:MAX_CANDIDATES]
@@ -161,7 +161,7 @@ def list_runs(
     """List runs, newest first: id, name, experiment, status, start, duration and key
     params and metrics (every param, metric and tag with --json)."""
     extra = _parse_columns(columns)
-    records = ws.search_records(
+    records = ws.runs.records(
         experiments=list(experiment_names) or None,
         filter=filter_text,
         order_by=list(order_by) or None,
@@ -221,7 +221,7 @@ def _nothing_listed(
     message = "No runs match." if filter_text or experiment_names else "No runs yet."
     if include_deleted:
         return message
-    deleted = ws.search_records(
+    deleted = ws.runs.records(
         experiments=list(experiment_names) or None,
         filter=filter_text,
         include_deleted=True,
@@ -329,7 +329,7 @@ def show(ws: Workspace, run: str, as_json: bool) -> None:
         info["parent run"] = record.parent_run_id
     if record.seed is not None:
         info["seed"] = str(record.seed)
-    stored = ws.list_artifacts(record.id)
+    stored = ws.runs.list_artifacts(record.id)
     info["artifacts"] = (
         f"{counted(len(stored), 'file')}, {format_size(sum(a.size for a in stored))} "
         f"(loopml runs artifacts {short_id(record.id)})"
@@ -451,11 +451,11 @@ def _environment_summary(env: dict[str, Any]) -> dict[str, str]:
 def artifacts(ws: Workspace, run: str, path: str | None, dst: Path | None, as_json: bool) -> None:
     """List RUN's artifacts, or download them with --download."""
     record = resolve_run(ws, run)
-    items = ws.list_artifacts(record.id, path)
+    items = ws.runs.list_artifacts(record.id, path)
     files = [{"path": a.path, "size": a.size, "digest": a.digest} for a in items]
     if dst is not None:
         try:
-            local = ws.download_artifacts(record.id, path, dst)
+            local = ws.runs.download_artifacts(record.id, path, dst)
         except OSError as exc:
             if isinstance(exc, LoopmlError):
                 raise
@@ -497,7 +497,7 @@ def delete(ws: Workspace, run: str) -> None:
     if record.deleted:
         click.echo(f"Run {record.id} ({record.name}) is already deleted.")
         return
-    ws.delete_run(record.id)
+    ws.runs.delete(record.id)
     click.echo(
         f"Deleted run {record.id} ({record.name}). "
         f"Undo with: loopml runs restore {short_id(record.id)}"
@@ -513,7 +513,7 @@ def restore(ws: Workspace, run: str) -> None:
     if not record.deleted:
         click.echo(f"Run {record.id} ({record.name}) is not deleted.")
         return
-    ws.restore_run(record.id)
+    ws.runs.restore(record.id)
     click.echo(f"Restored run {record.id} ({record.name}).")
 
 

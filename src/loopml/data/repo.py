@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from loopml.config import STATE_DIR, Settings, find_config, load_settings
 from loopml.data.cache import Cache
@@ -20,8 +20,11 @@ from loopml.exceptions import InvalidInput
 
 if TYPE_CHECKING:
     from loopml.data.links import Linker
+    from loopml.workspace import Workspace
 
-WorkspaceLike = str | os.PathLike[str] | Settings | None
+#: A ``workspace=`` argument: a Workspace, a folder with ``loopml.toml`` (or that file), or
+#: None for the one found from the current directory. (Settings: loopml's own callers.)
+WorkspaceLike: TypeAlias = "Workspace | str | os.PathLike[str] | Settings | None"
 INDEX_FILE = "data-index.sqlite"
 
 
@@ -41,12 +44,20 @@ class DataRepo:
     def open(
         cls, workspace: WorkspaceLike = None, *, near: Path | None = None, jobs: int | None = None
     ) -> DataRepo:
-        """The repo of ``workspace`` (a folder, ``loopml.toml`` or Settings), else the one
+        """The repo of ``workspace`` (a Workspace, a folder or its ``loopml.toml``), else the one
         whose ``loopml.toml`` is nearest above ``near``, else the current directory's."""
         if isinstance(workspace, Settings):
             return cls(workspace, jobs)
-        if workspace is not None:
+        settings = getattr(workspace, "settings", None)  # a Workspace (not imported: start-up)
+        if isinstance(settings, Settings):
+            return cls(settings, jobs)
+        if isinstance(workspace, (str, os.PathLike)):
             return cls(load_settings(workspace), jobs)
+        if workspace is not None:
+            raise InvalidInput(
+                f"workspace= takes a Workspace or the path of a folder with loopml.toml, "
+                f"not {type(workspace).__name__}."
+            )
         if near is not None:
             folder = Path(os.path.abspath(near))
             config = find_config(folder if folder.is_dir() else folder.parent)

@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.pipelines.exceptions import PipelineDefinitionError
 from loopml.pipelines.executors import Executor, resolve_executor
+from loopml.workspace import resolve_workspace
 
 if TYPE_CHECKING:
     from loopml.pipelines.pipeline import Pipeline
     from loopml.pipelines.runner import PipelineRun
-    from loopml.workspace import Workspace
+    from loopml.workspace import WorkspaceLike
 
 STEPS = ("hour", "day", "week", "month")
 MAX_PARTITIONS = 100_000
@@ -97,7 +98,7 @@ def backfill(
     executor: str | Executor = "threads",
     max_workers: int | None = None,
     cache: bool = True,
-    workspace: Workspace | None = None,
+    workspace: WorkspaceLike = None,
     progress: Callable[..., None] | None = None,
 ) -> list[PipelineRun]:
     """Run ``pipeline`` once per partition from ``start`` to ``end`` (or of ``partitions``),
@@ -108,9 +109,8 @@ def backfill(
     known, then ``files=1`` as each run ends (the CLI draws it as a bar)."""
     from loopml.pipelines.refs import load_pipeline
     from loopml.pipelines.runner import run_pipeline
-    from loopml.workspace import default_workspace
 
-    ws = workspace or default_workspace()
+    ws = resolve_workspace(workspace)
     pipe = load_pipeline(pipeline, ws.root)
     if pipe.partition is None:
         raise PipelineDefinitionError(

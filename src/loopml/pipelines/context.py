@@ -83,7 +83,7 @@ def run_in_process(
             # Active runs are per thread: a worker thread gets the pipeline's run for the task.
             if context._run is not None:
                 for ws in workspaces:
-                    active.enter_context(ws.activate_run(context._run))
+                    active.enter_context(ws.runs.activate(context._run))
             return fn(*args, **kwargs)
     finally:
         _CURRENT.reset(token)
@@ -161,7 +161,7 @@ def run_in_worker(
         return run_in_process(fn, args, kwargs, context, [workspace] if workspace else [])
     finally:
         if workspace is not None:
-            workspace.flush()
+            workspace.runs.flush()
 
 
 def _with_run(context: TaskContext, run: Run | None) -> TaskContext:
@@ -199,7 +199,7 @@ def _worker_run(context: TaskContext, workspace: Workspace | None = None) -> Run
     from loopml.tracking import Run
 
     return Run(
-        workspace,
+        workspace.runs,
         context.tracking_run_id,
         context.tracking_run_name,
         context.experiment_id,

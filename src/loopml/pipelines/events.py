@@ -14,9 +14,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from loopml.events import MAX_KIND, MAX_SUBJECT, Event, emit, payload_json, read
+from loopml.workspace import resolve_workspace
 
 if TYPE_CHECKING:
-    from loopml.workspace import Workspace
+    from loopml.workspace import Workspace, WorkspaceLike
 
 __all__ = ["MAX_KIND", "MAX_SUBJECT", "Event", "emit_event", "list_events"]
 
@@ -26,14 +27,14 @@ def emit_event(
     subject: str | None = None,
     payload: dict[str, Any] | None = None,
     *,
-    workspace: Workspace | None = None,
+    workspace: WorkspaceLike = None,
 ) -> int:
     """Record an event (``kind`` such as ``"alert"``, an optional ``subject`` such as a model
     or pipeline name, a JSON-serialisable ``payload``); returns its id. A kind in loopml's
     own namespaces (``run.``, ``data.``, ``model.``, ``pipeline.``) must be one of
     :data:`loopml.events.KINDS`."""
     payload_json(kind, subject, payload)  # bad input is reported before a workspace is sought
-    return emit((workspace or _default()).db, kind, subject, payload)
+    return emit(resolve_workspace(workspace).db, kind, subject, payload)
 
 
 def list_events(
@@ -42,10 +43,10 @@ def list_events(
     *,
     after_id: int = 0,
     limit: int = 1000,
-    workspace: Workspace | None = None,
+    workspace: WorkspaceLike = None,
 ) -> list[Event]:
     """Events (oldest first) of ``kind``/``subject`` with an id above ``after_id``."""
-    ws = workspace or _default()
+    ws = resolve_workspace(workspace)
     return read(ws.db, after_id, kinds=kind, subject=subject, limit=limit)
 
 

@@ -23,9 +23,10 @@ from loopml.exceptions import LoopmlError
 from loopml.pipelines.fingerprint import changed_components
 from loopml.pipelines.records import PipelineRunRecord, get_run, resolve_run_id
 from loopml.pipelines.tables import pipeline_runs
+from loopml.workspace import resolve_workspace
 
 if TYPE_CHECKING:
-    from loopml.workspace import Workspace
+    from loopml.workspace import Workspace, WorkspaceLike
 
 #: How many earlier runs of the pipeline are searched for the same task.
 LOOKBACK = 20
@@ -69,12 +70,11 @@ def load_manifest(ws: Workspace, tracking_run_id: str | None) -> dict[str, Any] 
     return value if isinstance(value, dict) else None
 
 
-def explain_cache(run_id: str, workspace: Workspace | None = None) -> list[CacheExplanation]:
+def explain_cache(run_id: str, workspace: WorkspaceLike = None) -> list[CacheExplanation]:
     """For each task of pipeline run ``run_id`` (an id or unique prefix), why it was reused
     or ran, in execution order."""
-    from loopml.pipelines.runner import _default_workspace
 
-    ws = workspace or _default_workspace()
+    ws = resolve_workspace(workspace)
     record = get_run(ws.db, resolve_run_id(ws.db, run_id))
     mine = load_manifest(ws, record.tracking_run_id) or {}
     nodes: dict[str, Any] = mine.get("nodes", {})

@@ -40,11 +40,12 @@ from loopml.pipelines.records import (
     SKIPPED,
 )
 from loopml.pipelines.tables import pipeline_runs
+from loopml.workspace import resolve_workspace
 
 if TYPE_CHECKING:
     from loopml.pipelines.pipeline import Build, Pipeline
     from loopml.tracking import Run
-    from loopml.workspace import Workspace
+    from loopml.workspace import Workspace, WorkspaceLike
 
 
 @dataclass
@@ -143,7 +144,7 @@ def run_pipeline(
     executor: str | Executor = "threads",
     max_workers: int | None = None,
     cache: bool = True,
-    workspace: Workspace | None = None,
+    workspace: WorkspaceLike = None,
     raise_on_failure: bool = True,
     log_environment: bool | None = None,
     tags: Mapping[str, Any] | None = None,
@@ -160,7 +161,7 @@ def run_pipeline(
     """
     from loopml.pipelines.refs import load_pipeline
 
-    ws = workspace or _default_workspace()
+    ws = resolve_workspace(workspace)
     pipe = load_pipeline(pipeline, ws.root)
     values = pipe.bind(params)
     build = pipe.build(values)
@@ -230,7 +231,7 @@ def resume(
     executor: str | Executor | None = None,
     max_workers: int | None = None,
     cache: bool = True,
-    workspace: Workspace | None = None,
+    workspace: WorkspaceLike = None,
     pipeline: Pipeline | str | None = None,
     raise_on_failure: bool = True,
 ) -> PipelineRun:
@@ -242,7 +243,7 @@ def resume(
     """
     from loopml.pipelines.refs import load_pipeline
 
-    ws = workspace or _default_workspace()
+    ws = resolve_workspace(workspace)
     full_id = records.resolve_run_id(ws.db, run_id)
     records.reap_stale(ws.db, [full_id])
     record = records.get_run(ws.db, full_id)
@@ -481,7 +482,9 @@ def _tracking_run(
 ) -> Run | None:
     if resuming is not None and resuming.tracking_run_id:
         try:
-            return ws.start_run(run_id=resuming.tracking_run_id, nested=ws.active_run() is not None)
+            return ws.runs.start(
+                run_id=resuming.tracking_run_id, nested=ws.runs.active() is not None
+            )
         except LoopmlError:
             pass  # deleted, or live elsewhere: start a fresh one
     label = partition or run_id[:8]
@@ -493,11 +496,11 @@ def _tracking_run(
     from loopml.tracking import environment
 
     with environment.code_file(pipe.source_file):  # its git checkout is the code version
-        run = ws.start_run(
+        run = ws.runs.start(
             experiment=pipe.experiment,
             name=f"{pipe.name}-{label}",
             tags={**system_tags, **dict(tags or {})},
-            nested=ws.active_run() is not None,
+            nested=ws.runs.active() is not None,
             log_environment=log_environment,
         )
     try:
@@ -539,7 +542,7 @@ def _retire_tracking_run(ws: Workspace, old_run_id: str, current: str | None) ->
     try:
         record = records.get_run(ws.db, old_run_id)
         if record.tracking_run_id and record.tracking_run_id != current:
-            ws.delete_run(record.tracking_run_id)
+            ws.runs.delete(record.tracking_run_id)
     except LoopmlError:
         pass
 
@@ -572,9 +575,9 @@ def _result_from_record(ws: Workspace, record: records.PipelineRunRecord) -> Pip
     )
 
 
-def get_pipeline_run(run_id: str, workspace: Workspace | None = None) -> PipelineRun:
+def get_pipeline_run(run_id: str, workspace: WorkspaceLike = None) -> PipelineRun:
     """A recorded pipeline run (``run_id`` may be a unique prefix); outputs load on demand."""
-    ws = workspace or _default_workspace()
+    ws = resolve_workspace(workspace)
     return _result_from_record(ws, records.get_run(ws.db, run_id))
 
 

@@ -33,7 +33,7 @@ def validate(frame: Any, schema: Any, fail_on_warnings: bool = False) -> Any:
     report = contract.validate(frame)
     context = current_task()
     ws = default_workspace_or_none() if context is not None else None
-    run = ws.active_run() if ws is not None else None
+    run = ws.runs.active() if ws is not None else None
     if context is not None and run is not None:
         run.log_dict(report.to_dict(), f"validation/{context.node}.json")
     report.raise_for_errors()

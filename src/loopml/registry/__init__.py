@@ -14,7 +14,7 @@ from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
     from loopml.checks import CheckResult
-    from loopml.registry.api import RegistryAPI
+    from loopml.registry.api import Models
     from loopml.registry.gates import GatePolicy, Verdict
     from loopml.registry.models import ModelContext, PythonModel
     from loopml.registry.signature import Signature, infer_signature
@@ -28,7 +28,7 @@ _LAZY = {
     "ModelRef": "loopml.registry.versions",
     "ModelVersion": "loopml.registry.versions",
     "PythonModel": "loopml.registry.models",
-    "RegistryAPI": "loopml.registry.api",
+    "Models": "loopml.registry.api",
     "Signature": "loopml.registry.signature",
     "Verdict": "loopml.registry.gates",
     "infer_signature": "loopml.registry.signature",
@@ -42,7 +42,7 @@ __all__ = [
     "ModelRef",
     "ModelVersion",
     "PythonModel",
-    "RegistryAPI",
+    "Models",
     "Signature",
     "Verdict",
     "infer_signature",

@@ -1,7 +1,8 @@
-"""The model registry API, mixed into :class:`loopml.Workspace`."""
+"""The registry's namespace, ``ws.models`` (:class:`Models`)."""
 
 from __future__ import annotations
 
+import builtins
 import platform
 import tempfile
 import warnings
@@ -23,46 +24,44 @@ from loopml.registry.cache import CacheLimits, ModelCache, default_root
 from loopml.registry.flavors import flavor_for, flavor_named
 from loopml.registry.models import ModelContext, PythonModel
 from loopml.registry.packages import fetch_package, library_versions, load_package, save_package
-from loopml.store.tables import model_versions
+from loopml.registry.tables import model_versions
 
 if TYPE_CHECKING:
     from loopml.config import Settings
     from loopml.registry import gates
     from loopml.store.blobs import BlobStore
     from loopml.store.db import Database
-    from loopml.tracking.runs import Run
-    from loopml.tracking.search import RunRecord
+    from loopml.workspace import Workspace
 
 
-class RegistryAPI:
-    """Register, load, promote (through the gate), alias, roll back and trace models."""
+class Models:
+    """``ws.models``: register, load, promote (through the gate), alias, roll back and trace
+    model versions.
 
-    settings: Settings
-    _model_cache: ModelCache | None = None
+    >>> mv = ws.models.register("churn", clf, input_example=X_test[:5])
+    >>> ws.models.promote("churn", mv.version)       # the gate decides
+    >>> model = ws.models.load("models:/churn@production")
+    """
 
-    if TYPE_CHECKING:  # provided by Workspace / TrackingAPI
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+        self._cache: ModelCache | None = None
 
-        @property
-        def db(self) -> Database: ...
+    @property
+    def db(self) -> Database:
+        return self._ws.db
 
-        @property
-        def blobs(self) -> BlobStore: ...
+    @property
+    def blobs(self) -> BlobStore:
+        return self._ws.blobs
 
-        def active_run(self) -> Run | None: ...
-
-        def get_run(self, run_id: str) -> RunRecord: ...
-
-        def attach_schema(self, schema: Any, *, dataset: Any = None, model: Any = None) -> str: ...
-
-        def get_schema(self, *, dataset: Any = None, model: Any = None) -> Any: ...
-
-        def download_artifacts(
-            self, run_id: str, path: str | None = None, dst: Any = None
-        ) -> Path: ...
+    @property
+    def settings(self) -> Settings:
+        return self._ws.settings
 
     # -- registering and loading -------------------------------------------------------------
 
-    def register_model(
+    def register(
         self,
         name: str,
         model: Any = None,
@@ -80,17 +79,17 @@ class RegistryAPI:
         ``schema`` (a :class:`loopml.validation.Schema`) becomes the version's feature
         contract, which the gate checks the holdout against.
 
-        >>> mv = ws.register_model("churn", clf, input_example=X_test[:5])
+        >>> mv = ws.models.register("churn", clf, input_example=X_test[:5])
         >>> mv.version, mv.uri
         (1, 'models:/churn/1')
         """
         from loopml.registry.signature import infer_signature
 
         if run_id is None:
-            active = self.active_run()
+            active = self._ws.runs.active()
             run_id = active.id if active is not None else None
         if run_id is not None:
-            self.get_run(run_id)  # RunNotFound for a bad id
+            self._ws.runs.get(run_id)  # RunNotFound for a bad id
         if model is None:
             if run_id is None or artifact_path is None:
                 raise InvalidInput("register_model needs a model, or run_id and artifact_path")
@@ -124,14 +123,14 @@ class RegistryAPI:
             description=description,
         )
         if schema is not None:
-            self.attach_schema(schema, model=version.uri)
+            self._ws.schemas.attach(schema, model=version.uri)
         return version
 
     def _model_from_artifact(self, run_id: str, artifact_path: str) -> Any:
         import pickle
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = self.download_artifacts(run_id, artifact_path, dst=tmp)
+            path = self._ws.runs.download_artifacts(run_id, artifact_path, dst=tmp)
             if path.is_dir():
                 candidates = sorted(path.glob("*.pkl"))
                 if not candidates:
@@ -140,7 +139,7 @@ class RegistryAPI:
             with path.open("rb") as fh:
                 return pickle.load(fh)
 
-    def load_model(self, uri: str) -> Any:
+    def load(self, uri: str) -> Any:
         """Load ``models:/NAME/VERSION``, ``models:/NAME@ALIAS`` or ``models:/NAME@production``.
 
         The package is fetched (every file's hash verified) and unpacked once into the model
@@ -148,10 +147,8 @@ class RegistryAPI:
         blob store. A warning names libraries whose installed version differs from the one
         recorded at registration.
         """
-        version = self.get_model_version(uri)
-        folder = fetch_package(
-            self.blobs, version.digest, f"{version.uri} ({uri})", self.model_cache
-        )
+        version = self.get(uri)
+        folder = fetch_package(self.blobs, version.digest, f"{version.uri} ({uri})", self.cache)
         model, _meta = load_package(folder)
         recorded = version.environment.get("libraries", {})
         current = library_versions(tuple(recorded))
@@ -176,41 +173,41 @@ class RegistryAPI:
         return model
 
     @property
-    def model_cache(self) -> ModelCache:
-        """Where :meth:`load_model` keeps unpacked packages (see :mod:`loopml.registry.cache`)."""
-        cache = self._model_cache
+    def cache(self) -> ModelCache:
+        """Where :meth:`load` keeps unpacked packages (see :mod:`loopml.registry.cache`)."""
+        cache = self._cache
         if cache is None:
             from loopml.config import STATE_DIR
 
             limits = CacheLimits.from_settings(self.settings.registry)
             cache = ModelCache(default_root(self.settings.root, STATE_DIR), limits)
-            self._model_cache = cache
+            self._cache = cache
         return cache
 
     # -- reading ---------------------------------------------------------------------------
 
-    def get_model_version(self, uri: str) -> v.ModelVersion:
+    def get(self, uri: str) -> v.ModelVersion:
         return v.get_version(self.db, uri)
 
-    def list_models(self) -> list[dict[str, Any]]:
+    def list(self) -> builtins.list[dict[str, Any]]:
         return v.list_models(self.db)
 
-    def list_model_versions(self, name: str) -> list[v.ModelVersion]:
+    def versions(self, name: str) -> builtins.list[v.ModelVersion]:
         return v.list_versions(self.db, name)
 
-    def model_history(self, name: str) -> list[v.ModelEvent]:
+    def history(self, name: str) -> builtins.list[v.ModelEvent]:
         """Every registration, stage and alias move, gate verdict, approval and rollback."""
         return v.events(self.db, name)
 
-    def model_state_at(self, name: str, at: datetime) -> dict[str, Any]:
+    def state_at(self, name: str, at: datetime) -> dict[str, Any]:
         """Time travel: which version was Production (and each alias) at ``at``."""
         return v.state_at(self.db, name, at)
 
-    def gate_verdict(self, uri: str) -> gates.Verdict | None:
+    def verdict(self, uri: str) -> gates.Verdict | None:
         """The latest gate verdict recorded for a version."""
         from loopml.registry import gates
 
-        version = self.get_model_version(uri)
+        version = self.get(uri)
         for event in reversed(v.events(self.db, version.name)):
             if event.kind == "gate" and event.version == version.version and event.verdict:
                 return gates.Verdict.from_dict(event.verdict)
@@ -224,7 +221,7 @@ class RegistryAPI:
     def delete_alias(self, name: str, alias: str) -> None:
         v.delete_alias(self.db, name, alias)
 
-    def gate_policy(self, name: str) -> gates.GatePolicy | None:
+    def policy(self, name: str) -> gates.GatePolicy | None:
         """The policy in ``loopml.toml`` under ``[gates.<name>]``, if any."""
         from loopml.config import CONFIG_FILE
         from loopml.registry import gates
@@ -254,11 +251,11 @@ class RegistryAPI:
         stage = v.stage_name(to)
         if force and not (reason and reason.strip()):
             raise InvalidInput("A forced promotion needs a reason (--reason '...'); it is recorded")
-        self.get_model_version(f"models:/{name}/{version}")
+        self.get(f"models:/{name}/{version}")
         if stage != v.PRODUCTION:
             self.db.transact(lambda conn: v.move_stage(conn, name, version, stage, reason=reason))
             return None
-        chosen = policy or self.gate_policy(name) or gates.GatePolicy(beat_champion=False)
+        chosen = policy or self.policy(name) or gates.GatePolicy(beat_champion=False)
         for _ in range(3):
             verdict, champion = self._evaluate(name, version, chosen, force=force)
             if force:
@@ -295,15 +292,15 @@ class RegistryAPI:
         recorded (forced promotions record it as a failed ``holdout`` check instead)."""
         from loopml.registry import gates
 
-        candidate_version = self.get_model_version(f"models:/{name}/{version}")
-        candidate = self.load_model(candidate_version.uri)
+        candidate_version = self.get(f"models:/{name}/{version}")
+        candidate = self.load(candidate_version.uri)
         champion_version: v.ModelVersion | None = None
         try:
-            found = self.get_model_version(f"models:/{name}@production")
+            found = self.get(f"models:/{name}@production")
             champion_version = found if found.version != version else None
         except LookupError:
             champion_version = None
-        champion = self.load_model(champion_version.uri) if champion_version else None
+        champion = self.load(champion_version.uri) if champion_version else None
         holdout = None
         holdout_digest = None
         holdout_error: Exception | None = None
@@ -323,7 +320,7 @@ class RegistryAPI:
         metrics: dict[str, float] = {}
         if candidate_version.run_id:
             try:
-                metrics = self.get_run(candidate_version.run_id).metrics
+                metrics = self._ws.runs.get(candidate_version.run_id).metrics
             except RunNotFound:
                 metrics = {}
         verdict = gates.evaluate(
@@ -339,7 +336,7 @@ class RegistryAPI:
             holdout=holdout,
             holdout_digest=holdout_digest,
             root=self.settings.root,
-            contract=self.get_schema(model=candidate_version.uri),
+            contract=self._ws.schemas.get(model=candidate_version.uri),
         )
         if holdout_error is not None:
             failed = gates.CheckResult("holdout", False, {"error": str(holdout_error)})
@@ -391,7 +388,7 @@ class RegistryAPI:
 
     def approve(self, name: str, version: int, reason: str | None = None) -> gates.Verdict:
         """Approve a version whose gate passed with ``require_approval``; moves Production."""
-        verdict = self.gate_verdict(f"models:/{name}/{version}")
+        verdict = self.verdict(f"models:/{name}/{version}")
         if verdict is None or not verdict.passed:
             raise Conflict(
                 f"{name}/{version} has no passing gate verdict to approve; "
@@ -456,11 +453,11 @@ class RegistryAPI:
     def lineage(self, uri: str) -> dict[str, Any]:
         """version → run → params, metrics, code commit, environment, input data versions →
         gate verdict → who promoted it."""
-        version = self.get_model_version(uri)
+        version = self.get(uri)
         run: dict[str, Any] | None = None
         if version.run_id:
             try:
-                record = self.get_run(version.run_id)
+                record = self._ws.runs.get(version.run_id)
                 env = record.environment or {}
                 git = env.get("git") or {}
                 run = {

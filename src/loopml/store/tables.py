@@ -21,7 +21,6 @@ NULL because SQLite cannot hold NaN; ``value IS NULL`` reads back as NaN.
 from __future__ import annotations
 
 import importlib
-from typing import Any
 
 from sqlalchemy import MetaData
 
@@ -53,19 +52,3 @@ def load_all() -> MetaData:
     for module in TABLE_MODULES:
         importlib.import_module(module)
     return metadata
-
-
-# temporary: removed when tracking/api.py, registry/api.py, validation/contracts.py move to the namespaces
-_MOVED = {
-    "runs": "loopml.tracking.tables",
-    "model_versions": "loopml.registry.tables",
-    "schemas": "loopml.validation.tables",
-}
-
-
-def __getattr__(name: str) -> Any:
-    # Lazy: the area modules import this one, so importing them here at the top would cycle.
-    module = _MOVED.get(name)
-    if module is None:
-        raise AttributeError(f"module 'loopml.store.tables' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)

@@ -6,7 +6,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from loopml.tracking.api import TrackingAPI, seed_globals
+    from loopml.tracking.api import Experiments, Runs, seed_globals
     from loopml.tracking.artifacts import ArtifactInfo
     from loopml.tracking.experiments import Experiment
     from loopml.tracking.inputs import DatasetRef, dataset_ref
@@ -22,7 +22,8 @@ _LAZY = {
     "Run": "loopml.tracking.runs",
     "RunRecord": "loopml.tracking.search",
     "RunStatus": "loopml.tracking.runs",
-    "TrackingAPI": "loopml.tracking.api",
+    "Experiments": "loopml.tracking.api",
+    "Runs": "loopml.tracking.api",
     "dataset_ref": "loopml.tracking.inputs",
     "seed_globals": "loopml.tracking.api",
 }
@@ -42,7 +43,8 @@ __all__ = [
     "Run",
     "RunRecord",
     "RunStatus",
-    "TrackingAPI",
+    "Experiments",
+    "Runs",
     "dataset_ref",
     "seed_globals",
 ]

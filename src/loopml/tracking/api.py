@@ -1,8 +1,10 @@
-"""The tracking API, mixed into :class:`loopml.Workspace` (and forwarded by the module-level
-functions in ``loopml``)."""
+"""The tracking area's namespaces: ``ws.runs`` (:class:`Runs`) and ``ws.experiments``
+(:class:`Experiments`). The module-level functions in ``loopml`` (``loopml.start_run``,
+``loopml.log_metric``, ...) forward to them on the default workspace."""
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import os
@@ -18,7 +20,6 @@ from sqlalchemy import Connection, insert, select, update
 
 from loopml.exceptions import Conflict, RunNotFound
 from loopml.store import liveness
-from loopml.store.tables import runs
 from loopml.tracking import experiments, search, shutdown
 from loopml.tracking.artifacts import ArtifactInfo, download_artifacts, list_artifacts
 from loopml.tracking.runs import (
@@ -30,14 +31,16 @@ from loopml.tracking.runs import (
     reap_dead_runs,
     upsert_tags,
 )
+from loopml.tracking.search import RecordPage, RunRecord
+from loopml.tracking.tables import runs
 from loopml.tracking.writer import MetricWriter
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from loopml.config import Settings
     from loopml.store.blobs import BlobStore
     from loopml.store.db import Database
+    from loopml.workspace import Workspace
 
 DEFAULT_EXPERIMENT_ENV = "LOOPML_EXPERIMENT"
 
@@ -51,22 +54,25 @@ class _TrackingState:
         self.packages_stored = False
 
 
-class TrackingAPI:
-    """Experiments, runs, params, metrics, artifacts, inputs and run search."""
+class Runs:
+    """``ws.runs``: start, log to, read, search and delete runs.
 
-    settings: Settings
-    _tracking: _TrackingState
+    >>> with ws.runs.start(experiment="churn") as run:
+    ...     run.log_metric("loss", 0.3, step=1)
+    >>> ws.runs.search(filter="metrics.loss < 0.5")
+    """
 
-    if TYPE_CHECKING:  # provided by Workspace
-
-        @property
-        def db(self) -> Database: ...
-
-        @property
-        def blobs(self) -> BlobStore: ...
-
-    def _init_tracking(self) -> None:
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
         self._tracking = _TrackingState()
+
+    @property
+    def db(self) -> Database:
+        return self._ws.db
+
+    @property
+    def blobs(self) -> BlobStore:
+        return self._ws.blobs
 
     # -- internals used by Run -------------------------------------------------------------
 
@@ -75,10 +81,11 @@ class TrackingAPI:
         if writer is None:
             with self._tracking.lock:
                 if self._tracking.writer is None:
+                    settings = self._ws.settings
                     self._tracking.writer = MetricWriter(
                         self.db,
-                        self.settings.flush_interval,
-                        self.settings.flush_max_points,
+                        settings.flush_interval,
+                        settings.flush_max_points,
                         heartbeat=lambda: heartbeat(self.db, list(self._tracking.live)),
                     )
                 writer = self._tracking.writer
@@ -101,31 +108,22 @@ class TrackingAPI:
             run.end(status, error=error)
         self.flush()
 
+    def close(self) -> None:
+        """End this workspace's live runs (FINISHED) and stop the metric writer."""
+        self._shutdown("FINISHED", None)
+        writer = self._tracking.writer
+        if writer is not None:
+            writer.close()
+            self._tracking.writer = None
+
     def flush(self) -> int:
         """Write every buffered metric point now; returns how many were written."""
         writer = self._tracking.writer
         return writer.flush() if writer is not None else 0
 
-    # -- experiments -----------------------------------------------------------------------
-
-    def create_experiment(
-        self, name: str, description: str | None = None
-    ) -> experiments.Experiment:
-        """Create an experiment (raises AlreadyExists if the name is taken)."""
-        return experiments.create_experiment(self.db, name, description)
-
-    def get_experiment(self, name_or_id: str | int) -> experiments.Experiment:
-        return experiments.get_experiment(self.db, name_or_id)
-
-    def list_experiments(self) -> list[experiments.Experiment]:
-        return experiments.list_experiments(self.db)
-
-    def rename_experiment(self, old: str | int, new: str) -> experiments.Experiment:
-        return experiments.rename_experiment(self.db, old, new)
-
     # -- runs ------------------------------------------------------------------------------
 
-    def start_run(
+    def start(
         self,
         experiment: str | None = None,
         name: str | None = None,
@@ -139,7 +137,7 @@ class TrackingAPI:
     ) -> Run:
         """Start (or, with ``run_id``, resume) a run; use it as a context manager.
 
-        >>> with ws.start_run(experiment="churn", tags={"team": "growth"}) as run:
+        >>> with ws.runs.start(experiment="churn", tags={"team": "growth"}) as run:
         ...     run.log_param("lr", 0.01)
         ...     run.log_metric("loss", 0.3, step=1)
         """
@@ -180,7 +178,8 @@ class TrackingAPI:
         exp_id = experiments.experiment_id(self.db, exp_name)
         run_id = uuid.uuid4().hex
         run_name = name or generate_name()
-        capture = self.settings.capture_environment if log_environment is None else log_environment
+        settings = self._ws.settings
+        capture = settings.capture_environment if log_environment is None else log_environment
         env: dict[str, Any] | None = None
         diff: str | None = None
         system_tags: dict[str, str] = {}
@@ -281,7 +280,7 @@ class TrackingAPI:
         return run
 
     @contextlib.contextmanager
-    def activate_run(self, run: Run) -> Iterator[Run]:
+    def activate(self, run: Run) -> Iterator[Run]:
         """Make ``run`` (started elsewhere, say in another thread) this thread's active run
         for the block, so ``loopml.log_metric`` and friends land on it; it is not ended."""
         stack = self._stack()
@@ -295,20 +294,20 @@ class TrackingAPI:
             if run in stack:
                 stack.remove(run)
 
-    def active_run(self) -> Run | None:
+    def active(self) -> Run | None:
         """The innermost active run of this thread, or None."""
         stack = self._stack()
         return stack[-1] if stack else None
 
-    def end_run(self, status: str = "FINISHED") -> None:
+    def end(self, status: str = "FINISHED") -> None:
         """End the innermost active run of this thread."""
-        run = self.active_run()
+        run = self.active()
         if run is not None:
             run.end(status)
 
     def _run(self) -> Run:
         """The active run, started on first use like MLflow's fluent API."""
-        return self.active_run() or self.start_run()
+        return self.active() or self.start()
 
     # Logging to the active run (module-level ``loopml.log_metric`` etc. land here).
 
@@ -349,14 +348,14 @@ class TrackingAPI:
     def seed_everything(self, seed: int) -> int:
         """Seed ``random``, NumPy and (if imported) torch; record the seed on the active run."""
         seed_globals(seed)
-        run = self.active_run()
+        run = self.active()
         if run is not None:
             run.record_seed(seed)
         return seed
 
     # -- reading ---------------------------------------------------------------------------
 
-    def get_run(self, run_id: str) -> search.RunRecord:
+    def get(self, run_id: str) -> RunRecord:
         """One run as stored. A RUNNING run whose process is gone is marked KILLED first
         (see :func:`loopml.tracking.runs.reap_dead_runs`)."""
         record = search.get_run(self.db, run_id)
@@ -369,7 +368,7 @@ class TrackingAPI:
         self.flush()
         return search.metric_history(self.db, run_id, key)
 
-    def search_runs(
+    def search(
         self,
         experiments: Iterable[str | int] | str | int | None = None,
         filter: str | None = None,
@@ -379,7 +378,7 @@ class TrackingAPI:
     ) -> pd.DataFrame:
         """Runs as a DataFrame, one row each, with ``params.*``, ``metrics.*``, ``tags.*``.
 
-        >>> ws.search_runs(filter="metrics.acc > 0.9 and params.model = 'rf'",
+        >>> ws.runs.search(filter="metrics.acc > 0.9 and params.model = 'rf'",
         ...                order_by=["metrics.acc DESC"])
         """
         self.flush()
@@ -388,7 +387,7 @@ class TrackingAPI:
             self.db, experiments, filter, order_by, max_results, include_deleted
         )
 
-    def search_records(
+    def records(
         self,
         experiments: Iterable[str | int] | str | int | None = None,
         filter: str | None = None,
@@ -396,7 +395,7 @@ class TrackingAPI:
         max_results: int = 1000,
         include_deleted: bool = False,
     ) -> list[dict[str, Any]]:
-        """The runs :meth:`search_runs` finds, as plain records (no pandas): ``run_id``,
+        """The runs :meth:`search` finds, as plain records (no pandas): ``run_id``,
         ``name``, ``experiment``, ``status``, times, ``duration`` and ``params``/``metrics``/
         ``tags`` dicts. What listings (the CLI, the server) page through."""
         self.flush()
@@ -405,11 +404,33 @@ class TrackingAPI:
             self.db, experiments, filter, order_by, max_results, include_deleted
         )
 
-    def delete_run(self, run_id: str) -> None:
+    def page(
+        self,
+        experiments: Iterable[str | int] | str | int | None = None,
+        filter: str | None = None,
+        order_by: Sequence[str] | str | None = None,
+        page_size: int = 100,
+        page_token: str | None = None,
+        include_deleted: bool = False,
+    ) -> RecordPage:
+        """One page of :meth:`records`; pass its ``next_page_token`` for the next page.
+
+        >>> page = ws.runs.page(filter="metrics.acc > 0.9", page_size=50)
+        >>> while page.next_page_token:
+        ...     page = ws.runs.page(filter="metrics.acc > 0.9", page_size=50,
+        ...                         page_token=page.next_page_token)
+        """
+        self.flush()
+        reap_dead_runs(self.db)
+        return search.search_page(
+            self.db, experiments, filter, order_by, page_size, page_token, include_deleted
+        )
+
+    def delete(self, run_id: str) -> None:
         """Soft-delete a run: hidden from search, kept in the store until restored."""
         self._set_deleted(run_id, now_ms())
 
-    def restore_run(self, run_id: str) -> None:
+    def restore(self, run_id: str) -> None:
         self._set_deleted(run_id, None)
 
     def _set_deleted(self, run_id: str, value: int | None) -> None:
@@ -431,6 +452,26 @@ class TrackingAPI:
         """Copy a run's artifacts (or one file/folder of them) to ``dst``; verifies digests."""
         search.get_run(self.db, run_id)
         return download_artifacts(self.db, self.blobs, run_id, path, dst)
+
+
+class Experiments:
+    """``ws.experiments``: create, find, list and rename experiments."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
+
+    def create(self, name: str, description: str | None = None) -> experiments.Experiment:
+        """Create an experiment (raises AlreadyExists if the name is taken)."""
+        return experiments.create_experiment(self._ws.db, name, description)
+
+    def get(self, name_or_id: str | int) -> experiments.Experiment:
+        return experiments.get_experiment(self._ws.db, name_or_id)
+
+    def list(self) -> builtins.list[experiments.Experiment]:
+        return experiments.list_experiments(self._ws.db)
+
+    def rename(self, old: str | int, new: str) -> experiments.Experiment:
+        return experiments.rename_experiment(self._ws.db, old, new)
 
 
 def seed_globals(seed: int) -> None:

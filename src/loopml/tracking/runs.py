@@ -28,7 +28,7 @@ from loopml.tracking.shutdown import Terminated
 from loopml.tracking.tables import experiments, latest_metrics, params, run_inputs, runs, tags
 
 if TYPE_CHECKING:
-    from loopml.tracking.api import TrackingAPI
+    from loopml.tracking.api import Runs
     from loopml.tracking.system_metrics import SystemMetricsSampler
 
 
@@ -243,7 +243,7 @@ class Run:
 
     def __init__(
         self,
-        api: TrackingAPI,
+        api: Runs,
         run_id: str,
         name: str,
         experiment_id: int,

@@ -284,6 +284,7 @@ def search_run_ids(
     order_by: Sequence[str] | str | None = None,
     max_results: int = 1000,
     include_deleted: bool = False,
+    offset: int = 0,
 ) -> list[str]:
     expr = parse_filter(filter)
     stmt: Select[Any] = select(runs.c.id).select_from(runs)
@@ -297,7 +298,7 @@ def search_run_ids(
         if expr is not None:
             conditions.append(_compile(expr))
         stmt = stmt.where(and_(true(), *conditions))
-        stmt = _ordered(stmt, order_by).limit(max_results)
+        stmt = _ordered(stmt, order_by).limit(max_results).offset(offset)
         return list(conn.execute(stmt).scalars())
 
 
@@ -386,13 +387,14 @@ def search_records(
     order_by: Sequence[str] | str | None = None,
     max_results: int = 1000,
     include_deleted: bool = False,
+    offset: int = 0,
 ) -> list[dict[str, Any]]:
     """The runs :func:`search_runs` finds, as plain records in its order, without pandas:
     ``run_id``, ``name``, ``experiment``, ``experiment_id``, ``status``, ``start_time``,
     ``end_time`` (aware datetimes), ``duration`` (s), ``parent_run_id``, ``deleted`` and
     ``params``/``metrics``/``tags`` dicts (a metric whose latest value is NaN is ``nan``; one
-    never logged is absent). What the CLI and the server list."""
-    ids = search_run_ids(db, experiments_, filter, order_by, max_results, include_deleted)
+    never logged is absent). What the CLI and the server list; :func:`search_page` pages."""
+    ids = search_run_ids(db, experiments_, filter, order_by, max_results, include_deleted, offset)
     info, wide = _fetch(db, ids)
     by_id = {row[0]: row for row in info}
     records = []
@@ -423,6 +425,60 @@ def search_records(
             }
         )
     return records
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    """One page of run records, and the token of the next page (None on the last)."""
+
+    records: list[dict[str, Any]]
+    next_page_token: str | None
+
+
+def page_offset(token: str | None) -> int:
+    """The offset a page token stands for; a token that is not one is an InvalidFilter."""
+    if token is None or token == "":
+        return 0
+    import base64
+
+    try:
+        value = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))["offset"]
+    except (ValueError, KeyError, TypeError, UnicodeError) as exc:
+        raise InvalidFilter(
+            f"Page token {token[:40]!r} is not one loopml gave out; pass the "
+            "next_page_token of the previous page, or none for the first page."
+        ) from exc
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidFilter(f"Page token {token[:40]!r} holds a bad offset ({value!r}).")
+    return value
+
+
+def page_token_for(offset: int) -> str:
+    """The token of the page starting at ``offset``."""
+    import base64
+
+    return base64.urlsafe_b64encode(json.dumps({"offset": offset}).encode()).decode("ascii")
+
+
+def search_page(
+    db: Database,
+    experiments_: Iterable[str | int] | str | int | None = None,
+    filter: str | None = None,
+    order_by: Sequence[str] | str | None = None,
+    page_size: int = 100,
+    page_token: str | None = None,
+    include_deleted: bool = False,
+) -> RecordPage:
+    """A page of :func:`search_records`, in the same order: pass ``next_page_token`` back
+    for the next one (MLflow's paging). A run started meanwhile may shift later pages."""
+    if not isinstance(page_size, int) or isinstance(page_size, bool) or not 0 < page_size <= 50_000:
+        raise InvalidFilter(f"page_size must be an integer from 1 to 50000, got {page_size!r}.")
+    offset = page_offset(page_token)
+    found = search_records(
+        db, experiments_, filter, order_by, page_size + 1, include_deleted, offset
+    )
+    more = len(found) > page_size
+    return RecordPage(found[:page_size], page_token_for(offset + page_size) if more else None)
 
 
 def search_runs(

@@ -1,9 +1,9 @@
 """Data contracts: a :class:`Schema` attached to a dataset version or a model version.
 
-    ws.attach_schema(schema, dataset="data/raw")            # the data version of data/raw
-    ws.attach_schema(schema, model="models:/churn/3")       # the version's feature contract
-    ws.get_schema(dataset="data/raw.loopml")                # → Schema | None
-    ws.register_model("churn", clf, schema=schema)          # attached at registration
+    ws.schemas.attach(schema, dataset="data/raw")           # the data version of data/raw
+    ws.schemas.attach(schema, model="models:/churn/3")      # the version's feature contract
+    ws.schemas.get(dataset="data/raw.loopml")               # → Schema | None
+    ws.models.register("churn", clf, schema=schema)         # attached at registration
 
 The schema's JSON lives in the blob store; the metadata DB maps the subject (a data hash,
 or ``name/version``) to it. The promotion gate validates the holdout against the candidate's
@@ -20,12 +20,11 @@ from sqlalchemy import Connection, select
 from loopml.exceptions import InvalidInput
 from loopml.store.clock import now_ms
 from loopml.store.db import upsert
-from loopml.store.tables import schemas
+from loopml.validation.tables import schemas
 
 if TYPE_CHECKING:
-    from loopml.store.blobs import BlobStore
-    from loopml.store.db import Database
     from loopml.validation.schema import Schema
+    from loopml.workspace import Workspace
 
 _DIGEST = re.compile(r"^[0-9a-f]{64}$")
 
@@ -45,27 +44,18 @@ def _subject(dataset: Any, model: str | None, resolve_model: Any) -> tuple[str, 
     return "dataset", dataset_ref(dataset).digest
 
 
-class ContractsAPI:
-    """Attach validation schemas to dataset and model versions, and read them back."""
+class Schemas:
+    """``ws.schemas``: attach validation schemas to dataset and model versions, read them."""
 
-    if TYPE_CHECKING:  # provided by Workspace
+    def __init__(self, workspace: Workspace) -> None:
+        self._ws = workspace
 
-        @property
-        def db(self) -> Database: ...
-
-        @property
-        def blobs(self) -> BlobStore: ...
-
-        def get_model_version(self, uri: str) -> Any: ...
-
-    def attach_schema(
-        self, schema: Schema, *, dataset: Any = None, model: str | None = None
-    ) -> str:
+    def attach(self, schema: Schema, *, dataset: Any = None, model: str | None = None) -> str:
         """Attach ``schema`` to a dataset version (a path, pointer file, DataFrame or data
         hash) or a model version (``models:/NAME/VERSION`` or an alias); replaces an earlier
         one. Returns the subject it was attached to."""
-        kind, subject = _subject(dataset, model, self.get_model_version)
-        digest = self.blobs.put_bytes(schema.to_json().encode())
+        kind, subject = _subject(dataset, model, self._ws.models.get)
+        digest = self._ws.blobs.put_bytes(schema.to_json().encode())
         row = {
             "subject_kind": kind,
             "subject": subject,
@@ -82,15 +72,15 @@ class ContractsAPI:
                 )
             )
 
-        self.db.transact(tx)
+        self._ws.db.transact(tx)
         return f"{kind}:{subject}"
 
-    def get_schema(self, *, dataset: Any = None, model: str | None = None) -> Schema | None:
+    def get(self, *, dataset: Any = None, model: str | None = None) -> Schema | None:
         """The schema attached to a dataset or model version, or None."""
         from loopml.validation.schema import Schema
 
-        kind, subject = _subject(dataset, model, self.get_model_version)
-        with self.db.read() as conn:
+        kind, subject = _subject(dataset, model, self._ws.models.get)
+        with self._ws.db.read() as conn:
             digest = conn.execute(
                 select(schemas.c.digest).where(
                     schemas.c.subject_kind == kind, schemas.c.subject == subject
@@ -98,4 +88,4 @@ class ContractsAPI:
             ).scalar()
         if digest is None:
             return None
-        return Schema.from_json(self.blobs.get_bytes(digest))
+        return Schema.from_json(self._ws.blobs.get_bytes(digest))
