@@ -15,6 +15,21 @@ from services import drop_postgres_database, fresh_postgres_url, fresh_s3_bucket
 
 DB_BACKENDS = ["sqlite-file", "sqlite-memory", "postgres"]
 BLOB_BACKENDS = ["file", "memory", "s3"]
+#: Backend variants beyond the embedded defaults (SQLite file, local folder). The whole suite
+#: runs every contract test on them; the fast lane (`pytest -m "not slow"`) runs each test
+#: once, on the defaults.
+OTHER_BACKENDS = frozenset({"sqlite-memory", "postgres", "memory", "s3", "redis", "ray"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    slow = pytest.mark.slow
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is None:
+            continue
+        values = callspec.params.values()
+        if any(isinstance(v, str) and v in OTHER_BACKENDS for v in values):
+            item.add_marker(slow)
 
 
 @pytest.fixture(autouse=True)

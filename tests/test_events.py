@@ -193,6 +193,7 @@ def test_an_event_emitted_in_a_transaction_that_rolls_back_is_gone(ws: Workspace
 
 
 @pytest.mark.parametrize("store", ["sqlite-file", "postgres"])
+@pytest.mark.slow
 def test_ids_become_visible_in_order_so_a_cursor_never_skips_one(
     workspace_factory: Callable[..., Workspace], store: str
 ) -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import loopml
 from loopml import exceptions
 
@@ -100,6 +102,7 @@ def test_import_does_no_io_and_stays_light() -> None:
     assert out.stdout.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_listing_runs_loads_no_pandas_numpy_or_psutil(tmp_path: Path) -> None:
     """`loopml runs list` starts fast: the workspace, the registry and validation packages
     import pandas, NumPy (the gate) and psutil (environment capture) only when used."""

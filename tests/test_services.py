@@ -83,6 +83,7 @@ def test_drop_refuses_main_database() -> None:
 
 
 @pytest.mark.s3
+@pytest.mark.slow
 def test_s3_bucket_put_get() -> None:
     bucket = fresh_s3_bucket()
     assert bucket != fresh_s3_bucket()

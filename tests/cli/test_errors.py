@@ -61,6 +61,7 @@ FAILING = [
 
 
 @pytest.mark.parametrize(("args", "fragment"), FAILING, ids=[" ".join(a) for a, _ in FAILING])
+@pytest.mark.slow
 def test_every_group_reports_bad_input_in_one_line(
     project: Path, args: tuple[str, ...], fragment: str
 ) -> None:
@@ -185,6 +186,7 @@ def not_found_endpoint() -> Iterator[str]:
         server.server_close()
 
 
+@pytest.mark.slow
 def test_s3_endpoint_answering_404_is_store_unavailable(
     tmp_path: Path, not_found_endpoint: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,6 +210,7 @@ def test_s3_endpoint_answering_404_is_store_unavailable(
 # -- the real console script ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_console_script_prints_no_traceback(project: Path) -> None:
     (project / "loopml.toml").write_bytes(b"\xff[store]\n")
     loopml = Path(sys.executable).with_name("loopml")
@@ -238,6 +241,7 @@ def test_error_line_has_one_full_stop(message: str, shown: str) -> None:
     assert CliError(message).format_message() == shown
 
 
+@pytest.mark.slow
 def test_data_push_to_an_endpoint_answering_404_is_one_line(
     project: Path, not_found_endpoint: str
 ) -> None:

@@ -177,6 +177,7 @@ def test_store_url_variable_is_honoured(
     assert [r["experiment"] for r in json.loads(result.stdout)] == ["by-url"]
 
 
+@pytest.mark.slow
 def test_installed_console_script(workspace: Workspace, make_run: Callable[..., str]) -> None:
     script = Path(sysconfig.get_path("scripts")) / "loopml"
     assert script.exists(), "the loopml console script is not installed: pip install -e ."

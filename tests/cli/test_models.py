@@ -80,6 +80,7 @@ def test_gate_from_config_blocks_and_passes(
     assert "rollback" in text.stdout and "regression" in text.stdout
 
 
+@pytest.mark.slow
 def test_time_travel_alias_and_lineage(
     two_versions: Workspace, invoke: Callable[..., Result], invoke_json: Callable[..., Any]
 ) -> None:
@@ -156,6 +157,7 @@ def _set_gate(ws: Workspace, body: str) -> None:
         ('holdout = "holdout.csv"\nlabel = "label"\nmargin = -1\n', "margin must be at least 0"),
     ],
 )
+@pytest.mark.slow
 def test_an_unusable_gate_is_one_error_line(
     two_versions: Workspace,
     invoke: Callable[..., Result],
@@ -215,6 +217,7 @@ def test_missing_model_files_message_has_one_full_stop(
     assert "missing or corrupted" in line and ".)" not in line and ".." not in line
 
 
+@pytest.mark.slow
 def test_a_time_copied_from_history_answers_in_another_time_zone(two_versions: Workspace) -> None:
     new_york = {"TZ": "America/New_York"}
     promoted = _loopml("models", "promote", "churn", "1", cwd=two_versions.root, **new_york)
@@ -235,6 +238,7 @@ def test_a_time_copied_from_history_answers_in_another_time_zone(two_versions: W
     assert "without an offset it is local time" in " ".join(helped.stdout.split())
 
 
+@pytest.mark.slow
 def test_a_check_module_at_the_workspace_root_works_from_a_subfolder(
     two_versions: Workspace,
 ) -> None:

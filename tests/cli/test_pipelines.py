@@ -63,6 +63,7 @@ def test_show_prints_the_dag_as_text_and_mermaid(
     assert "t0 --> t1" in mermaid.stdout
 
 
+@pytest.mark.slow
 def test_run_runs_show_run_and_json(
     invoke: Callable[..., Result], invoke_json: Callable[..., object], flow_file: Path
 ) -> None:
@@ -114,6 +115,7 @@ def test_failed_run_exits_1_and_resume_finishes_it(
     assert [t["attempts"] for t in detail["tasks"]] == [1, 1, 1]  # type: ignore[index]
 
 
+@pytest.mark.slow
 def test_backfill_and_replacing_partitions(
     invoke: Callable[..., Result], invoke_json: Callable[..., object], flow_file: Path
 ) -> None:
@@ -129,6 +131,7 @@ def test_backfill_and_replacing_partitions(
     assert {r["trigger"] for r in current} == {"backfill"}
 
 
+@pytest.mark.slow
 def test_scheduler_run_once_starts_triggered_runs(
     invoke: Callable[..., Result],
     invoke_json: Callable[..., object],
@@ -171,6 +174,7 @@ def test_scheduler_reads_pipelines_from_the_config(
     assert "watching 1 pipeline(s): flow" in result.stdout
 
 
+@pytest.mark.slow
 def test_bad_input_is_one_error_line(
     invoke: Callable[..., Result],
     error_lines: Callable[[Result], list[str]],
@@ -211,6 +215,7 @@ def consts():
 """
 
 
+@pytest.mark.slow
 def test_run_explain_cache_names_the_changed_constant(workspace: Workspace) -> None:
     """A changed module-level constant reruns the task that uses it, and --explain-cache
     says so (each run in its own process, as a user runs it)."""
@@ -238,6 +243,7 @@ def test_run_explain_cache_names_the_changed_constant(workspace: Workspace) -> N
     assert scaled["changes"] == ["global consts.K changed"]
 
 
+@pytest.mark.slow
 def test_scheduler_refuses_a_busy_loop_and_a_missing_data_path(
     invoke: Callable[..., Result],
     invoke_json: Callable[..., object],
@@ -294,6 +300,7 @@ BROKEN = {
     ],
     ids=["run", "show", "backfill", "scheduler"],
 )
+@pytest.mark.slow
 def test_a_broken_pipeline_module_is_one_error_line(
     invoke: Callable[..., Result],
     error_lines: Callable[[Result], list[str]],
@@ -314,6 +321,7 @@ def test_a_broken_pipeline_module_is_one_error_line(
         assert "Install 'no_such_module_here' or fix the import." in message
 
 
+@pytest.mark.slow
 def test_backfill_shows_progress_on_a_terminal_and_none_when_piped(
     workspace: Workspace, flow_file: Path
 ) -> None:

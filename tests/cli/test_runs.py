@@ -120,6 +120,7 @@ def test_list_json_is_strict_for_nan_and_infinity(
     assert "nan" in table and "—" in table
 
 
+@pytest.mark.slow
 def test_list_filters_orders_and_limits(
     invoke_json: Callable[..., Any], three_runs: list[str]
 ) -> None:
@@ -172,6 +173,7 @@ def test_list_when_empty(
     assert invoke_json("runs", "list") == []
 
 
+@pytest.mark.slow
 def test_list_and_show_a_sigkilled_run_as_killed(
     invoke: Invoke, invoke_json: Callable[..., Any], workspace: Workspace
 ) -> None:

@@ -198,6 +198,7 @@ def _cli(ws: Path, *args: str) -> list[str]:
     return [sys.executable, "-c", "from loopml.cli.main import main; main()", "data", *args]
 
 
+@pytest.mark.slow
 def test_piped_commands_print_no_progress(
     ws: Path, make_tree: Callable[..., Path], tmp_path: Path
 ) -> None:

@@ -44,6 +44,7 @@ def test_recent_objects_are_kept(ws: Path, make_tree: Callable[..., Path]) -> No
     assert result.removed == () and result.recent == 2
 
 
+@pytest.mark.slow
 def test_tracked_artifacts_are_never_collected(ws: Path, make_tree: Callable[..., Path]) -> None:
     model = ws / "model.pkl"
     model.write_bytes(b"a tracked artifact, stored in the same blob folder")
@@ -213,6 +214,7 @@ def test_dry_run_says_what_it_would_delete_and_why(
     assert both.exit_code == 1 and both.output.startswith("error: --workspace-only and")
 
 
+@pytest.mark.slow
 def test_git_pointers_are_read_in_one_batch(
     ws: Path, make_tree: Callable[..., Path], git: Callable[..., str]
 ) -> None:

@@ -110,6 +110,7 @@ def test_push_sends_only_missing_objects(versioned: Path, remote: RemoteSpec) ->
 
 
 @pytest.mark.s3
+@pytest.mark.slow
 def test_s3_checks_each_object_without_listing(
     ws: Path,
     make_tree: Callable[..., Path],
@@ -183,6 +184,7 @@ def closed_port() -> int:
 
 
 @pytest.mark.s3
+@pytest.mark.slow
 def test_unreachable_remote(ws: Path, make_tree: Callable[..., Path], tmp_path: Path) -> None:
     pytest.importorskip("s3fs")
     make_tree(ws / "data", {"a": 100, "b": 200})

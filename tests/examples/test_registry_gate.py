@@ -11,11 +11,14 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 from loopml.registry import GatePolicy
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
+@pytest.mark.slow
 def test_registry_gate_example(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "registry_gate.py"), str(tmp_path / "demo")],
@@ -46,6 +49,7 @@ def _registry_blocks() -> dict[str, list[str]]:
     return blocks
 
 
+@pytest.mark.slow
 def test_the_readme_registry_snippets_run_as_pasted(tmp_path: Path) -> None:
     blocks = _registry_blocks()
     (python,) = blocks["python"]

@@ -67,6 +67,7 @@ FLOW_WITH_CONSTANT = """
 """
 
 
+@pytest.mark.slow
 def test_a_changed_module_constant_reruns_the_task(pws: Workspace, project: Path) -> None:
     _write(project / "flow.py", FLOW_WITH_CONSTANT.format(k=2, features='["a", "b"]'))
     assert _run(pws, project) == {"load": "COMPLETED", "scale": "COMPLETED"}
@@ -163,6 +164,7 @@ HELPERS = """
 """
 
 
+@pytest.mark.slow
 def test_helpers_in_another_module_and_class_methods_are_followed(
     pws: Workspace, project: Path
 ) -> None:
@@ -211,6 +213,7 @@ PINNED = """
 """
 
 
+@pytest.mark.slow
 def test_a_pinned_version_decides_alone(pws: Workspace, project: Path) -> None:
     _write(project / "flow.py", PINNED.format(k=1, version="1"))
     assert _run(pws, project) == {"pinned": "COMPLETED"}
@@ -255,6 +258,7 @@ PACKAGE_FLOW = """
 """
 
 
+@pytest.mark.slow
 def test_a_new_version_of_a_called_package_reruns_the_task(
     workspace_factory: object, tmp_path: Path, project: Path
 ) -> None:
@@ -281,6 +285,7 @@ def test_a_new_version_of_a_called_package_reruns_the_task(
     assert run() == {"stat": "COMPLETED"}
 
 
+@pytest.mark.slow
 def test_values_hash_the_same_in_every_process() -> None:
     code = "from loopml.pipelines.fingerprint import value_digest; print(value_digest({'b','a'}))"
     seeds = [
@@ -333,6 +338,7 @@ SET_TASK = """
 """
 
 
+@pytest.mark.slow
 def test_the_key_is_the_loaded_code_s_and_the_same_in_every_process(project: Path) -> None:
     """A long-lived process (the scheduler) keeps the code it imported: editing the file
     must not change the key of what it runs. And set constants hash in a stable order."""

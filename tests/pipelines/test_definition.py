@@ -191,6 +191,7 @@ def test_params_are_bound_and_coerced() -> None:
     assert typed.partition_of({"day": date(2026, 1, 1)}) is None
 
 
+@pytest.mark.slow
 def test_load_pipeline_by_module_and_by_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -71,6 +71,7 @@ def submit(pool: Executor, *jobs: Job) -> queue.SimpleQueue[Outcome]:
     return results
 
 
+@pytest.mark.slow
 def test_returns_values(executor: Executor) -> None:
     results = submit(executor, job(add, 1, 2), job(add, 3, 4))
     outcomes = [results.get(timeout=60) for _ in range(2)]
@@ -78,6 +79,7 @@ def test_returns_values(executor: Executor) -> None:
     assert all(o.ok and o.job.started_at is not None for o in outcomes)
 
 
+@pytest.mark.slow
 def test_reports_errors_with_the_traceback(executor: Executor) -> None:
     outcome = submit(executor, job(fail, "missing")).get(timeout=60)
     assert not outcome.ok and not outcome.killed
@@ -85,6 +87,7 @@ def test_reports_errors_with_the_traceback(executor: Executor) -> None:
     assert "in fail" in outcome.traceback and "KeyError" in outcome.traceback
 
 
+@pytest.mark.slow
 def test_cancel_stops_waiting_for_a_running_job(async_executor: Executor) -> None:
     executor = async_executor
     slow = job(nap, 30)
@@ -107,6 +110,7 @@ def test_a_closed_executor_refuses_jobs_with_a_loopml_error(async_executor: Exec
     assert f"The {async_executor.name} executor is closed" in str(info.value)
 
 
+@pytest.mark.slow
 def test_process_pool_runs_in_other_processes() -> None:
     pool, _ = resolve_executor("processes", max_workers=1)
     try:
@@ -128,6 +132,7 @@ def test_ray_missing_is_a_clear_error_with_the_install_hint(
         resolve_executor("ray://127.0.0.1:10001")
 
 
+@pytest.mark.slow
 def test_ray_uses_the_running_local_cluster(ray_cluster: ModuleType) -> None:
     pool, _ = resolve_executor("ray")
     try:

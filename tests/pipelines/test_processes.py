@@ -38,6 +38,7 @@ def killable(marks: str):
     return fragile(prepare(marks), marks)
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_task_fails_the_run_and_resume_works(
     pws: Workspace, tmp_path: Path
 ) -> None:
@@ -70,6 +71,7 @@ def partly_stuck():
     return stuck(), fine()
 
 
+@pytest.mark.slow
 def test_timeout_kills_the_worker_process(pws: Workspace) -> None:
     started = time.monotonic()
     run = run_pipeline(partly_stuck, executor="processes", raise_on_failure=False)
@@ -89,6 +91,7 @@ def returns_lock():
     return lock_in_worker()
 
 
+@pytest.mark.slow
 def test_unstorable_result_from_a_worker_names_the_task(pws: Workspace) -> None:
     run = run_pipeline(returns_lock, executor="processes", raise_on_failure=False)
     error = run.tasks["lock_in_worker"].error or ""

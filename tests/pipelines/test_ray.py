@@ -47,6 +47,7 @@ def ray_ws(pws: Workspace, ray_cluster: ModuleType) -> Workspace:
     return pws
 
 
+@pytest.mark.slow
 def test_pipeline_runs_as_ray_tasks(ray_ws: Workspace) -> None:
     run = run_pipeline(spread, {"n": 10}, executor="ray", cache=False)
     assert run.result == 45 * 6
@@ -58,6 +59,7 @@ def test_pipeline_runs_as_ray_tasks(ray_ws: Workspace) -> None:
     assert sorted(history["value"].tolist()) == [1.0, 2.0, 3.0]
 
 
+@pytest.mark.slow
 def test_failure_on_ray_keeps_the_remote_traceback(ray_ws: Workspace) -> None:
     run = run_pipeline(spread, {"fail": True}, executor="ray", raise_on_failure=False)
     assert run.status == "FAILED"

@@ -224,6 +224,7 @@ def hanging():
     return hang(), quick()
 
 
+@pytest.mark.slow
 def test_a_hanging_task_times_out(pws: Workspace) -> None:
     started = time.monotonic()
     run = run_pipeline(hanging, executor="threads", raise_on_failure=False)
@@ -345,6 +346,7 @@ def test_tables_are_parquet_in_the_blob_store(pws: Workspace) -> None:
 
 
 @pytest.mark.parametrize("executor", ["inline", "threads", "processes"])
+@pytest.mark.slow
 def test_every_local_executor_runs_the_pipeline(pws: Workspace, marks: Path, executor: str) -> None:
     (marks / "fixed").touch()
     run = run_pipeline(

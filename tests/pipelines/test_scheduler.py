@@ -356,6 +356,7 @@ def test_two_scheduler_processes_start_each_triggered_run_once(pws: Workspace) -
     assert {r.status for r in runs} == {"FINISHED"} and len(runs) == 20
 
 
+@pytest.mark.slow
 def test_an_interval_under_a_second_is_refused(pws: Workspace) -> None:
     sched = Scheduler([nightly], pws)
     for interval in (0.0, 0.5, -1.0):

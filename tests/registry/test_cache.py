@@ -43,6 +43,7 @@ def _with_registry_settings(ws: Workspace, body: str) -> Workspace:
     return Workspace.open(ws.root)
 
 
+@pytest.mark.slow
 def test_loading_100_times_leaves_one_cached_folder(
     registry_ws: Workspace, system_tmp: Path
 ) -> None:
@@ -152,6 +153,7 @@ def test_stale_temp_folders_are_cleaned(tmp_path: Path) -> None:
     assert not stale.exists() and fresh.exists()
 
 
+@pytest.mark.slow
 def test_concurrent_loads_of_one_package_in_threads(registry_ws: Workspace) -> None:
     mv = registry_ws.register_model("m", model())
     barrier = threading.Barrier(8)

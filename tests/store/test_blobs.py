@@ -105,6 +105,7 @@ def test_unreachable_s3_is_a_clear_error() -> None:
         store.put_bytes(b"x")
 
 
+@pytest.mark.slow
 def test_s3_endpoint_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from services import fresh_s3_bucket, s3_endpoint
 

@@ -121,6 +121,7 @@ def test_unreachable_postgres_is_a_clear_error() -> None:
     assert "127.0.0.1:1" in str(info.value)
 
 
+@pytest.mark.slow
 def test_write_waits_for_a_lock_held_by_another_connection(tmp_path: Path) -> None:
     path = tmp_path / "locked.db"
     database = Database(f"sqlite:///{path}")

@@ -33,6 +33,7 @@ def _defines_a_table(path: Path) -> bool:
     )
 
 
+@pytest.mark.slow
 def test_every_module_defining_a_table_is_in_table_modules() -> None:
     defining = {
         _module_name(path)
@@ -61,6 +62,7 @@ def test_load_all_fills_the_one_metadata() -> None:
 
 
 @pytest.mark.parametrize("module", TABLE_MODULES)
+@pytest.mark.slow
 def test_importing_one_area_resolves_its_foreign_keys(module: str) -> None:
     """A table module imported first, alone, brings every table its foreign keys point to."""
     script = (

@@ -83,6 +83,7 @@ def test_two_processes_create_the_same_experiment(tmp_path: Path) -> None:
     ws.close()
 
 
+@pytest.mark.slow
 def test_sigterm_flushes_buffered_points(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
     code = """
@@ -108,6 +109,7 @@ def test_sigterm_flushes_buffered_points(tmp_path: Path) -> None:
     ws.close()
 
 
+@pytest.mark.slow
 def test_sigterm_inside_with_block_marks_killed(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
     code = """
@@ -129,6 +131,7 @@ def test_sigterm_inside_with_block_marks_killed(tmp_path: Path) -> None:
     ws.close()
 
 
+@pytest.mark.slow
 def test_exit_without_ending_finishes_and_flushes(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
     code = """
@@ -144,6 +147,7 @@ def test_exit_without_ending_finishes_and_flushes(tmp_path: Path) -> None:
     ws.close()
 
 
+@pytest.mark.slow
 def test_uncaught_exception_without_with_marks_failed(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
     code = """

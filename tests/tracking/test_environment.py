@@ -21,6 +21,7 @@ def _git(repo: Path, *args: str) -> str:
     ).stdout.strip()
 
 
+@pytest.mark.slow
 def test_environment_is_recorded(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -90,6 +91,7 @@ def test_capture_outside_git(tmp_path: Path) -> None:
     assert env["git"] is None and env["package_count"] > 10
 
 
+@pytest.mark.slow
 def test_system_metrics_are_sampled(sqlite_ws: Workspace) -> None:
     import time
 
@@ -151,6 +153,7 @@ def _elsewhere(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     return other, {**os.environ, "LOOPML_WORKSPACE": str(other / "ws")}
 
 
+@pytest.mark.slow
 def test_a_run_started_by_code_in_a_repo_records_its_commit(
     committed_repo: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -184,6 +187,7 @@ def _pipeline_commit(ws_path: Path) -> str | None:
         return tags.get("loopml.git.commit")
 
 
+@pytest.mark.slow
 def test_loopml_pipelines_run_records_the_pipeline_repository_commit(
     committed_repo: tuple[Path, str], tmp_path: Path
 ) -> None:
@@ -200,6 +204,7 @@ def test_loopml_pipelines_run_records_the_pipeline_repository_commit(
     assert _pipeline_commit(other / "ws") == commit
 
 
+@pytest.mark.slow
 def test_loopml_scheduler_run_records_the_pipeline_repository_commit(
     committed_repo: tuple[Path, str], tmp_path: Path
 ) -> None:

@@ -48,6 +48,7 @@ def sigkilled_run(root: Path) -> str:
     return run_id
 
 
+@pytest.mark.slow
 def test_a_sigkilled_run_shows_as_killed(tmp_path: Path) -> None:
     Workspace.init(tmp_path).close()
     run_id = sigkilled_run(tmp_path)

@@ -120,6 +120,7 @@ def test_non_numeric_metric_values_are_refused(ws: Workspace, value: object) -> 
 @pytest.mark.parametrize(
     "key", ["", "a" * 251, "bad\nkey", "semi;colon", "/abs", "a/../b", " padded", "smile🙂"]
 )
+@pytest.mark.slow
 def test_illegal_keys_are_refused(ws: Workspace, key: str) -> None:
     with ws.start_run() as run:
         with pytest.raises(InvalidKey):
@@ -233,6 +234,7 @@ def test_nested_runs(ws: Workspace) -> None:
     assert ws.get_run(child.id).parent_run_id == parent.id
 
 
+@pytest.mark.slow
 def test_resume_a_run(ws: Workspace) -> None:
     with ws.start_run() as run:
         run.log_metric("loss", 1.0)

@@ -66,6 +66,7 @@ def test_frame_shape(populated: Workspace) -> None:
         ("attributes.name LIKE 'run%' and params.trees = '300'", {"run4"}),
     ],
 )
+@pytest.mark.slow
 def test_filters(populated: Workspace, text: str, expected: set[str]) -> None:
     assert set(names(populated.search_runs(filter=text))) == expected
 
@@ -176,12 +177,12 @@ def test_pages_walk_the_records_in_order(populated: Workspace) -> None:
 
 
 @pytest.mark.parametrize("token", ["garbage", "eyJvZmZzZXQiOiAtMX0=", "e30="])
-def test_a_page_token_loopml_did_not_give_is_refused(populated: Workspace, token: str) -> None:
+def test_a_page_token_loopml_did_not_give_is_refused(sqlite_ws: Workspace, token: str) -> None:
     with pytest.raises(InvalidFilter, match="Page token"):
-        populated.runs.page(page_token=token)
+        sqlite_ws.runs.page(page_token=token)
 
 
 @pytest.mark.parametrize("size", [0, -1, 50_001, True])
-def test_a_bad_page_size_is_refused(populated: Workspace, size: int) -> None:
+def test_a_bad_page_size_is_refused(sqlite_ws: Workspace, size: int) -> None:
     with pytest.raises(InvalidFilter, match="page_size must be an integer"):
-        populated.runs.page(page_size=size)
+        sqlite_ws.runs.page(page_size=size)

@@ -397,6 +397,7 @@ def test_record_batches_and_empty_frames() -> None:
     assert Schema({"x": Column(dtype="int", nullable=False, min=0, unique=True)}).validate(empty).ok
 
 
+@pytest.mark.slow
 def test_non_string_column_labels_are_matched_by_their_string() -> None:
     df = pd.DataFrame({0: [1, 2], 1: ["a", "b"]})
     assert Schema({"0": Column(dtype="int"), "1": Column(dtype="string")}).validate(df).ok
