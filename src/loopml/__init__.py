@@ -54,7 +54,8 @@ if TYPE_CHECKING:
         set_tags,
         start_run,
     )
-    from loopml.pipelines import emit_event, pipeline, run_pipeline, task
+    from loopml.pipelines import emit_event, run_pipeline, task
+    from loopml.pipelines.pipeline import pipeline
     from loopml.registry import GatePolicy, ModelVersion, PythonModel
     from loopml.tracking import ArtifactInfo, DatasetRef, Experiment, Run, RunRecord, RunStatus
     from loopml.workspace import Workspace, default_workspace, set_default_workspace

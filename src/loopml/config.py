@@ -52,6 +52,7 @@ from typing import Any
 
 from loopml.data.settings import DataSettings
 from loopml.exceptions import InvalidConfig, WorkspaceNotFound
+from loopml.features.settings import FeaturesSettings
 from loopml.registry.settings import RegistrySettings
 from loopml.tracking.settings import TrackingSettings
 
@@ -142,6 +143,7 @@ SECTIONS: dict[str, type] = {
     "data": DataSettings,
     "registry": RegistrySettings,
     "scheduler": SchedulerSettings,
+    "features": FeaturesSettings,
 }
 #: Tables of named tables, each checked by the area that reads it (``[gates.churn]``:
 #: :meth:`loopml.registry.gates.GatePolicy.from_dict`).
@@ -166,6 +168,7 @@ class Settings:
     data: DataSettings = field(default_factory=DataSettings)
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    features: FeaturesSettings = field(default_factory=FeaturesSettings)
     #: ``[gates.NAME]`` tables as written; each is checked when it is used
     #: (:meth:`loopml.registry.gates.GatePolicy.from_dict`) or by ``loopml config show``.
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -11,7 +11,7 @@ emits inside its own transaction (:func:`emit` with a ``Connection``) commits it
 event together, or neither.
 
 The kinds loopml writes are listed once, in :data:`KINDS`; a kind in one of their namespaces
-(``run.``, ``data.``, ``model.``, ``pipeline.``) must be one of them, so a typo is an error
+(``run.``, ``data.``, ``model.``, ``pipeline.``, ``feature.``) must be one of them, so a typo is an error
 rather than an event nobody reads. Any other kind (``"alert"``, ``"retrain"``,
 ``"team.nightly"``) is yours.
 """
@@ -157,6 +157,18 @@ KINDS: Final[Mapping[str, EventKind]] = {
             "pipeline",
             ("run_id", "partition", "trigger"),
             "a pipeline run was interrupted or its process died",
+        ),
+        EventKind(
+            "feature.applied",
+            "definition name",
+            ("kind", "version", "previous"),
+            "a feature definition (entity, view, on-demand view, service) got a new version",
+        ),
+        EventKind(
+            "feature.materialized",
+            "feature view",
+            ("start", "end", "rows"),
+            "a feature view's values from start to end were loaded into the online store",
         ),
     )
 }

@@ -35,6 +35,7 @@ from loopml.validation.contracts import Schemas
 if TYPE_CHECKING:
     from loopml.data.namespace import Data
     from loopml.events import Events
+    from loopml.features.store import FeatureStore
     from loopml.pipelines.namespace import Pipelines
 
 P = ParamSpec("P")
@@ -90,7 +91,7 @@ def forward(shortcut: Shortcut[P, R]) -> Callable[P, R]:
 class Workspace:
     """Where loopml keeps facts (metadata DB) and bytes (blob store), with one namespace per
     area: :attr:`runs`, :attr:`experiments`, :attr:`models`, :attr:`schemas`, :attr:`data`,
-    :attr:`pipelines`, :attr:`events`.
+    :attr:`pipelines`, :attr:`events`, :attr:`features`.
 
     >>> ws = Workspace.open()                 # the nearest loopml.toml above the cwd
     >>> ws = Workspace.open("path/to/project")
@@ -211,6 +212,13 @@ class Workspace:
         from loopml.events import Events
 
         return self._namespace("events", Events)
+
+    @property
+    def features(self) -> FeatureStore:
+        """The feature store (:class:`loopml.features.FeatureStore`)."""
+        from loopml.features.store import FeatureStore
+
+        return self._namespace("features", FeatureStore)
 
     # -- the module-level functions' names, forwarding to the namespaces ---------------------
 

@@ -24,7 +24,7 @@ def load_pipeline(ref: str | Pipeline, root: Path | None = None) -> Pipeline:
     if isinstance(ref, Pipeline):
         return ref
     target, name = _split(ref)
-    module = _load_module(target, root)
+    module = load_module(target, root)
     if name:
         value = getattr(module, name, None)
         if isinstance(value, Pipeline):
@@ -67,7 +67,9 @@ def _pipelines(module: ModuleType) -> list[Pipeline]:
     return list(seen.values())
 
 
-def _load_module(target: str, root: Path | None) -> ModuleType:
+def load_module(target: str, root: Path | None) -> ModuleType:
+    """Import ``target``: a module name, or a file (relative to the cwd, then ``root``); a
+    file is loaded once per process. Failures are one-line errors naming file and line."""
     if target.endswith(".py") or "/" in target or "\\" in target:
         return _load_file(target, root)
     try:

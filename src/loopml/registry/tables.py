@@ -45,6 +45,8 @@ model_versions = Table(
     Column("stage", String(16), nullable=False),  # None, Staging, Production, Archived
     Column("description", Text, nullable=True),
     Column("created_at", BigInteger, nullable=False),
+    # The feature contract: "SERVICE:VERSION" of the feature service the model reads.
+    Column("feature_service", String(KEY), nullable=True),
     UniqueConstraint("model_id", "version", name="uq_model_versions_model_id_version"),
     # At most one Production version per model, enforced by the database itself.
     Index(

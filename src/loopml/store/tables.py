@@ -43,6 +43,7 @@ TABLE_MODULES = (
     "loopml.registry.tables",
     "loopml.pipelines.tables",
     "loopml.validation.tables",
+    "loopml.features.tables",
     "loopml.events",
 )
 

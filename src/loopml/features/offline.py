@@ -1,0 +1,505 @@
+"""Training sets: point-in-time-correct, as-of-known-time feature retrieval in DuckDB.
+
+For each entity row at time ``t`` and each view, the value is the view's row with the same
+join keys that was *true* at ``t`` (event time ≤ ``t``) and *known* at ``t`` (created time ≤
+``t``), the latest by event time, ties broken by created time (rows equal in keys, event and
+created time are duplicates: which one is returned is not defined). A value older than the
+view's TTL is null. A row with no such feature row keeps its
+place with nulls: the result has the entity frame's length and order.
+
+How (one pass per view, all in DuckDB, streaming Parquet):
+
+1. ``ASOF LEFT JOIN`` on the join keys and ``(t, +inf) >= (event, created)`` (just ``t >=
+   event`` without created times): the latest row that was true at ``t``, a merge join.
+2. If that row was created after ``t`` (a late row: rare when data arrives on time), that
+   entity row alone is recomputed by a range join over the rows known at ``t``.
+3. Values older than the TTL become null; every view's columns are joined back by row number.
+
+:func:`plan_view_sql` builds the SQL (pure); :func:`historical_features` runs it.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from loopml.features.definitions import (
+    DTYPES,
+    DataFrameSource,
+    FeatureRef,
+    FeatureView,
+    FileSource,
+    OnDemandFeatureView,
+    PostgresSource,
+    SqlSource,
+)
+from loopml.features.errors import (
+    FeatureDefinitionError,
+    InvalidEntityFrame,
+    SourceNotFound,
+)
+
+if TYPE_CHECKING:
+    import duckdb
+    import pandas as pd
+
+ROW = "__row"
+TIME = "__t"
+EVENT = "__event_ts"
+CREATED = "__created_ts"
+DEFAULT_TIMESTAMP_COLUMN = "event_timestamp"
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def connect(temp_directory: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection for feature work: UTC, spilling to ``temp_directory``."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    if temp_directory is not None:
+        temp_directory.mkdir(parents=True, exist_ok=True)
+        con.execute(f"SET temp_directory = {literal(str(temp_directory))}")
+    return con
+
+
+# -- sources -----------------------------------------------------------------------------------
+
+
+@dataclass
+class SourceContext:
+    """What registering sources needs: the workspace root, where pushed rows are kept, and
+    fsspec options for object storage."""
+
+    root: Path
+    pushed_dir: Path | None = None
+    storage_options: dict[str, Any] | None = None
+
+
+def _file_list(source: FileSource, ctx: SourceContext, con: duckdb.DuckDBPyConnection) -> list[str]:
+    path = source.path
+    if "://" in path:
+        import fsspec
+
+        protocol = path.split("://", 1)[0]
+        fs = fsspec.filesystem(protocol, **(ctx.storage_options or {}))
+        if not con.filesystem_is_registered(protocol):
+            con.register_filesystem(fs)
+        pattern = path if any(c in path for c in "*?[") else path.rstrip("/")
+        found = fs.glob(pattern)
+        if found and not any(c in path for c in "*?[") and fs.isdir(pattern):
+            found = fs.glob(f"{pattern}/**/*.{source.format}")
+        files = [f if "://" in f else f"{protocol}://{f}" for f in found]
+    else:
+        full = Path(path) if os.path.isabs(path) else ctx.root / path
+        if full.is_dir():
+            files = sorted(str(p) for p in full.rglob(f"*.{source.format}"))
+        else:
+            files = sorted(glob.glob(str(full), recursive=True))
+    if not files:
+        raise SourceNotFound(
+            f"The source {source.path!r} matches no {source.format} file"
+            f"{'' if '://' in path else f' (looked in {ctx.root})'}: write the data there, or fix "
+            "the path in the view's FileSource."
+        )
+    return files
+
+
+def source_select(
+    view: FeatureView, con: duckdb.DuckDBPyConnection, ctx: SourceContext, prefix: str
+) -> str:
+    """A SELECT of ``view``'s rows as the store reads them: join keys, ``__event_ts`` and
+    ``__created_ts`` (UTC; the event time when the view has no created field) and the
+    features, cast to their types, transformed, with pushed rows appended."""
+    source = view.source
+    if isinstance(source, FileSource):
+        files = "[" + ", ".join(literal(f) for f in _file_list(source, ctx, con)) + "]"
+        if source.format == "csv":
+            raw = f"SELECT * FROM read_csv({files}, auto_detect = true, union_by_name = true)"
+        else:
+            raw = f"SELECT * FROM read_parquet({files}, union_by_name = true)"
+    elif isinstance(source, SqlSource):
+        raw = source.query
+    elif isinstance(source, DataFrameSource):
+        con.register(f"{prefix}_frame", source.frame)
+        raw = f"SELECT * FROM {prefix}_frame"
+    elif isinstance(source, PostgresSource):
+        con.register(f"{prefix}_frame", _read_postgres(source))
+        raw = f"SELECT * FROM {prefix}_frame"
+    else:  # pragma: no cover - definitions check the type
+        raise FeatureDefinitionError(f"Unknown source {source!r}")
+    if view.transform_sql is not None:
+        raw = f"WITH source AS ({raw}) {view.transform_sql}"
+    if view.transform is not None:
+        frame = con.execute(raw).df()
+        out = view.transform(frame)
+        con.register(f"{prefix}_transformed", out)
+        raw = f"SELECT * FROM {prefix}_transformed"
+    try:
+        columns = [row[0] for row in con.execute(f"DESCRIBE ({raw})").fetchall()]
+    except Exception as exc:
+        text = str(exc).splitlines()[0]
+        raise FeatureDefinitionError(
+            f"The source of view {view.name!r} can't be read: {text}"
+        ) from exc
+    ts, created = source.timestamp_field, source.created_timestamp_field
+    needed = [*view.join_keys, ts, *([created] if created else []), *view.feature_names]
+    missing = [c for c in needed if c not in columns]
+    if missing:
+        raise FeatureDefinitionError(
+            f"The source of view {view.name!r} has no column {', '.join(map(repr, missing))}; "
+            f"it has {', '.join(columns)}."
+        )
+    created_sql = (
+        f"coalesce(CAST({quote(created)} AS TIMESTAMPTZ), CAST({quote(ts)} AS TIMESTAMPTZ))"
+        if created
+        else f"CAST({quote(ts)} AS TIMESTAMPTZ)"
+    )
+    features = ", ".join(
+        f"CAST({quote(f.name)} AS {DTYPES[f.dtype]}) AS {quote(f.name)}" for f in view.schema
+    )
+    keys = ", ".join(quote(k) for k in view.join_keys)
+    parts = [
+        f"SELECT {keys}, CAST({quote(ts)} AS TIMESTAMPTZ) AS {EVENT}, {created_sql} AS {CREATED}, "
+        f"{features} FROM ({raw}) WHERE {quote(ts)} IS NOT NULL"
+    ]
+    pushed = pushed_files(ctx, view.name)
+    if pushed:
+        names = [*view.join_keys, EVENT, CREATED, *view.feature_names]
+        listing = ", ".join(quote(n) for n in names)
+        files = "[" + ", ".join(literal(str(p)) for p in pushed) + "]"
+        parts.append(f"SELECT {listing} FROM read_parquet({files}, union_by_name = true)")
+    return " UNION ALL ".join(f"({p})" for p in parts)
+
+
+def pushed_files(ctx: SourceContext, view: str) -> list[Path]:
+    if ctx.pushed_dir is None:
+        return []
+    folder = ctx.pushed_dir / view
+    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
+
+
+def _read_postgres(source: PostgresSource) -> Any:
+    import pandas as pd
+    from sqlalchemy import create_engine
+
+    url = source.url or os.environ.get("LOOPML_FEATURES_POSTGRES_URL")
+    if not url:
+        raise FeatureDefinitionError(
+            "PostgresSource has no url: pass url= or set LOOPML_FEATURES_POSTGRES_URL."
+        )
+    engine = create_engine(url)
+    query = source.query or f"SELECT * FROM {source.table}"
+    try:
+        with engine.connect() as conn:
+            return pd.read_sql_query(query, conn)
+    except Exception as exc:
+        raise SourceNotFound(
+            f"The PostgreSQL source {source.table or 'query'} can't be read: "
+            f"{str(exc).splitlines()[0]}"
+        ) from exc
+    finally:
+        engine.dispose()
+
+
+# -- the entity frame --------------------------------------------------------------------------
+
+
+def entity_frame(frame: Any, join_keys: Sequence[str], timestamp_column: str) -> pd.DataFrame:
+    """The entity frame with ``__row`` (its order) and ``__t`` (UTC); bad frames raise
+    :class:`InvalidEntityFrame` naming the missing or unreadable column."""
+    import pandas as pd
+
+    if not isinstance(frame, pd.DataFrame):
+        if hasattr(frame, "to_pandas"):
+            frame = frame.to_pandas()
+        else:
+            raise InvalidEntityFrame(
+                f"The entity frame must be a pandas DataFrame or Arrow table, "
+                f"not {type(frame).__name__}."
+            )
+    missing = [k for k in join_keys if k not in frame.columns]
+    if missing:
+        raise InvalidEntityFrame(
+            f"The entity frame has no join key column {', '.join(map(repr, missing))} "
+            f"(it has {', '.join(map(str, frame.columns))})."
+        )
+    if timestamp_column not in frame.columns:
+        raise InvalidEntityFrame(
+            f"The entity frame has no timestamp column {timestamp_column!r}: add the time each "
+            f"row's features are wanted at, or name the column with "
+            f"event_timestamp_column= (it has {', '.join(map(str, frame.columns))})."
+        )
+    out = frame.copy()
+    out[TIME] = utc_times(frame[timestamp_column], timestamp_column)
+    if out[TIME].isna().any():
+        bad = int(out[TIME].isna().sum())
+        raise InvalidEntityFrame(
+            f"{bad} row(s) of the entity frame have no {timestamp_column!r}: every row needs "
+            "the time its features are wanted at."
+        )
+    out[ROW] = range(len(out))
+    return out
+
+
+def utc_times(values: Any, column: str) -> pd.Series:
+    """Times as UTC: aware values converted, naive ones read as UTC, mixed alike."""
+    import pandas as pd
+
+    try:
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            return values.dt.tz_convert("UTC")
+        if pd.api.types.is_datetime64_any_dtype(values):
+            return values.dt.tz_localize("UTC")
+        return pd.Series(
+            [None if v is None or v is pd.NaT else _utc(pd.Timestamp(v)) for v in values],
+            index=values.index,
+            dtype="datetime64[us, UTC]",
+        )
+    except (ValueError, TypeError) as exc:
+        raise InvalidEntityFrame(
+            f"Column {column!r} holds values that aren't times: {str(exc).splitlines()[0]}"
+        ) from exc
+
+
+def _utc(value: Any) -> Any:
+    return value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+
+
+# -- the join ----------------------------------------------------------------------------------
+
+
+def plan_view_sql(
+    keys: Sequence[str],
+    features: Sequence[str],
+    ttl_seconds: float | None,
+    source: str,
+    probe: str,
+    created: bool = True,
+) -> tuple[str, str]:
+    """The two statements that give a view's values per probe row: the as-of join, and the
+    recomputation of rows whose match was created after the row's time. Both select
+    ``__row`` then ``features``; the first also ``__late``."""
+    on = " AND ".join(f"p.{quote(k)} = f.{quote(k)}" for k in keys)
+    cols = ", ".join(f"f.{quote(f)}" for f in features)
+
+    def guarded(event: str, time: str, prefix: str) -> str:
+        expired = (
+            f"{event} < {time} - to_microseconds(CAST({int(ttl_seconds * 1_000_000)} AS BIGINT))"
+            if ttl_seconds is not None
+            else "false"
+        )
+        return ", ".join(
+            f"CASE WHEN {event} IS NULL OR {expired} THEN NULL ELSE {prefix}{quote(f)} END "
+            f"AS {quote(f)}"
+            for f in features
+        )
+
+    # With created times the merge key is (event, created): the latest event, then the latest
+    # created among rows of that event. Without, created is the event time: event alone.
+    probe_key = f"struct_pack(a := {TIME}, b := 'infinity'::TIMESTAMPTZ)" if created else TIME
+    source_key = f"struct_pack(a := {EVENT}, b := {CREATED})" if created else EVENT
+    asof = (
+        f"WITH p AS (SELECT {ROW}, {TIME}, {', '.join(quote(k) for k in keys)}, "
+        f"{probe_key} AS __k FROM {probe}), "
+        f"f AS (SELECT *, {source_key} AS __k FROM {source}), "
+        f"m AS (SELECT p.{ROW}, p.{TIME}, f.{EVENT}, f.{CREATED}, {cols} "
+        f"FROM p ASOF LEFT JOIN f ON {on} AND p.__k >= f.__k) "
+        f"SELECT {ROW}, coalesce({CREATED} > {TIME}, false) AS __late, "
+        f"{guarded(EVENT, TIME, '')} FROM m"
+    )
+    late = (
+        f"SELECT p.{ROW}, {guarded('f.' + EVENT, 'p.' + TIME, 'f.')} FROM {probe} p LEFT JOIN {source} f ON {on} "
+        f"AND f.{EVENT} <= p.{TIME} AND f.{CREATED} <= p.{TIME} "
+        f"WHERE p.{ROW} IN (SELECT {ROW} FROM __late_rows) "
+        f"QUALIFY row_number() OVER (PARTITION BY p.{ROW} "
+        f"ORDER BY f.{EVENT} DESC NULLS LAST, f.{CREATED} DESC NULLS LAST) = 1"
+    )
+    return asof, late
+
+
+def output_names(
+    refs: Sequence[FeatureRef], full_feature_names: bool
+) -> dict[tuple[str, str], str]:
+    """(view, feature) → output column; bare names that collide are an error."""
+    names: dict[tuple[str, str], str] = {}
+    seen: dict[str, str] = {}
+    for ref in refs:
+        for feature in ref.features:
+            column = f"{ref.view.name}__{feature}" if full_feature_names else feature
+            if column in seen:
+                raise FeatureDefinitionError(
+                    f"Feature {feature!r} comes from both {seen[column]!r} and "
+                    f"{ref.view.name!r}: pass full_feature_names=True to get view__feature columns."
+                )
+            seen[column] = ref.view.name
+            names[(ref.view.name, feature)] = column
+    return names
+
+
+def historical_features(
+    con: duckdb.DuckDBPyConnection,
+    ctx: SourceContext,
+    refs: Sequence[FeatureRef],
+    entity_df: Any,
+    *,
+    full_feature_names: bool = False,
+    timestamp_column: str = DEFAULT_TIMESTAMP_COLUMN,
+) -> pd.DataFrame:
+    """The entity frame with the features of ``refs`` as of each row's time (see module doc)."""
+    stored, on_demand = split_refs(refs)
+    keys = list(dict.fromkeys(k for ref in stored for k in ref.view.join_keys))  # type: ignore[union-attr]
+    frame = entity_frame(entity_df, keys, timestamp_column)
+    original = [c for c in frame.columns if c not in (ROW, TIME)]
+    names = output_names(refs, full_feature_names)
+    con.register("__entities", frame)
+    results: list[tuple[str, list[tuple[str, str]]]] = []
+    try:
+        for i, ref in enumerate(stored):
+            view = ref.view
+            assert isinstance(view, FeatureView)
+            table = f"__values_{i}"
+            source_sql = source_select(view, con, ctx, f"__src_{i}")
+            con.execute(f"CREATE OR REPLACE TEMP VIEW __source_{i} AS {source_sql}")
+            probe_cols = ", ".join(quote(k) for k in view.join_keys)
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE __probe_{i} AS SELECT {ROW}, {TIME}, {probe_cols} "
+                f"FROM __entities"
+            )
+            ttl = view.ttl.total_seconds() if view.ttl is not None else None
+            asof, late = plan_view_sql(
+                view.join_keys,
+                ref.features,
+                ttl,
+                f"__source_{i}",
+                f"__probe_{i}",
+                created=view.source.created_timestamp_field is not None
+                or bool(pushed_files(ctx, view.name)),
+            )
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {asof}")
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE __late_rows AS SELECT {ROW} FROM {table} WHERE __late"
+            )
+            if con.execute("SELECT count(*) FROM __late_rows").fetchone()[0]:  # type: ignore[index]
+                con.execute(f"CREATE OR REPLACE TEMP TABLE __late_values AS {late}")
+                cols = ", ".join(quote(f) for f in ref.features)
+                con.execute(
+                    f"CREATE OR REPLACE TEMP TABLE {table} AS "
+                    f"SELECT {ROW}, false AS __late, {cols} FROM {table} WHERE NOT __late "
+                    f"UNION ALL SELECT {ROW}, true, {cols} FROM __late_values"
+                )
+            results.append((table, [(view.name, f) for f in ref.features]))
+        select = ["e.*"]
+        joins = []
+        for j, (table, columns) in enumerate(results):
+            alias = f"v{j}"
+            joins.append(f"LEFT JOIN {table} {alias} ON {alias}.{ROW} = e.{ROW}")
+            select += [f"{alias}.{quote(f)} AS {quote(names[(v, f)])}" for v, f in columns]
+        out = con.execute(
+            f"SELECT {', '.join(select)} FROM __entities e {' '.join(joins)} ORDER BY e.{ROW}"
+        ).df()
+    finally:
+        con.unregister("__entities")
+    out = apply_on_demand(out, on_demand, names, full_feature_names)
+    keep = original + [names[(ref.view.name, f)] for ref in refs for f in ref.features]
+    return out[keep].reset_index(drop=True)
+
+
+def split_refs(refs: Sequence[FeatureRef]) -> tuple[list[FeatureRef], list[FeatureRef]]:
+    """Stored refs (with every input an on-demand view needs added) and on-demand refs."""
+    stored: dict[str, list[str]] = {}
+    views: dict[str, FeatureView] = {}
+    on_demand = []
+    for ref in refs:
+        if isinstance(ref.view, OnDemandFeatureView):
+            on_demand.append(ref)
+            needed = ref.view.inputs
+        else:
+            needed = [ref]
+        for item in needed:
+            assert isinstance(item.view, FeatureView)
+            views[item.view.name] = item.view
+            bucket = stored.setdefault(item.view.name, [])
+            bucket.extend(f for f in item.features if f not in bucket)
+    return [FeatureRef(views[n], tuple(fs)) for n, fs in stored.items()], on_demand
+
+
+def apply_on_demand(
+    frame: pd.DataFrame,
+    on_demand: Sequence[FeatureRef],
+    names: dict[tuple[str, str], str],
+    full_feature_names: bool,
+) -> pd.DataFrame:
+    """Add on-demand features: each view's function over its inputs (plain names) and the
+    request fields (columns of ``frame``)."""
+    import pandas as pd
+
+    for ref in on_demand:
+        view = ref.view
+        assert isinstance(view, OnDemandFeatureView)
+        inputs = pd.DataFrame(index=frame.index)
+        for item in view.inputs:
+            for feature in item.features:
+                column = f"{item.view.name}__{feature}" if full_feature_names else feature
+                source = column if column in frame.columns else feature
+                if source not in frame.columns:
+                    source = f"{item.view.name}__{feature}"
+                inputs[feature] = frame[source]
+        for request in view.request_fields:
+            if request.name not in frame.columns:
+                raise InvalidEntityFrame(
+                    f"On-demand view {view.name!r} needs the request field {request.name!r}: "
+                    "add it as a column of the entity frame (or to each entity row online)."
+                )
+            inputs[request.name] = frame[request.name]
+        computed = view.function(inputs)
+        for feature in ref.features:
+            if feature not in computed.columns:
+                raise FeatureDefinitionError(
+                    f"On-demand view {view.name!r} returned no column {feature!r}."
+                )
+            frame[names[(view.name, feature)]] = computed[feature].to_numpy()
+    return frame
+
+
+def time_range_entities(
+    con: duckdb.DuckDBPyConnection,
+    ctx: SourceContext,
+    refs: Sequence[FeatureRef],
+    start: datetime,
+    end: datetime,
+    timestamp_column: str = DEFAULT_TIMESTAMP_COLUMN,
+) -> pd.DataFrame:
+    """Every (entity, event time) of the views of ``refs`` between ``start`` and ``end``: the
+    entity frame of a retrieval by time range."""
+    stored, _ = split_refs(refs)
+    keys = stored[0].view.join_keys  # type: ignore[union-attr]
+    for ref in stored[1:]:
+        if ref.view.join_keys != keys:  # type: ignore[union-attr]
+            raise FeatureDefinitionError(
+                "A retrieval by time range needs views with the same join keys; "
+                f"{stored[0].view.name!r} and {ref.view.name!r} differ. Pass an entity frame."
+            )
+    parts = []
+    cols = ", ".join(quote(k) for k in keys)
+    for i, ref in enumerate(stored):
+        assert isinstance(ref.view, FeatureView)
+        sql = source_select(ref.view, con, ctx, f"__range_{i}")
+        parts.append(
+            f"SELECT {cols}, {EVENT} AS {quote(timestamp_column)} FROM ({sql}) "
+            f"WHERE {EVENT} BETWEEN $start AND $end"
+        )
+    query = f"SELECT DISTINCT * FROM ({' UNION '.join(parts)}) ORDER BY {quote(timestamp_column)}, {cols}"
+    return con.execute(query, {"start": start, "end": end}).df()
