@@ -506,10 +506,7 @@ class FeatureService:
         object.__setattr__(self, "features", items)
 
     def refs(self) -> list[FeatureRef]:
-        return [
-            item if isinstance(item, FeatureRef) else item.ref()
-            for item in self.features
-        ]
+        return [item if isinstance(item, FeatureRef) else item.ref() for item in self.features]
 
     def spec(self) -> dict[str, Any]:
         return {
