@@ -57,6 +57,9 @@ FAILING = [
     (("data", "add", "no/such/file.csv"), "no/such/file.csv"),
     (("data", "checkout", "no/such/file.csv"), "no/such/file.csv"),
     (("config", "show", "tracking.flush_intervl"), "did you mean 'tracking.flush_interval'?"),
+    (("features", "apply"), "features.py is not in the workspace"),
+    (("features", "show", "nosuch"), "nosuch"),
+    (("features", "materialize", "yesterday", "today"), "START needs an ISO time"),
 ]
 
 
@@ -81,6 +84,7 @@ READ_COMMANDS = [
     ("experiments", "list"),
     ("models", "list"),
     ("pipelines", "runs"),
+    ("features", "list"),
 ]
 
 

@@ -54,7 +54,16 @@ class CliError(click.ClickException):
 
 #: Commands that may create a missing metadata store (they start runs); every other command
 #: reports a missing store instead of showing an empty, new one.
-CREATES_STORE = frozenset({"pipelines run", "pipelines backfill", "scheduler run"})
+CREATES_STORE = frozenset(
+    {
+        "pipelines run",
+        "pipelines backfill",
+        "scheduler run",
+        "features apply",
+        "features materialize",
+        "features materialize-incremental",
+    }
+)
 
 
 class WorkspaceState:

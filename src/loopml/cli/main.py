@@ -26,6 +26,7 @@ COMMANDS = {
     "config": "loopml.cli.config:config",
     "data": "loopml.cli.data:data",
     "experiments": "loopml.cli.experiments:experiments",
+    "features": "loopml.cli.features:features",
     "models": "loopml.cli.models:models",
     "pipelines": "loopml.cli.pipelines:pipelines",
     "runs": "loopml.cli.runs:runs",

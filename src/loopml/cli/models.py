@@ -43,6 +43,7 @@ def _version_json(mv: ModelVersion) -> dict[str, Any]:
         "signature": mv.signature.to_dict() if mv.signature else None,
         "environment": mv.environment,
         "description": mv.description,
+        "feature_service": mv.feature_service,
     }
 
 
@@ -355,6 +356,12 @@ def lineage(ws: Workspace, ref: str, as_json: bool) -> None:
         data = node.add("inputs:")
         for item in run["inputs"] or []:
             data.add(f"{item['name']}: {item['digest'][:16]} ({item.get('source') or 'in memory'})")
+    features = chain.get("features")
+    if features:
+        root.add(
+            f"features: {features['service']} version {features['version']} "
+            f"({', '.join(features['features'])})"
+        )
     gate = chain["gate"]
     if gate:
         root.add(

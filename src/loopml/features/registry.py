@@ -250,3 +250,13 @@ def current_version(db: Database, item: Definition) -> int | None:
     with db.read() as conn:
         row = _latest(conn, kind, item.name)
     return row.version if row is not None and row.digest == digest else None
+
+
+def service_features(db: Database, service_version: str) -> list[str]:
+    """The feature columns (bare names) of ``"SERVICE:VERSION"`` as that version was applied:
+    what a model registered with it reads."""
+    name, _, number = service_version.rpartition(":")
+    for stored in history(db, name, "feature_service"):
+        if str(stored.version) == number:
+            return [feature.partition(":")[2] for feature in stored.spec["features"]]
+    raise FeatureNotFound(f"Feature service {service_version!r} has no such applied version.")

@@ -92,6 +92,7 @@ class FeatureStore(Namespace):
                 "Write your entities, feature views and services there, or set "
                 "[features] module in loopml.toml."
             )
+        _forget_file_module(target, self.root)  # read the file as it is now
         try:
             loaded = load_module(target, self.root)
         except LoopmlError as exc:
@@ -197,3 +198,20 @@ def _utc(value: datetime | str) -> datetime:
     stamp = pd.Timestamp(value)
     stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
     return stamp.to_pydatetime()
+
+
+def _forget_file_module(target: str, root: Path) -> None:
+    """Drop an earlier import of the definitions file, so loading reads its current text."""
+    import sys
+
+    if not target.endswith(".py"):
+        return
+    path = Path(target) if Path(target).is_file() else root / target
+    try:
+        wanted = path.resolve()
+    except OSError:
+        return
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and name.startswith("loopml_pipeline_file_") and Path(file).resolve() == wanted:
+            del sys.modules[name]

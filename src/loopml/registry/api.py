@@ -73,11 +73,15 @@ class Models:
         description: str | None = None,
         flavor: str | None = None,
         schema: Any = None,
+        features: Any = None,
     ) -> v.ModelVersion:
         """Register a new version of ``name``: the model object, or a pickled model that run
         ``run_id`` logged at ``artifact_path``. Records signature, run and library versions;
         ``schema`` (a :class:`loopml.validation.Schema`) becomes the version's feature
-        contract, which the gate checks the holdout against.
+        contract, which the gate checks the holdout against. ``features`` (a
+        :class:`loopml.features.FeatureService` or its name, applied as it is now) records
+        the service's version: the features this model reads, shown by ``lineage`` and
+        checked on the gate's holdout.
 
         >>> mv = ws.models.register("churn", clf, input_example=X_test[:5])
         >>> mv.version, mv.uri
@@ -90,6 +94,9 @@ class Models:
             run_id = active.id if active is not None else None
         if run_id is not None:
             self._ws.runs.get(run_id)  # RunNotFound for a bad id
+        feature_service = (
+            self._ws.features.service_version(features) if features is not None else None
+        )
         if model is None:
             if run_id is None or artifact_path is None:
                 raise InvalidInput("register_model needs a model, or run_id and artifact_path")
@@ -121,6 +128,7 @@ class Models:
             signature=signature,
             environment=environment,
             description=description,
+            feature_service=feature_service,
         )
         if schema is not None:
             self._ws.schemas.attach(schema, model=version.uri)
@@ -337,6 +345,7 @@ class Models:
             holdout_digest=holdout_digest,
             root=self.settings.root,
             contract=self._ws.schemas.get(model=candidate_version.uri),
+            feature_contract=self._feature_contract(candidate_version),
         )
         if holdout_error is not None:
             failed = gates.CheckResult("holdout", False, {"error": str(holdout_error)})
@@ -344,6 +353,14 @@ class Models:
                 **{**verdict.__dict__, "passed": False, "checks": (failed, *verdict.checks)}
             )
         return verdict, verdict.champion
+
+    def _feature_contract(self, version: v.ModelVersion) -> tuple[str, builtins.list[str]] | None:
+        """``(SERVICE:VERSION, feature columns)`` of the version's feature service, if any."""
+        if version.feature_service is None:
+            return None
+        from loopml.features.registry import service_features
+
+        return version.feature_service, service_features(self.db, version.feature_service)
 
     def _record_and_move(
         self,
@@ -450,6 +467,13 @@ class Models:
 
     # -- lineage ---------------------------------------------------------------------------
 
+    def _features_lineage(self, version: v.ModelVersion) -> dict[str, Any] | None:
+        contract = self._feature_contract(version)
+        if contract is None:
+            return None
+        service, _, number = contract[0].rpartition(":")
+        return {"service": service, "version": int(number), "features": contract[1]}
+
     def lineage(self, uri: str) -> dict[str, Any]:
         """version → run → params, metrics, code commit, environment, input data versions →
         gate verdict → who promoted it."""
@@ -508,6 +532,7 @@ class Models:
             "digest": version.digest,
             "signature": version.signature.to_dict() if version.signature else None,
             "environment": version.environment,
+            "features": self._features_lineage(version),
             "registered_at": version.created_at.isoformat(),
             "run": run,
             "gate": verdicts[-1].verdict if verdicts else None,

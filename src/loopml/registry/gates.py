@@ -66,6 +66,7 @@ __all__ = [
     "awaiting_approval",
     "check_beats_champion",
     "check_contract",
+    "check_feature_contract",
     "check_fairness",
     "check_latency",
     "check_outcome",
@@ -439,6 +440,20 @@ def check_contract(report: ValidationReport) -> CheckResult:
     return CheckResult("contract", report.ok, {"errors": problems})
 
 
+def check_feature_contract(
+    service: str, expected: Sequence[str], columns: Sequence[str]
+) -> CheckResult:
+    """``features``: the holdout has every feature of the model's feature service (its
+    contract, ``SERVICE:VERSION``), so the model is scored on the features it will be served."""
+    have = {str(c) for c in columns}
+    missing = [name for name in expected if name not in have]
+    return CheckResult(
+        "features",
+        not missing,
+        {"service": service, "expected": list(expected), "missing": missing},
+    )
+
+
 def check_outcome(spec: str, result: Any) -> CheckResult:
     """A behavioural check's return value as a result: ``bool`` (NumPy's too) or
     ``(bool, details)``. Anything else (``"yes"``, ``1``, ``None``) fails the check and says
@@ -578,6 +593,7 @@ class _Trial:
     holdout: pd.DataFrame | None
     root: Path | None
     contract: Schema | None
+    feature_contract: tuple[str, tuple[str, ...]] | None = None
 
     @property
     def label(self) -> str:
@@ -601,6 +617,8 @@ class _Trial:
             plan.append((f"check:{spec}", functools.partial(self.behavioural, spec)))
         if self.contract is not None and self.holdout is not None:
             plan.append(("contract", self.meets_contract))
+        if self.feature_contract is not None and self.holdout is not None:
+            plan.append(("features", self.has_features))
         return plan
 
     @functools.cached_property
@@ -667,6 +685,11 @@ class _Trial:
         assert self.contract is not None and self.holdout is not None  # planned() made sure
         return check_contract(self.contract.validate(self.holdout))
 
+    def has_features(self) -> CheckResult:
+        assert self.feature_contract is not None and self.holdout is not None
+        service, expected = self.feature_contract
+        return check_feature_contract(service, expected, list(self.holdout.columns))
+
 
 def _guard(name: str, run: Callable[[], CheckResult]) -> CheckResult:
     """Run one check; an exception fails the check (with the error), never the process."""
@@ -695,12 +718,14 @@ def evaluate(
     holdout_digest: str | None,
     root: Path | None = None,
     contract: Schema | None = None,
+    feature_contract: tuple[str, Sequence[str]] | None = None,
 ) -> Verdict:
     """Run the policy's checks on the candidate (the champion is scored on the same holdout)
     and return the verdict. A check that raises fails, with its error; behavioural checks are
     imported with the workspace ``root`` on ``sys.path``; with a ``contract`` (the
-    candidate's data schema) the holdout is validated against it too. Without a holdout the
-    candidate's score is the metric its run logged."""
+    candidate's data schema) the holdout is validated against it too, and with a
+    ``feature_contract`` (``("SERVICE:VERSION", feature columns)``) it must hold those
+    features. Without a holdout the candidate's score is the metric its run logged."""
     if holdout is not None and (policy.label is None or policy.label not in holdout.columns):
         raise InvalidInput(
             f"The holdout has no label column {policy.label!r} (its columns: "
@@ -717,6 +742,9 @@ def evaluate(
         holdout=holdout,
         root=root,
         contract=contract,
+        feature_contract=(
+            (feature_contract[0], tuple(feature_contract[1])) if feature_contract else None
+        ),
     )
     checks = tuple(_guard(check, run) for check, run in trial.planned())
     return Verdict(

@@ -66,6 +66,8 @@ class ModelVersion:
     environment: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     aliases: tuple[str, ...] = ()
+    #: The feature contract: ``"SERVICE:VERSION"`` of the feature service the model reads.
+    feature_service: str | None = None
 
     @property
     def uri(self) -> str:
@@ -156,6 +158,7 @@ def _to_version(conn: Connection, name: str, row: Any) -> ModelVersion:
         environment=json.loads(row.environment) if row.environment else {},
         description=row.description,
         aliases=tuple(aliases),
+        feature_service=row.feature_service,
     )
 
 
@@ -236,6 +239,7 @@ def create_version(
     signature: Signature | None,
     environment: dict[str, Any],
     description: str | None,
+    feature_service: str | None = None,
 ) -> ModelVersion:
     check_name(name, "model name")
 
@@ -264,6 +268,7 @@ def create_version(
                 stage=NONE,
                 description=description,
                 created_at=now_ms(),
+                feature_service=feature_service,
             )
         )
         record_event(conn, mid, "registered", version=version, to_version=version)
