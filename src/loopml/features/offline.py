@@ -244,6 +244,10 @@ def entity_frame(frame: Any, join_keys: Sequence[str], timestamp_column: str) ->
         )
     out = frame.copy()
     out[TIME] = utc_times(frame[timestamp_column], timestamp_column)
+    if not pd.api.types.is_datetime64_any_dtype(frame[timestamp_column]):
+        # Times held as objects (strings, naive and aware datetimes mixed) come back as the
+        # UTC times they were read as: DuckDB can't scan a column of mixed datetimes.
+        out[timestamp_column] = out[TIME]
     if out[TIME].isna().any():
         bad = int(out[TIME].isna().sum())
         raise InvalidEntityFrame(
@@ -392,7 +396,8 @@ def historical_features(
             con.execute(
                 f"CREATE OR REPLACE TEMP TABLE __late_rows AS SELECT {ROW} FROM {table} WHERE __late"
             )
-            if con.execute("SELECT count(*) FROM __late_rows").fetchone()[0]:  # type: ignore[index]
+            # fetchall, not fetchone: an unfinished result makes the next register() fail.
+            if con.execute("SELECT count(*) FROM __late_rows").fetchall()[0][0]:
                 con.execute(f"CREATE OR REPLACE TEMP TABLE __late_values AS {late}")
                 cols = ", ".join(quote(f) for f in ref.features)
                 con.execute(
@@ -406,7 +411,11 @@ def historical_features(
         for j, (table, columns) in enumerate(results):
             alias = f"v{j}"
             joins.append(f"LEFT JOIN {table} {alias} ON {alias}.{ROW} = e.{ROW}")
-            select += [f"{alias}.{quote(f)} AS {quote(names[(v, f)])}" for v, f in columns]
+            # An on-demand view's input that wasn't asked for is fetched as view__feature
+            # (dropped from the result after the function ran).
+            select += [
+                f"{alias}.{quote(f)} AS {quote(names.get((v, f), f'{v}__{f}'))}" for v, f in columns
+            ]
         out = con.execute(
             f"SELECT {', '.join(select)} FROM __entities e {' '.join(joins)} ORDER BY e.{ROW}"
         ).df()
@@ -452,10 +461,10 @@ def apply_on_demand(
         inputs = pd.DataFrame(index=frame.index)
         for item in view.inputs:
             for feature in item.features:
-                column = f"{item.view.name}__{feature}" if full_feature_names else feature
-                source = column if column in frame.columns else feature
-                if source not in frame.columns:
-                    source = f"{item.view.name}__{feature}"
+                # Its output column when asked for, else view__feature (never a bare name
+                # that another view's feature may hold).
+                asked = names.get((item.view.name, feature))
+                source = asked if asked in frame.columns else f"{item.view.name}__{feature}"
                 inputs[feature] = frame[source]
         for request in view.request_fields:
             if request.name not in frame.columns:
