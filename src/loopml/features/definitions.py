@@ -234,10 +234,11 @@ class DataFrameSource(Source):
         return "dataframe"
 
     def detail(self) -> dict[str, Any]:
-        columns = [str(c) for c in getattr(self.frame, "columns", [])] or list(
-            self.frame.schema.names
-        )
-        return {"columns": columns}
+        # An Arrow table's .columns are its data: its names are in its schema.
+        schema = getattr(self.frame, "schema", None)
+        if schema is not None and hasattr(schema, "names"):
+            return {"columns": list(schema.names)}
+        return {"columns": [str(c) for c in self.frame.columns]}
 
 
 @dataclass(frozen=True)
