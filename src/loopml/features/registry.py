@@ -109,15 +109,17 @@ def spec_diff(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") 
             elif _named_list(a) and _named_list(b):
                 before = {item["name"]: item for item in a}
                 after = {item["name"]: item for item in b}
-                for name in after.keys() - before.keys():
-                    lines.append(f"+ {where}: {_short(after[name])}")
-                for name in before.keys() - after.keys():
-                    lines.append(f"- {where}: {_short(before[name])}")
+                # In list order, so the same change always reads the same.
+                found = [f"+ {where}: {_short(after[n])}" for n in after if n not in before]
+                found += [f"- {where}: {_short(before[n])}" for n in before if n not in after]
                 for name in sorted(before.keys() & after.keys()):
                     if before[name] != after[name]:
-                        lines.append(
+                        found.append(
                             f"~ {where}.{name}: {_short(before[name])} → {_short(after[name])}"
                         )
+                if not found:  # the same elements, reordered: still a change (column order)
+                    found.append(f"~ {where}: order {', '.join(before)} → {', '.join(after)}")
+                lines += found
             else:
                 lines.append(f"~ {where}: {_short(a)} → {_short(b)}")
     return lines
