@@ -34,14 +34,20 @@ from loopml.exceptions import LoopmlError
 from loopml.features import offline
 from loopml.features.definitions import DTYPES, FeatureView
 from loopml.features.errors import FeatureDefinitionError, OnlineStoreUnavailable
-from loopml.features.online import OnlineRow, OnlineStore, entity_key, open_online_store
+from loopml.features.online import (
+    REDIS_BATCH,
+    OnlineRow,
+    OnlineStore,
+    entity_key,
+    open_online_store,
+)
 from loopml.features.tables import feature_materializations as fm
 
 if TYPE_CHECKING:
     from loopml.pipelines.executors import Executor, Outcome
     from loopml.store.db import Database
 
-BATCH_ROWS = 5_000
+BATCH_ROWS = REDIS_BATCH  # each write is one transaction / one Redis script: atomic
 RUNNING, DONE, FAILED = "RUNNING", "DONE", "FAILED"
 
 

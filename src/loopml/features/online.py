@@ -17,9 +17,10 @@ Semantics every store keeps (one contract suite checks them, ``tests/features/te
   join-key values, so ``1`` and ``"1"`` name the same entity;
 - writes never regress: a row replaces the stored one only if its event time is newer, or
   equal with a created time at least as new; writing the same rows twice changes nothing;
-- one :meth:`~OnlineStore.write` call is atomic: readers see all of its rows or none (a SQLite
-  transaction; one Lua script in Redis). A materialization writes in batches, so an
-  interrupted one leaves whole batches, never half-written entities;
+- a :meth:`~OnlineStore.write` is atomic: readers see all of its rows or none (a SQLite
+  transaction; in Redis one Lua script per :data:`REDIS_BATCH` rows, so a call of more rows
+  is atomic per slice of that size). Materializations and pushes write batches of at most
+  that many rows, so an interrupted one leaves whole batches, never half-written entities;
 - a missing entity reads as ``None``; values come back in the types they were written
   (float, int, str, bool, null, and timestamps as UTC datetimes when the field says so).
 
@@ -386,7 +387,8 @@ for k = 1, #KEYS do
 end
 return #KEYS
 """
-_REDIS_BATCH = 2000  # rows per script call: bounds the time Redis is blocked by one batch
+#: Rows per Lua script call: bounds the time one batch blocks Redis (a few ms).
+REDIS_BATCH = 5_000
 
 
 class RedisOnlineStore:
@@ -463,7 +465,7 @@ class RedisOnlineStore:
                 args += [row.event_us, row.created_us, len(row.values)]
                 for name, value in row.values.items():
                     args += [name, _encode(value)]
-                if len(keys) >= _REDIS_BATCH:
+                if len(keys) >= REDIS_BATCH:
                     self._script(keys=keys, args=args, client=client)
                     total += len(keys)
                     keys, args = [], []
