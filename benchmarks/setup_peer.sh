@@ -16,6 +16,7 @@ declare -A PEERS=(
   [dvc]="dvc==3.*"
   [prefect]="prefect==3.*"
   [pandera]="pandera[pandas] pyarrow"
+  [feast]="feast[duckdb]==0.67.*"
 )
 # -----------------------------------------------------------------------------------------------
 
