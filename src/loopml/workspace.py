@@ -264,6 +264,9 @@ class Workspace:
         runs: Runs | None = self._namespaces.get("runs")
         if runs is not None:
             runs.close()
+        features = self._namespaces.get("features")
+        if features is not None:
+            features.close()  # the online store's connections
         if self._db is not None:
             self._db.close()
 

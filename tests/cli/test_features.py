@@ -143,3 +143,27 @@ def test_a_broken_features_module_is_one_error_line(project: Path) -> None:
     (project / "features.py").write_text(FEATURES.format(ttl=0))
     zero = run("features", "apply")
     assert zero.exit_code == 1 and "ttl must be a positive timedelta" in zero.stderr
+
+
+def test_materialize_is_resumable_and_reported(project: Path) -> None:
+    assert run("features", "apply").exit_code == 0
+    first = run("features", "materialize", "2026-01-01T00:00:00Z", "2026-01-31T00:00:00Z")
+    assert first.exit_code == 0, first.output
+    assert "customer_stats" in first.output and "Partitions run" in first.output
+    again = json.loads(
+        run(
+            "features", "materialize", "2026-01-01T00:00:00Z", "2026-01-31T00:00:00Z", "--json"
+        ).output
+    )
+    assert [(r["view"], r["ran"], r["skipped"]) for r in again] == [("customer_stats", 0, 8)]
+    later = json.loads(
+        run("features", "materialize-incremental", "2026-02-01T00:00:00Z", "--json").output
+    )
+    assert later[0]["start"] == "2026-01-31T00:00:00+00:00" and later[0]["ran"] == 8
+    with Workspace.open(project) as ws:
+        stored = ws.features.online_store.read(
+            "customer_stats", ["1"], list(ws.features.definitions.view("customer_stats").schema)
+        )
+    assert stored[0] is not None
+    bad = run("features", "materialize", "2026-01-01", "2026-01-31", "--view", "customer_stat")
+    assert bad.exit_code == 1 and "customer_stats" in bad.stderr

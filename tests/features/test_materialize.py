@@ -11,9 +11,8 @@ import pytest
 
 from features.conftest import NOW, customer_stats, stats_view
 from loopml import events
-from loopml.features import InvalidEntityFrame, OnlineStoreUnavailable
+from loopml.features import InvalidEntityFrame, MaterializationFailed, OnlineStoreUnavailable
 from loopml.features import materialize as mat
-from loopml.features.materialize import MaterializationFailed
 from loopml.workspace import Workspace
 
 FEATURES = ["customer_stats:avg_purchase", "customer_stats:n_orders"]

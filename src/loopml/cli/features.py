@@ -156,14 +156,20 @@ def materialize(
     """Load each entity's latest value with an event time from START to END into the online
     store. A rerun of the same range skips partitions already done. START and END are ISO
     times (2026-11-30T16:32:07-05:00; without an offset, local time)."""
+    from loopml.cli.progress import progress_bar
+
     begin, until = parse_time(start, "START"), parse_time(end, "END")
-    results = ws.features.materialize(
-        begin,
-        until,
-        list(views) or None,
-        executor=executor,
-        partitions=partitions,
-    )
+    with progress_bar(
+        "Materializing", unit="partition", show_bytes=False, enabled=not as_json
+    ) as tracker:
+        results = ws.features.materialize(
+            begin,
+            until,
+            list(views) or None,
+            executor=executor,
+            partitions=partitions,
+            progress=tracker,
+        )
     _report(results, as_json)
 
 
@@ -177,24 +183,48 @@ def materialize_incremental(
     ws: Workspace, end: str, views: tuple[str, ...], executor: str, as_json: bool
 ) -> None:
     """Materialize from where each view's last materialization ended up to END."""
+    from loopml.cli.progress import progress_bar
+
     until = parse_time(end, "END")
-    results = ws.features.materialize_incremental(until, list(views) or None, executor=executor)
+    with progress_bar(
+        "Materializing", unit="partition", show_bytes=False, enabled=not as_json
+    ) as tracker:
+        results = ws.features.materialize_incremental(
+            until, list(views) or None, executor=executor, progress=tracker
+        )
     _report(results, as_json)
 
 
 def _report(results: Any, as_json: bool) -> None:
-    rows = [r.to_dict() if hasattr(r, "to_dict") else dict(r) for r in results]
     if as_json:
-        emit_json(rows)
+        emit_json(
+            [
+                {
+                    "view": r.view,
+                    "start": r.start,
+                    "end": r.end,
+                    "rows": r.rows,
+                    "partitions": r.partitions,
+                    "ran": r.ran,
+                    "skipped": r.skipped,
+                }
+                for r in results
+            ]
+        )
         return
     out = console()
-    if not rows:
+    if not results:
         out.print("No online views to materialize.")
         return
-    grid = table(*[str(k).replace("_", " ").capitalize() for k in rows[0]])
-    for row in rows:
+    grid = table("View", "From", "To", "Rows", "Partitions run", "Already done")
+    for r in results:
         grid.add_row(
-            *[format_time(v) if hasattr(v, "astimezone") else text(str(v)) for v in row.values()]
+            text(r.view),
+            format_time(r.start),
+            format_time(r.end),
+            f"{r.rows:,}",
+            str(r.ran),
+            str(r.skipped),
         )
     out.print(grid)
 

@@ -45,9 +45,11 @@ if TYPE_CHECKING:
         FeatureDefinitionError,
         FeatureNotFound,
         InvalidEntityFrame,
+        MaterializationFailed,
         OnlineStoreUnavailable,
         SourceNotFound,
     )
+    from loopml.features.online import OnlineResponse
     from loopml.features.store import FeatureStore
 
 _NAMES = {
@@ -73,12 +75,14 @@ _NAMES = {
             "FeatureDefinitionError",
             "FeatureNotFound",
             "InvalidEntityFrame",
+            "MaterializationFailed",
             "OnlineStoreUnavailable",
             "SourceNotFound",
         ],
         "loopml.features.errors",
     ),
     "FeatureStore": "loopml.features.store",
+    "OnlineResponse": "loopml.features.online",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _NAMES)
 __all__ = [
@@ -94,7 +98,9 @@ __all__ = [
     "Field",
     "FileSource",
     "InvalidEntityFrame",
+    "MaterializationFailed",
     "OnDemandFeatureView",
+    "OnlineResponse",
     "OnlineStoreUnavailable",
     "PostgresSource",
     "RequestSource",

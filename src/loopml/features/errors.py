@@ -13,7 +13,7 @@ StoreUnavailable
 
 from __future__ import annotations
 
-from loopml.exceptions import InvalidInput, NotFound, StoreUnavailable
+from loopml.exceptions import InvalidInput, LoopmlError, NotFound, StoreUnavailable
 
 
 class FeatureNotFound(NotFound):
@@ -34,3 +34,8 @@ class InvalidEntityFrame(InvalidInput):
 
 class OnlineStoreUnavailable(StoreUnavailable):
     """The online store can't be reached."""
+
+
+class MaterializationFailed(LoopmlError):
+    """Some partitions of a materialization failed; the DONE ones are kept, so running the
+    same materialization again does only the rest."""

@@ -30,10 +30,13 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, and_, case, delete, func, insert, select
 
 from loopml import events
-from loopml.exceptions import LoopmlError
 from loopml.features import offline
 from loopml.features.definitions import DTYPES, FeatureView
-from loopml.features.errors import FeatureDefinitionError, OnlineStoreUnavailable
+from loopml.features.errors import (
+    FeatureDefinitionError,
+    MaterializationFailed,
+    OnlineStoreUnavailable,
+)
 from loopml.features.online import (
     REDIS_BATCH,
     OnlineRow,
@@ -49,11 +52,6 @@ if TYPE_CHECKING:
 
 BATCH_ROWS = REDIS_BATCH  # each write is one transaction / one Redis script: atomic
 RUNNING, DONE, FAILED = "RUNNING", "DONE", "FAILED"
-
-
-class MaterializationFailed(LoopmlError):
-    """Some partitions of a materialization failed; the DONE ones are kept, so running the
-    same materialization again does only the rest."""
 
 
 @dataclass(frozen=True)
