@@ -299,17 +299,15 @@ def plan_view_sql(
     on = " AND ".join(f"p.{quote(k)} = f.{quote(k)}" for k in keys)
     cols = ", ".join(f"f.{quote(f)}" for f in features)
 
-    def guarded(event: str, time: str, prefix: str) -> str:
-        expired = (
-            f"{event} < {time} - to_microseconds(CAST({int(ttl_seconds * 1_000_000)} AS BIGINT))"
-            if ttl_seconds is not None
-            else "false"
-        )
-        return ", ".join(
-            f"CASE WHEN {event} IS NULL OR {expired} THEN NULL ELSE {prefix}{quote(f)} END "
-            f"AS {quote(f)}"
-            for f in features
-        )
+    def fresh(event: str, time: str) -> str:
+        """A condition: the matched row exists and is within the TTL at the row's time."""
+        if ttl_seconds is None:
+            return f"{event} IS NOT NULL"
+        micros = int(ttl_seconds * 1_000_000)
+        return f"{event} >= {time} - to_microseconds(CAST({micros} AS BIGINT))"
+
+    def guarded(prefix: str) -> str:
+        return ", ".join(f"if(__fresh, {prefix}{quote(f)}, NULL) AS {quote(f)}" for f in features)
 
     # With created times the merge key is (event, created): the latest event, then the latest
     # created among rows of that event. Without, created is the event time: event alone.
@@ -319,17 +317,23 @@ def plan_view_sql(
         f"WITH p AS (SELECT {ROW}, {TIME}, {', '.join(quote(k) for k in keys)}, "
         f"{probe_key} AS __k FROM {probe}), "
         f"f AS (SELECT *, {source_key} AS __k FROM {source}), "
-        f"m AS (SELECT p.{ROW}, p.{TIME}, f.{EVENT}, f.{CREATED}, {cols} "
+        f"m AS (SELECT p.{ROW}, coalesce(f.{CREATED} > p.{TIME}, false) AS __late, "
+        f"coalesce({fresh('f.' + EVENT, 'p.' + TIME)}, false) AS __fresh, {cols} "
         f"FROM p ASOF LEFT JOIN f ON {on} AND p.__k >= f.__k) "
-        f"SELECT {ROW}, coalesce({CREATED} > {TIME}, false) AS __late, "
-        f"{guarded(EVENT, TIME, '')} FROM m"
+        f"SELECT {ROW}, __late, {guarded('')} FROM m"
     )
+    # Late rows are few: an inner join lets DuckDB build its hash table on them, not on the
+    # source; the left join after it keeps late rows that have no known value.
+    late_probe = f"(SELECT * FROM {probe} WHERE {ROW} IN (SELECT {ROW} FROM __late_rows))"
     late = (
-        f"SELECT p.{ROW}, {guarded('f.' + EVENT, 'p.' + TIME, 'f.')} FROM {probe} p LEFT JOIN {source} f ON {on} "
-        f"AND f.{EVENT} <= p.{TIME} AND f.{CREATED} <= p.{TIME} "
-        f"WHERE p.{ROW} IN (SELECT {ROW} FROM __late_rows) "
-        f"QUALIFY row_number() OVER (PARTITION BY p.{ROW} "
-        f"ORDER BY f.{EVENT} DESC NULLS LAST, f.{CREATED} DESC NULLS LAST) = 1"
+        f"WITH l AS {late_probe}, "
+        f"b AS (SELECT l.{ROW}, f.{EVENT}, {cols} FROM l JOIN {source} f "
+        f"ON {on.replace('p.', 'l.')} AND f.{EVENT} <= l.{TIME} AND f.{CREATED} <= l.{TIME} "
+        f"QUALIFY row_number() OVER (PARTITION BY l.{ROW} "
+        f"ORDER BY f.{EVENT} DESC, f.{CREATED} DESC) = 1) "
+        f"SELECT {ROW}, {guarded('')} FROM (SELECT l.{ROW}, "
+        f"coalesce({fresh('b.' + EVENT, 'l.' + TIME)}, false) AS __fresh, "
+        f"{cols.replace('f.', 'b.')} FROM l LEFT JOIN b ON b.{ROW} = l.{ROW})"
     )
     return asof, late
 
