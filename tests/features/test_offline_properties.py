@@ -19,6 +19,9 @@ from features import reference
 from loopml.features import DataFrameSource, Entity, FeatureView, Field, FileSource
 from loopml.workspace import Workspace
 
+# Property runs take seconds each: the whole suite runs them, the fast lane does not.
+pytestmark = pytest.mark.slow
+
 BASE = datetime(2024, 3, 1, 12, 0, tzinfo=UTC)
 PARIS = timezone(timedelta(hours=2))
 EXAMPLES = settings(max_examples=35, deadline=None, database=None)
