@@ -5,13 +5,20 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 import loopml
 from loopml.workspace import Workspace, set_default_workspace
-from services import drop_postgres_database, fresh_postgres_url, fresh_s3_bucket, s3_endpoint
+from services import (
+    drop_postgres_database,
+    fresh_postgres_url,
+    fresh_s3_bucket,
+    require_module,
+    s3_endpoint,
+)
 
 DB_BACKENDS = ["sqlite-file", "sqlite-memory", "postgres"]
 BLOB_BACKENDS = ["file", "memory", "s3"]
@@ -127,3 +134,13 @@ def default_ws(sqlite_ws: Workspace) -> Workspace:
     """``sqlite_ws`` made the default workspace of the module-level API."""
     loopml.set_default_workspace(sqlite_ws)
     return sqlite_ws
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[ModuleType]:
+    """A real local Ray cluster (2 CPUs), started once for the session."""
+    ray = require_module("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
+from types import ModuleType
 
 import pandas as pd
 import pytest
@@ -206,3 +207,14 @@ def test_partitions_cover_every_entity_once() -> None:
         assert rows  # every slice gets some of 200 entities
         seen += [r[0] for r in rows]
     assert sorted(seen) == list(range(200))
+
+
+@pytest.mark.slow
+def test_ray_executor(
+    feature_ws_factory: Callable[..., Workspace], ray_cluster: ModuleType
+) -> None:
+    """Partitions run as Ray tasks on a real local cluster and land in the same store."""
+    ws = feature_ws_factory("sqlite")
+    (result,) = ws.features.materialize(NOW - timedelta(days=1), NOW, executor="ray", partitions=3)
+    assert (result.rows, result.ran) == (20, 3)
+    assert online(ws, [11])["n_orders"] == [15]
