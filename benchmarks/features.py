@@ -803,7 +803,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default=",".join(CASES), help="comma-separated: offline,online")
     ap.add_argument(
         "--redis-url",
-        default=os.environ.get("LOOPML_TEST_REDIS_URL"),
+        default=None,
         help="also measure loopml's Redis online store (default $LOOPML_TEST_REDIS_URL)",
     )
     ap.add_argument("--timeout", type=float, default=1800, help="seconds per worker")
@@ -818,8 +818,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start", help=argparse.SUPPRESS)
     ap.add_argument("--end", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if args.worker:
+    if args.worker:  # a worker uses Redis only when told to: the SQLite run must not
         return run_worker(args)
+    args.redis_url = args.redis_url or os.environ.get("LOOPML_TEST_REDIS_URL")
 
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
     if set(cases) - set(CASES):
