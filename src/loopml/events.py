@@ -11,7 +11,8 @@ emits inside its own transaction (:func:`emit` with a ``Connection``) commits it
 event together, or neither.
 
 The kinds loopml writes are listed once, in :data:`KINDS`; a kind in one of their namespaces
-(``run.``, ``data.``, ``model.``, ``pipeline.``, ``feature.``) must be one of them, so a typo is an error
+(``run.``, ``data.``, ``model.``, ``pipeline.``, ``feature.``,
+``deployment.``) must be one of them, so a typo is an error
 rather than an event nobody reads. Any other kind (``"alert"``, ``"retrain"``,
 ``"team.nightly"``) is yours.
 """
@@ -163,6 +164,24 @@ KINDS: Final[Mapping[str, EventKind]] = {
             "definition name",
             ("kind", "version", "previous"),
             "a feature definition (entity, view, on-demand view, service) got a new version",
+        ),
+        EventKind(
+            "deployment.created",
+            "deployment",
+            ("revision", "strategy", "reason"),
+            "a deployment was created (revision 1 of its configuration)",
+        ),
+        EventKind(
+            "deployment.changed",
+            "deployment",
+            ("revision", "strategy", "reason"),
+            "a deployment's configuration got a new revision (strategy, variants, weights)",
+        ),
+        EventKind(
+            "deployment.rolled_back",
+            "deployment",
+            ("revision", "strategy", "reason"),
+            "a deployment went back to its previous configuration",
         ),
         EventKind(
             "feature.materialized",

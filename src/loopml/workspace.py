@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from loopml.events import Events
     from loopml.features.store import FeatureStore
     from loopml.pipelines.namespace import Pipelines
+    from loopml.serving.deployments import Deployments
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -219,6 +220,13 @@ class Workspace:
         from loopml.features.store import FeatureStore
 
         return self._namespace("features", FeatureStore)
+
+    @property
+    def deployments(self) -> Deployments:
+        """What servers serve, with every revision (:class:`loopml.serving.Deployments`)."""
+        from loopml.serving.deployments import Deployments
+
+        return self._namespace("deployments", Deployments)
 
     # -- the module-level functions' names, forwarding to the namespaces ---------------------
 

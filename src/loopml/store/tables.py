@@ -44,6 +44,7 @@ TABLE_MODULES = (
     "loopml.pipelines.tables",
     "loopml.validation.tables",
     "loopml.features.tables",
+    "loopml.serving.tables",
     "loopml.events",
 )
 

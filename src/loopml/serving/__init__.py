@@ -1,0 +1,35 @@
+"""Serving: registry models over HTTP, deployments with progressive-delivery strategies, and
+the prediction log monitoring reads.
+
+    ws.deployments.create("churn", "churn@production")     # or `loopml deploy create`
+    # `loopml serve churn --port 8000`: POST /predict, /invocations, /feedback; GET /health,
+    # /ready, /metrics, /deployment
+
+Deployments are revisions of a configuration in the metadata DB
+(:mod:`loopml.serving.deployments`); every server replica follows the newest revision.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loopml.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from loopml.serving.deployments import (
+        Deployment,
+        DeploymentNotFound,
+        Deployments,
+        Variant,
+    )
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "Deployment": "loopml.serving.deployments",
+        "DeploymentNotFound": "loopml.serving.deployments",
+        "Deployments": "loopml.serving.deployments",
+        "Variant": "loopml.serving.deployments",
+    },
+)
+__all__ = ["Deployment", "DeploymentNotFound", "Deployments", "Variant"]
