@@ -166,6 +166,12 @@ KINDS: Final[Mapping[str, EventKind]] = {
             "a feature definition (entity, view, on-demand view, service) got a new version",
         ),
         EventKind(
+            "feature.materialized",
+            "feature view",
+            ("start", "end", "rows"),
+            "a feature view's values from start to end were loaded into the online store",
+        ),
+        EventKind(
             "deployment.created",
             "deployment",
             ("revision", "strategy", "reason"),
@@ -182,12 +188,6 @@ KINDS: Final[Mapping[str, EventKind]] = {
             "deployment",
             ("revision", "strategy", "reason"),
             "a deployment went back to its previous configuration",
-        ),
-        EventKind(
-            "feature.materialized",
-            "feature view",
-            ("start", "end", "rows"),
-            "a feature view's values from start to end were loaded into the online store",
         ),
     )
 }
