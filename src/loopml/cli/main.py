@@ -25,6 +25,7 @@ from loopml.exceptions import LoopmlError
 COMMANDS = {
     "config": "loopml.cli.config:config",
     "data": "loopml.cli.data:data",
+    "deploy": "loopml.cli.deploy:deploy",
     "experiments": "loopml.cli.experiments:experiments",
     "features": "loopml.cli.features:features",
     "models": "loopml.cli.models:models",
