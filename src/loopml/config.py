@@ -54,6 +54,7 @@ from loopml.data.settings import DataSettings
 from loopml.exceptions import InvalidConfig, WorkspaceNotFound
 from loopml.features.settings import FeaturesSettings
 from loopml.registry.settings import RegistrySettings
+from loopml.serving.settings import ServingSettings
 from loopml.tracking.settings import TrackingSettings
 
 CONFIG_FILE = "loopml.toml"
@@ -144,6 +145,7 @@ SECTIONS: dict[str, type] = {
     "registry": RegistrySettings,
     "scheduler": SchedulerSettings,
     "features": FeaturesSettings,
+    "serving": ServingSettings,
 }
 #: Tables of named tables, each checked by the area that reads it (``[gates.churn]``:
 #: :meth:`loopml.registry.gates.GatePolicy.from_dict`).
@@ -169,6 +171,7 @@ class Settings:
     registry: RegistrySettings = field(default_factory=RegistrySettings)
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     features: FeaturesSettings = field(default_factory=FeaturesSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
     #: ``[gates.NAME]`` tables as written; each is checked when it is used
     #: (:meth:`loopml.registry.gates.GatePolicy.from_dict`) or by ``loopml config show``.
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

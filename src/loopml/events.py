@@ -189,6 +189,12 @@ KINDS: Final[Mapping[str, EventKind]] = {
             ("revision", "strategy", "reason"),
             "a deployment went back to its previous configuration",
         ),
+        EventKind(
+            "deployment.model_failed",
+            "deployment",
+            ("revision", "variant", "model", "error"),
+            "a server could not load a variant's model: it gets no traffic, the primary serves",
+        ),
     )
 }
 #: Namespaces whose kinds are loopml's own (see :data:`KINDS`).

@@ -32,6 +32,7 @@ COMMANDS = {
     "pipelines": "loopml.cli.pipelines:pipelines",
     "runs": "loopml.cli.runs:runs",
     "scheduler": "loopml.cli.scheduler:scheduler",
+    "serve": "loopml.cli.serve:serve",
 }
 
 

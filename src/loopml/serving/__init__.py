@@ -16,12 +16,14 @@ from typing import TYPE_CHECKING
 from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from loopml.serving.app import create_app
     from loopml.serving.deployments import (
         Deployment,
         DeploymentNotFound,
         Deployments,
         Variant,
     )
+    from loopml.serving.log import PredictionLogger, read_feedback, read_predictions
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -30,6 +32,19 @@ __getattr__, __dir__ = lazy_exports(
         "DeploymentNotFound": "loopml.serving.deployments",
         "Deployments": "loopml.serving.deployments",
         "Variant": "loopml.serving.deployments",
+        "PredictionLogger": "loopml.serving.log",
+        "read_feedback": "loopml.serving.log",
+        "read_predictions": "loopml.serving.log",
+        "create_app": "loopml.serving.app",
     },
 )
-__all__ = ["Deployment", "DeploymentNotFound", "Deployments", "Variant"]
+__all__ = [
+    "Deployment",
+    "DeploymentNotFound",
+    "Deployments",
+    "PredictionLogger",
+    "Variant",
+    "create_app",
+    "read_feedback",
+    "read_predictions",
+]

@@ -1,0 +1,809 @@
+"""The model server: a deployment's registry models over HTTP (``loopml serve``).
+
+    app = create_app(ws, "churn")           # a Starlette app; uvicorn runs it
+
+Endpoints:
+
+- ``POST /predict``: ``{"records": [{...}, ...]}`` or ``{"columns": [...], "data": [[...]]}``
+  → ``{"predictions": [...], "request_id": "...", "model": "churn/4", "variant": "primary"}``.
+  An ``X-Request-Id`` header is used as the request id (else one is made) and echoed back.
+- ``POST /invocations``: MLflow's bodies (``dataframe_split``, ``dataframe_records``,
+  ``inputs``, ``instances``) → ``{"predictions": [...]}``, as MLflow answers.
+- ``POST /feedback``: ``{"request_id": ..., "label": ...}`` or ``{"request_id": ...,
+  "reward": 1.0}`` → 202. The id is not checked against the log (that is written
+  asynchronously, by every replica): feedback for an unknown id is stored and simply joins
+  no prediction.
+- ``GET /health`` (alive), ``GET /ready`` (503 until the primary's model is loaded),
+  ``GET /metrics`` (Prometheus), ``GET /deployment`` (the configuration served, with its
+  revision and the model version each variant resolved to).
+
+Inputs are checked against the answering model version's signature: missing or extra
+columns and values of the wrong type are a 422 naming them; a body that is not JSON, or of
+the wrong shape, a 400; a body over ``[serving] max_body_bytes`` a 413; a model that raises
+a 500 carrying the request id. With ``[serving] api_keys`` set, ``/predict``,
+``/invocations`` and ``/feedback`` need ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``
+(401 otherwise). No endpoint changes a deployment.
+
+The server polls the deployment's revision (and the versions its model references resolve
+to) every ``poll_interval`` seconds and follows a change without a restart. A variant whose
+model fails to load gets no traffic and a ``deployment.model_failed`` event; if it is the
+primary, the previous models keep serving. Every scored request (including shadow scores) is
+queued to the prediction log (:mod:`loopml.serving.log`), written off the response path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from loopml.exceptions import InvalidInput, LoopmlError, NotFound, StoreUnavailable
+from loopml.serving.deployments import Deployment, Variant
+from loopml.serving.log import PredictionLogger, to_json
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+
+    from loopml.registry.signature import Signature
+    from loopml.workspace import Workspace
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables the ``--workers N`` factory reads (:func:`app_from_env`).
+DEPLOYMENT_ENV = "LOOPML_SERVE_DEPLOYMENT"
+POLL_ENV = "LOOPML_SERVE_POLL_INTERVAL"
+
+
+class BadRequest(InvalidInput):
+    """A request body the model server can't read (400)."""
+
+
+class SchemaMismatch(InvalidInput):
+    """Inputs that don't match the model's signature (422)."""
+
+
+# -- request bodies ------------------------------------------------------------------------
+
+
+def _columns_data(body: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(body, Mapping):
+        raise BadRequest(f'{where} must be an object: {{"columns": [...], "data": [[...]]}}.')
+    columns, data = body.get("columns"), body.get("data")
+    if not isinstance(columns, list) or not all(isinstance(c, str) for c in columns):
+        raise BadRequest(f'{where}: "columns" must be a list of column names.')
+    if not isinstance(data, list) or not all(isinstance(r, list) for r in data):
+        raise BadRequest(f'{where}: "data" must be a list of rows (lists of values).')
+    for i, row in enumerate(data):
+        if len(row) != len(columns):
+            raise BadRequest(
+                f"{where}: row {i} has {len(row)} value(s) for {len(columns)} column(s)."
+            )
+    return [dict(zip(columns, row, strict=True)) for row in data]
+
+
+def _records(value: Any, where: str) -> list[dict[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(r, Mapping) for r in value):
+        raise BadRequest(f"{where} must be a list of objects (one per row).")
+    return [dict(r) for r in value]
+
+
+def _tensor_like(value: Any, where: str) -> list[dict[str, Any]] | list[list[Any]]:
+    """MLflow's ``inputs``/``instances``: rows as objects, columns as an object of lists,
+    or rows as lists (for models whose signature is an array)."""
+    if isinstance(value, Mapping):
+        columns = {str(k): v if isinstance(v, list) else [v] for k, v in value.items()}
+        lengths = {len(v) for v in columns.values()}
+        if len(lengths) > 1:
+            raise BadRequest(f"{where}: the columns differ in length.")
+        n = lengths.pop() if lengths else 0
+        return [{k: v[i] for k, v in columns.items()} for i in range(n)]
+    if isinstance(value, list) and all(isinstance(r, Mapping) for r in value):
+        return [dict(r) for r in value]
+    if isinstance(value, list) and all(isinstance(r, list) for r in value):
+        return [list(r) for r in value]
+    raise BadRequest(f"{where} must be a list of rows or an object of columns.")
+
+
+def parse_predict(body: Any) -> list[dict[str, Any]]:
+    """The rows of a ``/predict`` body; :class:`BadRequest` naming what is wrong."""
+    if not isinstance(body, Mapping):
+        raise BadRequest('The body must be a JSON object: {"records": [{...}]}.')
+    if "records" in body:
+        if set(body) != {"records"}:
+            raise BadRequest(f"Unknown field(s) beside records: {sorted(set(body) - {'records'})}.")
+        return _records(body["records"], '"records"')
+    if "columns" in body or "data" in body:
+        if set(body) - {"columns", "data"}:
+            raise BadRequest(
+                f"Unknown field(s) beside columns and data: {sorted(set(body) - {'columns', 'data'})}."
+            )
+        return _columns_data(body, "The body")
+    raise BadRequest(
+        'Give "records": [{"col": value, ...}] or "columns": [...] with "data": [[...]].'
+    )
+
+
+_MLFLOW_FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
+
+
+def parse_invocations(body: Any) -> list[dict[str, Any]] | list[list[Any]]:
+    """The rows of an MLflow ``/invocations`` body (one of ``dataframe_split``,
+    ``dataframe_records``, ``inputs``, ``instances``; ``params`` is ignored)."""
+    if not isinstance(body, Mapping):
+        raise BadRequest(
+            f"The body must be a JSON object with one of {', '.join(_MLFLOW_FORMATS)}."
+        )
+    given = [k for k in _MLFLOW_FORMATS if k in body]
+    unknown = sorted(set(body) - {*_MLFLOW_FORMATS, "params"})
+    if len(given) != 1 or unknown:
+        raise BadRequest(
+            f"The body must hold exactly one of {', '.join(_MLFLOW_FORMATS)}"
+            + (f"; unknown field(s) {unknown}" if unknown else f"; got {given or 'none'}")
+            + "."
+        )
+    kind = given[0]
+    if kind == "dataframe_split":
+        split = body[kind]
+        if isinstance(split, Mapping):
+            split = {k: v for k, v in split.items() if k != "index"}
+        return _columns_data(split, '"dataframe_split"')
+    if kind == "dataframe_records":
+        return _records(body[kind], '"dataframe_records"')
+    return _tensor_like(body[kind], f'"{kind}"')
+
+
+# -- signatures ----------------------------------------------------------------------------
+
+
+def _value_problem(dtype: str, value: Any) -> str | None:
+    """Why ``value`` (from JSON) can't be a ``dtype`` value (None: it can)."""
+    if value is None:
+        return None if dtype.startswith(("float", "object", "string", "datetime")) else "null"
+    if dtype.startswith(("int", "uint")):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok = ok or (isinstance(value, float) and value.is_integer())
+        return None if ok else type(value).__name__
+    if dtype.startswith("float"):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        return None if ok else type(value).__name__
+    if dtype == "bool":
+        return None if isinstance(value, bool) else type(value).__name__
+    if dtype.startswith("datetime"):
+        if isinstance(value, str):
+            try:
+                datetime.fromisoformat(value)
+            except ValueError:
+                return "str (not an ISO 8601 time)"
+            return None
+        return type(value).__name__
+    if dtype in ("object", "string", "str"):
+        return None if isinstance(value, str) else type(value).__name__
+    return None  # a dtype the signature names but JSON can't express: pandas will judge
+
+
+def check_rows(
+    rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]], signature: Signature | None
+) -> pd.DataFrame:
+    """``rows`` as the DataFrame the model takes, checked against ``signature``: a
+    :class:`SchemaMismatch` names the missing and extra columns and the wrong types."""
+    import pandas as pd
+    from pandas.api.types import pandas_dtype
+
+    if signature is None or not signature.inputs:
+        return pd.DataFrame(list(rows))
+    expected = dict(signature.inputs)
+    array = all(name.startswith("[") for name in expected)
+    if array:  # a model of arrays: rows are lists of len(expected) values
+        width = len(expected)
+        bad = [i for i, r in enumerate(rows) if isinstance(r, Mapping) or len(r) != width]
+        if bad:
+            raise SchemaMismatch(f"Rows {bad[:5]} are not lists of {width} value(s).")
+        return pd.DataFrame([list(r) for r in rows])
+    if any(not isinstance(r, Mapping) for r in rows):
+        raise SchemaMismatch(f"Rows must be objects with the columns {list(expected)}.")
+    present: dict[str, None] = {}
+    for row in rows:
+        present.update(dict.fromkeys(row))
+    missing = [c for c in expected if c not in present]
+    extra = [c for c in present if c not in expected]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s) {missing}")
+    if extra:
+        problems.append(f"unexpected column(s) {extra}")
+    wrong: dict[str, str] = {}
+    records = [r for r in rows if isinstance(r, Mapping)]
+    for row in records:
+        for column, value in row.items():
+            dtype = expected.get(column)
+            if dtype is None or column in wrong:
+                continue
+            got = _value_problem(dtype, value)
+            if got is not None:
+                wrong[column] = f"{column!r} must be {dtype}, got {got} ({value!r})"
+    if wrong:
+        problems.append("wrong type(s): " + "; ".join(wrong.values()))
+    if problems:
+        raise SchemaMismatch(
+            "The inputs don't match the model's signature: " + ", ".join(problems) + "."
+        )
+    frame = pd.DataFrame(records, columns=list(expected))
+    for column, dtype in expected.items():
+        if str(frame[column].dtype) != dtype:
+            try:
+                frame[column] = (
+                    pd.to_datetime(frame[column], utc=False)
+                    if dtype.startswith("datetime")
+                    else frame[column].astype(pandas_dtype(dtype))
+                )
+            except (TypeError, ValueError) as exc:
+                raise SchemaMismatch(f"Column {column!r} can't be {dtype}: {exc}") from exc
+    return frame
+
+
+def _outputs(predictions: Any) -> list[Any]:
+    """A model's output as a JSON-ready list (one item per row)."""
+    if hasattr(predictions, "to_dict") and hasattr(predictions, "columns"):
+        return list(predictions.to_dict(orient="records"))
+    if hasattr(predictions, "tolist"):
+        out = predictions.tolist()
+        return out if isinstance(out, list) else [out]
+    if isinstance(predictions, (list, tuple)):
+        return list(predictions)
+    return [predictions]
+
+
+# -- what is being served -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A variant whose model is loaded: the version its reference resolved to."""
+
+    variant: Variant
+    model_uri: str  # models:/churn/4
+    model: Any
+    signature: Signature | None
+
+    @property
+    def label(self) -> str:
+        return self.model_uri.removeprefix("models:/")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One revision of a deployment with the variants that loaded (those that didn't get
+    no traffic)."""
+
+    deployment: Deployment
+    loaded: Mapping[str, Loaded]
+    failed: Mapping[str, str] = field(default_factory=dict)  # variant -> error
+    resolved: tuple[tuple[str, str], ...] = ()  # (variant, models:/name/version)
+
+
+@dataclass(frozen=True)
+class Routing:
+    """Which loaded variant answers a request, and which score it off the response path."""
+
+    answer: str
+    shadows: tuple[str, ...] = ()
+
+
+def _route(deployment: Deployment, key: str) -> Routing:
+    """The variant that answers the request keyed ``key`` (and those that shadow it): a pure
+    function of the configuration and the key, so replicas agree."""
+    from loopml.serving.router import assign
+
+    routing = assign(deployment, key)
+    return Routing(routing.variant.name, tuple(v.name for v in routing.off_path))
+
+
+class ModelServer:
+    """The state behind :func:`create_app`: the served revision, the loaded models (cached
+    by version), the prediction log and the metrics."""
+
+    def __init__(self, workspace: Workspace, name: str, *, poll_interval: float = 1.0) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Histogram
+
+        self.workspace = workspace
+        self.name = name
+        self.poll_interval = poll_interval
+        self.settings = workspace.settings.serving
+        keys = os.environ.get("LOOPML_SERVING_API_KEYS")
+        self.api_keys = tuple(k.strip() for k in keys.split(",") if k.strip()) if keys else ()
+        self.api_keys = self.api_keys or tuple(self.settings.api_keys)
+        self.deployment = workspace.deployments.get(name)  # DeploymentNotFound, with a hint
+        self.served: Served | None = None
+        self.models: dict[str, Any] = {}  # models:/name/version -> model, kept across revisions
+        self.reported: set[tuple[int, str, str]] = set()  # failures already recorded as events
+        self.log = PredictionLogger.for_workspace(workspace)
+        self.registry = CollectorRegistry()
+        labels = ("deployment", "model", "variant")
+        self.requests = Counter(
+            "loopml_requests", "Requests scored", labels, registry=self.registry
+        )
+        self.errors = Counter(
+            "loopml_errors", "Requests whose model raised", labels, registry=self.registry
+        )
+        self.latency = Histogram(
+            "loopml_request_latency_seconds",
+            "Time to score a request (parse, check, predict)",
+            labels,
+            registry=self.registry,
+            buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.pending: set[asyncio.Task[None]] = set()
+
+    # -- loading ---------------------------------------------------------------------------
+
+    def _resolve(self, deployment: Deployment) -> tuple[tuple[str, str], ...]:
+        out = []
+        for variant in deployment.variants:
+            try:
+                out.append((variant.name, self.workspace.models.get(variant.model).uri))
+            except LoopmlError as exc:
+                out.append((variant.name, f"error: {exc}"))
+        return tuple(out)
+
+    def refresh(self) -> bool:
+        """Follow the deployment's newest revision (and the versions its references resolve
+        to now); True when what is served changed. Blocking: run it in a thread."""
+        served = self.served
+        revision = self.workspace.deployments.revision(self.name)
+        deployment = (
+            served.deployment
+            if served is not None and revision == served.deployment.revision
+            else self.workspace.deployments.get(self.name)
+        )
+        resolved = self._resolve(deployment)
+        if served is not None and (deployment.revision, resolved) == (
+            served.deployment.revision,
+            served.resolved,
+        ):
+            return False
+        loaded: dict[str, Loaded] = {}
+        failed: dict[str, str] = {}
+        for variant, (_, uri) in zip(deployment.variants, resolved, strict=True):
+            try:
+                if uri.startswith("error: "):
+                    raise NotFound(uri.removeprefix("error: "))
+                version = self.workspace.models.get(uri)
+                model = self.models.get(uri)
+                if model is None:
+                    model = self.workspace.models.load(uri)
+                    self.models[uri] = model
+                loaded[variant.name] = Loaded(variant, uri, model, version.signature)
+            except Exception as exc:
+                failed[variant.name] = f"{type(exc).__name__}: {exc}"
+                self._report(deployment, variant, uri, failed[variant.name])
+        primary = deployment.primary.name
+        if primary not in loaded and served is not None:
+            # The new primary can't serve: keep the previous models until a revision that can.
+            self.served = Served(served.deployment, served.loaded, failed, served.resolved)
+            return False
+        self.served = Served(deployment, loaded, failed, resolved)
+        self.deployment = deployment
+        in_use = {item.model_uri for item in loaded.values()}
+        for uri in [u for u in self.models if u not in in_use]:
+            del self.models[uri]
+        return True
+
+    def _report(self, deployment: Deployment, variant: Variant, uri: str, error: str) -> None:
+        key = (deployment.revision, variant.name, uri)
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        logger.warning(
+            "deployment %s: variant %s (%s) failed to load: %s", self.name, variant.name, uri, error
+        )
+        try:
+            self.workspace.events.emit(
+                "deployment.model_failed",
+                self.name,
+                {
+                    "revision": deployment.revision,
+                    "variant": variant.name,
+                    "model": variant.model if uri.startswith("error: ") else uri,
+                    "error": error[:500],
+                },
+            )
+        except LoopmlError as exc:  # the event is a report; serving goes on without it
+            logger.warning("could not record the failure of %s: %s", variant.name, exc)
+
+    async def poll(self) -> None:
+        while True:
+            try:
+                await asyncio.to_thread(self.refresh)
+            except Exception as exc:  # a DB hiccup: keep serving, try again next tick
+                logger.warning("deployment %s: could not check for changes: %s", self.name, exc)
+            await asyncio.sleep(self.poll_interval)
+
+    # -- scoring ---------------------------------------------------------------------------
+
+    def routing(self, served: Served, key: str) -> Routing:
+        routing = _route(served.deployment, key)
+        answer = routing.answer if routing.answer in served.loaded else None
+        if answer is None:
+            answer = served.deployment.primary.name
+        shadows = tuple(s for s in routing.shadows if s in served.loaded and s != answer)
+        return Routing(answer, shadows)
+
+    def features(self, served: Served, rows: list[Any], loaded: Loaded) -> list[Any]:
+        """``rows`` with the signature's columns they lack filled from the online store, when
+        the deployment names a feature service (blocking)."""
+        service = served.deployment.feature_service
+        if not service or loaded.signature is None or not rows:
+            return rows
+        if not all(isinstance(r, Mapping) for r in rows):
+            return rows
+        wanted = [c for c, _ in loaded.signature.inputs]
+        if all(all(c in r for c in wanted) for r in rows):
+            return rows
+        response = self.workspace.features.get_online_features(service, rows).to_dict()
+        filled = []
+        for i, row in enumerate(rows):
+            full = dict(row)
+            for column, values in response.items():
+                if column in wanted and column not in full:
+                    full[column] = values[i]
+            # Entity keys and request fields the model doesn't take are not its inputs.
+            filled.append({k: v for k, v in full.items() if k in wanted or k not in response})
+        return filled
+
+    def score(self, served: Served, loaded: Loaded, rows: list[Any]) -> list[Any]:
+        """Check ``rows`` against the model's signature and predict (blocking)."""
+        rows = self.features(served, rows, loaded)
+        frame = check_rows(rows, loaded.signature)
+        return _outputs(loaded.model.predict(frame))
+
+    def record(
+        self,
+        served: Served,
+        loaded: Loaded,
+        request_id: str,
+        rows: Any,
+        outputs: Any,
+        started: float,
+        error: str | None,
+        *,
+        shadow: bool = False,
+    ) -> None:
+        labels = (self.name, loaded.label, loaded.variant.name)
+        elapsed = time.perf_counter() - started
+        if not shadow:
+            self.requests.labels(*labels).inc()
+            self.latency.labels(*labels).observe(elapsed)
+            if error is not None:
+                self.errors.labels(*labels).inc()
+        self.log.log(
+            {
+                "request_id": request_id,
+                "time": datetime.now(UTC),
+                "deployment": self.name,
+                "revision": served.deployment.revision,
+                "model": loaded.label,
+                "variant": loaded.variant.name,
+                "shadow": shadow,
+                "inputs": to_json(rows),
+                "outputs": None if outputs is None else to_json(outputs),
+                "latency_ms": elapsed * 1000.0,
+                "error": error,
+            }
+        )
+
+    async def shadow(self, served: Served, name: str, request_id: str, rows: list[Any]) -> None:
+        loaded = served.loaded[name]
+        started = time.perf_counter()
+        try:
+            outputs = await asyncio.to_thread(self.score, served, loaded, rows)
+        except Exception as exc:
+            self.record(served, loaded, request_id, rows, None, started, _error(exc), shadow=True)
+        else:
+            self.record(served, loaded, request_id, rows, outputs, started, None, shadow=True)
+
+
+def _error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _strict_dumps(value: Any) -> bytes:
+    try:
+        return json.dumps(value, default=_json_default, allow_nan=False).encode()
+    except ValueError:  # NaN/inf in the outputs: JSON has no such numbers, send null
+        return json.dumps(_finite(value), default=_json_default, allow_nan=False).encode()
+
+
+def _finite(value: Any) -> Any:
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    return value
+
+
+def create_app(
+    workspace: Workspace, deployment_name: str, *, poll_interval: float = 1.0
+) -> Starlette:
+    """The Starlette app serving deployment ``deployment_name`` of ``workspace`` (see the
+    module doc). An unknown deployment raises :class:`DeploymentNotFound` here; the models
+    load in the background once the app starts (``GET /ready`` says when)."""
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    server = ModelServer(workspace, deployment_name, poll_interval=poll_interval)
+    max_body = server.settings.max_body_bytes
+
+    def reply(body: Any, status: int = 200, request_id: str | None = None) -> Response:
+        headers = {"X-Request-Id": request_id} if request_id else None
+        return Response(_strict_dumps(body), status, headers, media_type="application/json")
+
+    def error(status: int, exc: BaseException | str, request_id: str | None = None) -> Response:
+        kind = type(exc).__name__ if isinstance(exc, BaseException) else "Error"
+        body = {"error": kind, "detail": str(exc)}
+        if request_id:
+            body["request_id"] = request_id
+        return reply(body, status, request_id)
+
+    def authorized(request: Request) -> bool:
+        if not server.api_keys:
+            return True
+        given = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if given is None and auth.lower().startswith("bearer "):
+            given = auth[7:].strip()
+        if not given:
+            return False
+        return any(hmac.compare_digest(given.encode(), k.encode()) for k in server.api_keys)
+
+    async def read_json(request: Request, request_id: str | None = None) -> Any:
+        """The body as JSON; raises :class:`_Refused` with the response to send."""
+        if not authorized(request):
+            raise _Refused(
+                error(
+                    401,
+                    "An API key is needed: Authorization: Bearer KEY or X-API-Key: KEY.",
+                    request_id,
+                )
+            )
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > max_body:
+            raise _Refused(_too_large(int(length), request_id))
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_body:
+                raise _Refused(_too_large(size, request_id))
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks))
+        except ValueError as exc:
+            not_json = BadRequest(f"The body is not JSON: {exc}")
+            raise _Refused(error(400, not_json, request_id)) from exc
+
+    def _too_large(size: int, request_id: str | None) -> Response:
+        return error(
+            413,
+            f"The body is {size} bytes or more; the limit is {max_body} ([serving] "
+            "max_body_bytes). Send fewer rows per request.",
+            request_id,
+        )
+
+    async def predict_rows(
+        request: Request, parse: Any
+    ) -> tuple[Response | None, str, Served | None, Loaded | None, list[Any]]:
+        request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        try:
+            body = await read_json(request, request_id)
+            rows = parse(body)
+        except _Refused as refused:
+            return refused.response, request_id, None, None, []
+        except BadRequest as exc:
+            return error(400, exc, request_id), request_id, None, None, []
+        served = server.served
+        if served is None:
+            return (
+                error(503, "The models are still loading.", request_id),
+                request_id,
+                None,
+                None,
+                [],
+            )
+        key_field = served.deployment.key
+        key = request_id
+        if key_field and rows and isinstance(rows[0], Mapping) and key_field in rows[0]:
+            key = str(rows[0][key_field])
+        routing = server.routing(served, key)
+        loaded = served.loaded[routing.answer]
+        started = time.perf_counter()
+        try:
+            outputs = await run_in_threadpool(server.score, served, loaded, rows)
+        except (InvalidInput, NotFound) as exc:
+            return error(422, exc, request_id), request_id, None, None, []
+        except StoreUnavailable as exc:
+            server.record(served, loaded, request_id, rows, None, started, _error(exc))
+            return error(503, exc, request_id), request_id, None, None, []
+        except Exception as exc:
+            server.record(served, loaded, request_id, rows, None, started, _error(exc))
+            logger.exception("request %s: the model %s raised", request_id, loaded.label)
+            return (
+                error(
+                    500,
+                    f"The model {loaded.label} failed on this request: {_error(exc)}",
+                    request_id,
+                ),
+                request_id,
+                None,
+                None,
+                [],
+            )
+        server.record(served, loaded, request_id, rows, outputs, started, None)
+        for name in routing.shadows:
+            task = asyncio.create_task(server.shadow(served, name, request_id, rows))
+            server.pending.add(task)
+            task.add_done_callback(server.pending.discard)
+        return None, request_id, served, loaded, outputs
+
+    async def predict(request: Request) -> Response:
+        refused, request_id, _served, loaded, outputs = await predict_rows(request, parse_predict)
+        if refused is not None or loaded is None:
+            assert refused is not None
+            return refused
+        return reply(
+            {
+                "predictions": outputs,
+                "request_id": request_id,
+                "model": loaded.label,
+                "variant": loaded.variant.name,
+            },
+            request_id=request_id,
+        )
+
+    async def invocations(request: Request) -> Response:
+        refused, request_id, _served, loaded, outputs = await predict_rows(
+            request, parse_invocations
+        )
+        if refused is not None or loaded is None:
+            assert refused is not None
+            return refused
+        return reply({"predictions": outputs}, request_id=request_id)
+
+    async def feedback(request: Request) -> Response:
+        try:
+            body = await read_json(request)
+        except _Refused as refused:
+            return refused.response
+        if not isinstance(body, Mapping):
+            return error(400, BadRequest('The body must be {"request_id": ..., "label": ...}.'))
+        unknown = sorted(set(body) - {"request_id", "label", "reward"})
+        request_id = body.get("request_id")
+        problem = None
+        if unknown:
+            problem = f"Unknown field(s) {unknown}: give request_id and label or reward."
+        elif not isinstance(request_id, str) or not request_id:
+            problem = '"request_id" must be the id of the request (a string).'
+        elif "label" not in body and "reward" not in body:
+            problem = 'Give "label" (any JSON value) or "reward" (a number).'
+        elif "reward" in body and (
+            isinstance(body["reward"], bool) or not isinstance(body["reward"], (int, float))
+        ):
+            problem = f'"reward" must be a number, got {body["reward"]!r}.'
+        if problem:
+            return error(422, InvalidInput(problem))
+        server.log.feedback(
+            {
+                "request_id": request_id,
+                "time": datetime.now(UTC),
+                "deployment": server.name,
+                "label": to_json(body["label"]) if "label" in body else None,
+                "reward": float(body["reward"]) if "reward" in body else None,
+            }
+        )
+        return reply({"status": "accepted", "request_id": request_id}, 202)
+
+    async def health(request: Request) -> Response:
+        return reply({"status": "ok"})
+
+    async def ready(request: Request) -> Response:
+        served = server.served
+        if served is None:
+            return reply({"status": "loading", "deployment": server.name}, 503)
+        return reply(
+            {
+                "status": "ready",
+                "revision": served.deployment.revision,
+                "loaded": sorted(served.loaded),
+                "failed": dict(served.failed),
+            }
+        )
+
+    async def metrics(request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(
+            generate_latest(server.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    async def deployment(request: Request) -> Response:
+        served = server.served
+        current = served.deployment if served is not None else server.deployment
+        body = current.to_dict()
+        body["models"] = {
+            name: item.label for name, item in (served.loaded.items() if served else ())
+        }
+        body["failed"] = dict(served.failed) if served else {}
+        return reply(body)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        server.log.start()
+        poller = asyncio.create_task(server.poll())
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+            if server.pending:  # shadow scores of answered requests are logged too
+                await asyncio.gather(*server.pending, return_exceptions=True)
+            await asyncio.to_thread(server.log.close)
+
+    app = Starlette(
+        routes=[
+            Route("/predict", predict, methods=["POST"]),
+            Route("/invocations", invocations, methods=["POST"]),
+            Route("/feedback", feedback, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/ready", ready, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/deployment", deployment, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.server = server
+    return app
+
+
+class _Refused(Exception):
+    """Carries the error response for a request refused before it is read."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def app_from_env() -> Starlette:
+    """The app of ``loopml serve --workers N``: each worker process builds its own, for the
+    deployment in ``LOOPML_SERVE_DEPLOYMENT`` of the workspace in ``LOOPML_WORKSPACE``."""
+    from loopml.workspace import Workspace
+
+    name = os.environ.get(DEPLOYMENT_ENV)
+    if not name:
+        raise InvalidInput(f"{DEPLOYMENT_ENV} names no deployment: run `loopml serve NAME`.")
+    workspace = Workspace.open(os.environ.get("LOOPML_WORKSPACE") or None)
+    return create_app(workspace, name, poll_interval=float(os.environ.get(POLL_ENV, "1.0")))

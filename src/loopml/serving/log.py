@@ -1,0 +1,351 @@
+"""The prediction log: every request a model server answers, and the feedback on it, as
+Parquet files in the blob store, written in batches off the response path.
+
+Layout (under the blob store's root, beside the content-addressed blobs)::
+
+    predictions/deployment=churn/hour=2026-12-01T14/<uuid>.parquet
+    feedback/deployment=churn/hour=2026-12-01T14/<uuid>.parquet
+
+A file is written whole and appears at once: on a local disk as a temporary file renamed
+into place, on an object store as one PUT. Readers therefore never see half a file, and two
+servers (or workers) over one workspace never write the same name.
+
+A prediction row holds ``request_id``, ``time`` (UTC), ``deployment``, ``revision``,
+``model`` (``churn/4``), ``variant``, ``shadow`` (scored off the response path),
+``inputs`` and ``outputs`` (JSON text), ``latency_ms`` and ``error`` (None when it
+answered). A feedback row holds ``request_id``, ``time``, ``deployment``, ``label`` (JSON
+text) and ``reward``.
+
+:class:`PredictionLogger` queues rows in memory and a background thread writes them every
+``[serving] log_flush_interval`` seconds, or as soon as ``log_batch_rows`` are waiting, and
+on :meth:`~PredictionLogger.close`: a SIGKILL loses at most one interval. Reading back is
+DuckDB over the files of the hours asked for::
+
+    loopml.serving.read_predictions(ws, "churn", start=yesterday)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+import uuid
+import warnings
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from loopml.exceptions import InvalidInput, LoopmlWarning
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from loopml.store.blobs import BlobStore
+    from loopml.workspace import Workspace
+
+PREDICTIONS = "predictions"
+FEEDBACK = "feedback"
+_HOUR = "%Y-%m-%dT%H"
+
+
+def _schemas() -> dict[str, Any]:
+    import pyarrow as pa
+
+    time = pa.timestamp("us", tz="UTC")
+    return {
+        PREDICTIONS: pa.schema(
+            [
+                ("request_id", pa.string()),
+                ("time", time),
+                ("deployment", pa.string()),
+                ("revision", pa.int64()),
+                ("model", pa.string()),
+                ("variant", pa.string()),
+                ("shadow", pa.bool_()),
+                ("inputs", pa.string()),
+                ("outputs", pa.string()),
+                ("latency_ms", pa.float64()),
+                ("error", pa.string()),
+            ]
+        ),
+        FEEDBACK: pa.schema(
+            [
+                ("request_id", pa.string()),
+                ("time", time),
+                ("deployment", pa.string()),
+                ("label", pa.string()),
+                ("reward", pa.float64()),
+            ]
+        ),
+    }
+
+
+def to_json(value: Any) -> str:
+    """``value`` as JSON text; NumPy and pandas values become plain ones, anything else its
+    ``str``."""
+    return json.dumps(value, default=_plain, separators=(",", ":"))
+
+
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+class PredictionLogger:
+    """Queues prediction and feedback rows and writes them to the blob store in batches.
+
+    :meth:`log` and :meth:`feedback` only append to a list (no I/O on the caller's path);
+    a daemon thread writes. Open it with :meth:`start`, finish with :meth:`close` (which
+    writes what is left). A write that fails keeps its rows for the next try and warns.
+    """
+
+    def __init__(
+        self, blobs: BlobStore, *, flush_interval: float = 1.0, batch_rows: int = 5000
+    ) -> None:
+        self.blobs = blobs
+        self.flush_interval = flush_interval
+        self.batch_rows = batch_rows
+        self._rows: dict[str, list[dict[str, Any]]] = {PREDICTIONS: [], FEEDBACK: []}
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.written = 0  # rows written so far (both logs)
+
+    @classmethod
+    def for_workspace(cls, workspace: Workspace) -> PredictionLogger:
+        settings = workspace.settings.serving
+        return cls(
+            workspace.blobs,
+            flush_interval=settings.log_flush_interval,
+            batch_rows=settings.log_batch_rows,
+        )
+
+    def start(self) -> PredictionLogger:
+        if self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(
+                target=self._run, name="loopml-prediction-log", daemon=True
+            )
+            self._thread.start()
+        return self
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        """Queue one prediction row (see the module doc for its fields)."""
+        self._append(PREDICTIONS, row)
+
+    def feedback(self, row: Mapping[str, Any]) -> None:
+        """Queue one feedback row (``request_id``, ``time``, ``deployment``, ``label``,
+        ``reward``)."""
+        self._append(FEEDBACK, row)
+
+    def _append(self, log: str, row: Mapping[str, Any]) -> None:
+        with self._lock:
+            rows = self._rows[log]
+            rows.append(dict(row))
+            full = len(rows) >= self.batch_rows
+        if full:
+            self._wake.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(rows) for rows in self._rows.values())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.flush_interval)
+            self._wake.clear()
+            self.flush(warn=True)
+
+    def flush(self, *, warn: bool = False) -> int:
+        """Write every queued row now; the number written. A failed write puts its rows back
+        (and, with ``warn``, warns instead of raising)."""
+        with self._write_lock:
+            with self._lock:
+                taken = self._rows
+                self._rows = {PREDICTIONS: [], FEEDBACK: []}
+            written = 0
+            for log, rows in taken.items():
+                groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+                for row in rows:
+                    hour = row["time"].astimezone(UTC).strftime(_HOUR)
+                    groups.setdefault((row["deployment"], hour), []).append(row)
+                for (deployment, hour), group in groups.items():
+                    try:
+                        self._write(log, deployment, hour, group)
+                    except Exception as exc:
+                        with self._lock:
+                            self._rows[log][:0] = group
+                        if not warn:
+                            raise
+                        warnings.warn(
+                            f"The {log} log of {deployment!r} could not be written to "
+                            f"{self.blobs.url} ({type(exc).__name__}: {exc}); its "
+                            f"{len(group)} row(s) are kept and retried.",
+                            LoopmlWarning,
+                            stacklevel=2,
+                        )
+                    else:
+                        written += len(group)
+            self.written += written
+            return written
+
+    def _write(self, log: str, deployment: str, hour: str, rows: list[dict[str, Any]]) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        schema = _schemas()[log]
+        table = pa.Table.from_pylist(
+            [{name: row.get(name) for name in schema.names} for row in rows], schema=schema
+        )
+        folder = _folder(self.blobs, log, deployment, hour)
+        name = f"{uuid.uuid4().hex}.parquet"
+        if self.blobs.is_local:
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet.part")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    pq.write_table(table, fh)
+                os.replace(tmp, os.path.join(folder, name))
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+                raise
+        else:
+            sink = pa.BufferOutputStream()
+            pq.write_table(table, sink)
+            self.blobs.fs.pipe_file(f"{folder}/{name}", sink.getvalue().to_pybytes())
+
+    def close(self) -> None:
+        """Stop the writer thread and write what is queued (raises if that last write
+        fails, so a lost log is never silent)."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+
+    def __enter__(self) -> PredictionLogger:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _folder(blobs: BlobStore, log: str, deployment: str, hour: str | None = None) -> str:
+    root = os.path.abspath(blobs.root) if blobs.is_local else blobs.root
+    folder = f"{root}/{log}/deployment={deployment}"
+    return folder if hour is None else f"{folder}/hour={hour}"
+
+
+def _utc(value: datetime | str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise InvalidInput(f"{what} {value!r} is not an ISO 8601 time: {exc}") from exc
+    if value.tzinfo is None:  # naive times are UTC, as the log's are
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _files(
+    blobs: BlobStore, log: str, deployment: str, start: datetime | None, end: datetime | None
+) -> list[str]:
+    folder = _folder(blobs, log, deployment)
+    first = start.strftime(_HOUR) if start else None
+    last = end.strftime(_HOUR) if end else None
+    if blobs.is_local:
+        if not os.path.isdir(folder):
+            return []
+        hours = sorted(os.listdir(folder))
+    else:
+        if not blobs.fs.exists(folder):
+            return []
+        hours = sorted(p.rsplit("/", 1)[-1] for p in blobs.fs.ls(folder, detail=False))
+    files: list[str] = []
+    for entry in hours:
+        hour = entry.removeprefix("hour=")
+        if (first and hour < first) or (last and hour > last):
+            continue
+        if blobs.is_local:
+            path = os.path.join(folder, entry)
+            files += [
+                os.path.join(path, f) for f in sorted(os.listdir(path)) if f.endswith(".parquet")
+            ]
+        else:
+            found = blobs.fs.glob(f"{folder}/{entry}/*.parquet")
+            files += [f"{blobs.protocol}://{f.lstrip('/')}" for f in sorted(found)]
+    return files
+
+
+def _read(
+    workspace: Workspace,
+    log: str,
+    deployment: str,
+    start: datetime | str | None,
+    end: datetime | str | None,
+) -> pd.DataFrame:
+    import duckdb
+    import pyarrow as pa
+
+    begin, finish = _utc(start, "start"), _utc(end, "end")
+    blobs = workspace.blobs
+    files = _files(blobs, log, deployment, begin, finish)
+    if not files:
+        return pa.Table.from_pylist([], schema=_schemas()[log]).to_pandas()
+    con = duckdb.connect()
+    try:
+        con.execute("SET TimeZone = 'UTC'")
+        if not blobs.is_local and not con.filesystem_is_registered(blobs.protocol):
+            con.register_filesystem(blobs.fs)
+        where, params = [], []
+        if begin is not None:
+            where.append("time >= ?")
+            params.append(begin)
+        if finish is not None:
+            where.append("time < ?")
+            params.append(finish)
+        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        query = f"SELECT * FROM read_parquet({listing}, union_by_name = true, hive_partitioning = false)"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        return con.execute(query + " ORDER BY time, request_id", params).df()
+    finally:
+        con.close()
+
+
+def read_predictions(
+    workspace: Workspace,
+    deployment: str,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> pd.DataFrame:
+    """The logged predictions of ``deployment`` with ``start <= time < end`` (UTC; naive
+    times are taken as UTC), oldest first: one row per variant that scored a request
+    (``shadow`` marks those off the response path). Rows still queued in a running server
+    appear after its next flush.
+
+    >>> read_predictions(ws, "churn", start="2026-12-01T00:00")        # doctest: +SKIP
+    """
+    return _read(workspace, PREDICTIONS, deployment, start, end)
+
+
+def read_feedback(
+    workspace: Workspace,
+    deployment: str,
+    start: datetime | str | None = None,
+    end: datetime | str | None = None,
+) -> pd.DataFrame:
+    """The feedback (labels, rewards) recorded for ``deployment``'s requests with
+    ``start <= time < end``, oldest first; join it to :func:`read_predictions` on
+    ``request_id``."""
+    return _read(workspace, FEEDBACK, deployment, start, end)
