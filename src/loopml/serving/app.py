@@ -240,8 +240,9 @@ def check_rows(
             "The inputs don't match the model's signature: " + ", ".join(problems) + "."
         )
     frame = pd.DataFrame(records, columns=list(expected))
-    for column, dtype in expected.items():
-        if str(frame[column].dtype) != dtype:
+    actual = [str(t) for t in frame.dtypes]  # one pass: the hot path of every request
+    for (column, dtype), has in zip(expected.items(), actual, strict=True):
+        if has != dtype:
             try:
                 frame[column] = (
                     pd.to_datetime(frame[column], utc=False)
