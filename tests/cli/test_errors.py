@@ -61,6 +61,7 @@ FAILING = [
     (("features", "show", "nosuch"), "nosuch"),
     (("features", "materialize", "yesterday", "today"), "START needs an ISO time"),
     (("deploy", "status", "nosuch"), "No deployment 'nosuch'"),
+    (("serve", "nosuch"), "No deployment 'nosuch'"),
     (("deploy", "canary", "churn", "--candidate", "churn/2", "--abort", "latency > 3"), "latency"),
     (("deploy", "canary", "churn", "--candidate", "churn/2", "--steps", "50,5"), "5 follows 50"),
     (("deploy", "ab", "churn", "--variant", "a=churn/1:x", "--variant", "b=churn/2"), "'x'"),

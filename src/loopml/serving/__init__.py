@@ -24,6 +24,7 @@ if TYPE_CHECKING:
         Variant,
     )
     from loopml.serving.log import PredictionLogger, read_feedback, read_predictions
+    from loopml.serving.router import Routing, assign
 
 __getattr__, __dir__ = lazy_exports(
     __name__,
@@ -36,6 +37,8 @@ __getattr__, __dir__ = lazy_exports(
         "read_feedback": "loopml.serving.log",
         "read_predictions": "loopml.serving.log",
         "create_app": "loopml.serving.app",
+        "Routing": "loopml.serving.router",
+        "assign": "loopml.serving.router",
     },
 )
 __all__ = [
@@ -43,7 +46,9 @@ __all__ = [
     "DeploymentNotFound",
     "Deployments",
     "PredictionLogger",
+    "Routing",
     "Variant",
+    "assign",
     "create_app",
     "read_feedback",
     "read_predictions",
