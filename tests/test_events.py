@@ -173,6 +173,7 @@ def test_the_registry_writes_register_promote_rollback_and_aliases(ws: Workspace
     assert [e.kind for e in ws.models.history("churn")].count("registered") == 3
 
 
+@pytest.mark.slow
 def test_an_event_emitted_in_a_transaction_that_rolls_back_is_gone(ws: Workspace) -> None:
     kept = emit(ws.db, "alert", "churn", {"psi": 0.2})
 

@@ -42,6 +42,7 @@ def ok(result: Result) -> Result:
     return result
 
 
+@pytest.mark.slow
 def test_create_status_list(
     models: Workspace, invoke: Callable[..., Result], invoke_json: Callable[..., Any]
 ) -> None:
@@ -111,6 +112,7 @@ def test_canary_status_and_json(
     assert "error_rate > 0.02, p99_ms > 250" in shown and "candidate" in shown
 
 
+@pytest.mark.slow
 def test_every_strategy_then_history_and_rollback(
     deployed: Workspace, invoke: Callable[..., Result], invoke_json: Callable[..., Any]
 ) -> None:
@@ -196,6 +198,7 @@ BAD_INPUT = [
 @pytest.mark.parametrize(
     ("args", "fragments"), BAD_INPUT, ids=[" ".join(args) for args, _ in BAD_INPUT]
 )
+@pytest.mark.slow
 def test_bad_input_is_one_error_line_and_changes_nothing(
     deployed: Workspace,
     invoke: Callable[..., Result],

@@ -94,6 +94,7 @@ READ_COMMANDS = [
 
 
 @pytest.mark.parametrize("args", READ_COMMANDS, ids=[" ".join(a) for a in READ_COMMANDS])
+@pytest.mark.slow
 def test_read_commands_refuse_a_missing_store(project: Path, args: tuple[str, ...]) -> None:
     state = project / ".loopml"
     state.rename(project / "moved-away")

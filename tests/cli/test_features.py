@@ -52,6 +52,7 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_apply_versions_definitions_and_says_what_changed(project: Path) -> None:
     first = run("features", "apply")
     assert first.exit_code == 0, first.output
@@ -85,6 +86,7 @@ def test_apply_versions_definitions_and_says_what_changed(project: Path) -> None
     assert [v["name"] for v in views] == ["customer_stats"]
 
 
+@pytest.mark.slow
 def test_skew_check_reports_and_fails_over_the_limit(project: Path) -> None:
     assert run("features", "apply").exit_code == 0
     log = pd.DataFrame(
@@ -127,6 +129,7 @@ def test_skew_check_reports_and_fails_over_the_limit(project: Path) -> None:
         (("features", "skew-check", "--service", "churn_v1", "--log", "x.csv"), "No serving log"),
     ],
 )
+@pytest.mark.slow
 def test_bad_input_is_one_error_line(project: Path, args: tuple[str, ...], fragment: str) -> None:
     assert run("features", "apply").exit_code == 0
     result = run(*args)
@@ -135,6 +138,7 @@ def test_bad_input_is_one_error_line(project: Path, args: tuple[str, ...], fragm
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_a_broken_features_module_is_one_error_line(project: Path) -> None:
     (project / "features.py").write_text("import nosuchmodule\n")
     result = run("features", "apply")
@@ -145,6 +149,7 @@ def test_a_broken_features_module_is_one_error_line(project: Path) -> None:
     assert zero.exit_code == 1 and "ttl must be a positive timedelta" in zero.stderr
 
 
+@pytest.mark.slow
 def test_materialize_is_resumable_and_reported(project: Path) -> None:
     assert run("features", "apply").exit_code == 0
     first = run("features", "materialize", "2026-01-01T00:00:00Z", "2026-01-31T00:00:00Z")

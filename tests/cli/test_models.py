@@ -45,6 +45,7 @@ def two_versions(workspace: Workspace) -> Workspace:
     return workspace
 
 
+@pytest.mark.slow
 def test_list_versions_show(two_versions: Workspace, invoke_json: Callable[..., Any]) -> None:
     (model,) = invoke_json("models", "list")
     assert model["name"] == "churn" and model["versions"] == 2 and model["production"] is None
@@ -54,6 +55,7 @@ def test_list_versions_show(two_versions: Workspace, invoke_json: Callable[..., 
     assert shown["stage"] == "None" and shown["signature"]["inputs"][0]["name"] == "a"
 
 
+@pytest.mark.slow
 def test_gate_from_config_blocks_and_passes(
     two_versions: Workspace, invoke: Callable[..., Result], invoke_json: Callable[..., Any]
 ) -> None:
@@ -174,6 +176,7 @@ def test_an_unusable_gate_is_one_error_line(
     assert "gate" not in [e["kind"] for e in invoke_json("models", "history", "churn")]
 
 
+@pytest.mark.slow
 def test_tables_show_stages_and_aliases_as_words(
     two_versions: Workspace, invoke: Callable[..., Result]
 ) -> None:

@@ -48,6 +48,7 @@ def flow_file(workspace: Workspace) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_show_prints_the_dag_as_text_and_mermaid(
     invoke: Callable[..., Result], flow_file: Path
 ) -> None:
@@ -90,6 +91,7 @@ def test_run_runs_show_run_and_json(
     assert "3 completed" in forced.stdout
 
 
+@pytest.mark.slow
 def test_failed_run_exits_1_and_resume_finishes_it(
     invoke: Callable[..., Result],
     invoke_json: Callable[..., object],

@@ -301,6 +301,7 @@ def test_ambiguous_prefix_lists_the_candidates(
 # -- show -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_show_prints_info_params_metrics_tags_and_inputs(
     invoke: Invoke, workspace: Workspace, tmp_path: Path
 ) -> None:

@@ -73,6 +73,7 @@ def test_serve_has_help(invoke: Callable[..., Result]) -> None:
         assert option in result.stdout
 
 
+@pytest.mark.slow
 def test_an_unknown_deployment_is_an_error_with_a_hint(
     served_ws: Workspace, invoke: Callable[..., Result]
 ) -> None:

@@ -218,6 +218,7 @@ def test_piped_commands_print_no_progress(
         assert "\r" not in done.stdout and "\x1b" not in done.stdout, args
 
 
+@pytest.mark.slow
 def test_a_terminal_sees_the_progress_of_add(ws: Path, make_tree: Callable[..., Path]) -> None:
     make_tree(ws / "data", {"a": 5 << 20, "b": 100})
     drawn = run_on_terminal(_cli(ws, "add", "data"), cwd=ws)

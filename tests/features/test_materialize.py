@@ -37,6 +37,7 @@ def test_materialize_loads_the_latest_value_known_at_end(feature_ws: Workspace) 
     assert kinds == ["feature.materialized"]
 
 
+@pytest.mark.slow
 def test_end_in_the_past_takes_rows_known_then(feature_ws: Workspace) -> None:
     # the last row (1 h ago) was created 55 min ago: not known at NOW - 58 min
     feature_ws.features.materialize(NOW - timedelta(days=1), NOW - timedelta(minutes=58))
@@ -99,6 +100,7 @@ def test_an_interrupted_materialization_resumes(
     assert mat.last_done_end(feature_ws.db, "customer_stats") == NOW
 
 
+@pytest.mark.slow
 def test_incremental_starts_where_the_last_run_ended(
     feature_ws_factory: Callable[..., Workspace],
 ) -> None:
@@ -152,6 +154,7 @@ def test_redis_down_is_a_clear_error(feature_ws_factory: Callable[..., Workspace
         online(ws, [1])
 
 
+@pytest.mark.slow
 def test_push_writes_online_and_the_offline_log(feature_ws: Workspace) -> None:
     fresh = pd.DataFrame(
         {

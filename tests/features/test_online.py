@@ -150,6 +150,7 @@ def test_big_batch(online_store: OnlineStore) -> None:
     )
 
 
+@pytest.mark.slow
 def test_concurrent_writers_keep_the_newest(online_store: OnlineStore) -> None:
     """Eight threads write the same 200 keys with interleaved times: the newest always wins."""
     errors: list[BaseException] = []

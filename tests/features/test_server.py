@@ -39,6 +39,7 @@ def server(feature_ws: Workspace) -> Iterator[str]:
     thread.join(5)
 
 
+@pytest.mark.slow
 def test_get_online_features_by_columns_and_rows(server: str) -> None:
     with httpx.Client(base_url=server) as client:
         assert client.get("/health").json() == {"status": "ok"}
@@ -64,6 +65,7 @@ def test_get_online_features_by_columns_and_rows(server: str) -> None:
         assert rows.json()["results"][1] == {"values": [6]}
 
 
+@pytest.mark.slow
 def test_bad_requests_are_400_or_422_naming_the_problem(server: str) -> None:
     with httpx.Client(base_url=server) as client:
         post = client.post

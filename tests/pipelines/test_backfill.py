@@ -73,6 +73,7 @@ def test_backfill_runs_one_pipeline_run_per_partition(pws: Workspace) -> None:
     assert stored.trigger_detail == {"start": "2026-10-01", "end": "2026-10-07"}
 
 
+@pytest.mark.slow
 def test_rerunning_a_range_replaces_its_runs(pws: Workspace) -> None:
     first = backfill(daily, "2026-10-01", "2026-10-03")
     again = backfill(daily, "2026-10-01", "2026-10-03", parallel=2)

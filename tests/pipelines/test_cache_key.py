@@ -106,6 +106,7 @@ SAME_MODULE_HELPER = """
 """
 
 
+@pytest.mark.slow
 def test_a_changed_helper_function_in_the_same_module_reruns_the_task(
     pws: Workspace, project: Path
 ) -> None:

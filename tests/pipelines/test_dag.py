@@ -71,6 +71,7 @@ def test_failure_skips_descendants_and_independent_branches_go_on() -> None:
     assert frontier.finished
 
 
+@pytest.mark.slow
 def test_ten_thousand_nodes_plan_fast() -> None:
     deps = {f"n{i}": [f"n{i - 1}"] if i % 100 else [] for i in range(10_000)}
     dag = DAG(deps)

@@ -377,6 +377,7 @@ def reads_file(path: str):
     return read_lines(Path(path))
 
 
+@pytest.mark.slow
 def test_a_path_argument_is_hashed_by_its_content(pws: Workspace, tmp_path: Path) -> None:
     data = tmp_path / "rows.txt"
     data.write_text("a\nb\n")

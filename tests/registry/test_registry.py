@@ -135,6 +135,7 @@ def test_aliases_and_stage_refs(ws: Workspace, data) -> None:  # type: ignore[no
         ws.set_alias("m", "production", 1)
 
 
+@pytest.mark.slow
 def test_gate_blocks_the_worse_model_and_promotes_the_better(
     registry_store_ws: Workspace,
     data,

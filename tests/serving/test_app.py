@@ -25,6 +25,9 @@ from loopml.serving.app import (
 from loopml.serving.settings import ServingSettings
 from loopml.workspace import Workspace
 
+# Each test starts real uvicorn servers: the whole suite runs them, the fast lane does not.
+pytestmark = pytest.mark.slow
+
 ROWS = [{"x": 1.0, "n": 1}, {"x": 2.5, "n": 0}]
 
 

@@ -172,6 +172,7 @@ def test_rollback_restores_the_previous_configuration(churn: Workspace) -> None:
         ({"min_requests": -1}, "0 or more"),
     ],
 )
+@pytest.mark.slow
 def test_canary_refuses_bad_input_and_changes_nothing(
     churn: Workspace, kwargs: dict[str, Any], message: str
 ) -> None:
@@ -205,6 +206,7 @@ def test_candidates_must_exist_and_differ_from_the_primary(churn: Workspace) -> 
         ({"a": ("churn/2", 50), "b b": ("churn/3", 50)}, "conversion", "Variant name 'b b'"),
     ],
 )
+@pytest.mark.slow
 def test_ab_refuses_bad_input(
     churn: Workspace, variants: dict[str, tuple[str, float]], metric: str, message: str
 ) -> None:
@@ -238,6 +240,7 @@ def test_a_stale_revision_is_a_conflict(churn: Workspace) -> None:
     assert churn.deployments.get("churn").strategy == "shadow"
 
 
+@pytest.mark.slow
 def test_a_concurrent_uncommitted_change_wins_the_revision(churn: Workspace) -> None:
     """Another writer stores revision 2 while our update is under way: ours is a Conflict
     (SQLite: our write waits for its lock; PostgreSQL: our insert waits on the unique index

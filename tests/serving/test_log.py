@@ -50,6 +50,7 @@ def log_ws(
     ws.close()
 
 
+@pytest.mark.slow
 def test_rows_are_written_by_deployment_and_hour_and_read_back(log_ws: Workspace) -> None:
     logger = PredictionLogger(log_ws.blobs, flush_interval=60, batch_rows=1000)
     with logger:

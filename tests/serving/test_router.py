@@ -44,6 +44,7 @@ CONFIGS = {
 
 
 @pytest.mark.parametrize("config", CONFIGS.values(), ids=CONFIGS.keys())
+@pytest.mark.slow
 def test_realised_split_is_within_one_point(config: Deployment) -> None:
     realised = split(config)
     for variant in answering(config):
@@ -66,6 +67,7 @@ def test_the_same_key_always_lands_on_the_same_variant() -> None:
         assert {k: assign(again, k).variant.name for k in KEYS[:2000]} == first
 
 
+@pytest.mark.slow
 def test_ramping_the_canary_never_moves_a_key_off_the_candidate() -> None:
     started = d.canary(base(), "churn/4", [5, 25, 50, 100])
     on_candidate: set[str] = set()
@@ -115,6 +117,7 @@ def test_shadow_and_challenger_score_every_request_off_path() -> None:
     assert assign(CONFIGS["canary 95/5"], "user-1").off_path == ()
 
 
+@pytest.mark.slow
 def test_blue_green_standby_gets_nothing_until_the_switch() -> None:
     warm = d.blue_green(base(), "churn/4")
     assert split(warm) == {"blue": 100.0}

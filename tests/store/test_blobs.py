@@ -95,6 +95,7 @@ def test_local_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     assert oct(os.stat(store.path_of(digest)).st_mode & 0o777) == "0o444"
 
 
+@pytest.mark.slow
 def test_unreachable_s3_is_a_clear_error() -> None:
     store = BlobStore(
         "s3://nobucket/x",

@@ -112,6 +112,7 @@ def test_nan_and_inf_are_stored_as_such(ws: Workspace) -> None:
 
 
 @pytest.mark.parametrize("value", ["0.5", None, [1.0], {"a": 1}, complex(1, 2)])
+@pytest.mark.slow
 def test_non_numeric_metric_values_are_refused(ws: Workspace, value: object) -> None:
     with ws.start_run() as run, pytest.raises(InvalidValue, match="must be a number"):
         run.log_metric("m", value)  # type: ignore[arg-type]
@@ -145,6 +146,7 @@ def test_non_ascii_letters_in_keys_are_accepted(ws: Workspace) -> None:
     assert found["run_id"].tolist() == [run.id]
 
 
+@pytest.mark.slow
 def test_a_refused_key_names_its_bad_characters_in_order(ws: Workspace) -> None:
     with ws.start_run() as run, pytest.raises(InvalidKey) as info:
         run.log_metric("loss 🙂 ☃", 1.0)

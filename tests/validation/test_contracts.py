@@ -22,6 +22,7 @@ def frame(rows: int = 200, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame({"a": x[:, 0], "b": x[:, 1], "label": (x[:, 0] > 0).astype(int)})
 
 
+@pytest.mark.slow
 def test_attach_to_a_dataset_version(
     ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
