@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -26,15 +27,27 @@ class Constant:
         return [self.value] * len(rows)
 
 
-@pytest.fixture
-def churn(ws: Workspace) -> Workspace:
-    """``ws`` with churn versions 1–4, version 1 in Production, and deployment ``churn``
-    following ``churn@production``."""
+def _with_churn(ws: Workspace) -> Workspace:
     for value in range(4):
         ws.models.register("churn", Constant(value))
     ws.models.promote("churn", 1, to="production")
     ws.deployments.create("churn", "churn@production", key="user_id", reason="launch")
     return ws
+
+
+@pytest.fixture
+def churn(ws: Workspace) -> Workspace:
+    """``ws`` with churn versions 1–4, version 1 in Production, and deployment ``churn``
+    following ``churn@production``."""
+    return _with_churn(ws)
+
+
+@pytest.fixture(params=["sqlite-file", "postgres"])
+def shared_churn(
+    request: pytest.FixtureRequest, workspace_factory: Callable[..., Workspace]
+) -> Workspace:
+    """``churn`` on the stores two connections can share (not in-memory SQLite)."""
+    return _with_churn(workspace_factory(request.param))
 
 
 def roles(deployment: Deployment) -> list[tuple[str, str, float, str]]:
@@ -241,12 +254,11 @@ def test_a_stale_revision_is_a_conflict(churn: Workspace) -> None:
 
 
 @pytest.mark.slow
-def test_a_concurrent_uncommitted_change_wins_the_revision(churn: Workspace) -> None:
+def test_a_concurrent_uncommitted_change_wins_the_revision(shared_churn: Workspace) -> None:
     """Another writer stores revision 2 while our update is under way: ours is a Conflict
     (SQLite: our write waits for its lock; PostgreSQL: our insert waits on the unique index
     and loses), and revision 2 is theirs."""
-    if churn.db.in_memory:
-        pytest.skip("an in-memory SQLite store has one connection")
+    churn = shared_churn
     seen = churn.deployments.get("churn")
     outcome: list[BaseException | Deployment] = []
 
