@@ -22,6 +22,7 @@ import hashlib
 import inspect
 import json
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -119,7 +120,7 @@ class Field:
 
 
 @dataclass(frozen=True)
-class Source:
+class Source(ABC):
     """Where a view's rows come from. ``timestamp_field`` is when a value became true (the
     event time); ``created_timestamp_field``, if given, is when it became known: a row is
     invisible before it was created, so late corrections can't leak into the past."""
@@ -137,11 +138,13 @@ class Source:
                 )
 
     @property
+    @abstractmethod
     def kind(self) -> str:
-        raise NotImplementedError
+        """The source's kind in its spec: ``file``, ``sql``, ``dataframe``, ``postgres``."""
 
+    @abstractmethod
     def detail(self) -> dict[str, Any]:
-        raise NotImplementedError
+        """What identifies the data, for the spec (never credentials)."""
 
     def spec(self) -> dict[str, Any]:
         return {

@@ -172,9 +172,9 @@ def partition_payload(task: Partition) -> bytes:
     for module in modules:
         try:
             cloudpickle.register_pickle_by_value(module)
-            registered.append(module)
-        except ValueError:
-            pass
+        except ValueError:  # not a plain module (a package's __main__...): pickled by reference
+            continue
+        registered.append(module)
     try:
         return bytes(cloudpickle.dumps(task, protocol=pickle.HIGHEST_PROTOCOL))
     finally:
