@@ -14,11 +14,11 @@ import pytest
 
 from loopml.registry.signature import Signature
 from loopml.serving import DeploymentNotFound, Variant, read_feedback, read_predictions
-from loopml.serving.app import (
+from loopml.serving.app import create_app
+from loopml.serving.requests import (
     BadRequest,
     SchemaMismatch,
     check_rows,
-    create_app,
     parse_invocations,
     parse_predict,
 )
