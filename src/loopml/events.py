@@ -195,6 +195,24 @@ KINDS: Final[Mapping[str, EventKind]] = {
             ("revision", "variant", "model", "error"),
             "a server could not load a variant's model: it gets no traffic, the primary serves",
         ),
+        EventKind(
+            "deployment.canary_advanced",
+            "deployment",
+            ("revision", "strategy", "reason"),
+            "the canary controller moved a canary to its next traffic step",
+        ),
+        EventKind(
+            "deployment.canary_aborted",
+            "deployment",
+            ("revision", "strategy", "reason"),
+            "the canary controller rolled a canary back to its primary (the reason names why)",
+        ),
+        EventKind(
+            "deployment.canary_completed",
+            "deployment",
+            ("revision", "strategy", "reason"),
+            "a canary passed every step and the registry gate: the candidate serves alone",
+        ),
     )
 }
 #: Namespaces whose kinds are loopml's own (see :data:`KINDS`).

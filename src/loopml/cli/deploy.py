@@ -365,3 +365,48 @@ def list_deployments(ws: Workspace, as_json: bool) -> None:
             format_time(x.created_at),
         )
     out.print(grid)
+
+
+@deploy.command("watch")
+@click.argument("name")
+@click.option("--once", is_flag=True, help="Decide once and exit.")
+@click.option(
+    "--interval",
+    default="10s",
+    show_default=True,
+    help="How often to look at the canary's traffic (e.g. 10s, 1m).",
+)
+@pass_workspace
+def watch(ws: Workspace, name: str, once: bool, interval: str) -> None:
+    """Run the canary controller of NAME: each look at the current step's logged traffic
+    waits, advances, aborts back to the primary or completes (gated promotion), printed in
+    one line; loops until NAME is no longer a canary (Ctrl-C stops it)."""
+    import time
+
+    from loopml.cli.scheduler import parse_duration
+    from loopml.serving.controller import watch_once
+
+    try:
+        every = parse_duration(interval)
+    except click.BadParameter as exc:
+        raise CliError(f"--interval {exc.message}") from exc
+    if every <= 0:
+        raise CliError(f"--interval {interval!r}: a positive duration, e.g. 10s.")
+    try:
+        while True:
+            current = ws.deployments.get(name)
+            if current.strategy != "canary":
+                if once:
+                    raise CliError(
+                        f"Deployment {name!r} runs {current.strategy}, not a canary: nothing "
+                        f"to watch. Start one with `loopml deploy canary {name} --candidate REF`."
+                    )
+                click.echo(f"{name}: {current.strategy} (revision {current.revision}), done.")
+                return
+            decision = watch_once(ws, name)
+            click.echo(f"{name}: {decision.line()}")
+            if once or decision.action in ("abort", "complete"):
+                return
+            time.sleep(every)
+    except KeyboardInterrupt:
+        click.echo(f"{name}: stopped watching.")
