@@ -275,3 +275,33 @@ def test_cli_watch_once_and_until_done(serving_ws: Workspace, monkeypatch: Any) 
     assert result.exit_code != 0 and "not a canary" in result.output
     result = runner.invoke(cli, ["deploy", "watch", "churn", "--interval", "soon"])
     assert result.exit_code != 0 and "--interval" in result.output
+
+
+def test_the_scheduler_tick_drives_canaries(serving_ws: Workspace) -> None:
+    """`loopml scheduler run` turns the loop without a person: each tick decides on every
+    running canary (advancing this one) and leaves other deployments alone."""
+    from loopml.pipelines import on_schedule, pipeline, task
+    from loopml.pipelines.scheduler import Scheduler
+    from loopml.serving.controller import watch_all
+
+    @task
+    def noop() -> int:
+        return 0
+
+    @pipeline(triggers=[on_schedule("0 3 * * *")])
+    def nightly() -> int:
+        return noop()
+
+    ws = serving_ws
+    current = start_canary(ws)
+    log_step(ws, current, seed=0)
+    lines: list[str] = []
+    scheduler = Scheduler([nightly], ws, clock=lambda: after_step(current), log=lines.append)
+    scheduler.tick()
+    advanced = ws.deployments.get("churn")
+    assert advanced.strategy == "canary" and advanced.settings["step"] == 1
+    assert any(line.startswith("canary churn: advance:") for line in lines), lines
+    # The new step has no traffic yet: the next tick waits, and changes nothing.
+    waiting = watch_all(ws, now=after_step(advanced))
+    assert list(waiting) == ["churn"] and waiting["churn"].action == "wait"
+    assert ws.deployments.get("churn").revision == advanced.revision

@@ -130,6 +130,7 @@ class Scheduler:
             for trig in pipe.triggers:
                 claims.extend(self._claim(pipe, trig, now))
         self.report.ticks += 1
+        self._watch_canaries(now)
         for claim in claims:
             self.report.claimed.append(claim.run_id)
             self.log(
@@ -137,6 +138,15 @@ class Scheduler:
                 f"({claim.trigger}{' @ ' + _short(claim.slot) if claim.slot else ''})"
             )
         return claims
+
+    def _watch_canaries(self, now: datetime) -> None:
+        """Advance, abort or complete every running canary (``loopml deploy watch`` once):
+        the scheduler is what keeps the loop turning without a person."""
+        from loopml.serving.controller import watch_all
+
+        for name, decision in watch_all(self.ws, now).items():
+            if decision.action != "wait":
+                self.log(f"canary {name}: {decision.line()}")
 
     def _claim(self, pipe: Pipeline, trig: Trigger, now: datetime) -> list[Claim]:
         if isinstance(trig, Schedule):

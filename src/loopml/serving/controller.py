@@ -31,13 +31,14 @@ Aborting stores the primary alone at 100%. Each stored outcome writes its event:
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from loopml.exceptions import InvalidInput, PromotionBlocked
+from loopml.exceptions import InvalidInput, LoopmlError, PromotionBlocked
 from loopml.serving.deployments import Abort, Deployment, canary_step, single
 
 if TYPE_CHECKING:
@@ -326,3 +327,20 @@ def watch_once(
         event="deployment.canary_aborted",
     )
     return replace(decision, deployment=stored)
+
+
+def watch_all(workspace: Workspace, now: datetime | None = None) -> dict[str, Decision]:
+    """:func:`watch_once` on every deployment running a canary (what each ``loopml
+    scheduler run`` tick does). A canary whose decision fails (a change made meanwhile, a
+    model gone) is left for the next tick; the failure is logged, the others go on."""
+    decisions: dict[str, Decision] = {}
+    for deployment in workspace.deployments.list():
+        if deployment.strategy != "canary":
+            continue
+        try:
+            decisions[deployment.name] = watch_once(workspace, deployment.name, now)
+        except LoopmlError as exc:
+            logging.getLogger(__name__).warning(
+                "loopml: canary %s: no decision this time: %s", deployment.name, exc
+            )
+    return decisions
