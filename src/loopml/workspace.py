@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from loopml.events import Events
     from loopml.features.store import FeatureStore
     from loopml.pipelines.namespace import Pipelines
-    from loopml.serving.deployments import Deployments
+    from loopml.serving.namespace import Deployments
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -224,7 +224,7 @@ class Workspace:
     @property
     def deployments(self) -> Deployments:
         """What servers serve, with every revision (:class:`loopml.serving.Deployments`)."""
-        from loopml.serving.deployments import Deployments
+        from loopml.serving.namespace import Deployments
 
         return self._namespace("deployments", Deployments)
 

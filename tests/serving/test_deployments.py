@@ -12,8 +12,9 @@ import pytest
 
 from loopml.events import read
 from loopml.exceptions import Conflict, InvalidInput, ModelNotFound, ModelVersionNotFound
-from loopml.serving import deployments as d
-from loopml.serving.deployments import Abort, Deployment, DeploymentNotFound, save
+from loopml.serving import strategies as d
+from loopml.serving.deployments import Deployment, DeploymentNotFound, save
+from loopml.serving.strategies import Abort
 from loopml.workspace import Workspace
 
 

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from loopml.serving import deployments as d
+from loopml.serving import strategies as d
 from loopml.serving.deployments import Deployment, Variant
 from loopml.serving.router import answering, assign, bucket
 

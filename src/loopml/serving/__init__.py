@@ -17,13 +17,9 @@ from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
     from loopml.serving.app import create_app
-    from loopml.serving.deployments import (
-        Deployment,
-        DeploymentNotFound,
-        Deployments,
-        Variant,
-    )
+    from loopml.serving.deployments import Deployment, DeploymentNotFound, Variant
     from loopml.serving.log import PredictionLogger, read_feedback, read_predictions
+    from loopml.serving.namespace import Deployments
     from loopml.serving.router import Routing, assign
 
 __getattr__, __dir__ = lazy_exports(
@@ -31,7 +27,7 @@ __getattr__, __dir__ = lazy_exports(
     {
         "Deployment": "loopml.serving.deployments",
         "DeploymentNotFound": "loopml.serving.deployments",
-        "Deployments": "loopml.serving.deployments",
+        "Deployments": "loopml.serving.namespace",
         "Variant": "loopml.serving.deployments",
         "PredictionLogger": "loopml.serving.log",
         "read_feedback": "loopml.serving.log",

@@ -39,7 +39,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from loopml.exceptions import InvalidInput, LoopmlError, PromotionBlocked
-from loopml.serving.deployments import Abort, Deployment, canary_step, single
+from loopml.serving.deployments import Deployment
+from loopml.serving.strategies import Abort, canary_step, single
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -1,0 +1,256 @@
+"""``ws.deployments``: create, change (by strategy), read and roll back deployments; each
+change is a new revision of the configuration (:mod:`loopml.serving.deployments`).
+
+    ws.deployments.create("churn", "models:/churn@production")
+    ws.deployments.canary("churn", "churn/4", steps=[5, 25, 50, 100],
+                          aborts=["error_rate > 0.02", "p99_ms > 250"])
+    ws.deployments.blue_green("churn", "churn/4"); ws.deployments.switch("churn")
+    ws.deployments.rollback("churn", reason="bad canary")
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Connection, func, select
+
+from loopml.exceptions import Conflict
+from loopml.serving.deployments import (
+    Deployment,
+    Variant,
+    _latest_row,
+    get,
+    revision_of,
+    save,
+)
+from loopml.serving.strategies import (
+    DEFAULT_STEPS,
+    Abort,
+    _model_ref,
+    ab,
+    blue_green,
+    canary,
+    champion_challenger,
+    check_steps,
+    shadow,
+    single,
+    switch,
+)
+from loopml.serving.tables import deployments
+
+if TYPE_CHECKING:
+    from loopml.workspace import Workspace
+
+
+class Deployments:
+    """``ws.deployments``: create, change, read and roll back deployments."""
+
+    def __init__(self, workspace: Workspace) -> None:
+        self.workspace = workspace
+
+    def create(
+        self,
+        name: str,
+        model: str,
+        *,
+        key: str | None = None,
+        feature_service: str | None = None,
+        reason: str | None = None,
+    ) -> Deployment:
+        """A single-model deployment of ``model`` (``churn@production`` follows the alias).
+        An existing deployment of that name is a :class:`Conflict`."""
+        deployment = Deployment(
+            name, (Variant("primary", model),), key=key, feature_service=feature_service
+        )
+        self._check_model(model)
+
+        def tx(conn: Connection) -> Deployment:
+            if _latest_row(conn, name) is not None:
+                raise Conflict(
+                    f"Deployment {name!r} exists; change it with `loopml deploy` commands or "
+                    "roll it back."
+                )
+            return save(conn, deployment, reason=reason or "created", event="deployment.created")
+
+        return self.workspace.db.transact(tx)
+
+    def update(
+        self,
+        deployment: Deployment,
+        *,
+        reason: str | None = None,
+        event: str = "deployment.changed",
+    ) -> Deployment:
+        """Store ``deployment`` (made from :meth:`get` with changes) as the next revision; a
+        change made meanwhile by someone else is a :class:`Conflict`."""
+        for variant in deployment.variants:
+            self._check_model(variant.model)
+        return self.workspace.db.transact(
+            lambda conn: save(
+                conn, deployment, reason=reason, expect_revision=deployment.revision, event=event
+            )
+        )
+
+    def get(self, name: str) -> Deployment:
+        """The newest revision of deployment ``name``."""
+        with self.workspace.db.read() as conn:
+            return get(conn, name)
+
+    def revision(self, name: str) -> int:
+        with self.workspace.db.read() as conn:
+            return revision_of(conn, name)
+
+    def list(self) -> Sequence[Deployment]:
+        """The newest revision of every deployment, by name."""
+        newest = (
+            select(deployments.c.name, func.max(deployments.c.revision).label("revision"))
+            .group_by(deployments.c.name)
+            .subquery()
+        )
+        stmt = (
+            select(deployments)
+            .join(
+                newest,
+                (newest.c.name == deployments.c.name)
+                & (newest.c.revision == deployments.c.revision),
+            )
+            .order_by(deployments.c.name)
+        )
+        with self.workspace.db.read() as conn:
+            return [Deployment.from_row(r) for r in conn.execute(stmt).all()]
+
+    def history(self, name: str) -> Sequence[Deployment]:
+        """Every revision of ``name``, oldest first: what changed, who, when and why."""
+        with self.workspace.db.read() as conn:
+            get(conn, name)  # DeploymentNotFound with a hint
+            rows = conn.execute(
+                select(deployments)
+                .where(deployments.c.name == name)
+                .order_by(deployments.c.revision)
+            ).all()
+        return [Deployment.from_row(r) for r in rows]
+
+    def rollback(self, name: str, *, reason: str | None = None) -> Deployment:
+        """Make the previous revision's configuration current again (as a new revision)."""
+
+        def tx(conn: Connection) -> Deployment:
+            rows = conn.execute(
+                select(deployments)
+                .where(deployments.c.name == name)
+                .order_by(deployments.c.revision.desc())
+                .limit(2)
+            ).all()
+            if not rows:
+                get(conn, name)  # raises DeploymentNotFound
+            if len(rows) < 2:
+                raise Conflict(f"Deployment {name!r} has no earlier revision to roll back to.")
+            previous = Deployment.from_row(rows[1])
+            why = reason or f"rollback to revision {previous.revision}"
+            return save(conn, previous, reason=why, event="deployment.rolled_back")
+
+        return self.workspace.db.transact(tx)
+
+    # -- strategies: each applies the pure constructor of the same name to the newest
+    # revision and stores the result (a change made meanwhile is a Conflict) ---------------
+
+    def single(self, name: str, model: str, *, reason: str | None = None) -> Deployment:
+        """Serve ``model`` alone (ends any strategy)."""
+        return self._change(name, lambda d: single(d, model), reason or f"single {model}")
+
+    def shadow(self, name: str, candidate: str, *, reason: str | None = None) -> Deployment:
+        """Shadow ``candidate`` behind the primary (see :func:`shadow`)."""
+        return self._change(
+            name, lambda d: shadow(d, candidate), reason or f"shadow {_model_ref(candidate)}"
+        )
+
+    def canary(
+        self,
+        name: str,
+        candidate: str,
+        steps: Sequence[float] = DEFAULT_STEPS,
+        *,
+        step_duration: float = 600.0,
+        min_requests: int = 200,
+        aborts: Sequence[str] = (),
+        reason: str | None = None,
+    ) -> Deployment:
+        """Start a canary of ``candidate`` at the first of ``steps`` (see :func:`canary`)."""
+        # Bad input is refused before the store is read.
+        check_steps(steps)
+        for expression in aborts:
+            Abort.parse(expression)
+        return self._change(
+            name,
+            lambda d: canary(
+                d,
+                candidate,
+                steps,
+                step_duration=step_duration,
+                min_requests=min_requests,
+                aborts=aborts,
+            ),
+            reason or f"canary {_model_ref(candidate)}",
+        )
+
+    def blue_green(self, name: str, candidate: str, *, reason: str | None = None) -> Deployment:
+        """Load ``candidate`` warm beside the live model (see :func:`blue_green`)."""
+        return self._change(
+            name,
+            lambda d: blue_green(d, candidate),
+            reason or f"blue-green: {_model_ref(candidate)} on standby",
+        )
+
+    def switch(self, name: str, *, reason: str | None = None) -> Deployment:
+        """Blue-green: move all traffic to the standby side at once (see :func:`switch`)."""
+
+        def why(d: Deployment) -> str:
+            nxt = switch(d).primary
+            return f"switch to {nxt.name} ({nxt.model})"
+
+        return self._change(name, switch, reason, default_reason=why)
+
+    def ab(
+        self,
+        name: str,
+        variants: Mapping[str, tuple[str, float]],
+        *,
+        key: str | None = None,
+        metric: str = "conversion",
+        reason: str | None = None,
+    ) -> Deployment:
+        """Start a sticky A/B test (see :func:`ab`)."""
+        return self._change(
+            name,
+            lambda d: ab(d, variants, key=key, metric=metric),
+            reason or "a/b " + ", ".join(f"{n}={m}:{w:g}" for n, (m, w) in variants.items()),
+        )
+
+    def champion_challenger(
+        self, name: str, challenger: str, *, reason: str | None = None
+    ) -> Deployment:
+        """Score ``challenger`` on every request beside the champion (see
+        :func:`champion_challenger`)."""
+        return self._change(
+            name,
+            lambda d: champion_challenger(d, challenger),
+            reason or f"challenger {_model_ref(challenger)}",
+        )
+
+    def _change(
+        self,
+        name: str,
+        make: Callable[[Deployment], Deployment],
+        reason: str | None,
+        *,
+        default_reason: Callable[[Deployment], str] | None = None,
+    ) -> Deployment:
+        current = self.get(name)
+        changed = make(current)
+        if reason is None and default_reason is not None:
+            reason = default_reason(current)
+        return self.update(changed, reason=reason)
+
+    def _check_model(self, model: str) -> None:
+        ref = model if model.startswith("models:/") else f"models:/{model}"
+        self.workspace.models.get(ref)  # ModelNotFound / ModelVersionNotFound with a hint
