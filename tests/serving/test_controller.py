@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from loopml.cli.main import cli
 from loopml.events import read
-from loopml.exceptions import InvalidInput
+from loopml.exceptions import Conflict, InvalidInput
 from loopml.registry.gates import GatePolicy
 from loopml.serving.controller import (
     StepStats,
@@ -305,3 +305,53 @@ def test_the_scheduler_tick_drives_canaries(serving_ws: Workspace) -> None:
     waiting = watch_all(ws, now=after_step(advanced))
     assert list(waiting) == ["churn"] and waiting["churn"].action == "wait"
     assert ws.deployments.get("churn").revision == advanced.revision
+
+
+def test_a_change_made_while_completing_refuses_the_completion_and_promotes_nothing(
+    serving_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A person stops the canary while the controller reads its traffic: the completion
+    loses the race (Conflict) and the candidate stays unpromoted; the person's change
+    stands."""
+    import loopml.serving.controller as controller
+
+    ws = serving_ws
+    current = start_canary(ws, steps=[100])
+    log_step(ws, current)
+    real_step_stats = controller.step_stats
+
+    def stats_then_someone_stops_the_canary(*args: Any, **kwargs: Any) -> StepStats:
+        stats = real_step_stats(*args, **kwargs)
+        ws.deployments.single("churn", "double/1", reason="operator stops the canary")
+        return stats
+
+    monkeypatch.setattr(controller, "step_stats", stats_then_someone_stops_the_canary)
+    with pytest.raises(Conflict, match="changed meanwhile"):
+        watch_once(ws, "churn", now=after_step(current))
+    assert ws.models.get("models:/double/2").stage != "Production"
+    with pytest.raises(LookupError):
+        ws.models.get("models:/double@production")
+    final = ws.deployments.get("churn")
+    assert final.reason == "operator stops the canary" and final.primary.model.endswith("/1")
+    assert canary_events(ws) == []
+
+
+def test_a_blocked_gate_after_the_completion_is_stored_puts_the_primary_back(
+    serving_ws: Workspace,
+) -> None:
+    """The completion is stored before the promotion; the gate then blocks, so the next
+    revision restores the primary and the history says both."""
+    ws = serving_ws
+    current = start_canary(ws, steps=[100])
+    log_step(ws, current)
+    blocking = GatePolicy(min_score=0.99, beat_champion=False)
+    decision = watch_once(ws, "churn", now=after_step(current), policy=blocking)
+    assert decision.action == "abort" and decision.deployment is not None
+    history = ws.deployments.history("churn")
+    completed, aborted = history[-2], history[-1]
+    assert completed.primary.model == "models:/double/2"
+    assert (completed.reason or "").startswith("canary completed:")
+    assert aborted.primary.model == "models:/double/1" and aborted.strategy == "single"
+    assert "registry gate blocked" in (aborted.reason or "")
+    assert decision.deployment.revision == aborted.revision
+    assert [k for k, _ in canary_events(ws)] == ["deployment.canary_aborted"]

@@ -18,10 +18,13 @@ The rules, in order:
    predictions or too few numbers) doesn't hold.
 2. **Wait** until the step has lasted ``step_duration_s`` and the canary answered
    ``min_requests`` requests in it.
-3. **Advance** to the next step, or after the last one **complete**: the candidate goes
-   through the registry's gated promotion (a blocked gate aborts, with the gate's summary
-   as the reason) and then serves alone — or, when the primary followed an alias such as
-   ``churn@production``, the deployment keeps following it (it now points at the candidate).
+3. **Advance** to the next step, or after the last one **complete**: the candidate serves
+   alone — or, when the primary followed an alias such as ``churn@production``, the
+   deployment keeps following it — and then goes through the registry's gated promotion
+   (which moves that alias). The deployment is stored first, with the revision guard, so a
+   concurrent change refuses the completion before anything is promoted; a blocked gate
+   (or a failed promotion) then stores the primary back as an abort, with the gate's
+   summary as the reason.
 
 Aborting stores the primary alone at 100%. Each stored outcome writes its event:
 ``deployment.canary_advanced``, ``deployment.canary_aborted``,
@@ -38,6 +41,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from loopml import events
 from loopml.exceptions import InvalidInput, LoopmlError, PromotionBlocked
 from loopml.serving.deployments import Deployment
 from loopml.serving.strategies import Abort, canary_step, single
@@ -298,34 +302,78 @@ def watch_once(
         )
         return replace(decision, deployment=stored)
     if decision.action == "complete":
-        _, canary_name = _role_names(current)
-        candidate = workspace.models.get(current.variant(canary_name).model)
-        try:
-            workspace.models.promote(
-                candidate.name,
-                candidate.version,
-                policy=policy,
-                reason=f"canary of {name!r} completed",
-            )
-        except PromotionBlocked as exc:
-            decision = Decision(
-                "abort", f"the registry gate blocked the promotion: {exc}", decision.step
-            )
-        else:
-            primary = current.primary.model
-            follows_alias = "@" in primary.removeprefix("models:/")
-            model = primary if follows_alias else f"models:/{candidate.name}/{candidate.version}"
-            stored = deployments.update(
-                single(current, model),
-                reason=f"canary completed: {decision.reason}; "
-                f"{candidate.name}/{candidate.version} promoted",
-                event="deployment.canary_completed",
-            )
-            return replace(decision, deployment=stored)
+        return _complete(workspace, current, decision, policy)
     stored = deployments.update(
         single(current, current.primary.model),
         reason=f"canary aborted: {decision.reason}",
         event="deployment.canary_aborted",
+    )
+    return replace(decision, deployment=stored)
+
+
+def _complete(
+    workspace: Workspace,
+    current: Deployment,
+    decision: Decision,
+    policy: GatePolicy | None,
+) -> Decision:
+    """Store the completed deployment, then promote the candidate through the gate.
+
+    The order matters. The deployment store is guarded by the revision the decision was
+    made on, so it is the one step that can lose a race with a concurrent change (a person
+    stopping the canary, say); taking it first means a lost race promotes nothing. Only
+    then is the registry asked; a gate that blocks (or a promotion that fails) stores the
+    primary back as an abort, guarded by the revision just stored. The other order could
+    leave the candidate promoted while the deployment update was refused. Between the two
+    writes a pinned candidate answers alone, as it does at a final 100% step; a deployment
+    that follows an alias keeps following it, so it serves the old version until the
+    promotion moves the alias.
+    """
+    deployments = workspace.deployments
+    name = current.name
+    _, canary_name = _role_names(current)
+    candidate = workspace.models.get(current.variant(canary_name).model)
+    label = f"{candidate.name}/{candidate.version}"
+    primary = current.primary.model
+    follows_alias = "@" in primary.removeprefix("models:/")
+    model = primary if follows_alias else f"models:/{candidate.name}/{candidate.version}"
+    stored = deployments.update(
+        single(current, model),
+        reason=f"canary completed: {decision.reason}; {label} goes through the registry gate",
+    )
+    try:
+        workspace.models.promote(
+            candidate.name,
+            candidate.version,
+            policy=policy,
+            reason=f"canary of {name!r} completed",
+        )
+    except Exception as exc:
+        # promote() moves the pointer in its last transaction, so whatever it raised, nothing
+        # was promoted: put the primary back.
+        if isinstance(exc, PromotionBlocked):
+            why = f"the registry gate blocked the promotion: {exc}"
+        else:
+            why = f"the promotion of {label} failed: {type(exc).__name__}: {exc}"
+        restored = deployments.update(
+            single(stored, primary),
+            reason=f"canary aborted: {why}",
+            event="deployment.canary_aborted",
+        )
+        if not isinstance(exc, LoopmlError):
+            raise
+        return Decision("abort", why, decision.step, restored)
+    workspace.db.transact(
+        lambda conn: events.emit(
+            conn,
+            "deployment.canary_completed",
+            name,
+            {
+                "revision": stored.revision,
+                "strategy": stored.strategy,
+                "reason": f"{stored.reason}; {label} promoted",
+            },
+        )
     )
     return replace(decision, deployment=stored)
 
