@@ -12,8 +12,11 @@ servers (or workers) over one workspace never write the same name.
 
 A prediction row holds ``request_id``, ``time`` (UTC), ``deployment``, ``revision``,
 ``model`` (``churn/4``), ``variant``, ``shadow`` (scored off the response path),
-``inputs`` and ``outputs`` (JSON text), ``latency_ms`` and ``error`` (None when it
-answered). A feedback row holds ``request_id``, ``time``, ``deployment``, ``label`` (JSON
+``inputs`` and ``outputs`` (JSON text), ``latency_ms``, ``error`` (None when it
+answered) and ``batch_id`` (None online; the id of the run of
+:func:`loopml.serving.batch_predict` that scored it, whose rows have the request ids
+``<batch_id>-<row>`` and the variant ``batch``). Files written before ``batch_id`` existed
+read back with it None. A feedback row holds ``request_id``, ``time``, ``deployment``, ``label`` (JSON
 text) and ``reward``.
 
 :class:`PredictionLogger` queues rows in memory and a background thread writes them every
@@ -67,6 +70,7 @@ def _schemas() -> dict[str, Any]:
                 ("outputs", pa.string()),
                 ("latency_ms", pa.float64()),
                 ("error", pa.string()),
+                ("batch_id", pa.string()),
             ]
         ),
         FEEDBACK: pa.schema(
@@ -197,29 +201,12 @@ class PredictionLogger:
 
     def _write(self, log: str, deployment: str, hour: str, rows: list[dict[str, Any]]) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         schema = _schemas()[log]
         table = pa.Table.from_pylist(
             [{name: row.get(name) for name in schema.names} for row in rows], schema=schema
         )
-        folder = _folder(self.blobs, log, deployment, hour)
-        name = f"{uuid.uuid4().hex}.parquet"
-        if self.blobs.is_local:
-            os.makedirs(folder, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet.part")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    pq.write_table(table, fh)
-                os.replace(tmp, os.path.join(folder, name))
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
-                raise
-        else:
-            sink = pa.BufferOutputStream()
-            pq.write_table(table, sink)
-            self.blobs.fs.pipe_file(f"{folder}/{name}", sink.getvalue().to_pybytes())
+        write_table(self.blobs, log, deployment, hour, table)
 
     def close(self) -> None:
         """Stop the writer thread and write what is queued (raises if that last write
@@ -236,6 +223,53 @@ class PredictionLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def log_schema(log: str) -> Any:
+    """The Arrow schema of the ``predictions`` or ``feedback`` log."""
+    return _schemas()[log]
+
+
+def write_table(blobs: BlobStore, log: str, deployment: str, hour: str, table: Any) -> str:
+    """Write ``table`` (rows of the ``log``'s schema, all of ``deployment`` in ``hour``,
+    formatted ``YYYY-MM-DDTHH``) as one new file of the log, whole or not at all; the
+    file's path. Used by the logger's flushes and by batch scoring, which writes its rows
+    itself, chunk by chunk."""
+    import pyarrow.parquet as pq
+
+    folder = _folder(blobs, log, deployment, hour)
+    name = f"{uuid.uuid4().hex}.parquet"
+    if blobs.is_local:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".parquet.part")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                pq.write_table(table, fh)
+            os.replace(tmp, os.path.join(folder, name))
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return os.path.join(folder, name)
+    import pyarrow as pa
+
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink)
+    blobs.fs.pipe_file(f"{folder}/{name}", sink.getvalue().to_pybytes())
+    return f"{folder}/{name}"
+
+
+def remove_files(blobs: BlobStore, paths: list[str]) -> None:
+    """Delete log files written by :func:`write_table` (a batch that failed takes its rows
+    back); best effort, a file already gone is fine."""
+    for path in paths:
+        try:
+            if blobs.is_local:
+                os.unlink(path)
+            else:
+                blobs.fs.rm_file(path)
+        except (OSError, FileNotFoundError):
+            pass
 
 
 def _folder(blobs: BlobStore, log: str, deployment: str, hour: str | None = None) -> str:
@@ -318,9 +352,39 @@ def _read(
         query = f"SELECT * FROM read_parquet({listing}, union_by_name = true, hive_partitioning = false)"
         if where:
             query += " WHERE " + " AND ".join(where)
-        return con.execute(query + " ORDER BY time, request_id", params).df()
+        frame = con.execute(query + " ORDER BY time, request_id", params).df()
     finally:
         con.close()
+    for name in _schemas()[log].names:  # files written before a column was added
+        if name not in frame.columns:
+            frame[name] = None
+    return frame
+
+
+def known_request_ids(workspace: Workspace, deployment: str, request_ids: Any) -> set[str]:
+    """Which of ``request_ids`` the prediction log of ``deployment`` holds (any time)."""
+    import duckdb
+    import pyarrow as pa
+
+    blobs = workspace.blobs
+    files = _files(blobs, PREDICTIONS, deployment, None, None)
+    wanted = pa.table({"request_id": pa.array(list(request_ids), pa.string())})
+    if not files or not len(wanted):
+        return set()
+    con = duckdb.connect()
+    try:
+        if not blobs.is_local and not con.filesystem_is_registered(blobs.protocol):
+            con.register_filesystem(blobs.fs)
+        con.register("wanted", wanted)
+        listing = "[" + ", ".join("'" + f.replace("'", "''") + "'" for f in files) + "]"
+        found = con.execute(
+            "SELECT DISTINCT w.request_id FROM wanted w SEMI JOIN "
+            f"read_parquet({listing}, union_by_name = true, hive_partitioning = false) p "
+            "ON w.request_id = p.request_id"
+        ).fetchall()
+    finally:
+        con.close()
+    return {row[0] for row in found}
 
 
 def read_predictions(
