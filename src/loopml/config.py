@@ -53,6 +53,7 @@ from typing import Any
 from loopml.data.settings import DataSettings
 from loopml.exceptions import InvalidConfig, WorkspaceNotFound
 from loopml.features.settings import FeaturesSettings
+from loopml.monitoring.settings import MonitorSettings
 from loopml.registry.settings import RegistrySettings
 from loopml.serving.settings import ServingSettings
 from loopml.tracking.settings import TrackingSettings
@@ -146,6 +147,7 @@ SECTIONS: dict[str, type] = {
     "scheduler": SchedulerSettings,
     "features": FeaturesSettings,
     "serving": ServingSettings,
+    "monitor": MonitorSettings,
 }
 #: Tables of named tables, each checked by the area that reads it (``[gates.churn]``:
 #: :meth:`loopml.registry.gates.GatePolicy.from_dict`).
@@ -172,6 +174,7 @@ class Settings:
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     features: FeaturesSettings = field(default_factory=FeaturesSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    monitor: MonitorSettings = field(default_factory=MonitorSettings)
     #: ``[gates.NAME]`` tables as written; each is checked when it is used
     #: (:meth:`loopml.registry.gates.GatePolicy.from_dict`) or by ``loopml config show``.
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
