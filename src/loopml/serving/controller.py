@@ -317,65 +317,108 @@ def _complete(
     decision: Decision,
     policy: GatePolicy | None,
 ) -> Decision:
-    """Store the completed deployment, then promote the candidate through the gate.
+    """Complete canary ``current``: the candidate serves alone and is promoted through the
+    gate (:func:`serve_and_promote`); a blocked gate aborts back to the primary."""
+    _, canary_name = _role_names(current)
+    outcome = serve_and_promote(
+        workspace,
+        current,
+        current.variant(canary_name).model,
+        restore=single(current, current.primary.model),
+        policy=policy,
+        reason=f"canary completed: {decision.reason}",
+        undo="canary aborted",
+        completed_event="deployment.canary_completed",
+        aborted_event="deployment.canary_aborted",
+        promotion_reason=f"canary of {current.name!r} completed",
+    )
+    if outcome.promoted:
+        return replace(decision, deployment=outcome.deployment)
+    return Decision("abort", outcome.reason, decision.step, outcome.deployment)
 
-    The order matters. The deployment store is guarded by the revision the decision was
-    made on, so it is the one step that can lose a race with a concurrent change (a person
-    stopping the canary, say); taking it first means a lost race promotes nothing. Only
-    then is the registry asked; a gate that blocks (or a promotion that fails) stores the
-    primary back as an abort, guarded by the revision just stored. The other order could
+
+@dataclass(frozen=True)
+class Promotion:
+    """What :func:`serve_and_promote` did: whether the candidate was promoted, why not
+    (the gate's summary or the error), and the revision it stored last."""
+
+    promoted: bool
+    reason: str
+    deployment: Deployment
+
+
+def serve_and_promote(
+    workspace: Workspace,
+    current: Deployment,
+    candidate: str,
+    *,
+    restore: Deployment,
+    reason: str,
+    undo: str,
+    policy: GatePolicy | None = None,
+    completed_event: str | None = None,
+    aborted_event: str = "deployment.changed",
+    promotion_reason: str | None = None,
+) -> Promotion:
+    """Make ``candidate`` (a model reference) serve ``current``'s traffic alone, then
+    promote it through the registry's gate; if the gate blocks, store ``restore``.
+
+    The order matters. The deployment store is guarded by ``current``'s revision, so it is
+    the one step that can lose a race with a concurrent change (a person stopping a canary,
+    say); taking it first means a lost race (:class:`~loopml.exceptions.Conflict`) promotes
+    nothing. Only then is the registry asked; a gate that blocks (or a promotion that
+    fails) stores ``restore``, guarded by the revision just stored. The other order could
     leave the candidate promoted while the deployment update was refused. Between the two
-    writes a pinned candidate answers alone, as it does at a final 100% step; a deployment
-    that follows an alias keeps following it, so it serves the old version until the
-    promotion moves the alias.
+    writes a pinned candidate answers alone, as it does at a final 100% canary step; a
+    deployment whose primary follows an alias (``churn@production``) keeps following it,
+    so it serves the old version until the promotion moves the alias.
+
+    ``reason`` is the stored revision's reason, ``undo`` prefixes the restore's; a
+    successful promotion writes ``completed_event`` (when given) about the stored revision,
+    a restore is stored with ``aborted_event``.
     """
     deployments = workspace.deployments
-    name = current.name
-    _, canary_name = _role_names(current)
-    candidate = workspace.models.get(current.variant(canary_name).model)
-    label = f"{candidate.name}/{candidate.version}"
+    version = workspace.models.get(candidate)
+    label = f"{version.name}/{version.version}"
     primary = current.primary.model
     follows_alias = "@" in primary.removeprefix("models:/")
-    model = primary if follows_alias else f"models:/{candidate.name}/{candidate.version}"
+    model = primary if follows_alias else f"models:/{version.name}/{version.version}"
     stored = deployments.update(
-        single(current, model),
-        reason=f"canary completed: {decision.reason}; {label} goes through the registry gate",
+        single(current, model), reason=f"{reason}; {label} goes through the registry gate"
     )
     try:
         workspace.models.promote(
-            candidate.name,
-            candidate.version,
-            policy=policy,
-            reason=f"canary of {name!r} completed",
+            version.name, version.version, policy=policy, reason=promotion_reason or reason
         )
     except Exception as exc:
         # promote() moves the pointer in its last transaction, so whatever it raised, nothing
-        # was promoted: put the primary back.
+        # was promoted: put the previous serving back.
         if isinstance(exc, PromotionBlocked):
             why = f"the registry gate blocked the promotion: {exc}"
         else:
             why = f"the promotion of {label} failed: {type(exc).__name__}: {exc}"
         restored = deployments.update(
-            single(stored, primary),
-            reason=f"canary aborted: {why}",
-            event="deployment.canary_aborted",
+            replace(restore, revision=stored.revision),
+            reason=f"{undo}: {why}",
+            event=aborted_event,
         )
         if not isinstance(exc, LoopmlError):
             raise
-        return Decision("abort", why, decision.step, restored)
-    workspace.db.transact(
-        lambda conn: events.emit(
-            conn,
-            "deployment.canary_completed",
-            name,
-            {
-                "revision": stored.revision,
-                "strategy": stored.strategy,
-                "reason": f"{stored.reason}; {label} promoted",
-            },
+        return Promotion(False, why, restored)
+    if completed_event is not None:
+        workspace.db.transact(
+            lambda conn: events.emit(
+                conn,
+                completed_event,
+                current.name,
+                {
+                    "revision": stored.revision,
+                    "strategy": stored.strategy,
+                    "reason": f"{stored.reason}; {label} promoted",
+                },
+            )
         )
-    )
-    return replace(decision, deployment=stored)
+    return Promotion(True, f"{label} promoted", stored)
 
 
 def watch_all(workspace: Workspace, now: datetime | None = None) -> dict[str, Decision]:
