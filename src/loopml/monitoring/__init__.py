@@ -1,2 +1,52 @@
 """Monitoring: drift against frozen reference profiles, data quality, delayed-label
-performance, operational metrics, alert rules and HTML reports (``ws.monitors``)."""
+performance, operational metrics, alert rules and HTML reports (``ws.monitors``).
+
+    loopml.monitoring.drift(train_df, current_df)       # a drift table, in a notebook
+    ref = loopml.monitoring.set_reference(ws, "churn@production", "data/train.parquet")
+    loopml.monitoring.compare(ref, current_df)          # [FeatureDrift, ...]
+
+Names are imported on first use, so ``import loopml`` does not load NumPy or SciPy.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from loopml.exports import lazy_exports
+
+if TYPE_CHECKING:
+    from loopml.monitoring.drift import FeatureDrift, compare, drift
+    from loopml.monitoring.profile import (
+        FeatureProfile,
+        Profile,
+        Reference,
+        build_profile,
+        get_reference,
+        set_reference,
+    )
+
+_LAZY = {
+    "FeatureDrift": "loopml.monitoring.drift",
+    "FeatureProfile": "loopml.monitoring.profile",
+    "Profile": "loopml.monitoring.profile",
+    "Reference": "loopml.monitoring.profile",
+    "build_profile": "loopml.monitoring.profile",
+    "compare": "loopml.monitoring.drift",
+    "drift": "loopml.monitoring.drift",
+    "get_reference": "loopml.monitoring.profile",
+    "set_reference": "loopml.monitoring.profile",
+}
+
+__all__ = [
+    "FeatureDrift",
+    "FeatureProfile",
+    "Profile",
+    "Reference",
+    "build_profile",
+    "compare",
+    "drift",
+    "get_reference",
+    "set_reference",
+]
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
