@@ -124,6 +124,27 @@ def test_later_created_row_wins_a_tie_on_event_time_once_known(ws: Workspace) ->
     assert spend(result) == [None, 1.2, 1.3]
 
 
+def test_late_rows_are_recomputed_in_place_keeping_integer_values(ws: Workspace) -> None:
+    # Every as-of match has a value (an int64 column), but two rows' matches were created
+    # after their time: one falls back to the older known row, one has none known at all.
+    frame = pd.DataFrame(
+        {
+            "customer_id": [1, 1, 2, 3],
+            "event_ts": [at(1), at(2), at(2), at(1)],
+            "created_ts": [at(1), at(3), at(3), at(1)],
+            "spend": [1.0, 2.0, 20.0, 5.0],
+            "orders": [10, 20, 200, 50],
+        }
+    )
+    view = stats_view(DataFrameSource(frame, "event_ts", "created_ts"))
+    result = ws.features.use(view).get_historical_features(
+        entities((3, at(4)), (1, at(2.5)), (2, at(2.5)), (1, at(4))),
+        ["stats:spend", "stats:orders"],
+    )
+    assert spend(result) == [5.0, 1.0, None, 2.0]
+    assert [None if pd.isna(v) else int(v) for v in result["orders"]] == [50, 10, None, 20]
+
+
 def test_duplicate_rows_without_created_field_give_one_of_them(ws: Workspace) -> None:
     frame = pd.DataFrame(
         {

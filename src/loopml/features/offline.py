@@ -10,12 +10,14 @@ place with nulls: the result has the entity frame's length and order.
 How (one pass per view, all in DuckDB, streaming Parquet):
 
 1. ``ASOF LEFT JOIN`` on the join keys and ``(t, +inf) >= (event, created)`` (just ``t >=
-   event`` without created times): the latest row that was true at ``t``, a merge join.
-2. If that row was created after ``t`` (a late row: rare when data arrives on time), that
-   entity row alone is recomputed by a range join over the rows known at ``t``.
-3. Values older than the TTL become null; every view's columns are joined back by row number.
+   event`` without created times): the latest row that was true at ``t``, a merge join. The
+   joins of every view are chained in one statement, streamed to pandas in entity order;
+   values older than the TTL are null.
+2. If a row's match was created after ``t`` (a late row: rare when data arrives on time),
+   that entity row alone is recomputed by a range join over the rows known at ``t`` and
+   written over its place.
 
-:func:`plan_view_sql` builds the SQL (pure); :func:`historical_features` runs it.
+:func:`plan_view_join` builds the SQL (pure); :func:`historical_features` runs it.
 """
 
 from __future__ import annotations
@@ -285,19 +287,29 @@ def _utc(value: Any) -> Any:
 # -- the join ----------------------------------------------------------------------------------
 
 
-def plan_view_sql(
+@dataclass(frozen=True)
+class ViewJoin:
+    """How one view's values join the entity rows (see :func:`plan_view_join`)."""
+
+    join: str  # an ASOF LEFT JOIN clause against the probe ``e``
+    columns: tuple[str, ...]  # select expressions, one per feature, already TTL-guarded
+    late: str  # select expression: the match was created after the row's time
+    recompute: str  # statement giving ``__row`` + features for the late rows of ``__late``
+
+
+def plan_view_join(
     keys: Sequence[str],
     features: Sequence[str],
+    outputs: Sequence[str],
     ttl_seconds: float | None,
     source: str,
-    probe: str,
+    alias: str,
     created: bool = True,
-) -> tuple[str, str]:
-    """The two statements that give a view's values per probe row: the as-of join, and the
-    recomputation of rows whose match was created after the row's time. Both select
-    ``__row`` then ``features``; the first also ``__late``."""
-    on = " AND ".join(f"p.{quote(k)} = f.{quote(k)}" for k in keys)
-    cols = ", ".join(f"f.{quote(f)}" for f in features)
+) -> ViewJoin:
+    """The SQL that gives a view's values per entity row ``e`` (which has ``__row``, ``__t``,
+    the join keys and ``__k``, see :func:`probe_key`): an as-of join in the main statement,
+    and the recomputation of rows whose match was created after the row's time."""
+    on = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in keys)
 
     def fresh(event: str, time: str) -> str:
         """A condition: the matched row exists and is within the TTL at the row's time."""
@@ -306,36 +318,37 @@ def plan_view_sql(
         micros = int(ttl_seconds * 1_000_000)
         return f"{event} >= {time} - to_microseconds(CAST({micros} AS BIGINT))"
 
-    def guarded(prefix: str) -> str:
-        return ", ".join(f"if(__fresh, {prefix}{quote(f)}, NULL) AS {quote(f)}" for f in features)
-
     # With created times the merge key is (event, created): the latest event, then the latest
     # created among rows of that event. Without, created is the event time: event alone.
-    probe_key = f"struct_pack(a := {TIME}, b := 'infinity'::TIMESTAMPTZ)" if created else TIME
     source_key = f"struct_pack(a := {EVENT}, b := {CREATED})" if created else EVENT
-    asof = (
-        f"WITH p AS (SELECT {ROW}, {TIME}, {', '.join(quote(k) for k in keys)}, "
-        f"{probe_key} AS __k FROM {probe}), "
-        f"f AS (SELECT *, {source_key} AS __k FROM {source}), "
-        f"m AS (SELECT p.{ROW}, coalesce(f.{CREATED} > p.{TIME}, false) AS __late, "
-        f"coalesce({fresh('f.' + EVENT, 'p.' + TIME)}, false) AS __fresh, {cols} "
-        f"FROM p ASOF LEFT JOIN f ON {on} AND p.__k >= f.__k) "
-        f"SELECT {ROW}, __late, {guarded('')} FROM m"
+    probe = "e.__k" if created else f"e.{TIME}"
+    join = (
+        f"ASOF LEFT JOIN (SELECT *, {source_key} AS __k FROM {source}) {alias} "
+        f"ON {on} AND {probe} >= {alias}.__k"
     )
+    guard = fresh(f"{alias}.{EVENT}", f"e.{TIME}")
+    columns = tuple(
+        f"CASE WHEN {guard} THEN {alias}.{quote(f)} END AS {quote(o)}"
+        for f, o in zip(features, outputs, strict=True)
+    )
+    late = f"coalesce({alias}.{CREATED} > e.{TIME}, false)"
     # Late rows are few: an inner join lets DuckDB build its hash table on them, not on the
     # source; the left join after it keeps late rows that have no known value.
-    late_probe = f"(SELECT * FROM {probe} WHERE {ROW} IN (SELECT {ROW} FROM __late_rows))"
-    late = (
-        f"WITH l AS {late_probe}, "
-        f"b AS (SELECT l.{ROW}, f.{EVENT}, {cols} FROM l JOIN {source} f "
-        f"ON {on.replace('p.', 'l.')} AND f.{EVENT} <= l.{TIME} AND f.{CREATED} <= l.{TIME} "
+    cols = ", ".join(f"f.{quote(f)}" for f in features)
+    on_late = on.replace("e.", "l.").replace(f"{alias}.", "f.")
+    recompute = (
+        f"WITH b AS (SELECT l.{ROW}, f.{EVENT}, {cols} FROM __late l JOIN {source} f "
+        f"ON {on_late} AND f.{EVENT} <= l.{TIME} AND f.{CREATED} <= l.{TIME} "
         f"QUALIFY row_number() OVER (PARTITION BY l.{ROW} "
         f"ORDER BY f.{EVENT} DESC, f.{CREATED} DESC) = 1) "
-        f"SELECT {ROW}, {guarded('')} FROM (SELECT l.{ROW}, "
-        f"coalesce({fresh('b.' + EVENT, 'l.' + TIME)}, false) AS __fresh, "
-        f"{cols.replace('f.', 'b.')} FROM l LEFT JOIN b ON b.{ROW} = l.{ROW})"
+        f"SELECT l.{ROW}, "
+        + ", ".join(
+            f"CASE WHEN {fresh('b.' + EVENT, 'l.' + TIME)} THEN b.{quote(f)} END AS {quote(f)}"
+            for f in features
+        )
+        + f" FROM __late l LEFT JOIN b ON b.{ROW} = l.{ROW}"
     )
-    return asof, late
+    return ViewJoin(join, columns, late, recompute)
 
 
 def output_names(
@@ -366,68 +379,90 @@ def historical_features(
     full_feature_names: bool = False,
     timestamp_column: str = DEFAULT_TIMESTAMP_COLUMN,
 ) -> pd.DataFrame:
-    """The entity frame with the features of ``refs`` as of each row's time (see module doc)."""
+    """The entity frame with the features of ``refs`` as of each row's time (see module doc).
+
+    One statement chains every view's as-of join onto the entity rows and streams the result
+    to pandas; the few rows whose match was created after their time are then recomputed,
+    view by view, and written over their places."""
     stored, on_demand = split_refs(refs)
     keys = list(dict.fromkeys(k for ref in stored for k in ref.view.join_keys))  # type: ignore[union-attr]
     frame = entity_frame(entity_df, keys, timestamp_column)
     original = [c for c in frame.columns if c not in (ROW, TIME)]
     names = output_names(refs, full_feature_names)
     con.register("__entities", frame)
-    results: list[tuple[str, list[tuple[str, str]]]] = []
     try:
+        select, joins, lates = ["e.* EXCLUDE (__k)"], [], []
+        plans: list[tuple[ViewJoin, list[str]]] = []
         for i, ref in enumerate(stored):
             view = ref.view
             assert isinstance(view, FeatureView)
-            table = f"__values_{i}"
             source_sql = source_select(view, con, ctx, f"__src_{i}")
             con.execute(f"CREATE OR REPLACE TEMP VIEW __source_{i} AS {source_sql}")
-            probe_cols = ", ".join(quote(k) for k in view.join_keys)
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE __probe_{i} AS SELECT {ROW}, {TIME}, {probe_cols} "
-                f"FROM __entities"
-            )
-            ttl = view.ttl.total_seconds() if view.ttl is not None else None
-            asof, late = plan_view_sql(
+            # An on-demand view's input that wasn't asked for is fetched as view__feature
+            # (dropped from the result after the function ran).
+            outputs = [names.get((view.name, f), f"{view.name}__{f}") for f in ref.features]
+            plan = plan_view_join(
                 view.join_keys,
                 ref.features,
-                ttl,
+                outputs,
+                view.ttl.total_seconds() if view.ttl is not None else None,
                 f"__source_{i}",
-                f"__probe_{i}",
+                f"v{i}",
                 created=view.source.created_timestamp_field is not None
                 or bool(pushed_files(ctx, view.name)),
             )
-            con.execute(f"CREATE OR REPLACE TEMP TABLE {table} AS {asof}")
-            con.execute(
-                f"CREATE OR REPLACE TEMP TABLE __late_rows AS SELECT {ROW} FROM {table} WHERE __late"
-            )
-            # fetchall, not fetchone: an unfinished result makes the next register() fail.
-            if con.execute("SELECT count(*) FROM __late_rows").fetchall()[0][0]:
-                con.execute(f"CREATE OR REPLACE TEMP TABLE __late_values AS {late}")
-                cols = ", ".join(quote(f) for f in ref.features)
-                con.execute(
-                    f"CREATE OR REPLACE TEMP TABLE {table} AS "
-                    f"SELECT {ROW}, false AS __late, {cols} FROM {table} WHERE NOT __late "
-                    f"UNION ALL SELECT {ROW}, true, {cols} FROM __late_values"
-                )
-            results.append((table, [(view.name, f) for f in ref.features]))
-        select = ["e.*"]
-        joins = []
-        for j, (table, columns) in enumerate(results):
-            alias = f"v{j}"
-            joins.append(f"LEFT JOIN {table} {alias} ON {alias}.{ROW} = e.{ROW}")
-            # An on-demand view's input that wasn't asked for is fetched as view__feature
-            # (dropped from the result after the function ran).
-            select += [
-                f"{alias}.{quote(f)} AS {quote(names.get((v, f), f'{v}__{f}'))}" for v, f in columns
-            ]
+            plans.append((plan, outputs))
+            select += plan.columns
+            lates.append(f"__late_{i}")
+            select.append(f"{plan.late} AS __late_{i}")
+            joins.append(plan.join)
+        probe = (
+            f"(SELECT *, struct_pack(a := {TIME}, b := 'infinity'::TIMESTAMPTZ) AS __k "
+            "FROM __entities) e"
+        )
         out = con.execute(
-            f"SELECT {', '.join(select)} FROM __entities e {' '.join(joins)} ORDER BY e.{ROW}"
+            f"SELECT {', '.join(select)} FROM {probe} {' '.join(joins)} ORDER BY e.{ROW}"
         ).df()
+        for (plan, outputs), late in zip(plans, lates, strict=True):
+            rows = out.index[out[late].to_numpy()]
+            if len(rows):
+                patch_late_rows(con, plan, out, rows, keys, outputs)
     finally:
         con.unregister("__entities")
     out = apply_on_demand(out, on_demand, names, full_feature_names)
     keep = original + [names[(ref.view.name, f)] for ref in refs for f in ref.features]
     return out[keep].reset_index(drop=True)
+
+
+def patch_late_rows(
+    con: duckdb.DuckDBPyConnection,
+    plan: ViewJoin,
+    out: pd.DataFrame,
+    rows: pd.Index,
+    keys: Sequence[str],
+    outputs: Sequence[str],
+) -> None:
+    """Recompute the values of ``rows`` (whose as-of match was created after their time) from
+    the rows known then, and write them into ``out`` in place."""
+    import pandas as pd
+
+    late = out.loc[rows, [ROW, TIME, *keys]]
+    con.register("__late", late)
+    try:
+        values = con.execute(plan.recompute).df().set_index(ROW)
+    finally:
+        con.unregister("__late")
+    values = values.reindex(late[ROW].to_numpy())
+    for output, column in zip(outputs, values.columns, strict=True):
+        fresh = pd.Series(values[column].to_numpy(), index=rows)
+        current = out[output]
+        if current.dtype.kind in "iub" and (
+            fresh.isna().any() or fresh.dtype.kind != current.dtype.kind
+        ):
+            current = current.astype("float64" if current.dtype.kind in "iu" else "object")
+        current = current.copy()
+        current.loc[rows] = fresh.astype(current.dtype) if current.dtype.kind == "f" else fresh
+        out[output] = current
 
 
 def split_refs(refs: Sequence[FeatureRef]) -> tuple[list[FeatureRef], list[FeatureRef]]:

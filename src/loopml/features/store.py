@@ -147,8 +147,19 @@ class FeatureStore(Namespace):
         return offline.SourceContext(self.root, self.state_dir / "pushed", options)
 
     def connect(self) -> Any:
-        """A DuckDB connection set up for feature work (UTC, spilling under ``.loopml``)."""
-        return offline.connect(self.state_dir / "duckdb-tmp")
+        """A DuckDB connection set up for feature work (UTC, spilling under ``.loopml``): a
+        cursor of one in-memory database kept for the store (opening a database costs ~15 ms
+        a call; a cursor, under 1 ms). A cursor has its own session: temporary views and
+        registered frames of one call never meet another's."""
+        base = self.__dict__.get("_duckdb")
+        if base is None:
+            with self._lock:
+                base = self.__dict__.get("_duckdb")
+                if base is None:
+                    base = self.__dict__["_duckdb"] = offline.connect(self.state_dir / "duckdb-tmp")
+        cursor = base.cursor()
+        cursor.execute("SET TimeZone = 'UTC'")
+        return cursor
 
     def get_historical_features(
         self,
@@ -209,11 +220,15 @@ class FeatureStore(Namespace):
         return store
 
     def close(self) -> None:
-        """Release the online store's connections (reopened if used again)."""
+        """Release the online store's connections and the DuckDB database (reopened if used
+        again)."""
         with self._lock:
             if self._online is not None:
                 self._online.close()
                 self._online = None
+            base = self.__dict__.pop("_duckdb", None)
+            if base is not None:
+                base.close()
 
     def online_plan(
         self, features: Features, full_feature_names: bool = False
