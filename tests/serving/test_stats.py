@@ -27,7 +27,9 @@ from loopml.serving.stats import (
     msprt_proportions,
     paired_ttest,
     sample_size_means,
+    sample_size_paired,
     sample_size_proportions,
+    sequential_paired,
     sequential_test,
     two_proportion_p_values,
     two_proportion_ztest,
@@ -255,6 +257,24 @@ def test_the_msprt_on_means_stays_valid_when_peeked_at() -> None:
     msprt = float(np.mean(msprt_means(ma, va, n, mb, vb, n, tau=0.15)[:, -1] <= 0.05))
     assert naive > 0.15, naive
     assert msprt <= 0.06, msprt
+
+
+def test_paired_planning_and_the_paired_msprt() -> None:
+    """The planned number of pairs gives the planned power to a paired t test; the paired
+    mSPRT read after every pair keeps its false positives under alpha and finds a real
+    difference."""
+    rng = np.random.default_rng(16)
+    sd, mde = 1.5, 0.3
+    n = sample_size_paired(sd, mde)
+    d = rng.normal(mde, sd, (EXPERIMENTS, n))
+    power = float(np.mean(stats.ttest_1samp(d, 0.0, axis=1).pvalue < 0.05))
+    assert 0.76 <= power <= 0.84, (n, power)
+    false = [sequential_paired(rng.normal(0.0, sd, 1000), tau=0.3).crossed for _ in range(1000)]
+    assert float(np.mean(false)) <= 0.06
+    found = [sequential_paired(rng.normal(0.3, sd, 1000), tau=0.3).crossed for _ in range(200)]
+    assert float(np.mean(found)) > 0.8
+    few = sequential_paired([1.0, -1.0, 0.5], tau=0.3)
+    assert few.looks == 0 and few.p_value == 1.0
 
 
 # -- bad input -----------------------------------------------------------------------------

@@ -561,3 +561,52 @@ def paired_ttest(a: npt.ArrayLike, b: npt.ArrayLike, *, alpha: float = 0.05) -> 
         relative_difference=mean / base if base != 0 else None,
         df=df,
     )
+
+
+def sample_size_paired(sd: float, mde: float, *, alpha: float = 0.05, power: float = 0.8) -> int:
+    """Pairs a two-sided paired test needs to detect a mean difference of ``mde`` when the
+    per-pair differences have standard deviation ``sd`` (normal approximation, plus
+    ``z_(1-alpha/2)^2 / 2`` for estimating the variance).
+
+    >>> sample_size_paired(1.0, 0.2)
+    199
+    """
+    mde = check_mde(mde)
+    if not (math.isfinite(sd) and sd > 0):
+        raise InvalidInput(f"Standard deviation {sd!r}: a positive number.")
+    za, zb = _z(alpha, power)
+    return math.ceil(((za + zb) * sd / mde) ** 2 + za**2 / 2)
+
+
+def sequential_paired(
+    differences: npt.ArrayLike,
+    *,
+    tau: float,
+    alpha: float = 0.05,
+    min_n: int = MSPRT_MIN_N,
+) -> SequentialResult:
+    """The mSPRT of a mean per-pair difference against 0, read after every pair in the
+    order given (oldest first): the one-sample form, with the plug-in variance of the
+    running mean."""
+    alpha = check_alpha(alpha)
+    if not (math.isfinite(tau) and tau > 0):
+        raise InvalidInput(f"mSPRT scale tau {tau!r}: a positive number.")
+    d = np.asarray(differences, dtype=float).ravel()
+    n = np.arange(1, d.size + 1, dtype=float)
+    s, q = np.cumsum(d), np.cumsum(d * d)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s / n
+        variance = (q - n * mean**2) / (n - 1)
+        ratio = mixture_likelihood_ratio(mean, variance / n, tau)
+    ratio = np.where(n >= min_n, ratio, np.nan)
+    p = always_valid_p_values(ratio)
+    looks = int(np.sum(n >= min_n))
+    last = float(ratio[-1]) if looks and np.isfinite(ratio[-1]) else math.nan
+    return SequentialResult(
+        test="mSPRT (normal mixture, paired)",
+        p_value=float(p[-1]) if p.size else 1.0,
+        likelihood_ratio=last,
+        tau=float(tau),
+        looks=looks,
+        alpha=alpha,
+    )
