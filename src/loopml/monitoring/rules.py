@@ -429,12 +429,12 @@ def parse_rule(table: Mapping[str, Any]) -> AlertRule:
 def parse_rules(value: Any, where: str) -> tuple[AlertRule, ...]:
     """The ``[[monitor.alerts]]`` array as rules; ``where`` names it in an error, which
     points at the rule: ``loopml.toml [[monitor.alerts]] #2 "input drift": when = …``."""
-    if isinstance(value, str):
+    if isinstance(value, str) and where.startswith("LOOPML_"):
         raise InvalidAlertRule(
             f"{where}: alert rules can't be set from a variable; write [[monitor.alerts]] "
             "tables in loopml.toml."
         )
-    if not isinstance(value, Sequence):
+    if isinstance(value, str) or not isinstance(value, Sequence):
         raise InvalidAlertRule(
             f"{where} must be an array of tables ([[monitor.alerts]]), got {value!r}"
         )
