@@ -12,8 +12,8 @@ event together, or neither.
 
 The kinds loopml writes are listed once, in :data:`KINDS`; a kind in one of their namespaces
 (``run.``, ``data.``, ``model.``, ``pipeline.``, ``feature.``,
-``deployment.``) must be one of them, so a typo is an error
-rather than an event nobody reads. Any other kind (``"alert"``, ``"retrain"``,
+``deployment.``, ``alert``) must be one of them, so a typo is an error
+rather than an event nobody reads. Any other kind (``"retrain"``,
 ``"team.nightly"``) is yours.
 """
 
@@ -212,6 +212,18 @@ KINDS: Final[Mapping[str, EventKind]] = {
             "deployment",
             ("revision", "strategy", "reason"),
             "a canary passed every step and the registry gate: the candidate serves alone",
+        ),
+        EventKind(
+            "alert",
+            "deployment",
+            ("alert_id", "rule", "severity", "condition", "value", "window_start", "window_end"),
+            "a monitoring alert rule fired (once, until its condition clears)",
+        ),
+        EventKind(
+            "alert.resolved",
+            "deployment",
+            ("alert_id", "rule", "severity", "condition", "value", "window_start", "window_end"),
+            "a fired monitoring alert's condition cleared",
         ),
     )
 }

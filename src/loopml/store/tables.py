@@ -7,6 +7,10 @@ Each area owns its tables, next to the code that reads and writes them::
     loopml/registry/tables.py     registered_models, model_versions, model_aliases, model_events
     loopml/pipelines/tables.py    pipeline_runs, task_runs, pipeline_partitions, trigger_state
     loopml/validation/tables.py   schemas
+    loopml/features/tables.py     feature_definitions, feature_materializations
+    loopml/serving/tables.py      deployments
+    loopml/monitoring/tables.py   monitor_references, monitor_windows, monitor_metrics,
+                                  alerts, alert_deliveries
     loopml/events.py              events
 
 A module sees the tables it imports (and those they reference by foreign key: an area's
@@ -45,6 +49,7 @@ TABLE_MODULES = (
     "loopml.validation.tables",
     "loopml.features.tables",
     "loopml.serving.tables",
+    "loopml.monitoring.tables",
     "loopml.events",
 )
 
