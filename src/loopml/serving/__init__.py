@@ -17,7 +17,9 @@ from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
     from loopml.serving.app import create_app
+    from loopml.serving.batch import BatchResult, batch_predict
     from loopml.serving.deployments import Deployment, DeploymentNotFound, Variant
+    from loopml.serving.labels import IngestResult, ingest_labels
     from loopml.serving.log import PredictionLogger, read_feedback, read_predictions
     from loopml.serving.namespace import Deployments
     from loopml.serving.router import Routing, assign
@@ -35,17 +37,25 @@ __getattr__, __dir__ = lazy_exports(
         "create_app": "loopml.serving.app",
         "Routing": "loopml.serving.router",
         "assign": "loopml.serving.router",
+        "BatchResult": "loopml.serving.batch",
+        "batch_predict": "loopml.serving.batch",
+        "IngestResult": "loopml.serving.labels",
+        "ingest_labels": "loopml.serving.labels",
     },
 )
 __all__ = [
+    "BatchResult",
     "Deployment",
     "DeploymentNotFound",
     "Deployments",
+    "IngestResult",
     "PredictionLogger",
     "Routing",
     "Variant",
     "assign",
+    "batch_predict",
     "create_app",
+    "ingest_labels",
     "read_feedback",
     "read_predictions",
 ]
