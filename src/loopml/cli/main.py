@@ -23,13 +23,17 @@ from loopml.exceptions import LoopmlError
 
 #: Subcommand groups: name → ``"module:attribute"`` of a click command, imported when used.
 COMMANDS = {
+    "alerts": "loopml.cli.alerts:alerts",
     "config": "loopml.cli.config:config",
     "data": "loopml.cli.data:data",
     "deploy": "loopml.cli.deploy:deploy",
     "experiments": "loopml.cli.experiments:experiments",
     "features": "loopml.cli.features:features",
+    "labels": "loopml.cli.labels:labels",
     "models": "loopml.cli.models:models",
+    "monitor": "loopml.cli.monitor:monitor",
     "pipelines": "loopml.cli.pipelines:pipelines",
+    "predict": "loopml.cli.predict:predict",
     "runs": "loopml.cli.runs:runs",
     "scheduler": "loopml.cli.scheduler:scheduler",
     "serve": "loopml.cli.serve:serve",
