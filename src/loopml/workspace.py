@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from loopml.data.namespace import Data
     from loopml.events import Events
     from loopml.features.store import FeatureStore
+    from loopml.monitoring.namespace import Monitors
     from loopml.pipelines.namespace import Pipelines
     from loopml.serving.namespace import Deployments
 
@@ -227,6 +228,14 @@ class Workspace:
         from loopml.serving.namespace import Deployments
 
         return self._namespace("deployments", Deployments)
+
+    @property
+    def monitors(self) -> Monitors:
+        """Reference profiles, monitoring windows and their metrics, alerts
+        (:class:`loopml.monitoring.namespace.Monitors`)."""
+        from loopml.monitoring.namespace import Monitors
+
+        return self._namespace("monitors", Monitors)
 
     # -- the module-level functions' names, forwarding to the namespaces ---------------------
 

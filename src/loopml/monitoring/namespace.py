@@ -1,0 +1,126 @@
+"""``ws.monitors``: reference profiles, the computed windows of a deployment and their
+metrics, notebook drift, and the alerts they raise (:mod:`loopml.monitoring`).
+
+    ws.monitors.set_reference("churn@production", train_df)
+    ws.monitors.run("churn")                                   # closed windows not yet computed
+    ws.monitors.metrics("churn", metric="psi", feature="tenure")   # the time series
+    ws.monitors.drift(train_df, last_week_df)                  # one table, in a notebook
+    ws.monitors.alerts(open_only=True); ws.monitors.ack(7)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from loopml.namespaces import Namespace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from loopml.monitoring.alerts import Alert
+    from loopml.monitoring.profile import Reference
+    from loopml.monitoring.windows import WindowResult
+    from loopml.pipelines.executors import Executor
+
+
+class Monitors(Namespace):
+    """``ws.monitors``: monitoring of one workspace's deployments."""
+
+    def set_reference(
+        self,
+        model: str,
+        data: Any,
+        *,
+        predictions: Any = None,
+        source: str | None = None,
+    ) -> Reference:
+        """Store the reference profile of ``model`` (``churn@production``, ``churn/4``,
+        ``churn``: its latest version) from its training ``data``; replaces an earlier one."""
+        from loopml.monitoring.profile import set_reference
+
+        return set_reference(self.workspace, model, data, predictions=predictions, source=source)
+
+    def reference(self, model: str) -> Reference | None:
+        """The reference profile of ``model`` (``churn/4``, ``churn@production``), or None."""
+        from loopml.monitoring.profile import get_reference
+
+        version = self.workspace.models.get(model if "://" in model else f"models:/{model}")
+        return get_reference(self.workspace, version.name, version.version)
+
+    def run(
+        self,
+        deployment: str,
+        *,
+        window: str | timedelta | None = None,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        executor: str | Executor | None = None,
+        now: datetime | None = None,
+        progress: Callable[..., None] | None = None,
+    ) -> list[WindowResult]:
+        """Compute ``deployment``'s closed windows not yet computed (all from ``since``),
+        then evaluate the alert rules (:func:`loopml.monitoring.windows.run`)."""
+        from loopml.monitoring.windows import run
+
+        return run(
+            self.workspace,
+            deployment,
+            window=window,
+            since=since,
+            until=until,
+            executor=executor,
+            now=now,
+            progress=progress,
+        )
+
+    def windows(self, deployment: str, since: datetime | str | None = None) -> list[WindowResult]:
+        """The computed windows of ``deployment`` (from ``since``), oldest first."""
+        from loopml.monitoring.windows import list_windows
+
+        return list_windows(self.workspace, deployment, since=since)
+
+    def metrics(
+        self,
+        deployment: str,
+        metric: str | None = None,
+        feature: str | None = None,
+        since: datetime | str | None = None,
+    ) -> pd.DataFrame:
+        """The stored metrics as a time series: ``start``, ``end``, ``status``, ``model``,
+        ``feature``, ``metric``, ``value`` (see :func:`loopml.monitoring.windows.metric_series`).
+
+        >>> ws.monitors.metrics("churn", metric="p99_ms")[["start", "value"]]  # doctest: +SKIP
+        """
+        from loopml.monitoring.windows import metric_series
+
+        return metric_series(
+            self.workspace, deployment, metric=metric, feature=feature, since=since
+        )
+
+    @staticmethod
+    def drift(reference: pd.DataFrame, current: pd.DataFrame, **options: Any) -> pd.DataFrame:
+        """Drift of ``current`` against ``reference``, one row per feature, worst first
+        (:func:`loopml.monitoring.drift.drift`; no store involved)."""
+        from loopml.monitoring.drift import drift
+
+        return drift(reference, current, **options)
+
+    def alerts(
+        self,
+        deployment: str | None = None,
+        *,
+        open_only: bool = False,
+        since: datetime | None = None,
+    ) -> list[Alert]:
+        """Alerts fired, newest first (:func:`loopml.monitoring.alerts.list_alerts`)."""
+        from loopml.monitoring.alerts import list_alerts
+
+        return list_alerts(self.workspace, deployment=deployment, open_only=open_only, since=since)
+
+    def ack(self, alert_id: int, *, by: str | None = None) -> Alert:
+        """Acknowledge alert ``alert_id`` (:func:`loopml.monitoring.alerts.ack`)."""
+        from loopml.monitoring.alerts import ack
+
+        return ack(self.workspace, alert_id, by=by)
