@@ -23,6 +23,8 @@ In a notebook::
 from __future__ import annotations
 
 import math
+import sys
+import types
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -313,7 +315,8 @@ def compare(
     profile = reference.profile if isinstance(reference, Reference) else reference
     if not isinstance(profile, Profile):
         raise InvalidInput(
-            f"compare needs a Reference or a Profile to compare with, not {type(reference).__name__}."
+            "compare needs a Reference or a Profile to compare with, not "
+            f"{type(reference).__name__}."
         )
     bands = _check_bands(bands)
     frame = as_frame(current, "current data")
@@ -369,3 +372,23 @@ def drift(
     rows = sorted(_compare(profile, current, None, sample_columns, bands), key=_order_key)
     table = pd.DataFrame([r.to_dict() for r in rows])
     return table.drop(columns=["current_proportions", "reference_proportions", "buckets"])
+
+
+class _DriftModule(types.ModuleType):
+    """This module, callable as :func:`drift`: importing ``loopml.monitoring.drift`` binds the
+    name on the package to the module (the import system does, after the package's lazy
+    export has bound it to the function), so ``loopml.monitoring.drift(reference_df,
+    current_df)`` must work with either."""
+
+    def __call__(
+        self,
+        reference_df: Any,
+        current_df: Any,
+        *,
+        bins: int = 10,
+        bands: Sequence[float] = stats.BANDS,
+    ) -> pd.DataFrame:
+        return drift(reference_df, current_df, bins=bins, bands=bands)
+
+
+sys.modules[__name__].__class__ = _DriftModule
