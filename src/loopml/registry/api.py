@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import os
 import platform
 import tempfile
 import warnings
@@ -74,6 +75,7 @@ class Models:
         flavor: str | None = None,
         schema: Any = None,
         features: Any = None,
+        reference_data: Any = None,
     ) -> v.ModelVersion:
         """Register a new version of ``name``: the model object, or a pickled model that run
         ``run_id`` logged at ``artifact_path``. Records signature, run and library versions;
@@ -81,7 +83,10 @@ class Models:
         contract, which the gate checks the holdout against. ``features`` (a
         :class:`loopml.features.FeatureService` or its name, applied as it is now) records
         the service's version: the features this model reads, shown by ``lineage`` and
-        checked on the gate's holdout.
+        checked on the gate's holdout. ``reference_data`` (the training data: a DataFrame, a
+        pyarrow Table or a .parquet/.csv path) stores the version's reference profile for
+        monitoring, with a profile of the model's predictions on a sample of it
+        (:func:`loopml.monitoring.set_reference`).
 
         >>> mv = ws.models.register("churn", clf, input_example=X_test[:5])
         >>> mv.version, mv.uri
@@ -94,6 +99,11 @@ class Models:
             run_id = active.id if active is not None else None
         if run_id is not None:
             self._ws.runs.get(run_id)  # RunNotFound for a bad id
+        reference = None
+        if reference_data is not None:  # bad data is refused before anything is registered
+            from loopml.monitoring.profile import as_frame
+
+            reference = as_frame(reference_data)
         feature_service = (
             self._ws.features.service_version(features) if features is not None else None
         )
@@ -132,6 +142,18 @@ class Models:
         )
         if schema is not None:
             self._ws.schemas.attach(schema, model=version.uri)
+        if reference is not None:
+            from loopml.monitoring.profile import set_reference
+
+            source = reference_data if isinstance(reference_data, (str, os.PathLike)) else None
+            set_reference(
+                self._ws,
+                version.uri,
+                reference,
+                source=os.fspath(source) if source is not None else None,
+                # A PythonModel predicts once its context is loaded: let the registry do it.
+                model=None if isinstance(model, PythonModel) else model,
+            )
         return version
 
     def _model_from_artifact(self, run_id: str, artifact_path: str) -> Any:
