@@ -570,16 +570,19 @@ def _plain(value: Any) -> Any:
 # -- storing -----------------------------------------------------------------------------------
 
 
-def store_window(db: Database, result: WindowResult) -> int:
+def store_window(db: Database, result: WindowResult, *, computed_at: datetime | None = None) -> int:
     """Store ``result`` in place of any earlier computation of that window (one
-    transaction); the window's id."""
-    [window_id] = store_windows(db, [result])
+    transaction); the window's id. ``computed_at`` (default: now) is the time its labels
+    were read up to."""
+    [window_id] = store_windows(db, [result], computed_at=computed_at)
     return window_id
 
 
-def store_windows(db: Database, results: list[WindowResult]) -> list[int]:
+def store_windows(
+    db: Database, results: list[WindowResult], *, computed_at: datetime | None = None
+) -> list[int]:
     """:func:`store_window` for several windows in one transaction."""
-    computed = now_ms()
+    computed = now_ms() if computed_at is None else _ms(computed_at)
 
     def tx(conn: Connection) -> list[int]:
         ids = []
@@ -700,7 +703,7 @@ def run(
                 task = tasks[outcome.job.id]
                 if outcome.ok:
                     result: WindowResult = outcome.value
-                    store_window(ws.db, result)
+                    store_window(ws.db, result, computed_at=at)
                     results[outcome.job.id] = result
                 else:
                     failures.append(
