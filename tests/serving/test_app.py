@@ -196,9 +196,9 @@ def test_feedback_is_stored_beside_the_log(
         assert client.post("/feedback", json={"request_id": rid, "label": 1}).status_code == 202
         reward = client.post("/feedback", json={"request_id": rid, "reward": 0.5})
         assert reward.json() == {"status": "accepted", "request_id": rid}
-        # Unknown ids are accepted: the log is written asynchronously by every replica, so
-        # the id can't be checked cheaply; such feedback joins no prediction.
-        assert client.post("/feedback", json={"request_id": "nope", "label": 0}).status_code == 202
+        unknown = client.post("/feedback", json={"request_id": "nope", "label": 0})
+        assert unknown.status_code == 404, unknown.text
+        assert "'nope'" in unknown.json()["detail"] and "log_flush_interval" in unknown.text
         for body, message in [
             ({"label": 1}, "request_id"),
             ({"request_id": rid}, "label"),
@@ -210,9 +210,28 @@ def test_feedback_is_stored_beside_the_log(
         assert client.post("/feedback", content=b"{").status_code == 400
     serve.stop(url)  # type: ignore[attr-defined]
     feedback = read_feedback(serving_ws, "churn")
-    assert list(feedback["request_id"]) == [rid, rid, "nope"]
-    assert [None if pd.isna(v) else v for v in feedback["label"]] == ["1", None, "0"]
+    assert list(feedback["request_id"]) == [rid, rid]
+    assert [None if pd.isna(v) else v for v in feedback["label"]] == ["1", None]
     assert feedback["reward"].iloc[1] == 0.5
+
+
+def test_feedback_finds_requests_in_the_log_once_another_replica_flushed_them(
+    serving_ws: Workspace, serve: Callable[..., str]
+) -> None:
+    serving_ws.settings = serving_ws.settings.with_overrides(
+        serving=ServingSettings(log_flush_interval=60.0)
+    )
+    first, second = serve(serving_ws, "churn"), serve(serving_ws, "churn")
+    rid = httpx.post(f"{first}/predict", json={"records": ROWS}).json()["request_id"]
+    # The first replica holds the row until its next flush: the second can't know it yet.
+    early = httpx.post(f"{second}/feedback", json={"request_id": rid, "label": 1})
+    assert early.status_code == 404
+    assert "retry after [serving] log_flush_interval (60s)" in early.json()["detail"]
+    serve.stop(first)  # type: ignore[attr-defined]  # shutdown flushes the log
+    retried = httpx.post(f"{second}/feedback", json={"request_id": rid, "label": 1})
+    assert retried.status_code == 202, retried.text
+    serve.stop(second)  # type: ignore[attr-defined]
+    assert list(read_feedback(serving_ws, "churn")["request_id"]) == [rid]
 
 
 def test_api_keys_guard_predict_invocations_and_feedback(

@@ -10,9 +10,11 @@ Endpoints:
 - ``POST /invocations``: MLflow's bodies (``dataframe_split``, ``dataframe_records``,
   ``inputs``, ``instances``) → ``{"predictions": [...]}``, as MLflow answers.
 - ``POST /feedback``: ``{"request_id": ..., "label": ...}`` or ``{"request_id": ...,
-  "reward": 1.0}`` → 202. The id is not checked against the log (that is written
-  asynchronously, by every replica): feedback for an unknown id is stored and simply joins
-  no prediction.
+  "reward": 1.0}`` → 202. The id must be one this server answered (it remembers the last
+  ``RECENT_IDS``) or one in the deployment's prediction log; any other is a 404 naming it.
+  With several replicas, a request another replica answered reaches the log at its next
+  flush: feedback sent sooner gets the 404, and is accepted when retried after ``[serving]
+  log_flush_interval``.
 - ``GET /health`` (alive), ``GET /ready`` (503 until the primary's model is loaded),
   ``GET /metrics`` (Prometheus), ``GET /deployment`` (the configuration served, with its
   revision and the model version each variant resolved to).
@@ -29,6 +31,12 @@ to) every ``poll_interval`` seconds and follows a change without a restart. A va
 model fails to load gets no traffic and a ``deployment.model_failed`` event; if it is the
 primary, the previous models keep serving. Every scored request (including shadow scores) is
 queued to the prediction log (:mod:`loopml.serving.log`), written off the response path.
+
+A request is scored in a worker thread, except when its model answered requests of that
+size (rows, to the power of two) in under ``INLINE_MAX_S`` on average: handing such a
+request to a thread and back costs more than the model, so it is scored on the event loop.
+A slow answer moves that size back to the threads at once (the average jumps), and a
+deployment with a feature service always uses the threads (the online store is I/O).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ import logging
 import os
 import time
 import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -70,6 +79,11 @@ logger = logging.getLogger(__name__)
 #: Environment variables the ``--workers N`` factory reads (:func:`app_from_env`).
 DEPLOYMENT_ENV = "LOOPML_SERVE_DEPLOYMENT"
 POLL_ENV = "LOOPML_SERVE_POLL_INTERVAL"
+#: The request ids a server remembers for ``/feedback`` (older ones are looked up in the log).
+RECENT_IDS = 100_000
+#: Requests of a size whose model answers under this (moving average) are scored inline.
+INLINE_MAX_S = 0.002
+_SMOOTHING = 0.2  # weight of the newest time in the moving average
 
 
 @dataclass(frozen=True)
@@ -114,6 +128,26 @@ def _route(deployment: Deployment, key: str) -> Routing:
     return Routing(routing.variant.name, tuple(v.name for v in routing.off_path))
 
 
+class RecentIds:
+    """The last ``size`` request ids, for a constant-time "did I answer this?"."""
+
+    def __init__(self, size: int = RECENT_IDS) -> None:
+        self.size = size
+        self._order: deque[str] = deque()
+        self._ids: set[str] = set()
+
+    def add(self, request_id: str) -> None:
+        if request_id in self._ids:
+            return
+        if len(self._order) >= self.size:
+            self._ids.discard(self._order.popleft())
+        self._order.append(request_id)
+        self._ids.add(request_id)
+
+    def __contains__(self, request_id: object) -> bool:
+        return request_id in self._ids
+
+
 class ModelServer:
     """The state behind :func:`create_app`: the served revision, the loaded models (cached
     by version), the prediction log and the metrics."""
@@ -149,6 +183,10 @@ class ModelServer:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
         )
         self.pending: set[asyncio.Task[None]] = set()
+        self.recent = RecentIds()
+        # (model uri, rows.bit_length()) -> moving average of score() in seconds
+        self.timings: dict[tuple[str, int], float] = {}
+        self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -268,9 +306,46 @@ class ModelServer:
 
     def score(self, served: Served, loaded: Loaded, rows: list[Any]) -> list[Any]:
         """Check ``rows`` against the model's signature and predict (blocking)."""
-        rows = self.features(served, rows, loaded)
-        frame = check_rows(rows, loaded.signature)
-        return _outputs(loaded.model.predict(frame))
+        started = time.perf_counter()
+        try:
+            rows = self.features(served, rows, loaded)
+            frame = check_rows(rows, loaded.signature)
+            return _outputs(loaded.model.predict(frame))
+        finally:
+            key = (loaded.model_uri, len(rows).bit_length())
+            took = time.perf_counter() - started
+            before = self.timings.get(key)
+            self.timings[key] = took if before is None else before + _SMOOTHING * (took - before)
+
+    def inline(self, served: Served, loaded: Loaded, rows: list[Any]) -> bool:
+        """Whether to score ``rows`` on the event loop (see the module doc)."""
+        if served.deployment.feature_service:
+            return False
+        took = self.timings.get((loaded.model_uri, len(rows).bit_length()))
+        return took is not None and took < INLINE_MAX_S
+
+    def knows(self, request_id: str) -> bool:
+        """Whether ``request_id`` was answered by this server or is in the prediction log
+        (blocking: the log is read when the id isn't a recent one of this server)."""
+        if request_id in self.recent:
+            return True
+        from loopml.serving.log import read_predictions
+
+        logged = read_predictions(self.workspace, self.name)
+        return bool((logged["request_id"] == request_id).any())
+
+    def _metrics(self, loaded: Loaded) -> tuple[Any, Any, Any]:
+        key = (loaded.label, loaded.variant.name)
+        children = self._children.get(key)
+        if children is None:
+            labels = (self.name, *key)
+            children = (
+                self.requests.labels(*labels),
+                self.errors.labels(*labels),
+                self.latency.labels(*labels),
+            )
+            self._children[key] = children
+        return children
 
     def record(
         self,
@@ -284,13 +359,14 @@ class ModelServer:
         *,
         shadow: bool = False,
     ) -> None:
-        labels = (self.name, loaded.label, loaded.variant.name)
         elapsed = time.perf_counter() - started
         if not shadow:
-            self.requests.labels(*labels).inc()
-            self.latency.labels(*labels).observe(elapsed)
+            requests, errors, latency = self._metrics(loaded)
+            requests.inc()
+            latency.observe(elapsed)
             if error is not None:
-                self.errors.labels(*labels).inc()
+                errors.inc()
+            self.recent.add(request_id)
         self.log.log(
             {
                 "request_id": request_id,
@@ -446,7 +522,10 @@ def create_app(
         loaded = served.loaded[routing.answer]
         started = time.perf_counter()
         try:
-            outputs = await run_in_threadpool(server.score, served, loaded, rows)
+            if server.inline(served, loaded, rows):
+                outputs = server.score(served, loaded, rows)
+            else:
+                outputs = await run_in_threadpool(server.score, served, loaded, rows)
         except (InvalidInput, NotFound) as exc:
             return error(422, exc, request_id), request_id, None, None, []
         except StoreUnavailable as exc:
@@ -519,6 +598,26 @@ def create_app(
             problem = f'"reward" must be a number, got {body["reward"]!r}.'
         if problem:
             return error(422, InvalidInput(problem))
+        assert isinstance(request_id, str)
+        try:
+            known = await asyncio.to_thread(server.knows, request_id)
+        except Exception as exc:  # the log can't be read now: say so, don't guess
+            unreadable = StoreUnavailable(
+                f"The prediction log of {server.name!r} can't be read to find request "
+                f"{request_id!r} ({_error(exc)}); retry later."
+            )
+            return error(503, unreadable)
+        if not known:
+            interval = server.settings.log_flush_interval
+            return error(
+                404,
+                NotFound(
+                    f"No request {request_id!r}: this server did not answer it and the "
+                    f"prediction log of {server.name!r} doesn't hold it. If another replica "
+                    f"answered it in the last {interval:g}s, its log isn't written yet: retry "
+                    f"after [serving] log_flush_interval ({interval:g}s)."
+                ),
+            )
         server.log.feedback(
             {
                 "request_id": request_id,

@@ -3,7 +3,11 @@ a model version's signature (a 422 naming the fields)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import functools
+import itertools
+import operator
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -142,6 +146,87 @@ def _value_problem(dtype: str, value: Any) -> str | None:
     return None  # a dtype the signature names but JSON can't express: pandas will judge
 
 
+#: The Python types (from JSON) a column of each dtype takes as they are, on the fast path
+#: of :func:`check_rows`; any other value (or dtype) goes the slow way, which converts what
+#: it can and names what it can't.
+_NONE = type(None)
+_FAST_TYPES: dict[str, frozenset[type]] = {
+    **{f"float{b}": frozenset({float, int, _NONE}) for b in (16, 32, 64)},
+    **{f"int{b}": frozenset({int}) for b in (8, 16, 32, 64)},
+    **{f"uint{b}": frozenset({int}) for b in (8, 16, 32, 64)},
+    "bool": frozenset({bool}),
+    "object": frozenset({str}),
+}
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """How the rows of one signature become the model's DataFrame on the fast path: made
+    once per signature (:func:`_plan`), used by every request."""
+
+    columns: tuple[str, ...]
+    dtypes: tuple[str, ...]
+    keys: frozenset[str]
+    pick: Callable[[Mapping[str, Any]], Any]  # a row -> its values in signature order
+    accepts: tuple[frozenset[type], ...] | None  # per column; None: no fast path
+    floats: bool  # every column float64: one 2-D array
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(inputs: tuple[tuple[str, str], ...]) -> _Plan:
+    columns = tuple(name for name, _ in inputs)
+    dtypes = tuple(dtype for _, dtype in inputs)
+    accepts = tuple(_FAST_TYPES.get(dtype, frozenset()) for dtype in dtypes)
+    pick: Callable[[Mapping[str, Any]], Any] = operator.itemgetter(*columns)
+    if len(columns) == 1:  # itemgetter of one key returns the value, not a tuple
+        single = pick
+        pick = lambda row: (single(row),)  # noqa: E731
+    return _Plan(
+        columns=columns,
+        dtypes=dtypes,
+        keys=frozenset(columns),
+        pick=pick,
+        accepts=None if not all(accepts) else accepts,
+        floats=all(dtype == "float64" for dtype in dtypes),
+    )
+
+
+def _fast_frame(rows: Sequence[Any], plan: _Plan) -> pd.DataFrame | None:
+    """The DataFrame of ``rows`` when every row has exactly the signature's columns and
+    every value is of a type its column takes as is; None otherwise (the slow path then
+    checks, converts and names the problems). What it builds equals the slow path's."""
+    import numpy as np
+    import pandas as pd
+
+    accepts = plan.accepts
+    if accepts is None or not rows:
+        return None
+    keys = plan.keys
+    for row in rows:
+        if not isinstance(row, dict) or row.keys() != keys:
+            return None
+    data = list(map(plan.pick, rows))
+    try:
+        if plan.floats:
+            if not set(map(type, itertools.chain.from_iterable(data))) <= accepts[0]:
+                return None
+            return pd.DataFrame(np.array(data, dtype=np.float64), columns=list(plan.columns))
+        values = list(zip(*data, strict=True))
+        columns: dict[str, Any] = {}
+        for name, dtype, allowed, column in zip(
+            plan.columns, plan.dtypes, accepts, values, strict=True
+        ):
+            if not set(map(type, column)) <= allowed:
+                return None
+            # An object array of strings would become pandas' str dtype: say object.
+            columns[name] = (
+                pd.Series(column, dtype=object) if dtype == "object" else np.array(column, dtype)
+            )
+        return pd.DataFrame(columns, columns=list(plan.columns))
+    except (OverflowError, ValueError, TypeError):  # e.g. an int out of its dtype's range
+        return None
+
+
 def check_rows(
     rows: Sequence[Mapping[str, Any]] | Sequence[Sequence[Any]], signature: Signature | None
 ) -> pd.DataFrame:
@@ -152,6 +237,9 @@ def check_rows(
 
     if signature is None or not signature.inputs:
         return pd.DataFrame(list(rows))
+    fast = _fast_frame(rows, _plan(signature.inputs))
+    if fast is not None:
+        return fast
     expected = dict(signature.inputs)
     array = all(name.startswith("[") for name in expected)
     if array:  # a model of arrays: rows are lists of len(expected) values
