@@ -6,6 +6,7 @@ change is a new revision of the configuration (:mod:`loopml.serving.deployments`
                           aborts=["error_rate > 0.02", "p99_ms > 250"])
     ws.deployments.blue_green("churn", "churn/4"); ws.deployments.switch("churn")
     ws.deployments.rollback("churn", reason="bad canary")
+    ws.deployments.report("pricing", mde=0.02)      # A/B or champion/challenger statistics
 """
 
 from __future__ import annotations
@@ -40,6 +41,10 @@ from loopml.serving.strategies import (
 from loopml.serving.tables import deployments
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
+    from loopml.registry.gates import GatePolicy
+    from loopml.serving.report import Report
     from loopml.workspace import Workspace
 
 
@@ -235,6 +240,63 @@ class Deployments:
             name,
             lambda d: champion_challenger(d, challenger),
             reason or f"challenger {_model_ref(challenger)}",
+        )
+
+    def report(
+        self,
+        name: str,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        metric: str | None = None,
+        mde: float | None = None,
+        alpha: float = 0.05,
+        power: float = 0.8,
+    ) -> Report:
+        """The statistics of A/B or champion/challenger deployment ``name``: per-variant
+        outcomes from feedback, the right test, the always-valid sequential test and what to
+        do next (see :mod:`loopml.serving.report`)."""
+        from loopml.serving.report import report
+
+        return report(
+            name,
+            since=since,
+            until=until,
+            metric=metric,
+            mde=mde,
+            alpha=alpha,
+            power=power,
+            workspace=self.workspace,
+        )
+
+    def promote_challenger(
+        self,
+        name: str,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        metric: str | None = None,
+        mde: float | None = None,
+        alpha: float = 0.05,
+        power: float = 0.8,
+        policy: GatePolicy | None = None,
+        reason: str | None = None,
+    ) -> tuple[Report, Deployment]:
+        """Promote the challenger of ``name`` through the registry gate when its report
+        recommends it (see :func:`loopml.serving.report.promote_challenger`)."""
+        from loopml.serving.report import promote_challenger
+
+        return promote_challenger(
+            name,
+            since=since,
+            until=until,
+            metric=metric,
+            mde=mde,
+            alpha=alpha,
+            power=power,
+            policy=policy,
+            reason=reason,
+            workspace=self.workspace,
         )
 
     def _change(
