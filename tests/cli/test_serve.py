@@ -119,8 +119,7 @@ def test_sigterm_under_load_answers_in_flight_requests_and_logs_them(
     output = process.communicate(timeout=60)[0]
     for thread in threads:
         thread.join(30)
-    # uvicorn drains, shuts the app down, then re-raises the signal: the usual exit status.
-    assert process.returncode in (0, -signal.SIGTERM), output
+    assert process.returncode == 0, output  # drained and stopped as asked: not -15
     assert answered and len(answered) < 300, (len(answered), len(refused))
     logged = set(read_predictions(served_ws, "sluggish")["request_id"])
     assert set(answered) <= logged, sorted(set(answered) - logged)[:10]
@@ -137,6 +136,5 @@ def test_workers_each_build_their_app(
             assert reply.status_code == 200 and reply.json()["model"] == "double/1"
     process.send_signal(signal.SIGTERM)
     output = process.communicate(timeout=60)[0]
-    # uvicorn drains, shuts the app down, then re-raises the signal: the usual exit status.
-    assert process.returncode in (0, -signal.SIGTERM), output
+    assert process.returncode == 0, output
     assert len(read_predictions(served_ws, "churn")) == 6

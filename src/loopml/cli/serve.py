@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+from types import FrameType
 from typing import TYPE_CHECKING
 
 import click
@@ -11,6 +13,14 @@ from loopml.cli.context import pass_workspace
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
+
+
+def _stopped(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM's handler around uvicorn: uvicorn handles the signal itself while it serves
+    (drains, shuts the app down, writes the log) and then raises it again to end the process
+    the default way, with status -15. Here that second raise, or a SIGTERM before serving
+    began, ends it with status 0: the server stopped as asked."""
+    raise SystemExit(0)
 
 
 @click.command()
@@ -38,11 +48,12 @@ def serve(
     """Serve DEPLOYMENT over HTTP: POST /predict, /invocations and /feedback; GET /health,
     /ready, /metrics and /deployment. A change to the deployment (`loopml deploy ...`) is
     followed within seconds, without a restart; SIGTERM finishes the requests in flight and
-    writes the prediction log before exiting."""
+    writes the prediction log, then exits with status 0."""
     import uvicorn
 
     from loopml.serving.app import DEPLOYMENT_ENV, POLL_ENV, create_app
 
+    signal.signal(signal.SIGTERM, _stopped)
     if workers == 1:
         app = create_app(ws, deployment, poll_interval=poll_interval)  # DeploymentNotFound
         uvicorn.run(app, host=host, port=port, log_level="warning")
