@@ -436,6 +436,92 @@ def test_check_rows_casts_to_the_signature_and_names_every_problem() -> None:
         check_rows([[1.0]], arrays)
 
 
+SIGNATURE = Signature(
+    inputs=(
+        ("x", "float64"),
+        ("n", "int64"),
+        ("ok", "bool"),
+        ("s", "object"),
+        ("f", "float32"),
+        ("u", "uint8"),
+    ),
+    outputs=(),
+)
+
+
+@pytest.mark.parametrize(
+    ("signature", "rows"),
+    [
+        (
+            SIGNATURE,
+            [
+                {"x": 1.5, "n": 2, "ok": True, "s": "a", "f": None, "u": 3},
+                {"u": 255, "f": 2, "s": "b", "ok": False, "n": -5, "x": None},
+            ],
+        ),
+        (
+            Signature(inputs=tuple((f"f{i}", "float64") for i in range(20)), outputs=()),
+            [
+                {f"f{i}": i if i % 3 else i / 3 for i in range(20)},
+                {f"f{i}": 0.5 for i in range(20)},
+            ],
+        ),
+        (Signature(inputs=(("x", "float64"),), outputs=()), [{"x": None}, {"x": 3}]),
+    ],
+)
+def test_the_fast_path_builds_what_the_slow_path_builds(
+    signature: Signature, rows: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.serving import requests
+
+    fast = requests._fast_frame(rows, requests._plan(signature.inputs))
+    assert fast is not None  # these rows take the fast path
+    monkeypatch.setattr(requests, "_fast_frame", lambda rows, plan: None)
+    pd.testing.assert_frame_equal(fast, check_rows(rows, signature))
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [{"x": 1.5, "n": 2.0, "ok": True, "s": "a", "f": 1.0, "u": 3}],  # 2.0 for an int: cast
+        [{"x": True, "n": 2, "ok": True, "s": "a", "f": 1.0, "u": 3}],  # a bool for a float
+        [{"x": 1.5, "n": 2, "ok": True, "s": None, "f": 1.0, "u": 3}],  # None in an object column
+        [{"x": 1.5, "n": 2, "ok": True, "s": "a", "f": 1.0, "u": 300}],  # out of uint8's range
+        [{"x": 1.5, "n": 2, "ok": True, "s": "a", "f": 1.0}],  # a column missing
+        [{"x": 1.5, "n": 2, "ok": True, "s": "a", "f": 1.0, "u": 3, "z": 0}],  # one too many
+        [],
+    ],
+)
+def test_rows_the_fast_path_cannot_take_go_the_slow_way(rows: list[dict[str, Any]]) -> None:
+    from loopml.serving import requests
+
+    assert requests._fast_frame(rows, requests._plan(SIGNATURE.inputs)) is None
+
+
+def test_a_model_is_scored_inline_only_while_requests_of_that_size_are_fast(
+    serving_ws: Workspace,
+) -> None:
+    from loopml.serving.app import INLINE_MAX_S, ModelServer
+
+    serving_ws.deployments.create("sluggish", "slow/1")
+    server = ModelServer(serving_ws, "sluggish")
+    assert server.refresh()
+    served = server.served
+    assert served is not None
+    loaded = served.loaded["primary"]
+    key = (loaded.model_uri, len(ROWS).bit_length())
+    assert not server.inline(served, loaded, ROWS)  # nothing known yet: a thread
+    server.score(served, loaded, ROWS)
+    assert server.timings[key] >= 0.2  # slow/1 sleeps 0.2 s a request
+    assert not server.inline(served, loaded, ROWS)
+    server.timings[key] = INLINE_MAX_S / 2  # as if it had been fast
+    assert server.inline(served, loaded, ROWS)
+    # Requests of another size (rows, to the power of two) are timed on their own.
+    assert not server.inline(served, loaded, ROWS * 40)
+    server.score(served, loaded, ROWS)  # one slow answer: back to the threads at once
+    assert server.timings[key] > INLINE_MAX_S and not server.inline(served, loaded, ROWS)
+
+
 def test_entity_keys_are_filled_with_online_features(
     serving_ws: Workspace, serve: Callable[..., str]
 ) -> None:
