@@ -220,3 +220,140 @@ def test_every_command_has_help(invoke: Callable[..., Result]) -> None:
         assert command.help and command.help.strip(), name
         shown = ok(invoke("deploy", name, "--help")).stdout
         assert "Usage: loopml deploy " + name in shown
+
+
+def log_outcomes(
+    ws: Workspace,
+    name: str,
+    rows: list[tuple[str, str, bool, Any]],
+    outcomes: dict[str, Any],
+    *,
+    reward: bool = True,
+) -> None:
+    """Log ``(request_id, variant, shadow, prediction)`` rows of deployment ``name``'s
+    current revision, and feedback (rewards, or labels) for ``outcomes``."""
+    from datetime import timedelta
+
+    from loopml.serving.log import PredictionLogger, to_json
+
+    current = ws.deployments.get(name)
+    assert current.created_at is not None
+    logger = PredictionLogger(ws.blobs)
+    for i, (request_id, variant, shadow, prediction) in enumerate(rows):
+        logger.log(
+            {
+                "request_id": request_id,
+                "time": current.created_at + timedelta(milliseconds=i + 1),
+                "deployment": name,
+                "revision": current.revision,
+                "model": current.variant(variant).model.removeprefix("models:/"),
+                "variant": variant,
+                "shadow": shadow,
+                "inputs": to_json([{"x": 1}]),
+                "outputs": to_json([prediction]),
+                "latency_ms": 1.0,
+                "error": None,
+            }
+        )
+    for request_id, value in outcomes.items():
+        logger.feedback(
+            {
+                "request_id": request_id,
+                "time": current.created_at + timedelta(minutes=1),
+                "deployment": name,
+                "label": None if reward else to_json(value),
+                "reward": float(value) if reward else None,
+            }
+        )
+    logger.close()
+
+
+@pytest.mark.slow
+def test_report_of_an_ab_test_as_text_and_json(
+    deployed: Workspace, invoke: Callable[..., Result], invoke_json: Callable[..., Any]
+) -> None:
+    ws = deployed
+    ok(invoke("deploy", "ab", "churn", "--variant", "a=churn/2:50", "--variant", "b=churn/3:50"))
+    empty = ok(invoke("deploy", "report", "churn")).stdout
+    assert "churn: A/B test" in empty and "not enough data" in empty
+    rows = [(f"{v}{i}", v, False, 1) for i in range(400) for v in "ab"]
+    # a converts 1 in 10, b 1 in 4.
+    outcomes = {f"a{i}": int(i % 10 == 0) for i in range(400)}
+    outcomes |= {f"b{i}": int(i % 4 == 0) for i in range(400)}
+    log_outcomes(ws, "churn", rows, outcomes)
+    text = ok(invoke("deploy", "report", "churn", "--mde", "0.05")).stdout
+    assert "metric conversion" in text and "b vs a: better" in text
+    assert "two-proportion z-test" in text and "planned sample:" in text
+    data = invoke_json("deploy", "report", "churn", "--mde", "0.05", "--alpha", "0.01")
+    assert data["strategy"] == "ab" and data["alpha"] == 0.01 and data["mde"] == 0.05
+    assert [(v["name"], v["outcomes"], v["mean"]) for v in data["variants"]] == [
+        ("a", 400, 0.1),
+        ("b", 400, 0.25),
+    ]
+    [comparison] = data["comparisons"]
+    assert comparison["verdict"] == "better" and comparison["test"]["difference"] == 0.15
+    assert data["recommendation"] == "decided"
+    # A window that ends before the first request holds none of them.
+    early = invoke_json("deploy", "report", "churn", "--until", "2000-01-01T00:00:00Z")
+    assert [v["requests"] for v in early["variants"]] == [0, 0]
+    assert early["recommendation"] == "not enough data"
+    recent = invoke_json("deploy", "report", "churn", "--since", "1h")
+    assert [v["requests"] for v in recent["variants"]] == [400, 400]
+
+
+def test_report_and_promote_a_better_challenger(
+    deployed: Workspace, invoke: Callable[..., Result], invoke_json: Callable[..., Any]
+) -> None:
+    ws = deployed
+    ok(invoke("deploy", "champion-challenger", "churn", "--challenger", "churn/4"))
+    rows = [(f"r{i}", "champion", False, i % 2) for i in range(120)]
+    rows += [(f"r{i}", "challenger", True, 1) for i in range(120)]
+    log_outcomes(ws, "churn", rows, {f"r{i}": 1 for i in range(120)}, reward=False)
+    data = invoke_json("deploy", "report", "churn")
+    assert data["strategy"] == "champion-challenger" and data["metric"] == "accuracy"
+    assert data["recommendation"] == "promote"
+    assert [v["mean"] for v in data["variants"]] == [0.5, 1.0]
+    text = ok(invoke("deploy", "report", "churn")).stdout
+    assert "champion/challenger" in text and "McNemar's test" in text
+    assert "promote: the challenger churn/4" in text
+    promoted = ok(invoke("deploy", "promote-challenger", "churn", "--reason", "wins live"))
+    # The champion followed churn@production: the deployment keeps following it, and the
+    # gate moved the alias to the challenger.
+    assert promoted.stdout.startswith("churn: revision 3, single: primary churn@production 100%")
+    assert ws.models.get("models:/churn@production").version == 4
+    assert "wins live" in (ws.deployments.get("churn").reason or "")
+
+
+REPORT_BAD_INPUT = [
+    (("report", "churn"), "runs single"),
+    (("report", "nosuch"), "No deployment 'nosuch'"),
+    (("promote-challenger", "churn"), "not champion-challenger"),
+    (("ab-report", "--mde", "-1"), "Minimum detectable effect -1.0: a positive number"),
+    (("ab-report", "--mde", "big"), "--mde 'big' is not a number"),
+    (("ab-report", "--alpha", "2"), "alpha 2.0"),
+    (("ab-report", "--power", "1"), "power 1.0"),
+    (("ab-report", "--since", "last week"), "--since 'last week'"),
+    (("ab-report", "--metric", "accuracy"), "does not apply to an A/B test"),
+    (("cc-promote",), "not 'promote'"),
+]
+
+
+@pytest.mark.slow
+def test_report_bad_input_is_one_error_line(
+    deployed: Workspace,
+    invoke: Callable[..., Result],
+    error_lines: Callable[[Result], list[str]],
+) -> None:
+    for args, fragment in REPORT_BAD_INPUT:
+        if args[0] == "ab-report":
+            deployed.deployments.ab("churn", {"a": ("churn/2", 50), "b": ("churn/3", 50)})
+            args = ("report", "churn", *args[1:])
+        elif args[0] == "cc-promote":
+            deployed.deployments.champion_challenger("churn", "churn/4")
+            args = ("promote-challenger", "churn")
+        revision = deployed.deployments.revision("churn")
+        lines = error_lines(invoke("deploy", *args))
+        assert len(lines) == 1, (args, lines)
+        assert fragment in lines[0], (args, fragment, lines[0])
+        assert deployed.deployments.revision("churn") == revision
+        deployed.deployments.single("churn", "churn@production")

@@ -1,8 +1,10 @@
 """``loopml deploy``: create deployments, change their strategy (shadow, canary, blue-green,
-A/B, champion/challenger), and read or roll back their history."""
+A/B, champion/challenger), read or roll back their history, and report an A/B test's or a
+champion/challenger's statistics (``deploy report``, ``deploy promote-challenger``)."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -410,3 +412,140 @@ def watch(ws: Workspace, name: str, once: bool, interval: str) -> None:
             time.sleep(every)
     except KeyboardInterrupt:
         click.echo(f"{name}: stopped watching.")
+
+
+def _moment(value: str | None, option: str) -> datetime | None:
+    """``--since``/``--until``: an ISO time, or a duration back from now (``6h``, ``7d``)."""
+    if value is None:
+        return None
+    from loopml.cli.render import parse_time
+    from loopml.cli.scheduler import parse_duration
+
+    try:
+        return datetime.now(UTC) - timedelta(seconds=parse_duration(value))
+    except click.BadParameter:
+        pass
+    try:
+        return parse_time(value, option)
+    except ValueError:
+        raise CliError(
+            f"{option} {value!r}: use a duration back from now (6h, 7d) or an ISO time like "
+            "2026-11-30T16:32:07-05:00."
+        ) from None
+
+
+def _number(value: str | None, option: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        raise CliError(f"{option} {value!r} is not a number.") from None
+
+
+def report_options(f: Any) -> Any:
+    """The options of `deploy report` (and `deploy promote-challenger`, which reads the
+    same report)."""
+    options = [
+        click.option(
+            "--since", metavar="TIME", help="Requests from here: an ISO time or e.g. 6h, 7d back."
+        ),
+        click.option("--until", metavar="TIME", help="Requests before here (same forms)."),
+        click.option(
+            "--metric",
+            type=click.Choice(
+                ["conversion", "value", "accuracy", "squared_error", "absolute_error"]
+            ),
+            help="A/B: conversion (0/1) or value (the deployment's by default); "
+            "champion/challenger: accuracy, squared_error or absolute_error (by the labels).",
+        ),
+        click.option(
+            "--mde",
+            metavar="X",
+            help="Minimum detectable effect, absolute in the metric's units (0.02 = two "
+            "points of conversion): plans the sample and lets the fixed test decide there.",
+        ),
+        click.option("--alpha", default="0.05", show_default=True, help="Significance level."),
+        click.option("--power", default="0.8", show_default=True, help="Power for --mde."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def _report_args(
+    since: str | None,
+    until: str | None,
+    metric: str | None,
+    mde: str | None,
+    alpha: str,
+    power: str,
+) -> dict[str, Any]:
+    return {
+        "since": _moment(since, "--since"),
+        "until": _moment(until, "--until"),
+        "metric": metric,
+        "mde": _number(mde, "--mde"),
+        "alpha": _number(alpha, "--alpha"),
+        "power": _number(power, "--power"),
+    }
+
+
+@deploy.command("report")
+@click.argument("name")
+@report_options
+@json_option
+@pass_workspace
+def report(
+    ws: Workspace,
+    name: str,
+    since: str | None,
+    until: str | None,
+    metric: str | None,
+    mde: str | None,
+    alpha: str,
+    power: str,
+    as_json: bool,
+) -> None:
+    """Statistics of the A/B test or champion/challenger NAME from feedback: per-variant
+    outcomes, the test (z / Welch; McNemar / paired t), effect size, confidence interval,
+    planned sample for --mde, an always-valid sequential p-value, and what to do next.
+    Read-only: promote a winning challenger with `loopml deploy promote-challenger`."""
+    found = ws.deployments.report(name, **_report_args(since, until, metric, mde, alpha, power))
+    if as_json:
+        emit_json(found.to_dict())
+        return
+    click.echo(found.render(format_time))
+
+
+@deploy.command("promote-challenger")
+@click.argument("name")
+@report_options
+@reason_option
+@json_option
+@pass_workspace
+def promote_challenger(
+    ws: Workspace,
+    name: str,
+    since: str | None,
+    until: str | None,
+    metric: str | None,
+    mde: str | None,
+    alpha: str,
+    power: str,
+    reason: str | None,
+    as_json: bool,
+) -> None:
+    """Promote NAME's challenger when `deploy report` recommends it: it serves alone and
+    goes through the registry's gated promotion (a blocked gate puts the
+    champion/challenger back). Refused, changing nothing, when the report says otherwise."""
+    from loopml.exceptions import PromotionBlocked
+
+    try:
+        _, stored = ws.deployments.promote_challenger(
+            name, reason=reason, **_report_args(since, until, metric, mde, alpha, power)
+        )
+    except PromotionBlocked as exc:
+        # The gate's summary spans lines; the CLI says it in one.
+        raise CliError(" ".join(str(exc).split())) from exc
+    _changed(stored, as_json)
