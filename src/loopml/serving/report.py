@@ -690,7 +690,12 @@ def _cc_summary(comparison: Comparison, metric: str, model: str) -> tuple[str, s
             "keep champion",
             f"no difference in {what} at the planned sample: the challenger is no better.",
         )
-    return "keep collecting", f"no clear difference in {what} yet: keep collecting labels."
+    return (
+        "keep collecting",
+        f"not decided on {what} yet (the always-valid p-value has not crossed alpha"
+        + (" and the planned sample is not reached" if comparison.sample_size else "")
+        + "): keep collecting labels.",
+    )
 
 
 def promote_challenger(
