@@ -240,3 +240,61 @@ def show(
 def _what(metric: str | None, feature: str | None) -> str:
     parts = [f"of {metric}" if metric else "", f"for feature {feature!r}" if feature else ""]
     return "".join(" " + p for p in parts if p)
+
+
+@monitor.command("report")
+@click.argument("deployment")
+@click.option("--since", help=SINCE_HELP)
+@click.option("--until", help=f"Windows that start before then. {TIME_HELP}")
+@click.option(
+    "-o",
+    "--output",
+    default="report.html",
+    show_default=True,
+    type=click.Path(dir_okay=False, writable=True),
+    help="The HTML file to write (replaced atomically).",
+)
+@json_option
+@pass_workspace
+def report(
+    ws: Workspace,
+    deployment: str,
+    since: str | None,
+    until: str | None,
+    output: str,
+    as_json: bool,
+) -> None:
+    """Write DEPLOYMENT's monitoring report: one self-contained HTML file (no network
+    needed to open it) with the drift summary worst first, reference-vs-current
+    histograms, PSI, performance, latency and error rate over time, and the period's
+    alerts, from the windows `loopml monitor run` computed."""
+    import os
+
+    from loopml.monitoring.report import collect, render, write_text
+
+    data = collect(
+        ws,
+        deployment,
+        since=_moment(since, "--since"),
+        until=parse_time(until, "--until") if until else None,
+    )
+    path = write_text(output, render(data))
+    size = os.path.getsize(path)
+    start, end = data.windows[0].start, data.windows[-1].end
+    if as_json:
+        emit_json(
+            {
+                "path": str(path),
+                "bytes": size,
+                "deployment": deployment,
+                "windows": len(data.windows),
+                "start": start.isoformat(),
+                "end": end.isoformat(),
+                "alerts": len(data.alerts),
+            }
+        )
+        return
+    click.echo(
+        f"wrote {path} ({size / 1024:,.0f} KiB): {deployment}, {len(data.windows)} window(s) "
+        f"from {format_time(start)} to {format_time(end)}, {len(data.alerts)} alert(s)."
+    )

@@ -6,10 +6,12 @@ metrics, notebook drift, and the alerts they raise (:mod:`loopml.monitoring`).
     ws.monitors.metrics("churn", metric="psi", feature="tenure")   # the time series
     ws.monitors.drift(train_df, last_week_df)                  # one table, in a notebook
     ws.monitors.alerts(open_only=True); ws.monitors.ack(7)
+    ws.monitors.report("churn", "report.html", since="2026-11-24")   # one HTML file
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -124,3 +126,24 @@ class Monitors(Namespace):
         from loopml.monitoring.alerts import ack
 
         return ack(self.workspace, alert_id, by=by)
+
+    def report(
+        self,
+        deployment: str,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+    ) -> str:
+        """The self-contained HTML monitoring report of ``deployment`` over [``since``,
+        ``until``), also written atomically to ``path`` when given
+        (:mod:`loopml.monitoring.report`).
+
+        >>> ws.monitors.report("churn", "report.html", since="2026-11-24")  # doctest: +SKIP
+        """
+        from loopml.monitoring.report import render_report, write_text
+
+        text = render_report(self.workspace, deployment, since=since, until=until)
+        if path is not None:
+            write_text(path, text)
+        return text

@@ -29,7 +29,7 @@ import html
 import math
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,10 +109,10 @@ class FeatureSummary:
     missing: bool = False  # absent from every window's logged rows
 
 
-def _weighted_mean(pairs: Iterable[tuple[float | None, float]]) -> float | None:
+def _weighted_mean(values: Sequence[float | None], weights: Sequence[float]) -> float | None:
     total = weight = 0.0
-    for value, w in pairs:
-        if value is not None and math.isfinite(value) and w > 0:
+    for value, w in zip(values, weights, strict=True):
+        if value is not None and w > 0 and math.isfinite(value):
             total += value * w
             weight += w
     return total / weight if weight else None
@@ -125,46 +125,54 @@ def summarise(
 ) -> list[FeatureSummary]:
     """Every feature of the period (the predictions as ``__prediction__``), worst period PSI
     first; features without a PSI last, by name. Pure: from the windows and the reference."""
-    from loopml.monitoring.stats import psi, psi_band
-
     label = f"{reference.model}/{reference.version}" if reference is not None else None
     pooled = [w for w in windows if w.status == "ok" and (label is None or w.model == label)]
-    names: dict[str, str] = {}  # name -> kind, in the reference's order
+    kinds: dict[str, str] = {}  # name -> kind, in the reference's order
     if reference is not None:
-        names |= {n: f.kind for n, f in reference.profile.features.items()}
+        kinds |= {n: f.kind for n, f in reference.profile.features.items()}
         if reference.profile.predictions is not None:
-            names[PREDICTION] = reference.profile.predictions.kind
+            kinds[PREDICTION] = reference.profile.predictions.kind
+    # One pass over the windows: each feature's summary entries and weights, in order.
+    entries: dict[str, list[tuple[Mapping[str, Any], float]]] = {}
     for w in pooled:
         for name, entry in _entries(w):
-            names.setdefault(name, str(entry.get("kind", "numeric")))
+            kinds.setdefault(name, str(entry.get("kind", "numeric")))
+            if not entry.get("missing"):
+                entries.setdefault(name, []).append((entry, _count(w, name, entry)))
+    weights = [float(w.rows) for w in pooled]
     summaries = []
-    for name, kind in names.items():
+    for name, kind in kinds.items():
         s = FeatureSummary(name, kind)
-        _pool(s, pooled, reference)
-        psis = [w.value("psi", name) for w in pooled]
-        values = [v for v in psis if v is not None and math.isfinite(v)]
-        s.worst_psi = max(values) if values else None
-        s.last_psi = values[-1] if values else None
-        weights = [w.rows for w in pooled]
-        s.null_rate = _weighted_mean(
-            (w.value("null_rate", name), n) for w, n in zip(pooled, weights, strict=True)
-        )
-        s.out_of_range = _weighted_mean(
-            (w.value("out_of_range", name), n) for w, n in zip(pooled, weights, strict=True)
-        )
-        s.unseen = _weighted_mean(
-            (w.value("unseen", name), n) for w, n in zip(pooled, weights, strict=True)
-        )
         profile = _profile_of(reference, name)
+        if kind == "numeric":
+            _pool_numeric(s, entries.get(name, []), profile)
+        else:
+            _pool_categorical(s, entries.get(name, []), profile)
+        series = {
+            metric: [w.metrics.get((name, metric)) for w in pooled]
+            for metric in ("psi", "null_rate", "out_of_range", "unseen", "missing")
+        }
+        found = [v for v in series["psi"] if v is not None and math.isfinite(v)]
+        s.worst_psi = max(found) if found else None
+        s.last_psi = found[-1] if found else None
+        s.null_rate = _weighted_mean(series["null_rate"], weights)
+        s.out_of_range = _weighted_mean(series["out_of_range"], weights)
+        s.unseen = _weighted_mean(series["unseen"], weights)
         s.reference_null_rate = profile.null_rate if profile is not None else None
-        s.missing = bool(pooled) and all(w.value("missing", name) == 1.0 for w in pooled)
-        if s.current and s.reference and len(s.current) == len(s.reference):
-            value = psi(s.reference, s.current)
-            s.psi = value if math.isfinite(value) else None
-            s.band = psi_band(s.psi, bands) if s.psi is not None else None
+        s.missing = bool(pooled) and all(v == 1.0 for v in series["missing"])
+        _period_psi(s, bands)
         summaries.append(s)
     summaries.sort(key=lambda s: (s.psi is None, -(s.psi or 0.0), s.name))
     return summaries
+
+
+def _period_psi(s: FeatureSummary, bands: Sequence[float]) -> None:
+    from loopml.monitoring.stats import psi, psi_band
+
+    if s.current and s.reference and len(s.current) == len(s.reference):
+        value = psi(s.reference, s.current)
+        s.psi = value if math.isfinite(value) else None
+        s.band = psi_band(s.psi, bands) if s.psi is not None else None
 
 
 def _entries(window: WindowResult) -> list[tuple[str, Mapping[str, Any]]]:
@@ -172,7 +180,7 @@ def _entries(window: WindowResult) -> list[tuple[str, Mapping[str, Any]]]:
     found = [(str(n), e) for n, e in dict(summary.get("features") or {}).items()]
     if summary.get("prediction"):
         found.append((PREDICTION, summary["prediction"]))
-    return found
+    return [(n, e) for n, e in found if isinstance(e, Mapping)]
 
 
 def _profile_of(reference: Reference | None, name: str) -> Any:
@@ -183,55 +191,47 @@ def _profile_of(reference: Reference | None, name: str) -> Any:
     return reference.profile.features.get(name)
 
 
-def _entry(window: WindowResult, name: str) -> Mapping[str, Any] | None:
-    summary = window.summary or {}
-    if name == PREDICTION:
-        found = summary.get("prediction")
-    else:
-        found = (summary.get("features") or {}).get(name)
-    return found if isinstance(found, Mapping) and not found.get("missing") else None
+def _pool_numeric(
+    s: FeatureSummary, entries: Sequence[tuple[Mapping[str, Any], float]], profile: Any
+) -> None:
+    """The current shares of ``s`` over the frozen bins: the windows' shares weighted by
+    their non-null counts."""
+    import numpy as np
+
+    expected = [float(p) for p in profile.proportions] if profile is not None else []
+    if not expected and entries:
+        expected = [float(p) for p in entries[-1][0].get("reference_proportions") or ()]
+    kept = [
+        (shares, count)
+        for entry, count in entries
+        if len(shares := entry.get("current_proportions") or ()) == len(expected) and expected
+    ]
+    s.reference = expected
+    if kept:
+        matrix = np.asarray([shares for shares, _ in kept], dtype=np.float64)
+        counts = np.asarray([count for _, count in kept], dtype=np.float64)
+        s.counted = float(counts.sum())
+        if s.counted > 0:
+            s.current = [float(v) for v in counts @ matrix / s.counted]
+    edges = list(profile.edges) if profile is not None else []
+    s.labels = _bin_labels(edges, len(expected))
 
 
-def _pool(s: FeatureSummary, windows: Sequence[WindowResult], reference: Reference | None) -> None:
-    """Pool the windows' current shares of ``s`` (weighted by their non-null counts)."""
-    profile = _profile_of(reference, s.name)
-    if s.kind == "numeric":
-        reference_shares: list[float] = list(profile.proportions) if profile is not None else []
-        totals: list[float] = []
-        for w in windows:
-            entry = _entry(w, s.name)
-            if entry is None:
-                continue
-            shares = [float(p) for p in entry.get("current_proportions") or ()]
-            if not reference_shares:
-                reference_shares = [float(p) for p in entry.get("reference_proportions") or ()]
-            if not shares or len(shares) != len(reference_shares):
-                continue
-            count = _count(w, s.name, entry)
-            totals = totals or [0.0] * len(shares)
-            totals = [t + p * count for t, p in zip(totals, shares, strict=True)]
-            s.counted += count
-        s.reference = reference_shares
-        s.current = [t / s.counted for t in totals] if s.counted else []
-        edges = list(profile.edges) if profile is not None else []
-        s.labels = _bin_labels(edges, len(reference_shares))
-        return
+def _pool_categorical(
+    s: FeatureSummary, entries: Sequence[tuple[Mapping[str, Any], float]], profile: Any
+) -> None:
+    """The current shares of ``s`` per category (by name: the buckets of windows differ)."""
     reference_by: dict[str, float] = {}
     current_by: dict[str, float] = {}
-    for w in windows:
-        entry = _entry(w, s.name)
-        if entry is None:
-            continue
+    for entry, count in entries:
         buckets = [str(b) for b in entry.get("buckets") or ()]
-        shares = [float(p) for p in entry.get("current_proportions") or ()]
-        expected = [float(p) for p in entry.get("reference_proportions") or ()]
+        shares = entry.get("current_proportions") or ()
         if len(buckets) != len(shares):
             continue
-        count = _count(w, s.name, entry)
         for bucket, share in zip(buckets, shares, strict=True):
-            current_by[bucket] = current_by.get(bucket, 0.0) + share * count
-        for bucket, share in zip(buckets, expected, strict=False):
-            reference_by[bucket] = share
+            current_by[bucket] = current_by.get(bucket, 0.0) + float(share) * count
+        for bucket, share in zip(buckets, entry.get("reference_proportions") or (), strict=False):
+            reference_by[bucket] = float(share)
         s.counted += count
     if profile is not None and not reference_by:
         reference_by = dict(profile.categories)
@@ -244,7 +244,7 @@ def _pool(s: FeatureSummary, windows: Sequence[WindowResult], reference: Referen
 def _count(window: WindowResult, name: str, entry: Mapping[str, Any]) -> float:
     """The non-null values of ``name`` in ``window``: its rows less its nulls."""
     rows = float(entry.get("rows") or window.rows or 0)
-    null_rate = window.value("null_rate", name)
+    null_rate = window.metrics.get((name, "null_rate"))
     if null_rate is not None and math.isfinite(null_rate):
         rows *= 1.0 - null_rate
     return max(rows, 0.0)
@@ -799,8 +799,8 @@ def _psi_section(
 def _histograms_section(features: Sequence[FeatureSummary]) -> str:
     figures = []
     for s in features:
-        if s.missing or not s.reference:
-            continue
+        if s.missing or not s.reference or not s.counted:
+            continue  # nothing to draw beside the reference
         if s.kind == "numeric":
             labels, reference, current = s.labels, s.reference, s.current
         else:
@@ -864,7 +864,11 @@ def write_report(
 ) -> Path:
     """Write :func:`render_report` to ``path`` atomically (a reader never sees half a file);
     the path written."""
-    text = render_report(workspace, deployment, since=since, until=until)
+    return write_text(path, render_report(workspace, deployment, since=since, until=until))
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` (UTF-8) through a temporary file renamed into place."""
     target = Path(path)
     folder = target.parent if str(target.parent) else Path(".")
     folder.mkdir(parents=True, exist_ok=True)
