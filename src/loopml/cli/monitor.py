@@ -1,6 +1,6 @@
 """``loopml monitor``: store a model version's reference profile, compute a deployment's
 monitoring windows (drift, data quality, performance, latency and errors), and show the
-stored time series."""
+stored time series, or write it as one self-contained HTML report."""
 
 from __future__ import annotations
 
