@@ -355,3 +355,22 @@ def test_a_blocked_gate_after_the_completion_is_stored_puts_the_primary_back(
     assert "registry gate blocked" in (aborted.reason or "")
     assert decision.deployment.revision == aborted.revision
     assert [k for k, _ in canary_events(ws)] == ["deployment.canary_aborted"]
+
+
+def test_a_promotion_that_crashes_puts_the_primary_back_and_raises(
+    serving_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ws = serving_ws
+    current = start_canary(ws, steps=[100])
+    log_step(ws, current)
+
+    def crash(*args: Any, **kwargs: Any) -> None:
+        raise RuntimeError("registry bug")
+
+    monkeypatch.setattr(ws.models, "promote", crash)
+    with pytest.raises(RuntimeError, match="registry bug"):
+        watch_once(ws, "churn", now=after_step(current))
+    final = ws.deployments.get("churn")
+    assert final.strategy == "single" and final.primary.model == "models:/double/1"
+    assert "the promotion of double/2 failed: RuntimeError: registry bug" in (final.reason or "")
+    assert [k for k, _ in canary_events(ws)] == ["deployment.canary_aborted"]
