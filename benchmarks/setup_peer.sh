@@ -17,6 +17,7 @@ declare -A PEERS=(
   [prefect]="prefect==3.*"
   [pandera]="pandera[pandas] pyarrow"
   [feast]="feast[duckdb]==0.67.*"
+  [evidently]="evidently==0.7.23 pandas<3"
 )
 # -----------------------------------------------------------------------------------------------
 

@@ -199,7 +199,13 @@ def _ks_statistic(first: FloatArray, second: FloatArray) -> float:
     small, large = (first, second) if n1 <= n2 else (second, first)
     below_small, at_or_below_small = _tie_ranks(small)
     at_or_below_large = np.searchsorted(large, small, side="right")
-    below_large = np.searchsorted(large, small, side="left")
+    # Values of the small sample that the large one also holds need a second, left-side
+    # search; for continuous data that is hardly any, so search only for them.
+    last = large[np.maximum(at_or_below_large - 1, 0)]
+    tied = (at_or_below_large > 0) & (last == small)
+    below_large = at_or_below_large.copy()
+    if tied.any():
+        below_large[tied] = np.searchsorted(large, small[tied], side="left")
     if n1 <= n2:
         c1 = np.concatenate((at_or_below_small, below_small))
         c2 = np.concatenate((at_or_below_large, below_large))
