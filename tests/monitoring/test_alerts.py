@@ -9,6 +9,7 @@ import logging
 import socket
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -277,12 +278,9 @@ def hook() -> Iterator[Hook]:
 
 
 def fire(ws: Workspace, *channels: str) -> al.Alert:
-    with_rules(
-        ws,
-        AlertRule("errors", "error_rate > 0.02", severity="critical", channels=channels),
-        smtp_host=ws.settings.monitor.smtp_host,
-        smtp_port=ws.settings.monitor.smtp_port,
-        smtp_from="loopml@example.com",
+    rule = AlertRule("errors", "error_rate > 0.02", severity="critical", channels=channels)
+    ws.settings = ws.settings.with_overrides(
+        monitor=replace(ws.settings.monitor, alerts=(rule,), smtp_from="loopml@example.com")
     )
     add_window(ws, 0, {("", "error_rate"): 0.05})
     (change,) = al.evaluate(ws, now=NOW)
@@ -343,8 +341,8 @@ def test_log_and_stdout(
     assert capsys.readouterr().out == f"[CRITICAL] {alert.message} (alert {alert.id})\n"
 
 
-@pytest.fixture
-def smtp() -> Iterator[Any]:
+def start_smtp(**options: Any) -> tuple[Any, Any]:
+    """A real SMTP server (aiosmtpd) on a free 127.0.0.1 port: (inbox, controller)."""
     from aiosmtpd.controller import Controller
     from aiosmtpd.handlers import Message
 
@@ -360,8 +358,14 @@ def smtp() -> Iterator[Any]:
     with socket.socket() as probe:  # a free port (the controller checks it by connecting)
         probe.bind(("127.0.0.1", 0))
         inbox.port = probe.getsockname()[1]  # type: ignore[attr-defined]
-    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port)  # type: ignore[attr-defined]
+    controller = Controller(inbox, hostname="127.0.0.1", port=inbox.port, **options)  # type: ignore[attr-defined]
     controller.start()
+    return inbox, controller
+
+
+@pytest.fixture
+def smtp() -> Iterator[Any]:
+    inbox, controller = start_smtp()
     yield inbox
     controller.stop()
 
@@ -381,6 +385,33 @@ def test_email_through_a_real_smtp_server(
     body = message.get_payload(decode=True).decode()
     assert f"[CRITICAL] {alert.message} (alert {alert.id})" in body
     assert "window_start: 2026-11-01T00:00:00+00:00" in body
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS:UserWarning")
+def test_email_with_a_login(workspace_factory: Callable[..., Workspace]) -> None:
+    from aiosmtpd.smtp import AuthResult, LoginPassword
+
+    logins: list[tuple[bytes, bytes]] = []
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth: Any) -> Any:
+        assert isinstance(auth, LoginPassword)
+        logins.append((auth.login, auth.password))
+        return AuthResult(success=auth.password == b"s3cret")
+
+    inbox, controller = start_smtp(
+        authenticator=authenticate, auth_required=True, auth_require_tls=False
+    )
+    try:
+        ws = workspace_factory("sqlite-file")
+        settings = {"smtp_host": "127.0.0.1", "smtp_port": inbox.port, "smtp_user": "loopml"}
+        ws.settings = ws.settings.with_overrides(
+            monitor=MonitorSettings(**settings, smtp_password="s3cret")
+        )
+        fire(ws, "email:oncall@example.com")
+        assert al.deliver_pending(ws) == 1 and len(inbox.messages) == 1
+        assert logins[-1] == (b"loopml", b"s3cret")
+    finally:
+        controller.stop()
 
 
 def test_email_to_a_server_that_is_down(workspace_factory: Callable[..., Workspace]) -> None:
