@@ -120,6 +120,15 @@ def test_missing_all_null_and_constant_features() -> None:
     assert moved.band == "significant" and moved.out_of_range == 1.0
 
 
+def test_an_empty_current_batch_is_reported_not_refused(reference: pd.DataFrame) -> None:
+    profile = build_profile(reference)
+    no_columns = pd.DataFrame(index=range(5))  # every feature absent from the logged rows
+    rows = compare(profile, no_columns)
+    assert [r.missing for r in rows] == [True, True, True] and rows[0].rows == 5
+    no_rows = compare(profile, reference.head(0), sample=reference)
+    assert all(r.psi is None and r.null_rate is None and not r.missing for r in no_rows)
+
+
 def test_compare_feature_on_raw_values(reference: pd.DataFrame) -> None:
     profile = build_profile(reference).features["x"]
     values = [0.1, None, 2.0, "not a number"]

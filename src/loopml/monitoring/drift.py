@@ -319,7 +319,7 @@ def compare(
             f"{type(reference).__name__}."
         )
     bands = _check_bands(bands)
-    frame = as_frame(current, "current data")
+    frame = as_frame(current, "current data", allow_empty=True)
     if sample is None and isinstance(reference, Reference):
         sample = reference.sample()
     names = list(profile.features) if columns is None else list(columns)
@@ -365,7 +365,7 @@ def drift(
 
     bands = _check_bands(bands)
     reference = as_frame(reference_df, "reference data")
-    current = as_frame(current_df, "current data")
+    current = as_frame(current_df, "current data", allow_empty=True)
     profile, matrix, valid = _build(reference, None, bins)
     numeric = [n for n, f in profile.features.items() if f.kind != CATEGORICAL]
     sample_columns = {n: matrix[: int(valid[j]), j] for j, n in enumerate(numeric)}

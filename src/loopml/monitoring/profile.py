@@ -155,10 +155,10 @@ class Profile:
 # -- reading data ------------------------------------------------------------------------
 
 
-def as_frame(data: Any, what: str = "reference data") -> pd.DataFrame:
+def as_frame(data: Any, what: str = "reference data", *, allow_empty: bool = False) -> pd.DataFrame:
     """``data`` (a DataFrame, a pyarrow Table, or the path of a .parquet or .csv file) as a
-    DataFrame with at least one row and one column; :class:`InvalidInput` says what is
-    wrong otherwise."""
+    DataFrame with at least one row and one column (unless ``allow_empty``);
+    :class:`InvalidInput` says what is wrong otherwise."""
     import pandas as pd
 
     if isinstance(data, pd.DataFrame):
@@ -172,7 +172,7 @@ def as_frame(data: Any, what: str = "reference data") -> pd.DataFrame:
             f"The {what} must be a pandas DataFrame, a pyarrow Table or the path of a "
             f".parquet or .csv file, not {type(data).__name__}."
         )
-    if frame.shape[0] == 0 or frame.shape[1] == 0:
+    if not allow_empty and (frame.shape[0] == 0 or frame.shape[1] == 0):
         raise InvalidInput(
             f"The {what} is empty ({frame.shape[0]} rows, {frame.shape[1]} columns): "
             "a profile needs at least one row and one column."
