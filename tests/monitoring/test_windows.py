@@ -293,3 +293,15 @@ def test_windows_on_postgresql(workspace_factory: Callable[..., Workspace]) -> N
     [listed] = ws.monitors.windows("churn")
     assert listed.value("psi", "x") == pytest.approx(window.value("psi", "x"))
     assert math.isnan(listed.value("roc_auc"))  # one class labelled: undefined, stored NULL
+
+
+@pytest.mark.slow
+def test_other_processes_cannot_see_an_in_memory_store(
+    workspace_factory: Callable[..., Workspace],
+) -> None:
+    ws = workspace_factory("sqlite-memory")
+    deploy(ws)
+    log(ws, features(10, seed=18), start=START)
+    with pytest.raises(InvalidInput, match='in-memory store.*executor="threads"'):
+        run(ws, "churn", window="1h", now=LATER, executor="processes")
+    assert len(run(ws, "churn", window="1h", now=LATER, executor="threads")) == 5

@@ -5,8 +5,9 @@ version's offline metric, and a confidence-based estimate while labels lag.
 Labels come from the feedback log (``/feedback``, :func:`loopml.serving.read_feedback`):
 
 - a request labelled twice counts once, with its **newest** label (by feedback time);
-- a label whose request id is in no logged prediction up to the window's end is counted as
-  ``labels_unknown`` in the window of its feedback time, and used nowhere else;
+- a label whose request id is in no prediction logged in the week (``LABEL_HORIZON``) up to
+  the window's end is counted as ``labels_unknown`` in the window of its feedback time, and
+  used nowhere else;
 - a request of several rows takes a list of as many labels (row by row); a one-row request
   takes one label (a list of one is unwrapped).
 

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import queue
 import threading
 import uuid
@@ -76,7 +77,8 @@ WINDOW, PREDICTION = "", "__prediction__"
 OK, EMPTY = "ok", "empty"
 #: At most this many windows in one run: a finer window over a long history is split.
 MAX_WINDOWS = 10_000
-#: Computed windows this recent are recomputed when labels for their requests land.
+#: Computed windows this recent are recomputed when labels for their requests land; a label
+#: whose request was not logged within this long before it is counted as unknown.
 LABEL_HORIZON = timedelta(days=7)
 #: Reference samples kept per process (by blob hash).
 SAMPLE_CACHE = 8
@@ -223,8 +225,6 @@ def _first_logged(workspace: Workspace, deployment: str) -> datetime | None:
     blobs = workspace.blobs
     folder = _folder(blobs, PREDICTIONS, deployment)
     if blobs.is_local:
-        import os
-
         hours = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
     else:
         hours = (
@@ -421,7 +421,8 @@ def _compute(ws: Workspace, task: WindowTask) -> WindowResult:
             _drift(ws, con, version, task, metrics, warnings, summary)
         feedback_files = _files(blobs, FEEDBACK, task.deployment, start, task.now)
         feedback = logrows.relation(feedback_files) if feedback_files else None
-        known = _files(blobs, PREDICTIONS, task.deployment, None, last)
+        # A label names a request answered before it, within the label horizon.
+        known = _files(blobs, PREDICTIONS, task.deployment, start - LABEL_HORIZON, last)
         from loopml.monitoring import performance
 
         metrics[(WINDOW, "labels_unknown")] = float(
@@ -558,12 +559,15 @@ def _record(drifted: FeatureDrift, metrics: dict[tuple[str, str], float]) -> dic
 
 
 def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data (NaN as null: a share of no rows)."""
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
         return [_plain(v) for v in value]
     if hasattr(value, "tolist"):
-        return value.tolist()
+        return _plain(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
     return value
 
 
@@ -674,8 +678,14 @@ def run(
     results: dict[int, WindowResult] = {}
     failures: list[str] = []
     if tasks:
-        pool, owned = resolve_executor(executor or ("inline" if len(tasks) == 1 else "threads"))
+        # Each worker holds one window's columns: no more workers than cores.
+        workers = min(len(tasks), os.cpu_count() or 1)
+        pool, owned = resolve_executor(
+            executor or ("inline" if len(tasks) == 1 else "threads"), workers
+        )
         in_process = pool.name in ("inline", "threads")
+        if not in_process:
+            _check_shared(ws, pool.name)
         outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
         run_id = uuid.uuid4().hex
         payload = function_payload(compute_window)
@@ -724,6 +734,18 @@ def run(
             "retry them."
         )
     return [results[i] for i in sorted(results)]
+
+
+def _check_shared(ws: Workspace, executor: str) -> None:
+    """Workers in other processes open the workspace from its URLs: refuse stores only this
+    process can see."""
+    store, blobs = ws.settings.store_url, ws.settings.artifacts_url
+    if store in ("sqlite://", "sqlite:///:memory:") or blobs.startswith("memory://"):
+        raise InvalidInput(
+            f"The {executor} executor runs windows in other processes, which can't see this "
+            f"workspace's in-memory store ({store if store.startswith('sqlite') else blobs}): "
+            'use executor="threads", or a store on disk or a server.'
+        )
 
 
 # -- reading back ------------------------------------------------------------------------------
