@@ -329,10 +329,9 @@ class ModelServer:
         (blocking: the log is read when the id isn't a recent one of this server)."""
         if request_id in self.recent:
             return True
-        from loopml.serving.log import read_predictions
+        from loopml.serving.log import known_request_ids
 
-        logged = read_predictions(self.workspace, self.name)
-        return bool((logged["request_id"] == request_id).any())
+        return bool(known_request_ids(self.workspace, self.name, [request_id]))
 
     def _metrics(self, loaded: Loaded) -> tuple[Any, Any, Any]:
         key = (loaded.label, loaded.variant.name)
