@@ -88,6 +88,13 @@ def test_nulls_all_null_and_constant() -> None:
     assert same.std == 0.0
 
 
+def test_infinities_count_as_nulls() -> None:
+    profile = build_profile(pd.DataFrame({"x": [1.0, np.inf, -np.inf, 2.0]}))
+    x = profile.features["x"]
+    assert x.null_rate == 0.5 and (x.min, x.max) == (1.0, 2.0)
+    assert Profile.from_json(profile.to_json()) == profile
+
+
 def test_json_round_trip(frame: pd.DataFrame) -> None:
     profile = build_profile(frame, predictions=np.linspace(0, 1, len(frame)), bins=5)
     again = Profile.from_json(profile.to_json())

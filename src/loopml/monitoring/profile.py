@@ -216,8 +216,8 @@ def feature_kind(column: pd.Series) -> str:
 
 
 def numeric_values(column: Any) -> npt.NDArray[np.float64]:
-    """A column as float64 with NaN for nulls: datetimes as epoch seconds, text that is not
-    a number as null."""
+    """A column as float64 with NaN for nulls: datetimes as epoch seconds; text that is not
+    a number, and infinities, count as nulls."""
     import numpy as np
     import pandas as pd
 
@@ -230,7 +230,11 @@ def numeric_values(column: Any) -> npt.NDArray[np.float64]:
         return values / 1e9
     if pd.api.types.is_bool_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
         series = pd.to_numeric(series.astype(object), errors="coerce")
-    return series.to_numpy(dtype=np.float64, na_value=np.nan)
+    values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+    infinite = np.isinf(values)
+    if infinite.any():  # no bin, range or JSON holds an infinity
+        values = np.where(infinite, np.nan, values)
+    return values
 
 
 def category_values(column: Any) -> pd.Series:
