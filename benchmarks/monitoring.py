@@ -25,6 +25,9 @@ Rows, each a fresh subprocess of this file (``--worker SIDE``):
 - ``loopml, stored reference`` (information): ``compare(profile, current, sample=...)`` with
   the profile built beforehand and KS against a 5,000-row reference sample, which is what
   ``loopml monitor run`` does per window.
+- ``monitor report`` (target: under 2 MB): the current frame cut into 24 windows, each
+  compared with the stored profile and summarised as ``loopml monitor run`` stores it, drawn
+  by ``loopml.monitoring.report``: its size in bytes (it plots aggregates, never rows).
 
 Each side runs once untimed (Evidently: on the first 1,000 rows, to load its modules), then
 ``--repeats`` times timed (``time.perf_counter``; Evidently once on the 1m case, where a run
@@ -60,6 +63,8 @@ BINS = 10
 EPS = 1e-4  # loopml's PSI smoothing (loopml.monitoring.stats.EPS), used by bare alike
 TARGET_VS_PEER = 10.0
 TARGET_VS_BARE = 2.0
+REPORT_WINDOWS = 24  # the current frame cut into hourly windows for the report-size figure
+TARGET_REPORT_BYTES = 2_000_000
 
 
 # ----------------------------------------------------------------------------------------------
@@ -140,6 +145,7 @@ def worker_loopml(folder: Path, repeats: int) -> dict[str, Any]:
     sample = sample_of(reference, 5000)
     stored_times, _ = _time(lambda: compare(profile, current, sample=sample), repeats)
     by_feature = table.set_index("feature")
+    report_bytes = report_size(profile, sample, current)
     return {
         "version": loopml.__version__,
         "times": times,
@@ -149,7 +155,43 @@ def worker_loopml(folder: Path, repeats: int) -> dict[str, Any]:
         "ks_pvalue": {k: float(v) for k, v in by_feature["ks_pvalue"].items()},
         "psi": {k: float(v) for k, v in by_feature["psi"].items()},
         "peak_rss_mb": _peak_rss_mb(),
+        "report_bytes": report_bytes,
     }
+
+
+def report_size(profile: Any, sample: Any, current: Any) -> int:
+    """Bytes of ``loopml monitor report`` over the current frame cut into
+    :data:`REPORT_WINDOWS` windows, each compared with the stored profile and summarised as
+    ``loopml monitor run`` stores it (per-bin shares, not rows)."""
+    from datetime import UTC, datetime, timedelta
+
+    from loopml.monitoring import compare
+    from loopml.monitoring.profile import Reference
+    from loopml.monitoring.report import ReportData, render
+    from loopml.monitoring.windows import WindowResult, _record
+
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+    reference = Reference("bench", 1, profile, profile.rows, "reference.parquet", start)
+    size = -(-len(current) // REPORT_WINDOWS)
+    windows = []
+    for i in range(REPORT_WINDOWS):
+        chunk = current.iloc[i * size : (i + 1) * size]
+        metrics: dict[tuple[str, str], float] = {("", "rows"): float(len(chunk))}
+        features = {d.feature: _record(d, metrics) for d in compare(profile, chunk, sample=sample)}
+        begin = start + timedelta(hours=i)
+        windows.append(
+            WindowResult(
+                "bench",
+                begin,
+                begin + timedelta(hours=1),
+                "ok",
+                len(chunk),
+                "bench/1",
+                metrics,
+                summary={"features": features},
+            )
+        )
+    return len(render(ReportData("bench", windows, reference, [])).encode())
 
 
 def bare_drift(reference: Any, current: Any) -> dict[str, tuple[float, float, float]]:
@@ -322,6 +364,19 @@ def report(result: dict[str, Any]) -> list[tuple[str, ...]]:
     if stored is not None:
         rows.append(
             (f"{case}: stored reference (5,000-row sample)", _fmt(stored), "", "", "(info)", "")
+        )
+    size = ours.get("report_bytes") if isinstance(ours, dict) else None
+    if size is not None:
+        verdict = "PASS" if size < TARGET_REPORT_BYTES else "FAIL"
+        rows.append(
+            (
+                f"{case}: monitor report, {REPORT_WINDOWS} windows",
+                f"{size / 1e6:.2f} MB",
+                "",
+                "",
+                f"< {TARGET_REPORT_BYTES / 1e6:g} MB",
+                verdict,
+            )
         )
     return rows
 
