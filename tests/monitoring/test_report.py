@@ -144,7 +144,7 @@ def test_the_period_pools_shares_weighted_by_rows_and_orders_worst_first() -> No
     assert age.psi == pytest.approx(psi([0.5, 0.5], [0.3, 0.7]))
     assert age.band == "moderate"  # psi ≈ 0.17: between the default bands
     assert age.worst_psi == pytest.approx(psi([0.5, 0.5], [0.0, 1.0]))
-    assert age.last_psi == age.worst_psi
+    assert age.last_psi == age.worst_psi and age.worst_band == "significant"
     assert age.labels == ["≤ 1", "> 1"]
     assert fee.band == "none"
 
@@ -198,7 +198,7 @@ def test_the_page_has_every_part_and_no_external_resource() -> None:
         "Alerts (1)",
         "Latency (ms)",
         "Error rate",
-        "Classification (labelled windows)",
+        "Classification</figcaption>",
         "accuracy (estimate)",
         "<strong>estimate</strong>",
         "PSI over time",

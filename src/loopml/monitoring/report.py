@@ -5,8 +5,9 @@ reference profile (:mod:`loopml.monitoring.profile`) and the alerts
 
     loopml.monitoring.report.write_report(ws, "churn", "report.html", since="2026-11-24")
 
-What it shows, in this order: a summary table of every feature (and the predictions), worst
-PSI over the period first, its band coloured; the alerts of the period; request count,
+What it shows, in this order: a summary table of every feature (and the predictions), the
+highest PSI of one window first, its band coloured, beside the last window's and the pooled
+period's; the alerts of the period; request count,
 latency p50/p95/p99 and error rate over time; performance over time once labels land (the
 confidence-based estimate drawn dashed and named an estimate); PSI over time of the worst
 features; a reference-versus-current histogram per feature over the reference's frozen bins.
@@ -101,6 +102,7 @@ class FeatureSummary:
     psi: float | None = None  # over the period, from the pooled shares
     band: str | None = None
     worst_psi: float | None = None  # the highest of one window
+    worst_band: str | None = None  # its band: what alert rules on max(psi) see
     last_psi: float | None = None
     null_rate: float | None = None
     reference_null_rate: float | None = None
@@ -123,8 +125,12 @@ def summarise(
     reference: Reference | None,
     bands: Sequence[float] = (0.1, 0.25),
 ) -> list[FeatureSummary]:
-    """Every feature of the period (the predictions as ``__prediction__``), worst period PSI
-    first; features without a PSI last, by name. Pure: from the windows and the reference."""
+    """Every feature of the period (the predictions as ``__prediction__``), the highest PSI
+    of one window first (a drift in the last hours of a week barely moves the PSI of the
+    pooled week); features without a PSI last, by name. Pure: from the windows and the
+    reference."""
+    from loopml.monitoring.stats import psi_band
+
     label = f"{reference.model}/{reference.version}" if reference is not None else None
     pooled = [w for w in windows if w.status == "ok" and (label is None or w.model == label)]
     kinds: dict[str, str] = {}  # name -> kind, in the reference's order
@@ -154,6 +160,7 @@ def summarise(
         }
         found = [v for v in series["psi"] if v is not None and math.isfinite(v)]
         s.worst_psi = max(found) if found else None
+        s.worst_band = psi_band(s.worst_psi, bands) if s.worst_psi is not None else None
         s.last_psi = found[-1] if found else None
         s.null_rate = _weighted_mean(series["null_rate"], weights)
         s.out_of_range = _weighted_mean(series["out_of_range"], weights)
@@ -162,7 +169,9 @@ def summarise(
         s.missing = bool(pooled) and all(v == 1.0 for v in series["missing"])
         _period_psi(s, bands)
         summaries.append(s)
-    summaries.sort(key=lambda s: (s.psi is None, -(s.psi or 0.0), s.name))
+    summaries.sort(
+        key=lambda s: (s.worst_psi is None, -(s.worst_psi or 0.0), -(s.psi or 0.0), s.name)
+    )
     return summaries
 
 
@@ -274,7 +283,7 @@ def _shown_buckets(s: FeatureSummary) -> tuple[list[str], list[float], list[floa
 # -- SVG charts ------------------------------------------------------------------------------
 
 _W, _H = 760, 230
-_LEFT, _RIGHT, _TOP, _BOTTOM = 58, 150, 16, 34
+_LEFT, _RIGHT, _TOP, _BOTTOM = 58, 190, 16, 34
 
 
 @dataclass(frozen=True)
@@ -632,12 +641,12 @@ def _summary_table(features: Sequence[FeatureSummary], bands: Sequence[float]) -
         if s.missing:
             status = '<span class="band band-na">missing from the logs</span>'
         else:
-            status = _band(s.band)
+            status = _band(s.worst_band)
         quality = s.out_of_range if s.kind == "numeric" else s.unseen
         rows.append(
             f"<tr><td>{_e(_feature_name(s.name))}</td><td>{_e(s.kind)}</td>"
-            f'<td class="n">{_num(s.psi)}</td><td>{status}</td>'
-            f'<td class="n">{_num(s.worst_psi)}</td><td class="n">{_num(s.last_psi)}</td>'
+            f'<td class="n">{_num(s.worst_psi)}</td><td>{status}</td>'
+            f'<td class="n">{_num(s.last_psi)}</td><td class="n">{_num(s.psi)}</td>'
             f'<td class="n">{_pct(s.null_rate)} <span class="note">(ref '
             f"{_pct(s.reference_null_rate)})</span></td>"
             f'<td class="n">{_pct(quality)}</td></tr>'
@@ -649,12 +658,13 @@ def _summary_table(features: Sequence[FeatureSummary], bands: Sequence[float]) -
         )
     return (
         "<h2>Drift summary</h2>"
-        f'<p class="note">Worst first. PSI over the whole period against the reference\'s '
-        f"frozen bins; bands: none below {_num(bands[0])}, moderate to {_num(bands[1])}, "
-        "significant above. Out of range: numeric values outside the reference's "
-        "[min, max]; unseen: categories the reference never saw.</p>"
-        "<table><thead><tr><th>feature</th><th>kind</th><th>PSI (period)</th><th>band</th>"
-        "<th>worst window PSI</th><th>last window PSI</th><th>null rate</th>"
+        '<p class="note">Worst first: the highest PSI of one window against the reference\'s '
+        f"frozen bins, and its band (none below {_num(bands[0])}, moderate to "
+        f"{_num(bands[1])}, significant above); the last window's; the whole period's, its "
+        "windows pooled (the histograms below). Out of range: numeric values outside the "
+        "reference's [min, max]; unseen: categories the reference never saw.</p>"
+        "<table><thead><tr><th>feature</th><th>kind</th><th>worst window PSI</th><th>band</th>"
+        "<th>last window PSI</th><th>period PSI</th><th>null rate</th>"
         "<th>out of range / unseen</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>"
     )
 
@@ -741,7 +751,7 @@ def _performance_section(times: Sequence[datetime], windows: Sequence[WindowResu
     r2 = _series(windows, "r2")
     charts = []
     if measured:
-        charts.append(line_chart("Classification (labelled windows)", times, measured, how="mean"))
+        charts.append(line_chart("Classification", times, measured, how="mean"))
         if _has(estimate):
             charts.append(
                 '<p class="note">The dashed line is an <strong>estimate</strong> from the '
@@ -762,7 +772,7 @@ def _performance_section(times: Sequence[datetime], windows: Sequence[WindowResu
             )
         )
     labels = _series(windows, "labels")
-    if _has(labels):
+    if any(labels):
         charts.append(line_chart("Labels joined per window", times, [Series("labels", labels)]))
     if not charts:
         return head + (
@@ -806,7 +816,7 @@ def _histograms_section(features: Sequence[FeatureSummary]) -> str:
         else:
             labels, reference, current = _shown_buckets(s)
         caption = (
-            f"{_e(_feature_name(s.name))} · PSI {_num(s.psi)} {_band(s.band)}"
+            f"{_e(_feature_name(s.name))} · period PSI {_num(s.psi)} {_band(s.band)}"
             f' <span class="note">({s.counted:,.0f} values)</span>'
         )
         figures.append(
