@@ -5,9 +5,10 @@ version's offline metric, and a confidence-based estimate while labels lag.
 Labels come from the feedback log (``/feedback``, :func:`loopml.serving.read_feedback`):
 
 - a request labelled twice counts once, with its **newest** label (by feedback time);
-- a label whose request id is in no prediction logged in the week (``LABEL_HORIZON``) up to
-  the window's end is counted as ``labels_unknown`` in the window of its feedback time, and
-  used nowhere else;
+- labels given up to a week (``LABEL_HORIZON``) after a window are joined to it;
+- a label whose request id is in no prediction logged from a week before the run's first
+  window to the end of its last is counted as ``labels_unknown`` in the window of its
+  feedback time, and used nowhere else;
 - a request of several rows takes a list of as many labels (row by row); a one-row request
   takes one label (a list of one is unwrapped).
 
@@ -108,33 +109,34 @@ def newest_labels_sql(feedback: str) -> str:
 
 def unknown_labels(
     con: duckdb.DuckDBPyConnection,
-    feedback: str | None,
+    feedback: str,
     predictions: str | None,
     params: dict[str, Any],
-) -> int:
-    """How many request ids labelled in ``[$start, $end)`` match no prediction logged before
-    ``$end`` (``predictions`` reads the log up to the window's end)."""
-    if feedback is None:
-        return 0
-    sql = newest_labels_sql(feedback).replace("$since", "$start").replace("$until", "$end")
+    seconds: int,
+) -> dict[int, int]:
+    """Request ids labelled in ``[$start, $end)`` (their newest label) that match no
+    prediction of ``predictions``, counted by the window of ``seconds`` their label's time
+    falls in: window start (epoch seconds) → count. One pass for a whole backfill."""
+    labels = newest_labels_sql(feedback).replace("$since", "$start").replace("$until", "$end")
     known = (
-        f"SELECT DISTINCT request_id FROM {predictions} WHERE time < $end"
+        f"SELECT request_id FROM {predictions} WHERE request_id IS NOT NULL"
         if predictions is not None
         else "SELECT NULL::VARCHAR AS request_id WHERE false"
     )
     query = (
-        f"SELECT count(*) FROM ({sql}) f "
-        f"WHERE f.request_id NOT IN (SELECT request_id FROM ({known}) k WHERE request_id IS NOT NULL)"
+        f"SELECT epoch(l.time)::BIGINT // {seconds} * {seconds} AS start, count(*) "
+        f"FROM ({labels}) l ANTI JOIN ({known}) k ON k.request_id = l.request_id GROUP BY 1"
     )
-    found = con.execute(query, {"start": params["start"], "end": params["end"]}).fetchone()
-    return int(found[0]) if found else 0
+    found = con.execute(query, {"start": params["start"], "end": params["end"]}).fetchall()
+    return {int(start): int(count) for start, count in found}
 
 
 def labelled(
     con: duckdb.DuckDBPyConnection, feedback: str | None, params: dict[str, Any]
 ) -> pd.DataFrame:
     """The rows of the temporary table ``monitored`` (``row``, ``request_id``, ``i``, ``n``,
-    ``out``) that have a label: columns ``row``, ``prediction`` (JSON), ``label`` (JSON)."""
+    ``out``) that have a label given in ``[$start, $until)``: columns ``row``,
+    ``prediction`` (JSON), ``label`` (JSON)."""
     import pandas as pd
 
     if feedback is None:
@@ -150,16 +152,16 @@ def labelled(
         FROM monitored m JOIN labels l ON l.request_id = m.request_id
         ORDER BY m.row
     """
-    frame = con.execute(query, {"since": params["start"], "until": params["now"]}).df()
+    frame = con.execute(query, {"since": params["start"], "until": params["until"]}).df()
     return frame[frame["label"].notna()].reset_index(drop=True)
 
 
-def _value(text: Any) -> Any:
-    """A logged JSON value as Python (a list of one is unwrapped)."""
-    value = json.loads(text) if isinstance(text, str) else text
-    if isinstance(value, list) and len(value) == 1:
-        value = value[0]
-    return value
+def _values(texts: Sequence[Any]) -> list[Any]:
+    """Logged JSON values as Python, parsed in one go (a list of one is unwrapped)."""
+    if not len(texts):
+        return []
+    values = json.loads("[" + ",".join(t if isinstance(t, str) else "null" for t in texts) + "]")
+    return [v[0] if isinstance(v, list) and len(v) == 1 else v for v in values]
 
 
 def _comparable(values: Sequence[Any]) -> list[Any]:
@@ -309,8 +311,8 @@ def window_performance(
             result.metrics["estimated_accuracy"] = estimated_accuracy(proba)
     if not len(labelled_rows):
         return result
-    y_true = [_value(v) for v in labelled_rows["label"]]
-    y_pred = [_value(v) for v in labelled_rows["prediction"]]
+    y_true = _values(list(labelled_rows["label"]))
+    y_pred = _values(list(labelled_rows["prediction"]))
     if task == "regressor":
         pairs = [
             (float(t), float(p))

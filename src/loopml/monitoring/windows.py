@@ -190,6 +190,7 @@ class WindowTask:
     store_url: str
     artifacts_url: str
     bands: tuple[float, float] = (0.1, 0.25)
+    labels_unknown: int = 0  # labels given in the window for requests never logged
 
 
 # -- which windows -----------------------------------------------------------------------------
@@ -328,6 +329,42 @@ def _relabelled(
     return again
 
 
+def _unknown_labels(
+    workspace: Workspace, deployment: str, windows: list[tuple[datetime, datetime]]
+) -> dict[datetime, int]:
+    """Per window start, the labels given in it for request ids that no prediction logged
+    from :data:`LABEL_HORIZON` before the first window to the end of the last one holds
+    (one pass over the log for a whole backfill)."""
+    from loopml.serving.log import FEEDBACK, PREDICTIONS, _files
+
+    if not windows:
+        return {}
+    first, last = windows[0][0], windows[-1][1]
+    size = windows[0][1] - windows[0][0]
+    blobs = workspace.blobs
+    before = last - timedelta(microseconds=1)
+    feedback = _files(blobs, FEEDBACK, deployment, first, before)
+    if not feedback:
+        return {}
+    predictions = _files(blobs, PREDICTIONS, deployment, first - LABEL_HORIZON, before)
+    from loopml.monitoring.performance import unknown_labels
+
+    con = logrows.connect(workspace)
+    try:
+        found = unknown_labels(
+            con,
+            logrows.relation(feedback),
+            logrows.relation(predictions) if predictions else None,
+            {"start": first, "end": last},
+            int(size.total_seconds()),
+        )
+    finally:
+        con.close()
+    starts = {s for s, _ in windows}
+    moments = {datetime.fromtimestamp(k, UTC): v for k, v in found.items()}
+    return {s: v for s, v in moments.items() if s in starts}
+
+
 # -- one window (runs in a worker) -------------------------------------------------------------
 
 
@@ -419,17 +456,13 @@ def _compute(ws: Workspace, task: WindowTask) -> WindowResult:
         metrics[(WINDOW, "invalid_rows")] = float(counted[1]) if signature is not None else math.nan
         if version is not None:
             _drift(ws, con, version, task, metrics, warnings, summary)
-        feedback_files = _files(blobs, FEEDBACK, task.deployment, start, task.now)
+        metrics[(WINDOW, "labels_unknown")] = float(task.labels_unknown)
+        # Labels joined: those given from the window's start, up to the label horizon.
+        params["until"] = min(task.now, end + LABEL_HORIZON)
+        feedback_files = _files(blobs, FEEDBACK, task.deployment, start, params["until"])
         feedback = logrows.relation(feedback_files) if feedback_files else None
-        # A label names a request answered before it, within the label horizon.
-        known = _files(blobs, PREDICTIONS, task.deployment, start - LABEL_HORIZON, last)
         from loopml.monitoring import performance
 
-        metrics[(WINDOW, "labels_unknown")] = float(
-            performance.unknown_labels(
-                con, feedback, logrows.relation(known) if known else None, params
-            )
-        )
         if version is not None:
             inputs = logrows.inputs_frame(con, signature) if signature is not None else None
             labelled = performance.labelled(con, feedback, params)
@@ -671,8 +704,18 @@ def run(
     report = progress or (lambda **_: None)
     report(total_files=len(windows))
     bands = (float(settings.psi_bands[0]), float(settings.psi_bands[1]))
+    unknown = _unknown_labels(ws, deployment, windows)
     tasks = [
-        WindowTask(deployment, s, e, at, ws.settings.store_url, ws.settings.artifacts_url, bands)
+        WindowTask(
+            deployment,
+            s,
+            e,
+            at,
+            ws.settings.store_url,
+            ws.settings.artifacts_url,
+            bands,
+            unknown.get(s, 0),
+        )
         for s, e in windows
     ]
     results: dict[int, WindowResult] = {}
