@@ -32,11 +32,16 @@ log_level="warning")``, which is what ``loopml serve`` runs. loopml and the bare
 ``POST /predict`` with ``{"columns": [...], "data": [[...]]}``; MLflow gets the same rows as
 ``POST /invocations`` with ``{"dataframe_split": {...}}``.
 
-The load generator runs in this process: raw keep-alive HTTP/1.1 over sockets on loopback,
-the request bytes built once, one thread per connection; ``--requests`` requests a case
-after 100 warm-up ones, sequentially (one connection) and at concurrency 8 (8 connections,
-each sending its share back to back). It reports its own CPU time per request, to show it is
-not the bottleneck (it should be a small fraction of the bare app's p50).
+All servers run at once (idle between their turns). The load generator runs in this
+process: raw keep-alive HTTP/1.1 over sockets on loopback, the request bytes built once, one
+thread per connection; ``--requests`` requests a case per server after 100 warm-up ones,
+sequentially (one connection) and at concurrency 8 (8 connections, each sending its share
+back to back). Each case is split into ``--rounds`` rounds (10), and each round sends its
+share to every server in turn, the order rotating: on a shared machine a burst of load from
+elsewhere then falls on every server alike instead of on whichever ran at the time.
+Throughput is the requests over the rounds' summed wall time; p50 and p99 are over every
+request. The generator reports its own CPU time per request, to show it is not the
+bottleneck (it should be a small fraction of the bare app's p50).
 
 Targets (the issue's): loopml canary with logging >= 3x MLflow's throughput and within 1.5x
 of the bare app's; routing + logging (canary against single without the log) under 0.3 ms
@@ -330,13 +335,13 @@ def http_request(port: int, path: str, body: bytes) -> bytes:
 
 
 def load(port: int, request: bytes, total: int, concurrency: int) -> dict[str, Any]:
-    """``total`` requests over ``concurrency`` connections; throughput, latency percentiles,
-    statuses and the generator's CPU time per request."""
+    """``total`` requests over ``concurrency`` connections: every latency (ns), the wall and
+    generator CPU seconds, the statuses and any connection failure."""
     share = [
         total // concurrency + (1 if i < total % concurrency else 0) for i in range(concurrency)
     ]
     latencies: list[list[int]] = [[] for _ in range(concurrency)]
-    statuses: dict[int, int] = {}
+    statuses: dict[str, int] = {}
     failures: list[str] = []
     lock = threading.Lock()
     connections = [Connection(port) for _ in range(concurrency)]
@@ -355,7 +360,7 @@ def load(port: int, request: bytes, total: int, concurrency: int) -> dict[str, A
             failures.append(f"{type(exc).__name__}: {exc}")
         with lock:
             for k, v in seen.items():
-                statuses[k] = statuses.get(k, 0) + v
+                statuses[str(k)] = statuses.get(str(k), 0) + v
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     for t in threads:
@@ -369,17 +374,36 @@ def load(port: int, request: bytes, total: int, concurrency: int) -> dict[str, A
     cpu = time.process_time() - cpu0
     for conn in connections:
         conn.close()
-    samples = sorted(x for part in latencies for x in part)
+    samples = [x for part in latencies for x in part]
+    return {
+        "samples": samples,
+        "seconds": wall,
+        "cpu": cpu,
+        "statuses": statuses,
+        "failures": failures,
+    }
+
+
+def summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
+    """One case's figures from its rounds: throughput over the rounds' summed wall time,
+    latency percentiles over every request."""
+    samples = sorted(x for c in chunks for x in c["samples"])
+    seconds = sum(c["seconds"] for c in chunks)
+    statuses: dict[str, int] = {}
+    for c in chunks:
+        for k, v in c["statuses"].items():
+            statuses[k] = statuses.get(k, 0) + v
     done = len(samples)
     return {
         "requests": done,
-        "seconds": wall,
-        "rps": done / wall if wall else 0.0,
+        "seconds": seconds,
+        "rps": done / seconds if seconds else None,
         "p50_ms": quantile(samples, 0.50) / 1e6 if samples else None,
         "p99_ms": quantile(samples, 0.99) / 1e6 if samples else None,
-        "statuses": {str(k): v for k, v in sorted(statuses.items())},
-        "generator_cpu_us": cpu / done * 1e6 if done else None,
-        "failures": failures,
+        "round_rps": [len(c["samples"]) / c["seconds"] for c in chunks if c["seconds"]],
+        "statuses": dict(sorted(statuses.items())),
+        "generator_cpu_us": sum(c["cpu"] for c in chunks) / done * 1e6 if done else None,
+        "failures": [f for c in chunks for f in c["failures"]],
     }
 
 
@@ -404,25 +428,38 @@ def bodies(rows: int, mlflow: bool) -> bytes:
     return json.dumps({"dataframe_split": split} if mlflow else split).encode()
 
 
-def measure(name: str, server: Server, total: int) -> dict[str, Any]:
-    is_mlflow = name == "mlflow"
-    path = "/invocations" if is_mlflow else "/predict"
-    out: dict[str, Any] = {}
-    check = Connection(server.port)
-    status, body = check.roundtrip(http_request(server.port, path, bodies(BATCH_ROWS, is_mlflow)))
-    check.close()
-    out["check"] = {"status": status, "predictions": json.loads(body).get("predictions")}
+def measure_all(servers: dict[str, Server], total: int, rounds: int) -> dict[str, Any]:
+    """Every case on every server, interleaved: each case runs in ``rounds`` rounds, and
+    each round sends its share to every server in turn (the order rotating), so a burst of
+    load from elsewhere on the machine falls on all of them alike."""
+    out: dict[str, dict[str, Any]] = {name: {} for name in servers}
+    requests: dict[tuple[str, int], bytes] = {}
+    for name, server in servers.items():
+        is_mlflow = name == "mlflow"
+        path = "/invocations" if is_mlflow else "/predict"
+        for rows in {r for _, r, _ in CASES}:
+            requests[(name, rows)] = http_request(server.port, path, bodies(rows, is_mlflow))
+        check = Connection(server.port)
+        status, body = check.roundtrip(requests[(name, BATCH_ROWS)])
+        check.close()
+        out[name]["check"] = {"status": status, "predictions": json.loads(body).get("predictions")}
+    names = list(servers)
     for label, rows, concurrency in CASES:
-        request = http_request(server.port, path, bodies(rows, is_mlflow))
-        load(server.port, request, WARMUP, concurrency)
         key = f"{label}, c={concurrency}"
-        print(f"  {name:<22} {key:<16} ...", end="", flush=True)
-        result = load(server.port, request, total, concurrency)
-        print(
-            f" {result['rps']:8,.0f} req/s  p50 {result['p50_ms']:6.2f} ms  "
-            f"p99 {result['p99_ms']:6.2f} ms  statuses {result['statuses']}"
-        )
-        out[key] = result
+        for name in names:
+            load(servers[name].port, requests[(name, rows)], WARMUP, concurrency)
+        chunks: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+        per_round = [total // rounds + (1 if i < total % rounds else 0) for i in range(rounds)]
+        print(f"  {key:<16} {rounds} rounds of {per_round[0]} requests per server ...", end="")
+        t0 = time.perf_counter()
+        for i, n in enumerate(per_round):
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                chunks[name].append(
+                    load(servers[name].port, requests[(name, rows)], n, concurrency)
+                )
+        print(f" {time.perf_counter() - t0:.0f} s")
+        for name in names:
+            out[name][key] = summary(chunks[name])
     return out
 
 
@@ -561,6 +598,7 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(SERVERS),
         help="comma-separated subset of: " + ", ".join(SERVERS),
     )
+    ap.add_argument("--rounds", type=int, default=10, help="rounds each case is split into")
     ap.add_argument("--timeout", type=float, default=120, help="seconds for a server to start")
     ap.add_argument("--json", type=Path, default=None, help="also write all results here")
     ap.add_argument("--setup", help=argparse.SUPPRESS)
@@ -577,6 +615,8 @@ def main(argv: list[str] | None = None) -> int:
         (serve_loopml if args.server == "loopml" else serve_bare)(args)
         return 0
 
+    # A SIGTERM to the driver still stops the servers (the finally blocks below).
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     if importlib.util.find_spec("loopml") is None:
         print(f"`import loopml` fails in {sys.executable}: run `pip install -e .`")
         return 1
@@ -605,23 +645,28 @@ def main(argv: list[str] | None = None) -> int:
             problem = run_setup(side, loopml_dir if side == "loopml" else mlflow_dir, 600)
             if problem:
                 errors[side] = problem
-        for name in joined:
-            side = "mlflow" if name == "mlflow" else ("loopml" if name != "bare" else "bare")
-            if side in errors:
-                errors[name] = errors[side]
-                continue
-            server = start(name, loopml_dir, mlflow_dir)
-            try:
+        servers: dict[str, Server] = {}
+        try:
+            for name in joined:
+                side = "mlflow" if name == "mlflow" else ("loopml" if name != "bare" else "bare")
+                if side in errors:
+                    errors[name] = errors[side]
+                    continue
+                server = start(name, loopml_dir, mlflow_dir)
                 problem = server.wait_ready(args.timeout)
                 if problem:
                     errors[name] = problem
                     print(f"  {name}: {problem}")
+                    server.stop()
                     continue
-                results[name] = measure(name, server, total)
-            finally:
+                servers[name] = server
+                print(f"  {name} ready on port {server.port}", flush=True)
+            results = measure_all(servers, total, args.rounds) if servers else {}
+        finally:
+            for server in servers.values():
                 server.stop()
     finally:
-        pass
+        shutil.rmtree(WORK, ignore_errors=True)
     notes = notes_for(results, errors, total)
     v = versions()
     figures, targets = report(results)
@@ -641,7 +686,6 @@ def main(argv: list[str] | None = None) -> int:
     )
     if args.json:
         args.json.write_text(json.dumps({"requests": total, "results": results}, indent=2))
-    shutil.rmtree(WORK, ignore_errors=True)
     bad = any(
         set(r.get("statuses", {})) - {"200"} or r.get("failures")
         for res in results.values()
@@ -671,6 +715,14 @@ def notes_for(results: dict[str, Any], errors: dict[str, str], total: int) -> li
             f"the load generator's CPU time per single-row request: {statistics.median(cpu):.0f} "
             f"µs median, {max(cpu):.0f} µs at most{share}."
         )
+    for name, res in results.items():
+        spread = res.get("1 row, c=1", {}).get("round_rps") or []
+        if spread:
+            notes.append(
+                f"{name}: 1 row, c=1, throughput of the {len(spread)} rounds "
+                f"{min(spread):,.0f}–{max(spread):,.0f} req/s (median "
+                f"{statistics.median(spread):,.0f}): how much the machine moved under the run."
+            )
     reference = results.get("bare", {}).get("check", {}).get("predictions")
     for name, res in results.items():
         check = res.get("check", {})
