@@ -80,6 +80,8 @@ MAX_WINDOWS = 10_000
 #: Computed windows this recent are recomputed when labels for their requests land; a label
 #: whose request was not logged within this long before it is counted as unknown.
 LABEL_HORIZON = timedelta(days=7)
+#: Feedback this much older than the last run is read again (rows flushed after that run).
+LABEL_SLACK = timedelta(minutes=10)
 #: Reference samples kept per process (by blob hash).
 SAMPLE_CACHE = 8
 _samples: dict[str, pd.DataFrame] = {}
@@ -293,15 +295,20 @@ def _relabelled(
     now: datetime,
 ) -> set[datetime]:
     """Computed windows of the last :data:`LABEL_HORIZON` that have requests labelled after
-    the window was computed."""
+    the window was computed.
+
+    Only feedback since the latest computation (less :data:`LABEL_SLACK` for rows flushed
+    late) is read: a label given before it was there for that run, which recomputed the
+    windows it concerned."""
     from loopml.serving.log import FEEDBACK, PREDICTIONS, _files
 
     recent = {s: at for s, at in done.items() if s + size >= now - LABEL_HORIZON}
     if not recent:
         return set()
     oldest = min(recent)
+    since = _at(max(recent.values())) - LABEL_SLACK
     blobs = workspace.blobs
-    feedback = _files(blobs, FEEDBACK, deployment, _at(min(recent.values())), None)
+    feedback = _files(blobs, FEEDBACK, deployment, since, None)
     predictions = _files(blobs, PREDICTIONS, deployment, oldest, max(recent) + size)
     if not feedback or not predictions:
         return set()
@@ -313,10 +320,10 @@ def _relabelled(
             SELECT DISTINCT epoch(p.time)::BIGINT // {seconds} * {seconds} AS start,
                    max(epoch_ms(f.time)) AS labelled
             FROM {logrows.relation(feedback)} f JOIN {logrows.relation(predictions)} p USING (request_id)
-            WHERE p.time >= $oldest AND NOT coalesce(p.shadow, false)
+            WHERE p.time >= $oldest AND f.time >= $since AND NOT coalesce(p.shadow, false)
             GROUP BY 1
             """,
-            {"oldest": oldest},
+            {"oldest": oldest, "since": since},
         ).fetchall()
     finally:
         con.close()
