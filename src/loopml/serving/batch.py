@@ -330,7 +330,11 @@ def _batches(source: _Source, path: str, plan: _Plan, chunk_rows: int) -> Iterat
             if source.format == "parquet":
                 import pyarrow.parquet as pq
 
-                yield from pq.ParquetFile(fh).iter_batches(batch_size=chunk_rows)
+                parquet = pq.ParquetFile(fh)
+                # Row group by row group: iter_batches over the whole file pre-buffers every
+                # row group's columns, holding the file in memory (measured: 8M rows).
+                for group in range(parquet.metadata.num_row_groups):
+                    yield from parquet.iter_batches(batch_size=chunk_rows, row_groups=[group])
             else:
                 reader = _csv_reader(fh, plan)
                 while True:
@@ -560,39 +564,81 @@ class _Sink:
 
 
 def _log_table(
+    con: Any,
     chunk: pa.Table,
     predictions: pa.Array,
+    request_ids: pa.Array,
     *,
-    first_row: int,
     batch_id: str,
     deployment: str,
     model: str,
     seconds: float,
     at: datetime,
 ) -> pa.Table:
+    """The prediction-log rows of a scored chunk: one request per input row, its inputs and
+    output as JSON text, as the server logs them (built by DuckDB: ~20x faster than
+    Python's json per row)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.types as t
 
-    from loopml.serving.log import PREDICTIONS, log_schema, to_json
+    from loopml.serving.log import PREDICTIONS, log_schema
 
     rows = chunk.num_rows
     schema = log_schema(PREDICTIONS)
-    inputs = [to_json([row]) for row in chunk.to_pylist()]
-    outputs = [to_json([value]) for value in predictions.to_pylist()]
-    columns = {
-        "request_id": [f"batch-{batch_id}-{first_row + i}" for i in range(rows)],
-        "time": pa.array([at] * rows, schema.field("time").type),
-        "deployment": [deployment] * rows,
+    columns = []
+    for values in chunk.columns:
+        if t.is_timestamp(values.type):  # ISO 8601, as the server logs a time it was sent
+            form = "%Y-%m-%dT%H:%M:%S%z" if values.type.tz else "%Y-%m-%dT%H:%M:%S"
+            values = pc.strftime(values, format=form)
+        columns.append(values)
+    names = [f"c{i}" for i in range(len(columns))]
+    view = pa.table([*columns, predictions], names=[*names, "prediction"])
+    pack = ", ".join(
+        f"{_sql_string(name)} := {alias}"
+        for name, alias in zip(chunk.column_names, names, strict=True)
+    )
+    con.register("batch_chunk", view)
+    try:
+        json = con.sql(
+            f"SELECT '[' || to_json(struct_pack({pack})) || ']' AS inputs, "
+            "'[' || to_json(prediction) || ']' AS outputs FROM batch_chunk"
+        ).to_arrow_table()
+    finally:
+        con.unregister("batch_chunk")
+
+    def same(value: Any, kind: pa.DataType) -> pa.Array:
+        return pa.repeat(pa.scalar(value, kind), rows)
+
+    columns_by_name = {
+        "request_id": request_ids,
+        "time": same(at, schema.field("time").type),
+        "deployment": same(deployment, pa.string()),
         "revision": pa.nulls(rows, pa.int64()),
-        "model": [model] * rows,
-        "variant": [VARIANT] * rows,
-        "shadow": pa.array([False] * rows),
-        "inputs": inputs,
-        "outputs": outputs,
-        "latency_ms": pa.array([seconds * 1000.0 / max(rows, 1)] * rows, pa.float64()),
+        "model": same(model, pa.string()),
+        "variant": same(VARIANT, pa.string()),
+        "shadow": same(False, pa.bool_()),
+        "inputs": json.column("inputs"),
+        "outputs": json.column("outputs"),
+        "latency_ms": same(seconds * 1000.0 / max(rows, 1), pa.float64()),
         "error": pa.nulls(rows, pa.string()),
-        "batch_id": [batch_id] * rows,
+        "batch_id": same(batch_id, pa.string()),
     }
-    return pa.table({name: columns[name] for name in schema.names}, schema=schema)
+    return pa.table({name: columns_by_name[name] for name in schema.names}, schema=schema)
+
+
+def _request_ids(batch_id: str, first_row: int, rows: int) -> pa.Array:
+    """``batch-<batch_id>-<row>`` for the rows ``first_row`` to ``first_row + rows - 1``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    numbers = pc.cast(pa.arange(first_row, first_row + rows), pa.string())
+    return pc.binary_join_element_wise(f"batch-{batch_id}-", numbers, "")
+
+
+def _sql_string(name: str) -> str:
+    """A column name as a DuckDB identifier (struct field names keep their spelling)."""
+    return '"' + name.replace('"', '""') + '"'
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -622,6 +668,8 @@ def batch_predict(
 
     >>> batch_predict("churn@production", "data/today/*.csv", "scores/today.parquet")  # doctest: +SKIP
     """
+    import duckdb
+
     from loopml.pipelines.context import TaskContext, function_payload
     from loopml.pipelines.executors import Job, resolve_executor
     from loopml.serving.deployments import _NAME
@@ -656,6 +704,7 @@ def batch_predict(
             return payload[0]
 
     batch_id = uuid.uuid4().hex[:16]
+    con = duckdb.connect() if log else None
     pool, owned = resolve_executor(executor, max_workers)
     window = 2 * (pool.max_workers or os.cpu_count() or 1)
     outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
@@ -680,16 +729,17 @@ def batch_predict(
                 ) from exc
         prediction_type[:] = [predictions.type]
         rows = chunk.num_rows
-        ids = pa.array([f"batch-{batch_id}-{first_row + i}" for i in range(rows)], pa.string())
+        ids = _request_ids(batch_id, first_row, rows)
         scored = chunk.append_column("prediction", predictions)
-        scored = scored.append_column("model_version", pa.array([label] * rows, pa.string()))
+        scored = scored.append_column("model_version", pa.repeat(pa.scalar(label), rows))
         sink.write(scored.append_column("request_id", ids))
         if log:
             at = datetime.now(UTC)
             table = _log_table(
+                con,
                 chunk,
                 predictions,
-                first_row=first_row,
+                ids,
                 batch_id=batch_id,
                 deployment=target,
                 model=label,
@@ -746,6 +796,8 @@ def batch_predict(
     finally:
         if owned:
             pool.close()
+        if con is not None:
+            con.close()
     return BatchResult(
         batch_id=batch_id,
         model=label,
