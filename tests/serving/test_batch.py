@@ -139,7 +139,8 @@ def test_a_bad_value_in_a_later_chunk_leaves_no_output_and_no_log(
         folder / "in" / "b.csv", index=False
     )
     with pytest.raises(
-        SchemaMismatch, match=r"'n' of .*b\.csv has 1 empty value\(s\) \(rows \[1\]"
+        SchemaMismatch,
+        match=r"'n' of .*b\.csv has 1 empty value\(s\) \(row 2; 1 is the file's first row\)",
     ):
         batch_predict(
             "double/1", folder / "in", folder / "out", chunk_rows=10, workspace=serving_ws
@@ -199,6 +200,28 @@ def test_missing_input_and_an_empty_file(serving_ws: Workspace, folder: Path) ->
     assert schema.names == ["x", "n", "prediction", "model_version", "request_id"]
 
 
+def test_times_and_text_are_cast_to_the_signature_and_logged_as_iso(
+    serving_ws: Workspace, folder: Path
+) -> None:
+    from loopml.registry import PythonModel
+
+    class Hours(PythonModel):
+        def predict(self, model_input: Any) -> Any:
+            return (model_input["at"].dt.hour + model_input["k"].str.len()).to_numpy()
+
+    example = pd.DataFrame({"at": pd.to_datetime(["2026-12-01T10:00:00Z"]), "k": ["ab"]})
+    serving_ws.models.register("hours", Hours(), input_example=example)
+    (folder / "in.csv").write_text("at,k\n2026-12-01T10:00:00+00:00,abc\n2026-12-01T13:30:00Z,a\n")
+    batch_predict("hours/1", folder / "in.csv", folder / "out.parquet", workspace=serving_ws)
+    out = pd.read_parquet(folder / "out.parquet")
+    assert list(out["prediction"]) == [13, 14] and str(out["at"].dtype).endswith("UTC]")
+    logged = read_predictions(serving_ws, "hours")
+    assert list(logged["inputs"]) == [
+        '[{"at":"2026-12-01T10:00:00.000000+0000","k":"abc"}]',
+        '[{"at":"2026-12-01T13:30:00.000000+0000","k":"a"}]',
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("executor", ["processes", "ray"])
 def test_other_executors_keep_the_order(
@@ -255,6 +278,18 @@ def test_input_and_output_on_object_storage(serving_ws: Workspace) -> None:
             storage_options=options,
             workspace=serving_ws,
         )
+    batch_predict(  # a folder of parts, replacing the file
+        "double/1",
+        f"s3://{bucket}/in/",
+        f"s3://{bucket}/out/scores",
+        chunk_rows=25,
+        storage_options=options,
+        workspace=serving_ws,
+    )
+    fs.invalidate_cache()
+    assert sorted(fs.find(f"{bucket}/out")) == [f"{bucket}/out/scores.parquet"] + [
+        f"{bucket}/out/scores/part-0000{i}.parquet" for i in range(3)
+    ]
 
 
 @pytest.mark.slow

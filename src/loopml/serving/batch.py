@@ -314,7 +314,8 @@ class _Plan:
                 rows = pc.indices_nonzero(pc.is_null(values)).to_pylist()[:5]
                 raise SchemaMismatch(
                     f"Column {column!r} of {where} has {values.null_count} empty value(s) "
-                    f"(rows {[first_row + r for r in rows]}, counted from 0), but the model "
+                    f"(row {', '.join(str(first_row + r + 1) for r in rows)}; 1 is the file's "
+                    "first row), but the model "
                     f"takes {dtype}, which has no empty value: fill or drop them first."
                 )
             arrays.append(values)
@@ -539,7 +540,11 @@ class _Sink:
             return
         if self.fs.exists(self.path):
             self.fs.rm(self.path, recursive=True)
-        self.fs.mv(self.tmp, self.path, recursive=not self.single)
+        if self.single:
+            self.fs.mv(self.tmp, self.path)
+            return
+        for part in sorted(self.fs.find(self.tmp)):  # object stores have no folder to rename
+            self.fs.mv(part, f"{self.path}/{part.rsplit('/', 1)[-1]}")
 
     def _replace_local(self) -> None:
         import shutil
