@@ -12,7 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from loopml.serving import batch_predict, read_predictions
-from loopml.serving.batch import BatchScoringFailed, InputNotFound, OutputExists
+from loopml.serving.batch import BatchScoringFailed, OutputExists
+from loopml.serving.batch_input import InputNotFound
 from loopml.serving.requests import SchemaMismatch
 from loopml.workspace import Workspace
 
@@ -159,7 +160,10 @@ def test_a_model_that_raises_on_a_chunk_names_its_rows_and_writes_nothing(
     frame = inputs(100)
     frame.loc[57, "x"] = -1.0  # fragile/1 raises on a negative x
     frame.to_parquet(folder / "in.parquet")
-    with pytest.raises(BatchScoringFailed, match=r"rows 50–59 .* x must not be negative"):
+    with pytest.raises(
+        BatchScoringFailed,
+        match=r"rows 51–60 of .*in\.parquet \(1 is its first row\) with fragile/1 failed: ValueError: x must not be negative",
+    ):
         batch_predict(
             "fragile/1",
             folder / "in.parquet",

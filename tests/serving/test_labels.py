@@ -11,7 +11,7 @@ import pytest
 
 from loopml.exceptions import InvalidInput
 from loopml.serving import batch_predict, ingest_labels, read_feedback
-from loopml.serving.batch import InputNotFound
+from loopml.serving.batch_input import InputNotFound
 from loopml.workspace import Workspace
 
 

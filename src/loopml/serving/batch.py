@@ -37,7 +37,6 @@ It is a plain function, so a nightly scoring job is a pipeline task on a schedul
 from __future__ import annotations
 
 import contextlib
-import glob as globbing
 import os
 import queue
 import threading
@@ -48,25 +47,18 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from loopml.exceptions import AlreadyExists, InvalidInput, LoopmlError, NotFound
+from loopml.exceptions import AlreadyExists, InvalidInput, LoopmlError
+from loopml.serving.batch_input import Plan, chunks, inspect_input, open_input
 from loopml.serving.requests import SchemaMismatch
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from loopml.pipelines.executors import Executor, Outcome
-    from loopml.registry.signature import Signature
-    from loopml.workspace import WorkspaceLike
+    from loopml.pipelines.executors import Executor, Job, Outcome
+    from loopml.workspace import Workspace, WorkspaceLike
 
 DEFAULT_CHUNK_ROWS = 100_000
 VARIANT = "batch"
-#: Columns batch scoring adds to the input's.
-ADDED = ("prediction", "model_version", "request_id")
-_FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".csv.gz": "csv"}
-
-
-class InputNotFound(NotFound):
-    """The input path or glob names no Parquet or CSV file."""
 
 
 class OutputExists(AlreadyExists):
@@ -97,320 +89,6 @@ class BatchResult:
         return asdict(self)
 
 
-# -- input -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _Source:
-    fs: Any
-    paths: list[str]
-    format: str  # parquet | csv
-    display: str
-
-    def name(self, path: str) -> str:
-        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
-        return path if protocol in ("file", "local") else f"{protocol}://{path}"
-
-
-def _format_of(path: str) -> str | None:
-    lower = path.lower()
-    for suffix, kind in _FORMATS.items():
-        if lower.endswith(suffix):
-            return kind
-    return None
-
-
-def _hidden(path: str) -> bool:
-    return path.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
-
-
-def open_input(input: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> _Source:
-    """The files of ``input`` (a file, a folder or a glob; local or an fsspec URL), sorted."""
-    from fsspec.core import url_to_fs
-
-    text = os.fspath(input)
-    try:
-        fs, path = url_to_fs(text, **(storage_options or {}))
-    except ImportError as exc:
-        raise InvalidInput(f"Cannot read {text}: {exc}") from exc
-    if globbing.has_magic(path):
-        paths = [p for p in sorted(fs.glob(path)) if not _hidden(p) and fs.isfile(p)]
-    elif fs.isdir(path):
-        paths = [p for p in sorted(fs.find(path)) if _format_of(p) and not _hidden(p)]
-    elif fs.exists(path):
-        paths = [path]
-    else:
-        raise InputNotFound(f"No input at {text}: give a Parquet or CSV file, a folder or a glob.")
-    if not paths:
-        raise InputNotFound(f"{text} names no Parquet or CSV file (*.parquet, *.csv, *.csv.gz).")
-    formats = {p: _format_of(p) for p in paths}
-    unknown = [p for p, kind in formats.items() if kind is None]
-    if unknown:
-        raise InvalidInput(
-            f"Not Parquet or CSV (by its name): {unknown[:3]}. Batch scoring reads *.parquet, "
-            "*.csv and *.csv.gz."
-        )
-    kinds = set(formats.values())
-    if len(kinds) > 1:
-        raise InvalidInput(f"{text} mixes Parquet and CSV files: score each kind on its own.")
-    return _Source(fs, paths, str(kinds.pop()), text)
-
-
-# -- the signature as Arrow types ------------------------------------------------------------
-
-
-def _arrow_type(dtype: str) -> pa.DataType | None:
-    """The Arrow type of a signature dtype (None: one Arrow can't check, pandas will judge)."""
-    import re
-
-    import numpy as np
-    import pyarrow as pa
-
-    if dtype in ("object", "str", "string") or dtype.startswith("string["):
-        return pa.string()
-    if dtype in ("bool", "boolean"):
-        return pa.bool_()
-    found = re.fullmatch(r"datetime64\[(\w+)(?:, (.+))?\]", dtype)
-    if found:
-        return pa.timestamp(found.group(1), tz=found.group(2))
-    try:
-        from pandas.api.types import pandas_dtype
-
-        numpy = getattr(pandas_dtype(dtype), "numpy_dtype", pandas_dtype(dtype))
-        if isinstance(numpy, np.dtype) and numpy.kind in "iuf":
-            return pa.from_numpy_dtype(numpy)
-    except TypeError:
-        pass
-    return None
-
-
-def _family(kind: pa.DataType) -> str:
-    import pyarrow.types as t
-
-    if t.is_dictionary(kind):
-        return _family(kind.value_type)
-    for name, test in (
-        ("null", t.is_null),
-        ("bool", t.is_boolean),
-        ("int", t.is_integer),
-        ("float", t.is_floating),
-        ("string", lambda k: t.is_string(k) or t.is_large_string(k)),
-        ("timestamp", t.is_timestamp),
-        ("date", t.is_date),
-    ):
-        if test(kind):
-            return name
-    return str(kind)
-
-
-# What a column may hold for each target family: a value outside these is a type error before
-# anything is read; inside them, the cast of each chunk judges the values (1.5 for an int).
-_ACCEPTS = {
-    "int": {"int", "float", "null"},
-    "float": {"int", "float", "null"},
-    "bool": {"bool", "null"},
-    "string": {"string", "null"},
-    "timestamp": {"timestamp", "date", "string", "null"},
-}
-
-
-@dataclass(frozen=True)
-class _Plan:
-    """The model's inputs: columns in order with their signature dtype and Arrow type."""
-
-    columns: tuple[str, ...]  # empty: no signature, take the columns as they come
-    dtypes: tuple[str, ...]
-    types: tuple[Any, ...]  # pa.DataType or None
-    array: bool  # a model of arrays: columns taken by position
-
-    @classmethod
-    def of(cls, signature: Signature | None) -> _Plan:
-        inputs = tuple(signature.inputs) if signature is not None else ()
-        array = bool(inputs) and all(name.startswith("[") for name, _ in inputs)
-        return cls(
-            tuple(n for n, _ in inputs),
-            tuple(d for _, d in inputs),
-            tuple(_arrow_type(d) for _, d in inputs),
-            array,
-        )
-
-    def csv_types(self) -> dict[str, Any]:
-        """Column types the CSV reader converts to directly (times are cast afterwards)."""
-        import pyarrow.types as t
-
-        if self.array:
-            return {}
-        return {
-            c: k
-            for c, k in zip(self.columns, self.types, strict=True)
-            if k is not None and not t.is_timestamp(k)
-        }
-
-    def check(self, schema: pa.Schema, where: str) -> None:
-        """A :class:`SchemaMismatch` naming the missing, unexpected and mistyped columns."""
-        if not self.columns:
-            return
-        if self.array:
-            if len(schema.names) != len(self.columns):
-                raise SchemaMismatch(
-                    f"{where} has {len(schema.names)} column(s); the model takes arrays of "
-                    f"{len(self.columns)} value(s)."
-                )
-            pairs = list(zip(schema.names, self.dtypes, self.types, strict=True))
-            problems: list[str] = []
-        else:
-            present = set(schema.names)
-            missing = [c for c in self.columns if c not in present]
-            extra = [c for c in schema.names if c not in self.columns]
-            problems = []
-            if missing:
-                problems.append(f"missing column(s) {missing}")
-            if extra:
-                problems.append(f"unexpected column(s) {extra}")
-            pairs = [
-                (c, d, k)
-                for c, d, k in zip(self.columns, self.dtypes, self.types, strict=True)
-                if c in present
-            ]
-        wrong = []
-        for column, dtype, kind in pairs:
-            if kind is None:
-                continue
-            has = schema.field(column).type
-            if _family(has) not in _ACCEPTS.get(_family(kind), {_family(kind)}):
-                wrong.append(f"{column!r} must be {dtype}, got {has}")
-        if wrong:
-            problems.append("wrong type(s): " + "; ".join(wrong))
-        if problems:
-            raise SchemaMismatch(
-                f"{where} doesn't match the model's signature: " + ", ".join(problems) + "."
-            )
-
-    def conform(self, table: pa.Table, where: str, first_row: int) -> pa.Table:
-        """``table`` with the signature's columns, in its order, cast to its types (safely:
-        a value that would change is an error naming the column)."""
-        import pyarrow as pa
-        import pyarrow.compute as pc
-        import pyarrow.types as t
-
-        if not self.columns:
-            return table
-        names = table.column_names if self.array else list(self.columns)
-        arrays = []
-        for column, dtype, kind in zip(names, self.dtypes, self.types, strict=True):
-            values = table.column(column)
-            if kind is not None and values.type != kind:
-                try:
-                    values = pc.cast(values, kind, safe=True)
-                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                    raise SchemaMismatch(
-                        f"Column {column!r} of {where} can't be {dtype}: {exc}"
-                    ) from exc
-            if (
-                kind is not None
-                and (t.is_integer(kind) or t.is_boolean(kind))
-                and values.null_count
-            ):
-                rows = pc.indices_nonzero(pc.is_null(values)).to_pylist()[:5]
-                raise SchemaMismatch(
-                    f"Column {column!r} of {where} has {values.null_count} empty value(s) "
-                    f"(row {', '.join(str(first_row + r + 1) for r in rows)}; 1 is the file's "
-                    "first row), but the model "
-                    f"takes {dtype}, which has no empty value: fill or drop them first."
-                )
-            arrays.append(values)
-        return pa.table(arrays, names=names)
-
-
-def _batches(source: _Source, path: str, plan: _Plan, chunk_rows: int) -> Iterator[pa.RecordBatch]:
-    import pyarrow as pa
-
-    where = source.name(path)
-    try:
-        with source.fs.open(path, "rb", compression="infer") as fh:
-            if source.format == "parquet":
-                import pyarrow.parquet as pq
-
-                parquet = pq.ParquetFile(fh)
-                # Row group by row group: iter_batches over the whole file pre-buffers every
-                # row group's columns, holding the file in memory (measured: 8M rows).
-                for group in range(parquet.metadata.num_row_groups):
-                    yield from parquet.iter_batches(batch_size=chunk_rows, row_groups=[group])
-            else:
-                reader = _csv_reader(fh, plan)
-                while True:
-                    try:
-                        yield reader.read_next_batch()
-                    except StopIteration:
-                        return
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise SchemaMismatch(f"Cannot read {where} as the model's inputs: {exc}") from exc
-
-
-def _csv_reader(fh: Any, plan: _Plan) -> Any:
-    import pyarrow.csv as pacsv
-
-    return pacsv.open_csv(fh, convert_options=pacsv.ConvertOptions(column_types=plan.csv_types()))
-
-
-def _inspect(source: _Source, plan: _Plan) -> tuple[int | None, pa.Schema]:
-    """Check every file's columns before anything is scored: the input's row count when the
-    files say it (Parquet; else None), and the first file's columns."""
-    import pyarrow as pa
-
-    total: int | None = 0
-    first: pa.Schema | None = None
-    for path in source.paths:
-        where = source.name(path)
-        try:
-            with source.fs.open(path, "rb", compression="infer") as fh:
-                if source.format == "parquet":
-                    import pyarrow.parquet as pq
-
-                    parquet = pq.ParquetFile(fh)
-                    schema = parquet.schema_arrow
-                    total = None if total is None else total + parquet.metadata.num_rows
-                else:
-                    schema = _csv_reader(fh, plan).schema
-                    total = None
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise SchemaMismatch(f"Cannot read {where} as the model's inputs: {exc}") from exc
-        plan.check(schema, where)
-        taken = [c for c in ADDED if c in schema.names]
-        if taken:
-            raise InvalidInput(
-                f"{where} has column(s) {taken}, which batch scoring adds: rename them first."
-            )
-        first = first or schema
-    assert first is not None  # open_input found at least one file
-    return total, first
-
-
-def _chunks(source: _Source, plan: _Plan, chunk_rows: int) -> Iterator[tuple[pa.Table, int]]:
-    """``(chunk, first row)`` in input order, each ``chunk_rows`` rows (the last fewer)."""
-    import pyarrow as pa
-
-    buffer: list[pa.Table] = []
-    buffered = 0
-    emitted = 0
-    for path in source.paths:
-        where = source.name(path)
-        offset = 0
-        for batch in _batches(source, path, plan, chunk_rows):
-            table = plan.conform(pa.Table.from_batches([batch]), where, offset)
-            offset += batch.num_rows
-            buffer.append(table)
-            buffered += table.num_rows
-            while buffered >= chunk_rows:
-                whole = pa.concat_tables(buffer)
-                yield whole.slice(0, chunk_rows), emitted
-                emitted += chunk_rows
-                rest = whole.slice(chunk_rows)
-                buffer, buffered = [rest], rest.num_rows
-    if buffered:
-        yield pa.concat_tables(buffer), emitted
-
-
 # -- scoring (runs on the executor's workers) ------------------------------------------------
 
 
@@ -418,7 +96,7 @@ class _Scorer:
     """The model and how to hand it a chunk: callable on a thread, or pickled to a worker
     process or Ray task (once per worker: the executors cache unpickled functions)."""
 
-    def __init__(self, model: Any, plan: _Plan) -> None:
+    def __init__(self, model: Any, plan: Plan) -> None:
         self.model = model
         self.plan = plan
 
@@ -429,7 +107,7 @@ class _Scorer:
         return _prediction_array(predictions, table.num_rows), time.perf_counter() - started
 
 
-def _frame(table: pa.Table, plan: _Plan) -> Any:
+def _frame(table: pa.Table, plan: Plan) -> Any:
     from pandas.api.types import pandas_dtype
 
     frame = table.to_pandas()
@@ -673,12 +351,8 @@ def batch_predict(
 
     >>> batch_predict("churn@production", "data/today/*.csv", "scores/today.parquet")  # doctest: +SKIP
     """
-    import duckdb
-
-    from loopml.pipelines.context import TaskContext, function_payload
-    from loopml.pipelines.executors import Job, resolve_executor
+    from loopml.pipelines.executors import resolve_executor
     from loopml.serving.deployments import _NAME
-    from loopml.serving.log import PREDICTIONS, remove_files, write_table
     from loopml.workspace import resolve_workspace
 
     started = time.perf_counter()
@@ -686,139 +360,197 @@ def batch_predict(
         raise InvalidInput(f"chunk_rows must be at least 1, got {chunk_rows}.")
     ws = resolve_workspace(workspace)
     version = ws.models.get(model_ref)
-    label = version.uri.removeprefix("models:/")
     target = deployment or version.name
     if not _NAME.match(target):
         raise InvalidInput(f"Deployment name {target!r}: letters, digits, _ . - only.")
-    plan = _Plan.of(version.signature)
+    plan = Plan.of(version.signature)
     source = open_input(input, storage_options)
-    total, schema = _inspect(source, plan)
+    total, schema = inspect_input(source, plan)
     sink = _Sink(os.fspath(output), storage_options, overwrite)
     report = progress or (lambda **_: None)
     if total is not None:
         report(total_files=total)
-    model = ws.models.load(version.uri)
-    scorer = _Scorer(model, plan)
-    payload_lock = threading.Lock()
-    payload: list[bytes] = []
-
-    def pickled() -> bytes:  # only other processes need the model pickled: once
-        with payload_lock:
-            if not payload:
-                payload.append(function_payload(scorer))
-            return payload[0]
-
-    batch_id = uuid.uuid4().hex[:16]
-    con = duckdb.connect() if log else None
+    scorer = _Scorer(ws.models.load(version.uri), plan)
     pool, owned = resolve_executor(executor, max_workers)
-    window = 2 * (pool.max_workers or os.cpu_count() or 1)
-    outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
-    in_flight: dict[int, tuple[pa.Table, int, Job]] = {}
-    finished: dict[int, Outcome] = {}
-    logged_files: list[str] = []
-    state = {"next": 0, "rows": 0, "logged": 0}
-    prediction_type: list[Any] = []
-
-    def write(index: int, outcome: Outcome) -> None:
-        import pyarrow as pa
-
-        chunk, first_row, _ = in_flight.pop(index)
-        predictions, seconds = outcome.value
-        if prediction_type and predictions.type != prediction_type[0]:
-            try:
-                predictions = predictions.cast(prediction_type[0])
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-                raise BatchScoringFailed(
-                    f"The model returned {predictions.type} predictions for rows from "
-                    f"{first_row}, {prediction_type[0]} before: {exc}"
-                ) from exc
-        prediction_type[:] = [predictions.type]
-        rows = chunk.num_rows
-        ids = _request_ids(batch_id, first_row, rows)
-        scored = chunk.append_column("prediction", predictions)
-        scored = scored.append_column("model_version", pa.repeat(pa.scalar(label), rows))
-        sink.write(scored.append_column("request_id", ids))
-        if log:
-            at = datetime.now(UTC)
-            table = _log_table(
-                con,
-                chunk,
-                predictions,
-                ids,
-                batch_id=batch_id,
-                deployment=target,
-                model=label,
-                seconds=seconds,
-                at=at,
-            )
-            logged_files.append(
-                write_table(ws.blobs, PREDICTIONS, target, at.strftime("%Y-%m-%dT%H"), table)
-            )
-            state["logged"] += rows
-        state["rows"] += rows
-        report(files=rows)
-
-    def collect(outcome: Outcome) -> None:
-        index = outcome.job.id
-        if not outcome.ok:
-            chunk, first_row, _ = in_flight[index]
-            error = outcome.error
-            raise BatchScoringFailed(
-                f"Scoring rows {first_row}–{first_row + chunk.num_rows - 1} of "
-                f"{source.display} with {label} failed: {type(error).__name__}: {error}"
-            ) from error
-        finished[index] = outcome
-        while state["next"] in finished:
-            write(state["next"], finished.pop(state["next"]))
-            state["next"] += 1
-
-    chunks = 0
+    run = _Run(
+        ws,
+        scorer,
+        sink,
+        pool,
+        model=version.uri.removeprefix("models:/"),
+        deployment=target,
+        log=log,
+        report=report,
+    )
     try:
-        for index, (chunk, first_row) in enumerate(_chunks(source, plan, chunk_rows)):
-            while len(in_flight) >= window:
-                collect(outcomes.get())
+        run.score(chunks(source, plan, chunk_rows), source.display)
+        sink.commit(_empty(plan, schema, run.prediction_type))
+    except BaseException:
+        run.abandon()
+        sink.abort()
+        raise
+    finally:
+        run.close()
+        if owned:
+            pool.close()
+    return BatchResult(
+        batch_id=run.batch_id,
+        model=run.model,
+        deployment=target,
+        input=source.display,
+        output=sink.display,
+        files=len(source.paths),
+        rows=run.rows,
+        chunks=run.chunks,
+        executor=pool.name,
+        seconds=time.perf_counter() - started,
+        logged=run.logged,
+    )
+
+
+class _Run:
+    """One batch on an executor: chunks in flight (at most two per worker), their results
+    written to the sink and the prediction log in input order, whatever order they finish
+    in. :meth:`abandon` takes back the log files written so far."""
+
+    def __init__(
+        self,
+        workspace: Workspace,
+        scorer: _Scorer,
+        sink: _Sink,
+        pool: Executor,
+        *,
+        model: str,
+        deployment: str,
+        log: bool,
+        report: Callable[..., None],
+    ) -> None:
+        import duckdb
+
+        self.workspace = workspace
+        self.scorer = scorer
+        self.sink = sink
+        self.pool = pool
+        self.model = model
+        self.deployment = deployment
+        self.report = report
+        self.batch_id = uuid.uuid4().hex[:16]
+        self.window = 2 * (pool.max_workers or os.cpu_count() or 1)
+        self.con = duckdb.connect() if log else None
+        self.outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self.in_flight: dict[int, tuple[pa.Table, int, Job]] = {}
+        self.finished: dict[int, Outcome] = {}
+        self.next = 0  # the chunk to write next
+        self.chunks = self.rows = self.logged = 0
+        self.log_files: list[str] = []
+        self.prediction_type: pa.DataType | None = None
+        self._payload: bytes | None = None
+        self._payload_lock = threading.Lock()
+
+    def pickled(self) -> bytes:
+        """The scorer (with the model) pickled, once, for executors in other processes."""
+        from loopml.pipelines.context import function_payload
+
+        with self._payload_lock:
+            if self._payload is None:
+                self._payload = function_payload(self.scorer)
+            return self._payload
+
+    def score(self, chunks: Iterator[tuple[pa.Table, int]], where: str) -> None:
+        from loopml.pipelines.context import TaskContext
+        from loopml.pipelines.executors import Job
+
+        self.where = where
+        for index, (chunk, first_row) in enumerate(chunks):
+            while len(self.in_flight) >= self.window:
+                self._collect(self.outcomes.get())
             context = TaskContext(
                 pipeline="serving.batch_predict",
-                pipeline_run_id=batch_id,
+                pipeline_run_id=self.batch_id,
                 node="score",
                 task=f"score[{index}]",
                 attempt=1,
                 partition=str(index),
             )
-            job = Job(index, scorer, (chunk,), {}, context, payload=pickled)
-            in_flight[index] = (chunk, first_row, job)
-            chunks += 1
-            pool.submit(job, outcomes.put)
-        while in_flight:
-            collect(outcomes.get())
-        sink.commit(_empty(plan, schema, prediction_type))
-    except BaseException:
-        for _, _, job in in_flight.values():
-            pool.cancel(job)
-        sink.abort()
-        remove_files(ws.blobs, logged_files)
-        raise
-    finally:
-        if owned:
-            pool.close()
-        if con is not None:
-            con.close()
-    return BatchResult(
-        batch_id=batch_id,
-        model=label,
-        deployment=target,
-        input=source.display,
-        output=sink.display,
-        files=len(source.paths),
-        rows=state["rows"],
-        chunks=chunks,
-        executor=pool.name,
-        seconds=time.perf_counter() - started,
-        logged=state["logged"],
-    )
+            job = Job(index, self.scorer, (chunk,), {}, context, payload=self.pickled)
+            self.in_flight[index] = (chunk, first_row, job)
+            self.chunks += 1
+            self.pool.submit(job, self.outcomes.put)
+        while self.in_flight:
+            self._collect(self.outcomes.get())
+
+    def _collect(self, outcome: Outcome) -> None:
+        index = outcome.job.id
+        if not outcome.ok:
+            chunk, first_row, _ = self.in_flight[index]
+            error = outcome.error
+            raise BatchScoringFailed(
+                f"Scoring rows {first_row + 1}–{first_row + chunk.num_rows} of {self.where} "
+                f"(1 is its first row) with {self.model} failed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+        self.finished[index] = outcome
+        while self.next in self.finished:
+            self._write(self.next, self.finished.pop(self.next))
+            self.next += 1
+
+    def _write(self, index: int, outcome: Outcome) -> None:
+        import pyarrow as pa
+
+        from loopml.serving.log import PREDICTIONS, write_table
+
+        chunk, first_row, _ = self.in_flight.pop(index)
+        predictions, seconds = outcome.value
+        if self.prediction_type is not None and predictions.type != self.prediction_type:
+            try:
+                predictions = predictions.cast(self.prediction_type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise BatchScoringFailed(
+                    f"The model returned {predictions.type} predictions for rows from "
+                    f"{first_row + 1}, {self.prediction_type} before: {exc}"
+                ) from exc
+        self.prediction_type = predictions.type
+        rows = chunk.num_rows
+        ids = _request_ids(self.batch_id, first_row, rows)
+        scored = chunk.append_column("prediction", predictions)
+        scored = scored.append_column("model_version", pa.repeat(pa.scalar(self.model), rows))
+        self.sink.write(scored.append_column("request_id", ids))
+        if self.con is not None:
+            at = datetime.now(UTC)
+            table = _log_table(
+                self.con,
+                chunk,
+                predictions,
+                ids,
+                batch_id=self.batch_id,
+                deployment=self.deployment,
+                model=self.model,
+                seconds=seconds,
+                at=at,
+            )
+            hour = at.strftime("%Y-%m-%dT%H")
+            blobs = self.workspace.blobs
+            self.log_files.append(write_table(blobs, PREDICTIONS, self.deployment, hour, table))
+            self.logged += rows
+        self.rows += rows
+        self.report(files=rows)
+
+    def abandon(self) -> None:
+        """Stop the chunks in flight and take back the log files written."""
+        from loopml.serving.log import remove_files
+
+        for _, _, job in self.in_flight.values():
+            self.pool.cancel(job)
+        remove_files(self.workspace.blobs, self.log_files)
+        self.logged = 0
+
+    def close(self) -> None:
+        if self.con is not None:
+            self.con.close()
+            self.con = None
 
 
-def _empty(plan: _Plan, schema: pa.Schema, prediction_type: list[Any]) -> pa.Table:
+def _empty(plan: Plan, schema: pa.Schema, prediction_type: pa.DataType | None) -> pa.Table:
     """The output of an input without rows: its columns, no rows."""
     import pyarrow as pa
 
@@ -831,7 +563,7 @@ def _empty(plan: _Plan, schema: pa.Schema, prediction_type: list[Any]) -> pa.Tab
     else:
         fields = list(schema)
     fields += [
-        pa.field("prediction", prediction_type[0] if prediction_type else pa.null()),
+        pa.field("prediction", prediction_type or pa.null()),
         pa.field("model_version", pa.string()),
         pa.field("request_id", pa.string()),
     ]

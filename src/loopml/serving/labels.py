@@ -59,10 +59,10 @@ def _read(path: str, storage_options: dict[str, Any] | None) -> tuple[pa.Table, 
     import pyarrow as pa
     from fsspec.core import url_to_fs
 
-    from loopml.serving.batch import InputNotFound, _format_of
+    from loopml.serving.batch_input import InputNotFound, format_of
 
     fs, where = url_to_fs(path, **(storage_options or {}))
-    kind = _format_of(where)
+    kind = format_of(where)
     if kind is None:
         raise InvalidInput(f"{path}: labels are read from *.csv, *.csv.gz or *.parquet files.")
     if not fs.isfile(where):
