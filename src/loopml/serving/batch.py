@@ -5,8 +5,10 @@ chunk, into Parquet with a ``prediction`` column.
                                  "s3://lake/scores/2026-12-01.parquet")
 
 - **Input**: a Parquet or CSV file (``.csv.gz`` too), a folder of them, or a glob; a local
-  path or any fsspec URL. Files are streamed in order (Arrow record batches) and cut into
-  chunks of ``chunk_rows`` rows; only the chunks in flight are in memory.
+  path or any fsspec URL. Files are streamed in order (Parquet row group by row group, CSV
+  block by block) and cut into chunks of ``chunk_rows`` rows; memory holds one row group or
+  block plus the chunks in flight (measured: peak RSS 242 → 269 MB for 16 → 129 MB of
+  Parquet, 229 → 282 MB for 26 → 217 MB of CSV).
 - **Signature**: every file's columns are checked against the model version's signature
   before anything is scored (missing, unexpected and mistyped columns are one
   :class:`~loopml.serving.requests.SchemaMismatch` naming them), and every chunk is cast to
@@ -21,8 +23,10 @@ chunk, into Parquet with a ``prediction`` column.
   unless ``overwrite=True``.
 - **Executors**: chunks are scored on the pipelines' executors (``threads``, ``processes``,
   ``ray``, ``ray://host:port``; see :mod:`loopml.pipelines.executors`), at most two per
-  worker in flight, and written in input order whatever order they finish in. Other
-  processes receive the model pickled with cloudpickle once per worker.
+  worker in flight, and written in input order whatever order they finish in. The model is
+  pickled (cloudpickle) once for other processes: Ray stores it once, the process pool
+  sends it with each chunk and its workers unpickle it once, so a large model with
+  ``processes`` wants a large ``chunk_rows``.
 - **Prediction log**: each row is logged like an online request, to the log of
   ``deployment`` (default: the model's name), with ``variant="batch"``, the run's
   ``batch_id`` and the request id ``batch-<batch_id>-<row>`` (``row`` counts the input's rows
