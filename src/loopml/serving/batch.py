@@ -52,7 +52,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from loopml.exceptions import AlreadyExists, InvalidInput, LoopmlError
-from loopml.serving.batch_input import Plan, chunks, inspect_input, open_input
+from loopml.serving.batch_input import Plan, chunks, inspect_input, open_fs, open_input
 from loopml.serving.requests import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -167,10 +167,9 @@ class _Sink:
     def __init__(
         self, output: str, storage_options: dict[str, Any] | None, overwrite: bool
     ) -> None:
-        from fsspec.core import url_to_fs
         from fsspec.implementations.local import LocalFileSystem
 
-        self.fs, path = url_to_fs(output, **(storage_options or {}))
+        self.fs, path = open_fs(output, storage_options, "Writing")
         self.local = isinstance(self.fs, LocalFileSystem)
         self.path = path.rstrip("/")
         self.display = output

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from loopml.exceptions import InvalidInput, NotFound
+from loopml.exceptions import InvalidInput, NotFound, missing_dependency
 from loopml.serving.requests import SchemaMismatch
 
 if TYPE_CHECKING:
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 #: Columns batch scoring adds to the input's (an input that has one is refused).
 ADDED = ("prediction", "model_version", "request_id")
 _FORMATS = {".parquet": "parquet", ".pq": "parquet", ".csv": "csv", ".csv.gz": "csv"}
+_PROTOCOL_EXTRAS = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}
 
 
 class InputNotFound(NotFound):
@@ -35,6 +36,8 @@ class InputNotFound(NotFound):
 
 @dataclass(frozen=True)
 class Source:
+    """The files an input names, in the order they are read, and their format."""
+
     fs: Any
     paths: list[str]
     format: str  # parquet | csv
@@ -57,15 +60,25 @@ def _hidden(path: str) -> bool:
     return path.rstrip("/").rsplit("/", 1)[-1].startswith((".", "_"))
 
 
-def open_input(input: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Source:
-    """The files of ``input`` (a file, a folder or a glob; local or an fsspec URL), sorted."""
+def open_fs(url: str, storage_options: dict[str, Any] | None, doing: str) -> tuple[Any, str]:
+    """The fsspec filesystem and path of ``url``; a missing package names its install."""
     from fsspec.core import url_to_fs
 
-    text = os.fspath(input)
+    protocol = url.split("://", 1)[0] if "://" in url else "file"
     try:
-        fs, path = url_to_fs(text, **(storage_options or {}))
+        fs, path = url_to_fs(url, **(storage_options or {}))
     except ImportError as exc:
-        raise InvalidInput(f"Cannot read {text}: {exc}") from exc
+        package, extra = _PROTOCOL_EXTRAS.get(protocol, (protocol, "all"))
+        raise missing_dependency(package, extra, f"{doing} {protocol}:// paths") from exc
+    except ValueError as exc:
+        raise InvalidInput(f"Not a usable path {url!r}: {exc}") from exc
+    return fs, str(path)
+
+
+def open_input(input: str | os.PathLike[str], storage_options: dict[str, Any] | None) -> Source:
+    """The files of ``input`` (a file, a folder or a glob; local or an fsspec URL), sorted."""
+    text = os.fspath(input)
+    fs, path = open_fs(text, storage_options, "Reading")
     if globbing.has_magic(path):
         paths = [p for p in sorted(fs.glob(path)) if not _hidden(p) and fs.isfile(p)]
     elif fs.isdir(path):

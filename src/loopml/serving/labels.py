@@ -57,11 +57,10 @@ def _read(path: str, storage_options: dict[str, Any] | None) -> tuple[pa.Table, 
     """The file as an Arrow table, and whether it is CSV (its columns are then all text,
     parsed row by row here)."""
     import pyarrow as pa
-    from fsspec.core import url_to_fs
 
-    from loopml.serving.batch_input import InputNotFound, format_of
+    from loopml.serving.batch_input import InputNotFound, format_of, open_fs
 
-    fs, where = url_to_fs(path, **(storage_options or {}))
+    fs, where = open_fs(path, storage_options, "Reading labels from")
     kind = format_of(where)
     if kind is None:
         raise InvalidInput(f"{path}: labels are read from *.csv, *.csv.gz or *.parquet files.")
