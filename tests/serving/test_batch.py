@@ -320,3 +320,24 @@ def test_nightly_scoring_is_a_pipeline_task(serving_ws: Workspace, folder: Path)
     out = pq.read_table(folder / "scores-2026-12-01.parquet")
     assert out.num_rows == 20 and out.column("prediction").to_pylist() == expected(inputs(20))
     assert len(read_predictions(serving_ws, "double")) == 20
+
+
+def test_log_files_written_before_batch_id_read_back_with_it_empty(
+    serving_ws: Workspace, folder: Path
+) -> None:
+    import pyarrow as pa
+
+    from loopml.serving.log import PREDICTIONS, log_schema, write_table
+
+    old = pa.schema([f for f in log_schema(PREDICTIONS) if f.name != "batch_id"])
+    row = {"request_id": "r1", "time": pd.Timestamp("2026-11-01T10:00Z"), "deployment": "churn"}
+    table = pa.Table.from_pylist([row], schema=old)
+    write_table(serving_ws.blobs, PREDICTIONS, "churn", "2026-11-01T10", table)
+    log = read_predictions(serving_ws, "churn")
+    assert list(log["request_id"]) == ["r1"] and log["batch_id"].isna().all()
+    inputs(3).to_parquet(folder / "in.parquet")
+    batch = batch_predict(
+        "double/1", folder / "in.parquet", folder / "o", deployment="churn", workspace=serving_ws
+    )
+    both = read_predictions(serving_ws, "churn")  # old and new files together
+    assert list(both["batch_id"].fillna("-")) == ["-", *[batch.batch_id] * 3]
