@@ -4,6 +4,7 @@ per request), the offline comparison, the CBPE estimate, regressors."""
 
 from __future__ import annotations
 
+import doctest
 import math
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ import pandas as pd
 import pytest
 from sklearn import metrics as skm
 
+from loopml.monitoring import performance
 from loopml.monitoring.performance import (
     classifier_metrics,
     estimated_accuracy,
@@ -24,6 +26,11 @@ from loopml.workspace import Workspace
 from monitoring.traffic import HOUR, START, deploy, features, label, log, predictions
 
 AFTER = START + HOUR + timedelta(minutes=1)
+
+
+def test_doctests() -> None:
+    result = doctest.testmod(performance)
+    assert result.attempted > 3 and result.failed == 0
 
 
 def test_binary_metrics_match_scikit_learn() -> None:

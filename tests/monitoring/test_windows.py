@@ -5,6 +5,7 @@ versions left out, labels landing late, alerts, parallel backfills, PostgreSQL."
 
 from __future__ import annotations
 
+import doctest
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,7 @@ import pytest
 from sqlalchemy import func, select
 
 from loopml.exceptions import InvalidInput
+from loopml.monitoring import logrows, windows
 from loopml.monitoring.alerts import list_alerts
 from loopml.monitoring.rules import AlertRule
 from loopml.monitoring.settings import MonitorSettings
@@ -41,6 +43,12 @@ def counts(ws: Workspace) -> tuple[int, int]:
 
 def by_start(results: list[WindowResult]) -> dict[datetime, WindowResult]:
     return {r.start: r for r in results}
+
+
+def test_doctests() -> None:
+    for module in (windows, logrows):
+        result = doctest.testmod(module)
+        assert result.attempted and result.failed == 0, module.__name__
 
 
 def test_window_sizes_and_alignment() -> None:
