@@ -375,8 +375,9 @@ class ModelServer:
                 "model": loaded.label,
                 "variant": loaded.variant.name,
                 "shadow": shadow,
-                "inputs": to_json(rows),
-                "outputs": None if outputs is None else to_json(outputs),
+                # Encoded to JSON by the log's writer thread, off the response path.
+                "inputs": rows,
+                "outputs": outputs,
                 "latency_ms": elapsed * 1000.0,
                 "error": error,
             }

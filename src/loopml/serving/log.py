@@ -91,6 +91,17 @@ def to_json(value: Any) -> str:
     return json.dumps(value, default=_plain, separators=(",", ":"))
 
 
+#: Columns held as JSON text: a queued row may carry the plain value, encoded when written
+#: (by the writer thread, so a server's response never waits for it).
+_JSON_COLUMNS = frozenset({"inputs", "outputs", "label"})
+
+
+def _cell(name: str, value: Any) -> Any:
+    if value is None or name not in _JSON_COLUMNS or isinstance(value, str):
+        return value
+    return to_json(value)
+
+
 def _plain(value: Any) -> Any:
     if hasattr(value, "tolist"):
         return value.tolist()
@@ -140,7 +151,9 @@ class PredictionLogger:
         return self
 
     def log(self, row: Mapping[str, Any]) -> None:
-        """Queue one prediction row (see the module doc for its fields)."""
+        """Queue one prediction row (see the module doc for its fields). ``inputs`` and
+        ``outputs`` may be JSON text or the plain values, encoded when written: don't change
+        them after queuing."""
         self._append(PREDICTIONS, row)
 
     def feedback(self, row: Mapping[str, Any]) -> None:
@@ -204,7 +217,8 @@ class PredictionLogger:
 
         schema = _schemas()[log]
         table = pa.Table.from_pylist(
-            [{name: row.get(name) for name in schema.names} for row in rows], schema=schema
+            [{name: _cell(name, row.get(name)) for name in schema.names} for row in rows],
+            schema=schema,
         )
         write_table(self.blobs, log, deployment, hour, table)
 
