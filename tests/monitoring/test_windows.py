@@ -157,14 +157,18 @@ def test_mistyped_and_extra_fields_are_invalid_rows(sqlite_ws: Workspace) -> Non
     ws = sqlite_ws
     deploy(ws)
     frame = features(20, seed=10)
-    log(ws, frame.head(10), start=START)
+    ids = log(ws, frame.head(10), start=START)
     mistyped = frame.tail(10).assign(x="high")
-    log(ws, mistyped, start=START + timedelta(minutes=20), prefix="t")
+    ids += log(ws, mistyped, start=START + timedelta(minutes=20), prefix="t")
     extra = frame.head(5).assign(extra=1)
-    log(ws, extra, start=START + timedelta(minutes=40), prefix="e")
+    ids += log(ws, extra, start=START + timedelta(minutes=40), prefix="e")
+    label(ws, {rid: i % 2 for i, rid in enumerate(ids)}, at=START + timedelta(minutes=50))
     [window] = run(ws, "churn", window="1h", now=START + HOUR + timedelta(minutes=1))
     assert window.rows == 25
     assert window.value("invalid_rows") == 15
+    # Every row is labelled; only the 10 valid ones could be rescored for probabilities.
+    assert window.value("labels") == 25
+    assert math.isfinite(window.value("log_loss")) and math.isfinite(window.value("roc_auc"))
     # Text where x is numeric counts as null for its drift, not as a crash.
     assert window.value("null_rate", "x") == pytest.approx(10 / 25)
 

@@ -323,15 +323,22 @@ def window_performance(
             truth, guess = zip(*pairs, strict=True)
             result.metrics.update(regressor_metrics(truth, guess))
         return result
-    rows_proba = None
+    result.metrics.update(classifier_metrics(y_true, y_pred))
     if proba is not None and inputs is not None:
+        # ROC AUC and log loss over the labelled rows that were rescored (the valid ones).
         import numpy as np
 
-        position = {row: i for i, row in enumerate(inputs.index)}
-        picked = [position.get(row) for row in labelled_rows["row"]]
-        if all(p is not None for p in picked):
-            rows_proba = proba[np.asarray(picked, dtype=int)]
-    result.metrics.update(classifier_metrics(y_true, y_pred, rows_proba, classes))
+        index = inputs.index.to_numpy()
+        wanted = labelled_rows["row"].to_numpy()
+        at = np.minimum(np.searchsorted(index, wanted), max(len(index) - 1, 0))
+        found = index[at] == wanted
+        if found.any():
+            kept = np.flatnonzero(found)
+            scored = classifier_metrics(
+                [y_true[i] for i in kept], [y_pred[i] for i in kept], proba[at[found]], classes
+            )
+            result.metrics["roc_auc"] = scored["roc_auc"]
+            result.metrics["log_loss"] = scored["log_loss"]
     offline = offline_metric(workspace, version, "accuracy")
     if offline is not None:
         result.metrics["accuracy_drop"] = offline - result.metrics["accuracy"]
