@@ -174,3 +174,24 @@ def test_a_regressor_gets_rmse_mae_and_r2(sqlite_ws: Workspace) -> None:
     assert window.value("mae") == pytest.approx(3.0)
     assert 0.9 < window.value("r2") < 1.0
     assert window.value("accuracy") is None and window.value("estimated_accuracy") is None
+
+
+def test_classifier_or_regressor() -> None:
+    from loopml.registry.signature import Signature
+    from loopml.registry.versions import ModelVersion
+
+    def version(outputs: tuple[tuple[str, str], ...] | None) -> ModelVersion:
+        signature = None if outputs is None else Signature((("x", "float64"),), outputs)
+        return ModelVersion("m", 1, "None", "pyfunc", "d", None, START, signature)
+
+    class Proba:
+        def predict_proba(self, rows: object) -> object:
+            return rows
+
+    assert task_of(Proba(), version((("prediction", "float64"),))) == "classifier"
+    assert task_of(None, version((("prediction", "float64"),))) == "regressor"
+    assert task_of(None, version((("prediction", "int64"),))) == "classifier"
+    # No signature: the labels decide.
+    assert task_of(None, version(None), ["yes", "no"]) == "classifier"
+    assert task_of(None, version(None), [1.0, 2.0]) == "classifier"
+    assert task_of(None, version(None), [1.5, 2.0]) == "regressor"

@@ -86,14 +86,16 @@ def load_model(workspace: Workspace, version: ModelVersion) -> Any:
     return model
 
 
-def task_of(model: Any, version: ModelVersion) -> Task:
-    """``"classifier"`` or ``"regressor"`` (see the module doc)."""
+def task_of(model: Any, version: ModelVersion, labels: Sequence[Any] = ()) -> Task:
+    """``"classifier"`` or ``"regressor"`` (see the module doc); without a signature's
+    outputs, labels that are all classes (text, booleans, whole numbers) say classifier."""
     if callable(getattr(model, "predict_proba", None)):
         return "classifier"
     outputs = version.signature.outputs if version.signature is not None else ()
-    if outputs and all(dtype.startswith("float") for _, dtype in outputs):
-        return "regressor"
-    return "classifier" if outputs else "regressor"
+    if outputs:
+        return "regressor" if all(d.startswith("float") for _, d in outputs) else "classifier"
+    fractional = any(isinstance(v, float) and not v.is_integer() for v in labels)
+    return "regressor" if fractional or not labels else "classifier"
 
 
 def newest_labels_sql(feedback: str) -> str:
@@ -293,9 +295,18 @@ def window_performance(
     by ``row`` (None when they can't be built: no signature, or no valid row)."""
     result = Performance()
     result.metrics["labels"] = float(len(labelled_rows))
-    needs_model = inputs is not None and len(inputs) > 0
-    model = load_model(workspace, version) if (needs_model or len(labelled_rows)) else None
-    task = task_of(model, version) if model is not None else "classifier"
+    model = None
+    if (inputs is not None and len(inputs)) or len(labelled_rows):
+        try:
+            model = load_model(workspace, version)
+        except Exception as exc:  # its other metrics don't need it
+            result.warnings.append(
+                f"{version.name}/{version.version} could not be loaded ({type(exc).__name__}: "
+                f"{exc}): no probabilities, so no roc_auc, log_loss or estimated_accuracy"
+            )
+    y_true = _values(list(labelled_rows["label"]))
+    y_pred = _values(list(labelled_rows["prediction"]))
+    task = task_of(model, version, y_true)
     proba, classes = None, None
     probabilistic = callable(getattr(model, "predict_proba", None))
     if task == "classifier" and probabilistic and inputs is not None and len(inputs):
@@ -311,8 +322,6 @@ def window_performance(
             result.metrics["estimated_accuracy"] = estimated_accuracy(proba)
     if not len(labelled_rows):
         return result
-    y_true = _values(list(labelled_rows["label"]))
-    y_pred = _values(list(labelled_rows["prediction"]))
     if task == "regressor":
         pairs = [
             (float(t), float(p))
@@ -323,7 +332,14 @@ def window_performance(
             truth, guess = zip(*pairs, strict=True)
             result.metrics.update(regressor_metrics(truth, guess))
         return result
-    result.metrics.update(classifier_metrics(y_true, y_pred))
+    try:
+        result.metrics.update(classifier_metrics(y_true, y_pred))
+    except (TypeError, ValueError) as exc:  # labels that aren't classes (lists, objects)
+        result.warnings.append(
+            f"the labels of {version.name}/{version.version} could not be scored against its "
+            f"predictions ({type(exc).__name__}: {exc})"
+        )
+        return result
     if proba is not None and inputs is not None:
         # ROC AUC and log loss over the labelled rows that were rescored (the valid ones).
         import numpy as np
