@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
-    from loopml.monitoring.drift import FeatureDrift, compare, drift
+    from loopml.monitoring.comparison import FeatureDrift, compare, drift
     from loopml.monitoring.profile import (
         FeatureProfile,
         Profile,
@@ -26,13 +26,13 @@ if TYPE_CHECKING:
     )
 
 _LAZY = {
-    "FeatureDrift": "loopml.monitoring.drift",
+    "FeatureDrift": "loopml.monitoring.comparison",
     "FeatureProfile": "loopml.monitoring.profile",
     "Profile": "loopml.monitoring.profile",
     "Reference": "loopml.monitoring.profile",
     "build_profile": "loopml.monitoring.profile",
-    "compare": "loopml.monitoring.drift",
-    "drift": "loopml.monitoring.drift",
+    "compare": "loopml.monitoring.comparison",
+    "drift": "loopml.monitoring.comparison",
     "get_reference": "loopml.monitoring.profile",
     "set_reference": "loopml.monitoring.profile",
 }

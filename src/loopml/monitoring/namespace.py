@@ -104,8 +104,8 @@ class Monitors(Namespace):
     @staticmethod
     def drift(reference: pd.DataFrame, current: pd.DataFrame, **options: Any) -> pd.DataFrame:
         """Drift of ``current`` against ``reference``, one row per feature, worst first
-        (:func:`loopml.monitoring.drift.drift`; no store involved)."""
-        from loopml.monitoring.drift import drift
+        (:func:`loopml.monitoring.drift`; no store involved)."""
+        from loopml.monitoring.comparison import drift
 
         return drift(reference, current, **options)
 

@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     import duckdb
     import pandas as pd
 
-    from loopml.monitoring.drift import FeatureDrift
+    from loopml.monitoring.comparison import FeatureDrift
     from loopml.monitoring.profile import Reference
     from loopml.pipelines.executors import Executor, Outcome
     from loopml.registry.versions import ModelVersion
@@ -515,7 +515,7 @@ def _drift(
         return
     import pandas as pd
 
-    from loopml.monitoring.drift import compare
+    from loopml.monitoring.comparison import compare
 
     profile = reference.profile
     names = list(profile.features)

@@ -23,8 +23,6 @@ In a notebook::
 from __future__ import annotations
 
 import math
-import sys
-import types
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -372,23 +370,3 @@ def drift(
     rows = sorted(_compare(profile, current, None, sample_columns, bands), key=_order_key)
     table = pd.DataFrame([r.to_dict() for r in rows])
     return table.drop(columns=["current_proportions", "reference_proportions", "buckets"])
-
-
-class _DriftModule(types.ModuleType):
-    """This module, callable as :func:`drift`: importing ``loopml.monitoring.drift`` binds the
-    name on the package to the module (the import system does, after the package's lazy
-    export has bound it to the function), so ``loopml.monitoring.drift(reference_df,
-    current_df)`` must work with either."""
-
-    def __call__(
-        self,
-        reference_df: Any,
-        current_df: Any,
-        *,
-        bins: int = 10,
-        bands: Sequence[float] = stats.BANDS,
-    ) -> pd.DataFrame:
-        return drift(reference_df, current_df, bins=bins, bands=bands)
-
-
-sys.modules[__name__].__class__ = _DriftModule
