@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from loopml.monitoring.alerts import Alert, AlertRule, ack, evaluate, list_alerts
     from loopml.monitoring.comparison import FeatureDrift, compare, drift
+    from loopml.monitoring.namespace import Monitors
     from loopml.monitoring.profile import (
         FeatureProfile,
         Profile,
@@ -24,8 +26,19 @@ if TYPE_CHECKING:
         get_reference,
         set_reference,
     )
+    from loopml.monitoring.report import render_report, write_report
+    from loopml.monitoring.windows import run
 
 _LAZY = {
+    "Alert": "loopml.monitoring.alerts",
+    "AlertRule": "loopml.monitoring.alerts",
+    "Monitors": "loopml.monitoring.namespace",
+    "ack": "loopml.monitoring.alerts",
+    "evaluate": "loopml.monitoring.alerts",
+    "list_alerts": "loopml.monitoring.alerts",
+    "render_report": "loopml.monitoring.report",
+    "run": "loopml.monitoring.windows",
+    "write_report": "loopml.monitoring.report",
     "FeatureDrift": "loopml.monitoring.comparison",
     "FeatureProfile": "loopml.monitoring.profile",
     "Profile": "loopml.monitoring.profile",
@@ -38,6 +51,15 @@ _LAZY = {
 }
 
 __all__ = [
+    "Alert",
+    "AlertRule",
+    "Monitors",
+    "ack",
+    "evaluate",
+    "list_alerts",
+    "render_report",
+    "run",
+    "write_report",
     "FeatureDrift",
     "FeatureProfile",
     "Profile",

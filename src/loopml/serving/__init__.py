@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from loopml.serving.labels import IngestResult, ingest_labels
     from loopml.serving.log import PredictionLogger, read_feedback, read_predictions
     from loopml.serving.namespace import Deployments
+    from loopml.serving.report import Report, promote_challenger
     from loopml.serving.router import Routing, assign
 
 __getattr__, __dir__ = lazy_exports(
@@ -41,6 +42,8 @@ __getattr__, __dir__ = lazy_exports(
         "batch_predict": "loopml.serving.batch",
         "IngestResult": "loopml.serving.labels",
         "ingest_labels": "loopml.serving.labels",
+        "Report": "loopml.serving.report",
+        "promote_challenger": "loopml.serving.report",
     },
 )
 __all__ = [
@@ -50,12 +53,14 @@ __all__ = [
     "Deployments",
     "IngestResult",
     "PredictionLogger",
+    "Report",
     "Routing",
     "Variant",
     "assign",
     "batch_predict",
     "create_app",
     "ingest_labels",
+    "promote_challenger",
     "read_feedback",
     "read_predictions",
 ]
