@@ -241,7 +241,8 @@ class Settings:
 
     def effective(self) -> Iterator[tuple[str, Any, str]]:
         """Every effective setting as ``("section.key", value, source)``: the values are
-        plain (lists, dicts), the URLs resolved, the sources as in :attr:`sources`."""
+        plain (lists, dicts), the URLs resolved, the sources as in :attr:`sources`; a secret
+        (a field with ``metadata={"secret": True}``: passwords, API keys) shows as ``***``."""
         for section, cls in SECTIONS.items():
             for spec in _spec(cls).values():
                 key = f"{section}.{spec.name}"
@@ -249,10 +250,19 @@ class Settings:
                     value: Any = getattr(self, f"{section}_url")
                 else:
                     value = _plain(getattr(getattr(self, section), spec.name))
+                if spec.metadata.get("secret"):
+                    value = _masked(value)
                 yield key, value, self.sources.get(key, DEFAULT)
         for name, table in self.gates.items():
             key = f"gates.{name}"
             yield key, _plain(table), self.sources.get(key, FILE)
+
+
+def _masked(value: Any) -> Any:
+    """A secret as shown: ``***`` for each value set, so one sees that it is set, not what."""
+    if isinstance(value, list):
+        return ["***" for _ in value]
+    return None if value in (None, "") else "***"
 
 
 def _plain(value: Any) -> Any:

@@ -68,6 +68,21 @@ def test_show_one_section_or_one_key(project: Path, invoke: Callable[..., Result
     assert result.stderr.startswith("error: No setting 'trackin'; did you mean 'tracking'?")
 
 
+def test_show_masks_secrets(
+    project: Path, invoke: Callable[..., Result], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPML_MONITOR_SMTP_PASSWORD", "hunter2")
+    monkeypatch.setenv("LOOPML_SERVING_API_KEYS", "key-one,key-two")
+    shown = _shown(invoke)
+    assert shown["monitor.smtp_password"]["value"] == "***"
+    assert shown["serving.api_keys"]["value"] == ["***", "***"]
+    table = invoke("config", "show").stdout
+    assert "hunter2" not in table and "key-one" not in table
+    assert (
+        _shown(invoke, "config", "show", "monitor.smtp_host")["monitor.smtp_host"]["value"] is None
+    )
+
+
 def test_show_never_creates_the_metadata_store(
     project: Path, invoke: Callable[..., Result]
 ) -> None:

@@ -124,7 +124,10 @@ class MonitorSettings:
     )
     smtp_password: str | None = field(
         default=None,
-        metadata={"help": "SMTP password; set LOOPML_MONITOR_SMTP_PASSWORD, not the file"},
+        metadata={
+            "help": "SMTP password; set LOOPML_MONITOR_SMTP_PASSWORD, not the file",
+            "secret": True,
+        },
     )
     smtp_starttls: bool = field(
         default=False, metadata={"help": "upgrade the SMTP connection with STARTTLS"}

@@ -24,7 +24,8 @@ class ServingSettings:
         default=(),
         metadata={
             "help": "keys accepted on /predict, /invocations and /feedback (Authorization: "
-            "Bearer KEY or X-API-Key: KEY); empty: no key needed"
+            "Bearer KEY or X-API-Key: KEY); empty: no key needed",
+            "secret": True,
         },
     )
     max_body_bytes: int = field(
