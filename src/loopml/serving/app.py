@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from loopml.exceptions import InvalidInput, LoopmlError, NotFound, StoreUnavailable
 from loopml.serving.deployments import Deployment, Variant
 from loopml.serving.log import PredictionLogger, to_json
@@ -409,23 +411,12 @@ def _json_default(value: Any) -> Any:
     return str(value)
 
 
+_ORJSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
 def _strict_dumps(value: Any) -> bytes:
-    try:
-        return json.dumps(value, default=_json_default, allow_nan=False).encode()
-    except ValueError:  # NaN/inf in the outputs: JSON has no such numbers, send null
-        return json.dumps(_finite(value), default=_json_default, allow_nan=False).encode()
-
-
-def _finite(value: Any) -> Any:
-    import math
-
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    return value
+    """``value`` as strict JSON: NaN and infinities (JSON has no such numbers) become null."""
+    return orjson.dumps(value, default=_json_default, option=_ORJSON_OPTIONS)
 
 
 def create_app(
@@ -483,8 +474,13 @@ def create_app(
             if size > max_body:
                 raise _Refused(_too_large(size, request_id))
             chunks.append(chunk)
+        raw = b"".join(chunks)
         try:
-            return json.loads(b"".join(chunks))
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # NaN, Infinity: not JSON, but Python's reader (and MLflow's) takes them
+        try:
+            return json.loads(raw)
         except ValueError as exc:
             not_json = BadRequest(f"The body is not JSON: {exc}")
             raise _Refused(error(400, not_json, request_id)) from exc
