@@ -100,9 +100,9 @@ def aws(workspace_factory: Callable[..., Workspace]) -> Workspace:
 def test_fires_once_stays_open_resolves_and_fires_again(ws: Workspace) -> None:
     with_rules(ws, RULE)
     add_window(ws, 0, drift(0.4))
-    assert al.evaluate(ws, now=NOW) == []  # one window of two
+    assert al.evaluate(now=NOW, workspace=ws) == []  # one window of two
     add_window(ws, 1, drift(0.5))
-    fired = al.evaluate(ws, now=NOW)
+    fired = al.evaluate(now=NOW, workspace=ws)
     assert kinds(fired) == [("fired", fired[0].alert.id, "+1h")]
     alert = fired[0].alert
     assert (alert.rule, alert.deployment, alert.severity, alert.open) == (
@@ -114,24 +114,24 @@ def test_fires_once_stays_open_resolves_and_fires_again(ws: Workspace) -> None:
     assert alert.value == 0.5 and alert.condition == "max(psi) > 0.25"
     assert alert.window_start == T0 + timedelta(hours=1)
     assert "psi of age = 0.5" in alert.message and "for 2 windows" in alert.message
-    assert al.evaluate(ws, now=NOW) == []  # idempotent
+    assert al.evaluate(now=NOW, workspace=ws) == []  # idempotent
 
     add_window(ws, 2, drift(0.6))  # still drifted: stays open, no second alert
-    assert al.evaluate(ws, now=NOW) == []
+    assert al.evaluate(now=NOW, workspace=ws) == []
     add_window(ws, 3, drift(0.1))
-    resolved = al.evaluate(ws, now=NOW)
+    resolved = al.evaluate(now=NOW, workspace=ws)
     assert kinds(resolved) == [("resolved", alert.id, "+3h")]
     assert resolved[0].alert.resolved_at is not None and not resolved[0].alert.open
-    assert al.evaluate(ws, now=NOW) == []
+    assert al.evaluate(now=NOW, workspace=ws) == []
 
     add_window(ws, 4, drift(0.3))
     add_window(ws, 5, drift(0.1))  # one window over is not two
     add_window(ws, 6, drift(0.3))
     add_window(ws, 7, drift(0.35))
-    again = al.evaluate(ws, now=NOW)
+    again = al.evaluate(now=NOW, workspace=ws)
     assert [(c.kind, f"{c.window_start:%H}") for c in again] == [("fired", "07")]
     assert again[0].alert.id != alert.id
-    assert [a.id for a in al.list_alerts(ws)] == [again[0].alert.id, alert.id]
+    assert [a.id for a in al.list_alerts(workspace=ws)] == [again[0].alert.id, alert.id]
 
     stored = events.read(ws.db, kinds=["alert", "alert.resolved"])
     assert [(e.kind, e.subject, e.payload["alert_id"]) for e in stored] == [  # type: ignore[index]
@@ -154,28 +154,28 @@ def test_fires_once_stays_open_resolves_and_fires_again(ws: Workspace) -> None:
 def test_all_windows_at_once_give_the_same_history(aws: Workspace) -> None:
     for i, psi in enumerate([0.4, 0.5, 0.6, 0.1, 0.3, 0.35, 0.4]):
         add_window(aws, i, drift(psi))
-    changes = al.evaluate(aws, now=NOW)
+    changes = al.evaluate(now=NOW, workspace=aws)
     assert [(c.kind, f"{c.window_start:%H}") for c in changes] == [
         ("fired", "01"),
         ("resolved", "03"),
         ("fired", "05"),
     ]
-    assert al.evaluate(aws, now=NOW) == []
+    assert al.evaluate(now=NOW, workspace=aws) == []
 
 
 def test_empty_windows_neither_fire_nor_resolve(aws: Workspace) -> None:
     add_window(aws, 0, drift(0.4))
     add_window(aws, 1, empty=True)  # no traffic: skipped, the run of windows goes on
     add_window(aws, 2, drift(0.4))
-    assert [c.kind for c in al.evaluate(aws, now=NOW)] == ["fired"]
+    assert [c.kind for c in al.evaluate(now=NOW, workspace=aws)] == ["fired"]
     add_window(aws, 3, empty=True)
     add_window(aws, 4, empty=True)
-    assert al.evaluate(aws, now=NOW) == []
-    assert al.list_alerts(aws, open_only=True)  # still open
+    assert al.evaluate(now=NOW, workspace=aws) == []
+    assert al.list_alerts(open_only=True, workspace=aws)  # still open
     only_empty = with_rules(aws, AlertRule("quiet", "error_rate > 0.5", deployment="fraud"))
     for i in range(3):
         add_window(only_empty, i, deployment="fraud", empty=True)
-    assert al.evaluate(only_empty, "fraud", now=NOW) == []
+    assert al.evaluate("fraud", now=NOW, workspace=only_empty) == []
 
 
 def test_a_missing_metric_neither_fires_nor_resolves(aws: Workspace) -> None:
@@ -183,24 +183,26 @@ def test_a_missing_metric_neither_fires_nor_resolves(aws: Workspace) -> None:
     add_window(aws, 0, drift(0.4))
     add_window(aws, 1, {("fee", "psi"): 0.9})  # age is missing: breaks the run
     add_window(aws, 2, drift(0.4))
-    assert al.evaluate(aws, now=NOW) == []
+    assert al.evaluate(now=NOW, workspace=aws) == []
     add_window(aws, 3, drift(0.4))
-    assert [c.kind for c in al.evaluate(aws, now=NOW)] == ["fired"]
+    assert [c.kind for c in al.evaluate(now=NOW, workspace=aws)] == ["fired"]
     add_window(aws, 4, {("age", "psi"): None})  # NaN: not evaluable, does not clear
-    assert al.evaluate(aws, now=NOW) == []
+    assert al.evaluate(now=NOW, workspace=aws) == []
     add_window(aws, 5, drift(0.0))
-    assert [c.kind for c in al.evaluate(aws, now=NOW)] == ["resolved"]
+    assert [c.kind for c in al.evaluate(now=NOW, workspace=aws)] == ["resolved"]
 
 
 def test_recomputed_windows_and_open_windows(aws: Workspace) -> None:
     add_window(aws, 0, drift(0.4))
     add_window(aws, 1, drift(0.4))
-    assert al.evaluate(aws, now=T0 + timedelta(hours=1)) == []  # window 1 hasn't ended by then
-    assert len(al.evaluate(aws, now=NOW)) == 1
+    assert (
+        al.evaluate(now=T0 + timedelta(hours=1), workspace=aws) == []
+    )  # window 1 hasn't ended by then
+    assert len(al.evaluate(now=NOW, workspace=aws)) == 1
     add_window(aws, 0, drift(0.45))  # rerunning windows replaces their rows (new ids)
     add_window(aws, 1, drift(0.45))
-    assert al.evaluate(aws, now=NOW) == []
-    assert len(al.list_alerts(aws)) == 1
+    assert al.evaluate(now=NOW, workspace=aws) == []
+    assert len(al.list_alerts(workspace=aws)) == 1
 
 
 def test_rules_match_deployments_by_name_or_glob(aws: Workspace) -> None:
@@ -211,30 +213,32 @@ def test_rules_match_deployments_by_name_or_glob(aws: Workspace) -> None:
     )
     for name in ("churn-eu", "churn-us", "fraud"):
         add_window(aws, 0, {("", "p99_ms"): 300.0, ("", "error_rate"): 0.01}, deployment=name)
-    assert al.evaluate(aws, "fraud", now=NOW) == []
-    fired = al.evaluate(aws, now=NOW)
+    assert al.evaluate("fraud", now=NOW, workspace=aws) == []
+    fired = al.evaluate(now=NOW, workspace=aws)
     assert sorted((c.alert.deployment, c.alert.rule, c.alert.severity) for c in fired) == [
         ("churn-eu", "latency", "critical"),
         ("churn-us", "latency", "critical"),
     ]
-    assert [a.deployment for a in al.list_alerts(aws, deployment="churn-us")] == ["churn-us"]
+    assert [a.deployment for a in al.list_alerts(deployment="churn-us", workspace=aws)] == [
+        "churn-us"
+    ]
 
 
 def test_ack_list_and_unknown_ids(aws: Workspace) -> None:
     add_window(aws, 0, drift(0.4))
     add_window(aws, 1, drift(0.4))
-    (change,) = al.evaluate(aws, now=NOW)
-    acked = al.ack(aws, change.alert.id, by="ana")
+    (change,) = al.evaluate(now=NOW, workspace=aws)
+    acked = al.ack(change.alert.id, by="ana", workspace=aws)
     assert (acked.status, acked.acked_by, acked.open) == ("acked", "ana", True)
-    assert al.ack(aws, change.alert.id, by="bo").acked_by == "ana"  # the first ack stays
-    assert al.list_alerts(aws, open_only=True)[0].status == "acked"
-    assert al.list_alerts(aws, since=datetime.now(UTC) + timedelta(hours=1)) == []
+    assert al.ack(change.alert.id, by="bo", workspace=aws).acked_by == "ana"  # the first ack stays
+    assert al.list_alerts(open_only=True, workspace=aws)[0].status == "acked"
+    assert al.list_alerts(since=datetime.now(UTC) + timedelta(hours=1), workspace=aws) == []
     with pytest.raises(AlertNotFound, match="No alert 999: `loopml alerts list`"):
-        al.ack(aws, 999)
+        al.ack(999, workspace=aws)
     add_window(aws, 2, drift(0.0))
-    al.evaluate(aws, now=NOW)
-    assert al.list_alerts(aws, open_only=True) == []
-    assert al.list_alerts(aws)[0].to_dict()["status"] == "resolved"
+    al.evaluate(now=NOW, workspace=aws)
+    assert al.list_alerts(open_only=True, workspace=aws) == []
+    assert al.list_alerts(workspace=aws)[0].to_dict()["status"] == "resolved"
 
 
 # -- deliveries ------------------------------------------------------------------------------
@@ -283,23 +287,23 @@ def fire(ws: Workspace, *channels: str) -> al.Alert:
         monitor=replace(ws.settings.monitor, alerts=(rule,), smtp_from="loopml@example.com")
     )
     add_window(ws, 0, {("", "error_rate"): 0.05})
-    (change,) = al.evaluate(ws, now=NOW)
+    (change,) = al.evaluate(now=NOW, workspace=ws)
     return change.alert
 
 
 def test_webhook_gets_the_alert_as_json(aws: Workspace, hook: Hook) -> None:
     alert = fire(aws, f"webhook:{hook.url}")
-    assert al.deliver_pending(aws) == 1
-    assert al.deliver_pending(aws) == 0  # delivered once
+    assert al.deliver_pending(workspace=aws) == 1
+    assert al.deliver_pending(workspace=aws) == 0  # delivered once
     (body,) = hook.bodies
     assert body["notice"] == "fired" and body["text"].startswith("[CRITICAL] errors on churn")
     assert body["alert"] == {**alert.to_dict(), "status": "firing"}
     assert body["alert"]["window_start"] == "2026-11-01T00:00:00+00:00"
     add_window(aws, 1, {("", "error_rate"): 0.0})
-    assert [c.kind for c in al.evaluate(aws, now=NOW)] == ["resolved"]
-    assert al.deliver_pending(aws) == 1
+    assert [c.kind for c in al.evaluate(now=NOW, workspace=aws)] == ["resolved"]
+    assert al.deliver_pending(workspace=aws) == 1
     assert hook.bodies[1]["notice"] == "resolved" and hook.bodies[1]["alert"]["resolved_at"]
-    assert [(d.notice, d.status, d.attempts) for d in al.deliveries(aws, alert.id)] == [
+    assert [(d.notice, d.status, d.attempts) for d in al.deliveries(alert.id, workspace=aws)] == [
         ("fired", "delivered", 1),
         ("resolved", "delivered", 1),
     ]
@@ -308,24 +312,24 @@ def test_webhook_gets_the_alert_as_json(aws: Workspace, hook: Hook) -> None:
 def test_a_webhook_that_is_down_is_retried_on_the_next_call(aws: Workspace, hook: Hook) -> None:
     hook.status = 503
     alert = fire(aws, f"webhook:{hook.url}", "log")
-    assert al.deliver_pending(aws, backoff=0.01) == 1  # the log line went out
-    (down,) = [d for d in al.deliveries(aws, alert.id) if d.channel != "log"]
+    assert al.deliver_pending(backoff=0.01, workspace=aws) == 1  # the log line went out
+    (down,) = [d for d in al.deliveries(alert.id, workspace=aws) if d.channel != "log"]
     assert (down.status, down.attempts) == ("undelivered", 3)
     assert down.last_error is not None and "HTTP 503" in down.last_error
     assert len(hook.bodies) == 3
     hook.status = 200
-    assert al.deliver_pending(aws, backoff=0.01) == 1
-    (up,) = [d for d in al.deliveries(aws, alert.id) if d.channel != "log"]
+    assert al.deliver_pending(backoff=0.01, workspace=aws) == 1
+    (up,) = [d for d in al.deliveries(alert.id, workspace=aws) if d.channel != "log"]
     assert (up.status, up.attempts, up.last_error) == ("delivered", 4, None)
-    assert len(hook.bodies) == 4 and al.deliver_pending(aws) == 0
+    assert len(hook.bodies) == 4 and al.deliver_pending(workspace=aws) == 0
 
 
 def test_a_webhook_nobody_listens_on(aws: Workspace, hook: Hook) -> None:
     url = hook.url
     hook.close()  # connection refused
     alert = fire(aws, f"webhook:{url}")
-    assert al.deliver_pending(aws, backoff=0.01) == 0
-    (delivery,) = al.deliveries(aws, alert.id)
+    assert al.deliver_pending(backoff=0.01, workspace=aws) == 0
+    (delivery,) = al.deliveries(alert.id, workspace=aws)
     assert delivery.status == "undelivered" and "refused" in (delivery.last_error or "").lower()
 
 
@@ -334,7 +338,7 @@ def test_log_and_stdout(
 ) -> None:
     alert = fire(aws, "log", "stdout")
     with caplog.at_level(logging.INFO, logger="loopml.monitoring.alerts"):
-        assert al.deliver_pending(aws) == 2
+        assert al.deliver_pending(workspace=aws) == 2
     (record,) = caplog.records
     assert record.levelno == logging.CRITICAL
     assert record.getMessage() == f"[CRITICAL] {alert.message} (alert {alert.id})"
@@ -378,7 +382,7 @@ def test_email_through_a_real_smtp_server(
         monitor=MonitorSettings(smtp_host="127.0.0.1", smtp_port=smtp.port)
     )
     alert = fire(ws, "email:oncall@example.com")
-    assert al.deliver_pending(ws) == 1
+    assert al.deliver_pending(workspace=ws) == 1
     (message,) = smtp.messages
     assert message["To"] == "oncall@example.com" and message["From"] == "loopml@example.com"
     assert message["Subject"] == "[loopml] CRITICAL: errors on churn"
@@ -408,7 +412,7 @@ def test_email_with_a_login(workspace_factory: Callable[..., Workspace]) -> None
             monitor=MonitorSettings(**settings, smtp_password="s3cret")
         )
         fire(ws, "email:oncall@example.com")
-        assert al.deliver_pending(ws) == 1 and len(inbox.messages) == 1
+        assert al.deliver_pending(workspace=ws) == 1 and len(inbox.messages) == 1
         assert logins[-1] == (b"loopml", b"s3cret")
     finally:
         controller.stop()
@@ -420,8 +424,8 @@ def test_email_to_a_server_that_is_down(workspace_factory: Callable[..., Workspa
         monitor=MonitorSettings(smtp_host="127.0.0.1", smtp_port=1)
     )
     alert = fire(ws, "email:oncall@example.com")
-    assert al.deliver_pending(ws, backoff=0.01) == 0
-    (delivery,) = al.deliveries(ws, alert.id)
+    assert al.deliver_pending(backoff=0.01, workspace=ws) == 0
+    (delivery,) = al.deliveries(alert.id, workspace=ws)
     assert (delivery.status, delivery.attempts) == ("undelivered", 3)
     with ws.db.read() as conn:
         assert conn.execute(select(alert_deliveries.c.status)).scalars().all() == ["undelivered"]
@@ -448,7 +452,7 @@ def test_the_alert_event_starts_a_pipeline(aws: Workspace) -> None:
     assert sched.tick() == []
     add_window(aws, 0, drift(0.4))
     add_window(aws, 1, drift(0.4))
-    (change,) = al.evaluate(aws, now=NOW)
+    (change,) = al.evaluate(now=NOW, workspace=aws)
     (claim,) = sched.tick()
     assert claim.pipeline.name == "retrain"
     detail = rec.get_run(aws.db, claim.run_id).trigger_detail

@@ -177,7 +177,7 @@ def test_against_a_stored_reference_with_prediction_drift(sqlite_ws: Workspace) 
     train = pd.DataFrame({"a": rng.normal(size=1500), "b": rng.normal(size=1500)})
     model = LinearRegression().fit(train, train["a"] * 2 + train["b"])
     sqlite_ws.models.register("price", model, input_example=train.head(3))
-    ref = set_reference(sqlite_ws, "price", train)
+    ref = set_reference("price", train, workspace=sqlite_ws)
     current = pd.DataFrame({"a": rng.normal(1.0, 1, 800), "b": rng.normal(size=800)})
     rows = compare(ref, current, predictions=model.predict(current))
     assert [r.feature for r in rows] == ["a", "b", PREDICTION]

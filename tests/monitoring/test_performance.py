@@ -90,7 +90,7 @@ def test_labels_twice_count_once_with_the_newest_and_unknown_ids_apart(
         ws, {rid: int(truth[i]) for i, rid in enumerate(ids[:30])}, at=START + timedelta(minutes=9)
     )
     label(ws, {"nobody-1": 1, "nobody-2": 0}, at=START + timedelta(minutes=10))
-    [window] = run(ws, "churn", window="1h", now=AFTER)
+    [window] = run("churn", window="1h", now=AFTER, workspace=ws)
     assert window.value("labels") == 40
     assert window.value("accuracy") == pytest.approx(30 / 40)
     assert window.value("labels_unknown") == 2
@@ -123,7 +123,7 @@ def test_a_request_of_several_rows_takes_a_list_of_labels(sqlite_ws: Workspace) 
     )
     logger.close()
     label(ws, {"batch-1": [truth[0], truth[1], 1 - truth[2]]}, at=START + timedelta(minutes=2))
-    [window] = run(ws, "churn", window="1h", now=AFTER)
+    [window] = run("churn", window="1h", now=AFTER, workspace=ws)
     assert window.rows == 3 and window.value("requests") == 1
     assert window.value("labels") == 3
     assert window.value("accuracy") == pytest.approx(2 / 3)
@@ -168,7 +168,7 @@ def test_a_regressor_gets_rmse_mae_and_r2(sqlite_ws: Workspace) -> None:
             }
         )
     logger.close()
-    [window] = run(ws, "price", window="1h", now=AFTER)
+    [window] = run("price", window="1h", now=AFTER, workspace=ws)
     assert window.value("labels") == 30
     assert window.value("rmse") == pytest.approx(3.0)
     assert window.value("mae") == pytest.approx(3.0)

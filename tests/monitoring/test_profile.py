@@ -160,26 +160,26 @@ def test_set_and_get_reference(
     registered: tuple[Workspace, pd.DataFrame, LogisticRegression],
 ) -> None:
     ws, train, model = registered
-    ref = set_reference(ws, "churn", train, source="train v1")
+    ref = set_reference("churn", train, source="train v1", workspace=ws)
     assert (ref.model, ref.version, ref.rows, ref.source) == ("churn", 1, 800, "train v1")
     assert list(ref.profile.features) == ["a", "b"]  # the label is not a model input
     assert ref.profile.predictions is not None and ref.profile.predictions.kind == "numeric"
-    stored = get_reference(ws, "churn", 1)
+    stored = get_reference("churn", 1, workspace=ws)
     assert stored is not None and stored.profile == ref.profile
     assert stored.created_at.tzinfo is not None
     sample = stored.sample()
     assert list(sample.columns) == ["a", "b", PREDICTION] and len(sample) == 800
     assert np.allclose(sample[PREDICTION], model.predict(sample[["a", "b"]]))
-    assert get_reference(ws, "churn", 2) is None
+    assert get_reference("churn", 2, workspace=ws) is None
 
 
 def test_rerun_replaces_the_reference(
     registered: tuple[Workspace, pd.DataFrame, LogisticRegression],
 ) -> None:
     ws, train, _ = registered
-    set_reference(ws, "churn/1", train.head(100))
-    second = set_reference(ws, "models:/churn/1", train)
-    stored = get_reference(ws, "churn", 1)
+    set_reference("churn/1", train.head(100), workspace=ws)
+    second = set_reference("models:/churn/1", train, workspace=ws)
+    stored = get_reference("churn", 1, workspace=ws)
     assert stored is not None and stored.rows == 800 == second.rows
     from sqlalchemy import func, select
 
@@ -197,26 +197,26 @@ def test_alias_resolution_and_given_predictions(
     path = tmp_path / "train.parquet"
     train.to_parquet(path)
     outputs = model.predict_proba(train[["a", "b"]])
-    ref = set_reference(ws, "churn@champion", path, predictions=outputs, bins=4)
+    ref = set_reference("churn@champion", path, predictions=outputs, bins=4, workspace=ws)
     assert ref.source == str(path) and ref.profile.bins == 4
     assert ref.profile.predictions is not None
     assert ref.profile.predictions.max == pytest.approx(outputs[:, 1].max())
     with pytest.raises(InvalidInput, match="predictions has 3 values for 800 rows"):
-        set_reference(ws, "churn", train, predictions=[1, 2, 3])
+        set_reference("churn", train, predictions=[1, 2, 3], workspace=ws)
 
 
 def test_bad_references(registered: tuple[Workspace, pd.DataFrame, LogisticRegression]) -> None:
     ws, train, _ = registered
     with pytest.raises(ModelNotFound, match="No registered model 'nope'"):
-        set_reference(ws, "nope", train)
+        set_reference("nope", train, workspace=ws)
     with pytest.raises(ModelVersionNotFound):
-        set_reference(ws, "churn/7", train)
+        set_reference("churn/7", train, workspace=ws)
     with pytest.raises(InvalidInput, match=r"lacks input columns .*\['b'\]"):
-        set_reference(ws, "churn", train[["a"]])
+        set_reference("churn", train[["a"]], workspace=ws)
     with pytest.raises(InvalidInput, match="empty"):
-        set_reference(ws, "churn", train.head(0))
+        set_reference("churn", train.head(0), workspace=ws)
     with pytest.raises(InvalidInput, match="not dict"):
-        set_reference(ws, "churn", {"a": [1]})
+        set_reference("churn", {"a": [1]}, workspace=ws)
 
 
 def test_a_model_that_cannot_predict_is_warned_about(sqlite_ws: Workspace) -> None:
@@ -226,7 +226,7 @@ def test_a_model_that_cannot_predict_is_warned_about(sqlite_ws: Workspace) -> No
 
     sqlite_ws.models.register("picky", Picky())
     with pytest.warns(UserWarning, match="without a predictions profile.*needs a column"):
-        ref = set_reference(sqlite_ws, "picky", pd.DataFrame({"x": [1.0, 2.0]}))
+        ref = set_reference("picky", pd.DataFrame({"x": [1.0, 2.0]}), workspace=sqlite_ws)
     assert ref.profile.predictions is None
     assert list(ref.sample().columns) == ["x"]
 
@@ -238,7 +238,7 @@ def test_mixed_object_column_is_stored_as_text(sqlite_ws: Workspace) -> None:
 
     sqlite_ws.models.register("mixed", Constant())
     data = pd.DataFrame({"m": pd.Series([1, "a", 2.5, None], dtype=object)})
-    ref = set_reference(sqlite_ws, "mixed", data)
+    ref = set_reference("mixed", data, workspace=sqlite_ws)
     assert ref.profile.features["m"].kind == "categorical"
     assert ref.sample()["m"].tolist()[:3] == ["1", "a", "2.5"]
     assert math.isclose(ref.profile.features["m"].null_rate, 0.25)

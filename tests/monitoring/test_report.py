@@ -306,10 +306,12 @@ def test_a_report_of_stored_windows(report_ws: Workspace, tmp_path: Path) -> Non
     assert "Alerts (1)" in page and "input drift" in page and "critical" in page
     assert "accuracy (estimate)" in page and "Labels joined per window" in page
     # --since narrows the period: the three drifted windows only
-    later = render_report(report_ws, "churn", since=START + timedelta(hours=3))
+    later = render_report("churn", since=START + timedelta(hours=3), workspace=report_ws)
     assert "3 window(s) of 1h" in later
     with pytest.raises(NoWindows, match="from 2027-01-01T00:00\\+00:00 until now"):
-        write_report(report_ws, "churn", tmp_path / "x.html", since="2027-01-01T00:00+00:00")
+        write_report(
+            "churn", tmp_path / "x.html", since="2027-01-01T00:00+00:00", workspace=report_ws
+        )
     assert not (tmp_path / "x.html").exists()
 
 

@@ -70,7 +70,7 @@ def test_closed_windows_once_then_only_new_ones(sqlite_ws: Workspace) -> None:
     log(ws, features(120, seed=2), start=START)
     log(ws, features(120, seed=3), start=START + 2 * HOUR, prefix="s")
     # At 13:30 the 13:00 window is still open: 10:00, 11:00 (empty) and 12:00 are computed.
-    first = run(ws, "churn", window="1h", now=START + timedelta(hours=3, minutes=30))
+    first = run("churn", window="1h", now=START + timedelta(hours=3, minutes=30), workspace=ws)
     assert [r.start for r in first] == [START, START + HOUR, START + 2 * HOUR]
     assert [r.status for r in first] == ["ok", "empty", "ok"]
     empty = first[1]
@@ -81,8 +81,8 @@ def test_closed_windows_once_then_only_new_ones(sqlite_ws: Workspace) -> None:
     assert ok.value("p50_ms") is not None and ok.value("p99_ms") >= ok.value("p50_ms")
     assert ok.value("invalid_rows") == 0
     # Nothing new is closed: nothing to do; later, only the new windows.
-    assert run(ws, "churn", window="1h", now=START + timedelta(hours=3, minutes=40)) == []
-    later = run(ws, "churn", window="1h", now=START + timedelta(hours=5, minutes=1))
+    assert run("churn", window="1h", now=START + timedelta(hours=3, minutes=40), workspace=ws) == []
+    later = run("churn", window="1h", now=START + timedelta(hours=5, minutes=1), workspace=ws)
     assert [r.start for r in later] == [START + 3 * HOUR, START + 4 * HOUR]
     assert counts(ws)[0] == 5
 
@@ -93,9 +93,9 @@ def test_a_rerun_replaces_windows_with_the_same_values(sqlite_ws: Workspace) -> 
     deploy(ws)
     ids = log(ws, features(150, seed=4), start=START)
     label(ws, {i: 1 for i in ids[:60]}, at=START + timedelta(minutes=30))
-    first = run(ws, "churn", window="1h", now=LATER)
+    first = run("churn", window="1h", now=LATER, workspace=ws)
     stored = counts(ws)
-    again = run(ws, "churn", window="1h", since=START, now=LATER)
+    again = run("churn", window="1h", since=START, now=LATER, workspace=ws)
     assert counts(ws) == stored
     assert [r.start for r in again] == [r.start for r in first]
     for before, after in zip(first, again, strict=True):
@@ -113,7 +113,9 @@ def test_a_drifted_stream_has_high_psi_on_the_shifted_feature_only(sqlite_ws: Wo
     deploy(ws)
     log(ws, features(400, seed=5), start=START, spacing=timedelta(seconds=5))
     log(ws, features(400, seed=6, shift=2.0), start=START + HOUR, prefix="d")
-    calm, drifted = run(ws, "churn", window="1h", now=START + 2 * HOUR + timedelta(minutes=1))
+    calm, drifted = run(
+        "churn", window="1h", now=START + 2 * HOUR + timedelta(minutes=1), workspace=ws
+    )
     assert calm.value("psi", "x") < 0.1 and calm.value("psi", "z") < 0.1
     assert drifted.value("psi", "x") > 0.25
     assert drifted.value("ks_pvalue", "x") < 1e-6
@@ -135,7 +137,7 @@ def test_data_quality_missing_null_mistyped_and_unseen(sqlite_ws: Workspace) -> 
     log(ws, features(100, seed=8), start=START + HOUR, prefix="n", nulls=["z"])
     log(ws, features(100, seed=9, categories=("a", "d")), start=START + 2 * HOUR, prefix="u")
     missing, null, unseen = run(
-        ws, "churn", window="1h", now=START + 3 * HOUR + timedelta(minutes=1)
+        "churn", window="1h", now=START + 3 * HOUR + timedelta(minutes=1), workspace=ws
     )
     # z is in no logged row: reported as missing, not a crash; every row breaks the signature.
     assert missing.value("missing", "z") == 1.0
@@ -163,7 +165,7 @@ def test_mistyped_and_extra_fields_are_invalid_rows(sqlite_ws: Workspace) -> Non
     extra = frame.head(5).assign(extra=1)
     ids += log(ws, extra, start=START + timedelta(minutes=40), prefix="e")
     label(ws, {rid: i % 2 for i, rid in enumerate(ids)}, at=START + timedelta(minutes=50))
-    [window] = run(ws, "churn", window="1h", now=START + HOUR + timedelta(minutes=1))
+    [window] = run("churn", window="1h", now=START + HOUR + timedelta(minutes=1), workspace=ws)
     assert window.rows == 25
     assert window.value("invalid_rows") == 15
     # Every row is labelled; only the 10 valid ones could be rescored for probabilities.
@@ -181,7 +183,7 @@ def test_a_version_without_a_reference_gets_operational_and_performance_only(
     deploy(ws, reference=False)
     ids = log(ws, features(50, seed=11), start=START, errors=5)
     label(ws, dict.fromkeys(ids, 1), at=START + timedelta(minutes=5))
-    [window] = run(ws, "churn", window="1h", now=START + HOUR + timedelta(minutes=1))
+    [window] = run("churn", window="1h", now=START + HOUR + timedelta(minutes=1), workspace=ws)
     assert window.status == "ok" and window.rows == 45
     assert window.value("error_rate") == pytest.approx(0.1)
     assert window.value("labels") == 45
@@ -208,7 +210,7 @@ def test_shadow_rows_and_other_versions_are_left_out(sqlite_ws: Workspace) -> No
         prefix="k",
         model="churn/2",
     )
-    [window] = run(ws, "churn", window="1h", now=START + HOUR + timedelta(minutes=1))
+    [window] = run("churn", window="1h", now=START + HOUR + timedelta(minutes=1), workspace=ws)
     assert window.model == "churn/1" and window.rows == 80
     assert window.value("requests") == 90
     assert window.value("psi", "x") < 0.25
@@ -222,7 +224,7 @@ def test_labels_that_land_later_recompute_their_window(sqlite_ws: Workspace) -> 
     deploy(ws)
     frame = features(100, seed=14)
     ids = log(ws, frame, start=START)
-    [first] = run(ws, "churn", window="1h", now=START + HOUR + timedelta(minutes=1))
+    [first] = run("churn", window="1h", now=START + HOUR + timedelta(minutes=1), workspace=ws)
     assert first.value("labels") == 0 and first.value("accuracy") is None
     assert 0.5 < first.value("estimated_accuracy") <= 1.0
     # Labels arrive two hours later: the model was right on all but 20 of 60 labelled ones.
@@ -231,13 +233,13 @@ def test_labels_that_land_later_recompute_their_window(sqlite_ws: Workspace) -> 
         rid: int(truth[i]) if i >= 20 else 1 - int(truth[i]) for i, rid in enumerate(ids[:60])
     }
     label(ws, labels, at=START + 3 * HOUR)
-    results = run(ws, "churn", window="1h", now=START + 4 * HOUR + timedelta(minutes=1))
+    results = run("churn", window="1h", now=START + 4 * HOUR + timedelta(minutes=1), workspace=ws)
     recomputed = by_start(results)[START]
     assert recomputed.value("labels") == 60
     assert recomputed.value("accuracy") == pytest.approx(40 / 60)
     assert recomputed.value("accuracy_drop") == pytest.approx(0.95 - 40 / 60)
     # Nothing new after that: the window isn't recomputed again.
-    again = run(ws, "churn", window="1h", now=START + 4 * HOUR + timedelta(minutes=2))
+    again = run("churn", window="1h", now=START + 4 * HOUR + timedelta(minutes=2), workspace=ws)
     assert START not in by_start(again)
 
 
@@ -249,11 +251,11 @@ def test_an_empty_window_raises_no_alert_and_a_drifted_one_does(sqlite_ws: Works
     ws.settings = ws.settings.with_overrides(monitor=MonitorSettings(alerts=(rule,)))
     log(ws, features(200, seed=15), start=START)
     log(ws, features(200, seed=16, shift=2.5), start=START + 2 * HOUR, prefix="d")
-    results = run(ws, "churn", window="1h", now=START + 2 * HOUR + timedelta(minutes=1))
+    results = run("churn", window="1h", now=START + 2 * HOUR + timedelta(minutes=1), workspace=ws)
     assert [r.status for r in results] == ["ok", "empty"]
-    assert list_alerts(ws) == []
-    run(ws, "churn", window="1h", now=START + 3 * HOUR + timedelta(minutes=1))
-    [alert] = list_alerts(ws)
+    assert list_alerts(workspace=ws) == []
+    run("churn", window="1h", now=START + 3 * HOUR + timedelta(minutes=1), workspace=ws)
+    [alert] = list_alerts(workspace=ws)
     assert alert.rule == "input drift" and alert.deployment == "churn"
 
 
@@ -274,11 +276,11 @@ def test_a_threaded_backfill_equals_a_serial_one(
             )
         results.append(
             run(
-                ws,
                 "churn",
                 window="30m",
                 now=START + 9 * HOUR + timedelta(minutes=1),
                 executor=executor,
+                workspace=ws,
             )
         )
     serial, threaded = results
@@ -297,9 +299,11 @@ def test_windows_on_postgresql(workspace_factory: Callable[..., Workspace]) -> N
     deploy(ws)
     ids = log(ws, features(60, seed=17), start=START)
     label(ws, {ids[0]: 1, ids[0] + "-unknown": 0}, at=START + timedelta(minutes=2))
-    [window] = run(ws, "churn", window="1h", now=START + HOUR + timedelta(minutes=1))
+    [window] = run("churn", window="1h", now=START + HOUR + timedelta(minutes=1), workspace=ws)
     stored = counts(ws)
-    [again] = run(ws, "churn", window="1h", since=START, now=START + HOUR + timedelta(minutes=1))
+    [again] = run(
+        "churn", window="1h", since=START, now=START + HOUR + timedelta(minutes=1), workspace=ws
+    )
     assert counts(ws) == stored
     assert again.value("labels") == 1 and again.value("labels_unknown") == 1
     [listed] = ws.monitors.windows("churn")
@@ -315,5 +319,5 @@ def test_other_processes_cannot_see_an_in_memory_store(
     deploy(ws)
     log(ws, features(10, seed=18), start=START)
     with pytest.raises(InvalidInput, match='in-memory store.*executor="threads"'):
-        run(ws, "churn", window="1h", now=LATER, executor="processes")
-    assert len(run(ws, "churn", window="1h", now=LATER, executor="threads")) == 5
+        run("churn", window="1h", now=LATER, executor="processes", workspace=ws)
+    assert len(run("churn", window="1h", now=LATER, executor="threads", workspace=ws)) == 5

@@ -30,7 +30,7 @@ def test_register_with_reference_data(sqlite_ws: Workspace, train: pd.DataFrame)
     version = sqlite_ws.models.register(
         "churn", model, input_example=features.head(3), reference_data=features
     )
-    ref = get_reference(sqlite_ws, "churn", version.version)
+    ref = get_reference("churn", version.version, workspace=sqlite_ws)
     assert ref is not None and ref.rows == 600 and ref.source is None
     assert list(ref.profile.features) == list(features.columns)
     assert ref.profile.predictions is not None
@@ -39,8 +39,8 @@ def test_register_with_reference_data(sqlite_ws: Workspace, train: pd.DataFrame)
     # the next version has its own reference; the first one is kept
     loopml.set_default_workspace(sqlite_ws)
     second = loopml.register_model("churn", model, reference_data=features.head(100))
-    assert get_reference(sqlite_ws, "churn", second.version).rows == 100  # type: ignore[union-attr]
-    assert get_reference(sqlite_ws, "churn", version.version).rows == 600  # type: ignore[union-attr]
+    assert get_reference("churn", second.version, workspace=sqlite_ws).rows == 100  # type: ignore[union-attr]
+    assert get_reference("churn", version.version, workspace=sqlite_ws).rows == 600  # type: ignore[union-attr]
 
 
 def test_python_model_reference_from_a_file(
@@ -56,7 +56,7 @@ def test_python_model_reference_from_a_file(
     path = tmp_path / "train.parquet"
     train.to_parquet(path)
     version = sqlite_ws.models.register("rule", Threshold(), reference_data=path)
-    ref = get_reference(sqlite_ws, "rule", version.version)
+    ref = get_reference("rule", version.version, workspace=sqlite_ws)
     assert ref is not None and ref.source == str(path)
     assert set(ref.profile.features) == {"a", "b", "label"}  # no signature: every column
     assert ref.profile.predictions is not None

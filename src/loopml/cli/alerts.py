@@ -82,7 +82,7 @@ def list_alerts(
     """Alerts, newest first: status (firing, acked, resolved), rule, value and window."""
     from loopml.monitoring.alerts import list_alerts as find
 
-    found = find(ws, deployment=deployment, open_only=open_only, since=_since(since))
+    found = find(deployment=deployment, open_only=open_only, since=_since(since), workspace=ws)
     if as_json:
         emit_json([alert.to_dict() for alert in found])
         return
@@ -132,7 +132,7 @@ def ack(ws: Workspace, alert_id: int, by: str | None, as_json: bool) -> None:
     """Acknowledge alert ID: someone is on it. It stays open until its condition clears."""
     from loopml.monitoring.alerts import ack as acknowledge
 
-    alert = acknowledge(ws, alert_id, by=by)
+    alert = acknowledge(alert_id, by=by, workspace=ws)
     if as_json:
         emit_json(alert.to_dict())
         return
@@ -154,7 +154,7 @@ def evaluate(ws: Workspace, deployment: str | None, no_deliver: bool, as_json: b
             "No alert rules: add [[monitor.alerts]] tables to loopml.toml "
             '(name = "drift", when = "max(psi) > 0.25").'
         )
-    changes = run(ws, deployment)
+    changes = run(deployment, workspace=ws)
     if not as_json:
         for change in changes:
             click.echo(f"{change.kind}: {_line(change.alert)}")
@@ -174,9 +174,9 @@ def _deliver(as_json: bool) -> int:
 
     ws = current_workspace()
     if not as_json:
-        return deliver_pending(ws)
+        return deliver_pending(workspace=ws)
     with contextlib.redirect_stdout(sys.stderr):
-        return deliver_pending(ws)
+        return deliver_pending(workspace=ws)
 
 
 def _change(change: AlertChange) -> dict[str, object]:
@@ -197,7 +197,7 @@ def deliver(ws: Workspace, as_json: bool) -> None:
     from loopml.monitoring.alerts import deliveries
 
     delivered = _deliver(as_json)
-    left = [d for d in deliveries(ws) if d.status != "delivered"]
+    left = [d for d in deliveries(workspace=ws) if d.status != "delivered"]
     if as_json:
         emit_json(
             {

@@ -273,10 +273,10 @@ def report(
     from loopml.monitoring.report import collect, render, write_text
 
     data = collect(
-        ws,
         deployment,
         since=_moment(since, "--since"),
         until=parse_time(until, "--until") if until else None,
+        workspace=ws,
     )
     path = write_text(output, render(data))
     size = os.path.getsize(path)

@@ -2,7 +2,7 @@
 performance, operational metrics, alert rules and HTML reports (``ws.monitors``).
 
     loopml.monitoring.drift(train_df, current_df)       # a drift table, in a notebook
-    ref = loopml.monitoring.set_reference(ws, "churn@production", "data/train.parquet")
+    ref = loopml.monitoring.set_reference("churn@production", "data/train.parquet", workspace=ws)
     loopml.monitoring.compare(ref, current_df)          # [FeatureDrift, ...]
 
 Names are imported on first use, so ``import loopml`` does not load NumPy or SciPy.

@@ -1,10 +1,10 @@
 """Alerts: the ``[[monitor.alerts]]`` rules evaluated over the computed windows, fired once,
 resolved when their condition clears, and sent to their channels.
 
-    changes = loopml.monitoring.alerts.evaluate(ws, "churn")   # after `loopml monitor run`
-    loopml.monitoring.alerts.deliver_pending(ws)               # log, stdout, webhook, e-mail
-    loopml.monitoring.alerts.list_alerts(ws, open_only=True)
-    loopml.monitoring.alerts.ack(ws, 7, by="ana")
+    changes = loopml.monitoring.alerts.evaluate("churn", workspace=ws)  # after `monitor run`
+    loopml.monitoring.alerts.deliver_pending(workspace=ws)       # log, stdout, webhook, e-mail
+    loopml.monitoring.alerts.list_alerts(open_only=True, workspace=ws)
+    loopml.monitoring.alerts.ack(7, by="ana", workspace=ws)
 
 **Firing.** For each rule and each deployment it matches, :func:`evaluate` walks the computed
 windows (``monitor_windows`` with their ``monitor_metrics``) in start order. A rule with
@@ -221,11 +221,11 @@ class _Window:
 
 
 def evaluate(
-    workspace: WorkspaceLike = None,
     deployment: str | None = None,
     *,
     now: datetime | int | None = None,
     rules: Iterable[AlertRule] | None = None,
+    workspace: WorkspaceLike = None,
 ) -> list[AlertChange]:
     """Fire and resolve the alerts of every rule over the windows computed so far (those
     that ended by ``now``), for ``deployment`` or every deployment with windows.
@@ -450,10 +450,10 @@ def notice_payload(alert: Alert, notice: Notice) -> dict[str, Any]:
 
 
 def deliver_pending(
-    workspace: WorkspaceLike = None,
     *,
     attempts: int = ATTEMPTS,
     backoff: float = BACKOFF,
+    workspace: WorkspaceLike = None,
 ) -> int:
     """Send every notice not yet delivered (pending, or undelivered on an earlier call);
     returns how many were delivered now. Each gets ``attempts`` tries ``backoff`` seconds
@@ -572,11 +572,11 @@ def _mail(address: str, alert: Alert, notice: Notice, settings: MonitorSettings)
 
 
 def list_alerts(
-    workspace: WorkspaceLike = None,
     *,
     deployment: str | None = None,
     open_only: bool = False,
     since: datetime | None = None,
+    workspace: WorkspaceLike = None,
 ) -> list[Alert]:
     """Alerts, newest first: of ``deployment``, only the unresolved ones (``open_only``),
     fired at or after ``since``."""
@@ -592,7 +592,11 @@ def list_alerts(
         return [Alert.from_row(row) for row in conn.execute(stmt)]
 
 
-def get_alert(workspace: WorkspaceLike, alert_id: int) -> Alert:
+def get_alert(
+    alert_id: int,
+    *,
+    workspace: WorkspaceLike = None,
+) -> Alert:
     """Alert ``alert_id``; :class:`AlertNotFound` when there is none."""
     ws = resolve_workspace(workspace)
     with ws.db.read() as conn:
@@ -608,7 +612,12 @@ def _get(conn: Connection, alert_id: int) -> Alert:
     return Alert.from_row(row)
 
 
-def ack(workspace: WorkspaceLike, alert_id: int, *, by: str | None = None) -> Alert:
+def ack(
+    alert_id: int,
+    *,
+    by: str | None = None,
+    workspace: WorkspaceLike = None,
+) -> Alert:
     """Acknowledge alert ``alert_id`` (someone is on it): it stays open until its condition
     clears, but shows as ``acked``. Acknowledging twice keeps the first."""
     ws = resolve_workspace(workspace)
@@ -634,7 +643,11 @@ def _actor() -> str:
     return actor()
 
 
-def deliveries(workspace: WorkspaceLike = None, alert_id: int | None = None) -> list[Delivery]:
+def deliveries(
+    alert_id: int | None = None,
+    *,
+    workspace: WorkspaceLike = None,
+) -> list[Delivery]:
     """The notices of ``alert_id`` (or of every alert), oldest first, with how they went."""
     ws = resolve_workspace(workspace)
     stmt = select(alert_deliveries).order_by(alert_deliveries.c.id)

@@ -42,14 +42,16 @@ class Monitors(Namespace):
         ``churn``: its latest version) from its training ``data``; replaces an earlier one."""
         from loopml.monitoring.profile import set_reference
 
-        return set_reference(self.workspace, model, data, predictions=predictions, source=source)
+        return set_reference(
+            model, data, predictions=predictions, source=source, workspace=self.workspace
+        )
 
     def reference(self, model: str) -> Reference | None:
         """The reference profile of ``model`` (``churn/4``, ``churn@production``), or None."""
         from loopml.monitoring.profile import get_reference
 
         version = self.workspace.models.get(model if "://" in model else f"models:/{model}")
-        return get_reference(self.workspace, version.name, version.version)
+        return get_reference(version.name, version.version, workspace=self.workspace)
 
     def run(
         self,
@@ -67,7 +69,6 @@ class Monitors(Namespace):
         from loopml.monitoring.windows import run
 
         return run(
-            self.workspace,
             deployment,
             window=window,
             since=since,
@@ -75,13 +76,14 @@ class Monitors(Namespace):
             executor=executor,
             now=now,
             progress=progress,
+            workspace=self.workspace,
         )
 
     def windows(self, deployment: str, since: datetime | str | None = None) -> list[WindowResult]:
         """The computed windows of ``deployment`` (from ``since``), oldest first."""
         from loopml.monitoring.windows import list_windows
 
-        return list_windows(self.workspace, deployment, since=since)
+        return list_windows(deployment, since=since, workspace=self.workspace)
 
     def metrics(
         self,
@@ -98,7 +100,7 @@ class Monitors(Namespace):
         from loopml.monitoring.windows import metric_series
 
         return metric_series(
-            self.workspace, deployment, metric=metric, feature=feature, since=since
+            deployment, metric=metric, feature=feature, since=since, workspace=self.workspace
         )
 
     @staticmethod
@@ -119,13 +121,15 @@ class Monitors(Namespace):
         """Alerts fired, newest first (:func:`loopml.monitoring.alerts.list_alerts`)."""
         from loopml.monitoring.alerts import list_alerts
 
-        return list_alerts(self.workspace, deployment=deployment, open_only=open_only, since=since)
+        return list_alerts(
+            deployment=deployment, open_only=open_only, since=since, workspace=self.workspace
+        )
 
     def ack(self, alert_id: int, *, by: str | None = None) -> Alert:
         """Acknowledge alert ``alert_id`` (:func:`loopml.monitoring.alerts.ack`)."""
         from loopml.monitoring.alerts import ack
 
-        return ack(self.workspace, alert_id, by=by)
+        return ack(alert_id, by=by, workspace=self.workspace)
 
     def report(
         self,
@@ -143,7 +147,7 @@ class Monitors(Namespace):
         """
         from loopml.monitoring.report import render_report, write_text
 
-        text = render_report(self.workspace, deployment, since=since, until=until)
+        text = render_report(deployment, since=since, until=until, workspace=self.workspace)
         if path is not None:
             write_text(path, text)
         return text

@@ -9,7 +9,7 @@ the frequency of each category. Stored as JSON in ``monitor_references`` (one pe
 version; storing again replaces it) with a bounded random sample of the rows (5,000) as a
 Parquet blob for two-sample tests.
 
-    ref = set_reference(ws, "churn@production", "data/train.parquet")
+    ref = set_reference("churn@production", "data/train.parquet", workspace=ws)
     ref.profile.features["age"].edges        # (23.0, 29.0, 34.0, …)
     ref.sample()                             # the stored sample, a DataFrame
 
@@ -484,7 +484,6 @@ def _model_columns(version: Any, frame: pd.DataFrame) -> list[str]:
 
 
 def set_reference(
-    workspace: WorkspaceLike,
     model_ref: str,
     data: Any,
     *,
@@ -493,6 +492,7 @@ def set_reference(
     model: Any = None,
     bins: int | None = None,
     sample_rows: int = SAMPLE_ROWS,
+    workspace: WorkspaceLike = None,
 ) -> Reference:
     """Store the reference profile of model version ``model_ref`` (``churn@production``,
     ``churn/4``, ``churn`` for the latest, or a ``models:/`` URI) built from ``data`` (a
@@ -505,7 +505,7 @@ def set_reference(
     about and the reference is stored without predictions. ``bins`` defaults to
     ``[monitor] bins``.
 
-    >>> ref = set_reference(ws, "churn@production", "data/train.parquet")  # doctest: +SKIP
+    >>> ref = set_reference("churn@production", "data/train.parquet", workspace=ws)  # doctest: +SKIP
     """
     from sqlalchemy import delete, insert
 
@@ -592,7 +592,12 @@ def _predict(ws: Any, version: Any, model: Any, sample: pd.DataFrame) -> pd.Seri
         return None
 
 
-def get_reference(workspace: WorkspaceLike, model: str, version: int) -> Reference | None:
+def get_reference(
+    model: str,
+    version: int,
+    *,
+    workspace: WorkspaceLike = None,
+) -> Reference | None:
     """The stored reference of ``model`` version ``version``, or None when it has none."""
     from sqlalchemy import select
 

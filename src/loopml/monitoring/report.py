@@ -3,7 +3,7 @@ over a period, drawn from the stored windows (:mod:`loopml.monitoring.windows`),
 reference profile (:mod:`loopml.monitoring.profile`) and the alerts
 (:mod:`loopml.monitoring.alerts`).
 
-    loopml.monitoring.report.write_report(ws, "churn", "report.html", since="2026-11-24")
+    loopml.monitoring.report.write_report("churn", "report.html", since="2026-11-24", workspace=ws)
 
 What it shows, in this order: a summary table of every feature (and the predictions), the
 highest PSI of one window first, its band coloured, beside the last window's and the pooled
@@ -523,11 +523,11 @@ class ReportData:
 
 
 def collect(
-    workspace: WorkspaceLike,
     deployment: str,
     *,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
+    workspace: WorkspaceLike = None,
 ) -> ReportData:
     """Read what a report of ``deployment`` over [``since``, ``until``) draws; :class:`NoWindows`
     when no window of it was computed in that period."""
@@ -539,7 +539,7 @@ def collect(
     ws = resolve_workspace(workspace)
     ws.deployments.get(deployment)  # DeploymentNotFound, with its hint
     begin, finish = _moment(since, "since"), _moment(until, "until")
-    windows = list_windows(ws, deployment, since=begin, until=finish)
+    windows = list_windows(deployment, since=begin, until=finish, workspace=ws)
     if not windows:
         period = ""
         if begin is not None or finish is not None:
@@ -557,12 +557,12 @@ def collect(
         if w.model:
             name, _, number = w.model.rpartition("/")
             if number.isdigit():
-                reference = get_reference(ws, name, int(number))
+                reference = get_reference(name, int(number), workspace=ws)
             break
     start, end = windows[0].start, windows[-1].end
     alerts = [
         a
-        for a in list_alerts(ws, deployment=deployment)
+        for a in list_alerts(deployment=deployment, workspace=ws)
         if a.window_end > start and a.window_start < end
     ]
     alerts.sort(key=lambda a: (a.window_start, a.id))
@@ -853,28 +853,30 @@ def _warnings_section(windows: Sequence[WindowResult]) -> str:
 
 
 def render_report(
-    workspace: WorkspaceLike,
     deployment: str,
     *,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
+    workspace: WorkspaceLike = None,
 ) -> str:
     """The monitoring report of ``deployment`` over [``since``, ``until``) as one
     self-contained HTML page; :class:`NoWindows` when nothing was computed there yet."""
-    return render(collect(workspace, deployment, since=since, until=until))
+    return render(collect(deployment, since=since, until=until, workspace=workspace))
 
 
 def write_report(
-    workspace: WorkspaceLike,
     deployment: str,
     path: str | os.PathLike[str],
     *,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
+    workspace: WorkspaceLike = None,
 ) -> Path:
     """Write :func:`render_report` to ``path`` atomically (a reader never sees half a file);
     the path written."""
-    return write_text(path, render_report(workspace, deployment, since=since, until=until))
+    return write_text(
+        path, render_report(deployment, since=since, until=until, workspace=workspace)
+    )
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -2,7 +2,7 @@
 once, stored as a time series (``monitor_windows`` + ``monitor_metrics``), then the alert
 rules are evaluated over it.
 
-    results = loopml.monitoring.windows.run(ws, "churn", window="1h")
+    results = loopml.monitoring.windows.run("churn", window="1h", workspace=ws)
     results[-1].value("psi", feature="tenure"), results[-1].value("p99_ms")
 
 **Which windows.** Windows are aligned to multiples of their size since the Unix epoch (UTC
@@ -506,7 +506,7 @@ def _drift(
     from loopml.monitoring.profile import get_reference
 
     label = f"{version.name}/{version.version}"
-    reference = get_reference(ws, version.name, version.version)
+    reference = get_reference(version.name, version.version, workspace=ws)
     if reference is None:
         warnings.append(
             f"no reference profile for {label}: run `loopml monitor set-reference {label} "
@@ -680,7 +680,6 @@ def _replace(conn: Connection, result: WindowResult, computed: int) -> int:
 
 
 def run(
-    workspace: WorkspaceLike,
     deployment: str,
     *,
     window: str | timedelta | None = None,
@@ -689,13 +688,14 @@ def run(
     executor: str | Executor | None = None,
     now: datetime | None = None,
     progress: Callable[..., None] | None = None,
+    workspace: WorkspaceLike = None,
 ) -> list[WindowResult]:
     """Compute and store ``deployment``'s closed windows not yet computed (or all from
     ``since``), then evaluate the alert rules over them and deliver their notices; the
     computed windows, oldest first. ``window`` defaults to ``[monitor] window``; see the
     module doc.
 
-    >>> run(ws, "churn", window="1h")[-1].value("p99_ms")     # doctest: +SKIP
+    >>> run("churn", window="1h", workspace=ws)[-1].value("p99_ms")     # doctest: +SKIP
     """
     from loopml.pipelines.context import TaskContext, function_payload
     from loopml.pipelines.executors import Job, resolve_executor
@@ -775,8 +775,8 @@ def run(
                 pool.close()
     from loopml.monitoring.alerts import deliver_pending, evaluate
 
-    evaluate(ws, deployment, now=at)
-    deliver_pending(ws)
+    evaluate(deployment, now=at, workspace=ws)
+    deliver_pending(workspace=ws)
     if failures:
         raise WindowsFailed(
             f"{len(failures)} of {len(tasks)} window(s) of {deployment!r} failed: "
@@ -818,11 +818,11 @@ def stored_window(row: Any, metrics: Mapping[tuple[str, str], float]) -> WindowR
 
 
 def list_windows(
-    workspace: WorkspaceLike,
     deployment: str,
     *,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
+    workspace: WorkspaceLike = None,
 ) -> list[WindowResult]:
     """The stored windows of ``deployment`` that start at or after ``since`` (and before
     ``until``), oldest first, with their metrics."""
@@ -852,13 +852,13 @@ def list_windows(
 
 
 def metric_series(
-    workspace: WorkspaceLike,
     deployment: str,
     *,
     metric: str | None = None,
     feature: str | None = None,
     since: datetime | str | None = None,
     until: datetime | str | None = None,
+    workspace: WorkspaceLike = None,
 ) -> pd.DataFrame:
     """The stored metrics of ``deployment`` as a long time series: one row per (window,
     feature, metric) with ``start``, ``end`` (UTC), ``status``, ``model``, ``feature``

@@ -147,12 +147,12 @@ class Models:
 
             source = reference_data if isinstance(reference_data, (str, os.PathLike)) else None
             set_reference(
-                self._ws,
                 version.uri,
                 reference,
                 source=os.fspath(source) if source is not None else None,
                 # A PythonModel predicts once its context is loaded: let the registry do it.
                 model=None if isinstance(model, PythonModel) else model,
+                workspace=self._ws,
             )
         return version
 
