@@ -42,26 +42,16 @@ from loopml.monitoring.profile import (
     prediction_values,
     sorted_numeric,
 )
+from loopml.monitoring.rules import FEATURE_METRICS
 
 if TYPE_CHECKING:
     import numpy as np
     import numpy.typing as npt
     import pandas as pd
 
-#: The names :meth:`FeatureDrift.metrics` gives, as monitoring stores them per window.
-METRICS = (
-    "psi",
-    "ks_stat",
-    "ks_pvalue",
-    "chi2",
-    "chi2_pvalue",
-    "js",
-    "kl",
-    "null_rate",
-    "null_rate_change",
-    "out_of_range",
-    "unseen",
-)
+#: The names :meth:`FeatureDrift.metrics` gives, as monitoring stores them per window (one
+#: list, which the alert rules check metric names against).
+METRICS = FEATURE_METRICS
 
 
 @dataclass(frozen=True)
