@@ -55,6 +55,7 @@ from loopml.exceptions import InvalidConfig, WorkspaceNotFound
 from loopml.features.settings import FeaturesSettings
 from loopml.monitoring.settings import MonitorSettings
 from loopml.registry.settings import RegistrySettings
+from loopml.server.settings import ServerSettings
 from loopml.serving.settings import ServingSettings
 from loopml.tracking.settings import TrackingSettings
 
@@ -148,6 +149,7 @@ SECTIONS: dict[str, type] = {
     "features": FeaturesSettings,
     "serving": ServingSettings,
     "monitor": MonitorSettings,
+    "server": ServerSettings,
 }
 #: Tables of named tables, each checked by the area that reads it (``[gates.churn]``:
 #: :meth:`loopml.registry.gates.GatePolicy.from_dict`).
@@ -175,6 +177,7 @@ class Settings:
     features: FeaturesSettings = field(default_factory=FeaturesSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     #: ``[gates.NAME]`` tables as written; each is checked when it is used
     #: (:meth:`loopml.registry.gates.GatePolicy.from_dict`) or by ``loopml config show``.
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

@@ -59,6 +59,7 @@ CREATES_STORE = frozenset(
         "pipelines run",
         "pipelines backfill",
         "scheduler run",
+        "server",
         "features apply",
         "features materialize",
         "features materialize-incremental",

@@ -37,6 +37,9 @@ COMMANDS = {
     "runs": "loopml.cli.runs:runs",
     "scheduler": "loopml.cli.scheduler:scheduler",
     "serve": "loopml.cli.serve:serve",
+    "server": "loopml.cli.server:server",
+    "tokens": "loopml.cli.users:tokens",
+    "users": "loopml.cli.users:users",
 }
 
 
