@@ -12,6 +12,9 @@ Each area owns its tables, next to the code that reads and writes them::
     loopml/monitoring/tables.py   monitor_references, monitor_windows, monitor_metrics,
                                   alerts, alert_deliveries
     loopml/events.py              events
+    loopml/server/auth/tables.py  users, api_tokens, permissions
+    loopml/server/batches.py      client_batches
+    loopml/server/mlflow_api/tables.py   logged_models, proxied_artifacts
 
 A module sees the tables it imports (and those they reference by foreign key: an area's
 tables module imports the modules it points into). What needs the whole schema, Alembic's
@@ -51,6 +54,9 @@ TABLE_MODULES = (
     "loopml.serving.tables",
     "loopml.monitoring.tables",
     "loopml.events",
+    "loopml.server.auth.tables",
+    "loopml.server.batches",
+    "loopml.server.mlflow_api.tables",
 )
 
 

@@ -1,12 +1,12 @@
-"""MLflow 3 logged models and proxied artifacts of the MLflow API (loopml.server.mlflow_api).
+"""MLflow 3 logged models, and files proxied by the MLflow artifacts API (loopml.server.mlflow_api).
 
 Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-01
 """
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0011"
 down_revision = "0010"
@@ -14,9 +14,43 @@ branch_labels = None
 depends_on = None
 
 
+KEY = 250
+RUN_ID = 32
+
+
 def upgrade() -> None:
-    pass
+    op.create_table(
+        "logged_models",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column(
+            "experiment_id",
+            sa.Integer,
+            sa.ForeignKey("experiments.id", name="fk_logged_models_experiment_id_experiments"),
+            nullable=False,
+        ),
+        sa.Column("name", sa.String(KEY), nullable=False),
+        sa.Column("source_run_id", sa.String(RUN_ID), nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("model_type", sa.String(KEY), nullable=True),
+        sa.Column("artifact_location", sa.Text, nullable=False),
+        sa.Column("tags", sa.Text, nullable=True),
+        sa.Column("params", sa.Text, nullable=True),
+        sa.Column("metrics", sa.Text, nullable=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+        sa.Column("deleted_at", sa.BigInteger, nullable=True),
+    )
+    op.create_index("ix_logged_models_experiment_id", "logged_models", ["experiment_id"])
+    op.create_table(
+        "proxied_artifacts",
+        sa.Column("path", sa.String(1024), primary_key=True),
+        sa.Column("digest", sa.String(64), nullable=False),
+        sa.Column("size", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
 
 
 def downgrade() -> None:
-    pass
+    op.drop_table("proxied_artifacts")
+    op.drop_index("ix_logged_models_experiment_id", table_name="logged_models")
+    op.drop_table("logged_models")

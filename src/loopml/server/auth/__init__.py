@@ -1,0 +1,1 @@
+"""Users, API tokens and permissions of the team server (``loopml server --auth``)."""
