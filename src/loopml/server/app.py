@@ -47,6 +47,7 @@ MLFLOW_ARTIFACTS = ("/api/2.0/mlflow-artifacts", "/ajax-api/2.0/mlflow-artifacts
 ROUTES: tuple[tuple[tuple[str, ...], str], ...] = (
     (MLFLOW, "loopml.server.mlflow_api.tracking:routes"),
     (MLFLOW, "loopml.server.mlflow_api.registry:routes"),
+    (MLFLOW, "loopml.server.mlflow_api.logged_models:routes"),
     (MLFLOW_ARTIFACTS, "loopml.server.mlflow_api.artifacts:routes"),
     (("/api/loopml",), "loopml.server.api:routes"),
     (("/api/loopml",), "loopml.server.auth.routes:routes"),
