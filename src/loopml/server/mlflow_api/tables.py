@@ -5,6 +5,12 @@
 - ``proxied_artifacts``: files uploaded through ``/api/2.0/mlflow-artifacts`` to a path that
   is not a run's artifact folder (a run's files go to tracking's ``artifacts`` table, so
   ``loopml runs show`` lists them). Each path names a blob by its hash.
+- ``mlflow_experiment_state`` / ``mlflow_experiment_tags``: what MLflow keeps on an experiment
+  that loopml's ``experiments`` table has no column for: its lifecycle (deleted or active) and
+  its tags. An experiment without a state row is active.
+- ``mlflow_run_outputs``: the logged models a run produced (MLflow 3's ``runs/outputs``).
+- ``mlflow_dataset_inputs``: the parts of an MLflow dataset input that tracking's
+  ``run_inputs`` (name, digest, source) has no column for: source type, schema, profile, tags.
 """
 
 from __future__ import annotations
@@ -12,7 +18,7 @@ from __future__ import annotations
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
 from loopml.store.tables import KEY, RUN_ID, metadata
-from loopml.tracking.tables import experiments
+from loopml.tracking.tables import experiments, runs
 
 logged_models = Table(
     "logged_models",
@@ -40,4 +46,39 @@ proxied_artifacts = Table(
     Column("digest", String(64), nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("created_at", BigInteger, nullable=False),
+)
+
+mlflow_experiment_state = Table(
+    "mlflow_experiment_state",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey(experiments.c.id), primary_key=True),
+    Column("deleted_at", BigInteger, nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+mlflow_experiment_tags = Table(
+    "mlflow_experiment_tags",
+    metadata,
+    Column("experiment_id", Integer, ForeignKey(experiments.c.id), primary_key=True),
+    Column("key", String(KEY), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+mlflow_run_outputs = Table(
+    "mlflow_run_outputs",
+    metadata,
+    Column("run_id", String(RUN_ID), ForeignKey(runs.c.id), primary_key=True),
+    Column("model_id", String(64), primary_key=True),
+    Column("step", BigInteger, nullable=False),
+)
+
+mlflow_dataset_inputs = Table(
+    "mlflow_dataset_inputs",
+    metadata,
+    Column("run_id", String(RUN_ID), ForeignKey(runs.c.id), primary_key=True),
+    Column("name", String(KEY), primary_key=True),
+    Column("source_type", String(KEY), nullable=True),
+    Column("schema", Text, nullable=True),
+    Column("profile", Text, nullable=True),
+    Column("tags", Text, nullable=True),  # JSON object
 )

@@ -1,4 +1,6 @@
-"""MLflow 3 logged models, and files proxied by the MLflow artifacts API (loopml.server.mlflow_api).
+"""MLflow 3 logged models, files proxied by the MLflow artifacts API, and what MLflow keeps on
+experiments, run outputs and dataset inputs that loopml's own tables have no column for
+(loopml.server.mlflow_api).
 
 Revision ID: 0011
 Revises: 0010
@@ -48,9 +50,64 @@ def upgrade() -> None:
         sa.Column("size", sa.BigInteger, nullable=False),
         sa.Column("created_at", sa.BigInteger, nullable=False),
     )
+    op.create_table(
+        "mlflow_experiment_state",
+        sa.Column(
+            "experiment_id",
+            sa.Integer,
+            sa.ForeignKey(
+                "experiments.id", name="fk_mlflow_experiment_state_experiment_id_experiments"
+            ),
+            primary_key=True,
+        ),
+        sa.Column("deleted_at", sa.BigInteger, nullable=True),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "mlflow_experiment_tags",
+        sa.Column(
+            "experiment_id",
+            sa.Integer,
+            sa.ForeignKey(
+                "experiments.id", name="fk_mlflow_experiment_tags_experiment_id_experiments"
+            ),
+            primary_key=True,
+        ),
+        sa.Column("key", sa.String(KEY), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "mlflow_run_outputs",
+        sa.Column(
+            "run_id",
+            sa.String(RUN_ID),
+            sa.ForeignKey("runs.id", name="fk_mlflow_run_outputs_run_id_runs"),
+            primary_key=True,
+        ),
+        sa.Column("model_id", sa.String(64), primary_key=True),
+        sa.Column("step", sa.BigInteger, nullable=False),
+    )
+    op.create_table(
+        "mlflow_dataset_inputs",
+        sa.Column(
+            "run_id",
+            sa.String(RUN_ID),
+            sa.ForeignKey("runs.id", name="fk_mlflow_dataset_inputs_run_id_runs"),
+            primary_key=True,
+        ),
+        sa.Column("name", sa.String(KEY), primary_key=True),
+        sa.Column("source_type", sa.String(KEY), nullable=True),
+        sa.Column("schema", sa.Text, nullable=True),
+        sa.Column("profile", sa.Text, nullable=True),
+        sa.Column("tags", sa.Text, nullable=True),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("mlflow_dataset_inputs")
+    op.drop_table("mlflow_run_outputs")
+    op.drop_table("mlflow_experiment_tags")
+    op.drop_table("mlflow_experiment_state")
     op.drop_table("proxied_artifacts")
     op.drop_index("ix_logged_models_experiment_id", table_name="logged_models")
     op.drop_table("logged_models")
