@@ -5,6 +5,11 @@
 - ``proxied_artifacts``: files uploaded through ``/api/2.0/mlflow-artifacts`` to a path that
   is not a run's artifact folder (a run's files go to tracking's ``artifacts`` table, so
   ``loopml runs show`` lists them). Each path names a blob by its hash.
+- ``mlflow_registry_tags``: tags of registered models (``version`` 0) and of model versions,
+  which loopml's registry has no column for.
+- ``mlflow_version_sources``: where a model version registered through MLflow's API came from
+  (its ``source`` URI, the logged model, the run link) and where MLflow's client downloads
+  its files (``storage_location``). Versions registered by loopml itself have no row.
 - ``mlflow_experiment_state`` / ``mlflow_experiment_tags``: what MLflow keeps on an experiment
   that loopml's ``experiments`` table has no column for: its lifecycle (deleted or active) and
   its tags. An experiment without a state row is active.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, String, Table, Text
 
+from loopml.registry.tables import registered_models
 from loopml.store.tables import KEY, RUN_ID, metadata
 from loopml.tracking.tables import experiments, runs
 
@@ -81,4 +87,25 @@ mlflow_dataset_inputs = Table(
     Column("schema", Text, nullable=True),
     Column("profile", Text, nullable=True),
     Column("tags", Text, nullable=True),  # JSON object
+)
+
+mlflow_registry_tags = Table(
+    "mlflow_registry_tags",
+    metadata,
+    Column("model_id", Integer, ForeignKey(registered_models.c.id), primary_key=True),
+    Column("version", Integer, primary_key=True),  # 0: the registered model's own tags
+    Column("key", String(KEY), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+mlflow_version_sources = Table(
+    "mlflow_version_sources",
+    metadata,
+    Column("model_id", Integer, ForeignKey(registered_models.c.id), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("source", Text, nullable=False),
+    Column("storage_location", Text, nullable=True),
+    Column("logged_model_id", String(64), nullable=True),
+    Column("run_link", Text, nullable=True),
+    Column("user_id", String(KEY), nullable=True),
 )

@@ -102,8 +102,42 @@ def upgrade() -> None:
         sa.Column("tags", sa.Text, nullable=True),
     )
 
+    op.create_table(
+        "mlflow_registry_tags",
+        sa.Column(
+            "model_id",
+            sa.Integer,
+            sa.ForeignKey(
+                "registered_models.id", name="fk_mlflow_registry_tags_model_id_registered_models"
+            ),
+            primary_key=True,
+        ),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("key", sa.String(KEY), primary_key=True),
+        sa.Column("value", sa.Text, nullable=False),
+    )
+    op.create_table(
+        "mlflow_version_sources",
+        sa.Column(
+            "model_id",
+            sa.Integer,
+            sa.ForeignKey(
+                "registered_models.id", name="fk_mlflow_version_sources_model_id_registered_models"
+            ),
+            primary_key=True,
+        ),
+        sa.Column("version", sa.Integer, primary_key=True),
+        sa.Column("source", sa.Text, nullable=False),
+        sa.Column("storage_location", sa.Text, nullable=True),
+        sa.Column("logged_model_id", sa.String(64), nullable=True),
+        sa.Column("run_link", sa.Text, nullable=True),
+        sa.Column("user_id", sa.String(KEY), nullable=True),
+    )
+
 
 def downgrade() -> None:
+    op.drop_table("mlflow_version_sources")
+    op.drop_table("mlflow_registry_tags")
     op.drop_table("mlflow_dataset_inputs")
     op.drop_table("mlflow_run_outputs")
     op.drop_table("mlflow_experiment_tags")
