@@ -7,6 +7,8 @@
     port = 5000                   # LOOPML_SERVER_PORT
     workers = 1                   # LOOPML_SERVER_WORKERS: uvicorn worker processes
     auth = false                  # LOOPML_SERVER_AUTH: users, tokens and permissions
+    default_permission = "none"   # LOOPML_SERVER_DEFAULT_PERMISSION: "none" or "read", what
+                                  # a user without a grant on an experiment or model has
     max_request_bytes = 16777216  # LOOPML_SERVER_MAX_REQUEST_BYTES: larger API bodies get a 413
     max_artifact_bytes = 5368709120  # LOOPML_SERVER_MAX_ARTIFACT_BYTES: one uploaded artifact
 
@@ -16,6 +18,21 @@ Loaded and checked by :func:`loopml.config.load_settings`; read as ``settings.se
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
+
+from loopml.exceptions import InvalidConfig
+
+#: What ``default_permission`` may be: no access, or read access to everything.
+DEFAULT_PERMISSIONS = ("none", "read")
+
+
+def _default_permission(value: Any, where: str) -> str:
+    text = value.strip().lower() if isinstance(value, str) else value
+    if text not in DEFAULT_PERMISSIONS:
+        raise InvalidConfig(
+            f"{where} must be {' or '.join(repr(p) for p in DEFAULT_PERMISSIONS)}, got {value!r}"
+        )
+    return str(text)
 
 
 @dataclass(frozen=True)
@@ -31,6 +48,14 @@ class ServerSettings:
     auth: bool = field(
         default=False,
         metadata={"help": "require users and tokens (loopml users / loopml tokens)"},
+    )
+    default_permission: str = field(
+        default="none",
+        metadata={
+            "parse": _default_permission,
+            "help": "with auth, what a user has on an experiment or model without a grant: "
+            "none (it looks absent) or read",
+        },
     )
     max_request_bytes: int = field(
         default=16 * 1024 * 1024,
