@@ -76,6 +76,14 @@ def server(
             "change every run and model. Use --auth (create users with `loopml users create`), "
             "or --insecure if the network is trusted."
         )
+    if auth:
+        from loopml.server.auth.users import has_users
+
+        if not has_users(ws.db):
+            raise CliError(
+                "--auth is on but this workspace has no users yet, so nobody could sign in. "
+                "Create the first admin: `loopml users create NAME --admin`."
+            )
     signal.signal(signal.SIGTERM, _stopped)
     click.echo(f"loopml server on http://{host}:{port} (auth {'on' if auth else 'off'})", err=True)
     if workers == 1:
