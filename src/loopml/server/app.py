@@ -70,7 +70,9 @@ def area_routes(ctx: ServerContext) -> list[BaseRoute]:
     """Every area's routes, mounted under its prefixes, in :data:`ROUTES` order."""
     from starlette.routing import Mount
 
-    out: list[BaseRoute] = []
+    # One Mount per prefix: a Mount answers every path under its prefix (a 404 when none of
+    # its routes matches), so a second Mount of the same prefix would never be reached.
+    by_prefix: dict[str, list[BaseRoute]] = {}
     for prefixes, target in ROUTES:
         if not _available(target):
             continue
@@ -78,10 +80,13 @@ def area_routes(ctx: ServerContext) -> list[BaseRoute]:
         make = getattr(importlib.import_module(module_name), function)
         routes = make(ctx)
         for prefix in prefixes:
-            if prefix:
-                out.append(Mount(prefix, routes=routes))
-            else:
-                out.extend(routes)
+            by_prefix.setdefault(prefix, []).extend(routes)
+    out: list[BaseRoute] = []
+    for prefix, routes in by_prefix.items():
+        if prefix:
+            out.append(Mount(prefix, routes=routes))
+        else:
+            out.extend(routes)
     return out
 
 
