@@ -25,10 +25,12 @@ class Flavor(Protocol):
 
 
 def flavors() -> list[Flavor]:
+    from loopml.registry.flavors.mlflow import MlflowFlavor
     from loopml.registry.flavors.pyfunc import PyFuncFlavor
     from loopml.registry.flavors.sklearn import SklearnFlavor
 
-    return [SklearnFlavor(), PyFuncFlavor()]
+    # MlflowFlavor matches no Python object: it loads folders MLflow's client logged.
+    return [SklearnFlavor(), PyFuncFlavor(), MlflowFlavor()]
 
 
 def flavor_for(model: Any) -> Flavor:
@@ -47,4 +49,4 @@ def flavor_named(name: str) -> Flavor:
     for flavor in flavors():
         if flavor.name == name:
             return flavor
-    raise InvalidInput(f"Unknown model flavor {name!r}; known: sklearn, python_function")
+    raise InvalidInput(f"Unknown model flavor {name!r}; known: sklearn, python_function, mlflow")
