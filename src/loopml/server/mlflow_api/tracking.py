@@ -1,0 +1,1564 @@
+"""MLflow's tracking REST API (2.x/3.x) over loopml's own records.
+
+Mounted under ``/api/2.0/mlflow`` and ``/ajax-api/2.0/mlflow``, so the real MLflow client
+(``MLFLOW_TRACKING_URI=http://127.0.0.1:5000``) logs into a loopml workspace:
+
+- an MLflow experiment is a loopml experiment (same id; MLflow's ``"0"`` is loopml's
+  ``Default`` experiment, created on first use), its ``artifact_location`` is
+  ``mlflow-artifacts:/<experiment_id>`` (served by :mod:`.artifacts`);
+- an MLflow run is a loopml run (the same 32-hex id), its params, metrics (every point, with
+  step and timestamp), tags and dataset inputs are loopml's, so ``loopml runs show`` and
+  ``ws.runs.get`` / ``ws.runs.search`` see what the client logged; its ``artifact_uri`` is
+  ``mlflow-artifacts:/<experiment_id>/<run_id>/artifacts``;
+- what loopml has no column for (an experiment's lifecycle and tags, a dataset's schema and
+  profile, the logged models a run produced) lives in :mod:`.tables`.
+
+Requests and answers are MLflow's JSON (GET takes query parameters); errors are MLflow's
+``{"error_code", "message"}`` so the client raises the ``MlflowException`` it always does.
+Filters use MLflow's syntax (loopml's filter language is a superset; ``attributes.user_id``
+and ``attributes.created`` are translated). Limits are MLflow's: at most 1000 metrics, 100
+params and 100 tags (1000 items in all) per ``log-batch``; keys up to 250 characters, param
+values up to 6000, tag values up to 8000.
+
+Runs created here are owned by the server process (its heartbeat keeps them RUNNING for
+loopml's readers while the server is up); like MLflow, a run that is not deleted takes new
+points whatever its status.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from loopml.exceptions import AlreadyExists, InvalidInput, ParamConflict
+from loopml.server.context import EDIT, EXPERIMENT, MANAGE, READ, ServerContext
+from loopml.server.errors import ApiError
+from loopml.server.http import query, read_json, reply
+from loopml.server.mlflow_api.tables import (
+    logged_models,
+    mlflow_dataset_inputs,
+    mlflow_experiment_state,
+    mlflow_experiment_tags,
+    mlflow_run_outputs,
+)
+from loopml.store import liveness
+from loopml.store.clock import now_ms
+from loopml.store.db import upsert
+from loopml.tracking import keys
+from loopml.tracking.experiments import DEFAULT_EXPERIMENT
+from loopml.tracking.runs import RunStatus, emit_run_ended, generate_name, upsert_tags
+from loopml.tracking.search import page_offset, page_token_for, search_run_ids
+from loopml.tracking.tables import (
+    artifacts,
+    experiments,
+    latest_metrics,
+    metrics,
+    params,
+    run_inputs,
+    runs,
+    tags,
+)
+from loopml.tracking.writer import write_points
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import BaseRoute
+
+    from loopml.store.db import Database
+
+# MLflow's limits (mlflow/utils/validation.py).
+MAX_METRICS_PER_BATCH = 1000
+MAX_PARAMS_TAGS_PER_BATCH = 100
+MAX_ENTITIES_PER_BATCH = 1000
+MAX_RESULTS = 50_000
+DEFAULT_SEARCH_RUNS = 1000
+DEFAULT_SEARCH_EXPERIMENTS = 1000
+
+RUN_NAME_TAG = "mlflow.runName"
+PARENT_TAG = "mlflow.parentRunId"
+USER_TAG = "mlflow.user"
+NOTE_TAG = "mlflow.note.content"
+LOG_MODEL_TAG = "mlflow.log-model.history"
+
+_TERMINAL = {"FINISHED", "FAILED", "KILLED"}
+_STATUSES = {"RUNNING", "SCHEDULED", *_TERMINAL}
+_VIEW_TYPES = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}
+_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+# -- request values --------------------------------------------------------------------------
+
+
+def bad(message: str) -> ApiError:
+    return ApiError("INVALID_PARAMETER_VALUE", message)
+
+
+def text(body: dict[str, Any], name: str, *, required: bool = True, default: str = "") -> str:
+    """A string field of the request (MLflow's "Missing value for required parameter")."""
+    value = body.get(name)
+    if value is None or value == "":
+        if required:
+            raise bad(f"Missing value for required parameter '{name}'.")
+        return default
+    if isinstance(value, list):
+        value = value[0] if len(value) == 1 else value
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise bad(f"Parameter '{name}' must be a string, got {type(value).__name__}.")
+    return str(value)
+
+
+def integer(body: dict[str, Any], name: str, default: int | None = None) -> int | None:
+    """An int64 field (protobuf JSON writes them as numbers or as strings of digits)."""
+    value = body.get(name)
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise bad(f"Parameter '{name}' must be an integer, got {value!r}.")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value.strip()):
+        return int(value)
+    raise bad(f"Parameter '{name}' must be an integer, got {value!r}.")
+
+
+def string_list(body: dict[str, Any], name: str) -> list[str]:
+    value = body.get(name)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | int):
+        return [str(value)]
+    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
+        return [str(v) for v in value]
+    raise bad(f"Parameter '{name}' must be a list of strings, got {value!r}.")
+
+
+def metric_number(key: str, value: Any) -> float | None:
+    """A metric value as stored: a float, or None for NaN (``"NaN"``, ``"Infinity"`` and
+    numbers as strings are protobuf JSON's spellings)."""
+    if isinstance(value, bool) or value is None:
+        raise bad(f"Got invalid value {value!r} for metric '{key}': expected a number.")
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise bad(
+                f"Got invalid value {value!r} for metric '{key}': expected a number."
+            ) from None
+    else:
+        raise bad(f"Got invalid value {value!r} for metric '{key}': expected a number.")
+    return None if math.isnan(number) else number
+
+
+def metric_json(value: float | None) -> float | str:
+    """A stored metric value in protobuf JSON: NaN and infinities are strings there."""
+    if value is None or value != value:
+        return "NaN"
+    if value == math.inf:
+        return "Infinity"
+    if value == -math.inf:
+        return "-Infinity"
+    return value
+
+
+def check_key(key: Any, what: str) -> str:
+    try:
+        return keys.check_key(key, what)
+    except InvalidInput as exc:
+        raise bad(str(exc)) from None
+
+
+def param_text(key: str, value: Any) -> str:
+    if value is None:
+        raise bad(f"Missing value for param '{key}'.")
+    try:
+        return keys.param_value(key, value)
+    except InvalidInput as exc:
+        raise bad(str(exc)) from None
+
+
+def tag_text(key: str, value: Any) -> str:
+    if value is None:
+        raise bad(f"Missing value for tag '{key}'.")
+    try:
+        return keys.tag_value(key, value)
+    except InvalidInput as exc:
+        raise bad(str(exc)) from None
+
+
+def point(run_id: str, item: dict[str, Any]) -> tuple[str, str, float | None, int, int]:
+    """One MLflow metric ``{key, value, timestamp, step}`` as loopml's writer takes it."""
+    if not isinstance(item, dict):
+        raise bad(f"A metric must be an object with key, value, timestamp and step: {item!r}")
+    key = check_key(item.get("key"), "metric key")
+    value = metric_number(key, item.get("value"))
+    step = integer(item, "step", 0)
+    timestamp = integer(item, "timestamp")
+    assert step is not None
+    if timestamp is None:
+        raise bad(f"Missing value for required parameter 'timestamp' of metric '{key}'.")
+    if not keys.STEP_MIN <= step <= keys.STEP_MAX:
+        raise bad(f"The step of metric '{key}' ({step}) is outside the 64-bit range.")
+    if not keys.TIMESTAMP_MIN_MS <= timestamp < keys.TIMESTAMP_MAX_MS:
+        raise bad(
+            f"The timestamp of metric '{key}' ({timestamp}) is not milliseconds between "
+            "1970 and 2262."
+        )
+    return (run_id, key, value, step, timestamp)
+
+
+def key_values(items: Any, what: str) -> list[tuple[Any, Any]]:
+    if items is None:
+        return []
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise bad(f"'{what}' must be a list of objects with key and value.")
+    return [(i.get("key"), i.get("value")) for i in items]
+
+
+def translate_filter(text_: str | None) -> str | None:
+    """MLflow's run filter in loopml's language: ``attributes.user_id`` is the
+    ``mlflow.user`` tag and ``attributes.created`` the start time; the rest is the same."""
+    if not text_ or not text_.strip():
+        return None
+    return re.sub(
+        r"(?i)\b(?:attributes|attribute|attr|run)\.(?:`(\w+)`|\"(\w+)\"|(\w+))",
+        _translate_attribute,
+        text_,
+    )
+
+
+def _translate_attribute(match: re.Match[str]) -> str:
+    name = next(g for g in match.groups() if g)
+    lowered = name.lower()
+    if lowered == "user_id":
+        return f"tags.`{USER_TAG}`"
+    if lowered in {"created", "creation_time"}:
+        return "attributes.start_time"
+    return f"attributes.{name}"
+
+
+# -- the API ---------------------------------------------------------------------------------
+
+
+class TrackingApi:
+    """The endpoints, over one server context (see the module's docstring)."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.ws = ctx.workspace
+        self.limit = ctx.settings.max_request_bytes
+        self._run_experiment: dict[str, int] = {}
+        self._default_id: int | None = None
+        self._lock = threading.Lock()
+        self._heartbeat: threading.Thread | None = None
+
+    @property
+    def db(self) -> Database:
+        return self.ws.db
+
+    async def body(self, request: Request) -> dict[str, Any]:
+        if request.method == "GET":
+            return query(request)
+        return await read_json(request, self.limit)
+
+    # -- experiments -----------------------------------------------------------------------
+
+    def default_experiment_id(self) -> int:
+        """loopml's ``Default`` experiment (MLflow's ``"0"``), created on first use."""
+        if self._default_id is None:
+            from loopml.tracking.experiments import experiment_id
+
+            self._default_id = experiment_id(self.db, DEFAULT_EXPERIMENT)
+        return self._default_id
+
+    def experiment_key(self, value: Any) -> int:
+        """An MLflow experiment id (``"0"``: Default) as loopml's integer id."""
+        raw = str(value).strip()
+        if not re.fullmatch(r"\d{1,18}", raw):
+            raise bad(f"Experiment id {value!r} is not an id: experiment ids are integers.")
+        number = int(raw)
+        return self.default_experiment_id() if number == 0 else number
+
+    def experiment_json(self, conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
+        """MLflow's Experiment objects of these ids (those that exist)."""
+        out: dict[int, dict[str, Any]] = {}
+        if not ids:
+            return out
+        rows = conn.execute(
+            select(
+                experiments,
+                mlflow_experiment_state.c.deleted_at,
+                mlflow_experiment_state.c.updated_at,
+            )
+            .select_from(
+                experiments.outerjoin(
+                    mlflow_experiment_state,
+                    mlflow_experiment_state.c.experiment_id == experiments.c.id,
+                )
+            )
+            .where(experiments.c.id.in_(ids))
+        ).all()
+        tag_rows: dict[int, list[dict[str, str]]] = {}
+        for exp_id, key, value in conn.execute(
+            select(
+                mlflow_experiment_tags.c.experiment_id,
+                mlflow_experiment_tags.c.key,
+                mlflow_experiment_tags.c.value,
+            )
+            .where(mlflow_experiment_tags.c.experiment_id.in_(ids))
+            .order_by(mlflow_experiment_tags.c.key)
+        ):
+            tag_rows.setdefault(exp_id, []).append({"key": key, "value": value})
+        for row in rows:
+            exp_tags = tag_rows.get(row.id, [])
+            if row.description and not any(t["key"] == NOTE_TAG for t in exp_tags):
+                exp_tags = [*exp_tags, {"key": NOTE_TAG, "value": row.description}]
+            out[row.id] = {
+                "experiment_id": str(row.id),
+                "name": row.name,
+                "artifact_location": f"mlflow-artifacts:/{row.id}",
+                "lifecycle_stage": "deleted" if row.deleted_at is not None else "active",
+                "last_update_time": row.updated_at or row.created_at,
+                "creation_time": row.created_at,
+                "tags": exp_tags,
+            }
+        return out
+
+    def one_experiment(self, exp_id: int) -> dict[str, Any]:
+        with self.db.read() as conn:
+            found = self.experiment_json(conn, [exp_id]).get(exp_id)
+        if found is None:
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with ID {exp_id}")
+        return found
+
+    async def create_experiment(self, request: Request) -> Response:
+        body = await self.body(request)
+        name = text(body, "name")
+        check_key(name, "experiment name")
+        location = text(body, "artifact_location", required=False)
+        if location and not location.startswith("mlflow-artifacts:"):
+            raise bad(
+                f"This server keeps every experiment's artifacts itself (mlflow-artifacts:/"
+                f"<id>); it can't use artifact_location {location!r}. Leave it out."
+            )
+        items = {
+            check_key(k, "tag key"): tag_text(k, v) for k, v in key_values(body.get("tags"), "tags")
+        }
+
+        def tx(conn: Connection) -> int:
+            found = conn.execute(select(experiments.c.id).where(experiments.c.name == name)).first()
+            if found is not None:
+                raise AlreadyExists(f"Experiment(name={name}) already exists.")
+            now = now_ms()
+            result = conn.execute(
+                insert(experiments).values(
+                    name=name, created_at=now, description=items.get(NOTE_TAG)
+                )
+            )
+            exp_id = int(result.inserted_primary_key[0])  # type: ignore[index]
+            if items:
+                conn.execute(
+                    insert(mlflow_experiment_tags),
+                    [{"experiment_id": exp_id, "key": k, "value": v} for k, v in items.items()],
+                )
+            return exp_id
+
+        try:
+            exp_id = await self.ctx.call(self.db.transact, tx)
+        except IntegrityError:
+            raise AlreadyExists(f"Experiment(name={name}) already exists.") from None
+        self.ctx.access.created(request, EXPERIMENT, str(exp_id))
+        return reply({"experiment_id": str(exp_id)})
+
+    async def get_experiment(self, request: Request) -> Response:
+        body = await self.body(request)
+        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), READ)
+        return reply({"experiment": await self.ctx.call(self.one_experiment, exp_id)})
+
+    async def get_experiment_by_name(self, request: Request) -> Response:
+        body = await self.body(request)
+        name = text(body, "experiment_name")
+
+        def find() -> int | None:
+            if name == DEFAULT_EXPERIMENT:
+                return self.default_experiment_id()
+            with self.db.read() as conn:
+                return conn.execute(
+                    select(experiments.c.id).where(experiments.c.name == name)
+                ).scalar()
+
+        exp_id = await self.ctx.call(find)
+        if exp_id is None:
+            raise ApiError(
+                "RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with name '{name}'"
+            )
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), READ)
+        return reply({"experiment": await self.ctx.call(self.one_experiment, exp_id)})
+
+    async def search_experiments(self, request: Request) -> Response:
+        body = await self.body(request)
+        max_results = integer(body, "max_results", DEFAULT_SEARCH_EXPERIMENTS)
+        assert max_results is not None
+        if not 0 < max_results <= MAX_RESULTS:
+            raise bad(f"max_results must be between 1 and {MAX_RESULTS}, got {max_results}.")
+        view = _VIEW_TYPES.get(str(body.get("view_type") or "1"), str(body.get("view_type")))
+        if view not in _VIEW_TYPES.values():
+            raise bad(f"view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {view!r}.")
+        matcher = experiment_filter(text(body, "filter", required=False))
+        order = experiment_order(string_list(body, "order_by"))
+        try:
+            offset = page_offset(text(body, "page_token", required=False) or None)
+        except InvalidInput as exc:
+            raise bad(str(exc)) from None
+        readable = self.ctx.access.readable(request, EXPERIMENT)
+
+        def find() -> list[dict[str, Any]]:
+            self.default_experiment_id()
+            with self.db.read() as conn:
+                ids = list(conn.execute(select(experiments.c.id)).scalars())
+                if readable is not None:
+                    ids = [i for i in ids if str(i) in readable]
+                return list(self.experiment_json(conn, ids).values())
+
+        found = await self.ctx.call(find)
+        if view == "ACTIVE_ONLY":
+            found = [e for e in found if e["lifecycle_stage"] == "active"]
+        elif view == "DELETED_ONLY":
+            found = [e for e in found if e["lifecycle_stage"] == "deleted"]
+        found = [e for e in found if matcher(e)]
+        found.sort(key=order)
+        page = found[offset : offset + max_results]
+        answer: dict[str, Any] = {"experiments": page}
+        if offset + max_results < len(found):
+            answer["next_page_token"] = page_token_for(offset + max_results)
+        return reply(answer)
+
+    async def update_experiment(self, request: Request) -> Response:
+        body = await self.body(request)
+        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        new_name = text(body, "new_name", required=False)
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
+        if new_name:
+            check_key(new_name, "experiment name")
+
+            def tx(conn: Connection) -> None:
+                self.require_experiment(conn, exp_id)
+                clash = conn.execute(
+                    select(experiments.c.id).where(
+                        experiments.c.name == new_name, experiments.c.id != exp_id
+                    )
+                ).first()
+                if clash is not None:
+                    raise AlreadyExists(f"Experiment(name={new_name}) already exists.")
+                conn.execute(
+                    update(experiments).where(experiments.c.id == exp_id).values(name=new_name)
+                )
+                self.touch_experiment(conn, exp_id)
+
+            await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    def require_experiment(self, conn: Connection, exp_id: int) -> bool:
+        """Whether it is active; RESOURCE_DOES_NOT_EXIST when there is no such experiment."""
+        row = conn.execute(
+            select(experiments.c.id, mlflow_experiment_state.c.deleted_at)
+            .select_from(
+                experiments.outerjoin(
+                    mlflow_experiment_state,
+                    mlflow_experiment_state.c.experiment_id == experiments.c.id,
+                )
+            )
+            .where(experiments.c.id == exp_id)
+        ).first()
+        if row is None:
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Could not find experiment with ID {exp_id}")
+        return row.deleted_at is None
+
+    def touch_experiment(
+        self, conn: Connection, exp_id: int, deleted_at: int | None | bool = False
+    ) -> None:
+        """Set the experiment's last update time (and, unless ``deleted_at`` is False, its
+        lifecycle: a time for deleted, None for active)."""
+        now = now_ms()
+        values: dict[str, Any] = {"experiment_id": exp_id, "updated_at": now}
+        if deleted_at is not False:
+            values["deleted_at"] = deleted_at
+        stmt = upsert(conn.dialect.name, mlflow_experiment_state)
+        changes: dict[str, Any] = {"updated_at": stmt.excluded.updated_at}
+        if deleted_at is not False:
+            changes["deleted_at"] = stmt.excluded.deleted_at
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[mlflow_experiment_state.c.experiment_id], set_=changes
+            ),
+            [values],
+        )
+
+    async def _set_experiment_deleted(self, request: Request, deleted: bool) -> Response:
+        body = await self.body(request)
+        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), MANAGE)
+        if deleted and exp_id == self.default_experiment_id():
+            raise bad("The default experiment (ID 0, Default) cannot be deleted.")
+
+        def tx(conn: Connection) -> None:
+            active = self.require_experiment(conn, exp_id)
+            if deleted and not active:
+                raise bad(f"Experiment {exp_id} is deleted already.")
+            if not deleted and active:
+                raise bad(f"Cannot restore an active experiment ({exp_id}).")
+            self.touch_experiment(conn, exp_id, now_ms() if deleted else None)
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    async def delete_experiment(self, request: Request) -> Response:
+        return await self._set_experiment_deleted(request, True)
+
+    async def restore_experiment(self, request: Request) -> Response:
+        return await self._set_experiment_deleted(request, False)
+
+    async def set_experiment_tag(self, request: Request) -> Response:
+        body = await self.body(request)
+        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        key = check_key(text(body, "key"), "tag key")
+        value = tag_text(key, body.get("value", ""))
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
+
+        def tx(conn: Connection) -> None:
+            if not self.require_experiment(conn, exp_id):
+                raise bad(f"The experiment {exp_id} must be in the 'active' state.")
+            stmt = upsert(conn.dialect.name, mlflow_experiment_tags)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[
+                        mlflow_experiment_tags.c.experiment_id,
+                        mlflow_experiment_tags.c.key,
+                    ],
+                    set_={"value": stmt.excluded.value},
+                ),
+                [{"experiment_id": exp_id, "key": key, "value": value}],
+            )
+            if key == NOTE_TAG:  # MLflow's description is loopml's
+                conn.execute(
+                    update(experiments).where(experiments.c.id == exp_id).values(description=value)
+                )
+            self.touch_experiment(conn, exp_id)
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    async def delete_experiment_tag(self, request: Request) -> Response:
+        body = await self.body(request)
+        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        key = text(body, "key")
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
+
+        def tx(conn: Connection) -> None:
+            self.require_experiment(conn, exp_id)
+            gone = conn.execute(
+                delete(mlflow_experiment_tags).where(
+                    mlflow_experiment_tags.c.experiment_id == exp_id,
+                    mlflow_experiment_tags.c.key == key,
+                )
+            ).rowcount
+            if key == NOTE_TAG:
+                gone += conn.execute(
+                    update(experiments)
+                    .where(experiments.c.id == exp_id, experiments.c.description.is_not(None))
+                    .values(description=None)
+                ).rowcount
+            if not gone:
+                raise ApiError(
+                    "RESOURCE_DOES_NOT_EXIST", f"No tag with name: {key} in experiment {exp_id}."
+                )
+            self.touch_experiment(conn, exp_id)
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    # -- runs: reading ---------------------------------------------------------------------
+
+    def run_experiment(self, run_id: str) -> int:
+        """The experiment of a run (cached: a run never moves); RESOURCE_DOES_NOT_EXIST."""
+        found = self._run_experiment.get(run_id)
+        if found is not None:
+            return found
+        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
+        with self.db.read() as conn:
+            found = conn.execute(select(runs.c.experiment_id).where(runs.c.id == run_id)).scalar()
+        if found is None:
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
+        if len(self._run_experiment) > 100_000:
+            self._run_experiment.clear()
+        self._run_experiment[run_id] = found
+        return found
+
+    async def run_for(self, request: Request, body: dict[str, Any], level: Any) -> str:
+        """The request's run id, after the access check on its experiment."""
+        run_id = text(body, "run_id", required=False) or text(body, "run_uuid", required=False)
+        if not run_id:
+            raise bad("Missing value for required parameter 'run_id'.")
+        exp_id = self._run_experiment.get(run_id)
+        if exp_id is None:
+            exp_id = await self.ctx.call(self.run_experiment, run_id)
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), level)
+        return run_id
+
+    def run_json(self, conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
+        """MLflow's Run objects (info, data, inputs, outputs) of these ids, in their order."""
+        if not ids:
+            return []
+        info = {
+            row.id: row
+            for row in conn.execute(
+                select(
+                    runs.c.id,
+                    runs.c.experiment_id,
+                    runs.c.name,
+                    runs.c.status,
+                    runs.c.start_time,
+                    runs.c.end_time,
+                    runs.c.deleted_at,
+                ).where(runs.c.id.in_(ids))
+            )
+        }
+        per: dict[str, dict[str, list[Any]]] = {
+            i: {"params": [], "metrics": [], "tags": [], "inputs": [], "outputs": []} for i in ids
+        }
+        for run_id, key, value in conn.execute(
+            select(params.c.run_id, params.c.key, params.c.value).where(params.c.run_id.in_(ids))
+        ):
+            per[run_id]["params"].append({"key": key, "value": value})
+        for run_id, key, value in conn.execute(
+            select(tags.c.run_id, tags.c.key, tags.c.value).where(tags.c.run_id.in_(ids))
+        ):
+            per[run_id]["tags"].append({"key": key, "value": value})
+        for run_id, key, value, step, ts in conn.execute(
+            select(
+                latest_metrics.c.run_id,
+                latest_metrics.c.key,
+                latest_metrics.c.value,
+                latest_metrics.c.step,
+                latest_metrics.c.timestamp,
+            ).where(latest_metrics.c.run_id.in_(ids))
+        ):
+            per[run_id]["metrics"].append(
+                {"key": key, "value": metric_json(value), "timestamp": ts, "step": step}
+            )
+        for input_row in conn.execute(
+            select(
+                run_inputs,
+                mlflow_dataset_inputs.c.source_type,
+                mlflow_dataset_inputs.c.schema,
+                mlflow_dataset_inputs.c.profile,
+                mlflow_dataset_inputs.c.tags.label("input_tags"),
+            )
+            .select_from(
+                run_inputs.outerjoin(
+                    mlflow_dataset_inputs,
+                    (mlflow_dataset_inputs.c.run_id == run_inputs.c.run_id)
+                    & (mlflow_dataset_inputs.c.name == run_inputs.c.name),
+                )
+            )
+            .where(run_inputs.c.run_id.in_(ids))
+            .order_by(run_inputs.c.name)
+        ):
+            per[input_row.run_id]["inputs"].append(dataset_input_json(input_row))
+        for run_id, model_id, step in conn.execute(
+            select(
+                mlflow_run_outputs.c.run_id,
+                mlflow_run_outputs.c.model_id,
+                mlflow_run_outputs.c.step,
+            ).where(mlflow_run_outputs.c.run_id.in_(ids))
+        ):
+            per[run_id]["outputs"].append({"model_id": model_id, "step": step})
+        out: list[dict[str, Any]] = []
+        for run_id in ids:
+            row = info.get(run_id)
+            if row is None:
+                continue
+            parts = per[run_id]
+            user = next((t["value"] for t in parts["tags"] if t["key"] == USER_TAG), "")
+            run: dict[str, Any] = {
+                "info": run_info(row, user),
+                "data": {
+                    "metrics": sorted(parts["metrics"], key=lambda m: m["key"]),
+                    "params": sorted(parts["params"], key=lambda p: p["key"]),
+                    "tags": sorted(parts["tags"], key=lambda t: t["key"]),
+                },
+                "inputs": {"dataset_inputs": parts["inputs"]},
+            }
+            if parts["outputs"]:
+                run["outputs"] = {"model_outputs": parts["outputs"]}
+            out.append(run)
+        return out
+
+    def load_run(self, run_id: str) -> dict[str, Any]:
+        with self.db.read() as conn:
+            found = self.run_json(conn, [run_id])
+        if not found:
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
+        return found[0]
+
+    async def get_run(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, READ)
+        return reply({"run": await self.ctx.call(self.load_run, run_id)})
+
+    async def search_runs(self, request: Request) -> Response:
+        body = await self.body(request)
+        exp_ids = [self.experiment_key(e) for e in string_list(body, "experiment_ids")]
+        if not exp_ids:
+            raise bad("search-runs needs experiment_ids: the experiments to search in.")
+        readable = self.ctx.access.readable(request, EXPERIMENT)
+        if readable is not None:
+            exp_ids = [e for e in exp_ids if str(e) in readable]
+        max_results = integer(body, "max_results", DEFAULT_SEARCH_RUNS)
+        assert max_results is not None
+        if not 0 < max_results <= MAX_RESULTS:
+            raise bad(f"Invalid value {max_results} for parameter 'max_results' supplied.")
+        view = _VIEW_TYPES.get(
+            str(body.get("run_view_type") or "1"), str(body.get("run_view_type"))
+        )
+        if view not in _VIEW_TYPES.values():
+            raise bad(f"run_view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {view!r}.")
+        filter_ = translate_filter(text(body, "filter", required=False))
+        order_by = string_list(body, "order_by") or None
+        token = text(body, "page_token", required=False) or None
+
+        def find() -> dict[str, Any]:
+            offset = page_offset(token)
+            if not exp_ids:
+                return {"runs": []}
+            if view == "DELETED_ONLY":
+                every = search_run_ids(self.db, exp_ids, filter_, order_by, 10**9, True)
+                with self.db.read() as conn:
+                    deleted = set(
+                        conn.execute(
+                            select(runs.c.id).where(
+                                runs.c.experiment_id.in_(exp_ids), runs.c.deleted_at.is_not(None)
+                            )
+                        ).scalars()
+                    )
+                ids = [i for i in every if i in deleted][offset : offset + max_results + 1]
+            else:
+                ids = search_run_ids(
+                    self.db, exp_ids, filter_, order_by, max_results + 1, view == "ALL", offset
+                )
+            more = len(ids) > max_results
+            ids = ids[:max_results]
+            found: list[dict[str, Any]] = []
+            with self.db.read() as conn:
+                for start in range(0, len(ids), 500):
+                    found.extend(self.run_json(conn, ids[start : start + 500]))
+            answer: dict[str, Any] = {"runs": found}
+            if more:
+                answer["next_page_token"] = page_token_for(offset + max_results)
+            return answer
+
+        return reply(await self.ctx.call(find))
+
+    async def get_metric_history(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, READ)
+        key = text(body, "metric_key")
+        max_results = integer(body, "max_results")
+        token = text(body, "page_token", required=False) or None
+
+        def find() -> dict[str, Any]:
+            offset = page_offset(token)
+            stmt = (
+                select(metrics.c.value, metrics.c.timestamp, metrics.c.step)
+                .where(metrics.c.run_id == run_id, metrics.c.key == key)
+                .order_by(metrics.c.step, metrics.c.timestamp, metrics.c.id)
+                .offset(offset)
+            )
+            if max_results is not None:
+                stmt = stmt.limit(max_results + 1)
+            with self.db.read() as conn:
+                rows = conn.execute(stmt).all()
+            more = max_results is not None and len(rows) > max_results
+            if max_results is not None:
+                rows = rows[:max_results]
+            answer: dict[str, Any] = {
+                "metrics": [
+                    {"key": key, "value": metric_json(v), "timestamp": ts, "step": s}
+                    for v, ts, s in rows
+                ]
+            }
+            if more and max_results is not None:
+                answer["next_page_token"] = page_token_for(offset + max_results)
+            return answer
+
+        return reply(await self.ctx.call(find))
+
+    async def get_history_bulk_interval(self, request: Request) -> Response:
+        """Points of one metric of several runs between two steps, at most ``max_results``
+        per run, spread evenly over the steps (what MLflow's charts ask for)."""
+        body = await self.body(request)
+        run_ids = string_list(body, "run_ids")
+        if not run_ids:
+            raise bad("Missing value for required parameter 'run_ids'.")
+        if len(run_ids) > 100:
+            raise bad(f"At most 100 run_ids, got {len(run_ids)}.")
+        for run_id in run_ids:
+            await self.run_for(request, {"run_id": run_id}, READ)
+        key = text(body, "metric_key")
+        start, end = integer(body, "start_step"), integer(body, "end_step")
+        if (start is None) != (end is None):
+            raise bad("Give both start_step and end_step, or neither.")
+        max_results = integer(body, "max_results", 320)
+        assert max_results is not None
+        if not 0 < max_results <= 2500:
+            raise bad(f"max_results must be between 1 and 2500, got {max_results}.")
+
+        def find() -> dict[str, Any]:
+            out: list[dict[str, Any]] = []
+            with self.db.read() as conn:
+                for run_id in run_ids:
+                    stmt = select(metrics.c.value, metrics.c.timestamp, metrics.c.step).where(
+                        metrics.c.run_id == run_id, metrics.c.key == key
+                    )
+                    if start is not None and end is not None:
+                        stmt = stmt.where(metrics.c.step.between(start, end))
+                    rows = conn.execute(stmt.order_by(metrics.c.step, metrics.c.timestamp)).all()
+                    if len(rows) > max_results:
+                        stride = (len(rows) - 1) / (max_results - 1) if max_results > 1 else 0
+                        picks = sorted({round(i * stride) for i in range(max_results)})
+                        rows = [rows[i] for i in picks]
+                    out.extend(
+                        {
+                            "key": key,
+                            "value": metric_json(v),
+                            "timestamp": ts,
+                            "step": s,
+                            "run_id": run_id,
+                        }
+                        for v, ts, s in rows
+                    )
+            return {"metrics": out}
+
+        return reply(await self.ctx.call(find))
+
+    async def list_artifacts(self, request: Request) -> Response:
+        """The older listing: ``run_id`` and ``path`` → files with paths from the run's
+        artifact root."""
+        from loopml.server.mlflow_api.paths import children, clean_path
+
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, READ)
+        raw = text(body, "path", required=False)
+        sub = clean_path(raw) if raw else ""
+
+        def find() -> dict[str, Any]:
+            with self.db.read() as conn:
+                exp_id = conn.execute(
+                    select(runs.c.experiment_id).where(runs.c.id == run_id)
+                ).scalar()
+                stmt = select(artifacts.c.path, artifacts.c.digest, artifacts.c.size).where(
+                    artifacts.c.run_id == run_id
+                )
+                if sub:
+                    stmt = stmt.where(artifacts.c.path.startswith(sub + "/"))
+                tree = {p: (d, s) for p, d, s in conn.execute(stmt)}
+            files = [
+                {**entry, "path": f"{sub}/{entry['path']}" if sub else entry["path"]}
+                for entry in children(tree, sub)
+            ]
+            return {"root_uri": f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts", "files": files}
+
+        return reply(await self.ctx.call(find))
+
+    # -- runs: writing ---------------------------------------------------------------------
+
+    def start_heartbeat(self) -> None:
+        """Keep the heartbeat of the RUNNING runs this server process owns fresh, so
+        loopml's readers on other hosts don't take them for dead (store/liveness.py)."""
+        if self._heartbeat is not None and self._heartbeat.is_alive():
+            return
+        with self._lock:
+            if self._heartbeat is not None and self._heartbeat.is_alive():
+                return
+            owner = liveness.owner_token()
+            db = self.db
+            stop = threading.Event()
+
+            def beat() -> None:
+                while not stop.wait(liveness.HEARTBEAT_S):
+                    try:
+                        db.transact(
+                            lambda conn: conn.execute(
+                                update(runs)
+                                .where(runs.c.owner == owner, runs.c.status == "RUNNING")
+                                .values(heartbeat_at=now_ms())
+                            )
+                        )
+                    except Exception:  # noqa: BLE001 - a missed beat is retried next time
+                        continue
+
+            self._heartbeat = threading.Thread(target=beat, name="loopml-mlflow-heartbeat")
+            self._heartbeat.daemon = True
+            self._heartbeat.start()
+
+    async def create_run(self, request: Request) -> Response:
+        body = await self.body(request)
+        exp_id = await self.ctx.call(
+            self.experiment_key, text(body, "experiment_id", required=False, default="0")
+        )
+        self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
+        items = {
+            check_key(k, "tag key"): tag_text(k, v) for k, v in key_values(body.get("tags"), "tags")
+        }
+        name = text(body, "run_name", required=False) or items.get(RUN_NAME_TAG) or generate_name()
+        check_key(name, "run name")
+        items[RUN_NAME_TAG] = name
+        user = text(body, "user_id", required=False)
+        if user and USER_TAG not in items:
+            items[USER_TAG] = tag_text(USER_TAG, user)
+        start = integer(body, "start_time") or now_ms()
+        if not keys.TIMESTAMP_MIN_MS <= start < keys.TIMESTAMP_MAX_MS:
+            raise bad(f"start_time {start} is not milliseconds between 1970 and 2262.")
+        parent = items.get(PARENT_TAG)
+        run_id = uuid.uuid4().hex
+        owner = liveness.owner_token()
+
+        def tx(conn: Connection) -> None:
+            if not self.require_experiment(conn, exp_id):
+                raise bad(f"The experiment {exp_id} must be in the 'active' state.")
+            parent_id = None
+            if parent and conn.execute(select(runs.c.id).where(runs.c.id == parent)).first():
+                parent_id = parent
+            conn.execute(
+                insert(runs).values(
+                    id=run_id,
+                    experiment_id=exp_id,
+                    name=name,
+                    status=RunStatus.RUNNING.value,
+                    start_time=start,
+                    parent_run_id=parent_id,
+                    owner=owner,
+                    heartbeat_at=now_ms(),
+                )
+            )
+            upsert_tags(conn, run_id, items)
+
+        await self.ctx.call(self.db.transact, tx)
+        self._run_experiment[run_id] = exp_id
+        self.start_heartbeat()
+        run = {
+            "info": {
+                "run_id": run_id,
+                "run_uuid": run_id,
+                "run_name": name,
+                "experiment_id": str(exp_id),
+                "user_id": items.get(USER_TAG, ""),
+                "status": "RUNNING",
+                "start_time": start,
+                "artifact_uri": f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts",
+                "lifecycle_stage": "active",
+            },
+            "data": {"tags": [{"key": k, "value": v} for k, v in sorted(items.items())]},
+            "inputs": {"dataset_inputs": []},
+        }
+        return reply({"run": run})
+
+    def writable(self, conn: Connection, run_id: str) -> Any:
+        """The run's row (status, name, experiment name) for a write; a deleted run takes
+        nothing (MLflow: "must be in the 'active' state")."""
+        row = conn.execute(
+            select(
+                runs.c.deleted_at,
+                runs.c.status,
+                runs.c.name,
+                runs.c.end_time,
+                experiments.c.name.label("experiment"),
+            )
+            .join(experiments, experiments.c.id == runs.c.experiment_id)
+            .where(runs.c.id == run_id)
+        ).first()
+        if row is None:
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
+        if row.deleted_at is not None:
+            raise bad(f"The run {run_id} must be in the 'active' state. Current state is deleted.")
+        return row
+
+    def write(
+        self,
+        run_id: str,
+        points: list[tuple[str, str, float | None, int, int]],
+        param_items: list[tuple[str, str]],
+        tag_items: dict[str, str],
+    ) -> None:
+        """Store what one request logged, in one transaction: all of it or nothing."""
+
+        def tx(conn: Connection) -> None:
+            self.writable(conn, run_id)
+            if param_items:
+                insert_params(conn, run_id, param_items)
+            if tag_items:
+                upsert_tags(conn, run_id, tag_items)
+                name = tag_items.get(RUN_NAME_TAG)
+                if name is not None:
+                    conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
+            if points:
+                write_points(conn, points)
+
+        self.db.transact(tx)
+
+    async def log_metric(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        item = point(run_id, body)
+        await self.ctx.call(self.write, run_id, [item], [], {})
+        return reply({})
+
+    async def log_param(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        key = check_key(text(body, "key"), "param key")
+        value = param_text(key, body.get("value", ""))
+        await self.ctx.call(self.write, run_id, [], [(key, value)], {})
+        return reply({})
+
+    async def set_tag(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        key = check_key(text(body, "key"), "tag key")
+        value = tag_text(key, body.get("value", ""))
+        if key == RUN_NAME_TAG:
+            check_key(value, "run name")
+        await self.ctx.call(self.write, run_id, [], [], {key: value})
+        return reply({})
+
+    async def delete_tag(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        key = text(body, "key")
+
+        def tx(conn: Connection) -> None:
+            self.writable(conn, run_id)
+            gone = conn.execute(delete(tags).where(tags.c.run_id == run_id, tags.c.key == key))
+            if not gone.rowcount:
+                raise ApiError(
+                    "RESOURCE_DOES_NOT_EXIST", f"No tag with name: {key} in run with id {run_id}"
+                )
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    async def log_batch(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        metric_items = body.get("metrics") or []
+        param_pairs = key_values(body.get("params"), "params")
+        tag_pairs = key_values(body.get("tags"), "tags")
+        if not isinstance(metric_items, list):
+            raise bad("'metrics' must be a list of metrics.")
+        if len(metric_items) > MAX_METRICS_PER_BATCH:
+            raise bad(
+                f"A batch logging request can contain at most {MAX_METRICS_PER_BATCH} "
+                f"metrics. Got {len(metric_items)} metrics. Please split up metrics across "
+                "multiple requests and try again."
+            )
+        for what, pairs in (("params", param_pairs), ("tags", tag_pairs)):
+            if len(pairs) > MAX_PARAMS_TAGS_PER_BATCH:
+                raise bad(
+                    f"A batch logging request can contain at most {MAX_PARAMS_TAGS_PER_BATCH} "
+                    f"{what}. Got {len(pairs)} {what}. Please split up {what} across multiple "
+                    "requests and try again."
+                )
+        total = len(metric_items) + len(param_pairs) + len(tag_pairs)
+        if total > MAX_ENTITIES_PER_BATCH:
+            raise bad(
+                f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} total "
+                f"metrics, params, and tags. Got {total}. Please split up the request."
+            )
+        points = [point(run_id, item) for item in metric_items]
+        param_items: dict[str, str] = {}
+        for k, v in param_pairs:
+            key = check_key(k, "param key")
+            value = param_text(key, v)
+            if param_items.get(key, value) != value:
+                raise bad(
+                    f"Duplicate parameter keys with different values in one batch: '{key}' "
+                    f"is both {param_items[key]!r} and {value!r}."
+                )
+            param_items[key] = value
+        tag_items = {check_key(k, "tag key"): tag_text(k, v) for k, v in tag_pairs}
+        if RUN_NAME_TAG in tag_items:
+            check_key(tag_items[RUN_NAME_TAG], "run name")
+        await self.ctx.call(self.write, run_id, points, list(param_items.items()), tag_items)
+        return reply({})
+
+    async def update_run(self, request: Request) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        status = text(body, "status", required=False).upper() or None
+        if status is not None and status not in _STATUSES:
+            raise bad(f"Invalid run status {status!r}: one of {', '.join(sorted(_STATUSES))}.")
+        if status == "SCHEDULED":
+            status = "RUNNING"  # loopml has no queue of scheduled runs: it runs
+        end_time = integer(body, "end_time")
+        if end_time is not None and not keys.TIMESTAMP_MIN_MS <= end_time < keys.TIMESTAMP_MAX_MS:
+            raise bad(f"end_time {end_time} is not milliseconds between 1970 and 2262.")
+        name = text(body, "run_name", required=False) or None
+        if name is not None:
+            check_key(name, "run name")
+
+        def tx(conn: Connection) -> dict[str, Any]:
+            row = self.writable(conn, run_id)
+            values: dict[str, Any] = {}
+            if name is not None:
+                values["name"] = name
+                upsert_tags(conn, run_id, {RUN_NAME_TAG: name})
+            if status is not None:
+                values["status"] = status
+                if status in _TERMINAL:
+                    values["end_time"] = end_time if end_time is not None else now_ms()
+                else:
+                    values["end_time"] = None
+            elif end_time is not None:
+                values["end_time"] = end_time
+            if values:
+                conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+            if status in _TERMINAL and row.status != status:
+                emit_run_ended(
+                    conn, row.experiment, run_id, values.get("name", row.name), RunStatus(status)
+                )
+            found = self.run_json(conn, [run_id])
+            return dict(found[0]["info"])
+
+        return reply({"run_info": await self.ctx.call(self.db.transact, tx)})
+
+    async def _set_run_deleted(self, request: Request, deleted: bool) -> Response:
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, MANAGE)
+
+        def tx(conn: Connection) -> None:
+            found = conn.execute(select(runs.c.id).where(runs.c.id == run_id)).first()
+            if found is None:
+                raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(deleted_at=now_ms() if deleted else None)
+            )
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    async def delete_run(self, request: Request) -> Response:
+        return await self._set_run_deleted(request, True)
+
+    async def restore_run(self, request: Request) -> Response:
+        return await self._set_run_deleted(request, False)
+
+    async def log_model(self, request: Request) -> Response:
+        """MLflow 2's record of a logged model: appended to the run's
+        ``mlflow.log-model.history`` tag, as MLflow's own stores do."""
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        raw = text(body, "model_json")
+        try:
+            model = json.loads(raw)
+        except ValueError:
+            raise bad("model_json is not JSON.") from None
+        if not isinstance(model, dict):
+            raise bad("model_json must be a JSON object.")
+
+        def tx(conn: Connection) -> None:
+            self.writable(conn, run_id)
+            current = conn.execute(
+                select(tags.c.value).where(tags.c.run_id == run_id, tags.c.key == LOG_MODEL_TAG)
+            ).scalar()
+            history = json.loads(current) if current else []
+            history.append(model)
+            upsert_tags(conn, run_id, {LOG_MODEL_TAG: json.dumps(history)})
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    async def log_inputs(self, request: Request) -> Response:
+        """Datasets a run read: each becomes a loopml run input (name, MLflow's digest,
+        source); its source type, schema, profile and tags are kept beside it."""
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        if body.get("models"):
+            raise ApiError(
+                "NOT_IMPLEMENTED",
+                "This server records datasets as run inputs; logged models as run inputs "
+                "(log_inputs(models=...)) are not stored. Log the model as an output of the "
+                "run that made it instead.",
+            )
+        datasets = body.get("datasets") or []
+        if not isinstance(datasets, list):
+            raise bad("'datasets' must be a list of dataset inputs.")
+        rows = []
+        for item in datasets:
+            dataset = item.get("dataset") if isinstance(item, dict) else None
+            if not isinstance(dataset, dict):
+                raise bad(f"A dataset input needs a 'dataset' object: {item!r}")
+            name = check_key(text(dataset, "name"), "dataset name")
+            digest = text(dataset, "digest")
+            if len(digest) > 64:
+                raise bad(f"Dataset digest {digest[:70]!r} is over 64 characters.")
+            input_tags = {
+                check_key(k, "tag key"): tag_text(k, v)
+                for k, v in key_values(item.get("tags"), "tags")
+            }
+            rows.append(
+                (
+                    {
+                        "run_id": run_id,
+                        "name": name,
+                        "digest": digest,
+                        "source": dataset.get("source") or None,
+                        "size": None,
+                        "file_count": None,
+                        "created_at": now_ms(),
+                    },
+                    {
+                        "run_id": run_id,
+                        "name": name,
+                        "source_type": dataset.get("source_type") or None,
+                        "schema": dataset.get("schema") or None,
+                        "profile": dataset.get("profile") or None,
+                        "tags": json.dumps(input_tags) if input_tags else None,
+                    },
+                )
+            )
+
+        def tx(conn: Connection) -> None:
+            self.writable(conn, run_id)
+            if not rows:
+                return
+            stmt = upsert(conn.dialect.name, run_inputs)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[run_inputs.c.run_id, run_inputs.c.name],
+                    set_={"digest": stmt.excluded.digest, "source": stmt.excluded.source},
+                ),
+                [r[0] for r in rows],
+            )
+            extra = upsert(conn.dialect.name, mlflow_dataset_inputs)
+            conn.execute(
+                extra.on_conflict_do_update(
+                    index_elements=[mlflow_dataset_inputs.c.run_id, mlflow_dataset_inputs.c.name],
+                    set_={
+                        "source_type": extra.excluded.source_type,
+                        "schema": extra.excluded.schema,
+                        "profile": extra.excluded.profile,
+                        "tags": extra.excluded.tags,
+                    },
+                ),
+                [r[1] for r in rows],
+            )
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    async def log_outputs(self, request: Request) -> Response:
+        """MLflow 3: the logged models a run produced (``mlflow.<flavor>.log_model`` in a
+        run). Kept per run; a logged model without a source run gets this one."""
+        body = await self.body(request)
+        run_id = await self.run_for(request, body, EDIT)
+        models = body.get("models") or []
+        if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+            raise bad("'models' must be a list of {model_id, step} objects.")
+        rows = []
+        for model in models:
+            model_id = text(model, "model_id")
+            if len(model_id) > 64:
+                raise bad(f"Model id {model_id[:70]!r} is over 64 characters.")
+            rows.append({"run_id": run_id, "model_id": model_id, "step": integer(model, "step", 0)})
+
+        def tx(conn: Connection) -> None:
+            self.writable(conn, run_id)
+            if not rows:
+                return
+            stmt = upsert(conn.dialect.name, mlflow_run_outputs)
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[mlflow_run_outputs.c.run_id, mlflow_run_outputs.c.model_id],
+                    set_={"step": stmt.excluded.step},
+                ),
+                rows,
+            )
+            conn.execute(
+                update(logged_models)
+                .where(
+                    logged_models.c.id.in_([r["model_id"] for r in rows]),
+                    logged_models.c.source_run_id.is_(None),
+                )
+                .values(source_run_id=run_id)
+            )
+
+        await self.ctx.call(self.db.transact, tx)
+        return reply({})
+
+    # -- the routes ------------------------------------------------------------------------
+
+    def routes(self) -> list[BaseRoute]:
+        from starlette.routing import Route
+
+        table: list[tuple[str, Callable[..., Any], list[str]]] = [
+            ("/experiments/create", self.create_experiment, ["POST"]),
+            ("/experiments/get", self.get_experiment, ["GET"]),
+            ("/experiments/get-by-name", self.get_experiment_by_name, ["GET"]),
+            ("/experiments/search", self.search_experiments, ["POST", "GET"]),
+            ("/experiments/update", self.update_experiment, ["POST"]),
+            ("/experiments/delete", self.delete_experiment, ["POST"]),
+            ("/experiments/restore", self.restore_experiment, ["POST"]),
+            ("/experiments/set-experiment-tag", self.set_experiment_tag, ["POST"]),
+            ("/experiments/delete-experiment-tag", self.delete_experiment_tag, ["POST"]),
+            ("/runs/create", self.create_run, ["POST"]),
+            ("/runs/get", self.get_run, ["GET"]),
+            ("/runs/update", self.update_run, ["POST"]),
+            ("/runs/delete", self.delete_run, ["POST"]),
+            ("/runs/restore", self.restore_run, ["POST"]),
+            ("/runs/search", self.search_runs, ["POST", "GET"]),
+            ("/runs/log-metric", self.log_metric, ["POST"]),
+            ("/runs/log-parameter", self.log_param, ["POST"]),
+            ("/runs/set-tag", self.set_tag, ["POST"]),
+            ("/runs/delete-tag", self.delete_tag, ["POST"]),
+            ("/runs/log-batch", self.log_batch, ["POST"]),
+            ("/runs/log-model", self.log_model, ["POST"]),
+            ("/runs/log-inputs", self.log_inputs, ["POST"]),
+            ("/runs/outputs", self.log_outputs, ["POST"]),
+            ("/metrics/get-history", self.get_metric_history, ["GET"]),
+            ("/metrics/get-history-bulk-interval", self.get_history_bulk_interval, ["GET"]),
+            ("/artifacts/list", self.list_artifacts, ["GET"]),
+        ]
+        return [Route(path, endpoint, methods=methods) for path, endpoint, methods in table]
+
+
+def insert_params(conn: Connection, run_id: str, items: Iterable[tuple[str, str]]) -> None:
+    """Add params to a run in the caller's transaction; the same value again is fine, another
+    is a :class:`~loopml.exceptions.ParamConflict` (MLflow's INVALID_PARAMETER_VALUE)."""
+    wanted = dict(items)
+    existing = dict(
+        conn.execute(
+            select(params.c.key, params.c.value).where(
+                params.c.run_id == run_id, params.c.key.in_(list(wanted))
+            )
+        ).all()
+    )
+    for key, value in wanted.items():
+        if key in existing and existing[key] != value:
+            raise ParamConflict(
+                f"Changing param values is not allowed. Param with key='{key}' was already "
+                f"logged with value='{existing[key]}' for run ID='{run_id}'. Attempted logging "
+                f"new value '{value}'."
+            )
+    new = [{"run_id": run_id, "key": k, "value": v} for k, v in wanted.items() if k not in existing]
+    if new:
+        conn.execute(insert(params), new)
+
+
+def run_info(row: Any, user: str) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "run_id": row.id,
+        "run_uuid": row.id,
+        "run_name": row.name,
+        "experiment_id": str(row.experiment_id),
+        "user_id": user,
+        "status": row.status,
+        "start_time": row.start_time,
+        "artifact_uri": f"mlflow-artifacts:/{row.experiment_id}/{row.id}/artifacts",
+        "lifecycle_stage": "deleted" if row.deleted_at is not None else "active",
+    }
+    if row.end_time is not None:
+        info["end_time"] = row.end_time
+    return info
+
+
+def dataset_input_json(row: Any) -> dict[str, Any]:
+    """A run input as MLflow's DatasetInput; loopml's own inputs (a file, a folder, a
+    DataFrame logged by loopml) show their size and file count as the profile."""
+    if row.source_type is None and row.schema is None and row.input_tags is None:
+        profile = json.dumps(
+            {k: v for k, v in (("size", row.size), ("file_count", row.file_count)) if v}
+        )
+        source_type, schema = "loopml", ""
+    else:
+        profile, source_type, schema = row.profile or "", row.source_type or "", row.schema or ""
+    input_tags = json.loads(row.input_tags) if row.input_tags else {}
+    return {
+        "tags": [{"key": k, "value": v} for k, v in input_tags.items()],
+        "dataset": {
+            "name": row.name,
+            "digest": row.digest,
+            "source_type": source_type,
+            "source": row.source or "",
+            "schema": schema,
+            "profile": profile,
+        },
+    }
+
+
+# -- experiment search: MLflow's filter and order over a few experiments -----------------------
+
+
+def experiment_filter(text_: str | None) -> Callable[[dict[str, Any]], bool]:
+    """MLflow's experiment filter (``name LIKE 'x%' AND tags.team = 'a'``, with
+    ``creation_time`` / ``last_update_time`` comparisons) as a predicate."""
+    if not text_ or not text_.strip():
+        return lambda _e: True
+    from loopml.tracking.filter import tokenize
+
+    tokens = tokenize(text_)
+    clauses: list[Callable[[dict[str, Any]], bool]] = []
+    i = 0
+    while i < len(tokens):
+        if clauses:
+            if tokens[i].kind != "and":
+                raise bad(f"Invalid experiment filter {text_!r}: clauses are joined by AND.")
+            i += 1
+        if i + 3 > len(tokens):
+            raise bad(f"Invalid experiment filter {text_!r}: expected key, operator, value.")
+        key_tok, op_tok, value_tok = tokens[i], tokens[i + 1], tokens[i + 2]
+        op = op_tok.text.lower()
+        if op_tok.kind not in {"op", "like", "ilike"}:
+            raise bad(f"Invalid experiment filter {text_!r}: unknown operator {op_tok.text!r}.")
+        if value_tok.kind == "string":
+            value: Any = value_tok.text[1:-1].replace("''", "'")
+        elif value_tok.kind == "number":
+            value = float(value_tok.text)
+        else:
+            raise bad(f"Invalid experiment filter {text_!r}: {value_tok.text!r} is not a value.")
+        clauses.append(_experiment_clause(key_tok.text, op, value, text_))
+        i += 3
+    return lambda e: all(c(e) for c in clauses)
+
+
+def _like(pattern: str, case: bool) -> re.Pattern[str]:
+    parts = (".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
+    return re.compile("^" + "".join(parts) + "$", 0 if case else re.IGNORECASE)
+
+
+def _experiment_clause(
+    key: str, op: str, value: Any, text_: str
+) -> Callable[[dict[str, Any]], bool]:
+    prefix, _, name = key.partition(".")
+    if not name:
+        prefix, name = "attribute", key
+    name = name.strip('`"')
+    prefix = prefix.lower()
+    if prefix in {"attribute", "attributes", "attr"} and name in {
+        "name",
+        "creation_time",
+        "last_update_time",
+    }:
+
+        def get(e: dict[str, Any]) -> Any:
+            return e[name]
+    elif prefix in {"tag", "tags"}:
+
+        def get(e: dict[str, Any]) -> Any:
+            return next((t["value"] for t in e["tags"] if t["key"] == name), None)
+    else:
+        raise bad(
+            f"Invalid experiment filter {text_!r}: {key!r} is not name, creation_time, "
+            "last_update_time or tags.<key>."
+        )
+    if op in {"like", "ilike"}:
+        regex = _like(str(value), op == "like")
+        return lambda e: (v := get(e)) is not None and regex.match(str(v)) is not None
+    compare: dict[str, Callable[[Any, Any], bool]] = {
+        "=": lambda a, b: a == b,
+        "==": lambda a, b: a == b,
+        "!=": lambda a, b: a != b,
+        "<>": lambda a, b: a != b,
+        "<": lambda a, b: a < b,
+        "<=": lambda a, b: a <= b,
+        ">": lambda a, b: a > b,
+        ">=": lambda a, b: a >= b,
+    }
+    fn = compare[op]
+
+    def test(e: dict[str, Any]) -> bool:
+        v = get(e)
+        if v is None:
+            return False
+        try:
+            return fn(type(value)(v), value)
+        except (TypeError, ValueError):
+            return False
+
+    return test
+
+
+def experiment_order(
+    clauses: list[str],
+) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
+    """MLflow's experiment order (``name``, ``experiment_id``, ``creation_time``,
+    ``last_update_time``, each ASC or DESC); default: newest first, as MLflow."""
+    fields: list[tuple[str, bool]] = []
+    for clause in clauses:
+        words = clause.split()
+        if not words or len(words) > 2:
+            raise bad(f"Invalid order_by clause {clause!r}.")
+        field_ = words[0].split(".", 1)[-1].strip('`"')
+        if field_ not in {"name", "experiment_id", "creation_time", "last_update_time"}:
+            raise bad(
+                f"Invalid order_by clause {clause!r}: order by name, experiment_id, "
+                "creation_time or last_update_time."
+            )
+        direction = words[1].upper() if len(words) == 2 else "ASC"
+        if direction not in {"ASC", "DESC"}:
+            raise bad(f"Invalid order_by clause {clause!r}: expected ASC or DESC.")
+        fields.append((field_, direction == "DESC"))
+    if not fields:
+        fields = [("creation_time", True), ("experiment_id", False)]
+    elif all(f != "experiment_id" for f, _ in fields):
+        fields.append(("experiment_id", False))
+
+    def sort_key(e: dict[str, Any]) -> tuple[Any, ...]:
+        out: list[Any] = []
+        for f, desc in fields:
+            v: Any = int(e["experiment_id"]) if f == "experiment_id" else e[f]
+            if isinstance(v, str):
+                out.append(_Reverse(v) if desc else v)
+            else:
+                out.append(-v if desc else v)
+        return tuple(out)
+
+    return sort_key
+
+
+class _Reverse:
+    """A string that sorts backwards (DESC on a text field)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __lt__(self, other: _Reverse) -> bool:
+        return self.value > other.value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Reverse) and self.value == other.value
+
+    def __hash__(self) -> int:
+        return hash(self.value)
+
+
+def routes(ctx: ServerContext) -> list[BaseRoute]:
+    """The tracking endpoints of MLflow's REST API (see the module's docstring)."""
+    return TrackingApi(ctx).routes()
