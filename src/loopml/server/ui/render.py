@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 import re
+import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -151,15 +152,21 @@ def page(renderer: Renderer) -> Callable[[Endpoint], Endpoint]:
     def wrap(fn: Endpoint) -> Endpoint:
         @functools.wraps(fn)
         async def endpoint(request: Request) -> Response:
+            began = time.perf_counter()
             try:
-                return await fn(request)
+                response = await fn(request)
             except PageNotFound as exc:
-                return renderer.error(404, str(exc))
+                response = renderer.error(404, str(exc))
             except (ApiError, LoopmlError) as exc:
                 _, status = code_of(exc)
                 if status >= 500:
                     logger.exception("%s %s failed", request.method, request.url.path)
-                return renderer.error(status, str(exc))
+                response = renderer.error(status, str(exc))
+            # The time the page took here, shown by browsers' developer tools (and measured
+            # by benchmarks/server_ui.py).
+            spent = (time.perf_counter() - began) * 1000
+            response.headers["Server-Timing"] = f"app;dur={spent:.1f}"
+            return response
 
         return endpoint
 

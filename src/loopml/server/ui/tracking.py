@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any
 from loopml.exceptions import ArtifactNotFound, InvalidFilter, InvalidInput
 from loopml.server.context import EXPERIMENT, READ
 from loopml.server.http import reply
-from loopml.server.ui.downsample import DEFAULT_POINTS, lttb
+from loopml.server.ui.downsample import DEFAULT_POINTS
 from loopml.server.ui.render import PageNotFound, Renderer, page, search_key, url
+from loopml.server.ui.series import Series, metric_series
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -40,6 +41,8 @@ TABLE_PREVIEW_MAX = 64 * 1024 * 1024
 TABLE_ROWS = 20
 #: Where a run keeps the git diff of its code against the commit (tracking writes it).
 GIT_DIFF = "loopml/git.diff"
+#: Downsampled histories of ended runs kept in memory (oldest dropped first).
+SERIES_CACHE = 512
 IMAGE_TYPES = {
     ".png": "image/png",
     ".jpg": "image/jpeg",
@@ -128,6 +131,7 @@ class TrackingPages:
         self.ctx = ctx
         self.ws = ctx.workspace
         self.renderer = renderer
+        self.series: dict[tuple[str, str, int], Series] = ctx.state.setdefault("ui.series", {})
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -259,7 +263,7 @@ class TrackingPages:
 
     async def history(self, request: Request) -> Response:
         """JSON ``{"key", "steps", "values", "total"}``: a metric's history for a chart,
-        downsampled to ``points`` (default 1,000) by LTTB."""
+        downsampled to about ``points`` (default 1,000): see :mod:`.series`."""
         record = await self.run_record(request, request.path_params["run_id"])
         key = request.query_params.get("key", "")
         if key not in record.metrics:
@@ -267,11 +271,17 @@ class TrackingPages:
         points_text = request.query_params.get("points", str(DEFAULT_POINTS))
         if not points_text.isdigit() or not 3 <= int(points_text) <= 10_000:
             raise InvalidInput("points must be a whole number from 3 to 10000.")
-        frame = await self.ctx.call(self.ws.runs.metric_history, record.id, key)
-        steps, values = await self.ctx.call(
-            lttb, frame["step"].to_numpy(), frame["value"].to_numpy(), int(points_text)
+        points = int(points_text)
+        cached = self.series.get((record.id, key, points))
+        if cached is None:
+            cached = await self.ctx.call(metric_series, self.ws.db, record.id, key, points)
+            if record.status != "RUNNING":  # an ended run's history no longer changes
+                self.series[(record.id, key, points)] = cached
+                while len(self.series) > SERIES_CACHE:
+                    self.series.pop(next(iter(self.series)))
+        return reply(
+            {"key": key, "steps": cached.steps, "values": cached.values, "total": cached.total}
         )
-        return reply({"key": key, "steps": steps, "values": values, "total": len(frame)})
 
     async def artifacts(self, request: Request) -> Response:
         record = await self.run_record(request, request.path_params["run_id"])
