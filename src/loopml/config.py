@@ -25,7 +25,10 @@ Every value is checked when the file is loaded: an error names the file, the tab
 key (an unknown key or table gets "did you mean …"). Every key that is not a table can be
 overridden by ``LOOPML_<SECTION>_<KEY>`` (``LOOPML_TRACKING_FLUSH_INTERVAL=0.5``, a list as
 ``LOOPML_DATA_LINK=copy,hardlink``, a boolean as ``true``/``false``/``1``/``0``).
-``LOOPML_FLUSH_INTERVAL`` still works, deprecated. :attr:`Settings.sources` records where
+``LOOPML_FLUSH_INTERVAL`` still works, deprecated. ``LOOPML_TRACKING_URI`` is another name of
+``LOOPML_STORE_URL`` (the name MLflow users expect): ``LOOPML_TRACKING_URI=http://host:5000``
+makes the workspace a loopml server (:mod:`loopml.client`), which gets ``LOOPML_TOKEN`` as
+``Authorization: Bearer``. :attr:`Settings.sources` records where
 each value came from (``loopml config show`` prints it).
 
 A section is a frozen dataclass of bool, int, float, str, ``str | None``, ``tuple[str, ...]``
@@ -85,6 +88,10 @@ flush_interval = 1.0
 #: Where a value came from, in :attr:`Settings.sources` (else the name of the variable).
 DEFAULT, FILE, ARGUMENT = "default", CONFIG_FILE, "argument"
 DEPRECATED_ENV = {"LOOPML_FLUSH_INTERVAL": "LOOPML_TRACKING_FLUSH_INTERVAL"}
+#: Other names of a variable, not deprecated (the variable itself wins when both are set).
+ALIAS_ENV = {"LOOPML_TRACKING_URI": "LOOPML_STORE_URL"}
+#: The API token loopml's client sends to a loopml server (``Authorization: Bearer``).
+TOKEN_ENV = "LOOPML_TOKEN"
 
 
 @dataclass(frozen=True)
@@ -404,7 +411,7 @@ def _check_variables(env: Mapping[str, str]) -> None:
         prefix = f"LOOPML_{section.upper()}_"
         specs = {name.upper(): spec for name, spec in _spec(cls).items()}
         for variable in env:
-            if not variable.startswith(prefix) or not env[variable]:
+            if not variable.startswith(prefix) or not env[variable] or variable in ALIAS_ENV:
                 continue
             spec = specs.get(variable.removeprefix(prefix))
             if spec is None:
@@ -447,9 +454,10 @@ def _load_section(
             sources[f"{section}.{name}"] = FILE
         variable = _env_name(section, name)
         aliases = [old for old, new in DEPRECATED_ENV.items() if new == variable]
-        for candidate in (variable, *aliases):
+        other_names = [name for name, same in ALIAS_ENV.items() if same == variable]
+        for candidate in (variable, *other_names, *aliases):
             if spec.from_env and env.get(candidate):
-                if candidate != variable:
+                if candidate in aliases:
                     # FutureWarning, not DeprecationWarning: whoever sets a variable runs
                     # the program, and Python hides DeprecationWarning from them.
                     warnings.warn(
@@ -554,7 +562,7 @@ def load_settings(
     env = os.environ if environ is None else environ
     store_url = store_url or None
     artifacts_url = artifacts_url or None
-    env_store = env.get("LOOPML_STORE_URL") or None
+    env_store = env.get("LOOPML_STORE_URL") or env.get("LOOPML_TRACKING_URI") or None
 
     config_path: Path | None
     if path is not None:
@@ -605,12 +613,15 @@ def url_settings(
     """Settings for a workspace named by URLs only (no ``loopml.toml``, root: the cwd).
 
     Without ``artifacts_url`` (or ``LOOPML_ARTIFACTS_URL``), a SQLite store keeps its blobs in
-    a ``blobs`` folder beside the database file.
+    a ``blobs`` folder beside the database file, and a loopml server (``http(s)://``) keeps
+    them on the server.
     """
     env = os.environ if environ is None else environ
     artifacts_url = artifacts_url or None
     if artifacts_url is None and not env.get("LOOPML_ARTIFACTS_URL"):
-        if store_url.startswith("sqlite:///") and store_url != "sqlite:///:memory:":
+        if store_url.startswith(("http://", "https://")):
+            artifacts_url = store_url
+        elif store_url.startswith("sqlite:///") and store_url != "sqlite:///:memory:":
             artifacts_url = str(Path(store_url[len("sqlite:///") :]).parent / "blobs")
         else:
             raise InvalidConfig(

@@ -33,6 +33,7 @@ from loopml.tracking.api import Experiments, Runs
 from loopml.validation.contracts import Schemas
 
 if TYPE_CHECKING:
+    from loopml.client.session import Session
     from loopml.data.namespace import Data
     from loopml.events import Events
     from loopml.features.store import FeatureStore
@@ -98,7 +99,14 @@ class Workspace:
     >>> ws = Workspace.open()                 # the nearest loopml.toml above the cwd
     >>> ws = Workspace.open("path/to/project")
     >>> ws = Workspace.open(store_url="sqlite://", artifacts_url="memory://tmp")
+    >>> ws = Workspace.open("http://127.0.0.1:5000")   # a `loopml server` (see is_remote)
     Nothing is opened until first used.
+
+    A workspace whose store URL is ``http(s)://`` (``LOOPML_TRACKING_URI``, ``[store] url``
+    or the URL given here) is a loopml server: :attr:`runs`, :attr:`experiments` and
+    :attr:`models` are the same namespaces over HTTP (:mod:`loopml.client`), :attr:`blobs`
+    is the server's blob store, and :attr:`db` and the areas the server does not serve yet
+    raise :class:`~loopml.client.NotServed`.
     """
 
     def __init__(self, settings: Settings, *, create: bool = True, **storage_options: Any) -> None:
@@ -109,6 +117,22 @@ class Workspace:
         self._blobs: BlobStore | None = None
         self._lock = threading.RLock()
         self._namespaces: dict[str, Any] = {}
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether this workspace is a loopml server (its store URL is ``http(s)://``)."""
+        return self.settings.store_url.startswith(("http://", "https://"))
+
+    def _session(self) -> Session:
+        from loopml.client.session import session_for
+
+        return session_for(self.settings.store_url)
+
+    def _not_served(self, what: str) -> None:
+        if self.is_remote:
+            from loopml.client.errors import not_served
+
+            raise not_served(what)
 
     @classmethod
     def open(
@@ -149,7 +173,9 @@ class Workspace:
 
     @property
     def db(self) -> Database:
+        """The metadata database (not on a remote workspace: the server has it)."""
         if self._db is None:
+            self._not_served(f"The metadata database (ws.db) of {self.settings.store_url}")
             with self._lock:
                 if self._db is None:
                     self._db = Database(self.settings.store_url, create=self.create)
@@ -159,7 +185,9 @@ class Workspace:
     def blobs(self) -> BlobStore:
         if self._blobs is None:
             with self._lock:
-                if self._blobs is None:
+                if self._blobs is None and self.is_remote:
+                    self._blobs = self._session().blobs
+                elif self._blobs is None:
                     self._blobs = BlobStore(self.settings.artifacts_url, **self._storage_options)
         return self._blobs
 
@@ -177,26 +205,40 @@ class Workspace:
     @property
     def runs(self) -> Runs:
         """Start, log to, read, search and delete runs (:class:`loopml.tracking.Runs`)."""
+        if self.is_remote:
+            from loopml.client.runs import RemoteRuns
+
+            return self._namespace("runs", lambda ws: RemoteRuns(ws, ws._session()))
         return self._namespace("runs", Runs)
 
     @property
     def experiments(self) -> Experiments:
         """Create, list and rename experiments (:class:`loopml.tracking.Experiments`)."""
+        if self.is_remote:
+            from loopml.client.runs import RemoteExperiments
+
+            return self._namespace("experiments", lambda ws: RemoteExperiments(ws, ws._session()))
         return self._namespace("experiments", Experiments)
 
     @property
     def models(self) -> Models:
         """The model registry (:class:`loopml.registry.Models`)."""
+        if self.is_remote:
+            from loopml.client.models import RemoteModels
+
+            return self._namespace("models", lambda ws: RemoteModels(ws, ws._session()))
         return self._namespace("models", Models)
 
     @property
     def schemas(self) -> Schemas:
         """Data contracts on dataset and model versions (:class:`loopml.validation.Schemas`)."""
+        self._not_served("ws.schemas (data contracts)")
         return self._namespace("schemas", Schemas)
 
     @property
     def data(self) -> Data:
         """Versioned data in this workspace (:class:`loopml.data.Data`)."""
+        self._not_served("ws.data (versioned data)")
         from loopml.data.namespace import Data
 
         return self._namespace("data", Data)
@@ -204,6 +246,7 @@ class Workspace:
     @property
     def pipelines(self) -> Pipelines:
         """Run, resume, backfill and inspect pipelines (:class:`loopml.pipelines.Pipelines`)."""
+        self._not_served("ws.pipelines")
         from loopml.pipelines.namespace import Pipelines
 
         return self._namespace("pipelines", Pipelines)
@@ -211,6 +254,7 @@ class Workspace:
     @property
     def events(self) -> Events:
         """The event log every area writes and the scheduler reads (:class:`loopml.events.Events`)."""
+        self._not_served("ws.events (the event log)")
         from loopml.events import Events
 
         return self._namespace("events", Events)
@@ -218,6 +262,7 @@ class Workspace:
     @property
     def features(self) -> FeatureStore:
         """The feature store (:class:`loopml.features.FeatureStore`)."""
+        self._not_served("ws.features (the feature store)")
         from loopml.features.store import FeatureStore
 
         return self._namespace("features", FeatureStore)
@@ -225,6 +270,7 @@ class Workspace:
     @property
     def deployments(self) -> Deployments:
         """What servers serve, with every revision (:class:`loopml.serving.Deployments`)."""
+        self._not_served("ws.deployments")
         from loopml.serving.namespace import Deployments
 
         return self._namespace("deployments", Deployments)
@@ -233,6 +279,7 @@ class Workspace:
     def monitors(self) -> Monitors:
         """Reference profiles, monitoring windows and their metrics, alerts
         (:class:`loopml.monitoring.namespace.Monitors`)."""
+        self._not_served("ws.monitors (monitoring)")
         from loopml.monitoring.namespace import Monitors
 
         return self._namespace("monitors", Monitors)
@@ -299,6 +346,8 @@ class Workspace:
         self.close()
 
     def __repr__(self) -> str:
+        if self.is_remote:
+            return f"Workspace(server={self.settings.store_url!r})"
         return f"Workspace(store={self.db.safe_url!r}, artifacts={self.settings.artifacts_url!r})"
 
 
