@@ -283,6 +283,33 @@ def test_tokens_and_passwords_never_reach_the_logs(
         assert str(leaked if isinstance(leaked, str) else leaked.decode()) not in logged
 
 
+def test_users_tokens_and_grants_on_every_metadata_backend(
+    server: Callable[..., str], ws: Workspace
+) -> None:
+    from loopml.server.auth.grants import list_grants, revoke
+    from loopml.server.auth.tokens import list_tokens
+    from loopml.server.auth.users import delete_user, list_users
+
+    team = Team(ws)
+    assert [u.name for u in list_users(ws.db)] == ["ada", "bob", "cy"]
+    grant(ws.db, "bob", MODEL, "churn", READ)
+    grant(ws.db, "bob", MODEL, "churn", MANAGE)  # granting again replaces the level
+    assert [g.level for g in list_grants(ws.db, user="bob")] == [MANAGE]
+    url = server(ws, access=AuthAccess(ws, cache_seconds=0))
+    grants = f"{url}/api/loopml/auth/grants"
+    body = {"user": "cy", "kind": "model", "key": "churn", "level": "edit"}
+    assert httpx.put(grants, json=body, headers=team.as_("cy")).status_code == 404
+    assert httpx.put(grants, json=body, headers=team.as_("bob")).status_code == 200
+    assert level_of(ws.db, "cy", MODEL, "churn") == EDIT
+    revoke(ws.db, "cy", MODEL, "churn")
+    token = list_tokens(ws.db, "bob")[0]
+    revoke_token(ws.db, token.id)
+    assert_401(httpx.get(f"{url}/api/loopml/whoami", headers=team.as_("bob")))
+    delete_user(ws.db, "bob")
+    assert [t.user for t in list_tokens(ws.db)] == ["ada", "cy"]
+    assert list_grants(ws.db) == []
+
+
 # -- every endpoint needs credentials -----------------------------------------------------
 
 
