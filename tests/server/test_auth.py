@@ -594,6 +594,39 @@ def test_without_auth_nobody_manages_users_over_http(
     assert answer.status_code == 400 and "without --auth" in answer.json()["message"]
 
 
+def test_loopmls_own_client_signs_in_with_loopml_token(
+    server: Callable[..., str], team: Team, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from loopml.client.errors import Unauthorized
+
+    url = server(team.ws, access=AuthAccess(team.ws, cache_seconds=0))
+    monkeypatch.setenv("LOOPML_TOKEN", team.tokens["cy"])
+    remote = Workspace.open(url)
+    try:
+        with remote.start_run("cy-remote", log_environment=False) as run:
+            run.log_params({"lr": 0.1})
+            run.log_metric("loss", 0.5)
+        exp_id = str(remote.experiments.get("cy-remote").id)
+    finally:
+        remote.close()
+    assert level_of(team.ws.db, "cy", EXPERIMENT, exp_id) == MANAGE
+    assert team.ws.runs.get(run.id).params == {"lr": "0.1"}
+
+    monkeypatch.setenv("LOOPML_TOKEN", team.tokens["bob"])  # no grant: it looks absent
+    remote = Workspace.open(url)
+    try:
+        assert "cy-remote" not in {e.name for e in remote.experiments.list()}
+    finally:
+        remote.close()
+    monkeypatch.setenv("LOOPML_TOKEN", "lml_wrong")
+    remote = Workspace.open(url)
+    try:
+        with pytest.raises(Unauthorized):
+            remote.experiments.list()
+    finally:
+        remote.close()
+
+
 # -- the real MLflow client ------------------------------------------------------------------
 
 
