@@ -875,7 +875,8 @@ class TrackingApi:
                 )
                 if sub:
                     stmt = stmt.where(artifacts.c.path.startswith(sub + "/"))
-                tree = {p: (d, s) for p, d, s in conn.execute(stmt)}
+                cut = len(sub) + 1 if sub else 0
+                tree = {p[cut:]: (d, s) for p, d, s in conn.execute(stmt)}
             files = [
                 {**entry, "path": f"{sub}/{entry['path']}" if sub else entry["path"]}
                 for entry in children(tree, sub)
