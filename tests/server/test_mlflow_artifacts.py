@@ -185,9 +185,12 @@ def upload_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path
 
 def _requests_done(url: str, route: str, status: int) -> float:
     for line in httpx.get(f"{url}/metrics").text.splitlines():
-        if line.startswith("loopml_server_requests_total{") and f'route="{route}"' in line:
-            if f'status="{status}"' in line:
-                return float(line.rsplit(" ", 1)[1])
+        if (
+            line.startswith("loopml_server_requests_total{")
+            and f'route="{route}"' in line
+            and f'status="{status}"' in line
+        ):
+            return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
