@@ -310,6 +310,20 @@ def test_users_tokens_and_grants_on_every_metadata_backend(
     assert list_grants(ws.db) == []
 
 
+def test_grants_follow_a_renamed_model_and_go_with_a_deleted_one(team: Team) -> None:
+    from loopml.server.auth.grants import drop_key, rename_key
+
+    grant(team.ws.db, "bob", MODEL, "churn", EDIT)
+    grant(team.ws.db, "cy", MODEL, "churn", READ)
+    team.ws.db.transact(lambda conn: rename_key(conn, MODEL, "churn", "churn-v2"))
+    assert level_of(team.ws.db, "bob", MODEL, "churn") is None
+    assert level_of(team.ws.db, "bob", MODEL, "churn-v2") == EDIT
+    assert level_of(team.ws.db, "cy", MODEL, "churn-v2") == READ
+    team.ws.db.transact(lambda conn: drop_key(conn, MODEL, "churn-v2"))
+    assert level_of(team.ws.db, "bob", MODEL, "churn-v2") is None
+    assert level_of(team.ws.db, "cy", MODEL, "churn-v2") is None
+
+
 # -- every endpoint needs credentials -----------------------------------------------------
 
 

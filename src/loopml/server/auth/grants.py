@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from loopml.exceptions import InvalidInput, NotFound
 from loopml.server.auth.tables import permissions, users
@@ -135,3 +135,23 @@ def level_of(db: Database, user: str, kind: str, key: str) -> str | None:
     with db.read() as conn:
         uid = user_row(conn, user).id
         return grants_of(conn, uid).get((kind, key))
+
+
+def rename_key(conn: Connection, kind: str, old: str, new: str) -> None:
+    """Move every grant on (kind, ``old``) to ``new``, inside the caller's transaction:
+    what renaming a registered model calls, so its users keep their access."""
+    conn.execute(
+        update(permissions)
+        .where((permissions.c.kind == check_kind(kind)) & (permissions.c.key == old))
+        .values(key=new)
+    )
+
+
+def drop_key(conn: Connection, kind: str, key: str) -> None:
+    """Delete every grant on (kind, ``key``), inside the caller's transaction: what deleting
+    a model calls, so a new model of the same name does not inherit them."""
+    conn.execute(
+        delete(permissions).where(
+            (permissions.c.kind == check_kind(kind)) & (permissions.c.key == key)
+        )
+    )
