@@ -286,15 +286,37 @@ def _utc(value: Any) -> Any:
 
 # -- the join ----------------------------------------------------------------------------------
 
+# The as-of key of a view with created times: (event, created) packed into one HUGEINT, event
+# in the high 64 bits, created (shifted to be unsigned) in the low 64. Ordering the packed
+# numbers is ordering the pairs, and DuckDB sorts a HUGEINT much faster than a struct.
+_LOW = "9223372036854775808::HUGEINT"  # 2**63: a signed microsecond count → 0 .. 2**64 - 1
+_LOW_MAX = "18446744073709551615::HUGEINT"  # 2**64 - 1: "created at +infinity"
+
+
+def packed_key(event: str, created: str | None) -> str:
+    """An expression: ``(event, created)`` as one HUGEINT ordered like the pair (``created``
+    None: the largest created time, as the probe of an entity row uses)."""
+    low = _LOW_MAX if created is None else f"(epoch_us({created})::HUGEINT + {_LOW})"
+    return f"((epoch_us({event})::HUGEINT << 64) + {low})"
+
 
 @dataclass(frozen=True)
 class ViewJoin:
-    """How one view's values join the entity rows (see :func:`plan_view_join`)."""
+    """How one view's values join the entity rows (see :func:`plan_view_join`).
 
+    The statement of :func:`plan_statement` has a materialized CTE ``__m``: the entity rows
+    ``e`` with every view's as-of join (``join``) and its ``matched`` select expressions. The
+    rows whose match was created after the row's time (``redo``, a column of ``__m``) are
+    recomputed by ``recompute`` (a CTE named ``name``) and the final ``columns`` take the
+    recomputed values for them."""
+
+    alias: str
+    source: str  # the source's relation in the statement (a CTE or view name)
+    materialize: str | None  # the source's CTE (``name AS MATERIALIZED (...)``) or None
     join: str  # an ASOF LEFT JOIN clause against the probe ``e``
-    columns: tuple[str, ...]  # select expressions, one per feature, already TTL-guarded
-    late: str  # select expression: the match was created after the row's time
-    recompute: str  # statement giving ``__row`` + features for the late rows of ``__late``
+    matched: tuple[str, ...]  # select expressions of ``__m``
+    recompute: str | None  # a CTE: ``__row``, ``__ev`` and the values of the late rows
+    columns: tuple[str, ...]  # final select expressions, one per feature, TTL-guarded
 
 
 def plan_view_join(
@@ -307,48 +329,93 @@ def plan_view_join(
     created: bool = True,
 ) -> ViewJoin:
     """The SQL that gives a view's values per entity row ``e`` (which has ``__row``, ``__t``,
-    the join keys and ``__k``, see :func:`probe_key`): an as-of join in the main statement,
-    and the recomputation of rows whose match was created after the row's time."""
+    the join keys and ``__k``, the packed probe key of :func:`packed_key`), pure.
+
+    One as-of join finds, per entity row, the view's latest row by (event, created) with an
+    event time at or before the row's; when that row was created after the row's time (a late
+    row), the rows known then are searched in the same statement: an inner join built on the
+    (few) late entity rows, over the source held once in memory."""
     on = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in keys)
+    micros = None if ttl_seconds is None else int(ttl_seconds * 1_000_000)
 
     def fresh(event: str, time: str) -> str:
         """A condition: the matched row exists and is within the TTL at the row's time."""
-        if ttl_seconds is None:
+        if micros is None:
             return f"{event} IS NOT NULL"
-        micros = int(ttl_seconds * 1_000_000)
         return f"{event} >= {time} - to_microseconds(CAST({micros} AS BIGINT))"
 
-    # With created times the merge key is (event, created): the latest event, then the latest
-    # created among rows of that event. Without, created is the event time: event alone.
-    source_key = f"struct_pack(a := {EVENT}, b := {CREATED})" if created else EVENT
-    probe = "e.__k" if created else f"e.{TIME}"
-    join = (
-        f"ASOF LEFT JOIN (SELECT *, {source_key} AS __k FROM {source}) {alias} "
-        f"ON {on} AND {probe} >= {alias}.__k"
-    )
-    guard = fresh(f"{alias}.{EVENT}", f"e.{TIME}")
-    columns = tuple(
-        f"CASE WHEN {guard} THEN {alias}.{quote(f)} END AS {quote(o)}"
-        for f, o in zip(features, outputs, strict=True)
-    )
-    late = f"coalesce({alias}.{CREATED} > e.{TIME}, false)"
-    # Late rows are few: an inner join lets DuckDB build its hash table on them, not on the
-    # source; the left join after it keeps late rows that have no known value.
-    cols = ", ".join(f"f.{quote(f)}" for f in features)
-    on_late = on.replace("e.", "l.").replace(f"{alias}.", "f.")
-    recompute = (
-        f"WITH b AS (SELECT l.{ROW}, f.{EVENT}, {cols} FROM __late l JOIN {source} f "
-        f"ON {on_late} AND f.{EVENT} <= l.{TIME} AND f.{CREATED} <= l.{TIME} "
-        f"QUALIFY row_number() OVER (PARTITION BY l.{ROW} "
-        f"ORDER BY f.{EVENT} DESC, f.{CREATED} DESC) = 1) "
-        f"SELECT l.{ROW}, "
-        + ", ".join(
-            f"CASE WHEN {fresh('b.' + EVENT, 'l.' + TIME)} THEN b.{quote(f)} END AS {quote(f)}"
-            for f in features
+    value = [f"{alias}_{j}" for j in range(len(features))]
+    event, redo = f"{alias}__ev", f"{alias}__redo"
+    if not created:
+        # Created times are the event times: the latest event is known at once, no late rows.
+        join = f"ASOF LEFT JOIN {source} {alias} ON {on} AND e.{TIME} >= {alias}.{EVENT}"
+        matched = (
+            f"{alias}.{EVENT} AS {event}",
+            *(f"{alias}.{quote(f)} AS {v}" for f, v in zip(features, value, strict=True)),
         )
-        + f" FROM __late l LEFT JOIN b ON b.{ROW} = l.{ROW}"
+        columns = tuple(
+            f"CASE WHEN {fresh('m.' + event, 'm.' + TIME)} THEN m.{v} END AS {quote(o)}"
+            for v, o in zip(value, outputs, strict=True)
+        )
+        return ViewJoin(alias, source, None, join, matched, None, columns)
+
+    held = f"{alias}__src"
+    materialize = f"{held} AS MATERIALIZED (SELECT * FROM {source})"
+    join = (
+        f"ASOF LEFT JOIN (SELECT *, {packed_key(EVENT, CREATED)} AS __k FROM {held}) {alias} "
+        f"ON {on} AND e.__k >= {alias}.__k"
     )
-    return ViewJoin(join, columns, late, recompute)
+    matched = (
+        f"{alias}.{EVENT} AS {event}",
+        f"coalesce({alias}.{CREATED} > e.{TIME}, false) AS {redo}",
+        *(f"{alias}.{quote(f)} AS {v}" for f, v in zip(features, value, strict=True)),
+    )
+    # The rows known at the late row's time: the latest by event, then created. Late rows are
+    # few: the join's hash table is built on them, not on the source.
+    name = f"{alias}__late"
+    on_late = " AND ".join(f"l.{quote(k)} = f.{quote(k)}" for k in keys)
+    recompute = (
+        f"{name} AS (SELECT l.{ROW}, f.{EVENT} AS __ev, "
+        + ", ".join(f"f.{quote(f)} AS {v}" for f, v in zip(features, value, strict=True))
+        + f" FROM __m l JOIN {held} f ON {on_late} AND f.{EVENT} <= l.{TIME} "
+        f"AND f.{CREATED} <= l.{TIME} WHERE l.{redo} "
+        f"QUALIFY row_number() OVER (PARTITION BY l.{ROW} "
+        f"ORDER BY f.{EVENT} DESC, f.{CREATED} DESC) = 1)"
+    )
+    columns = tuple(
+        f"CASE WHEN m.{redo} THEN (CASE WHEN {fresh(name + '.__ev', 'm.' + TIME)} "
+        f"THEN {name}.{v} END) WHEN {fresh('m.' + event, 'm.' + TIME)} THEN m.{v} END "
+        f"AS {quote(o)}"
+        for v, o in zip(value, outputs, strict=True)
+    )
+    return ViewJoin(alias, held, materialize, join, matched, recompute, columns)
+
+
+def plan_statement(plans: Sequence[ViewJoin], keys: Sequence[str], entities: str) -> str:
+    """The one statement of a training set: every view's values (the select expressions of
+    ``plans``) per row of ``entities`` (``__row``, ``__t`` and ``keys``), in ``__row`` order.
+
+    ``__m`` holds the entity rows with every view's as-of match; each view with late rows
+    recomputes them, and the final select takes those values in their place."""
+    probe = ", ".join([ROW, TIME, *(quote(k) for k in keys)])
+    if any(p.recompute for p in plans):
+        probe += f", {packed_key(TIME, None)} AS __k"
+    ctes = [p.materialize for p in plans if p.materialize]
+    matched = [f"e.{ROW}", f"e.{TIME}", *(f"e.{quote(k)}" for k in keys)]
+    matched += [m for p in plans for m in p.matched]
+    joins = " ".join(p.join for p in plans)
+    ctes.append(
+        f"__m AS MATERIALIZED (SELECT {', '.join(matched)} FROM "
+        f"(SELECT {probe} FROM {entities}) e {joins})"
+    )
+    ctes += [p.recompute for p in plans if p.recompute]
+    late = " ".join(
+        f"LEFT JOIN {p.alias}__late ON {p.alias}__late.{ROW} = m.{ROW}"
+        for p in plans
+        if p.recompute
+    )
+    columns = ", ".join(c for p in plans for c in p.columns)
+    return f"WITH {', '.join(ctes)} SELECT {columns} FROM __m m {late} ORDER BY m.{ROW}"
 
 
 def output_names(
@@ -381,18 +448,21 @@ def historical_features(
 ) -> pd.DataFrame:
     """The entity frame with the features of ``refs`` as of each row's time (see module doc).
 
-    One statement chains every view's as-of join onto the entity rows and streams the result
-    to pandas; the few rows whose match was created after their time are then recomputed,
-    view by view, and written over their places."""
+    One statement chains every view's as-of join onto the entity rows, recomputes the few
+    rows whose match was created after their time, and streams the values to pandas in the
+    entity frame's order; the entity frame's own columns are kept as they are."""
+    import pandas as pd
+
     stored, on_demand = split_refs(refs)
     keys = list(dict.fromkeys(k for ref in stored for k in ref.view.join_keys))  # type: ignore[union-attr]
     frame = entity_frame(entity_df, keys, timestamp_column)
     original = [c for c in frame.columns if c not in (ROW, TIME)]
     names = output_names(refs, full_feature_names)
-    con.register("__entities", frame)
+    # Only what the joins read goes to DuckDB; the other columns stay in pandas.
+    con.register("__entities", frame[[ROW, TIME, *keys]])
     try:
-        select, joins, lates = ["e.* EXCLUDE (__k)"], [], []
-        plans: list[tuple[ViewJoin, list[str]]] = []
+        plans: list[ViewJoin] = []
+        outputs: list[str] = []
         for i, ref in enumerate(stored):
             view = ref.view
             assert isinstance(view, FeatureView)
@@ -400,69 +470,27 @@ def historical_features(
             con.execute(f"CREATE OR REPLACE TEMP VIEW __source_{i} AS {source_sql}")
             # An on-demand view's input that wasn't asked for is fetched as view__feature
             # (dropped from the result after the function ran).
-            outputs = [names.get((view.name, f), f"{view.name}__{f}") for f in ref.features]
-            plan = plan_view_join(
-                view.join_keys,
-                ref.features,
-                outputs,
-                view.ttl.total_seconds() if view.ttl is not None else None,
-                f"__source_{i}",
-                f"v{i}",
-                created=view.source.created_timestamp_field is not None
-                or bool(pushed_files(ctx, view.name)),
+            view_outputs = [names.get((view.name, f), f"{view.name}__{f}") for f in ref.features]
+            plans.append(
+                plan_view_join(
+                    view.join_keys,
+                    ref.features,
+                    view_outputs,
+                    view.ttl.total_seconds() if view.ttl is not None else None,
+                    f"__source_{i}",
+                    f"v{i}",
+                    created=view.source.created_timestamp_field is not None
+                    or bool(pushed_files(ctx, view.name)),
+                )
             )
-            plans.append((plan, outputs))
-            select += plan.columns
-            lates.append(f"__late_{i}")
-            select.append(f"{plan.late} AS __late_{i}")
-            joins.append(plan.join)
-        probe = (
-            f"(SELECT *, struct_pack(a := {TIME}, b := 'infinity'::TIMESTAMPTZ) AS __k "
-            "FROM __entities) e"
-        )
-        out = con.execute(
-            f"SELECT {', '.join(select)} FROM {probe} {' '.join(joins)} ORDER BY e.{ROW}"
-        ).df()
-        for (plan, outputs), late in zip(plans, lates, strict=True):
-            rows = out.index[out[late].to_numpy()]
-            if len(rows):
-                patch_late_rows(con, plan, out, rows, keys, outputs)
+            outputs += view_outputs
+        values = con.execute(plan_statement(plans, keys, "__entities")).df()
     finally:
         con.unregister("__entities")
+    out = pd.concat([frame[original].reset_index(drop=True), values], axis=1)
     out = apply_on_demand(out, on_demand, names, full_feature_names)
     keep = original + [names[(ref.view.name, f)] for ref in refs for f in ref.features]
     return out[keep].reset_index(drop=True)
-
-
-def patch_late_rows(
-    con: duckdb.DuckDBPyConnection,
-    plan: ViewJoin,
-    out: pd.DataFrame,
-    rows: pd.Index,
-    keys: Sequence[str],
-    outputs: Sequence[str],
-) -> None:
-    """Recompute the values of ``rows`` (whose as-of match was created after their time) from
-    the rows known then, and write them into ``out`` in place."""
-    import pandas as pd
-
-    late = out.loc[rows, [ROW, TIME, *keys]]
-    con.register("__late", late)
-    try:
-        values = con.execute(plan.recompute).df().set_index(ROW)
-    finally:
-        con.unregister("__late")
-    values = values.reindex(late[ROW].to_numpy())
-    for output, column in zip(outputs, values.columns, strict=True):
-        fresh = pd.Series(values[column].to_numpy(), index=rows)
-        current = out[output]
-        if current.dtype.kind in "iub" and (
-            fresh.isna().any() or fresh.dtype.kind != current.dtype.kind
-        ):
-            current = current.astype("float64" if current.dtype.kind in "iu" else "object")
-        current = current.copy()
-        current.loc[rows] = fresh.astype(current.dtype) if current.dtype.kind == "f" else fresh
-        out[output] = current
 
 
 def split_refs(refs: Sequence[FeatureRef]) -> tuple[list[FeatureRef], list[FeatureRef]]:
