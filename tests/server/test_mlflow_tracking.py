@@ -465,3 +465,108 @@ def test_get_history_bulk_interval_spreads_points(
     assert len(steps) == 11
     assert steps[0] == 0 and steps[-1] == 999  # the ends are kept
     assert all(90 <= b - a <= 110 for a, b in zip(steps, steps[1:], strict=False))
+
+
+# -- access -----------------------------------------------------------------------------------
+
+
+class _Denied:
+    """Every check fails and nothing is readable; records what was asked."""
+
+    def __init__(self) -> None:
+        self.checked: list[tuple[str, str, str]] = []
+        self.made: list[tuple[str, str]] = []
+
+    def middleware(self, app: Any) -> Any:
+        return app
+
+    def principal(self, conn: Any) -> Any:
+        from loopml.server.context import ANONYMOUS
+
+        return ANONYMOUS
+
+    def check(self, conn: Any, kind: Any, key: str, level: Any) -> None:
+        from loopml.server.errors import ApiError
+
+        self.checked.append((kind, key, level))
+        raise ApiError("PERMISSION_DENIED", f"no {level} on {kind} {key}")
+
+    def readable(self, conn: Any, kind: Any) -> set[str] | None:
+        return set()
+
+    def created(self, conn: Any, kind: Any, key: str) -> None:
+        self.made.append((kind, key))
+
+
+_M = {"key": "m", "value": 1.0, "timestamp": 1_700_000_000_000, "step": 0}
+ROUTES = [
+    ("GET", "experiments/get", {"experiment_id": "{exp}"}, "read"),
+    ("GET", "experiments/get-by-name", {"experiment_name": "guarded"}, "read"),
+    ("POST", "experiments/update", {"experiment_id": "{exp}", "new_name": "x"}, "edit"),
+    ("POST", "experiments/delete", {"experiment_id": "{exp}"}, "manage"),
+    ("POST", "experiments/restore", {"experiment_id": "{exp}"}, "manage"),
+    (
+        "POST",
+        "experiments/set-experiment-tag",
+        {"experiment_id": "{exp}", "key": "k", "value": "v"},
+        "edit",
+    ),
+    ("POST", "experiments/delete-experiment-tag", {"experiment_id": "{exp}", "key": "k"}, "edit"),
+    ("POST", "runs/create", {"experiment_id": "{exp}"}, "edit"),
+    ("GET", "runs/get", {"run_id": "{run}"}, "read"),
+    ("POST", "runs/update", {"run_id": "{run}", "status": "FINISHED"}, "edit"),
+    ("POST", "runs/delete", {"run_id": "{run}"}, "manage"),
+    ("POST", "runs/restore", {"run_id": "{run}"}, "manage"),
+    ("POST", "runs/log-metric", {"run_id": "{run}", **_M}, "edit"),
+    ("POST", "runs/log-parameter", {"run_id": "{run}", "key": "p", "value": "v"}, "edit"),
+    ("POST", "runs/set-tag", {"run_id": "{run}", "key": "t", "value": "v"}, "edit"),
+    ("POST", "runs/delete-tag", {"run_id": "{run}", "key": "t"}, "edit"),
+    ("POST", "runs/log-batch", {"run_id": "{run}", "metrics": [_M]}, "edit"),
+    ("POST", "runs/log-model", {"run_id": "{run}", "model_json": "{{}}"}, "edit"),
+    ("POST", "runs/log-inputs", {"run_id": "{run}", "datasets": []}, "edit"),
+    ("POST", "runs/outputs", {"run_id": "{run}", "models": []}, "edit"),
+    ("GET", "metrics/get-history", {"run_id": "{run}", "metric_key": "m"}, "read"),
+    ("GET", "metrics/get-history-bulk-interval", {"run_ids": "{run}", "metric_key": "m"}, "read"),
+    ("GET", "artifacts/list", {"run_id": "{run}"}, "read"),
+]
+
+
+@pytest.fixture
+def guarded(
+    server: Callable[..., str], sqlite_ws: Workspace
+) -> tuple[str, _Denied, str, str, Workspace]:
+    with sqlite_ws.runs.start(experiment="guarded", log_environment=False) as run:
+        pass
+    access = _Denied()
+    return server(sqlite_ws, access=access), access, str(run.experiment_id), run.id, sqlite_ws
+
+
+@pytest.mark.parametrize(("method", "path", "body", "level"), ROUTES, ids=[r[1] for r in ROUTES])
+def test_every_route_checks_access_first(
+    guarded: tuple[str, _Denied, str, str, Workspace],
+    method: str,
+    path: str,
+    body: dict[str, Any],
+    level: str,
+) -> None:
+    url, access, exp, run_id, ws = guarded
+    filled = {
+        k: v.format(exp=exp, run=run_id) if isinstance(v, str) else v for k, v in body.items()
+    }
+    answer = get(url, path, **filled) if method == "GET" else post(url, path, filled)
+    assert answer.status_code == 403, answer.text
+    assert access.checked[-1] == ("experiment", exp, level)
+    record = ws.runs.get(run_id)  # nothing changed
+    assert record.status == "FINISHED" and not record.deleted and record.metrics == {}
+    assert ws.experiments.get(int(exp)).name == "guarded"
+
+
+def test_listings_show_only_what_is_readable(
+    guarded: tuple[str, _Denied, str, str, Workspace],
+) -> None:
+    url, access, exp, _run_id, _ws = guarded
+    assert post(url, "experiments/search", {}).json() == {"experiments": []}
+    assert post(url, "runs/search", {"experiment_ids": [exp]}).json() == {"runs": []}
+    answer = post(url, "experiments/create", {"name": "mine"})
+    assert answer.is_success
+    assert access.made == [("experiment", answer.json()["experiment_id"])]
