@@ -17,7 +17,7 @@ from loopml.exceptions import MissingDependency
 from loopml.registry.flavors.mlflow import MlflowFlavor, read_mlmodel, signature_of
 from loopml.registry.lifecycle import create_model
 from loopml.server.app import create_app
-from loopml.server.context import OpenAccess
+from loopml.server.context import OpenAccess, Principal
 from loopml.server.errors import ApiError
 from loopml.server.mlflow_api.registry import matches, page, parse_filter
 from loopml.server.mlflow_api.tables import proxied_artifacts
@@ -657,3 +657,33 @@ def test_the_mlflow_flavor_loads_the_sklearn_pickle_without_mlflow(
         MlflowFlavor().load(other, {})
     with pytest.raises(ValueError, match="no MLmodel file"):
         MlflowFlavor().load(tmp_path, {})
+
+
+class Alice(OpenAccess):
+    """Everything allowed, and the caller is the user alice."""
+
+    def principal(self, conn: Any) -> Principal:
+        return Principal("alice", is_admin=True, user_id=1)
+
+
+def test_the_history_names_the_authenticated_caller(
+    sqlite_ws: Workspace, mlflow_model: Path
+) -> None:
+    with TestClient(create_app(sqlite_ws, access=Alice()), raise_server_exceptions=False) as c:
+        ok(c.post(f"{API}/registered-models/create", json={"name": "churn"}))
+        run_id = a_run(sqlite_ws)
+        model_id = logged_model(c, sqlite_ws, mlflow_model, run_id)
+        created = ok(
+            c.post(f"{API}/model-versions/create", json={"name": "churn", "model_id": model_id})
+        )["model_version"]
+        assert created["user_id"] == "alice"
+        assert created["source"] == f"models:/{model_id}"
+        ok(
+            c.post(
+                f"{API}/registered-models/alias",
+                json={"name": "churn", "alias": "champion", "version": "1"},
+            )
+        )
+    history = sqlite_ws.models.history("churn")
+    assert {e.kind for e in history} >= {"created", "registered", "alias"}
+    assert {e.actor for e in history if e.kind in {"registered", "alias"}} == {"alice"}

@@ -6,6 +6,9 @@ import getpass
 import json
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -27,8 +30,26 @@ _STAGE_BY_LOWER = {s.lower(): s for s in STAGES}
 _URI = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>\d+)|@(?P<alias>[^/@]+))?$")
 
 
+_ACTING_AS: ContextVar[str | None] = ContextVar("loopml_registry_actor", default=None)
+
+
+@contextmanager
+def acting_as(name: str | None) -> Iterator[None]:
+    """Record registry changes made inside the block as done by ``name`` (the server's
+    authenticated caller) instead of the process's own user. ``None`` changes nothing."""
+    token = _ACTING_AS.set(name)
+    try:
+        yield
+    finally:
+        _ACTING_AS.reset(token)
+
+
 def actor() -> str:
-    """Who is acting: ``LOOPML_ACTOR`` or the OS user."""
+    """Who is acting: the name set by :func:`acting_as`, else ``LOOPML_ACTOR`` or the OS
+    user."""
+    override = _ACTING_AS.get()
+    if override:
+        return override
     try:
         return os.environ.get("LOOPML_ACTOR") or getpass.getuser()
     except (KeyError, OSError):

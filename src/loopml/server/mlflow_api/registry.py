@@ -715,6 +715,18 @@ class RegistryApi:
     def _user(self, request: Request) -> str:
         return self.ctx.access.principal(request).name
 
+    async def _as_caller(self, request: Request, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a registry change in the thread pool, recorded in the model's history as
+        done by the caller (when auth names one)."""
+        principal = self.ctx.access.principal(request)
+        who = None if principal.user_id is None else principal.name
+
+        def run() -> Any:
+            with v.acting_as(who):
+                return fn(*args)
+
+        return await self.ctx.call(run)
+
     # registered models
 
     async def create_model(self, request: Request) -> Response:
@@ -736,7 +748,7 @@ class RegistryApi:
 
                 self.ws.db.transact(write)
 
-        await self.ctx.call(tx)
+        await self._as_caller(request, tx)
         self.ctx.access.created(request, MODEL, name)
         record = await self._read(lambda c: _model_record(c, _model_row(c, name)))
         return reply({"registered_model": model_json(record)})
@@ -793,8 +805,8 @@ class RegistryApi:
         name = _str(body, "name")
         self.ctx.access.check(request, MODEL, name, EDIT)
         if "description" in body:
-            await self.ctx.call(
-                set_description, self.ws.db, name, None, body["description"] or None
+            await self._as_caller(
+                request, set_description, self.ws.db, name, None, body["description"] or None
             )
         record = await self._read(lambda c: _model_record(c, _model_row(c, name)))
         return reply({"registered_model": model_json(record)})
@@ -806,7 +818,7 @@ class RegistryApi:
         name = _str(body, "name")
         new_name = _str(body, "new_name")
         self.ctx.access.check(request, MODEL, name, MANAGE)
-        await self.ctx.call(rename_model, self.ws.db, name, new_name)
+        await self._as_caller(request, rename_model, self.ws.db, name, new_name)
         self.ctx.access.created(request, MODEL, new_name)
         record = await self._read(lambda c: _model_record(c, _model_row(c, new_name)))
         return reply({"registered_model": model_json(record)})
@@ -817,7 +829,7 @@ class RegistryApi:
         body = await self._args(request)
         name = _str(body, "name")
         self.ctx.access.check(request, MODEL, name, MANAGE)
-        await self.ctx.call(delete_model, self.ws.db, name)
+        await self._as_caller(request, delete_model, self.ws.db, name)
         return reply({})
 
     async def set_model_tag(self, request: Request) -> Response:
@@ -830,7 +842,7 @@ class RegistryApi:
         def tx(conn: Connection) -> None:
             _set_tag(conn, v.model_id(conn, name), 0, key, value)
 
-        await self.ctx.call(self.ws.db.transact, tx)
+        await self._as_caller(request, self.ws.db.transact, tx)
         return reply({})
 
     async def delete_model_tag(self, request: Request) -> Response:
@@ -838,7 +850,7 @@ class RegistryApi:
         name = _str(body, "name")
         key = _str(body, "key")
         self.ctx.access.check(request, MODEL, name, EDIT)
-        await self.ctx.call(self.ws.db.transact, lambda c: _delete_tag(c, name, 0, key))
+        await self._as_caller(request, self.ws.db.transact, lambda c: _delete_tag(c, name, 0, key))
         return reply({})
 
     async def latest_versions(self, request: Request) -> Response:
@@ -864,7 +876,7 @@ class RegistryApi:
         alias = _str(body, "alias")
         version = _version(body)
         self.ctx.access.check(request, MODEL, name, EDIT)
-        await self.ctx.call(v.set_alias, self.ws.db, name, alias, version, None)
+        await self._as_caller(request, v.set_alias, self.ws.db, name, alias, version, None)
         return reply({})
 
     async def delete_alias(self, request: Request) -> Response:
@@ -872,7 +884,7 @@ class RegistryApi:
         name = _str(body, "name")
         alias = _str(body, "alias")
         self.ctx.access.check(request, MODEL, name, EDIT)
-        await self.ctx.call(v.delete_alias, self.ws.db, name, alias)
+        await self._as_caller(request, v.delete_alias, self.ws.db, name, alias)
         return reply({})
 
     async def get_by_alias(self, request: Request) -> Response:
@@ -900,7 +912,9 @@ class RegistryApi:
         body = await self._args(request)
         name = _str(body, "name")
         self.ctx.access.check(request, MODEL, name, EDIT)
-        record = await self.ctx.call(_create_version, self.ws, name, body, self._user(request))
+        record = await self._as_caller(
+            request, _create_version, self.ws, name, body, self._user(request)
+        )
         return reply({"model_version": version_json(record)})
 
     async def get_version(self, request: Request) -> Response:
@@ -960,8 +974,8 @@ class RegistryApi:
         version = _version(body)
         self.ctx.access.check(request, MODEL, name, EDIT)
         if "description" in body:
-            await self.ctx.call(
-                set_description, self.ws.db, name, version, body["description"] or None
+            await self._as_caller(
+                request, set_description, self.ws.db, name, version, body["description"] or None
             )
         record = await self._read(lambda c: _one_version(c, name, version))
         return reply({"model_version": version_json(record)})
@@ -973,7 +987,7 @@ class RegistryApi:
         name = _str(body, "name")
         version = _version(body)
         self.ctx.access.check(request, MODEL, name, MANAGE)
-        await self.ctx.call(delete_version, self.ws.db, name, version)
+        await self._as_caller(request, delete_version, self.ws.db, name, version)
         return reply({})
 
     async def transition_stage(self, request: Request) -> Response:
@@ -984,7 +998,7 @@ class RegistryApi:
         stage = v.NONE if raw.lower() == "none" else v.stage_name(raw)
         archive = str(body.get("archive_existing_versions", False)).lower() == "true"
         self.ctx.access.check(request, MODEL, name, EDIT)
-        await self.ctx.call(_transition, self.ws, name, version, stage, archive)
+        await self._as_caller(request, _transition, self.ws, name, version, stage, archive)
         record = await self._read(lambda c: _one_version(c, name, version))
         return reply({"model_version": version_json(record)})
 
@@ -1000,7 +1014,7 @@ class RegistryApi:
             v.resolve(conn, v.ModelRef(name, version=version))
             _set_tag(conn, v.model_id(conn, name), version, key, value)
 
-        await self.ctx.call(self.ws.db.transact, tx)
+        await self._as_caller(request, self.ws.db.transact, tx)
         return reply({})
 
     async def delete_version_tag(self, request: Request) -> Response:
@@ -1014,7 +1028,7 @@ class RegistryApi:
             v.resolve(conn, v.ModelRef(name, version=version))
             _delete_tag(conn, name, version, key)
 
-        await self.ctx.call(self.ws.db.transact, tx)
+        await self._as_caller(request, self.ws.db.transact, tx)
         return reply({})
 
     async def download_uri(self, request: Request) -> Response:
