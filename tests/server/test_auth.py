@@ -736,3 +736,25 @@ def test_the_mlflow_client_meets_404_without_read_and_403_without_edit(
     ada = client_class(url)
     assert "cy-private" in {e.name for e in ada.search_experiments()}  # admins see all
     assert ada.get_run(run_id).data.params == {"x": "1"}
+
+
+def test_the_mlflow_client_and_registered_models(
+    mlflow_auth: tuple[Any, Callable[..., None], str], team: Team
+) -> None:
+    client_class, sign_in, url = mlflow_auth
+    sign_in(token=team.tokens["cy"])
+    client_class(url).create_registered_model("cy-model")
+    assert level_of(team.ws.db, "cy", MODEL, "cy-model") == MANAGE
+
+    sign_in(user="bob", password=BOB_PASSWORD)
+    bob = client_class(url)
+    assert _error_code(lambda: bob.get_registered_model("cy-model")) == "RESOURCE_DOES_NOT_EXIST"
+    assert "cy-model" not in {m.name for m in bob.search_registered_models()}
+    grant(team.ws.db, "bob", MODEL, "cy-model", READ)
+    assert bob.get_registered_model("cy-model").name == "cy-model"
+    assert "cy-model" in {m.name for m in bob.search_registered_models()}
+    update = lambda: bob.update_registered_model("cy-model", description="mine now")  # noqa: E731
+    assert _error_code(update) == "PERMISSION_DENIED"
+    grant(team.ws.db, "bob", MODEL, "cy-model", EDIT)
+    update()
+    assert bob.get_registered_model("cy-model").description == "mine now"
