@@ -49,11 +49,17 @@ def generate(
     experiment: str = "ui-bench",
     seed: int = 0,
     progress: bool = False,
+    history: bool = True,
+    first: int = 0,
 ) -> int:
     """Add ``runs`` finished runs to ``experiment`` (created if missing) of ``ws``, each with
     ``params`` params ``p0``.. (``p1`` is ``'v1'`` on 90 % of the runs), ``metrics`` metrics
     ``m0``.. (uniform in [0, 1), one point each, in ``metrics`` and ``latest_metrics``) and a
-    ``team`` tag. Returns the experiment's id. Any metadata backend."""
+    ``team`` tag. Returns the experiment's id. Any metadata backend.
+
+    ``history=False`` writes only ``latest_metrics`` (what listing, filtering and sorting
+    read): a third fewer rows, but the runs' charts are empty. ``first`` numbers the runs
+    from there (to add to an experiment that has ``first`` runs already)."""
     from loopml.exceptions import ExperimentNotFound
     from loopml.tracking.tables import latest_metrics, tags
     from loopml.tracking.tables import metrics as metrics_t
@@ -64,11 +70,11 @@ def generate(
         exp_id = ws.experiments.get(experiment).id
     except ExperimentNotFound:
         exp_id = ws.experiments.create(experiment).id
-    rng = random.Random(seed)
-    start = int(time.time() * 1000) - runs * 1000
-    done = 0
-    while done < runs:
-        n = min(CHUNK, runs - done)
+    rng = random.Random(seed + first)
+    start = int(time.time() * 1000) - (first + runs) * 1000
+    done = first
+    while done < first + runs:
+        n = min(CHUNK, first + runs - done)
         run_rows, param_rows, metric_rows, latest_rows, tag_rows = [], [], [], [], []
         for i in range(done, done + n):
             run_id = uuid.UUID(int=rng.getrandbits(128)).hex
@@ -96,7 +102,7 @@ def generate(
         batch = [
             (runs_t, run_rows),
             (params_t, param_rows),
-            (metrics_t, metric_rows),
+            (metrics_t, metric_rows if history else []),
             (latest_metrics, latest_rows),
             (tags, tag_rows),
         ]
@@ -213,6 +219,11 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--workspace", default="/tmp/loopml-ui-bench")
     parser.add_argument("--no-browser", action="store_true")
+    parser.add_argument(
+        "--history",
+        action="store_true",
+        help="also write each metric's point to the metrics table (slower; charts work)",
+    )
     args = parser.parse_args()
 
     import httpx
@@ -222,23 +233,35 @@ def main() -> int:
     root = Path(args.workspace)
     marker = root / "bench.json"
     spec = {"runs": args.runs, "params": args.params, "metrics": args.metrics}
-    if marker.exists() and json.loads(marker.read_text()).get("spec") == spec:
+    info = json.loads(marker.read_text()) if marker.exists() else {}
+    if info.get("spec") != spec or "long_run" not in info:
+        if info.get("spec") != spec:
+            shutil.rmtree(root, ignore_errors=True)
+            root.mkdir(parents=True)
+            Workspace.init(root).close()
+            info = {"spec": spec, "generate_s": 0.0}
         ws = Workspace.open(root)
-        info = json.loads(marker.read_text())
-        print(f"reusing {root} ({args.runs} runs)", file=sys.stderr)
-    else:
-        shutil.rmtree(root, ignore_errors=True)
-        root.mkdir(parents=True)
-        ws = Workspace.init(root)
+        # An interrupted generation goes on where it stopped.
+        have = next((e.run_count for e in ws.experiments.list() if e.name == "ui-bench"), 0)
         began = time.perf_counter()
-        exp_id = generate(ws, args.runs, args.params, args.metrics, progress=True)
-        made = time.perf_counter() - began
+        info["experiment"] = generate(
+            ws,
+            args.runs - have,
+            args.params,
+            args.metrics,
+            progress=True,
+            history=args.history,
+            first=have,
+        )
         with ws.runs.start(experiment="ui-bench-long", name="long") as run:
             run.log_param("points", args.points)
-            long_id = run.id
-        long_metric(ws, long_id, "loss", args.points)
-        info = {"spec": spec, "experiment": exp_id, "long_run": long_id, "generate_s": made}
+            info["long_run"] = run.id
+        long_metric(ws, info["long_run"], "loss", args.points)
+        info["generate_s"] += time.perf_counter() - began
         marker.write_text(json.dumps(info))
+    else:
+        ws = Workspace.open(root)
+        print(f"reusing {root}", file=sys.stderr)
     print(f"generated in {info['generate_s']:.0f} s", file=sys.stderr)
 
     url, server = serve(ws)
