@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
+from loopml.exceptions import PromotionBlocked
+from loopml.registry.gates import GatePolicy
 from loopml.registry.models import PythonModel
 from loopml.tracking.environment import code_file
 from loopml.workspace import Workspace
@@ -51,7 +53,12 @@ def nightly(day: str = "2026-11-01"):
 
 class Doubler(PythonModel):
     def predict(self, model_input: Any) -> Any:
-        return [2 * x for x in model_input]
+        return model_input["x"] * 2
+
+
+class Tripler(PythonModel):
+    def predict(self, model_input: Any) -> Any:
+        return model_input["x"] * 3
 
 
 def png(width: int = 8, height: int = 8) -> bytes:
@@ -147,9 +154,17 @@ def populate(ws: Workspace, tmp_path: Path) -> dict[str, Any]:
     ids["churn"] = ws.experiments.get("churn").id
     ids["other"] = ws.experiments.get("other").id
 
-    ws.models.register("churn-model", Doubler(), run_id=ids["best"], description="first")
-    ws.models.promote("churn-model", 1, reason="first champion")
-    ws.models.register("churn-model", Doubler(), run_id=ids["second"])
+    # Champion v1 (MAE 0.25 on the holdout), then a worse candidate v2 (MAE 2.25): blocked.
+    pd.DataFrame({"x": [1, 2, 3, 4], "y": [2, 4, 6, 9]}).to_csv(root / "holdout.csv", index=False)
+    policy = GatePolicy(metric="mae", holdout=str(root / "holdout.csv"), label="y")
+    example = pd.DataFrame({"x": [1]})
+    ws.models.register(
+        "churn-model", Doubler(), run_id=ids["best"], description="first", input_example=example
+    )
+    ws.models.promote("churn-model", 1, policy=policy, reason="first champion")
+    ws.models.register("churn-model", Tripler(), run_id=ids["second"], input_example=example)
+    with pytest.raises(PromotionBlocked):
+        ws.models.promote("churn-model", 2, policy=policy)
     ws.models.set_alias("churn-model", "challenger", 2)
 
     (root / "pipes.py").write_text(PIPELINE_FILE)
@@ -208,6 +223,9 @@ def test_every_page_renders_and_escapes_what_users_logged(ui: tuple[str, dict[st
     version = get(f"{url}/models/churn-model/versions/1")
     assert "<svg" in version and "Gate verdicts" in version and "passed" in version
     assert f"/runs/{ids['best']}" in version
+    blocked = text_of(get(f"{url}/models/churn-model/versions/2"))
+    # Each check, with the candidate's and the champion's score on the holdout.
+    assert "beats_champion FAILED 2.25 0.25" in blocked and "against champion v1" in blocked
     pipelines = get(f"{url}/pipelines")
     assert "nightly" in pipelines
     pipeline = get(f"{url}/pipelines/nightly")
@@ -311,3 +329,60 @@ def test_static_files_are_served_from_the_package(ui: tuple[str, dict[str, Any]]
     html = get(f"{url}/runs/{ui[1]['best']}")
     # No page refers to another site.
     assert not re.search(r"(src|href)=\"(https?:)?//", html)
+
+
+class OnlyAccess:
+    """An access policy that lets the caller read one experiment and one model (what the
+    auth part's AuthAccess does per user), answering 404 for the rest."""
+
+    def __init__(self, experiment: str, model: str) -> None:
+        self.allowed = {"experiment": {experiment}, "model": {model}}
+        self.checked: list[tuple[str, str, str]] = []
+
+    def middleware(self, app: Any) -> Any:
+        return app
+
+    def principal(self, conn: Any) -> Any:
+        from loopml.server.context import Principal
+
+        return Principal("reader")
+
+    def check(self, conn: Any, kind: str, key: str, level: str) -> None:
+        from loopml.server.errors import ApiError
+
+        self.checked.append((kind, key, level))
+        if key not in self.allowed[kind]:
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", f"No {kind} {key!r}.")
+
+    def readable(self, conn: Any, kind: str) -> set[str] | None:
+        return set(self.allowed[kind])
+
+    def created(self, conn: Any, kind: str, key: str) -> None:
+        return None
+
+
+def test_pages_show_only_what_the_caller_may_read(
+    ui_server: Callable[..., str], sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    ids = populate(sqlite_ws, tmp_path)
+    sqlite_ws.models.register("secret-model", Doubler())
+    access = OnlyAccess(str(ids["churn"]), "churn-model")
+    url = ui_server(sqlite_ws, access=access)
+    home = get(f"{url}/")
+    assert f'href="/experiments/{ids["churn"]}"' in home
+    assert f'href="/experiments/{ids["other"]}"' not in home
+    get(f"{url}/experiments/{ids['other']}", 404)
+    get(f"{url}/runs/{ids['elsewhere']}", 404)
+    get(f"{url}/runs/{ids['elsewhere']}/artifacts", 404)
+    get(f"{url}/runs/{ids['elsewhere']}/history?key=x", 404)
+    get(f"{url}/compare?runs={ids['best']}&runs={ids['elsewhere']}", 404)
+    get(f"{url}/runs/{ids['best']}")
+    assert ("experiment", str(ids["churn"]), "read") in access.checked
+    models = get(f"{url}/models")
+    assert "churn-model" in models and "secret-model" not in models
+    get(f"{url}/models/secret-model", 404)
+    get(f"{url}/models/secret-model/versions/1", 404)
+    get(f"{url}/models/churn-model/versions/1")
+    # The pipeline's tracking run is in its own experiment ("nightly"), not readable here.
+    assert "nightly" not in get(f"{url}/pipelines")
+    get(f"{url}/pipeline-runs/{ids['pipeline_run']}", 404)
