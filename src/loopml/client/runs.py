@@ -21,7 +21,7 @@ import os
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,9 +37,10 @@ from loopml.tracking import keys
 from loopml.tracking.api import DEFAULT_EXPERIMENT_ENV, Experiments, Runs
 from loopml.tracking.artifacts import ArtifactInfo, _clean_artifact_path, store_artifacts
 from loopml.tracking.inputs import DatasetRef, dataset_ref
+from loopml.tracking.keys import STEP_MAX, STEP_MIN
 from loopml.tracking.runs import Run, RunStatus, generate_name
 from loopml.tracking.search import RecordPage, RunRecord
-from loopml.tracking.writer import MetricWriter
+from loopml.tracking.writer import MetricWriter, Point
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -67,6 +68,7 @@ class RemoteRun(Run):
         parent_run_id: str | None = None,
     ) -> None:
         super().__init__(api, run_id, name, experiment_id, experiment, parent_run_id)
+        self._add: Callable[[Point], None] | None = None
 
     @property
     def experiment_id(self) -> int:
@@ -80,6 +82,30 @@ class RemoteRun(Run):
     @experiment_id.setter
     def experiment_id(self, value: int) -> None:
         self._experiment_id = value
+
+    def log_metric(
+        self, key: str, value: float, step: int | None = None, timestamp: Any = None
+    ) -> None:
+        """Record one point: appended to the sender's queue, nothing else (see
+        ``Run.log_metric`` for the arguments; the same checks, the common case first)."""
+        if self.status is not RunStatus.RUNNING:
+            self._check_active()
+        keys.check_key(key, "metric key")  # a key seen before is one set lookup
+        number: float | None
+        if type(value) is float:
+            number = None if value != value else value  # NaN is stored as NULL
+        else:
+            number = keys.metric_value(key, value)
+        if step is None:
+            step = self._next_step.get(key, 0)
+        elif type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
+            step = keys.step_value(key, step)
+        self._next_step[key] = step + 1
+        ts = now_ms() if timestamp is None else keys.timestamp_ms(timestamp, key)
+        add = self._add
+        if add is None:
+            add = self._add = self._api._writer().add
+        add((self.id, key, number, step, ts))
 
     def _send(self, what: str, body: dict[str, Any]) -> Any:
         return self._api._session.outbox.send(

@@ -76,14 +76,15 @@ class RemoteMetricWriter(MetricWriter):
         points.append(point)
         if self._thread is None:
             self._start()
-        if len(points) >= self.max_points:
+        # Event.set takes a lock: only when the sender is not woken already.
+        if len(points) >= self.max_points and not self._wake.is_set():
             self._wake.set()
 
     def extend(self, points: Iterable[Point]) -> None:
         self._points.extend(points)
         if self._thread is None:
             self._start()
-        if len(self._points) >= self.max_points:
+        if len(self._points) >= self.max_points and not self._wake.is_set():
             self._wake.set()
 
     def pending(self) -> int:
