@@ -672,12 +672,17 @@ def mlflow_auth(
     mlflow.set_tracking_uri(None)
 
 
-def _error_code(call: Callable[[], Any]) -> str:
+def _error(call: Callable[[], Any]) -> Any:
+    """The ``MlflowException`` that ``call()`` raises."""
     from mlflow.exceptions import MlflowException
 
     with pytest.raises(MlflowException) as raised:
         call()
-    return str(raised.value.error_code)
+    return raised.value
+
+
+def _error_code(call: Callable[[], Any]) -> str:
+    return str(_error(call).error_code)
 
 
 def test_the_mlflow_client_signs_in_with_a_token_or_a_password(
@@ -719,8 +724,10 @@ def test_the_mlflow_client_meets_404_without_read_and_403_without_edit(
 
     sign_in(token=team.tokens["bob"])
     bob = client_class(url)
-    hidden = _error_code(lambda: bob.get_experiment(exp_id))
-    assert hidden == _error_code(lambda: bob.get_experiment("987654")) == "RESOURCE_DOES_NOT_EXIST"
+    hidden = _error(lambda: bob.get_experiment(exp_id))
+    unknown = _error(lambda: bob.get_experiment("987654"))
+    assert hidden.error_code == unknown.error_code == "RESOURCE_DOES_NOT_EXIST"
+    assert hidden.message.replace(exp_id, "?") == unknown.message.replace("987654", "?")
     assert _error_code(lambda: bob.get_run(run_id)) == "RESOURCE_DOES_NOT_EXIST"
     assert _error_code(lambda: bob.log_param(run_id, "x", "1")) == "RESOURCE_DOES_NOT_EXIST"
 

@@ -65,6 +65,7 @@ PASSWORDS_REMEMBERED = 1024
 #: Where the caller's grants travel on the request's scope, beside the principal.
 GRANTS_SCOPE_KEY = "loopml.grants"
 
+MLFLOW_PATHS = ("/api/2.0/mlflow", "/ajax-api/2.0/mlflow")
 PUBLIC = frozenset({("GET", "/health"), ("HEAD", "/health")})
 CHALLENGES = (
     (b"www-authenticate", b'Bearer realm="loopml"'),
@@ -303,7 +304,7 @@ class AuthAccess:
         if g.rank(have) >= g.rank(level):
             return
         if have is None:  # the same answer an unknown one gets: its existence is not told
-            raise ApiError("RESOURCE_DOES_NOT_EXIST", _not_found(kind, key))
+            raise ApiError("RESOURCE_DOES_NOT_EXIST", _not_found(conn.scope, kind, key))
         name = self.principal(conn).name
         raise ApiError(
             "PERMISSION_DENIED",
@@ -341,8 +342,12 @@ def _default_level(settings: Any) -> str | None:
     return None if level in (None, "none") else str(level)
 
 
-def _not_found(kind: str, key: str) -> str:
+def _not_found(scope: Scope, kind: str, key: str) -> str:
+    """The message the routes give something that does not exist (MLflow's own words
+    under MLflow's API), so a hidden one reads the same."""
     if kind == "experiment":
+        if str(scope.get("path", "")).startswith(MLFLOW_PATHS):
+            return f"Could not find experiment with ID {key}"
         return f"No experiment with id {key}."
     return f"No registered model {key!r}."
 
