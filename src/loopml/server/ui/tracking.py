@@ -425,8 +425,9 @@ class TrackingPages:
         only_diff = request.query_params.get("diff") == "1"
         series = {
             k: [
-                {"label": r.name, "src": url(f"/runs/{r.id}/history", key=k)}
-                for r in records
+                # A run keeps its colour in every chart.
+                {"label": r.name, "src": url(f"/runs/{r.id}/history", key=k), "colour": i}
+                for i, r in enumerate(records)
                 if k in r.metrics
             ]
             for k in metric_keys

@@ -38,12 +38,12 @@
       const opts = {
         width: Math.max(figure.clientWidth - 14, 200),
         height: 200,
-        legend: { show: series.length > 1 },
+        legend: { show: series.length > 1 || series.some((s) => "colour" in s) },
         scales: { x: { time: false } },
         axes: [{ label: "step" }, {}],
         series: [{ label: "step" }].concat(series.map((s, i) => ({
           label: s.label,
-          stroke: COLOURS[i % COLOURS.length],
+          stroke: COLOURS[("colour" in s ? s.colour : i) % COLOURS.length],
           width: 1.5,
           spanGaps: true,
           points: { show: false },
