@@ -1,17 +1,19 @@
-"""MLflow's model registry REST API and MLflow 3's logged models over loopml's registry,
-driven with Starlette's TestClient (the real MLflow client runs in test_mlflow_client.py)."""
+"""MLflow's model registry REST API and MLflow 3's logged models over loopml's registry, on a
+real server: requests by hand (httpx) for every endpoint and error, then the real MLflow
+client on the registry endpoints (the whole training script is test_mlflow_client.py)."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pandas as pd
 import pytest
 from sqlalchemy import insert
-from starlette.testclient import TestClient
 
 from loopml.exceptions import MissingDependency
 from loopml.registry.flavors.mlflow import MlflowFlavor, read_mlmodel, signature_of
@@ -23,6 +25,7 @@ from loopml.server.mlflow_api.registry import matches, page, parse_filter
 from loopml.server.mlflow_api.tables import proxied_artifacts
 from loopml.store.clock import now_ms
 from loopml.workspace import Workspace
+from server.conftest import start_server, wait_healthy
 
 mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
 
@@ -31,9 +34,21 @@ X = pd.DataFrame({"a": [0.0, 1, 2, 3, 4, 5, 6, 7], "b": [1.0, 0, 1, 0, 1, 0, 1, 
 Y = [0, 0, 0, 0, 1, 1, 1, 1]
 
 
+@contextmanager
+def serving(ws: Workspace, **kwargs: Any) -> Iterator[httpx.Client]:
+    """An HTTP client of a real server over ``ws`` (``create_app(ws, **kwargs)``)."""
+    url, stop = start_server(create_app(ws, **kwargs))
+    try:
+        wait_healthy(url)
+        with httpx.Client(base_url=url, timeout=60) as c:
+            yield c
+    finally:
+        stop()
+
+
 @pytest.fixture
-def client(sqlite_ws: Workspace) -> Iterator[TestClient]:
-    with TestClient(create_app(sqlite_ws), raise_server_exceptions=False) as c:
+def client(sqlite_ws: Workspace) -> Iterator[httpx.Client]:
+    with serving(sqlite_ws) as c:
         yield c
 
 
@@ -82,7 +97,7 @@ def upload(ws: Workspace, folder: Path, prefix: str) -> None:
     ws.db.transact(lambda conn: conn.execute(insert(proxied_artifacts), rows))
 
 
-def logged_model(client: TestClient, ws: Workspace, folder: Path, run_id: str) -> str:
+def logged_model(client: httpx.Client, ws: Workspace, folder: Path, run_id: str) -> str:
     """A finalized logged model of ``folder`` in run ``run_id``'s experiment → its id."""
     exp = ws.runs.get(run_id).experiment_id
     model = ok(
@@ -150,7 +165,7 @@ def test_page_tokens_walk_a_listing_and_a_forged_one_is_refused() -> None:
 
 
 def test_registered_models_create_get_update_tag_rename_search_delete(
-    client: TestClient, sqlite_ws: Workspace
+    client: httpx.Client, sqlite_ws: Workspace
 ) -> None:
     created = ok(
         client.post(
@@ -248,7 +263,7 @@ def test_registered_models_create_get_update_tag_rename_search_delete(
     assert "attrition" not in [m["name"] for m in sqlite_ws.models.list()]
 
 
-def test_bad_requests_get_mlflows_error_codes(client: TestClient) -> None:
+def test_bad_requests_get_mlflows_error_codes(client: httpx.Client) -> None:
     error(client.post(f"{API}/registered-models/create", json={}), 400, "INVALID_PARAMETER_VALUE")
     error(
         client.post(
@@ -288,7 +303,7 @@ def test_bad_requests_get_mlflows_error_codes(client: TestClient) -> None:
 
 
 def test_a_version_created_from_a_logged_model_is_a_loopml_version(
-    client: TestClient, sqlite_ws: Workspace, mlflow_model: Path
+    client: httpx.Client, sqlite_ws: Workspace, mlflow_model: Path
 ) -> None:
     run_id = a_run(sqlite_ws)
     model_id = logged_model(client, sqlite_ws, mlflow_model, run_id)
@@ -463,7 +478,7 @@ def test_a_version_created_from_a_logged_model_is_a_loopml_version(
 
 
 def test_a_source_without_an_mlmodel_file_is_refused_and_nothing_is_registered(
-    client: TestClient, sqlite_ws: Workspace, tmp_path: Path
+    client: httpx.Client, sqlite_ws: Workspace, tmp_path: Path
 ) -> None:
     run_id = a_run(sqlite_ws)
     folder = tmp_path / "notes"
@@ -491,7 +506,7 @@ def test_a_source_without_an_mlmodel_file_is_refused_and_nothing_is_registered(
 
 
 def test_production_through_mlflow_is_blocked_by_loopmls_gate(
-    client: TestClient, sqlite_ws: Workspace, mlflow_model: Path, tmp_path: Path
+    client: httpx.Client, sqlite_ws: Workspace, mlflow_model: Path, tmp_path: Path
 ) -> None:
     holdout = tmp_path / "holdout.csv"
     pd.DataFrame({"a": X["a"], "b": X["b"], "y": [1, 1, 1, 1, 0, 0, 0, 0]}).to_csv(
@@ -524,7 +539,7 @@ def test_production_through_mlflow_is_blocked_by_loopmls_gate(
 
 
 def test_logged_models_search_tags_params_and_delete(
-    client: TestClient, sqlite_ws: Workspace, mlflow_model: Path
+    client: httpx.Client, sqlite_ws: Workspace, mlflow_model: Path
 ) -> None:
     run_id = a_run(sqlite_ws)
     first = logged_model(client, sqlite_ws, mlflow_model, run_id)
@@ -610,7 +625,7 @@ def test_every_route_asks_the_access_seam(sqlite_ws: Workspace) -> None:
     for name in ["mine", "theirs"]:
         create_model(sqlite_ws.db, name)
     access = OnlyModel("mine")
-    with TestClient(create_app(sqlite_ws, access=access), raise_server_exceptions=False) as c:
+    with serving(sqlite_ws, access=access) as c:
         listed = ok(c.get(f"{API}/registered-models/search"))["registered_models"]
         assert [m["name"] for m in listed] == ["mine"]
         ok(c.get(f"{API}/registered-models/get", params={"name": "mine"}))
@@ -669,7 +684,7 @@ class Alice(OpenAccess):
 def test_the_history_names_the_authenticated_caller(
     sqlite_ws: Workspace, mlflow_model: Path
 ) -> None:
-    with TestClient(create_app(sqlite_ws, access=Alice()), raise_server_exceptions=False) as c:
+    with serving(sqlite_ws, access=Alice()) as c:
         ok(c.post(f"{API}/registered-models/create", json={"name": "churn"}))
         run_id = a_run(sqlite_ws)
         model_id = logged_model(c, sqlite_ws, mlflow_model, run_id)
@@ -687,3 +702,63 @@ def test_the_history_names_the_authenticated_caller(
     history = sqlite_ws.models.history("churn")
     assert {e.kind for e in history} >= {"created", "registered", "alias"}
     assert {e.actor for e in history if e.kind in {"registered", "alias"}} == {"alice"}
+
+
+# -- the real client on the registry endpoints -----------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:.*Model registry stages will be removed:FutureWarning")
+def test_the_mlflow_client_registers_run_artifacts_and_manages_versions(
+    mlflow_client: tuple[Any, Workspace, str], mlflow_model: Path
+) -> None:
+    mlflow, ws, _url = mlflow_client
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_experiment("registry")
+    with mlflow.start_run() as run:
+        mlflow.log_artifacts(str(mlflow_model), artifact_path="model")  # MLflow 2's layout
+    first = mlflow.register_model(f"runs:/{run.info.run_id}/model", "ranker")
+    second = mlflow.register_model(f"runs:/{run.info.run_id}/model", "ranker")
+    assert (first.version, second.version) == ("1", "2")
+    assert first.run_id == run.info.run_id
+    assert ws.models.get("models:/ranker/1").run_id == run.info.run_id
+    assert list(mlflow.pyfunc.load_model("models:/ranker/2").predict(X)) == Y
+
+    client = MlflowClient()
+    client.update_registered_model("ranker", description="ranks")
+    client.set_registered_model_tag("ranker", "team", "search")
+    client.transition_model_version_stage("ranker", "1", "Staging")
+    client.update_model_version("ranker", "2", description="second")
+    client.set_model_version_tag("ranker", "2", "checked", "yes")
+    client.set_registered_model_alias("ranker", "candidate", "2")
+
+    model = client.get_registered_model("ranker")
+    assert model.description == "ranks"
+    assert model.tags == {"team": "search"}
+    assert model.aliases == {"candidate": "2"}
+    assert {v.current_stage: v.version for v in model.latest_versions} == {
+        "Staging": "1",
+        "None": "2",
+    }
+    assert [v.version for v in client.get_latest_versions("ranker", stages=["Staging"])] == ["1"]
+    found = client.search_model_versions("name = 'ranker' and tags.checked = 'yes'")
+    assert [(v.version, v.description, v.aliases) for v in found] == [
+        ("2", "second", ["candidate"])
+    ]
+    assert [m.name for m in client.search_registered_models(filter_string="name LIKE 'rank%'")] == [
+        "ranker"
+    ]
+    assert client.get_model_version_by_alias("ranker", "candidate").version == "2"
+    assert ws.models.get("models:/ranker@candidate").version == 2
+    assert ws.models.get("models:/ranker/1").stage == "Staging"
+
+    with pytest.raises(MlflowException) as missing:
+        client.get_model_version("ranker", "9")
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+    client.rename_registered_model("ranker", "ranker-v2")
+    client.delete_model_version("ranker-v2", "1")
+    assert [v.version for v in ws.models.versions("ranker-v2")] == [2]
+    client.delete_registered_model("ranker-v2")
+    assert ws.models.list() == []
