@@ -1,0 +1,165 @@
+"""search_run_ids picks a plan (walk an index in order, or start from the filter's matches):
+every plan must give the same page as the plain query, ties, NaN and missing values included."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from typing import Any
+
+import pytest
+from sqlalchemy import insert
+
+from loopml.tracking import search
+from loopml.tracking.tables import experiments, latest_metrics, params, runs, tags
+from loopml.workspace import Workspace
+
+FILTERS = [
+    None,
+    "metrics.m > 0.5",
+    "metrics.m > 0.95",
+    "params.p = 'a'",
+    "metrics.m > 0.3 and params.p = 'b'",
+    "metrics.m >= 0.2 and params.q = 'z' and tags.t = 'x'",  # narrow, correlated leaves
+    "params.p = 'a' or metrics.m < 0.1",
+    "metrics.m IS NULL",
+    "metrics.m = nan",
+    "params.q != 'z' and metrics.m < 0.9",
+    "attributes.status = 'FINISHED' and params.p IN ('a', 'c')",
+]
+ORDERS: list[list[str] | None] = [
+    None,
+    ["metrics.m DESC"],
+    ["metrics.m ASC"],
+    ["params.p", "metrics.m DESC"],
+    ["params.p DESC"],
+    ["attributes.start_time ASC"],
+    ["attributes.start_time DESC", "params.q"],
+    ["tags.t DESC"],
+]
+PAGES = [(1, 0), (7, 14), (1000, 0)]
+SCOPES: list[list[str] | None] = [["e1"], ["e1", "e2"]]
+
+
+@pytest.fixture
+def many(workspace_factory: Any, request: pytest.FixtureRequest) -> Workspace:
+    """300 runs in e1 and 60 in e2: metric values with ties, NaN (NULL) and gaps; a
+    low-cardinality param; equal start times (so the id breaks ties); deleted runs."""
+    ws: Workspace = workspace_factory(getattr(request, "param", "sqlite-file"))
+    rng = random.Random(7)
+
+    def fill(conn: Any) -> None:
+        ids = {}
+        for name in ("e1", "e2"):
+            ids[name] = conn.execute(
+                insert(experiments).values(name=name, created_at=0).returning(experiments.c.id)
+            ).scalar_one()
+        run_rows, param_rows, metric_rows, tag_rows = [], [], [], []
+        for i in range(360):
+            run_id = f"{rng.getrandbits(64):016x}{i:016x}"
+            run_rows.append(
+                {
+                    "id": run_id,
+                    "experiment_id": ids["e1" if i < 300 else "e2"],
+                    "name": f"r{i}",
+                    "status": "FINISHED" if i % 9 else "FAILED",
+                    "start_time": 1_000_000 + i // 3,  # three runs per millisecond
+                    "deleted_at": 5 if i % 37 == 0 else None,
+                }
+            )
+            param_rows.append({"run_id": run_id, "key": "p", "value": "abcd"[i % 4]})
+            if i % 5:
+                param_rows.append({"run_id": run_id, "key": "q", "value": "yz"[i % 11 == 0]})
+            if i % 13:
+                value = None if i % 17 == 0 else round(rng.random(), 1)  # ties
+                metric_rows.append(
+                    {"run_id": run_id, "key": "m", "value": value, "step": 0, "timestamp": 0}
+                )
+            tag_rows.append({"run_id": run_id, "key": "t", "value": "xyz"[i % 3]})
+        conn.execute(insert(runs), run_rows)
+        conn.execute(insert(params), param_rows)
+        conn.execute(insert(latest_metrics), metric_rows)
+        conn.execute(insert(tags), tag_rows)
+
+    ws.db.transact(fill)
+    return ws
+
+
+def plain(ws: Workspace, *args: Any) -> list[str]:
+    """The plain query: no walk, every condition an IN list (what search did before)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(search, "_walk_for", lambda order, exp_ids: (None, order))
+        mp.setattr(search, "_selective_conditions", lambda conn, expr: {})
+        return search.search_run_ids(ws.db, *args)
+
+
+def check_every_plan(ws: Workspace, quick: bool = False) -> int:
+    checked = 0
+    cases = itertools.product(SCOPES, FILTERS, ORDERS, PAGES)
+    if quick:
+        cases = itertools.product(SCOPES[:1], FILTERS[:6], ORDERS[:4], PAGES[1:2])
+    for scope, text, order, (limit, offset) in cases:
+        args = (scope, text, order, limit, False, offset)
+        expected = plain(ws, *args)
+        assert search.search_run_ids(ws.db, *args) == expected, args
+        checked += 1
+    return checked
+
+
+def test_the_common_plans_give_the_plain_page(many: Workspace) -> None:
+    assert check_every_plan(many, quick=True) == 24
+
+
+@pytest.mark.slow
+def test_every_plan_gives_the_plain_page(many: Workspace) -> None:
+    assert check_every_plan(many) == len(SCOPES) * len(FILTERS) * len(ORDERS) * len(PAGES)
+
+
+@pytest.mark.slow
+def test_a_short_first_walk_and_the_fallbacks_agree(
+    many: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A walk that reaches only a few entries fails often: the second walk and the plain
+    # query take over, and counting capped low calls every condition "broad".
+    monkeypatch.setattr(search, "_WALK_SLACK", 1)
+    monkeypatch.setattr(search, "_COUNT_CAP", 40)
+    check_every_plan(many)
+
+
+def test_the_plans_run_as_planned(many: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broad filter sorted by a metric is answered by the walk alone; a narrow one by the
+    plain query started from its matches (the walk would visit every run)."""
+    walked: list[bool] = []
+    real = search._walked
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        found, more = real(*args, **kwargs)
+        walked.append(found is not None)
+        return found, more
+
+    monkeypatch.setattr(search, "_walked", spy)
+    search.search_run_ids(many.db, ["e1"], "metrics.m > 0.2", ["metrics.m DESC"], 10)
+    assert walked == [True]
+    walked.clear()
+    search.search_run_ids(many.db, ["e1"], None, None, 10)
+    assert walked == [True]
+    walked.clear()
+    search.search_run_ids(many.db, ["e1"], "metrics.m > 0.95", ["metrics.m ASC"], 10)
+    assert walked and not walked[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("many", ["postgres"], indirect=True)
+def test_every_plan_gives_the_plain_page_on_postgres(many: Workspace) -> None:
+    check_every_plan(many)
+
+
+def test_a_page_from_many_runs_reads_back_whole(many: Workspace) -> None:
+    """search_records over a walked page: params, metrics and tags of exactly those runs."""
+    records = many.runs.records(
+        experiments=["e1"], filter="metrics.m > 0.5", order_by=["metrics.m DESC"], max_results=5
+    )
+    assert len(records) == 5
+    values = [r["metrics"]["m"] for r in records]
+    assert values == sorted(values, reverse=True) and values[-1] > 0.5
+    assert all(set(r["params"]) <= {"p", "q"} and r["tags"]["t"] in "xyz" for r in records)
