@@ -163,6 +163,20 @@ def test_a_deleted_users_tokens_stop_working(server: Callable[..., str], team: T
     assert_401(httpx.get(f"{url}/api/loopml/whoami", headers=team.as_("cy")))
 
 
+def test_a_tokens_last_use_is_recorded(server: Callable[..., str], team: Team) -> None:
+    from loopml.server.auth.tokens import list_tokens
+
+    url = server(team.ws, auth=True)
+    (before,) = list_tokens(team.ws.db, "bob")
+    assert before.last_used_at is None
+    assert httpx.get(f"{url}/api/loopml/whoami", headers=team.as_("bob")).status_code == 200
+    deadline = time.monotonic() + 30
+    while (after := list_tokens(team.ws.db, "bob")[0]).last_used_at is None:
+        assert time.monotonic() < deadline, "last_used_at was never written"
+        time.sleep(0.05)
+    assert after.last_used_at >= before.created_at
+
+
 def test_authentication_is_cheap_per_request(
     server: Callable[..., str], team: Team, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -27,6 +27,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -48,6 +49,8 @@ from loopml.server.context import (
 )
 from loopml.server.errors import ApiError, error_body
 from loopml.store.clock import now_ms
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from starlette.requests import HTTPConnection
@@ -217,16 +220,25 @@ class AuthAccess:
             and now - max(row.last_used_at or 0, self._touched.get(row.id, 0)) >= TOUCH_EVERY_MS
         ):
             self._touched[row.id] = now
-            self.db.transact(
-                lambda conn: conn.execute(
-                    update(api_tokens).where(api_tokens.c.id == row.id).values(last_used_at=now)
-                )
-            )
+            # Off the request's path: a busy database must not hold up a read.
+            threading.Thread(target=self._touch, args=(row.id, now), daemon=True).start()
         return _Account(
             principal=Principal(row.name, is_admin=bool(row.is_admin), user_id=row.user_id),
             expires_at=row.expires_at,
             revoked=row.revoked_at is not None,
         )
+
+    def _touch(self, token_id: int, when: int) -> None:
+        """Record when a token was last used (best effort: a failure only delays it)."""
+        try:
+            self.db.transact(
+                lambda conn: conn.execute(
+                    update(api_tokens).where(api_tokens.c.id == token_id).values(last_used_at=when)
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - the token was valid; only the note failed
+            self._touched.pop(token_id, None)
+            logger.warning("could not record the use of token %d: %s", token_id, exc)
 
     async def _by_password(self, name: str, password: str) -> Principal:
         from starlette.concurrency import run_in_threadpool
