@@ -543,14 +543,32 @@ def test_the_creator_gets_manage(seam: tuple[str, AuthAccess], team: Team) -> No
 
 
 def test_default_permission_read(team: Team) -> None:
-    from loopml.server.auth.access import _default_level
+    """``default_permission = "read"``: everyone reads everything, writing needs a grant."""
+    from starlette.requests import Request
+
+    from loopml.server.auth.access import GRANTS_SCOPE_KEY
+    from loopml.server.context import PRINCIPAL_SCOPE_KEY, Principal
+    from loopml.server.errors import ApiError
 
     ws = team.ws
-    assert AuthAccess(ws).default_level is None  # "none" by default
+    assert AuthAccess(ws).default_level is None  # "none" unless configured
     server = dataclasses.replace(ws.settings.server, default_permission="read")
     ws.settings = ws.settings.with_overrides(server=server)
-    assert _default_level(ws.settings.server) == "read"
-    assert AuthAccess(ws).default_level == "read"
+    access = AuthAccess(ws)
+    bob = Request(
+        {
+            "type": "http",
+            "path": "/api/loopml/runs",
+            PRINCIPAL_SCOPE_KEY: Principal("bob", user_id=2),
+            GRANTS_SCOPE_KEY: {(EXPERIMENT, "2"): EDIT},
+        }
+    )
+    access.check(bob, EXPERIMENT, "1", READ)
+    with pytest.raises(ApiError) as denied:
+        access.check(bob, EXPERIMENT, "1", EDIT)
+    assert denied.value.status == 403  # it can be seen, so no pretending it is absent
+    access.check(bob, EXPERIMENT, "2", EDIT)  # a grant above the default still counts
+    assert access.readable(bob, EXPERIMENT) is None
 
 
 # -- grants and tokens over HTTP -----------------------------------------------------------
