@@ -14,7 +14,9 @@ import pytest
 
 from loopml.client import forget_sessions
 from loopml.workspace import Workspace
-from server.conftest import free_port, wait_healthy
+from server.conftest import free_port, server, wait_healthy
+
+__all__ = ["server"]  # the team server tests' fixture: a real app in a thread
 
 
 class ServerProcess:

@@ -121,10 +121,9 @@ def _drain_all() -> None:
 
 
 def forget_sessions() -> None:
-    """Drop every session (tests; a forked child)."""
+    """Forget every session, so the next workspace makes a new one (tests; a forked
+    child). Workspaces still open keep theirs."""
     with _lock:
-        for session in _sessions.values():
-            session.transport.close()
         _sessions.clear()
 
 
