@@ -1,7 +1,7 @@
 """The acceptance test of the team server: the real MLflow client (mlflow-skinny) runs a normal
 training script against a real ``loopml server`` on 127.0.0.1, then loopml's own API and CLI
-read the same records, and loopml's gate promotes the MLflow-registered version and blocks a
-worse one.
+read the same records, loopml's model server answers with the MLflow-registered version, and
+loopml's gate promotes it and blocks a worse one.
 
 Run on SQLite + a local blob folder, and on PostgreSQL + S3 (slow, the team setup).
 """
@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,8 +22,11 @@ from click.testing import CliRunner
 from loopml.cli.main import cli
 from loopml.exceptions import PromotionBlocked
 from loopml.registry.gates import GatePolicy
+from loopml.serving.app import create_app as serving_app
 from loopml.workspace import Workspace
+from server.conftest import start_server
 from services import drop_postgres_database, fresh_postgres_url, fresh_s3_bucket, s3_endpoint
+from serving.conftest import wait_ready
 
 mlflow = pytest.importorskip("mlflow")
 pytest.importorskip("mlflow.sklearn")
@@ -236,6 +240,18 @@ def test_an_mlflow_script_against_loopml_server(
     by_version = {int(r["version"]): r for r in rows}
     assert by_version[out["version"]]["run_id"] == out["register"]
     assert "champion" in by_version[out["version"]]["aliases"]
+
+    # loopml's model server answers with it
+    ws.deployments.create("churn", "churn@champion")
+    serving_url, stop = start_server(serving_app(ws, "churn", poll_interval=0.1))
+    try:
+        wait_ready(serving_url)
+        rows = x.head(5).to_dict("records")
+        answer = httpx.post(f"{serving_url}/predict", json={"records": rows}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == [int(p) for p in out["expected"][:5]]
+    finally:
+        stop()
 
     # loopml's gate promotes the MLflow-registered version, and blocks the worse candidate
     holdout = tmp_path / "holdout.csv"
