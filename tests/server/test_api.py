@@ -203,3 +203,25 @@ def test_bad_input_to_the_api_gets_a_clear_error(remote: tuple[Workspace, Worksp
             f"{api}/runs/{run.id}/artifacts", json={"artifacts": [["../up", digest, 1]]}
         )
         assert answer.status_code == 400
+
+
+def test_resume_nested_runs_and_inputs_through_the_server(
+    remote: tuple[Workspace, Workspace, str], tmp_path: Path
+) -> None:
+    ws, local, _url = remote
+    data = tmp_path / "train.csv"
+    data.write_text("x,y\n1,2\n")
+    with (
+        ws.runs.start(experiment="nest", log_environment=False) as parent,
+        ws.runs.start(nested=True, log_environment=False) as child,
+    ):
+        ref = child.log_input(data, name="train")
+        child.log_metric("loss", 0.5)
+        child.log_metric("loss", 0.4)
+    assert local.runs.get(child.id).parent_run_id == parent.id
+    assert local.runs.get(child.id).inputs[0]["digest"] == ref.digest
+    with ws.runs.start(run_id=child.id) as resumed:
+        resumed.log_metric("loss", 0.3)  # continues the step numbering
+    history = local.runs.metric_history(child.id, "loss")
+    assert list(history["step"]) == [0, 1, 2]
+    assert local.runs.get(child.id).status == "FINISHED"
