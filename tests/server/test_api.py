@@ -225,3 +225,47 @@ def test_resume_nested_runs_and_inputs_through_the_server(
     history = local.runs.metric_history(child.id, "loss")
     assert list(history["step"]) == [0, 1, 2]
     assert local.runs.get(child.id).status == "FINISHED"
+
+
+@pytest.mark.postgres
+@pytest.mark.s3
+def test_a_server_over_postgres_and_s3_stores_a_batch_sent_many_times_once(
+    server: Callable[..., str],
+    db_url_factory: Callable[[str], str],
+    blob_url_factory: Callable[[str], tuple[str, dict[str, object]]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    monkeypatch.setenv("LOOPML_SPOOL_DIR", str(tmp_path / "spool"))
+    blob_url, options = blob_url_factory("s3")
+    store = Workspace.open(store_url=db_url_factory("postgres"), artifacts_url=blob_url, **options)
+    url = server(store)
+    ws = Workspace.open(url)
+    try:
+        with ws.runs.start(experiment="pg", log_environment=False) as run:
+            for step in range(100):
+                run.log_metric("loss", step / 100, step=step)
+            run.log_text("bytes in S3", "notes/a.txt")
+        batch = {
+            "batch_id": "c" * 32,
+            "points": [["replayed", float(i), i, 1_700_000_000_000] for i in range(50)],
+        }
+
+        def send(_: int) -> dict[str, object]:
+            answer = httpx.post(f"{url}/api/loopml/runs/{run.id}/batches", json=batch, timeout=30)
+            assert answer.status_code == 200, answer.text
+            result: dict[str, object] = answer.json()
+            return result
+
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(send, range(8)))
+        assert sum(1 for a in answers if not a["duplicate"]) == 1
+        assert len(store.runs.metric_history(run.id, "replayed")) == 50
+        assert len(store.runs.metric_history(run.id, "loss")) == 100
+        got = ws.runs.download_artifacts(run.id, "notes/a.txt", tmp_path / "out")
+        assert got.read_text() == "bytes in S3"
+    finally:
+        ws.close()
+        store.close()
