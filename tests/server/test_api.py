@@ -114,7 +114,7 @@ def test_search_through_the_server_matches_the_local_search(
     want = local.runs.search("grid", filter=flt, order_by=order)
     assert list(got["run_id"]) == list(want["run_id"]) and len(got) == 3
     assert list(got.columns) == list(want.columns)
-    pd.testing.assert_frame_equal(got, want, check_dtype=False)
+    pd.testing.assert_frame_equal(got, want)
     assert ws.runs.records("grid", filter=flt, order_by=order) == local.runs.records(
         "grid", filter=flt, order_by=order
     )
