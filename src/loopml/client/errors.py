@@ -21,7 +21,8 @@ TOKEN_ENV = "LOOPML_TOKEN"
 
 
 class ServerUnreachable(StoreUnavailable):
-    """The loopml server did not answer (down, restarting, network gone) or answered 502-504."""
+    """The loopml server did not answer (down, restarting, network gone) or answered 429 or
+    502-504: what is being written waits in the spool."""
 
 
 class Unauthorized(PermissionError, LoopmlError):
@@ -51,6 +52,7 @@ _BY_CODE: dict[str, type[LoopmlError]] = {
     "INVALID_STATE": exceptions.Conflict,
     "RESOURCE_CONFLICT": exceptions.Conflict,
     "TEMPORARILY_UNAVAILABLE": ServerUnreachable,
+    "REQUEST_LIMIT_EXCEEDED": ServerUnreachable,  # 429: try again later, like an outage
     "ENDPOINT_NOT_FOUND": NotServed,
 }
 
@@ -72,7 +74,7 @@ def error_from_answer(url: str, status: int, body: Any) -> LoopmlError:
             f"{message}). The user of the token in {TOKEN_ENV} lacks the permission; ask an "
             "admin of the server for it."
         )
-    if status in (502, 503, 504) and not data.get("error_class"):
+    if status in (429, 502, 503, 504) and not data.get("error_class"):
         return ServerUnreachable(f"The loopml server at {url} is unavailable ({status}): {message}")
     named = getattr(exceptions, str(data.get("error_class") or ""), None)
     if isinstance(named, type) and issubclass(named, LoopmlError):
