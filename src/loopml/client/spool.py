@@ -15,9 +15,10 @@ replays the spool, oldest first, until it is empty.
 Where it lives: ``$LOOPML_SPOOL_DIR`` if set, else ``~/.cache/loopml/spool`` (or
 ``$XDG_CACHE_HOME/loopml/spool``), then one folder per server (``host_port``). Each request
 is one file, ``<time-ns>-<pid>-<seq>.json``, written atomically (temporary file, fsync,
-rename); an artifact's bytes are copied beside it under ``blobs/`` until sent. Requests
-still there when a process exits (the server never came back) are sent by the next process
-that talks to the same server, at its start. A request the server refuses for good (a param
+rename); an artifact's bytes are copied beside it under ``blobs/`` until sent. At exit a
+process keeps trying for up to 5 seconds (:data:`loopml.client.session.EXIT_GRACE_S`);
+requests still there then (the server never came back) are sent by the next process that
+talks to the same server, at its start. A request the server refuses for good (a param
 changed, a run deleted) is moved to ``rejected/`` with the server's answer, and logged.
 """
 
