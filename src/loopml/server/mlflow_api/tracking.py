@@ -59,14 +59,12 @@ from loopml.tracking.search import page_offset, page_token_for, search_run_ids
 from loopml.tracking.tables import (
     artifacts,
     experiments,
-    latest_metrics,
     metrics,
     params,
     run_inputs,
     runs,
     tags,
 )
-from loopml.tracking.writer import write_points
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -620,92 +618,17 @@ class TrackingApi:
         return run_id
 
     def run_json(self, conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
-        """MLflow's Run objects (info, data, inputs, outputs) of these ids, in their order."""
+        """MLflow's Run objects (info, data, inputs, outputs) of these ids, in their order.
+
+        Plain SQL read as tuples: search answers thousands of runs, and building Row objects
+        and statements was most of its time."""
         if not ids:
             return []
-        info = {
-            row.id: row
-            for row in conn.execute(
-                select(
-                    runs.c.id,
-                    runs.c.experiment_id,
-                    runs.c.name,
-                    runs.c.status,
-                    runs.c.start_time,
-                    runs.c.end_time,
-                    runs.c.deleted_at,
-                ).where(runs.c.id.in_(ids))
-            )
-        }
-        per: dict[str, dict[str, list[Any]]] = {
-            i: {"params": [], "metrics": [], "tags": [], "inputs": [], "outputs": []} for i in ids
-        }
-        for run_id, key, value in conn.execute(
-            select(params.c.run_id, params.c.key, params.c.value).where(params.c.run_id.in_(ids))
-        ):
-            per[run_id]["params"].append({"key": key, "value": value})
-        for run_id, key, value in conn.execute(
-            select(tags.c.run_id, tags.c.key, tags.c.value).where(tags.c.run_id.in_(ids))
-        ):
-            per[run_id]["tags"].append({"key": key, "value": value})
-        for run_id, key, value, step, ts in conn.execute(
-            select(
-                latest_metrics.c.run_id,
-                latest_metrics.c.key,
-                latest_metrics.c.value,
-                latest_metrics.c.step,
-                latest_metrics.c.timestamp,
-            ).where(latest_metrics.c.run_id.in_(ids))
-        ):
-            per[run_id]["metrics"].append(
-                {"key": key, "value": metric_json(value), "timestamp": ts, "step": step}
-            )
-        for input_row in conn.execute(
-            select(
-                run_inputs,
-                mlflow_dataset_inputs.c.source_type,
-                mlflow_dataset_inputs.c.schema,
-                mlflow_dataset_inputs.c.profile,
-                mlflow_dataset_inputs.c.tags.label("input_tags"),
-            )
-            .select_from(
-                run_inputs.outerjoin(
-                    mlflow_dataset_inputs,
-                    (mlflow_dataset_inputs.c.run_id == run_inputs.c.run_id)
-                    & (mlflow_dataset_inputs.c.name == run_inputs.c.name),
-                )
-            )
-            .where(run_inputs.c.run_id.in_(ids))
-            .order_by(run_inputs.c.name)
-        ):
-            per[input_row.run_id]["inputs"].append(dataset_input_json(input_row))
-        for run_id, model_id, step in conn.execute(
-            select(
-                mlflow_run_outputs.c.run_id,
-                mlflow_run_outputs.c.model_id,
-                mlflow_run_outputs.c.step,
-            ).where(mlflow_run_outputs.c.run_id.in_(ids))
-        ):
-            per[run_id]["outputs"].append({"model_id": model_id, "step": step})
+        marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         out: list[dict[str, Any]] = []
-        for run_id in ids:
-            row = info.get(run_id)
-            if row is None:
-                continue
-            parts = per[run_id]
-            user = next((t["value"] for t in parts["tags"] if t["key"] == USER_TAG), "")
-            run: dict[str, Any] = {
-                "info": run_info(row, user),
-                "data": {
-                    "metrics": sorted(parts["metrics"], key=lambda m: m["key"]),
-                    "params": sorted(parts["params"], key=lambda p: p["key"]),
-                    "tags": sorted(parts["tags"], key=lambda t: t["key"]),
-                },
-                "inputs": {"dataset_inputs": parts["inputs"]},
-            }
-            if parts["outputs"]:
-                run["outputs"] = {"model_outputs": parts["outputs"]}
-            out.append(run)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            out.extend(_runs_json(conn, chunk, ", ".join([marker] * len(chunk))))
         return out
 
     def load_run(self, run_id: str) -> dict[str, Any]:
@@ -762,10 +685,8 @@ class TrackingApi:
                 )
             more = len(ids) > max_results
             ids = ids[:max_results]
-            found: list[dict[str, Any]] = []
             with self.db.read() as conn:
-                for start in range(0, len(ids), 500):
-                    found.extend(self.run_json(conn, ids[start : start + 500]))
+                found = self.run_json(conn, ids)
             answer: dict[str, Any] = {"runs": found}
             if more:
                 answer["next_page_token"] = page_token_for(offset + max_results)
@@ -1008,7 +929,17 @@ class TrackingApi:
         """Store what one request logged, in one transaction: all of it or nothing."""
 
         def tx(conn: Connection) -> None:
-            self.writable(conn, run_id)
+            marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            # The hot path (log-metric, log-batch): plain SQL, no statement to build.
+            found = conn.exec_driver_sql(
+                f"SELECT deleted_at FROM runs WHERE id = {marker}", (run_id,)
+            ).first()
+            if found is None:
+                raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
+            if found[0] is not None:
+                raise bad(
+                    f"The run {run_id} must be in the 'active' state. Current state is deleted."
+                )
             if param_items:
                 insert_params(conn, run_id, param_items)
             if tag_items:
@@ -1017,7 +948,7 @@ class TrackingApi:
                 if name is not None:
                     conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
             if points:
-                write_points(conn, points)
+                store_points(conn, points, marker)
 
         self.db.transact(tx)
 
@@ -1371,43 +1302,134 @@ def insert_params(conn: Connection, run_id: str, items: Iterable[tuple[str, str]
         conn.execute(insert(params), new)
 
 
-def run_info(row: Any, user: str) -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "run_id": row.id,
-        "run_uuid": row.id,
-        "run_name": row.name,
-        "experiment_id": str(row.experiment_id),
-        "user_id": user,
-        "status": row.status,
-        "start_time": row.start_time,
-        "artifact_uri": f"mlflow-artifacts:/{row.experiment_id}/{row.id}/artifacts",
-        "lifecycle_stage": "deleted" if row.deleted_at is not None else "active",
+def store_points(
+    conn: Connection, points: list[tuple[str, str, float | None, int, int]], marker: str
+) -> None:
+    """Insert metric points and move each (run, key)'s latest value forward, in the caller's
+    transaction: what :func:`loopml.tracking.writer.write_points` does, as two prepared
+    statements (the server's per-request cost is mostly building statements otherwise)."""
+    conn.exec_driver_sql(
+        "INSERT INTO metrics (run_id, key, value, step, timestamp) "
+        f"VALUES ({marker}, {marker}, {marker}, {marker}, {marker})",
+        points,
+    )
+    latest: dict[tuple[str, str], tuple[str, str, float | None, int, int]] = {}
+    for item in points:
+        ident = (item[0], item[1])
+        seen = latest.get(ident)
+        if seen is None or (item[3], item[4]) >= (seen[3], seen[4]):
+            latest[ident] = item
+    conn.exec_driver_sql(
+        "INSERT INTO latest_metrics (run_id, key, value, step, timestamp) "
+        f"VALUES ({marker}, {marker}, {marker}, {marker}, {marker}) "
+        "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, "
+        "step = excluded.step, timestamp = excluded.timestamp "
+        "WHERE excluded.step > latest_metrics.step OR (excluded.step = latest_metrics.step "
+        "AND excluded.timestamp >= latest_metrics.timestamp)",
+        list(latest.values()),
+    )
+
+
+def _runs_json(conn: Connection, ids: list[str], slots: str) -> list[dict[str, Any]]:
+    def rows(sql: str) -> list[Any]:
+        return list(conn.exec_driver_sql(sql, tuple(ids)).fetchall())
+
+    info = {
+        row[0]: row
+        for row in rows(
+            "SELECT id, experiment_id, name, status, start_time, end_time, deleted_at "
+            f"FROM runs WHERE id IN ({slots})"
+        )
     }
-    if row.end_time is not None:
-        info["end_time"] = row.end_time
-    return info
+    params_of: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    tags_of: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    metrics_of: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    inputs_of: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    outputs_of: dict[str, list[dict[str, Any]]] = {}
+    for run_id, key, value in rows(
+        f"SELECT run_id, key, value FROM params WHERE run_id IN ({slots}) ORDER BY key"
+    ):
+        params_of[run_id].append({"key": key, "value": value})
+    for run_id, key, value in rows(
+        f"SELECT run_id, key, value FROM tags WHERE run_id IN ({slots}) ORDER BY key"
+    ):
+        tags_of[run_id].append({"key": key, "value": value})
+    for run_id, key, value, step, ts in rows(
+        "SELECT run_id, key, value, step, timestamp FROM latest_metrics "
+        f"WHERE run_id IN ({slots}) ORDER BY key"
+    ):
+        metrics_of[run_id].append(
+            {"key": key, "value": metric_json(value), "timestamp": ts, "step": step}
+        )
+    for row in rows(
+        "SELECT i.run_id, i.name, i.digest, i.source, i.size, i.file_count, d.source_type, "
+        'd."schema", d.profile, d.tags FROM run_inputs i LEFT JOIN mlflow_dataset_inputs d '
+        "ON d.run_id = i.run_id AND d.name = i.name "
+        f"WHERE i.run_id IN ({slots}) ORDER BY i.name"
+    ):
+        inputs_of[row[0]].append(dataset_input_json(*row[1:]))
+    for run_id, model_id, step in rows(
+        f"SELECT run_id, model_id, step FROM mlflow_run_outputs WHERE run_id IN ({slots})"
+    ):
+        outputs_of.setdefault(run_id, []).append({"model_id": model_id, "step": step})
+    out: list[dict[str, Any]] = []
+    for run_id in ids:
+        row = info.get(run_id)
+        if row is None:
+            continue
+        _, exp_id, name, status, start_time, end_time, deleted_at = row
+        run_tags = tags_of[run_id]
+        user = next((t["value"] for t in run_tags if t["key"] == USER_TAG), "")
+        run_information: dict[str, Any] = {
+            "run_id": run_id,
+            "run_uuid": run_id,
+            "run_name": name,
+            "experiment_id": str(exp_id),
+            "user_id": user,
+            "status": status,
+            "start_time": start_time,
+            "artifact_uri": f"mlflow-artifacts:/{exp_id}/{run_id}/artifacts",
+            "lifecycle_stage": "deleted" if deleted_at is not None else "active",
+        }
+        if end_time is not None:
+            run_information["end_time"] = end_time
+        run: dict[str, Any] = {
+            "info": run_information,
+            "data": {"metrics": metrics_of[run_id], "params": params_of[run_id], "tags": run_tags},
+            "inputs": {"dataset_inputs": inputs_of[run_id]},
+        }
+        if run_id in outputs_of:
+            run["outputs"] = {"model_outputs": outputs_of[run_id]}
+        out.append(run)
+    return out
 
 
-def dataset_input_json(row: Any) -> dict[str, Any]:
+def dataset_input_json(
+    name: str,
+    digest: str,
+    source: str | None,
+    size: int | None,
+    file_count: int | None,
+    source_type: str | None,
+    schema: str | None,
+    profile: str | None,
+    input_tags: str | None,
+) -> dict[str, Any]:
     """A run input as MLflow's DatasetInput; loopml's own inputs (a file, a folder, a
     DataFrame logged by loopml) show their size and file count as the profile."""
-    if row.source_type is None and row.schema is None and row.input_tags is None:
-        profile = json.dumps(
-            {k: v for k, v in (("size", row.size), ("file_count", row.file_count)) if v}
-        )
+    if source_type is None and schema is None and input_tags is None:
+        profile = json.dumps({k: v for k, v in (("size", size), ("file_count", file_count)) if v})
         source_type, schema = "loopml", ""
-    else:
-        profile, source_type, schema = row.profile or "", row.source_type or "", row.schema or ""
-    input_tags = json.loads(row.input_tags) if row.input_tags else {}
+    tag_values = json.loads(input_tags) if input_tags else {}
     return {
-        "tags": [{"key": k, "value": v} for k, v in input_tags.items()],
+        "tags": [{"key": k, "value": v} for k, v in tag_values.items()],
         "dataset": {
-            "name": row.name,
-            "digest": row.digest,
-            "source_type": source_type,
-            "source": row.source or "",
-            "schema": schema,
-            "profile": profile,
+            "name": name,
+            "digest": digest,
+            "source_type": source_type or "",
+            "source": source or "",
+            "schema": schema or "",
+            "profile": profile or "",
         },
     }
 
