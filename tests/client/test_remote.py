@@ -143,3 +143,30 @@ def test_the_outbox_spools_in_order_and_replays_once_the_server_answers(
     assert [e.name for e in sqlite_ws.experiments.list()] == ["a", "b"]
     assert [p.suffix for p in (spool.folder / "rejected").iterdir()] == [".json", ".why"]
     assert spool.pending() == []
+
+
+def test_the_module_level_api_logs_through_loopml_tracking_uri(
+    server: Callable[..., str],
+    sqlite_ws: Workspace,
+    spool_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    import loopml
+    from loopml.workspace import set_default_workspace
+
+    url = server(sqlite_ws)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LOOPML_TRACKING_URI", url)
+    set_default_workspace(None)
+    with loopml.start_run(experiment="fluent", log_environment=False) as run:
+        loopml.log_param("lr", 0.1)
+        loopml.log_metrics({"acc": 0.75, "loss": 0.2}, step=3)
+        loopml.set_tag("who", "me")
+    frame = loopml.search_runs("fluent")
+    assert list(frame["run_id"]) == [run.id]
+    assert frame["metrics.acc"][0] == 0.75
+    record = sqlite_ws.runs.get(run.id)
+    assert record.params == {"lr": "0.1"} and record.tags["who"] == "me"
+    assert loopml.get_run(run.id) == record
+    loopml.default_workspace().close()
