@@ -62,7 +62,7 @@ def metric_series(db: Database, run_id: str, key: str, points: int = DEFAULT_POI
             return Series([int(s) for s in steps], values, int(total))
         buckets = max(points // 2, 1)
         bucket = ((metrics.c.step - low) * buckets // (high - low + 1)).label("bucket")
-        rows = conn.execute(
+        reduced = conn.execute(
             select(
                 bucket,
                 func.min(metrics.c.step),
@@ -78,7 +78,7 @@ def metric_series(db: Database, run_id: str, key: str, points: int = DEFAULT_POI
     steps_out: list[int] = []
     values_out: list[float] = []
     total = 0
-    for _, first, last, lowest, highest, count in rows:
+    for _, first, last, lowest, highest, count in reduced:
         total += count
         pairs = [(int(first), lowest), (int(last), highest)]
         if first == last:
