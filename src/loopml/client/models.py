@@ -70,9 +70,8 @@ class RemoteModels(Models):
         if run_id is None:
             active = self._ws.runs.active()
             run_id = active.id if active is not None else None
-            if active is not None:
-                active._api.flush()  # the run exists on the server before the version
         if run_id is not None:
+            self._ws.runs.flush()  # a run started while the server was away reaches it first
             self._ws.runs.get(run_id)  # RunNotFound for a bad id
         if model is None:
             if run_id is None or artifact_path is None:
