@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,28 @@ class ServerProcess:
             self.wait()
 
     def wait(self) -> None:
+        """Until this process (not another one that took the port meanwhile: the machine
+        is shared) listens on the port and answers /health."""
+        import time
+
+        import psutil
+
+        assert self.proc is not None
+        deadline = time.monotonic() + 60
+        while not self._listening(psutil.Process(self.proc.pid)):
+            assert self.proc.poll() is None, f"the server exited: {self.log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "the server did not listen on its port"
+            time.sleep(0.05)
         wait_healthy(self.url, timeout=60)
+
+    def _listening(self, process: Any) -> bool:
+        import psutil
+
+        try:
+            sockets = process.net_connections(kind="inet")
+        except psutil.Error:
+            return False
+        return any(s.status == psutil.CONN_LISTEN and s.laddr.port == self.port for s in sockets)
 
     def kill(self) -> None:
         """SIGKILL: no cleanup, requests in flight are cut."""
