@@ -570,3 +570,37 @@ def test_listings_show_only_what_is_readable(
     answer = post(url, "experiments/create", {"name": "mine"})
     assert answer.is_success
     assert access.made == [("experiment", answer.json()["experiment_id"])]
+
+
+def test_runs_the_server_created_stay_alive_for_loopmls_readers(
+    mlflow_client: tuple[Any, Workspace, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from sqlalchemy import select, update
+
+    from loopml.store import liveness
+    from loopml.tracking.tables import runs
+
+    monkeypatch.setattr(liveness, "HEARTBEAT_S", 0.05)
+    mlflow, ws, _url = mlflow_client
+    run = mlflow.start_run()
+    run_id = run.info.run_id
+    # A reader that reaps dead runs leaves it running: the server owns it.
+    assert ws.runs.search("Default")["status"].tolist() == ["RUNNING"]
+    ws.db.transact(
+        lambda conn: conn.execute(update(runs).where(runs.c.id == run_id).values(heartbeat_at=0))
+    )
+
+    def beat() -> int:
+        with ws.db.read() as conn:
+            return int(
+                conn.execute(select(runs.c.heartbeat_at).where(runs.c.id == run_id)).scalar()
+            )
+
+    deadline = time.monotonic() + 20
+    while beat() == 0:
+        assert time.monotonic() < deadline, "the server never refreshed the run's heartbeat"
+        time.sleep(0.02)
+    mlflow.end_run()
+    assert ws.runs.get(run_id).status == "FINISHED"

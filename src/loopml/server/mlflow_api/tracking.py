@@ -28,6 +28,7 @@ points whatever its status.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import threading
@@ -72,6 +73,8 @@ if TYPE_CHECKING:
     from starlette.routing import BaseRoute
 
     from loopml.store.db import Database
+
+logger = logging.getLogger(__name__)
 
 # MLflow's limits (mlflow/utils/validation.py).
 MAX_METRICS_PER_BATCH = 1000
@@ -261,6 +264,7 @@ class TrackingApi:
         self._default_id: int | None = None
         self._lock = threading.Lock()
         self._heartbeat: threading.Thread | None = None
+        self._live: set[str] = set()
 
     @property
     def db(self) -> Database:
@@ -808,34 +812,42 @@ class TrackingApi:
 
     # -- runs: writing ---------------------------------------------------------------------
 
-    def start_heartbeat(self) -> None:
-        """Keep the heartbeat of the RUNNING runs this server process owns fresh, so
-        loopml's readers on other hosts don't take them for dead (store/liveness.py)."""
-        if self._heartbeat is not None and self._heartbeat.is_alive():
-            return
+    def start_heartbeat(self, run_id: str) -> None:
+        """Keep the heartbeat of a RUNNING run this server created fresh, so loopml's
+        readers on other hosts don't take it for dead (store/liveness.py). One thread beats
+        for all of them, and stops when none is left running."""
         with self._lock:
+            self._live.add(run_id)
             if self._heartbeat is not None and self._heartbeat.is_alive():
                 return
-            owner = liveness.owner_token()
-            db = self.db
-            stop = threading.Event()
-
-            def beat() -> None:
-                while not stop.wait(liveness.HEARTBEAT_S):
-                    try:
-                        db.transact(
-                            lambda conn: conn.execute(
-                                update(runs)
-                                .where(runs.c.owner == owner, runs.c.status == "RUNNING")
-                                .values(heartbeat_at=now_ms())
-                            )
-                        )
-                    except Exception:  # noqa: BLE001 - a missed beat is retried next time
-                        continue
-
-            self._heartbeat = threading.Thread(target=beat, name="loopml-mlflow-heartbeat")
+            self._heartbeat = threading.Thread(
+                target=self._beat, args=(liveness.owner_token(),), name="loopml-mlflow-heartbeat"
+            )
             self._heartbeat.daemon = True
             self._heartbeat.start()
+
+    def _beat(self, owner: str) -> None:
+        while True:
+            threading.Event().wait(liveness.HEARTBEAT_S)
+            with self._lock:
+                ids = list(self._live)
+                if not ids:
+                    self._heartbeat = None
+                    return
+
+            mine = (runs.c.id.in_(ids), runs.c.owner == owner, runs.c.status == "RUNNING")
+
+            def tx(conn: Connection, mine: tuple[Any, ...] = mine) -> set[str]:
+                conn.execute(update(runs).where(*mine).values(heartbeat_at=now_ms()))
+                return set(conn.execute(select(runs.c.id).where(*mine)).scalars())
+
+            try:
+                running = self.db.transact(tx)
+            except Exception:  # noqa: BLE001 - a missed beat is retried at the next one
+                logger.debug("heartbeat of %d MLflow runs failed", len(ids), exc_info=True)
+                continue
+            with self._lock:
+                self._live.difference_update(set(ids) - running)
 
     async def create_run(self, request: Request) -> Response:
         body = await self.body(request)
@@ -881,7 +893,7 @@ class TrackingApi:
 
         await self.ctx.call(self.db.transact, tx)
         self._run_experiment[run_id] = exp_id
-        self.start_heartbeat()
+        self.start_heartbeat(run_id)
         run = {
             "info": {
                 "run_id": run_id,
