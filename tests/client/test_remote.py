@@ -170,3 +170,48 @@ def test_the_module_level_api_logs_through_loopml_tracking_uri(
     assert record.params == {"lr": "0.1"} and record.tags["who"] == "me"
     assert loopml.get_run(run.id) == record
     loopml.default_workspace().close()
+
+
+def test_artifacts_and_metrics_logged_offline_arrive_when_a_server_comes_up(
+    sqlite_ws: Workspace, spool_dir: Path, tmp_path: Path
+) -> None:
+    from server.conftest import wait_healthy
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    ws = Workspace.open(url)
+    model_file = tmp_path / "weights.bin"
+    model_file.write_bytes(bytes(range(256)) * 1000)
+    with ws.runs.start(experiment="later", log_environment=False) as run:
+        for step in range(300):
+            run.log_metric("loss", 1 / (step + 1))
+        run.log_artifact(model_file, "model")
+        run.log_text("offline notes", "notes.txt")
+    assert any((spool_dir / f"127.0.0.1_{port}" / "blobs").iterdir())  # the bytes wait here
+
+    import threading
+
+    import uvicorn
+
+    from loopml.server.app import create_app
+
+    instance = uvicorn.Server(
+        uvicorn.Config(create_app(sqlite_ws), host="127.0.0.1", port=port, log_level="warning")
+    )
+    thread = threading.Thread(target=instance.run, daemon=True)
+    thread.start()
+    try:
+        wait_healthy(url)
+        ws.runs.flush()  # sends the spool now that the server answers
+        record = sqlite_ws.runs.get(run.id)
+        assert record.status == "FINISHED" and record.experiment == "later"
+        assert len(sqlite_ws.runs.metric_history(run.id, "loss")) == 300
+        got = sqlite_ws.runs.download_artifacts(run.id, dst=tmp_path / "out")
+        assert (got / "model" / "weights.bin").read_bytes() == model_file.read_bytes()
+        assert (got / "notes.txt").read_text() == "offline notes"
+        assert session_for(url).spool.pending() == []
+        assert not list((spool_dir / f"127.0.0.1_{port}" / "blobs").iterdir())
+    finally:
+        ws.close()
+        instance.should_exit = True
+        thread.join(10)

@@ -233,23 +233,25 @@ class Outbox:
                 if not pending:
                     self.backlog = False
                     return True
-                path = pending[0]
-                entry = self.spool.read(path)
-                if entry is None:
-                    continue
-                try:
-                    self._send(entry)
-                except (ServerUnreachable, Unauthorized):
-                    return False
-                except LoopmlError as exc:
-                    log.warning(
-                        "loopml: the server refused a spooled request (%s %s): %s; it is "
-                        "kept in %s",
-                        entry.get("method"),
-                        entry.get("path"),
-                        exc,
-                        self.spool.folder / "rejected",
-                    )
-                    self.spool.reject(path, f"{type(exc).__name__}: {exc}")
-                    continue
-                self.spool.done(path, entry)
+            # New requests only ever go after these: send this listing, then look again.
+            for path in pending:
+                with self._lock:
+                    entry = self.spool.read(path)
+                    if entry is None:
+                        continue  # another process sent it
+                    try:
+                        self._send(entry)
+                    except (ServerUnreachable, Unauthorized):
+                        return False
+                    except LoopmlError as exc:
+                        log.warning(
+                            "loopml: the server refused a spooled request (%s %s): %s; it is "
+                            "kept in %s",
+                            entry.get("method"),
+                            entry.get("path"),
+                            exc,
+                            self.spool.folder / "rejected",
+                        )
+                        self.spool.reject(path, f"{type(exc).__name__}: {exc}")
+                        continue
+                    self.spool.done(path, entry)
