@@ -220,6 +220,37 @@ def point(run_id: str, item: dict[str, Any]) -> tuple[str, str, float | None, in
     return (run_id, key, value, step, timestamp)
 
 
+def points_of(run_id: str, items: list[Any]) -> list[tuple[str, str, float | None, int, int]]:
+    """:func:`point` for each item, with the usual case (a float value, integer or digit
+    string step and timestamp, a key seen before) checked inline: a 1000-point batch spends
+    most of its parsing time here otherwise."""
+    out: list[tuple[str, str, float | None, int, int]] = []
+    append = out.append
+    step_min, step_max = keys.STEP_MIN, keys.STEP_MAX
+    ts_min, ts_max = keys.TIMESTAMP_MIN_MS, keys.TIMESTAMP_MAX_MS
+    for item in items:
+        if type(item) is dict:
+            value = item.get("value")
+            step = item.get("step", 0)
+            ts = item.get("timestamp")
+            if type(step) is str and step.isdigit():
+                step = int(step)
+            if type(ts) is str and ts.isdigit():
+                ts = int(ts)
+            if (
+                type(value) is float
+                and type(step) is int
+                and type(ts) is int
+                and step_min <= step <= step_max
+                and ts_min <= ts < ts_max
+            ):
+                key = check_key(item.get("key"), "metric key")
+                append((run_id, key, None if value != value else value, step, ts))
+                continue
+        append(point(run_id, item))
+    return out
+
+
 def key_values(items: Any, what: str) -> list[tuple[Any, Any]]:
     if items is None:
         return []
@@ -1032,7 +1063,7 @@ class TrackingApi:
                 f"A batch logging request can contain at most {MAX_ENTITIES_PER_BATCH} total "
                 f"metrics, params, and tags. Got {total}. Please split up the request."
             )
-        points = [point(run_id, item) for item in metric_items]
+        points = points_of(run_id, metric_items)
         param_items: dict[str, str] = {}
         for k, v in param_pairs:
             key = check_key(k, "param key")
