@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import insert
 
-from loopml.exceptions import MissingDependency
+from loopml.exceptions import MissingDependency, ModelFilesMissing
 from loopml.registry.flavors.mlflow import MlflowFlavor, read_mlmodel, signature_of
 from loopml.registry.lifecycle import create_model
 from loopml.server.app import create_app
@@ -762,3 +762,28 @@ def test_the_mlflow_client_registers_run_artifacts_and_manages_versions(
     assert [v.version for v in ws.models.versions("ranker-v2")] == [2]
     client.delete_registered_model("ranker-v2")
     assert ws.models.list() == []
+
+
+def test_a_registration_whose_extra_rows_fail_leaves_no_version(
+    sqlite_ws: Workspace, mlflow_model: Path
+) -> None:
+    from loopml.registry.trees import register_files, register_folder
+
+    register_folder(sqlite_ws, "churn", mlflow_model)
+    entries = [
+        (p.relative_to(mlflow_model).as_posix(), sqlite_ws.blobs.put_file(p), p.stat().st_size)
+        for p in sorted(mlflow_model.rglob("*"))
+        if p.is_file()
+    ]
+
+    def broken(conn: Any, mid: int, version: int) -> None:
+        raise RuntimeError("the disk is full")
+
+    with pytest.raises(RuntimeError, match="disk is full"):
+        register_files(sqlite_ws, "churn", entries, flavor="mlflow", with_version=broken)
+    assert [v.version for v in sqlite_ws.models.versions("churn")] == [1]
+    assert [e.kind for e in sqlite_ws.models.history("churn")] == ["registered"]
+    with pytest.raises(ValueError, match="not a relative path"):
+        register_files(sqlite_ws, "churn", [("../x", entries[0][1], 1)], flavor="mlflow")
+    with pytest.raises(ModelFilesMissing, match="MLmodel"):
+        register_files(sqlite_ws, "churn", [("MLmodel", "0" * 64, 1)], flavor="mlflow")

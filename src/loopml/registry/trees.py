@@ -18,9 +18,11 @@ import json
 import os
 import platform
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection
 
 from loopml.exceptions import InvalidInput, ModelFilesMissing
 from loopml.registry import versions as v
@@ -64,6 +66,7 @@ def register_files(
     description: str | None = None,
     flavor_meta: dict[str, Any] | None = None,
     check_load: bool = False,
+    with_version: Callable[[Connection, int, int], None] | None = None,
 ) -> v.ModelVersion:
     """Register a new version of ``name`` whose files are blobs already in ``ws.blobs``.
 
@@ -71,6 +74,8 @@ def register_files(
     (:class:`ModelFilesMissing` otherwise: nothing is registered). ``flavor`` names how the
     files load (``"mlflow"`` for an MLflow model folder). ``check_load=True`` loads the model
     once before registering, so a version that can't load is refused.
+    ``with_version(conn, model_id, version)`` writes more rows in the registration's own
+    transaction (:func:`loopml.registry.versions.create_version`).
     """
     chosen = flavor_named(flavor)
     files = _clean(entries)
@@ -112,6 +117,7 @@ def register_files(
         signature=signature,
         environment=environment,
         description=description,
+        with_version=with_version,
     )
 
 

@@ -6,7 +6,7 @@ import getpass
 import json
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -261,7 +261,11 @@ def create_version(
     environment: dict[str, Any],
     description: str | None,
     feature_service: str | None = None,
+    with_version: Callable[[Connection, int, int], None] | None = None,
 ) -> ModelVersion:
+    """Insert version ``latest + 1`` of ``name`` (creating the model on its first version).
+    ``with_version(conn, model_id, version)`` runs in the same transaction, before the
+    registration is recorded: what it writes commits with the version, or not at all."""
     check_name(name, "model name")
 
     def tx(conn: Connection) -> ModelVersion:
@@ -292,6 +296,8 @@ def create_version(
                 feature_service=feature_service,
             )
         )
+        if with_version is not None:
+            with_version(conn, mid, version)
         record_event(conn, mid, "registered", version=version, to_version=version)
         emit(conn, "model.registered", name, {"version": version, "run_id": run_id})
         row = conn.execute(

@@ -559,6 +559,22 @@ def _create_version(
         tmp.cleanup()
     description = body.get("description") or None
     tags = _tag_list(body.get("tags"))
+
+    def record(conn: Connection, mid: int, number: int) -> None:
+        conn.execute(
+            mlflow_version_sources.insert().values(
+                model_id=mid,
+                version=number,
+                source=source or f"models:/{found.logged_model_id}",
+                storage_location=found.storage_location,
+                logged_model_id=found.logged_model_id,
+                run_link=body.get("run_link") or None,
+                user_id=user,
+            )
+        )
+        for key, value in tags.items():
+            _set_tag(conn, mid, number, key, value)
+
     version = register_files(
         ws,
         name,
@@ -568,25 +584,8 @@ def _create_version(
         signature=signature,
         environment=environment,
         description=description,
+        with_version=record,
     )
-
-    def record(conn: Connection) -> None:
-        mid = v.model_id(conn, name)
-        conn.execute(
-            mlflow_version_sources.insert().values(
-                model_id=mid,
-                version=version.version,
-                source=source or f"models:/{found.logged_model_id}",
-                storage_location=found.storage_location,
-                logged_model_id=found.logged_model_id,
-                run_link=body.get("run_link") or None,
-                user_id=user,
-            )
-        )
-        for key, value in tags.items():
-            _set_tag(conn, mid, version.version, key, value)
-
-    ws.db.transact(record)
     with ws.db.read() as conn:
         return _one_version(conn, name, version.version)
 
@@ -770,20 +769,41 @@ class RegistryApi:
         readable = self.ctx.access.readable(request, MODEL)
 
         def run(conn: Connection) -> list[dict[str, Any]]:
-            rows = conn.execute(select(registered_models).order_by(registered_models.c.name)).all()
+            # What filters and sorts need, in three queries; full records for one page only.
+            updated = dict(
+                conn.execute(
+                    select(model_events.c.model_id, func.max(model_events.c.created_at)).group_by(
+                        model_events.c.model_id
+                    )
+                ).all()
+            )
+            tags: dict[int, dict[str, str]] = {}
+            for mid, key, value in conn.execute(
+                select(
+                    mlflow_registry_tags.c.model_id,
+                    mlflow_registry_tags.c.key,
+                    mlflow_registry_tags.c.value,
+                ).where(mlflow_registry_tags.c.version == 0)
+            ):
+                tags.setdefault(mid, {})[key] = value
             out = []
-            for row in rows:
+            for row in conn.execute(select(registered_models)):
                 if readable is not None and row.name not in readable:
                     continue
-                tags = _tags(conn, row.id, 0).get(0, {})
-                if not matches({"name": row.name, "tags": tags}, clauses):
-                    continue
-                out.append(_model_record(conn, row))
+                light = {
+                    "id": row.id,
+                    "name": row.name,
+                    "creation_timestamp": row.created_at,
+                    "last_updated_timestamp": max(row.created_at, updated.get(row.id) or 0),
+                    "tags": tags.get(row.id, {}),
+                }
+                if matches(light, clauses):
+                    out.append(light)
             return out
 
-        records = await self._read(run)
-        records = sort_records(
-            records,
+        found = await self._read(run)
+        found = sort_records(
+            found,
             _order_by(body) or ["name ASC"],
             {
                 "name": "name",
@@ -792,7 +812,19 @@ class RegistryApi:
                 "creation_timestamp": "creation_timestamp",
             },
         )
-        chunk, token = page(records, limit, body.get("page_token"))
+        chunk_ids, token = page(found, limit, body.get("page_token"))
+
+        def full(conn: Connection) -> list[dict[str, Any]]:
+            out = []
+            for light in chunk_ids:
+                row = conn.execute(
+                    select(registered_models).where(registered_models.c.id == light["id"])
+                ).first()
+                if row is not None:  # deleted meanwhile
+                    out.append(_model_record(conn, row))
+            return out
+
+        chunk = await self._read(full)
         out: dict[str, Any] = {"registered_models": [model_json(r) for r in chunk]}
         if token:
             out["next_page_token"] = token
