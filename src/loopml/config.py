@@ -454,7 +454,7 @@ def _load_section(
             sources[f"{section}.{name}"] = FILE
         variable = _env_name(section, name)
         aliases = [old for old, new in DEPRECATED_ENV.items() if new == variable]
-        other_names = [name for name, same in ALIAS_ENV.items() if same == variable]
+        other_names = [alias for alias, same in ALIAS_ENV.items() if same == variable]
         for candidate in (variable, *other_names, *aliases):
             if spec.from_env and env.get(candidate):
                 if candidate in aliases:

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from loopml import exceptions
+from loopml.config import TOKEN_ENV
 from loopml.exceptions import LoopmlError, StoreUnavailable
 
-TOKEN_ENV = "LOOPML_TOKEN"
+__all__ = ["TOKEN_ENV", "NotServed", "ServerUnreachable", "Unauthorized", "error_from_answer"]
 
 
 class ServerUnreachable(StoreUnavailable):
