@@ -43,6 +43,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     for var in (
         "LOOPML_STORE_URL",
+        "LOOPML_TRACKING_URI",
+        "LOOPML_TOKEN",
         "LOOPML_ARTIFACTS_URL",
         "LOOPML_EXPERIMENT",
         "LOOPML_WORKSPACE",
