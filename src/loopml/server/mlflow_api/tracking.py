@@ -324,6 +324,13 @@ class TrackingApi:
         number = int(raw)
         return self.default_experiment_id() if number == 0 else number
 
+    async def exp_key(self, value: Any) -> int:
+        """:meth:`experiment_key` from a route: only the first use of ``"0"`` reads the
+        store (off the event loop)."""
+        if self._default_id is None and str(value).strip().lstrip("0") == "":
+            return await self.ctx.call(self.experiment_key, value)
+        return self.experiment_key(value)
+
     def experiment_json(self, conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
         """MLflow's Experiment objects of these ids (those that exist)."""
         out: dict[int, dict[str, Any]] = {}
@@ -417,7 +424,7 @@ class TrackingApi:
 
     async def get_experiment(self, request: Request) -> Response:
         body = await self.body(request)
-        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        exp_id = await self.exp_key(text(body, "experiment_id"))
         self.ctx.access.check(request, EXPERIMENT, str(exp_id), READ)
         return reply({"experiment": await self.ctx.call(self.one_experiment, exp_id)})
 
@@ -481,7 +488,7 @@ class TrackingApi:
 
     async def update_experiment(self, request: Request) -> Response:
         body = await self.body(request)
-        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        exp_id = await self.exp_key(text(body, "experiment_id"))
         new_name = text(body, "new_name", required=False)
         self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
         if new_name:
@@ -542,7 +549,7 @@ class TrackingApi:
 
     async def _set_experiment_deleted(self, request: Request, deleted: bool) -> Response:
         body = await self.body(request)
-        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        exp_id = await self.exp_key(text(body, "experiment_id"))
         self.ctx.access.check(request, EXPERIMENT, str(exp_id), MANAGE)
         if deleted and exp_id == self.default_experiment_id():
             raise bad("The default experiment (ID 0, Default) cannot be deleted.")
@@ -566,7 +573,7 @@ class TrackingApi:
 
     async def set_experiment_tag(self, request: Request) -> Response:
         body = await self.body(request)
-        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        exp_id = await self.exp_key(text(body, "experiment_id"))
         key = check_key(text(body, "key"), "tag key")
         value = tag_text(key, body.get("value", ""))
         self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
@@ -596,7 +603,7 @@ class TrackingApi:
 
     async def delete_experiment_tag(self, request: Request) -> Response:
         body = await self.body(request)
-        exp_id = await self.ctx.call(self.experiment_key, text(body, "experiment_id"))
+        exp_id = await self.exp_key(text(body, "experiment_id"))
         key = text(body, "key")
         self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
 
@@ -680,7 +687,7 @@ class TrackingApi:
 
     async def search_runs(self, request: Request) -> Response:
         body = await self.body(request)
-        exp_ids = [self.experiment_key(e) for e in string_list(body, "experiment_ids")]
+        exp_ids = [await self.exp_key(e) for e in string_list(body, "experiment_ids")]
         if not exp_ids:
             raise bad("search-runs needs experiment_ids: the experiments to search in.")
         readable = self.ctx.access.readable(request, EXPERIMENT)
@@ -882,9 +889,7 @@ class TrackingApi:
 
     async def create_run(self, request: Request) -> Response:
         body = await self.body(request)
-        exp_id = await self.ctx.call(
-            self.experiment_key, text(body, "experiment_id", required=False, default="0")
-        )
+        exp_id = await self.exp_key(text(body, "experiment_id", required=False, default="0"))
         self.ctx.access.check(request, EXPERIMENT, str(exp_id), EDIT)
         items = {
             check_key(k, "tag key"): tag_text(k, v) for k, v in key_values(body.get("tags"), "tags")
