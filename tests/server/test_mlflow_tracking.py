@@ -604,3 +604,12 @@ def test_runs_the_server_created_stay_alive_for_loopmls_readers(
         time.sleep(0.02)
     mlflow.end_run()
     assert ws.runs.get(run_id).status == "FINISHED"
+
+
+def test_run_names_are_any_text(mlflow_client: tuple[Any, Workspace, str]) -> None:
+    mlflow, ws, url = mlflow_client
+    with mlflow.start_run(run_name="trial (1) #été!") as run:
+        pass
+    assert ws.runs.get(run.info.run_id).name == "trial (1) #été!"
+    answer = post(url, "runs/update", {"run_id": run.info.run_id, "run_name": "x" * 251})
+    assert error_code(answer) == "INVALID_PARAMETER_VALUE"

@@ -181,6 +181,14 @@ def check_key(key: Any, what: str) -> str:
         raise bad(str(exc)) from None
 
 
+def run_name(name: str) -> str:
+    """A run name: any text (as in MLflow and loopml), up to the name column's 250
+    characters."""
+    if len(name) > keys.MAX_KEY:
+        raise bad(f"The run name {name[:40]!r}… is {len(name)} characters; the limit is 250.")
+    return name
+
+
 def param_text(key: str, value: Any) -> str:
     if value is None:
         raise bad(f"Missing value for param '{key}'.")
@@ -895,7 +903,7 @@ class TrackingApi:
             check_key(k, "tag key"): tag_text(k, v) for k, v in key_values(body.get("tags"), "tags")
         }
         name = text(body, "run_name", required=False) or items.get(RUN_NAME_TAG) or generate_name()
-        check_key(name, "run name")
+        run_name(name)
         items[RUN_NAME_TAG] = name
         user = text(body, "user_id", required=False)
         if user and USER_TAG not in items:
@@ -1021,7 +1029,7 @@ class TrackingApi:
         key = check_key(text(body, "key"), "tag key")
         value = tag_text(key, body.get("value", ""))
         if key == RUN_NAME_TAG:
-            check_key(value, "run name")
+            run_name(value)
         await self.ctx.call(self.write, run_id, [], [], {key: value})
         return reply({})
 
@@ -1081,7 +1089,7 @@ class TrackingApi:
             param_items[key] = value
         tag_items = {check_key(k, "tag key"): tag_text(k, v) for k, v in tag_pairs}
         if RUN_NAME_TAG in tag_items:
-            check_key(tag_items[RUN_NAME_TAG], "run name")
+            run_name(tag_items[RUN_NAME_TAG])
         await self.ctx.call(self.write, run_id, points, list(param_items.items()), tag_items)
         return reply({})
 
@@ -1098,7 +1106,7 @@ class TrackingApi:
             raise bad(f"end_time {end_time} is not milliseconds between 1970 and 2262.")
         name = text(body, "run_name", required=False) or None
         if name is not None:
-            check_key(name, "run name")
+            run_name(name)
 
         def tx(conn: Connection) -> dict[str, Any]:
             row = self.writable(conn, run_id)
