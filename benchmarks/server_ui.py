@@ -282,12 +282,13 @@ def main() -> int:
                 times = [server_ms(client.get(base, params=query)) for _ in range(args.repeats)]
                 rows.append((name, statistics.median(times), 300.0, "ms server"))
             history = f"{url}/runs/{info['long_run']}/history"
-            times, sent = [], 0
-            for _ in range(3):
-                response = client.get(history, params={"key": "loss"})
-                times.append(server_ms(response))
-                sent = len(response.json()["steps"])
-            rows.append((f"{args.points:,}-point history ({sent} sent)", statistics.median(times),
+            # The first read reduces the history in SQL; an ended run's is then cached.
+            first = client.get(history, params={"key": "loss"})
+            sent = len(first.json()["steps"])
+            rows.append((f"{args.points:,}-point history, first ({sent} sent)",
+                         server_ms(first), None, "ms server"))  # fmt: skip
+            times = [server_ms(client.get(history, params={"key": "loss"})) for _ in range(3)]
+            rows.append((f"{args.points:,}-point history, cached", statistics.median(times),
                          None, "ms server"))  # fmt: skip
         if not args.no_browser:
             times = browser_ms(base, args.repeats)
