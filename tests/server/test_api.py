@@ -269,3 +269,24 @@ def test_a_server_over_postgres_and_s3_stores_a_batch_sent_many_times_once(
     finally:
         ws.close()
         store.close()
+
+
+def test_a_run_marked_killed_while_its_process_was_away_is_ended_by_that_process(
+    remote: tuple[Workspace, Workspace, str],
+) -> None:
+    from sqlalchemy import update
+
+    from loopml.tracking.tables import runs
+
+    ws, local, url = remote
+    run = ws.runs.start(experiment="away", log_environment=False)
+    # What reap_dead_runs does when the heartbeat of a run on another host goes stale.
+    local.db.transact(
+        lambda conn: conn.execute(update(runs).where(runs.c.id == run.id).values(status="KILLED"))
+    )
+    answer = httpx.post(
+        f"{url}/api/loopml/runs/{run.id}/end", json={"status": "FINISHED", "owner": "someone:1:2"}
+    )
+    assert answer.json() == {"ended": False}  # not its process: stays KILLED
+    run.end()
+    assert local.runs.get(run.id).status == "FINISHED"

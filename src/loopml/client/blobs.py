@@ -12,6 +12,7 @@ import contextlib
 import os
 import uuid
 from pathlib import Path
+from typing import IO
 
 from loopml.client.transport import Transport
 from loopml.exceptions import BlobNotFound, CorruptBlob
@@ -81,9 +82,9 @@ class RemoteBlobs(BlobStore):
                 tmp.unlink()
         return dst
 
-    def _fetch(self, digest: str, out: object) -> None:
+    def _fetch(self, digest: str, out: IO[bytes]) -> None:
         try:
-            self.transport.download(self._path(digest), out)  # type: ignore[arg-type]
+            self.transport.download(self._path(digest), out)
         except BlobNotFound:
             raise self._missing(digest) from None
 

@@ -175,7 +175,15 @@ class RemoteRun(Run):
             finally:
                 self.status = final
                 try:
-                    self._send("end", {"status": final.value, "error": error, "end_time": now_ms()})
+                    self._send(
+                        "end",
+                        {
+                            "status": final.value,
+                            "error": error,
+                            "end_time": now_ms(),
+                            "owner": liveness.owner_token(),
+                        },
+                    )
                 finally:
                     self._api._forget(self)
 

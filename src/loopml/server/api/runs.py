@@ -303,10 +303,16 @@ class _Runs:
             ) from None
         error = field(body, "error", str)
         end_time = field(body, "end_time", int) or now_ms()
+        owner = field(body, "owner", str)
 
         def tx(conn: Connection) -> bool:
-            status = conn.execute(select(runs.c.status).where(runs.c.id == handle.id)).scalar()
-            if status != RunStatus.RUNNING:
+            row = conn.execute(
+                select(runs.c.status, runs.c.owner).where(runs.c.id == handle.id)
+            ).one()
+            # A run marked KILLED while its process could not reach the server (its
+            # heartbeat went stale) is ended by that process as it says.
+            reaped = row.status == RunStatus.KILLED and owner is not None and row.owner == owner
+            if row.status != RunStatus.RUNNING and not reaped:
                 return False  # ended already (a replayed request): once
             conn.execute(
                 update(runs)
