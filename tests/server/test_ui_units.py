@@ -4,7 +4,10 @@ orders, artifact folders, gate verdict rows, lineage, the history read from the 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -184,7 +187,11 @@ def test_shown_values() -> None:
 # -- a history read from the store -------------------------------------------------------------
 
 
-def test_metric_series_short_and_bucketed(sqlite_ws: Workspace) -> None:
+@pytest.mark.parametrize("store", ["sqlite-file", "postgres"])
+def test_metric_series_short_and_bucketed(
+    store: str, workspace_factory: Callable[..., Workspace]
+) -> None:
+    sqlite_ws = workspace_factory(store)  # the bucketing SQL must work on both
     with sqlite_ws.runs.start(experiment="e") as run:
         for step in range(50):
             run.log_metric("short", float(step), step=step)
@@ -202,3 +209,32 @@ def test_metric_series_short_and_bucketed(sqlite_ws: Workspace) -> None:
     nan = metric_series(sqlite_ws.db, run.id, "nan")
     assert nan.total == 1 and nan.steps == []  # a chart can't place NaN
     assert metric_series(sqlite_ws.db, run.id, "never").total == 0
+
+
+@pytest.mark.parametrize("blobs", ["file", "s3"])
+def test_a_long_text_artifact_previews_its_beginning(
+    blobs: str,
+    db_url_factory: Callable[[str], str],
+    blob_url_factory: Callable[[str], tuple[str, dict[str, Any]]],
+    tmp_path: Path,
+) -> None:
+    from loopml.server.context import ServerContext
+    from loopml.server.ui.render import Renderer
+    from loopml.server.ui.tracking import PREVIEW_BYTES, TrackingPages
+
+    artifacts_url, options = blob_url_factory(blobs)
+    ws = Workspace.open(
+        store_url=db_url_factory("sqlite-file"), artifacts_url=artifacts_url, **options
+    )
+    try:
+        text = "a" + "é" * PREVIEW_BYTES  # two bytes each: the cut falls inside an "é"
+        (tmp_path / "long.log").write_text(text, encoding="utf-8")
+        with ws.runs.start(experiment="e") as run:
+            run.log_artifact(tmp_path / "long.log")
+        item = ws.runs.list_artifacts(run.id)[0]
+        pages = TrackingPages(ServerContext(ws, ws.settings.server), Renderer())
+        shown = pages.preview(item.path, item.digest, item.size)
+        assert shown["kind"] == "text" and shown["cut"]
+        assert shown["text"] == "a" + "é" * ((PREVIEW_BYTES - 2) // 2)
+    finally:
+        ws.close()
