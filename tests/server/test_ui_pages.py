@@ -279,7 +279,9 @@ def test_pagination_moves_through_every_run(
     assert seen == [f"run-{i:02d}" for i in range(30)]
 
 
-def test_artifact_previews(ui: tuple[str, dict[str, Any]]) -> None:
+def test_artifact_previews(
+    ui: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     url, ids = ui
     base = f"{url}/runs/{ids['best']}/artifacts"
     text = get(f"{base}?path=notes.txt")
@@ -297,6 +299,12 @@ def test_artifact_previews(ui: tuple[str, dict[str, Any]]) -> None:
     assert raw.content == png() and "sandbox" in raw.headers["content-security-policy"]
     download = httpx.get(f"{url}/runs/{ids['best']}/artifact?path=frame.parquet")
     assert download.headers["content-disposition"].startswith("attachment")
+    # Over the in-memory size, the same bytes come streamed.
+    from loopml.server.ui import tracking
+
+    monkeypatch.setattr(tracking, "IN_MEMORY_BYTES", 100)
+    streamed = httpx.get(f"{url}/runs/{ids['best']}/artifact?path=frame.parquet")
+    assert streamed.content == (tmp_path / "files" / "frame.parquet").read_bytes()
     assert get(f"{base}?path=../etc/passwd", 404)
     assert get(f"{url}/runs/{ids['best']}/artifact?path=nope.txt", 404)
 

@@ -3,6 +3,7 @@ orders, artifact folders, gate verdict rows, lineage, the history read from the 
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
@@ -236,5 +237,15 @@ def test_a_long_text_artifact_previews_its_beginning(
         shown = pages.preview(item.path, item.digest, item.size)
         assert shown["kind"] == "text" and shown["cut"]
         assert shown["text"] == "a" + "é" * ((PREVIEW_BYTES - 2) // 2)
+        # A large artifact is sent in chunks: a file from a local store, a stream from S3.
+        response = pages._stream(item.digest, "text/plain", {})
+        if blobs == "file":
+            assert Path(response.path).read_bytes() == text.encode()  # type: ignore[attr-defined]
+        else:
+
+            async def body() -> bytes:
+                return b"".join([c async for c in response.body_iterator])  # type: ignore[attr-defined]
+
+            assert asyncio.run(body()) == text.encode()
     finally:
         ws.close()

@@ -11,8 +11,10 @@ from __future__ import annotations
 import io
 import mimetypes
 import posixpath
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from loopml.exceptions import ArtifactNotFound, InvalidFilter, InvalidInput
 from loopml.server.context import EXPERIMENT, READ
@@ -39,6 +41,9 @@ PREVIEW_BYTES = 256 * 1024
 #: The largest table file (Parquet needs the whole file) a preview opens.
 TABLE_PREVIEW_MAX = 64 * 1024 * 1024
 TABLE_ROWS = 20
+#: Artifacts up to this size are sent from memory (digest checked); larger ones streamed.
+IN_MEMORY_BYTES = 8 * 1024 * 1024
+STREAM_CHUNK = 1024 * 1024
 #: Where a run keeps the git diff of its code against the commit (tracking writes it).
 GIT_DIFF = "loopml/git.diff"
 #: Downsampled histories of ended runs kept in memory (oldest dropped first).
@@ -390,9 +395,8 @@ class TrackingPages:
                 f"{path} is {item.size} bytes, over the UI's limit; download it with "
                 f"`loopml runs artifacts {record.id}`."
             )
-        data = await self.ctx.call(self.ws.blobs.get_bytes, item.digest)
         suffix = posixpath.splitext(path)[1].lower()
-        name = posixpath.basename(path).replace('"', "")
+        name = posixpath.basename(path)
         headers = {
             "X-Content-Type-Options": "nosniff",
             # Nothing an artifact holds runs as this site (an SVG's script, say).
@@ -404,8 +408,31 @@ class TrackingPages:
             media = mimetypes.types_map.get(suffix, "application/octet-stream")
             if not media.startswith("text/"):
                 media = "application/octet-stream"
-            headers["Content-Disposition"] = f'attachment; filename="{name}"'
-        return Response(data, media_type=media, headers=headers)
+            plain = name.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+            headers["Content-Disposition"] = (
+                f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+            )
+        if item.size <= IN_MEMORY_BYTES:  # read whole, its digest checked
+            data = await self.ctx.call(self.ws.blobs.get_bytes, item.digest)
+            return Response(data, media_type=media, headers=headers)
+        return await self.ctx.call(self._stream, item.digest, media, headers)
+
+    def _stream(self, digest: str, media: str, headers: dict[str, str]) -> Response:
+        """A large artifact sent in chunks, never whole in memory."""
+        from starlette.concurrency import iterate_in_threadpool
+        from starlette.responses import FileResponse, StreamingResponse
+
+        location = self.ws.blobs.locate(digest)
+        if location.path is not None:
+            return FileResponse(location.path, media_type=media, headers=headers)
+        filesystem = location.filesystem
+
+        def chunks() -> Iterator[bytes]:
+            with filesystem.open(location.url, "rb") as fh:
+                while block := fh.read(STREAM_CHUNK):
+                    yield block
+
+        return StreamingResponse(iterate_in_threadpool(chunks()), media_type=media, headers=headers)
 
     async def compare(self, request: Request) -> Response:
         ids = list(dict.fromkeys(i for i in request.query_params.getlist("runs") if i))
