@@ -212,6 +212,8 @@ def test_every_page_renders_and_escapes_what_users_logged(ui: tuple[str, dict[st
     assert "<i>growth</i>" not in run and "&lt;i&gt;growth&lt;/i&gt;" in run
     assert "lr = 0.2  # tuned" in run  # the git diff the environment recorded
     assert "notes.txt" in run and "plots/" in run
+    assert f'<a href="/runs/{ids["child"]}">child</a>' in run  # the nested run
+    assert f'href="/runs/{ids["best"]}"' in get(f"{url}/runs/{ids['child']}")  # its parent
     inputs = run[run.index('id="inputs"') :]
     assert re.search(r"<code>[0-9a-f]{64}</code>", inputs)
     compare = get(f"{url}/compare?runs={ids['best']}&runs={ids['second']}")

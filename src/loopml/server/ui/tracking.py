@@ -36,6 +36,8 @@ DEFAULT_PAGE_SIZE = 50
 #: Columns of each kind shown when none were picked.
 DEFAULT_COLUMNS = 5
 MAX_COMPARE = 10
+#: Child (nested) runs listed on a run's page.
+MAX_CHILDREN = 200
 #: The most bytes of an artifact a preview reads.
 PREVIEW_BYTES = 256 * 1024
 #: The largest table file (Parquet needs the whole file) a preview opens.
@@ -243,6 +245,13 @@ class TrackingPages:
     async def run(self, request: Request) -> Response:
         record = await self.run_record(request, request.path_params["run_id"])
         artifacts = await self.ctx.call(self.ws.runs.list_artifacts, record.id)
+        children = await self.ctx.call(
+            self.ws.runs.records,
+            [record.experiment_id],
+            f"attributes.parent_run_id = '{record.id}'",  # an id is hex: nothing to escape
+            None,
+            MAX_CHILDREN,
+        )
         env = record.environment or {}
         git = env.get("git") or {}
         folders, files = child_folders([a.path for a in artifacts], "")
@@ -262,6 +271,8 @@ class TrackingPages:
             files=files,
             sizes=sizes,
             artifact_count=len(artifacts),
+            children=children,
+            more_children=len(children) >= MAX_CHILDREN,
             diff=diff,
             diff_cut=recorded is not None and recorded.size > PREVIEW_BYTES,
         )
