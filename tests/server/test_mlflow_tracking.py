@@ -613,3 +613,29 @@ def test_run_names_are_any_text(mlflow_client: tuple[Any, Workspace, str]) -> No
     assert ws.runs.get(run.info.run_id).name == "trial (1) #été!"
     answer = post(url, "runs/update", {"run_id": run.info.run_id, "run_name": "x" * 251})
     assert error_code(answer) == "INVALID_PARAMETER_VALUE"
+
+
+def test_metrics_logged_for_a_logged_model_reach_it(
+    mlflow_client: tuple[Any, Workspace, str],
+) -> None:
+    mlflow, ws, url = mlflow_client
+    if not hasattr(mlflow, "initialize_logged_model"):
+        pytest.skip("MLflow 2 has no logged models")
+    mlflow.set_experiment("models")
+    with mlflow.start_run() as run:
+        model = mlflow.initialize_logged_model(name="clf")
+        mlflow.log_metric("acc", 0.75, step=2, model_id=model.model_id)
+    assert ws.runs.get(run.info.run_id).metrics == {"acc": 0.75}
+    used = mlflow.MlflowClient().get_run(run.info.run_id).inputs.model_inputs
+    assert [m.model_id for m in used] == [model.model_id]  # the client links the two
+    got = mlflow.MlflowClient().get_logged_model(model.model_id)
+    assert [(m.key, m.value, m.step, m.run_id) for m in got.metrics] == [
+        ("acc", 0.75, 2, run.info.run_id)
+    ]
+    answer = post(
+        url,
+        "runs/log-metric",
+        {"run_id": run.info.run_id, "key": "acc", "value": 1.0, "timestamp": 1, "model_id": "m-x"},
+    )
+    assert error_code(answer) == "RESOURCE_DOES_NOT_EXIST"
+    assert ws.runs.get(run.info.run_id).metrics == {"acc": 0.75}  # nothing of it stored

@@ -13,7 +13,9 @@
 - ``mlflow_experiment_state`` / ``mlflow_experiment_tags``: what MLflow keeps on an experiment
   that loopml's ``experiments`` table has no column for: its lifecycle (deleted or active) and
   its tags. An experiment without a state row is active.
-- ``mlflow_run_outputs``: the logged models a run produced (MLflow 3's ``runs/outputs``).
+- ``mlflow_run_models``: MLflow 3's logged models a run produced (``direction`` "output",
+  with the step, from ``runs/outputs``) or used (``direction`` "input", from ``log-inputs``;
+  the client logs one when a metric names a model).
 - ``mlflow_dataset_inputs``: the parts of an MLflow dataset input that tracking's
   ``run_inputs`` (name, digest, source) has no column for: source type, schema, profile, tags.
 """
@@ -70,12 +72,13 @@ mlflow_experiment_tags = Table(
     Column("value", Text, nullable=False),
 )
 
-mlflow_run_outputs = Table(
-    "mlflow_run_outputs",
+mlflow_run_models = Table(
+    "mlflow_run_models",
     metadata,
     Column("run_id", String(RUN_ID), ForeignKey(runs.c.id), primary_key=True),
     Column("model_id", String(64), primary_key=True),
-    Column("step", BigInteger, nullable=False),
+    Column("direction", String(8), primary_key=True),  # input | output
+    Column("step", BigInteger, nullable=True),
 )
 
 mlflow_dataset_inputs = Table(

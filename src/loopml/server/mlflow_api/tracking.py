@@ -48,7 +48,7 @@ from loopml.server.mlflow_api.tables import (
     mlflow_dataset_inputs,
     mlflow_experiment_state,
     mlflow_experiment_tags,
-    mlflow_run_outputs,
+    mlflow_run_models,
 )
 from loopml.store import liveness
 from loopml.store.clock import now_ms
@@ -179,6 +179,71 @@ def check_key(key: Any, what: str) -> str:
         return keys.check_key(key, what)
     except InvalidInput as exc:
         raise bad(str(exc)) from None
+
+
+def model_metrics(
+    run_id: str, items: list[Any], points: list[tuple[str, str, float | None, int, int]]
+) -> list[tuple[str, dict[str, Any]]]:
+    """The points of a request that name a logged model (``model_id``), as (model id,
+    MLflow Metric) pairs; usually none."""
+    out = []
+    for item, (_run, key, value, step, ts) in zip(items, points, strict=True):
+        model_id = item.get("model_id") if isinstance(item, dict) else None
+        if not model_id:
+            continue
+        metric: dict[str, Any] = {
+            "key": key,
+            "value": metric_json(value),
+            "timestamp": ts,
+            "step": step,
+            "run_id": run_id,
+            "model_id": str(model_id),
+        }
+        for extra in ("dataset_name", "dataset_digest"):
+            if item.get(extra):
+                metric[extra] = str(item[extra])
+        out.append((str(model_id), metric))
+    return out
+
+
+def add_model_metrics(conn: Connection, pairs: list[tuple[str, dict[str, Any]]]) -> None:
+    """Append metrics to logged models' ``metrics`` (a JSON list of MLflow Metrics, what the
+    logged-models API answers with), in the caller's transaction; an unknown logged model is
+    RESOURCE_DOES_NOT_EXIST."""
+    by_model: dict[str, list[dict[str, Any]]] = {}
+    for model_id, metric in pairs:
+        by_model.setdefault(model_id, []).append(metric)
+    for model_id, new in by_model.items():
+        row = conn.execute(
+            select(logged_models.c.metrics).where(logged_models.c.id == model_id)
+        ).first()
+        if row is None:
+            raise ApiError(
+                "RESOURCE_DOES_NOT_EXIST", f"Logged model with ID '{model_id}' not found."
+            )
+        current = json.loads(row[0]) if row[0] else []
+        conn.execute(
+            update(logged_models)
+            .where(logged_models.c.id == model_id)
+            .values(metrics=json.dumps(current + new), updated_at=now_ms())
+        )
+
+
+def link_models(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    """Record logged models a run used or produced (``mlflow_run_models`` rows), in the
+    caller's transaction; logging one again updates its step."""
+    stmt = upsert(conn.dialect.name, mlflow_run_models)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[
+                mlflow_run_models.c.run_id,
+                mlflow_run_models.c.model_id,
+                mlflow_run_models.c.direction,
+            ],
+            set_={"step": stmt.excluded.step},
+        ),
+        rows,
+    )
 
 
 def run_name(name: str) -> str:
@@ -981,8 +1046,11 @@ class TrackingApi:
         points: list[tuple[str, str, float | None, int, int]],
         param_items: list[tuple[str, str]],
         tag_items: dict[str, str],
+        model_metrics: list[tuple[str, dict[str, Any]]] | None = None,
     ) -> None:
-        """Store what one request logged, in one transaction: all of it or nothing."""
+        """Store what one request logged, in one transaction: all of it or nothing.
+        ``model_metrics`` are (logged model id, MLflow Metric) of points logged for a
+        logged model too (MLflow 3's ``model_id``): added to that model's metrics."""
 
         def tx(conn: Connection) -> None:
             marker = "?" if conn.dialect.paramstyle == "qmark" else "%s"
@@ -1005,6 +1073,8 @@ class TrackingApi:
                     conn.execute(update(runs).where(runs.c.id == run_id).values(name=name))
             if points:
                 store_points(conn, points, marker)
+            if model_metrics:
+                add_model_metrics(conn, model_metrics)
 
         self.db.transact(tx)
 
@@ -1012,7 +1082,8 @@ class TrackingApi:
         body = await self.body(request)
         run_id = await self.run_for(request, body, EDIT)
         item = point(run_id, body)
-        await self.ctx.call(self.write, run_id, [item], [], {})
+        linked = model_metrics(run_id, [body], [item])
+        await self.ctx.call(self.write, run_id, [item], [], {}, linked)
         return reply({})
 
     async def log_param(self, request: Request) -> Response:
@@ -1090,7 +1161,10 @@ class TrackingApi:
         tag_items = {check_key(k, "tag key"): tag_text(k, v) for k, v in tag_pairs}
         if RUN_NAME_TAG in tag_items:
             run_name(tag_items[RUN_NAME_TAG])
-        await self.ctx.call(self.write, run_id, points, list(param_items.items()), tag_items)
+        linked = model_metrics(run_id, metric_items, points)
+        await self.ctx.call(
+            self.write, run_id, points, list(param_items.items()), tag_items, linked
+        )
         return reply({})
 
     async def update_run(self, request: Request) -> Response:
@@ -1183,15 +1257,20 @@ class TrackingApi:
 
     async def log_inputs(self, request: Request) -> Response:
         """Datasets a run read: each becomes a loopml run input (name, MLflow's digest,
-        source); its source type, schema, profile and tags are kept beside it."""
+        source); its source type, schema, profile and tags are kept beside it. Logged
+        models it used (MLflow 3) are kept in ``mlflow_run_models``."""
         body = await self.body(request)
         run_id = await self.run_for(request, body, EDIT)
-        if body.get("models"):
-            raise ApiError(
-                "NOT_IMPLEMENTED",
-                "This server records datasets as run inputs; logged models as run inputs "
-                "(log_inputs(models=...)) are not stored. Log the model as an output of the "
-                "run that made it instead.",
+        models = body.get("models") or []
+        if not isinstance(models, list) or not all(isinstance(m, dict) for m in models):
+            raise bad("'models' must be a list of {model_id} objects.")
+        model_rows = []
+        for model in models:
+            model_id = text(model, "model_id")
+            if len(model_id) > 64:
+                raise bad(f"Model id {model_id[:70]!r} is over 64 characters.")
+            model_rows.append(
+                {"run_id": run_id, "model_id": model_id, "direction": "input", "step": None}
             )
         datasets = body.get("datasets") or []
         if not isinstance(datasets, list):
@@ -1233,6 +1312,8 @@ class TrackingApi:
 
         def tx(conn: Connection) -> None:
             self.writable(conn, run_id)
+            if model_rows:
+                link_models(conn, model_rows)
             if not rows:
                 return
             stmt = upsert(conn.dialect.name, run_inputs)
@@ -1273,20 +1354,20 @@ class TrackingApi:
             model_id = text(model, "model_id")
             if len(model_id) > 64:
                 raise bad(f"Model id {model_id[:70]!r} is over 64 characters.")
-            rows.append({"run_id": run_id, "model_id": model_id, "step": integer(model, "step", 0)})
+            rows.append(
+                {
+                    "run_id": run_id,
+                    "model_id": model_id,
+                    "direction": "output",
+                    "step": integer(model, "step", 0),
+                }
+            )
 
         def tx(conn: Connection) -> None:
             self.writable(conn, run_id)
             if not rows:
                 return
-            stmt = upsert(conn.dialect.name, mlflow_run_outputs)
-            conn.execute(
-                stmt.on_conflict_do_update(
-                    index_elements=[mlflow_run_outputs.c.run_id, mlflow_run_outputs.c.model_id],
-                    set_={"step": stmt.excluded.step},
-                ),
-                rows,
-            )
+            link_models(conn, rows)
             conn.execute(
                 update(logged_models)
                 .where(
@@ -1424,10 +1505,15 @@ def _runs_json(conn: Connection, ids: list[str], slots: str) -> list[dict[str, A
         f"WHERE i.run_id IN ({slots}) ORDER BY i.name"
     ):
         inputs_of[row[0]].append(dataset_input_json(*row[1:]))
-    for run_id, model_id, step in rows(
-        f"SELECT run_id, model_id, step FROM mlflow_run_outputs WHERE run_id IN ({slots})"
+    model_inputs_of: dict[str, list[dict[str, Any]]] = {}
+    for run_id, model_id, direction, step in rows(
+        "SELECT run_id, model_id, direction, step FROM mlflow_run_models "
+        f"WHERE run_id IN ({slots}) ORDER BY model_id"
     ):
-        outputs_of.setdefault(run_id, []).append({"model_id": model_id, "step": step})
+        if direction == "input":
+            model_inputs_of.setdefault(run_id, []).append({"model_id": model_id})
+        else:
+            outputs_of.setdefault(run_id, []).append({"model_id": model_id, "step": step})
     out: list[dict[str, Any]] = []
     for run_id in ids:
         row = info.get(run_id)
@@ -1454,6 +1540,8 @@ def _runs_json(conn: Connection, ids: list[str], slots: str) -> list[dict[str, A
             "data": {"metrics": metrics_of[run_id], "params": params_of[run_id], "tags": run_tags},
             "inputs": {"dataset_inputs": inputs_of[run_id]},
         }
+        if run_id in model_inputs_of:
+            run["inputs"]["model_inputs"] = model_inputs_of[run_id]
         if run_id in outputs_of:
             run["outputs"] = {"model_outputs": outputs_of[run_id]}
         out.append(run)

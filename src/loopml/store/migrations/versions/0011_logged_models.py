@@ -1,5 +1,5 @@
 """MLflow 3 logged models, files proxied by the MLflow artifacts API, and what MLflow keeps on
-experiments, run outputs and dataset inputs that loopml's own tables have no column for
+experiments, the logged models of runs and dataset inputs that loopml's own tables have no column for
 (loopml.server.mlflow_api).
 
 Revision ID: 0011
@@ -77,15 +77,16 @@ def upgrade() -> None:
         sa.Column("value", sa.Text, nullable=False),
     )
     op.create_table(
-        "mlflow_run_outputs",
+        "mlflow_run_models",
         sa.Column(
             "run_id",
             sa.String(RUN_ID),
-            sa.ForeignKey("runs.id", name="fk_mlflow_run_outputs_run_id_runs"),
+            sa.ForeignKey("runs.id", name="fk_mlflow_run_models_run_id_runs"),
             primary_key=True,
         ),
         sa.Column("model_id", sa.String(64), primary_key=True),
-        sa.Column("step", sa.BigInteger, nullable=False),
+        sa.Column("direction", sa.String(8), primary_key=True),
+        sa.Column("step", sa.BigInteger, nullable=True),
     )
     op.create_table(
         "mlflow_dataset_inputs",
@@ -139,7 +140,7 @@ def downgrade() -> None:
     op.drop_table("mlflow_version_sources")
     op.drop_table("mlflow_registry_tags")
     op.drop_table("mlflow_dataset_inputs")
-    op.drop_table("mlflow_run_outputs")
+    op.drop_table("mlflow_run_models")
     op.drop_table("mlflow_experiment_tags")
     op.drop_table("mlflow_experiment_state")
     op.drop_table("proxied_artifacts")
