@@ -95,11 +95,11 @@ def plain(ws: Workspace, *args: Any) -> list[str]:
 
 def check_every_plan(ws: Workspace, quick: bool = False) -> int:
     checked = 0
-    cases = itertools.product(SCOPES, FILTERS, ORDERS, PAGES)
+    cases = itertools.product(SCOPES, FILTERS, ORDERS, PAGES, [False, True])
     if quick:
-        cases = itertools.product(SCOPES[:1], FILTERS[:6], ORDERS[:4], PAGES[1:2])
-    for scope, text, order, (limit, offset) in cases:
-        args = (scope, text, order, limit, False, offset)
+        cases = itertools.product(SCOPES[:1], FILTERS[:6], ORDERS[:4], PAGES[1:2], [False])
+    for scope, text, order, (limit, offset), include_deleted in cases:
+        args = (scope, text, order, limit, include_deleted, offset)
         expected = plain(ws, *args)
         assert search.search_run_ids(ws.db, *args) == expected, args
         checked += 1
@@ -112,7 +112,7 @@ def test_the_common_plans_give_the_plain_page(many: Workspace) -> None:
 
 @pytest.mark.slow
 def test_every_plan_gives_the_plain_page(many: Workspace) -> None:
-    assert check_every_plan(many) == len(SCOPES) * len(FILTERS) * len(ORDERS) * len(PAGES)
+    assert check_every_plan(many) == len(SCOPES) * len(FILTERS) * len(ORDERS) * len(PAGES) * 2
 
 
 @pytest.mark.slow
