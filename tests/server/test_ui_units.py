@@ -249,3 +249,22 @@ def test_a_long_text_artifact_previews_its_beginning(
             assert asyncio.run(body()) == text.encode()
     finally:
         ws.close()
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "loopml.server.ui.downsample",
+        "loopml.server.ui.graph",
+        "loopml.server.ui.tracking",
+        "loopml.server.ui.models",
+        "loopml.server.ui.pipelines",
+        "loopml.server.ui.data",
+    ],
+)
+def test_the_docstring_examples_run(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(module))
+    assert result.attempted > 0 and result.failed == 0
