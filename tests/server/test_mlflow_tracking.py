@@ -107,6 +107,22 @@ def test_a_normal_mlflow_script_lands_in_loopml(
     assert child_record.parent_run_id == parent_id
     assert child_record.metrics == {"loss": 0.5}
 
+    # ... and its CLI.
+    from click.testing import CliRunner
+
+    from loopml.cli.main import cli
+
+    shown = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "runs", "show", parent_id, "--json"]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.output)["params"] == record.params
+    listed_cli = CliRunner().invoke(
+        cli, ["--workspace", str(ws.root), "runs", "artifacts", parent_id, "--json"]
+    )
+    assert listed_cli.exit_code == 0, listed_cli.output
+    assert {a["path"] for a in json.loads(listed_cli.output)} == paths
+
     # What MLflow's client reads back.
     client = mlflow.MlflowClient()
     run = client.get_run(parent_id)
