@@ -410,27 +410,34 @@ def test_an_oversized_body_is_413(
     assert [e.name for e in ws.experiments.list()] == []
 
 
+@pytest.mark.parametrize(
+    "store", ["sqlite-file", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
 def test_eight_clients_logging_batches_into_one_run(
-    mlflow_client: tuple[Any, Workspace, str],
+    server: Callable[..., str], workspace_factory: Callable[..., Workspace], store: str
 ) -> None:
-    mlflow, ws, url = mlflow_client
-    with mlflow.start_run() as run:
-        pass
-    run_id = run.info.run_id
+    ws = workspace_factory(store)
+    url = server(ws)
+    exp = post(url, "experiments/create", {"name": "concurrent"}).json()["experiment_id"]
+    run_id = post(url, "runs/create", {"experiment_id": exp}).json()["run"]["info"]["run_id"]
     errors: list[BaseException] = []
 
     def client(n: int) -> None:
         try:
-            with httpx.Client(base_url=url, timeout=60) as http:
+            with httpx.Client(base_url=url, timeout=120) as http:
                 for batch in range(10):
+                    step = batch * 100
+                    # Its own key, and two every client shares, in an order of its own.
+                    shared = ["shared-a", "shared-b"] if n % 2 else ["shared-b", "shared-a"]
                     points = [
                         {
-                            "key": f"c{n}",
-                            "value": float(batch * 100 + i),
-                            "timestamp": 1_700_000_000_000,
-                            "step": batch * 100 + i,
+                            "key": key,
+                            "value": float(n),
+                            "timestamp": 1_700_000_000_000 + n,
+                            "step": step + i,
                         }
                         for i in range(100)
+                        for key in (f"c{n}", *shared)
                     ]
                     answer = http.post(
                         f"{API}/runs/log-batch",
@@ -454,8 +461,12 @@ def test_eight_clients_logging_batches_into_one_run(
     for n in range(8):
         history = ws.runs.metric_history(run_id, f"c{n}")
         assert history["step"].tolist() == list(range(1000))
-        assert record.metrics[f"c{n}"] == 999.0
         assert record.tags[f"client{n}"] == "9"
+    for key in ("shared-a", "shared-b"):
+        history = ws.runs.metric_history(run_id, key)
+        assert len(history) == 8 * 1000  # every point of every client
+    # The latest value of a shared key is the point with the highest (step, timestamp).
+    assert record.metrics["shared-a"] == 7.0
 
 
 def test_get_history_bulk_interval_spreads_points(
