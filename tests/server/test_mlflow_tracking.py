@@ -666,3 +666,31 @@ def test_metrics_logged_for_a_logged_model_reach_it(
     )
     assert error_code(answer) == "RESOURCE_DOES_NOT_EXIST"
     assert ws.runs.get(run.info.run_id).metrics == {"acc": 0.75}  # nothing of it stored
+
+
+def test_search_paging_and_get_forms(mlflow_client: tuple[Any, Workspace, str]) -> None:
+    mlflow, _ws, url = mlflow_client
+    client = mlflow.MlflowClient()
+    ids = [client.create_experiment(f"page-{i}") for i in range(5)]
+    first = post(url, "experiments/search", {"max_results": 2, "order_by": ["name ASC"]}).json()
+    assert [e["name"] for e in first["experiments"]] == ["Default", "page-0"]
+    second = post(
+        url,
+        "experiments/search",
+        {"max_results": 2, "order_by": ["name ASC"], "page_token": first["next_page_token"]},
+    ).json()
+    assert [e["name"] for e in second["experiments"]] == ["page-1", "page-2"]
+    by_get = httpx.get(
+        f"{url}{API}/experiments/search", params={"max_results": 10, "order_by": "name DESC"}
+    ).json()
+    assert [e["name"] for e in by_get["experiments"]][:2] == ["page-4", "page-3"]
+    for exp_id in ids[:2]:
+        client.create_run(exp_id)
+    runs = httpx.get(
+        f"{url}{API}/runs/search", params=[("experiment_ids", ids[0]), ("experiment_ids", ids[1])]
+    ).json()["runs"]
+    assert {r["info"]["experiment_id"] for r in runs} == set(ids[:2])
+    bad_token = post(url, "runs/search", {"experiment_ids": ids[:1], "page_token": "nonsense"})
+    assert error_code(bad_token) == "INVALID_PARAMETER_VALUE"
+    unknown = post(url, "runs/search", {"experiment_ids": ["424242"]})
+    assert error_code(unknown) == "RESOURCE_DOES_NOT_EXIST"
