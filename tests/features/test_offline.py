@@ -25,6 +25,7 @@ from loopml.features import (
     SourceNotFound,
     SqlSource,
 )
+from loopml.features.offline import narrowing
 from loopml.workspace import Workspace
 
 DAY = timedelta(days=1)
@@ -182,6 +183,75 @@ def test_an_arrow_entity_table_and_a_named_timestamp_column(ws: Workspace) -> No
         pa.Table.from_pandas(frame), ["stats:spend"], event_timestamp_column="asked_at"
     )
     assert spend(result) == [1.0, 2.0]
+
+
+def test_keys_alike_in_their_low_32_bits_never_share_values(ws: Workspace) -> None:
+    # The as-of join partitions on 32 bits of an integer key: 7 and 7 + 2**32 (and -1 and
+    # 2**32 - 1) land together, and a match of the other key is recomputed, never returned.
+    big, minus = 7 + 2**32, 2**32 - 1
+    frame = pd.DataFrame(
+        {
+            "customer_id": [7, big, -1, minus],
+            "event_ts": [at(1), at(2), at(1), at(2)],
+            "created_ts": [at(1), at(2), at(1), at(2)],
+            "spend": [1.0, 2.0, 3.0, 4.0],
+            "orders": [1, 2, 3, 4],
+        }
+    )
+    view = stats_view(DataFrameSource(frame, "event_ts", "created_ts"))
+    result = ws.features.use(view).get_historical_features(
+        entities((7, at(3)), (big, at(1.5)), (big, at(3)), (-1, at(3)), (minus, at(1.5))),
+        ["stats:spend", "stats:orders"],
+    )
+    assert spend(result) == [1.0, None, 2.0, 3.0, None]
+
+
+def test_string_and_two_part_keys(ws: Workspace) -> None:
+    shop = Entity("shop", join_keys=["shop"])
+    frame = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "a", None],
+            "shop": [1, 2, 1, 1, 1],
+            "event_ts": [at(1), at(1), at(1), at(2), at(0)],
+            "created_ts": [at(1), at(1), at(1), at(4), at(0)],
+            "spend": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    view = FeatureView(
+        "pairs",
+        entities=[customer, shop],
+        source=DataFrameSource(frame, "event_ts", "created_ts"),
+        schema=[Field("spend", "float64")],
+    )
+    asked = pd.DataFrame(
+        {
+            "customer_id": ["a", "a", "b", "b", "a", None],
+            "shop": [1, 2, 1, 2, 1, 1],
+            "event_timestamp": [at(3), at(3), at(3), at(3), at(5), at(3)],
+        }
+    )
+    result = ws.features.use(view).get_historical_features(asked, ["pairs:spend"])
+    # (a, 1) at day 3: day 2's row isn't known until day 4; a null key matches nothing.
+    assert spend(result) == [1.0, 2.0, 3.0, None, 4.0, None]
+
+
+def test_keys_of_other_types_in_the_entity_frame_still_join(ws: Workspace) -> None:
+    # Float keys in the entity frame (integers with a gap read by pandas) against integer
+    # keys in the source: joined on the values, not on a 32-bit image of them.
+    frame = pd.DataFrame(
+        {"customer_id": [1.0, 2.0, float("nan")], "event_timestamp": [at(2), at(3), at(3)]}
+    )
+    result = ws.features.use(stats_view()).get_historical_features(frame, ["stats:spend"])
+    assert spend(result) == [1.0, 2.0, None]
+
+
+def test_narrowing_of_join_keys() -> None:
+    assert narrowing([("BIGINT", "BIGINT")]) == "int"
+    assert narrowing([("INTEGER", "INTEGER")]) is None  # already short
+    assert narrowing([("VARCHAR", "VARCHAR")]) == "hash"
+    assert narrowing([("BIGINT", "BIGINT"), ("VARCHAR", "VARCHAR")]) == "hash"
+    assert narrowing([("DOUBLE", "BIGINT")]) is None  # types differ: DuckDB casts
+    assert narrowing([("DOUBLE", "DOUBLE")]) is None  # -0.0 = 0.0 but hashes apart
 
 
 # -- entity frames that can't be joined --------------------------------------------------------

@@ -7,17 +7,21 @@ created time are duplicates: which one is returned is not defined). A value olde
 view's TTL is null. A row with no such feature row keeps its
 place with nulls: the result has the entity frame's length and order.
 
-How (one pass per view, all in DuckDB, streaming Parquet):
+How (one statement, all in DuckDB):
 
-1. ``ASOF LEFT JOIN`` on the join keys and ``(t, +inf) >= (event, created)`` (just ``t >=
-   event`` without created times): the latest row that was true at ``t``, a merge join. The
-   joins of every view are chained in one statement, streamed to pandas in entity order;
-   values older than the TTL are null.
-2. If a row's match was created after ``t`` (a late row: rare when data arrives on time),
-   that entity row alone is recomputed by a range join over the rows known at ``t`` and
-   written over its place.
+1. ``ASOF LEFT JOIN`` of the entity rows to each view on the join keys and ``(t, +inf) >=
+   (event, created)`` (just ``t >= event`` without created times): the latest row that was
+   true at ``t``, a merge join. The pair is packed into one HUGEINT, and the join partitions
+   on a 32-bit image of the keys (:func:`narrowing`): short keys sort much faster. Values
+   older than the TTL are null.
+2. If a row's match was created after ``t`` (a late row: rare when data arrives on time), or
+   is another key's with the same image, that row is recomputed in the same statement from
+   the rows known at ``t`` (an inner join built on those few rows, over the source held once
+   in memory) and its values are taken from there.
+3. The values stream to pandas and are put in the entity frame's order next to its columns.
 
-:func:`plan_view_join` builds the SQL (pure); :func:`historical_features` runs it.
+:func:`plan_view_join` and :func:`plan_statement` build the SQL (pure);
+:func:`historical_features` runs it.
 """
 
 from __future__ import annotations
@@ -288,7 +292,8 @@ def _utc(value: Any) -> Any:
 
 # The as-of key of a view with created times: (event, created) packed into one HUGEINT, event
 # in the high 64 bits, created (shifted to be unsigned) in the low 64. Ordering the packed
-# numbers is ordering the pairs, and DuckDB sorts a HUGEINT much faster than a struct.
+# numbers is ordering the pairs; with a 32-bit key image, DuckDB sorts it with fixed-size
+# keys (a struct would make them variable-size, much slower).
 _LOW = "9223372036854775808::HUGEINT"  # 2**63: a signed microsecond count → 0 .. 2**64 - 1
 _LOW_MAX = "18446744073709551615::HUGEINT"  # 2**64 - 1: "created at +infinity"
 
@@ -298,6 +303,35 @@ def packed_key(event: str, created: str | None) -> str:
     None: the largest created time, as the probe of an entity row uses)."""
     low = _LOW_MAX if created is None else f"(epoch_us({created})::HUGEINT + {_LOW})"
     return f"((epoch_us({event})::HUGEINT << 64) + {low})"
+
+
+_NARROW_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEGER"}
+_WIDE_INTEGERS = {"BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT"}
+_HASHABLE = _NARROW_INTEGERS | _WIDE_INTEGERS | {"VARCHAR", "UUID", "DATE", "BOOLEAN"}
+
+
+def narrowing(types: Sequence[tuple[str, str]]) -> str | None:
+    """How the as-of join can partition on a 32-bit image of join keys of these (entity
+    frame, source) DuckDB types: ``"int"`` (the low 32 bits of one 64/128-bit integer key),
+    ``"hash"`` (32 bits of their hash) or None (the keys themselves: already short, of types
+    that differ, or whose equality isn't equality of their hash, like floats)."""
+    if any(entity != source for entity, source in types):
+        return None
+    kinds = [source for _, source in types]
+    if len(kinds) == 1 and kinds[0] in _NARROW_INTEGERS:
+        return None
+    if len(kinds) == 1 and kinds[0] in _WIDE_INTEGERS:
+        return "int"
+    return "hash" if all(k in _HASHABLE for k in kinds) else None
+
+
+def key_image(keys: Sequence[str], narrow: str) -> str:
+    """An expression: the 32-bit image of ``keys`` (null when one is null: it matches none)."""
+    if narrow == "int":
+        return f"({quote(keys[0])} & 4294967295)::UINTEGER"
+    nulls = " OR ".join(f"{quote(k)} IS NULL" for k in keys)
+    listing = ", ".join(quote(k) for k in keys)
+    return f"CASE WHEN {nulls} THEN NULL ELSE (hash({listing}) & 4294967295)::UINTEGER END"
 
 
 @dataclass(frozen=True)
@@ -312,6 +346,7 @@ class ViewJoin:
 
     alias: str
     source: str  # the source's relation in the statement (a CTE or view name)
+    probe: tuple[str, ...]  # select expressions the probe ``e`` needs (over its columns)
     materialize: str | None  # the source's CTE (``name AS MATERIALIZED (...)``) or None
     join: str  # an ASOF LEFT JOIN clause against the probe ``e``
     matched: tuple[str, ...]  # select expressions of ``__m``
@@ -327,6 +362,7 @@ def plan_view_join(
     source: str,
     alias: str,
     created: bool = True,
+    narrow: str | None = None,
 ) -> ViewJoin:
     """The SQL that gives a view's values per entity row ``e`` (which has ``__row``, ``__t``,
     the join keys and ``__k``, the packed probe key of :func:`packed_key`), pure.
@@ -334,7 +370,12 @@ def plan_view_join(
     One as-of join finds, per entity row, the view's latest row by (event, created) with an
     event time at or before the row's; when that row was created after the row's time (a late
     row), the rows known then are searched in the same statement: an inner join built on the
-    (few) late entity rows, over the source held once in memory."""
+    (few) late entity rows, over the source held once in memory.
+
+    ``narrow`` (views with created times; see :func:`narrowing`): the as-of join partitions on
+    a 32-bit image of the join keys (DuckDB sorts short keys much faster), ``"int"`` for one
+    integer key, ``"hash"`` for others; a match whose keys differ (two keys with one image)
+    is recomputed like a late row."""
     on = " AND ".join(f"e.{quote(k)} = {alias}.{quote(k)}" for k in keys)
     micros = None if ttl_seconds is None else int(ttl_seconds * 1_000_000)
 
@@ -345,59 +386,66 @@ def plan_view_join(
         return f"{event} >= {time} - to_microseconds(CAST({micros} AS BIGINT))"
 
     value = [f"{alias}_{j}" for j in range(len(features))]
-    event, redo = f"{alias}__ev", f"{alias}__redo"
+    event, redo = f"{alias}.{EVENT}", f"{alias}__redo"
+    # The values of the match, null when it is older than the TTL (or there is none).
+    matched = [
+        f"CASE WHEN {fresh(event, 'e.' + TIME)} THEN {alias}.{quote(f)} END AS {v}"
+        for f, v in zip(features, value, strict=True)
+    ]
     if not created:
         # Created times are the event times: the latest event is known at once, no late rows.
-        join = f"ASOF LEFT JOIN {source} {alias} ON {on} AND e.{TIME} >= {alias}.{EVENT}"
-        matched = (
-            f"{alias}.{EVENT} AS {event}",
-            *(f"{alias}.{quote(f)} AS {v}" for f, v in zip(features, value, strict=True)),
-        )
-        columns = tuple(
-            f"CASE WHEN {fresh('m.' + event, 'm.' + TIME)} THEN m.{v} END AS {quote(o)}"
-            for v, o in zip(value, outputs, strict=True)
-        )
-        return ViewJoin(alias, source, None, join, matched, None, columns)
+        join = f"ASOF LEFT JOIN {source} {alias} ON {on} AND e.{TIME} >= {event}"
+        columns = tuple(f"m.{v} AS {quote(o)}" for v, o in zip(value, outputs, strict=True))
+        return ViewJoin(alias, source, (), None, join, tuple(matched), None, columns)
 
     held = f"{alias}__src"
     materialize = f"{held} AS MATERIALIZED (SELECT * FROM {source})"
+    late = f"{alias}.{CREATED} > e.{TIME}"
+    probe: tuple[str, ...] = ()
+    if narrow is None:
+        extra = ""
+    else:
+        image = f"{alias}__h"
+        probe = (f"{key_image(keys, narrow)} AS {image}",)
+        extra = f", {key_image(keys, narrow)} AS __h"
+        on = f"e.{image} = {alias}.__h"
+        late += " OR " + " OR ".join(f"e.{quote(k)} <> {alias}.{quote(k)}" for k in keys)
     join = (
-        f"ASOF LEFT JOIN (SELECT *, {packed_key(EVENT, CREATED)} AS __k FROM {held}) {alias} "
-        f"ON {on} AND e.__k >= {alias}.__k"
+        f"ASOF LEFT JOIN (SELECT *, {packed_key(EVENT, CREATED)} AS __k{extra} FROM {held}) "
+        f"{alias} ON {on} AND e.__k >= {alias}.__k"
     )
-    matched = (
-        f"{alias}.{EVENT} AS {event}",
-        f"coalesce({alias}.{CREATED} > e.{TIME}, false) AS {redo}",
-        *(f"{alias}.{quote(f)} AS {v}" for f, v in zip(features, value, strict=True)),
-    )
-    # The rows known at the late row's time: the latest by event, then created. Late rows are
+    matched.append(f"coalesce({late}, false) AS {redo}")
+    # The rows known at the late row's time: the latest by (event, created). Late rows are
     # few: the join's hash table is built on them, not on the source.
     name = f"{alias}__late"
     on_late = " AND ".join(f"l.{quote(k)} = f.{quote(k)}" for k in keys)
-    recompute = (
-        f"{name} AS (SELECT l.{ROW}, f.{EVENT} AS __ev, "
-        + ", ".join(f"f.{quote(f)} AS {v}" for f, v in zip(features, value, strict=True))
-        + f" FROM __m l JOIN {held} f ON {on_late} AND f.{EVENT} <= l.{TIME} "
-        f"AND f.{CREATED} <= l.{TIME} WHERE l.{redo} "
-        f"QUALIFY row_number() OVER (PARTITION BY l.{ROW} "
-        f"ORDER BY f.{EVENT} DESC, f.{CREATED} DESC) = 1)"
+    best = ", ".join(
+        [f"__ev := f.{EVENT}"]
+        + [f"{v} := f.{quote(f)}" for f, v in zip(features, value, strict=True)]
     )
+    recompute = (
+        f"{name} AS (SELECT l.{ROW}, l.{TIME}, arg_max(struct_pack({best}), "
+        f"{packed_key('f.' + EVENT, 'f.' + CREATED)}) AS __best "
+        f"FROM __m l JOIN {held} f ON {on_late} AND f.{EVENT} <= l.{TIME} "
+        f"AND f.{CREATED} <= l.{TIME} WHERE l.{redo} GROUP BY l.{ROW}, l.{TIME})"
+    )
+    guard = fresh(f"{name}.__best.__ev", f"{name}.{TIME}")
     columns = tuple(
-        f"CASE WHEN m.{redo} THEN (CASE WHEN {fresh(name + '.__ev', 'm.' + TIME)} "
-        f"THEN {name}.{v} END) WHEN {fresh('m.' + event, 'm.' + TIME)} THEN m.{v} END "
-        f"AS {quote(o)}"
+        f"CASE WHEN m.{redo} THEN (CASE WHEN {guard} THEN {name}.__best.{v} END) "
+        f"ELSE m.{v} END AS {quote(o)}"
         for v, o in zip(value, outputs, strict=True)
     )
-    return ViewJoin(alias, held, materialize, join, matched, recompute, columns)
+    return ViewJoin(alias, held, probe, materialize, join, tuple(matched), recompute, columns)
 
 
 def plan_statement(plans: Sequence[ViewJoin], keys: Sequence[str], entities: str) -> str:
     """The one statement of a training set: every view's values (the select expressions of
-    ``plans``) per row of ``entities`` (``__row``, ``__t`` and ``keys``), in ``__row`` order.
+    ``plans``) per row of ``entities`` (``__row``, ``__t`` and ``keys``), with ``__row``
+    first, in no particular order (:func:`historical_features` puts them in place).
 
     ``__m`` holds the entity rows with every view's as-of match; each view with late rows
     recomputes them, and the final select takes those values in their place."""
-    probe = ", ".join([ROW, TIME, *(quote(k) for k in keys)])
+    probe = ", ".join([ROW, TIME, *(quote(k) for k in keys), *(x for p in plans for x in p.probe)])
     if any(p.recompute for p in plans):
         probe += f", {packed_key(TIME, None)} AS __k"
     ctes = [p.materialize for p in plans if p.materialize]
@@ -415,7 +463,12 @@ def plan_statement(plans: Sequence[ViewJoin], keys: Sequence[str], entities: str
         if p.recompute
     )
     columns = ", ".join(c for p in plans for c in p.columns)
-    return f"WITH {', '.join(ctes)} SELECT {columns} FROM __m m {late} ORDER BY m.{ROW}"
+    return f"WITH {', '.join(ctes)} SELECT m.{ROW}, {columns} FROM __m m {late}"
+
+
+def column_types(con: duckdb.DuckDBPyConnection, relation: str) -> dict[str, str]:
+    """Column name → DuckDB type of ``relation``."""
+    return {row[0]: row[1] for row in con.execute(f"DESCRIBE {relation}").fetchall()}
 
 
 def output_names(
@@ -451,6 +504,7 @@ def historical_features(
     One statement chains every view's as-of join onto the entity rows, recomputes the few
     rows whose match was created after their time, and streams the values to pandas in the
     entity frame's order; the entity frame's own columns are kept as they are."""
+    import numpy as np
     import pandas as pd
 
     stored, on_demand = split_refs(refs)
@@ -463,6 +517,7 @@ def historical_features(
     try:
         plans: list[ViewJoin] = []
         outputs: list[str] = []
+        entity_types = column_types(con, "__entities")
         for i, ref in enumerate(stored):
             view = ref.view
             assert isinstance(view, FeatureView)
@@ -471,6 +526,13 @@ def historical_features(
             # An on-demand view's input that wasn't asked for is fetched as view__feature
             # (dropped from the result after the function ran).
             view_outputs = [names.get((view.name, f), f"{view.name}__{f}") for f in ref.features]
+            created = view.source.created_timestamp_field is not None or bool(
+                pushed_files(ctx, view.name)
+            )
+            narrow = None
+            if created:  # a view without created times has no recomputation to fall back on
+                types = column_types(con, f"__source_{i}")
+                narrow = narrowing([(entity_types[k], types[k]) for k in view.join_keys])
             plans.append(
                 plan_view_join(
                     view.join_keys,
@@ -479,14 +541,18 @@ def historical_features(
                     view.ttl.total_seconds() if view.ttl is not None else None,
                     f"__source_{i}",
                     f"v{i}",
-                    created=view.source.created_timestamp_field is not None
-                    or bool(pushed_files(ctx, view.name)),
+                    created=created,
+                    narrow=narrow,
                 )
             )
             outputs += view_outputs
         values = con.execute(plan_statement(plans, keys, "__entities")).df()
     finally:
         con.unregister("__entities")
+    # The statement's rows come in any order: row ``__row`` of the entity frame goes there.
+    place = np.empty(len(values), dtype=np.int64)
+    place[values[ROW].to_numpy()] = np.arange(len(values))
+    values = values.drop(columns=ROW).take(place).reset_index(drop=True)
     out = pd.concat([frame[original].reset_index(drop=True), values], axis=1)
     out = apply_on_demand(out, on_demand, names, full_feature_names)
     keep = original + [names[(ref.view.name, f)] for ref in refs for f in ref.features]
