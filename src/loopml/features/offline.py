@@ -400,13 +400,27 @@ def plan_view_join(
 
     held = f"{alias}__src"
     materialize = f"{held} AS MATERIALIZED (SELECT * FROM {source})"
-    late = f"{alias}.{CREATED} > e.{TIME}"
-    probe: tuple[str, ...] = ()
+    # Event and created times are read from the packed key (two fewer columns for the join
+    # to carry): event ≥ t - ttl is __k ≥ (t - ttl) << 64; created > t compares its low bits.
+    matched = []
+    probe: list[str] = []
+    if micros is None:
+        guard = f"{alias}.__k IS NOT NULL"
+    else:
+        probe.append(
+            f"((epoch_us({TIME}) - CAST({micros} AS BIGINT))::HUGEINT << 64) AS {alias}__floor"
+        )
+        guard = f"{alias}.__k >= e.{alias}__floor"
+    matched = [
+        f"CASE WHEN {guard} THEN {alias}.{quote(f)} END AS {v}"
+        for f, v in zip(features, value, strict=True)
+    ]
+    late = f"({alias}.__k & {_LOW_MAX}) > e.__known"
     if narrow is None:
         extra = ""
     else:
         image = f"{alias}__h"
-        probe = (f"{key_image(keys, narrow)} AS {image}",)
+        probe.append(f"{key_image(keys, narrow)} AS {image}")
         extra = f", {key_image(keys, narrow)} AS __h"
         on = f"e.{image} = {alias}.__h"
         late += " OR " + " OR ".join(f"e.{quote(k)} <> {alias}.{quote(k)}" for k in keys)
@@ -435,7 +449,9 @@ def plan_view_join(
         f"ELSE m.{v} END AS {quote(o)}"
         for v, o in zip(value, outputs, strict=True)
     )
-    return ViewJoin(alias, held, probe, materialize, join, tuple(matched), recompute, columns)
+    return ViewJoin(
+        alias, held, tuple(probe), materialize, join, tuple(matched), recompute, columns
+    )
 
 
 def plan_statement(plans: Sequence[ViewJoin], keys: Sequence[str], entities: str) -> str:
@@ -447,7 +463,9 @@ def plan_statement(plans: Sequence[ViewJoin], keys: Sequence[str], entities: str
     recomputes them, and the final select takes those values in their place."""
     probe = ", ".join([ROW, TIME, *(quote(k) for k in keys), *(x for p in plans for x in p.probe)])
     if any(p.recompute for p in plans):
-        probe += f", {packed_key(TIME, None)} AS __k"
+        # The packed probe key (t, +inf), and t as the low bits of a packed key: a match
+        # whose low bits are greater was created after t.
+        probe += f", {packed_key(TIME, None)} AS __k, epoch_us({TIME})::HUGEINT + {_LOW} AS __known"
     ctes = [p.materialize for p in plans if p.materialize]
     matched = [f"e.{ROW}", f"e.{TIME}", *(f"e.{quote(k)}" for k in keys)]
     matched += [m for p in plans for m in p.matched]
