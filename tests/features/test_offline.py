@@ -247,6 +247,8 @@ def test_keys_of_other_types_in_the_entity_frame_still_join(ws: Workspace) -> No
 
 def test_narrowing_of_join_keys() -> None:
     assert narrowing([("BIGINT", "BIGINT")]) == "int"
+    assert narrowing([("UBIGINT", "UBIGINT")]) == "uint"
+    assert narrowing([("HUGEINT", "HUGEINT")]) == "hash"
     assert narrowing([("INTEGER", "INTEGER")]) is None  # already short
     assert narrowing([("VARCHAR", "VARCHAR")]) == "hash"
     assert narrowing([("BIGINT", "BIGINT"), ("VARCHAR", "VARCHAR")]) == "hash"

@@ -306,28 +306,35 @@ def packed_key(event: str, created: str | None) -> str:
 
 
 _NARROW_INTEGERS = {"TINYINT", "SMALLINT", "INTEGER", "UTINYINT", "USMALLINT", "UINTEGER"}
-_WIDE_INTEGERS = {"BIGINT", "UBIGINT", "HUGEINT", "UHUGEINT"}
-_HASHABLE = _NARROW_INTEGERS | _WIDE_INTEGERS | {"VARCHAR", "UUID", "DATE", "BOOLEAN"}
+_WIDE_INTEGERS = {"BIGINT": "int", "UBIGINT": "uint"}  # image: the low 32 bits
+_HASHABLE = _NARROW_INTEGERS | set(_WIDE_INTEGERS) | {"HUGEINT", "UHUGEINT", "VARCHAR", "UUID"}
+_HASHABLE |= {"DATE", "BOOLEAN"}
 
 
 def narrowing(types: Sequence[tuple[str, str]]) -> str | None:
     """How the as-of join can partition on a 32-bit image of join keys of these (entity
-    frame, source) DuckDB types: ``"int"`` (the low 32 bits of one 64/128-bit integer key),
-    ``"hash"`` (32 bits of their hash) or None (the keys themselves: already short, of types
-    that differ, or whose equality isn't equality of their hash, like floats)."""
+    frame, source) DuckDB types: ``"int"``/``"uint"`` (the low 32 bits of one BIGINT/UBIGINT
+    key; the high 32 tell keys of one image apart), ``"hash"`` (32 bits of their hash) or None
+    (the keys themselves: already short, of types that differ, or whose equality isn't
+    equality of their hash, like floats)."""
     if any(entity != source for entity, source in types):
         return None
     kinds = [source for _, source in types]
     if len(kinds) == 1 and kinds[0] in _NARROW_INTEGERS:
         return None
     if len(kinds) == 1 and kinds[0] in _WIDE_INTEGERS:
-        return "int"
+        return _WIDE_INTEGERS[kinds[0]]
     return "hash" if all(k in _HASHABLE for k in kinds) else None
+
+
+def key_high(key: str, narrow: str) -> str:
+    """An expression: the high 32 bits of an integer key with image ``narrow``."""
+    return f"({quote(key)} >> 32)::{'INTEGER' if narrow == 'int' else 'UINTEGER'}"
 
 
 def key_image(keys: Sequence[str], narrow: str) -> str:
     """An expression: the 32-bit image of ``keys`` (null when one is null: it matches none)."""
-    if narrow == "int":
+    if narrow in ("int", "uint"):
         return f"({quote(keys[0])} & 4294967295)::UINTEGER"
     nulls = " OR ".join(f"{quote(k)} IS NULL" for k in keys)
     listing = ", ".join(quote(k) for k in keys)
@@ -423,7 +430,12 @@ def plan_view_join(
         probe.append(f"{key_image(keys, narrow)} AS {image}")
         extra = f", {key_image(keys, narrow)} AS __h"
         on = f"e.{image} = {alias}.__h"
-        late += " OR " + " OR ".join(f"e.{quote(k)} <> {alias}.{quote(k)}" for k in keys)
+        if narrow == "hash":
+            late += " OR " + " OR ".join(f"e.{quote(k)} <> {alias}.{quote(k)}" for k in keys)
+        else:  # the high bits (4 bytes) tell keys apart: the join carries them, not the key
+            probe.append(f"{key_high(keys[0], narrow)} AS {alias}__hi")
+            extra += f", {key_high(keys[0], narrow)} AS __hi"
+            late += f" OR e.{alias}__hi <> {alias}.__hi"
     join = (
         f"ASOF LEFT JOIN (SELECT *, {packed_key(EVENT, CREATED)} AS __k{extra} FROM {held}) "
         f"{alias} ON {on} AND e.__k >= {alias}.__k"
