@@ -217,7 +217,7 @@ def mlflow_client(case: str, size: int) -> dict[str, Any]:
             # Both stores hold the same run ids (run_data.py's seeded generator).
             ids=[str(x) for x in frame["run_id"].tolist()],
             client_ids=[run.info.run_id for run in found],
-            columns=len(frame.columns),
+            columns=sorted(str(c) for c in frame.columns),
         )
     else:
         raise ValueError(f"unknown case {case!r}")
@@ -342,6 +342,40 @@ def run_json(cmd: list[str], env: dict[str, str], timeout: float, cwd: Path) -> 
     except ValueError:
         return {"error": f"no result: {lines[-1][:200]}"}
     return result
+
+
+ROUTES = {
+    "log_metric": "tracking.log_metric",
+    "log_batch": "tracking.log_batch",
+    "search": "tracking.search_runs",
+}
+
+
+def route_times(url: str) -> dict[str, tuple[float, float]]:
+    """Per route of loopml's server: (requests, seconds spent answering them) so far, from
+    the ``loopml_server_request_seconds`` histogram on its ``/metrics``."""
+    try:
+        with urllib.request.urlopen(url + "/metrics", timeout=30) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return {}
+    found: dict[str, list[float]] = {}
+    for line in text.splitlines():
+        for suffix, slot in (("_sum{", 1), ("_count{", 0)):
+            head = "loopml_server_request_seconds" + suffix
+            if line.startswith(head) and 'route="' in line:
+                route = line.split('route="', 1)[1].split('"', 1)[0]
+                found.setdefault(route, [0.0, 0.0])[slot] = float(line.rsplit(" ", 1)[1])
+    return {route: (pair[0], pair[1]) for route, pair in found.items()}
+
+
+def in_server(
+    before: dict[str, tuple[float, float]], after: dict[str, tuple[float, float]], route: str
+) -> float | None:
+    """Mean seconds loopml's server spent on one request of ``route`` between two scrapes."""
+    n0, s0 = before.get(route, (0.0, 0.0))
+    n1, s1 = after.get(route, (0.0, 0.0))
+    return (s1 - s0) / (n1 - n0) if n1 > n0 else None
 
 
 def worker_env(side: str, url: str) -> dict[str, str]:
@@ -539,7 +573,11 @@ def main(argv: list[str] | None = None) -> int:
             for side in ("mlflow", "loopml"):
                 print(f"{case} against {side} ...", file=sys.stderr)
                 cmd = [str(peer), me, "--client", case, "--size", str(sizes[case])]
+                before = route_times(servers[side].url) if side == "loopml" else {}
                 found = run_json(cmd, worker_env(side, servers[side].url), args.timeout, work)
+                if side == "loopml":
+                    after = route_times(servers[side].url)
+                    found["server_per_request"] = in_server(before, after, ROUTES[case])
                 if "error" in found:
                     errors[f"{case} on {side}"] = found["error"]
                 results[case][side] = found
@@ -603,10 +641,28 @@ def notes_for(results: dict[str, dict[str, Any]], sizes: dict[str, int]) -> list
     if "ids" in mine and "ids" in theirs:
         same = mine["ids"] == theirs["ids"] and mine["client_ids"] == theirs["client_ids"]
         notes.append(
-            f"search: answers of {mine['rows']:,} and {theirs['rows']:,} runs "
-            f"({mine['columns']} and {theirs['columns']} DataFrame columns); "
+            f"search: answers of {mine['rows']:,} and {theirs['rows']:,} runs; "
             + ("the same runs in the same order" if same else "THE RUNS DIFFER")
         )
+        only_mlflow = sorted(set(theirs["columns"]) - set(mine["columns"]))
+        only_loopml = sorted(set(mine["columns"]) - set(theirs["columns"]))
+        if only_mlflow or only_loopml:
+            notes.append(
+                f"search: DataFrame columns only from MLflow's server: {only_mlflow or 'none'}; "
+                f"only from loopml's: {only_loopml or 'none'}"
+            )
+    for case, unit in (("log_metric", "call"), ("log_batch", "call"), ("search", "search")):
+        mine = results.get(case, {}).get("loopml", {})
+        inside, seconds = mine.get("server_per_request"), mine.get("seconds")
+        if inside is not None and seconds:
+            per = seconds / (sizes[case] if case == "log_metric" else 1)
+            if case == "log_batch":
+                per = seconds / max(1, sizes[case] // BATCH)
+            notes.append(
+                f"{case}: {per * 1000:.2f} ms a {unit} seen by the MLflow client, of which "
+                f"{inside * 1000:.2f} ms inside loopml's server (its /metrics); the rest is "
+                "the client and HTTP"
+            )
     client = results.get("client", {}).get("loopml", {})
     if "stored" in client:
         notes.append(f"loopml client: {client['stored']:,} points stored of {client['n']:,}")
