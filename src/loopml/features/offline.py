@@ -129,6 +129,13 @@ def source_select(
     """A SELECT of ``view``'s rows as the store reads them: join keys, ``__event_ts`` and
     ``__created_ts`` (UTC; the event time when the view has no created field) and the
     features, cast to their types, transformed, with pushed rows appended."""
+    return source_with_key_types(view, con, ctx, prefix)[0]
+
+
+def source_with_key_types(
+    view: FeatureView, con: duckdb.DuckDBPyConnection, ctx: SourceContext, prefix: str
+) -> tuple[str, dict[str, str]]:
+    """:func:`source_select` and the DuckDB types of the view's join keys in it."""
     source = view.source
     if isinstance(source, FileSource):
         files = "[" + ", ".join(literal(f) for f in _file_list(source, ctx, con)) + "]"
@@ -154,7 +161,7 @@ def source_select(
         con.register(f"{prefix}_transformed", out)
         raw = f"SELECT * FROM {prefix}_transformed"
     try:
-        columns = [row[0] for row in con.execute(f"DESCRIBE ({raw})").fetchall()]
+        described = {row[0]: row[1] for row in con.execute(f"DESCRIBE ({raw})").fetchall()}
     except Exception as exc:
         text = str(exc).splitlines()[0]
         raise FeatureDefinitionError(
@@ -162,11 +169,11 @@ def source_select(
         ) from exc
     ts, created = source.timestamp_field, source.created_timestamp_field
     needed = [*view.join_keys, ts, *([created] if created else []), *view.feature_names]
-    missing = [c for c in needed if c not in columns]
+    missing = [c for c in needed if c not in described]
     if missing:
         raise FeatureDefinitionError(
             f"The source of view {view.name!r} has no column {', '.join(map(repr, missing))}; "
-            f"it has {', '.join(columns)}."
+            f"it has {', '.join(described)}."
         )
     created_sql = (
         f"coalesce(CAST({quote(created)} AS TIMESTAMPTZ), CAST({quote(ts)} AS TIMESTAMPTZ))"
@@ -187,7 +194,11 @@ def source_select(
         listing = ", ".join(quote(n) for n in names)
         files = "[" + ", ".join(literal(str(p)) for p in pushed) + "]"
         parts.append(f"SELECT {listing} FROM read_parquet({files}, union_by_name = true)")
-    return " UNION ALL ".join(f"({p})" for p in parts)
+        sql = " UNION ALL ".join(f"({p})" for p in parts)
+        # The union may widen a key's type: ask DuckDB.
+        types = {r[0]: r[1] for r in con.execute(f"DESCRIBE ({sql})").fetchall()}
+        return sql, {k: types[k] for k in view.join_keys}
+    return f"({parts[0]})", {k: described[k] for k in view.join_keys}
 
 
 def pushed_files(ctx: SourceContext, view: str) -> list[Path]:
@@ -551,7 +562,7 @@ def historical_features(
         for i, ref in enumerate(stored):
             view = ref.view
             assert isinstance(view, FeatureView)
-            source_sql = source_select(view, con, ctx, f"__src_{i}")
+            source_sql, key_types = source_with_key_types(view, con, ctx, f"__src_{i}")
             con.execute(f"CREATE OR REPLACE TEMP VIEW __source_{i} AS {source_sql}")
             # An on-demand view's input that wasn't asked for is fetched as view__feature
             # (dropped from the result after the function ran).
@@ -561,8 +572,7 @@ def historical_features(
             )
             narrow = None
             if created:  # a view without created times has no recomputation to fall back on
-                types = column_types(con, f"__source_{i}")
-                narrow = narrowing([(entity_types[k], types[k]) for k in view.join_keys])
+                narrow = narrowing([(entity_types[k], key_types[k]) for k in view.join_keys])
             plans.append(
                 plan_view_join(
                     view.join_keys,
