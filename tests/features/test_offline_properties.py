@@ -284,3 +284,110 @@ def test_two_views_and_two_join_keys_match_the_reference(
         ],
     )
     check(result, expected, entity)
+
+
+# Integer keys alike in their low 32 bits (the as-of join partitions on those), and strings.
+WIDE_IDS = [0, 1, 2**32, 2**32 + 1, -1, 2**32 - 1]
+
+
+@st.composite
+def keyed_rows(draw: st.DrawFn, keys: st.SearchStrategy[tuple[Any, Any]]) -> list[dict[str, Any]]:
+    """Rows keyed by ``(cid, sid)`` from ``keys``, with created times (None or minutes late)
+    and no two equal in keys, event and created time."""
+    raw = draw(
+        st.lists(
+            st.tuples(keys, st.integers(0, 12), st.one_of(st.none(), st.integers(0, 5))),
+            max_size=14,
+            unique_by=lambda r: (r[0], r[1], r[1] + (r[2] or 0)),
+        )
+    )
+    return [
+        {
+            "cid": cid,
+            "sid": sid,
+            "event_ts": minute(event),
+            "created_ts": None if late is None else minute(event + late),
+            "x": i + 0.5,
+        }
+        for i, ((cid, sid), event, late) in enumerate(raw)
+    ]
+
+
+@EXAMPLES
+@given(
+    rows_a=keyed_rows(st.tuples(st.sampled_from(WIDE_IDS), st.just("a"))),
+    rows_b=keyed_rows(st.tuples(st.sampled_from(WIDE_IDS[:3]), st.sampled_from(["a", "b", None]))),
+    asked=st.lists(
+        st.tuples(
+            st.sampled_from([*WIDE_IDS, 7]), st.sampled_from(["a", "b"]), st.integers(-2, 20)
+        ),
+        min_size=1,
+        max_size=10,
+    ),
+    ttl_a=ttls,
+    ttl_b=ttls,
+)
+def test_wide_and_string_keys_of_two_late_views_match_the_reference(
+    shared_ws: Workspace,
+    rows_a: list[dict[str, Any]],
+    rows_b: list[dict[str, Any]],
+    asked: list[tuple[int, str, int]],
+    ttl_a: int | None,
+    ttl_b: int | None,
+) -> None:
+    def frame(rows: list[dict[str, Any]], keys: list[str]) -> pd.DataFrame:
+        out = pd.DataFrame(rows or [], columns=[*keys, "event_ts", "created_ts", "x"])
+        out["cid"] = out["cid"].astype("int64")
+        out["x"] = out["x"].astype("float64")
+        for column in ("event_ts", "created_ts"):
+            out[column] = pd.to_datetime(out[column], utc=True)
+        return out
+
+    delta_a = None if ttl_a is None else timedelta(minutes=ttl_a)
+    delta_b = None if ttl_b is None else timedelta(minutes=ttl_b)
+    by_customer = FeatureView(
+        "by_customer",
+        entities=[customer],
+        source=DataFrameSource(frame(rows_a, ["cid"]), "event_ts", "created_ts"),
+        schema=[Field("x", "float64")],
+        ttl=delta_a,
+    )
+    shop = Entity("shop", join_keys=["sid"])
+    by_pair = FeatureView(
+        "by_pair",
+        entities=[customer, shop],
+        source=DataFrameSource(
+            frame(rows_b, ["cid", "sid"]).rename(columns={"x": "y"}), "event_ts", "created_ts"
+        ),
+        schema=[Field("y", "float64")],
+        ttl=delta_b,
+    )
+    entity = pd.DataFrame(
+        {
+            "cid": [a[0] for a in asked],
+            "sid": [a[1] for a in asked],
+            "event_timestamp": [minute(a[2]) for a in asked],
+            "label": [f"row{i}" for i in range(len(asked))],
+        }
+    )
+    result = shared_ws.features.use(by_customer, by_pair).get_historical_features(
+        entity, [by_customer, by_pair]
+    )
+    expected = reference.historical_features(
+        as_reference_rows(entity),
+        [
+            reference.ReferenceView(
+                "by_customer", ("cid",), ("x",), rows_a, "event_ts", "created_ts", delta_a
+            ),
+            reference.ReferenceView(
+                "by_pair",
+                ("cid", "sid"),
+                ("y",),
+                [{**r, "y": r["x"]} for r in rows_b],
+                "event_ts",
+                "created_ts",
+                delta_b,
+            ),
+        ],
+    )
+    check(result, expected, entity)
