@@ -368,7 +368,7 @@ class ViewJoin:
     materialize: str | None  # the source's CTE (``name AS MATERIALIZED (...)``) or None
     join: str  # an ASOF LEFT JOIN clause against the probe ``e``
     matched: tuple[str, ...]  # select expressions of ``__m``
-    recompute: str | None  # a CTE: ``__row``, ``__ev`` and the values of the late rows
+    recompute: str | None  # a CTE: ``__row``, ``__t`` and ``__best`` (event and values)
     columns: tuple[str, ...]  # final select expressions, one per feature, TTL-guarded
 
 
@@ -383,7 +383,8 @@ def plan_view_join(
     narrow: str | None = None,
 ) -> ViewJoin:
     """The SQL that gives a view's values per entity row ``e`` (which has ``__row``, ``__t``,
-    the join keys and ``__k``, the packed probe key of :func:`packed_key`), pure.
+    the join keys, the expressions of ``probe`` and, with created times, ``__k``, the packed
+    probe key of :func:`packed_key`, and ``__known``, ``t`` as its low bits), pure.
 
     One as-of join finds, per entity row, the view's latest row by (event, created) with an
     event time at or before the row's; when that row was created after the row's time (a late
@@ -420,7 +421,6 @@ def plan_view_join(
     materialize = f"{held} AS MATERIALIZED (SELECT * FROM {source})"
     # Event and created times are read from the packed key (two fewer columns for the join
     # to carry): event ≥ t - ttl is __k ≥ (t - ttl) << 64; created > t compares its low bits.
-    matched = []
     probe: list[str] = []
     if micros is None:
         guard = f"{alias}.__k IS NOT NULL"
