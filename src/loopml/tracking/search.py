@@ -482,6 +482,10 @@ def _run_ids(
             return found
         if not more:
             walk = None  # the walk saw the whole index: the rest are runs without the value
+    if conn.dialect.name != "sqlite":
+        # PostgreSQL keeps statistics and plans a narrow filter well by itself: counting
+        # first only adds queries there (measured: 13 ms plain against 70 ms counted).
+        return _plain(conn, exp_ids, expr, order, limit, offset, include_deleted)
     in_scope = select(literal(1)).select_from(runs)
     in_scope = in_scope.where(*_base_conditions(exp_ids, include_deleted=True, hint=False))
     runs_in_scope = _count(conn, in_scope)
@@ -513,7 +517,25 @@ def _run_ids(
     # from a (key, value) index costs a row lookup (the indexes don't hold run_id), so a
     # broad list is dearer than probing the few runs the narrow one leaves.
     selective = estimate * 4 < runs_in_scope
-    listed = [leaf for leaf, n in counts.items() if n <= 2 * estimate] if selective else []
+    narrow = [leaf for leaf, n in counts.items() if selective and n <= 2 * estimate]
+    return _plain(conn, exp_ids, expr, order, limit, offset, include_deleted, narrow, selective)
+
+
+def _plain(
+    conn: Any,
+    exp_ids: list[int] | None,
+    expr: Expr | None,
+    order: list[OrderBy],
+    limit: int,
+    offset: int,
+    include_deleted: bool,
+    listed: Sequence[Comparison] = (),
+    selective: bool = False,
+) -> list[str]:
+    """The page by one query over the filter's matches, sorted: the runs of the ``listed``
+    conditions (intersected) probed by the others (``selective``: one lookup per run, and
+    SQLite told not to scan the experiment); by default every condition an ``IN`` list and
+    the order of work left to the database's planner."""
     conditions = _base_conditions(exp_ids, include_deleted, hint=selective)
     if len(listed) > 1:
         conditions.append(runs.c.id.in_(intersect(*(_matching_ids(leaf) for leaf in listed))))
