@@ -205,6 +205,9 @@ class Workspace:
     @property
     def runs(self) -> Runs:
         """Start, log to, read, search and delete runs (:class:`loopml.tracking.Runs`)."""
+        found = self._namespaces.get("runs")  # made once; this is every later call
+        if found is not None:
+            return found  # type: ignore[no-any-return]
         if self.is_remote:
             from loopml.client.runs import RemoteRuns
 
@@ -214,6 +217,9 @@ class Workspace:
     @property
     def experiments(self) -> Experiments:
         """Create, list and rename experiments (:class:`loopml.tracking.Experiments`)."""
+        found = self._namespaces.get("experiments")  # made once; this is every later call
+        if found is not None:
+            return found  # type: ignore[no-any-return]
         if self.is_remote:
             from loopml.client.runs import RemoteExperiments
 
@@ -223,6 +229,9 @@ class Workspace:
     @property
     def models(self) -> Models:
         """The model registry (:class:`loopml.registry.Models`)."""
+        found = self._namespaces.get("models")  # made once; this is every later call
+        if found is not None:
+            return found  # type: ignore[no-any-return]
         if self.is_remote:
             from loopml.client.models import RemoteModels
 
