@@ -207,7 +207,7 @@ class Workspace:
         """Start, log to, read, search and delete runs (:class:`loopml.tracking.Runs`)."""
         found = self._namespaces.get("runs")  # made once; this is every later call
         if found is not None:
-            return found  # type: ignore[no-any-return]
+            return found
         if self.is_remote:
             from loopml.client.runs import RemoteRuns
 
@@ -219,7 +219,7 @@ class Workspace:
         """Create, list and rename experiments (:class:`loopml.tracking.Experiments`)."""
         found = self._namespaces.get("experiments")  # made once; this is every later call
         if found is not None:
-            return found  # type: ignore[no-any-return]
+            return found
         if self.is_remote:
             from loopml.client.runs import RemoteExperiments
 
@@ -231,7 +231,7 @@ class Workspace:
         """The model registry (:class:`loopml.registry.Models`)."""
         found = self._namespaces.get("models")  # made once; this is every later call
         if found is not None:
-            return found  # type: ignore[no-any-return]
+            return found
         if self.is_remote:
             from loopml.client.models import RemoteModels
 
