@@ -70,6 +70,9 @@ FAILING = [
     (("monitor", "run", "nosuch"), "No deployment 'nosuch'"),
     (("monitor", "report", "nosuch", "-o", "r.html"), "No deployment 'nosuch'"),
     (("alerts", "ack", "99"), "No alert 99"),
+    (("server", "--host", "0.0.0.0"), "refusing to serve 0.0.0.0 without --auth"),
+    (("users", "delete", "nosuch"), "No user 'nosuch'"),
+    (("tokens", "revoke", "99"), "No token with id 99"),
 ]
 
 
