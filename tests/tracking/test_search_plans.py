@@ -116,14 +116,29 @@ def test_every_plan_gives_the_plain_page(many: Workspace) -> None:
 
 
 @pytest.mark.slow
-def test_a_short_first_walk_and_the_fallbacks_agree(
-    many: Workspace, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("slack", "cap"), [(1, 40), (4, 100_000)])
+def test_the_fallbacks_agree(
+    many: Workspace, monkeypatch: pytest.MonkeyPatch, slack: int, cap: int
 ) -> None:
-    # A walk that reaches only a few entries fails often: the second walk and the plain
-    # query take over, and counting capped low calls every condition "broad".
-    monkeypatch.setattr(search, "_WALK_SLACK", 1)
-    monkeypatch.setattr(search, "_COUNT_CAP", 40)
+    """No condition taken as narrow on sight, so that the counted plans run: with a short
+    first walk and counts capped low, the plain query takes over; with the usual ones, some
+    pages come from the counted second walk (checked below)."""
+    monkeypatch.setattr(search, "_WALK_SLACK", slack)
+    monkeypatch.setattr(search, "_NARROW", 0)
+    monkeypatch.setattr(search, "_COUNT_CAP", cap)
+    second: list[bool] = []
+    real = search._walked
+
+    def spy(*args: Any) -> Any:
+        found = real(*args)
+        limit, offset, visit = args[-3:]
+        if visit != slack * (offset + limit) + 100:
+            second.append(found[0] is not None)
+        return found
+
+    monkeypatch.setattr(search, "_walked", spy)
     check_every_plan(many)
+    assert any(second) if slack == 4 else not second
 
 
 def test_the_plans_run_as_planned(many: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
