@@ -80,8 +80,19 @@ class Shortcut(Generic[P, R]):
 def forward(shortcut: Shortcut[P, R]) -> Callable[P, R]:
     """A module-level function calling ``shortcut`` on the default workspace."""
 
+    # The namespace method last called, by the namespace object it was bound from: the
+    # training loop's `loopml.log_metric` skips two getattrs and a bound-method per call.
+    bound: list[Any] = [None, None]
+
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        return shortcut.bind(default_workspace())(*args, **kwargs)
+        workspace = _default if _default is not None else default_workspace()
+        namespace = workspace._namespaces.get(shortcut.namespace)
+        if namespace is None or namespace is not bound[0]:
+            method = shortcut.bind(workspace)
+            bound[:] = [workspace._namespaces.get(shortcut.namespace), method]
+            return method(*args, **kwargs)
+        method = bound[1]
+        return method(*args, **kwargs)
 
     call.__name__ = call.__qualname__ = shortcut.name
     call.__doc__ = (

@@ -320,7 +320,9 @@ class Runs:
     def log_metric(
         self, key: str, value: float, step: int | None = None, timestamp: Any = None
     ) -> None:
-        self._run().log_metric(key, value, step, timestamp)
+        stack = getattr(self._tracking.local, "stack", None)  # _run(), inlined: a hot path
+        run = stack[-1] if stack else self.start()
+        run.log_metric(key, value, step, timestamp)
 
     def log_metrics(
         self, values: dict[str, float], step: int | None = None, timestamp: Any = None
