@@ -53,3 +53,39 @@ def test_binding_another_address_without_auth_is_refused(sqlite_ws: Workspace) -
     )
     assert result.exit_code == 1
     assert "error: refusing to serve 0.0.0.0 without --auth" in result.output
+
+
+def test_not_found_answers_do_not_list_what_exists() -> None:
+    import orjson
+
+    from loopml.exceptions import ExperimentNotFound, ModelNotFound
+    from loopml.server.errors import error_response
+
+    answer = error_response(ExperimentNotFound("No experiment 'x'. Known experiments: 'secret'."))
+    body = orjson.loads(answer.body)
+    assert answer.status_code == 404
+    assert body == {"error_code": "RESOURCE_DOES_NOT_EXIST", "message": "No experiment 'x'."}
+    answer = error_response(ModelNotFound("No registered model 'm'. Registered: hidden."))
+    assert b"hidden" not in answer.body
+
+
+def test_an_unknown_experiment_name_over_http_names_no_other(
+    server: Callable[..., str], sqlite_ws: Workspace
+) -> None:
+    sqlite_ws.experiments.create("team-secret")
+    url = server(sqlite_ws)
+    answer = httpx.get(
+        f"{url}/api/2.0/mlflow/experiments/get-by-name", params={"experiment_name": "nope"}
+    )
+    assert answer.status_code == 404
+    assert "team-secret" not in answer.text
+
+
+def test_loopml_api_unknown_experiment_names_no_other(
+    server: Callable[..., str], sqlite_ws: Workspace
+) -> None:
+    sqlite_ws.experiments.create("team-secret")
+    url = server(sqlite_ws)
+    answer = httpx.get(f"{url}/api/loopml/experiment", params={"name": "nope"})
+    assert answer.status_code == 404
+    assert "team-secret" not in answer.text

@@ -8,6 +8,7 @@ A :class:`~loopml.exceptions.LoopmlError` raised by a route is turned into one b
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import orjson
@@ -80,6 +81,19 @@ def code_of(exc: BaseException) -> tuple[str, int]:
     return "INTERNAL_ERROR", 500
 
 
+# The local API's "not found" messages list what does exist ("Known experiments: 'a', 'b'");
+# over HTTP that would show a caller names it may not read, so the list is cut off.
+_EXISTING = re.compile(r"\s*(Known experiments|Registered|Known models|Users):.*$", re.DOTALL)
+
+
+def public_message(exc: BaseException) -> str:
+    """What the server says of ``exc``: its message, without lists of existing names."""
+    message = str(exc)
+    if isinstance(exc, NotFound):
+        message = _EXISTING.sub("", message)
+    return message
+
+
 def error_body(code: str, message: str) -> bytes:
     return orjson.dumps({"error_code": code, "message": message})
 
@@ -90,7 +104,7 @@ def error_response(exc: BaseException) -> Response:
 
     code, status = code_of(exc)
     if isinstance(exc, ApiError | LoopmlError):
-        message = str(exc)
+        message = public_message(exc)
     else:
         message = f"internal error ({type(exc).__name__}); the server's log has the details"
     return Response(error_body(code, message), status, media_type="application/json")

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from loopml.exceptions import LoopmlError, PromotionBlocked
-from loopml.server.errors import ApiError, code_of
+from loopml.server.errors import ApiError, code_of, public_message
 from loopml.server.http import reply
 
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def endpoint(fn: Handler) -> Handler:
             code, status = code_of(exc)
             body: dict[str, Any] = {
                 "error_code": code,
-                "message": str(exc),
+                "message": public_message(exc),
                 "error_class": type(exc).__name__,
             }
             verdict: Any = getattr(exc, "verdict", None)
