@@ -797,3 +797,24 @@ def test_the_mlflow_client_and_registered_models(
     grant(team.ws.db, "bob", MODEL, "cy-model", EDIT)
     update()
     assert bob.get_registered_model("cy-model").description == "mine now"
+
+
+def test_renaming_a_model_over_mlflows_api_moves_its_grants_and_deleting_drops_them(
+    server: Callable[..., str], team: Team
+) -> None:
+    url = server(team.ws, auth=True)
+    api = f"{url}/api/2.0/mlflow/registered-models"
+    created = httpx.post(f"{api}/create", json={"name": "churn"}, headers=team.as_("ada"))
+    assert created.status_code == 200, created.text
+    grant(team.ws.db, "bob", MODEL, "churn", READ)
+    renamed = httpx.post(
+        f"{api}/rename", json={"name": "churn", "new_name": "churn-v2"}, headers=team.as_("ada")
+    )
+    assert renamed.status_code == 200, renamed.text
+    assert level_of(team.ws.db, "bob", MODEL, "churn-v2") == READ
+    assert level_of(team.ws.db, "bob", MODEL, "churn") is None
+    deleted = httpx.request(
+        "DELETE", f"{api}/delete", json={"name": "churn-v2"}, headers=team.as_("ada")
+    )
+    assert deleted.status_code == 200, deleted.text
+    assert level_of(team.ws.db, "bob", MODEL, "churn-v2") is None

@@ -36,6 +36,7 @@ from sqlalchemy import Connection, delete, func, select, update
 from loopml.exceptions import InvalidInput, ModelVersionNotFound, PromotionBlocked
 from loopml.registry import versions as v
 from loopml.registry.tables import model_aliases, model_events, model_versions, registered_models
+from loopml.server.auth import grants
 from loopml.server.context import EDIT, MANAGE, MODEL, READ, ServerContext
 from loopml.server.errors import ApiError
 from loopml.server.http import query, read_json, reply
@@ -851,6 +852,10 @@ class RegistryApi:
         new_name = _str(body, "new_name")
         self.ctx.access.check(request, MODEL, name, MANAGE)
         await self._as_caller(request, rename_model, self.ws.db, name, new_name)
+        # Its users keep their grants under the new name (auth or not: the table is there).
+        await self.ctx.call(
+            self.ws.db.transact, lambda c: grants.rename_key(c, MODEL, name, new_name)
+        )
         self.ctx.access.created(request, MODEL, new_name)
         record = await self._read(lambda c: _model_record(c, _model_row(c, new_name)))
         return reply({"registered_model": model_json(record)})
@@ -862,6 +867,8 @@ class RegistryApi:
         name = _str(body, "name")
         self.ctx.access.check(request, MODEL, name, MANAGE)
         await self._as_caller(request, delete_model, self.ws.db, name)
+        # A later model of the same name starts with no grants.
+        await self.ctx.call(self.ws.db.transact, lambda c: grants.drop_key(c, MODEL, name))
         return reply({})
 
     async def set_model_tag(self, request: Request) -> Response:
