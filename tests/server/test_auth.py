@@ -818,3 +818,26 @@ def test_renaming_a_model_over_mlflows_api_moves_its_grants_and_deleting_drops_t
     )
     assert deleted.status_code == 200, deleted.text
     assert level_of(team.ws.db, "bob", MODEL, "churn-v2") is None
+
+
+def test_a_hidden_run_answers_word_for_word_as_a_missing_one(
+    server: Callable[..., str], team: Team
+) -> None:
+    url = server(team.ws, auth=True)
+    api = f"{url}/api/2.0/mlflow"
+    exp = httpx.post(
+        f"{api}/experiments/create", json={"name": "ada-only"}, headers=team.as_("ada")
+    )
+    assert exp.status_code == 200, exp.text
+    run = httpx.post(
+        f"{api}/runs/create",
+        json={"experiment_id": exp.json()["experiment_id"]},
+        headers=team.as_("ada"),
+    )
+    assert run.status_code == 200, run.text
+    run_id = run.json()["run"]["info"]["run_id"]
+    hidden = httpx.get(f"{api}/runs/get", params={"run_id": run_id}, headers=team.as_("bob"))
+    missing_id = "0" * 32
+    missing = httpx.get(f"{api}/runs/get", params={"run_id": missing_id}, headers=team.as_("bob"))
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.json()["message"] == missing.json()["message"].replace(missing_id, run_id)

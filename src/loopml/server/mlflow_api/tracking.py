@@ -729,7 +729,14 @@ class TrackingApi:
         exp_id = self._run_experiment.get(run_id)
         if exp_id is None:
             exp_id = await self.ctx.call(self.run_experiment, run_id)
-        self.ctx.access.check(request, EXPERIMENT, str(exp_id), level)
+        try:
+            self.ctx.access.check(request, EXPERIMENT, str(exp_id), level)
+        except ApiError as exc:
+            if exc.status == 404:  # hidden: worded as a missing run, so nothing tells it exists
+                raise ApiError(
+                    "RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found"
+                ) from None
+            raise
         return run_id
 
     def run_json(self, conn: Connection, ids: list[str]) -> list[dict[str, Any]]:
