@@ -52,6 +52,16 @@ def _missing(message: str) -> NoReturn:
     pytest.skip(message)
 
 
+def chromium() -> str:
+    """Debian's chromium for Playwright, or a skip (a failure under CI, which installs it)."""
+    import shutil
+
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        _missing("chromium is not installed: apt-get install -y chromium (.ci/run does)")
+    return path
+
+
 def _require_env(var: str, what: str) -> str:
     value = os.environ.get(var, "").strip()
     if not value:

@@ -10,7 +10,6 @@ import base64
 import json
 import math
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -34,7 +33,7 @@ from loopml.monitoring.settings import MonitorSettings
 from loopml.monitoring.stats import psi
 from loopml.monitoring.windows import WindowResult
 from loopml.workspace import Workspace
-from services import in_ci
+from services import chromium, require_module
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -353,24 +352,10 @@ def test_the_cli_writes_the_report(report_ws: Workspace, tmp_path: Path) -> None
 # -- in a browser ------------------------------------------------------------------------------
 
 
-def chromium() -> str:
-    """Debian's chromium, or a skip (a failure under CI, which installs it)."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "chromium is not installed: apt-get install -y chromium (.ci/run does)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return path
-
-
 @pytest.mark.slow
 def test_the_report_renders_in_headless_chromium(report_ws: Workspace, tmp_path: Path) -> None:
     browser_path = chromium()
-    if in_ci():
-        import playwright.sync_api as sync_api
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = require_module("playwright.sync_api")
 
     target = tmp_path / "report.html"
     report_ws.monitors.report("churn", target)

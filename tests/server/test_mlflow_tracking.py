@@ -646,8 +646,6 @@ def test_metrics_logged_for_a_logged_model_reach_it(
     mlflow_client: tuple[Any, Workspace, str],
 ) -> None:
     mlflow, ws, url = mlflow_client
-    if not hasattr(mlflow, "initialize_logged_model"):
-        pytest.skip("MLflow 2 has no logged models")
     mlflow.set_experiment("models")
     with mlflow.start_run() as run:
         model = mlflow.initialize_logged_model(name="clf")

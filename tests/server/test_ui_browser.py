@@ -6,7 +6,6 @@ are not blank."""
 from __future__ import annotations
 
 import base64
-import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 
 from loopml.workspace import Workspace
 from server.test_ui_pages import populate
-from services import in_ci
+from services import chromium, require_module
 
 COUNT_COLOURS = """
 async (data) => {
@@ -35,17 +34,6 @@ async (data) => {
 """
 
 
-def chromium() -> str:
-    """Debian's chromium, or a skip (a failure under CI, which installs it)."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        message = "chromium is not installed: apt-get install -y chromium (.ci/run does)"
-        if in_ci():
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
-    return path
-
-
 @pytest.fixture
 def ui_server(server: Callable[..., str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
     from loopml.server import app
@@ -59,10 +47,7 @@ def test_click_through_the_ui_in_chromium(
     ui_server: Callable[..., str], sqlite_ws: Workspace, tmp_path: Path
 ) -> None:
     browser_path = chromium()
-    if in_ci():
-        import playwright.sync_api as sync_api
-    else:
-        sync_api = pytest.importorskip("playwright.sync_api")
+    sync_api = require_module("playwright.sync_api")
     ids = populate(sqlite_ws, tmp_path)
     url = ui_server(sqlite_ws)
 
