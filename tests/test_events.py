@@ -48,7 +48,16 @@ def _loopml_events(ws: Workspace, prefix: str) -> list[Event]:
 
 
 def test_every_kind_is_documented_once_in_its_namespace() -> None:
-    assert {"run", "data", "model", "pipeline", "feature", "deployment", "alert"} == set(NAMESPACES)
+    assert {
+        "run",
+        "data",
+        "model",
+        "pipeline",
+        "feature",
+        "deployment",
+        "alert",
+        "llm",
+    } == set(NAMESPACES)
     for name, kind in KINDS.items():
         assert kind.name == name and kind.meaning and kind.subject
         assert check_kind(name) == name

@@ -161,6 +161,9 @@ SECTIONS: dict[str, type] = {
 #: Tables of named tables, each checked by the area that reads it (``[gates.churn]``:
 #: :meth:`loopml.registry.gates.GatePolicy.from_dict`).
 NAMED_TABLES = ("gates",)
+#: Tables kept as written and checked by the area that reads them (``[gateway]``, with its
+#: model groups, deployments and teams: :meth:`loopml.llm.config.GatewayConfig.from_dict`).
+RAW_TABLES = ("gateway",)
 # The old flat names of the tracking settings, kept readable on Settings.
 _TRACKING_NAMES = ("flush_interval", "flush_max_points", "capture_environment")
 
@@ -188,6 +191,9 @@ class Settings:
     #: ``[gates.NAME]`` tables as written; each is checked when it is used
     #: (:meth:`loopml.registry.gates.GatePolicy.from_dict`) or by ``loopml config show``.
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    #: ``[gateway]`` as written (the LLM gateway's models, keys and limits); checked by
+    #: :meth:`loopml.llm.config.GatewayConfig.from_dict` when the gateway loads it.
+    gateway: Mapping[str, Any] = field(default_factory=dict)
     #: The ``loopml.toml`` these settings were read from (None: URLs and variables only).
     config_path: Path | None = field(default=None, compare=False)
     #: ``"section.key"`` → where its value came from: ``"default"``, ``"loopml.toml"``,
@@ -526,10 +532,10 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 def _check_tables(data: Mapping[str, Any], where: str) -> None:
     """Every top-level entry is a known table; ``[gates]`` is a table of tables."""
-    valid = [*SECTIONS, *(f"{name}.NAME" for name in NAMED_TABLES)]
+    valid = [*SECTIONS, *RAW_TABLES, *(f"{name}.NAME" for name in NAMED_TABLES)]
     for name, value in data.items():
-        if name not in SECTIONS and name not in NAMED_TABLES:
-            close = difflib.get_close_matches(name, [*SECTIONS, *NAMED_TABLES], n=1)
+        if name not in SECTIONS and name not in NAMED_TABLES and name not in RAW_TABLES:
+            close = difflib.get_close_matches(name, [*SECTIONS, *RAW_TABLES, *NAMED_TABLES], n=1)
             hint = f"; did you mean [{close[0]}]?" if close else "."
             raise InvalidConfig(
                 f"{where}: unknown table [{name}]{hint} Valid: "
@@ -658,6 +664,7 @@ def _settings(
         store_url=_resolve_store_url(store, root),
         artifacts_url=_resolve_artifacts_url(artifacts, root),
         gates=dict(data.get("gates", {})),
+        gateway=dict(data.get("gateway", {})),
         config_path=config_path,
         sources=sources,
         **sections,

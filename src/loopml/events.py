@@ -225,6 +225,12 @@ KINDS: Final[Mapping[str, EventKind]] = {
             ("alert_id", "rule", "severity", "condition", "value", "window_start", "window_end"),
             "a fired monitoring alert's condition cleared",
         ),
+        EventKind(
+            "llm.budget_threshold",
+            "key:ID, team:NAME or user:NAME",
+            ("budget_usd", "spent_usd", "fraction", "period", "period_start"),
+            "an LLM gateway budget's spend crossed 50, 80 or 100% (once per period and step)",
+        ),
     )
 }
 #: Namespaces whose kinds are loopml's own (see :data:`KINDS`).

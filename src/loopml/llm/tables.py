@@ -1,0 +1,116 @@
+"""The LLM gateway's tables: virtual keys, the shared limit counters, the request log and
+the trace spans (gateway requests and applications' own spans alike)."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from loopml.store.tables import KEY, metadata
+
+ID = 32  # a key id, request id or trace id (hex)
+
+# Virtual keys: only the SHA-256 of the secret is kept; `prefix` is what listings show.
+llm_keys = Table(
+    "llm_keys",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("prefix", String(16), nullable=False),
+    Column("name", String(KEY), nullable=True),
+    Column("team", String(KEY), nullable=True),
+    Column("models", Text, nullable=True),  # JSON list of allowed model names; NULL: all
+    Column("rpm", Integer, nullable=True),
+    Column("tpm", Integer, nullable=True),
+    Column("budget_usd", Float, nullable=True),
+    Column("budget_period", String(8), nullable=True),  # day | month
+    Column("max_request_cost_usd", Float, nullable=True),
+    Column("log_content", String(8), nullable=True),  # full | redact | none; NULL: gateway's
+    Column("tags", Text, nullable=True),  # JSON object
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Index("ix_llm_keys_team", "team"),
+)
+
+# Fixed-window counters shared by every gateway replica: requests and tokens per minute
+# (bucket = the minute's start, ms) and spend per day or month (bucket = the period's start).
+llm_counters = Table(
+    "llm_counters",
+    metadata,
+    Column("scope", String(KEY + 40), nullable=False),  # "key:ID:rpm", "team:growth:usd:month"
+    Column("bucket", BigInteger, nullable=False),
+    Column("value", Float, nullable=False),
+    Column("expires_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("scope", "bucket", name="pk_llm_counters"),
+    Index("ix_llm_counters_expires_at", "expires_at"),
+)
+
+# One row per request the gateway answered (or refused after authenticating).
+llm_requests = Table(
+    "llm_requests",
+    metadata,
+    Column("id", String(ID), primary_key=True),
+    Column("created_at", BigInteger, nullable=False),
+    Column("endpoint", String(32), nullable=False),  # chat | messages | embeddings
+    Column("key_id", String(ID), nullable=True),
+    Column("team", String(KEY), nullable=True),
+    Column("user", String(KEY), nullable=True),
+    Column("tags", Text, nullable=True),  # JSON list
+    Column("model_requested", String(KEY), nullable=False),
+    Column("model_used", String(KEY), nullable=True),
+    Column("deployment", String(KEY), nullable=True),
+    Column("provider", String(32), nullable=True),
+    Column("route_reason", Text, nullable=True),
+    Column("attempts", Text, nullable=True),  # JSON list of Attempt
+    Column("status", Integer, nullable=False),  # the HTTP status answered
+    Column("error", Text, nullable=True),
+    Column("stream", Boolean, nullable=False),
+    Column("truncated", Boolean, nullable=False),
+    Column("latency_ms", Float, nullable=False),
+    Column("ttft_ms", Float, nullable=True),
+    Column("input_tokens", Integer, nullable=False),
+    Column("output_tokens", Integer, nullable=False),
+    Column("cached_read_tokens", Integer, nullable=False),
+    Column("cached_write_tokens", Integer, nullable=False),
+    Column("reasoning_tokens", Integer, nullable=False),
+    Column("usage_estimated", Boolean, nullable=False),
+    Column("cost_usd", Float, nullable=False),
+    Column("cache_hit", Boolean, nullable=False),
+    Column("trace_id", String(ID), nullable=True),
+    Column("request", Text, nullable=True),  # JSON, as the key's log_content allows
+    Column("response", Text, nullable=True),
+    Index("ix_llm_requests_created_at", "created_at"),
+    Index("ix_llm_requests_key_id_created_at", "key_id", "created_at"),
+    Index("ix_llm_requests_team_created_at", "team", "created_at"),
+    Index("ix_llm_requests_trace_id", "trace_id"),
+)
+
+# Spans of traces: the gateway's (gateway → router → attempt) and applications' own.
+llm_spans = Table(
+    "llm_spans",
+    metadata,
+    Column("trace_id", String(ID), nullable=False),
+    Column("span_id", String(16), nullable=False),
+    Column("parent_id", String(16), nullable=True),
+    Column("name", String(KEY), nullable=False),
+    Column("kind", String(16), nullable=False),  # internal | server | client
+    Column("start_us", BigInteger, nullable=False),  # microseconds since the epoch
+    Column("end_us", BigInteger, nullable=False),
+    Column("status", String(8), nullable=False),  # ok | error
+    Column("attributes", Text, nullable=True),  # JSON object (GenAI semantic conventions)
+    Column("request_id", String(ID), nullable=True),
+    PrimaryKeyConstraint("trace_id", "span_id", name="pk_llm_spans"),
+    Index("ix_llm_spans_start_us", "start_us"),
+    Index("ix_llm_spans_request_id", "request_id"),
+)
