@@ -48,6 +48,10 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         "LOOPML_ARTIFACTS_URL",
         "LOOPML_EXPERIMENT",
         "LOOPML_WORKSPACE",
+        # pytest-xdist's workers inherit COLUMNS=80 from execnet: tables would wrap there
+        # and not in a serial run. Listings are tested at their piped width.
+        "COLUMNS",
+        "LINES",
     ):
         monkeypatch.delenv(var, raising=False)
     yield
