@@ -1,0 +1,356 @@
+"""Shared rate limits and budgets: one contract suite for every Counters implementation
+(SQLite file, PostgreSQL, Redis), two processes that together admit exactly N requests a
+minute, and the Limiter's budgets, tokens per minute and threshold crossings on an injected
+clock."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from loopml.exceptions import InvalidConfig
+from loopml.llm.config import Budget, Limits
+from loopml.llm.errors import BudgetExceeded, RateLimited
+from loopml.llm.limits import (
+    MINUTE_TTL_MS,
+    Counters,
+    Limiter,
+    RedisCounters,
+    SqlCounters,
+    open_counters,
+    period_start,
+)
+from loopml.workspace import Workspace
+from services import redis_url, require_module
+
+BACKENDS = ["sqlite-file", "postgres", "redis"]
+
+
+def _redis_url() -> str:
+    require_module("redis")
+    return f"{redis_url()}?prefix=loopml-test-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture(params=BACKENDS)
+def counters_url(
+    request: pytest.FixtureRequest, workspace_factory: Callable[..., Workspace]
+) -> tuple[str, str]:
+    """(kind, URL): ``("sql", store URL)`` or ``("redis", redis URL with a fresh prefix)``."""
+    if request.param == "redis":
+        return "redis", _redis_url()
+    ws = workspace_factory(request.param)
+    ws.db.engine  # noqa: B018 (opens and migrates the store)
+    return "sql", ws.db.url
+
+
+def _open(kind: str, url: str) -> Counters:
+    if kind == "redis":
+        return RedisCounters(url)
+    from loopml.store.db import Database
+
+    return SqlCounters(Database(url))
+
+
+@pytest.fixture
+def counters(counters_url: tuple[str, str]) -> Iterator[Counters]:
+    opened = _open(*counters_url)
+    yield opened
+    opened.close()
+
+
+BUCKET = 1_800_000_000_000
+
+
+# -- the contract every implementation keeps ---------------------------------------------------
+
+
+def test_admit_counts_up_to_each_limit(counters: Counters) -> None:
+    scopes = [("key:a:rpm", 3), ("team:t:rpm", 5)]
+    assert [counters.admit(scopes, BUCKET, MINUTE_TTL_MS) for _ in range(4)] == [
+        None,
+        None,
+        None,
+        "key:a:rpm",
+    ]
+    assert counters.get(["key:a:rpm", "team:t:rpm"], BUCKET) == [3.0, 3.0]
+
+
+def test_a_refused_admit_changes_nothing(counters: Counters) -> None:
+    assert counters.admit([("team:t:rpm", 1)], BUCKET, MINUTE_TTL_MS) is None
+    # key b has room, team t has none: neither is counted.
+    assert counters.admit([("key:b:rpm", 10), ("team:t:rpm", 1)], BUCKET, MINUTE_TTL_MS) == (
+        "team:t:rpm"
+    )
+    assert counters.get(["key:b:rpm", "team:t:rpm"], BUCKET) == [0.0, 1.0]
+    # The first scope over its limit is named, in the order given.
+    assert counters.admit([("team:t:rpm", 1), ("key:b:rpm", 0)], BUCKET, MINUTE_TTL_MS) == (
+        "team:t:rpm"
+    )
+    assert counters.admit([("key:c:rpm", 0)], BUCKET, MINUTE_TTL_MS) == "key:c:rpm"
+    assert counters.admit([], BUCKET, MINUTE_TTL_MS) is None
+
+
+def test_buckets_are_separate(counters: Counters) -> None:
+    assert counters.admit([("key:a:rpm", 1)], BUCKET, MINUTE_TTL_MS) is None
+    assert counters.admit([("key:a:rpm", 1)], BUCKET, MINUTE_TTL_MS) == "key:a:rpm"
+    assert counters.admit([("key:a:rpm", 1)], BUCKET + 60_000, MINUTE_TTL_MS) is None
+    assert counters.get(["key:a:rpm"], BUCKET + 120_000) == [0.0]
+
+
+def test_add_returns_the_totals_after(counters: Counters) -> None:
+    assert counters.add([("key:a:usd:day", 0.25), ("team:t:usd:day", 1.5)], BUCKET, 60_000) == [
+        0.25,
+        1.5,
+    ]
+    after = counters.add([("key:a:usd:day", 0.125)], BUCKET, 60_000)
+    assert after == [pytest.approx(0.375)]
+    assert counters.get(["team:t:usd:day", "nobody", "key:a:usd:day"], BUCKET) == [
+        1.5,
+        0.0,
+        pytest.approx(0.375),
+    ]
+    assert counters.add([], BUCKET, 60_000) == []
+    assert counters.get([], BUCKET) == []
+
+
+# -- THE test: two processes share one limit -------------------------------------------------
+
+HAMMER = textwrap.dedent(
+    """
+    import os, sys, time
+    from loopml.llm.config import Limits
+    from loopml.llm.errors import RateLimited
+    from loopml.llm.limits import Limiter, RedisCounters, SqlCounters
+    from loopml.store.db import Database
+
+    kind, url, go, tries, limit = sys.argv[1:6]
+    counters = RedisCounters(url) if kind == "redis" else SqlCounters(Database(url))
+    # One fixed minute for both processes: the test is about sharing, not about the clock.
+    limiter = Limiter(counters, clock=lambda: 1_800_000_015.0)
+    subjects = [("key:k_shared", Limits(rpm=int(limit)))]
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    admitted = 0
+    for _ in range(int(tries)):
+        try:
+            limiter.check_request(subjects, estimated_tokens=0, estimated_cost=0.0)
+            admitted += 1
+        except RateLimited:
+            pass
+    print(admitted, flush=True)
+    """
+)
+
+
+def test_two_processes_admit_exactly_n_per_minute(
+    counters_url: tuple[str, str], tmp_path: Path
+) -> None:
+    kind, url = counters_url
+    limit, tries = 25, 40
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", HAMMER, kind, url, str(go), str(tries), str(limit)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()  # type: ignore[union-attr]
+        go.touch()  # both start hammering at once
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    admitted = [int(out.strip()) for out, _ in outputs]
+    assert sum(admitted) == limit, admitted  # N in total, not 2N
+    counters = _open(kind, url)
+    try:
+        (count,) = counters.get(["key:k_shared:rpm"], 1_800_000_000_000 // 60_000 * 60_000)
+    finally:
+        counters.close()
+    assert count == limit
+
+
+# -- the limiter ------------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, at: str) -> None:
+        self.now = datetime.fromisoformat(at).timestamp()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def set(self, at: str) -> None:
+        self.now = datetime.fromisoformat(at).timestamp()
+
+
+@pytest.fixture
+def sql_counters(sqlite_ws: Workspace) -> SqlCounters:
+    return SqlCounters(sqlite_ws.db)
+
+
+def test_rpm_names_the_limit_and_says_when_to_retry(sql_counters: SqlCounters) -> None:
+    clock = Clock("2026-03-01T10:00:15+00:00")
+    limiter = Limiter(sql_counters, clock=clock)
+    key = ("key:k_1", Limits(rpm=2))
+    team = ("team:growth", Limits(rpm=3))
+    for _ in range(2):
+        limiter.check_request([key, team], estimated_tokens=10, estimated_cost=0.0)
+    with pytest.raises(RateLimited, match="key k_1 allows 2 requests per minute") as info:
+        limiter.check_request([key, team], estimated_tokens=10, estimated_cost=0.0)
+    assert info.value.retry_after == pytest.approx(45.0)
+    assert info.value.status == 429
+    # The team has one request left, which another key of it may use.
+    other = ("key:k_2", Limits(rpm=5))
+    limiter.check_request([other, team], estimated_tokens=10, estimated_cost=0.0)
+    with pytest.raises(RateLimited, match="team growth allows 3 requests per minute"):
+        limiter.check_request([other, team], estimated_tokens=10, estimated_cost=0.0)
+    clock.set("2026-03-01T10:01:00+00:00")  # a new minute
+    limiter.check_request([key, team], estimated_tokens=10, estimated_cost=0.0)
+
+
+def test_tpm_counts_tokens_used_and_the_estimate(sql_counters: SqlCounters) -> None:
+    clock = Clock("2026-03-01T10:00:50+00:00")
+    limiter = Limiter(sql_counters, clock=clock)
+    subjects = [("user:ana", Limits(tpm=1000))]
+    limiter.check_request(subjects, estimated_tokens=900, estimated_cost=0.0)
+    limiter.record(subjects, tokens=800, cost_usd=0.0)
+    limiter.check_request(subjects, estimated_tokens=200, estimated_cost=0.0)  # 800 + 200
+    with pytest.raises(RateLimited, match="user ana allows 1,000 tokens per minute") as info:
+        limiter.check_request(subjects, estimated_tokens=201, estimated_cost=0.0)
+    assert "200 are left this minute" in info.value.message
+    assert info.value.retry_after == pytest.approx(10.0)
+    with pytest.raises(RateLimited, match="this request alone is over it"):
+        limiter.check_request(subjects, estimated_tokens=1001, estimated_cost=0.0)
+    clock.set("2026-03-01T10:01:00+00:00")
+    limiter.check_request(subjects, estimated_tokens=1000, estimated_cost=0.0)
+
+
+def test_a_refused_request_uses_no_rpm(sql_counters: SqlCounters) -> None:
+    limiter = Limiter(sql_counters, clock=Clock("2026-03-01T10:00:00+00:00"))
+    subjects = [("key:k_1", Limits(rpm=1, budget=Budget(1.0, "day")))]
+    with pytest.raises(BudgetExceeded):
+        limiter.check_request(subjects, estimated_tokens=1, estimated_cost=2.0)
+    limiter.check_request(subjects, estimated_tokens=1, estimated_cost=0.5)  # the one request
+
+
+def test_budget_says_which_and_what_is_left(sql_counters: SqlCounters) -> None:
+    limiter = Limiter(sql_counters, clock=Clock("2026-01-31T23:59:00+00:00"))
+    team = ("team:growth", Limits(budget=Budget(50.0, "month")))
+    limiter.record([team], tokens=100, cost_usd=49.88)
+    with pytest.raises(BudgetExceeded) as info:
+        limiter.check_request([team], estimated_tokens=100, estimated_cost=0.30)
+    assert info.value.message == (
+        "team growth's budget of $50.00/month has $0.12 left; this request may cost up to $0.30."
+    )
+    assert info.value.status == 402
+    limiter.check_request([team], estimated_tokens=100, estimated_cost=0.12)
+
+
+def test_budgets_start_again_each_period(sql_counters: SqlCounters) -> None:
+    clock = Clock("2026-01-31T23:59:59+00:00")
+    limiter = Limiter(sql_counters, clock=clock)
+    month = ("team:growth", Limits(budget=Budget(10.0, "month")))
+    day = ("key:k_1", Limits(budget=Budget(1.0, "day")))
+    limiter.record([month, day], tokens=0, cost_usd=1.0)
+    with pytest.raises(BudgetExceeded, match="key k_1's budget of \\$1.00/day has \\$0.00 left"):
+        limiter.check_request([month, day], estimated_tokens=0, estimated_cost=0.01)
+    clock.set("2026-02-01T00:00:00+00:00")  # a new day and a new month
+    limiter.check_request([month, day], estimated_tokens=0, estimated_cost=1.0)
+    limiter.record([month, day], tokens=0, cost_usd=1.0)
+    clock.set("2026-02-02T12:00:00+00:00")  # a new day, the same month
+    limiter.record([month, day], tokens=0, cost_usd=0.5)
+    assert limiter.remaining("team:growth", month[1])["budget"]["spent_usd"] == pytest.approx(1.5)
+    assert limiter.remaining("key:k_1", day[1])["budget"]["spent_usd"] == pytest.approx(0.5)
+
+
+def test_max_request_cost(sql_counters: SqlCounters) -> None:
+    limiter = Limiter(sql_counters)
+    subjects = [("key:k_1", Limits(max_request_cost_usd=0.10))]
+    limiter.check_request(subjects, estimated_tokens=10, estimated_cost=0.10)
+    with pytest.raises(BudgetExceeded, match="more than key k_1's limit of \\$0.10 a request"):
+        limiter.check_request(subjects, estimated_tokens=10, estimated_cost=0.25)
+
+
+def test_record_reports_each_threshold_crossing_once(sql_counters: SqlCounters) -> None:
+    limiter = Limiter(sql_counters, clock=Clock("2026-03-05T08:00:00+00:00"))
+    budget = Budget(10.0, "day")
+    key = ("key:k_1", Limits(budget=budget))
+    free = ("user:ana", Limits(rpm=100))  # no budget: never reported
+    steps = [(4.0, []), (2.0, [(4.0, 6.0)]), (3.0, [(6.0, 9.0)]), (1.0, [(9.0, 10.0)])]
+    for cost, expected in steps:
+        crossed = limiter.record([key, free], tokens=10, cost_usd=cost)
+        assert [(s, b) for s, b, _, _ in crossed] == [("key:k_1", budget)] * len(expected)
+        assert [(before, after) for _, _, before, after in crossed] == [
+            (pytest.approx(b), pytest.approx(a)) for b, a in expected
+        ]
+    assert limiter.record([key], tokens=10, cost_usd=1.0) == []  # past 100%: nothing new
+    custom = Limiter(sql_counters, clock=limiter.clock, thresholds=[0.25])
+    other = ("team:t", Limits(budget=Budget(4.0, "day")))
+    assert [s for s, *_ in custom.record([other], tokens=0, cost_usd=1.0)] == ["team:t"]
+
+
+def test_remaining(sql_counters: SqlCounters) -> None:
+    limiter = Limiter(sql_counters, clock=Clock("2026-03-05T08:00:30+00:00"))
+    limits = Limits(rpm=10, tpm=1000, budget=Budget(5.0, "month"), max_request_cost_usd=1.0)
+    subjects = [("key:k_1", limits)]
+    limiter.check_request(subjects, estimated_tokens=10, estimated_cost=0.1)
+    limiter.record(subjects, tokens=120, cost_usd=0.75)
+    assert limiter.remaining("key:k_1", limits) == {
+        "rpm": {"limit": 10, "used": 1, "left": 9},
+        "tpm": {"limit": 1000, "used": 120, "left": 880},
+        "budget": {
+            "amount_usd": 5.0,
+            "period": "month",
+            "period_start": "2026-03-01T00:00:00+00:00",
+            "spent_usd": 0.75,
+            "left_usd": 4.25,
+        },
+        "max_request_cost_usd": 1.0,
+    }
+    assert limiter.remaining("key:k_2", Limits()) == {}
+
+
+def test_period_start() -> None:
+    now = datetime(2026, 3, 5, 8, 30, tzinfo=UTC).timestamp()
+    assert period_start("day", now) == datetime(2026, 3, 5, tzinfo=UTC).timestamp() * 1000
+    assert period_start("month", now) == datetime(2026, 3, 1, tzinfo=UTC).timestamp() * 1000
+
+
+def test_open_counters(sqlite_ws: Workspace) -> None:
+    assert isinstance(open_counters(sqlite_ws, ""), SqlCounters)
+    with pytest.raises(InvalidConfig, match="limits_url"):
+        open_counters(sqlite_ws, "memcached://x")
+
+
+@pytest.mark.slow
+def test_open_counters_redis_keeps_its_prefix(sqlite_ws: Workspace) -> None:
+    url = _redis_url()
+    counters = open_counters(sqlite_ws, url)
+    assert isinstance(counters, RedisCounters)
+    try:
+        prefix = url.partition("prefix=")[2]
+        assert counters.prefix == prefix
+        counters.add([("key:a:tpm", 5)], BUCKET, 60_000)
+        assert counters.client.get(f"{prefix}key:a:tpm:{BUCKET}") == b"5"
+        assert 0 < counters.client.pttl(f"{prefix}key:a:tpm:{BUCKET}") <= 60_000
+    finally:
+        counters.client.delete(f"{prefix}key:a:tpm:{BUCKET}")
+        counters.close()
