@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from loopml.data.namespace import Data
     from loopml.events import Events
     from loopml.features.store import FeatureStore
+    from loopml.llm.namespace import LLM
     from loopml.monitoring.namespace import Monitors
     from loopml.pipelines.namespace import Pipelines
     from loopml.serving.namespace import Deployments
@@ -303,6 +304,14 @@ class Workspace:
         from loopml.monitoring.namespace import Monitors
 
         return self._namespace("monitors", Monitors)
+
+    @property
+    def llm(self) -> LLM:
+        """The LLM gateway's request log, spend and traces (:class:`loopml.llm.namespace.LLM`)."""
+        self._not_served("ws.llm (the LLM gateway's log)")
+        from loopml.llm.namespace import LLM
+
+        return self._namespace("llm", LLM)
 
     # -- the module-level functions' names, forwarding to the namespaces ---------------------
 

@@ -30,6 +30,7 @@ COMMANDS = {
     "experiments": "loopml.cli.experiments:experiments",
     "features": "loopml.cli.features:features",
     "labels": "loopml.cli.labels:labels",
+    "llm": "loopml.cli.llm:llm",
     "models": "loopml.cli.models:models",
     "monitor": "loopml.cli.monitor:monitor",
     "pipelines": "loopml.cli.pipelines:pipelines",
@@ -39,6 +40,7 @@ COMMANDS = {
     "serve": "loopml.cli.serve:serve",
     "server": "loopml.cli.server:server",
     "tokens": "loopml.cli.users:tokens",
+    "traces": "loopml.cli.traces:traces",
     "users": "loopml.cli.users:users",
 }
 
