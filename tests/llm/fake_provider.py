@@ -26,7 +26,8 @@ Faults (``fail(name, fault, times=1, **opts)``), consumed one per request to tha
 error body, ``"timeout"`` (``seconds=``, default 30, before any byte of the answer),
 ``"cut"`` (stream: ``after=`` N content chunks, default 1, then the connection drops;
 non-stream: the connection drops inside the body), ``"slow_first"`` (``seconds=``: a delay
-before the first token), ``"garbage"`` (200 with a non-JSON body / a non-SSE stream),
+before the first token), ``"drip"`` (stream: ``seconds=``, default 0.05, between two
+chunks; an answer slow enough to disconnect from mid-way), ``"garbage"`` (200 with a non-JSON body / a non-SSE stream),
 ``"context"`` (400 context length exceeded in the flavour's error shape).
 """
 
@@ -54,7 +55,18 @@ from starlette.routing import Route
 
 __all__ = ["FakeProvider", "start_fake_provider"]
 
-FAULTS = ("429", "500", "503", "529", "timeout", "cut", "slow_first", "garbage", "context")
+FAULTS = (
+    "429",
+    "500",
+    "503",
+    "529",
+    "timeout",
+    "cut",
+    "slow_first",
+    "drip",
+    "garbage",
+    "context",
+)
 REASONING_TOKENS = 5
 
 
@@ -273,7 +285,9 @@ class FakeProvider:
 
     def calls(self, name: str) -> list[dict[str, Any]]:
         """The request bodies ``name`` received, oldest first; each has its headers
-        (lower-case names) under ``"_headers"`` and its path under ``"_path"``."""
+        (lower-case names) under ``"_headers"`` and its path under ``"_path"``; a stream
+        answered has ``"_stream_end"``: "complete", "cut" (the fault) or "disconnected" (the
+        client went away; set when the server noticed)."""
         with self._lock:
             return [dict(c) for c in self._calls.get(name, [])]
 
@@ -327,6 +341,7 @@ class FakeProvider:
         record = dict(body) if isinstance(body, dict) else {"_raw": raw.decode(errors="replace")}
         record["_headers"] = {k.lower(): v for k, v in request.headers.items()}
         record["_path"] = request.url.path
+        request.state.record = record
         with self._lock:
             self._calls[name].append(record)
         if flavour == "anthropic":
@@ -407,6 +422,33 @@ class FakeProvider:
             }
             return self._error(flavour, status, messages.get(status, f"fake error {status}"))
         return None
+
+    def _streaming(
+        self, request: Request, events: AsyncIterator[bytes], fault: _Fault | None
+    ) -> StreamingResponse:
+        """The SSE response of ``events``; how it ended goes in the call's ``_stream_end``
+        (with the "drip" fault the chunks come ``seconds`` apart)."""
+        record = request.state.record
+        drip = float(fault.opts.get("seconds", 0.05)) if fault and fault.kind == "drip" else None
+
+        async def tracked() -> AsyncIterator[bytes]:
+            outcome = "disconnected"  # unless it ends otherwise: cancelled by a disconnect
+            try:
+                first = True
+                async for data in events:
+                    if drip is not None and not first:
+                        await asyncio.sleep(drip)
+                    first = False
+                    yield data
+                outcome = "complete"
+            except _Cut:
+                outcome = "cut"
+                raise
+            finally:
+                with self._lock:
+                    record["_stream_end"] = outcome
+
+        return StreamingResponse(tracked(), media_type="text/event-stream")
 
     async def _chat(self, request: Request) -> Response:
         name, body, fault = await self._begin(request, "openai")
@@ -512,7 +554,7 @@ class FakeProvider:
                 )
             yield _sse("[DONE]")
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return self._streaming(request, events(), fault)
 
     async def _messages(self, request: Request) -> Response:
         name, body, fault = await self._begin(request, "anthropic")
@@ -604,7 +646,7 @@ class FakeProvider:
             )
             yield _sse({"type": "message_stop"}, "message_stop")
 
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return self._streaming(request, events(), fault)
 
     async def _embeddings(self, request: Request) -> Response:
         name, body, fault = await self._begin(request, "openai")

@@ -651,3 +651,99 @@ def test_error_from_response(status: int, body: bytes, kind: str) -> None:
     error = error_from_response(status, {}, body)
     assert error.kind == kind and error.status == status
     assert error.message.startswith(f"HTTP {status}: ")
+
+
+def test_closing_a_stream_cancels_the_upstream_request(fake_provider: FakeProvider) -> None:
+    fake_provider.fail("d", "drip", seconds=0.2)
+    provider, dep = OpenAIProvider(), deployment(fake_provider)
+
+    async def go() -> list[Body]:
+        got: list[Body] = []
+        iterator = provider.stream(dep, ask(" ".join("w" * 40), stream=True), timeout=10)
+        async for chunk in iterator:
+            got.append(chunk)
+            if len(got) == 3:
+                break
+        await iterator.aclose()  # type: ignore[attr-defined]
+        await provider.aclose()
+        return got
+
+    assert len(run(go)) == 3
+    deadline = time.monotonic() + 10
+    while fake_provider.calls("d")[0].get("_stream_end") is None:
+        assert time.monotonic() < deadline, "the fake never saw the stream end"
+        time.sleep(0.02)
+    assert fake_provider.calls("d")[0]["_stream_end"] == "disconnected"
+
+
+# ----------------------------------------------- the fake speaks the real protocols
+
+
+def test_the_fake_satisfies_the_openai_sdk(fake_provider: FakeProvider) -> None:
+    openai = pytest.importorskip("openai")
+    client = openai.OpenAI(base_url=fake_provider.base_url("sdk"), api_key="k", max_retries=0)
+    reply = client.chat.completions.create(
+        model="m-reasoning", messages=[{"role": "user", "content": "a b"}], user="cached"
+    )
+    assert reply.choices[0].message.content == "echo: a b"
+    assert reply.usage is not None
+    assert reply.usage.prompt_tokens_details.cached_tokens == 1
+    assert reply.usage.completion_tokens_details.reasoning_tokens == 5
+
+    pieces, usage = [], None
+    for chunk in client.chat.completions.create(
+        model="m",
+        messages=[{"role": "user", "content": "a b"}],
+        stream=True,
+        stream_options={"include_usage": True},
+    ):
+        pieces += [c.delta.content or "" for c in chunk.choices]
+        usage = chunk.usage or usage
+    assert "".join(pieces) == "echo: a b" and usage is not None and usage.total_tokens == 5
+    assert fake_provider.calls("sdk")[-1]["_stream_end"] == "complete"
+
+    embedded = client.embeddings.create(model="e", input="a b")  # base64 on the wire
+    assert embedded.data[0].embedding == embedding_of("a b")
+    assert [m.id for m in client.models.list()] == ["fake-model", "fake-embedding"]
+
+    fake_provider.fail("sdk", "429", retry_after=2)
+    with pytest.raises(openai.RateLimitError):
+        client.chat.completions.create(model="m", messages=[{"role": "user", "content": "x"}])
+
+
+def test_the_fake_satisfies_the_anthropic_sdk(fake_provider: FakeProvider) -> None:
+    anthropic = pytest.importorskip("anthropic")
+    client = anthropic.Anthropic(
+        base_url=fake_provider.base_url("sdk", "anthropic"), api_key="k", max_retries=0
+    )
+    message = client.messages.create(
+        model="claude",
+        max_tokens=100,
+        system="be brief",
+        messages=[{"role": "user", "content": "a b"}],
+        metadata={"user_id": "cached"},
+    )
+    assert message.content[0].text == "echo: a b" and message.stop_reason == "end_turn"
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens) == (2, 2)
+    with client.messages.stream(
+        model="claude", max_tokens=100, messages=[{"role": "user", "content": "a b"}]
+    ) as events:
+        final = events.get_final_message()
+    assert final.content[0].text == "echo: a b" and final.usage.output_tokens == 3
+
+    tool = {"name": "search", "input_schema": {"type": "object"}}
+    with client.messages.stream(
+        model="claude",
+        max_tokens=100,
+        tools=[tool],
+        messages=[{"role": "user", "content": "call:search x y"}],
+    ) as events:
+        final = events.get_final_message()
+    assert final.stop_reason == "tool_use"
+    assert final.content[0].name == "search" and final.content[0].input == {"q": "x y"}
+
+    fake_provider.fail("sdk", "context")
+    with pytest.raises(anthropic.BadRequestError, match="prompt is too long"):
+        client.messages.create(
+            model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}]
+        )
