@@ -788,7 +788,8 @@ def test_anthropic_stream_accumulates_in_the_openai_sdk() -> None:
 
 def test_anthropic_stream_without_usage_chunk_and_two_tools() -> None:
     stream = AnthropicToOpenAIStream("m", "c", include_usage=False)
-    stream.feed("message_start", {"message": {"usage": {"input_tokens": 5, "output_tokens": 0}}})
+    start_usage = {"input_tokens": 5, "cache_read_input_tokens": 3, "output_tokens": 0}
+    stream.feed("message_start", {"message": {"usage": start_usage}})
     for index, name in ((0, "a"), (1, "b")):
         block = {"type": "tool_use", "id": f"t{index}", "name": name, "input": {}}
         stream.feed("content_block_start", {"index": index, "content_block": block})
@@ -799,15 +800,19 @@ def test_anthropic_stream_without_usage_chunk_and_two_tools() -> None:
     assert second[0]["choices"][0]["delta"] == {
         "tool_calls": [{"index": 1, "function": {"arguments": "{}"}}]
     }
-    # message_delta may repeat input counts (cumulative): they overwrite, not add
+    # message_delta may repeat input counts (cumulative): they overwrite, not add; a null
+    # one leaves message_start's figure
     stream.feed(
         "message_delta",
-        {"delta": {"stop_reason": "max_tokens"}, "usage": {"output_tokens": 9, "input_tokens": 5}},
+        {
+            "delta": {"stop_reason": "max_tokens"},
+            "usage": {"output_tokens": 9, "input_tokens": 5, "cache_read_input_tokens": None},
+        },
     )
     last = stream.feed("message_stop", {"type": "message_stop"})
     assert last == []  # the finish chunk came with message_delta; no usage chunk asked for
     assert stream.finish_reason == "length"
-    assert stream.usage == Usage(5, 9)
+    assert stream.usage == Usage(8, 9, cached_read_tokens=3)
 
 
 def test_anthropic_stream_without_message_delta_still_finishes() -> None:

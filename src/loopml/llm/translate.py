@@ -14,9 +14,10 @@ gateway's shape and the answer back (the gateway's ``/v1/messages``)::
             └──openai_to_anthropic_response / OpenAIToAnthropicStream
 
 What the other side cannot take is dropped (``seed``, ``logprobs``, ``stream_options``,
-``top_k``, ``thinking`` blocks, server tools, …), never an error; what would change the
-meaning of a request (an unknown role, tool arguments that are not JSON, ``n > 1`` for
-Anthropic) is a :class:`~loopml.llm.errors.BadRequest` naming the offending entry.
+``top_k`` for OpenAI, ``thinking`` blocks, server tools, a tool result's ``is_error``, …),
+never an error; what would change the meaning of a request (an unknown role, tool arguments
+that are not JSON, ``n > 1`` for Anthropic) is a :class:`~loopml.llm.errors.BadRequest`
+naming the offending entry.
 
 Example::
 
