@@ -1,0 +1,968 @@
+"""The gateway: one object in front of every LLM provider, used in-process or by the server.
+
+    gw = Gateway.from_config(workspace=ws)                 # [gateway] of loopml.toml
+    reply = gw.chat({"model": "cheap", "messages": [{"role": "user", "content": "hi"}]})
+    reply.body["choices"][0]["message"]["content"], reply.cost_usd, reply.request_id
+    for chunk in gw.stream({...}): ...                      # OpenAI chat.completion.chunk dicts
+    await gw.achat({...}); async for chunk in await gw.astream({...}): ...
+
+Each request goes through the same steps, in-process or over HTTP:
+
+1. the virtual key is authenticated (cached; :class:`~loopml.llm.keys.KeyCache`) and may be
+   limited to some models;
+2. the router resolves the model name to a group (a rule-based router may choose it, and a
+   prompt over the group's context window moves to a larger one) and plans the deployments
+   to try;
+3. rate limits and budgets of the key, its team and the end user are checked before
+   dispatch, with the cost estimated from the prompt and ``max_tokens`` at the model's price
+   (counted in the metadata store or Redis, so every replica sees the same counts);
+4. deployments are tried in plan order: 429s, 5xx, timeouts and dropped connections are
+   retried on the next deployment (``Retry-After`` honoured; repeated failures cool a
+   deployment down); a stream that breaks before its first token fails over silently, one
+   that breaks later ends with :class:`StreamInterrupted`;
+5. the cost is computed from the provider's usage, spend and tokens are added to the
+   counters, budget thresholds crossed become ``llm.budget_threshold`` events, and the
+   request and its spans go to the request log, all off the response path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from loopml.llm import tokens
+from loopml.llm.config import Deployment, GatewayConfig, Limits, load_gateway_config
+from loopml.llm.errors import (
+    BadRequest,
+    ContextWindowExceeded,
+    GatewayError,
+    PermissionDenied,
+    ProviderError,
+    UpstreamError,
+)
+from loopml.llm.logs import RequestLog, RequestRecord, redact
+from loopml.llm.metrics import GatewayMetrics
+from loopml.llm.prices import cost_usd, estimate_cost_usd, price_for
+from loopml.llm.router import Route, Router
+from loopml.llm.translate import openai_usage
+from loopml.llm.types import Attempt, Body, Completion, Provider, Usage
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from loopml.llm.keys import KeyCache, VirtualKey
+    from loopml.llm.limits import Limiter
+    from loopml.llm.tracing import Tracing
+    from loopml.workspace import Workspace, WorkspaceLike
+
+log = logging.getLogger("loopml.llm")
+T = TypeVar("T")
+
+#: ``max_tokens`` assumed for the pre-dispatch budget estimate when a request sets none.
+DEFAULT_MAX_TOKENS_ESTIMATE = 1024
+#: Longest a retry waits for a ``Retry-After`` on the same deployment (seconds).
+MAX_RETRY_WAIT = 5.0
+
+
+class StreamInterrupted(GatewayError):
+    """The provider's stream broke after tokens were sent to the client: the client gets an
+    error event instead of a stream that looks complete, and the log marks it truncated."""
+
+    status, type, code = 502, "api_error", "stream_interrupted"
+
+
+@dataclass
+class GatewayResponse:
+    """A non-streamed answer: the OpenAI-shaped ``body`` and what the gateway knows of it."""
+
+    body: Body
+    request_id: str
+    usage: Usage
+    cost_usd: float
+    deployment: str
+    model: str
+    attempts: list[Attempt] = field(default_factory=list)
+
+    def headers(self) -> dict[str, str]:
+        """The ``x-loopml-*`` headers the server adds to the HTTP answer."""
+        return {
+            "x-request-id": self.request_id,
+            "x-loopml-cost-usd": f"{self.cost_usd:.8f}",
+            "x-loopml-deployment": self.deployment,
+            "x-loopml-attempts": str(len(self.attempts)),
+        }
+
+
+@dataclass
+class _Call:
+    """What the gateway knows of one request while it runs."""
+
+    request_id: str
+    endpoint: str
+    body: Body
+    started: float  # perf_counter
+    created_at: int  # ms
+    key: VirtualKey | None
+    user: str | None
+    tags: list[str]
+    route: Route | None = None
+    prompt_tokens: int = 0
+    attempts: list[Attempt] = field(default_factory=list)
+    span: Span | None = None
+
+
+class Gateway:
+    """Routing, limits, accounting, logging and tracing for LLM requests (see the module)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        workspace: Workspace,
+        *,
+        require_key: bool | None = None,
+        config_path: str | os.PathLike[str] | None = None,
+    ) -> None:
+        from loopml.llm.keys import KeyCache
+        from loopml.llm.limits import Limiter, open_counters
+        from loopml.llm.providers import PROVIDERS
+        from loopml.llm.tracing import Tracing
+
+        self.workspace = workspace
+        self.config = config
+        self.config_path = Path(config_path) if config_path is not None else None
+        self.require_key = config.require_key if require_key is None else require_key
+        self.router = Router(config)
+        self.providers: dict[str, Provider] = {kind: make() for kind, make in PROVIDERS.items()}
+        self.keys: KeyCache = KeyCache(workspace)
+        self.limiter: Limiter = Limiter(open_counters(workspace, config.limits_url))
+        self.log = RequestLog(
+            workspace,
+            flush_interval=config.log_flush_interval,
+            batch_rows=config.log_batch_rows,
+        )
+        self.tracing: Tracing = Tracing(self.log, otlp_endpoint=config.otlp_endpoint)
+        self.metrics = GatewayMetrics()
+        # Spend, token counts and budget events: written off the response path, in order.
+        self._books = ThreadPoolExecutor(1, thread_name_prefix="loopml-llm-books")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._unpriced: set[str] = set()
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_config(
+        cls,
+        config: GatewayConfig | Mapping[str, Any] | str | os.PathLike[str] | None = None,
+        *,
+        workspace: WorkspaceLike = None,
+        require_key: bool | None = False,
+    ) -> Gateway:
+        """A gateway over ``workspace`` (default: the discovered one) with ``config``: a
+        :class:`GatewayConfig`, a ``[gateway]`` table as a dict, a TOML file's path, or None
+        for ``[gateway]`` of the workspace's ``loopml.toml``. In-process, a key is optional
+        (``require_key=False``): given one, its limits and budget apply."""
+        from loopml.workspace import resolve_workspace
+
+        ws = resolve_workspace(workspace)
+        path: str | os.PathLike[str] | None = None
+        if isinstance(config, GatewayConfig):
+            checked = config
+        elif isinstance(config, Mapping):
+            checked = GatewayConfig.from_dict(config, source="the config given")
+        elif config is not None:
+            path = config
+            checked = load_gateway_config(config)
+        else:
+            checked = load_gateway_config(settings=ws.settings)
+        return cls(checked, ws, require_key=require_key, config_path=path)
+
+    def reload(self, config: GatewayConfig) -> None:
+        """Serve ``config`` from now on (requests in flight finish on the old one). The
+        router's health state is kept for deployments that are still there."""
+        router = Router(config)
+        router.adopt(self.router)
+        self.config, self.router = config, router
+
+    # -- the model list ----------------------------------------------------------------------
+
+    def model_names(self, api_key: str | None = None) -> list[str]:
+        """The model names a client may ask for (groups and routers), as the key allows."""
+        key = self._authenticate(api_key)
+        names = [*self.config.models, *self.config.routers]
+        if key is not None and key.models:
+            names = [n for n in names if n in key.models]
+        return sorted(names)
+
+    # -- chat ----------------------------------------------------------------------------------
+
+    async def achat(
+        self,
+        body: Body,
+        *,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        endpoint: str = "chat",
+    ) -> GatewayResponse:
+        """Answer an OpenAI-shaped chat request (``stream`` must be absent or false)."""
+        call = self._begin(body, api_key, headers, endpoint)
+        try:
+            self._check_chat_body(body)
+            plan = await self._admit(call)
+            completion, deployment = await self._dispatch(call, plan, self._chat_once)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        return self._succeed(call, completion, deployment)
+
+    async def aembed(
+        self, body: Body, *, api_key: str | None = None, headers: Mapping[str, str] | None = None
+    ) -> GatewayResponse:
+        """Answer an OpenAI ``/embeddings`` request."""
+        call = self._begin(body, api_key, headers, "embeddings")
+        try:
+            if not isinstance(body.get("input"), str | list) or not body.get("input"):
+                raise BadRequest("'input' must be a non-empty string or list of strings.")
+            plan = await self._admit(call)
+            completion, deployment = await self._dispatch(call, plan, self._embed_once)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        return self._succeed(call, completion, deployment)
+
+    async def astream(
+        self,
+        body: Body,
+        *,
+        api_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        endpoint: str = "chat",
+    ) -> AsyncIterator[Body]:
+        """Stream an OpenAI-shaped chat request: returns once the first token is in hand (so
+        every failure up to then is an ordinary error, after failing over silently), then
+        yields ``chat.completion.chunk`` objects. A break after tokens were sent raises
+        :class:`StreamInterrupted` from the iterator."""
+        call = self._begin(body, api_key, headers, endpoint)
+        try:
+            self._check_chat_body(body)
+            plan = await self._admit(call)
+            opened, deployment = await self._dispatch(call, plan, self._open_stream)
+        except BaseException as exc:
+            self._fail(call, exc)
+            raise
+        return self._relay(call, opened, deployment)
+
+    # -- sync wrappers (a loop of the gateway's own, so the connection pool persists) ----
+
+    def chat(self, body: Body, **kwargs: Any) -> GatewayResponse:
+        """:meth:`achat` from synchronous code."""
+        return self._run(self.achat(body, **kwargs))
+
+    def embed(self, body: Body, **kwargs: Any) -> GatewayResponse:
+        """:meth:`aembed` from synchronous code."""
+        return self._run(self.aembed(body, **kwargs))
+
+    def stream(self, body: Body, **kwargs: Any) -> Iterator[Body]:
+        """:meth:`astream` from synchronous code: yields the chunks as they arrive."""
+        chunks = self._run(self.astream(body, **kwargs))
+        iterator = chunks.__aiter__()
+        try:
+            while True:
+                try:
+                    yield self._run(iterator.__anext__())
+                except StopAsyncIteration:
+                    return
+        finally:
+            closer = getattr(iterator, "aclose", None)
+            if closer is not None:
+                self._run(closer())
+
+    def _run(self, coro: Awaitable[T]) -> T:
+        import asyncio
+
+        with self._lock:
+            if self._closed:
+                raise GatewayError("This gateway is closed.")
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(
+                    target=loop.run_forever, name="loopml-llm-gateway", daemon=True
+                )
+                thread.start()
+                self._loop, self._loop_thread = loop, thread
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result()  # type: ignore[arg-type]
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """Close the providers' connections, write what the log still holds, stop tracing."""
+        for provider in self.providers.values():
+            await provider.aclose()
+        self._close_sync()
+
+    def close(self) -> None:
+        """:meth:`aclose` from synchronous code; idempotent."""
+        with self._lock:
+            loop, self._loop = self._loop, None
+        if loop is not None:
+            asyncio.run_coroutine_threadsafe(self._close_providers(), loop).result()
+            loop.call_soon_threadsafe(loop.stop)
+            if self._loop_thread is not None:
+                self._loop_thread.join(5)
+        self._close_sync()
+
+    async def _close_providers(self) -> None:
+        for provider in self.providers.values():
+            await provider.aclose()
+
+    def _close_sync(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._books.shutdown(wait=True)
+        self.tracing.shutdown()
+        self.log.close()
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the steps -------------------------------------------------------------------------
+
+    def _authenticate(self, api_key: str | None) -> VirtualKey | None:
+        if api_key is None and not self.require_key:
+            return None
+        return self.keys.authenticate(api_key)
+
+    def _begin(
+        self, body: Any, api_key: str | None, headers: Mapping[str, str] | None, endpoint: str
+    ) -> _Call:
+        started = time.perf_counter()
+        if not isinstance(body, dict):
+            raise BadRequest("The request body must be a JSON object.")
+        key = self._authenticate(api_key)
+        user = body.get("user")
+        if user is not None and not isinstance(user, str):
+            raise BadRequest("'user' must be a string.")
+        call = _Call(
+            request_id=f"req_{uuid.uuid4().hex[:24]}",
+            endpoint=endpoint,
+            body=body,
+            started=started,
+            created_at=int(time.time() * 1000),
+            key=key,
+            user=user,
+            tags=_tags(body, headers),
+        )
+        context = self.tracing.context_from_headers(headers) if headers else None
+        call.span = self.tracing.tracer.start_span(
+            f"gateway {endpoint}",
+            context=context,
+            kind=_span_kind("SERVER"),
+            attributes={
+                "gen_ai.operation.name": "embeddings" if endpoint == "embeddings" else "chat",
+                "gen_ai.request.model": str(body.get("model")),
+                "loopml.request_id": call.request_id,
+            },
+        )
+        return call
+
+    @staticmethod
+    def _check_chat_body(body: Body) -> None:
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise BadRequest("'messages' must be a non-empty list of messages.")
+        for i, message in enumerate(messages):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise BadRequest(f"messages[{i}] must be an object with a 'role'.")
+
+    async def _admit(self, call: _Call) -> list[Deployment]:
+        body = call.body
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise BadRequest("'model' must name a model: GET /v1/models lists them.")
+        if call.key is not None and call.key.models and model not in call.key.models:
+            raise PermissionDenied(
+                f"Key {call.key.id} may not use model {model!r}; it may use "
+                + ", ".join(call.key.models)
+                + "."
+            )
+        call.prompt_tokens = (
+            tokens.count_request(body)
+            if call.endpoint != "embeddings"
+            else tokens.count_text(_input_text(body.get("input")))
+        )
+        with self._child_span(call, "router") as span:
+            call.route = self.router.resolve(
+                model, body, tags=call.tags, prompt_tokens=call.prompt_tokens
+            )
+            plan = self.router.plan(call.route)
+            span.set_attribute("loopml.route.group", call.route.group.name)
+            span.set_attribute("loopml.route.reason", call.route.reason)
+        subjects = self._subjects(call)
+        if subjects:
+            max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+            out = int(max_tokens) if isinstance(max_tokens, int) else DEFAULT_MAX_TOKENS_ESTIMATE
+            if call.endpoint == "embeddings":
+                out = 0
+            price = price_for(plan[0], self.config.prices) if plan else None
+            estimate = estimate_cost_usd(call.prompt_tokens, out, price)
+            await asyncio.to_thread(
+                self.limiter.check_request,
+                subjects,
+                estimated_tokens=call.prompt_tokens + out,
+                estimated_cost=estimate,
+            )
+        return plan
+
+    def _subjects(self, call: _Call) -> list[tuple[str, Limits]]:
+        subjects: list[tuple[str, Limits]] = []
+        key = call.key
+        if key is not None:
+            if _limited(key.limits):
+                subjects.append((f"key:{key.id}", key.limits))
+            team = self.config.teams.get(key.team) if key.team else None
+            if team is not None and _limited(team):
+                subjects.append((f"team:{key.team}", team))
+        if call.user is not None and _limited(self.config.user_limits):
+            subjects.append((f"user:{call.user}", self.config.user_limits))
+        return subjects
+
+    async def _dispatch(
+        self,
+        call: _Call,
+        plan: list[Deployment],
+        once: Callable[[_Call, Deployment], Awaitable[T]],
+    ) -> tuple[T, Deployment]:
+        """Try the plan's deployments in order until one answers; the attempt chain is kept
+        on ``call``. Raises the last error, as the client should see it."""
+        assert call.route is not None
+        budget = 1 + max(0, self.config.num_retries)
+        queue = list(plan)
+        failures: list[ProviderError] = []
+        index = 0
+        while len(call.attempts) < budget and queue:
+            deployment = queue[index % len(queue)]
+            index += 1
+            if failures and failures[-1].retry_after and index > len(queue):
+                # Back on a deployment that asked us to wait: wait (a little) first.
+                await asyncio.sleep(min(failures[-1].retry_after, MAX_RETRY_WAIT))
+            started = time.perf_counter()
+            self.router.started(deployment)
+            with self._child_span(call, f"attempt {deployment.name}", client=True) as span:
+                span.set_attribute("gen_ai.system", deployment.provider)
+                span.set_attribute("gen_ai.request.model", deployment.model)
+                span.set_attribute("loopml.deployment", deployment.name)
+                span.set_attribute("loopml.attempt", len(call.attempts) + 1)
+                try:
+                    result = await once(call, deployment)
+                except ProviderError as exc:
+                    elapsed = time.perf_counter() - started
+                    self.router.finished(
+                        deployment, elapsed, ok=False, kind=exc.kind, retry_after=exc.retry_after
+                    )
+                    call.attempts.append(_attempt(deployment, exc.kind, elapsed, exc))
+                    span.set_attribute("error.type", exc.kind)
+                    _set_error(span, exc.message)
+                    self.metrics.provider_error(deployment, exc.kind)
+                    failures.append(exc)
+                    if exc.kind == "context_window":
+                        larger = self._larger_context(call)
+                        if larger is None:
+                            raise ContextWindowExceeded(
+                                f"The prompt (about {call.prompt_tokens} tokens) is over "
+                                f"{deployment.name}'s context window and group "
+                                f"{call.route.group.name!r} declares no larger_context."
+                            ) from exc
+                        queue, index = larger, 0
+                        continue
+                    if not exc.retryable:
+                        raise _client_error(exc, deployment) from exc
+                    continue
+                except asyncio.CancelledError:
+                    elapsed = time.perf_counter() - started
+                    self.router.finished(deployment, elapsed, ok=True)
+                    call.attempts.append(
+                        _attempt(deployment, "cancelled", elapsed, None, status="cancelled")
+                    )
+                    raise
+                elapsed = time.perf_counter() - started
+                self.router.finished(deployment, elapsed, ok=True)
+                call.attempts.append(_attempt(deployment, "ok", elapsed, None))
+                return result, deployment
+        raise _upstream_error(call, failures)
+
+    def _larger_context(self, call: _Call) -> list[Deployment] | None:
+        assert call.route is not None
+        route = self.router.larger_context(call.route)
+        if route is None:
+            return None
+        call.route = route
+        return self.router.plan(route)
+
+    async def _chat_once(self, call: _Call, deployment: Deployment) -> Completion:
+        provider = self.providers[deployment.provider]
+        return await provider.chat(deployment, call.body, timeout=self._timeout(deployment))
+
+    async def _embed_once(self, call: _Call, deployment: Deployment) -> Completion:
+        provider = self.providers[deployment.provider]
+        return await provider.embed(deployment, call.body, timeout=self._timeout(deployment))
+
+    async def _open_stream(self, call: _Call, deployment: Deployment) -> _Opened:
+        """Start a stream and read up to its first token: a failure up to then is a
+        ProviderError like any other (the dispatcher fails over silently)."""
+        provider = self.providers[deployment.provider]
+        chunks = provider.stream(deployment, call.body, timeout=self._timeout(deployment))
+        iterator = chunks.__aiter__()
+        buffered: list[Body] = []
+        try:
+            while True:
+                try:
+                    chunk = await iterator.__anext__()
+                except StopAsyncIteration:
+                    return _Opened(iterator, buffered, ended=True, first_token_at=None)
+                buffered.append(chunk)
+                if _has_token(chunk):
+                    return _Opened(
+                        iterator, buffered, ended=False, first_token_at=time.perf_counter()
+                    )
+        except BaseException:
+            await _aclose(iterator)
+            raise
+
+    def _timeout(self, deployment: Deployment) -> float:
+        return deployment.timeout if deployment.timeout is not None else self.config.timeout
+
+    async def _relay(
+        self, call: _Call, opened: _Opened, deployment: Deployment
+    ) -> AsyncIterator[Body]:
+        """Yield the stream to the client; account for it however it ends."""
+        include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        usage: Usage | None = None
+        text: list[str] = []
+        model = deployment.model
+        finish: str | None = None
+        error: BaseException | None = None
+        status, truncated = 200, False
+        try:
+            chunks: AsyncIterator[Body] = _chain(opened.buffered, opened.iterator, opened.ended)
+            async for chunk in chunks:
+                if chunk.get("usage"):
+                    usage = openai_usage(chunk["usage"])
+                    if not chunk.get("choices"):
+                        if include_usage:
+                            yield chunk
+                        continue
+                    if not include_usage:
+                        chunk = {k: v for k, v in chunk.items() if k != "usage"}
+                model = chunk.get("model") or model
+                for choice in chunk.get("choices") or ():
+                    delta = choice.get("delta") or {}
+                    if isinstance(delta.get("content"), str):
+                        text.append(delta["content"])
+                    for tool_call in delta.get("tool_calls") or ():
+                        arguments = (tool_call.get("function") or {}).get("arguments")
+                        if isinstance(arguments, str):
+                            text.append(arguments)
+                    finish = choice.get("finish_reason") or finish
+                yield chunk
+        except ProviderError as exc:
+            status, truncated, error = 502, True, exc
+            raise StreamInterrupted(
+                f"The provider's stream broke after tokens were sent ({exc.message}); the "
+                "answer is incomplete."
+            ) from exc
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            status, truncated, error = 499, True, exc  # the client went away
+            raise
+        finally:
+            # Account first: under a cancelled client the awaits below may not run at all.
+            if usage is None:
+                usage = Usage(
+                    input_tokens=call.prompt_tokens,
+                    output_tokens=tokens.count_text("".join(text)),
+                    estimated=True,
+                )
+            ttft = (opened.first_token_at - call.started) * 1000 if opened.first_token_at else None
+            self._account(
+                call,
+                deployment,
+                usage,
+                status=status,
+                error=_describe(error) if error else None,
+                stream=True,
+                truncated=truncated,
+                ttft_ms=ttft,
+                response={"content": "".join(text), "finish_reason": finish, "model": model},
+            )
+            if status == 499:
+                # Closing the provider's stream cancels the upstream request; do it in a task
+                # of its own, outside the cancelled one.
+                task = asyncio.get_running_loop().create_task(_aclose(opened.iterator))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            else:
+                await _aclose(opened.iterator)
+
+    # -- accounting --------------------------------------------------------------------------
+
+    def _succeed(
+        self, call: _Call, completion: Completion, deployment: Deployment
+    ) -> GatewayResponse:
+        cost = self._account(
+            call,
+            deployment,
+            completion.usage,
+            status=200,
+            error=None,
+            stream=False,
+            truncated=False,
+            ttft_ms=None,
+            response=completion.body,
+        )
+        return GatewayResponse(
+            body=completion.body,
+            request_id=call.request_id,
+            usage=completion.usage,
+            cost_usd=cost,
+            deployment=deployment.name,
+            model=deployment.model,
+            attempts=call.attempts,
+        )
+
+    def _fail(self, call: _Call, exc: BaseException) -> None:
+        status = exc.status if isinstance(exc, GatewayError) else 500
+        if isinstance(exc, asyncio.CancelledError):
+            status = 499
+        self._record(
+            call,
+            None,
+            Usage(),
+            0.0,
+            status=status,
+            error=_describe(exc),
+            stream=bool(call.body.get("stream")) if isinstance(call.body, dict) else False,
+            truncated=False,
+            ttft_ms=None,
+            response=None,
+        )
+
+    def _account(
+        self,
+        call: _Call,
+        deployment: Deployment,
+        usage: Usage,
+        *,
+        status: int,
+        error: str | None,
+        stream: bool,
+        truncated: bool,
+        ttft_ms: float | None,
+        response: Any,
+    ) -> float:
+        price = price_for(deployment, self.config.prices)
+        if price is None and deployment.name not in self._unpriced:
+            self._unpriced.add(deployment.name)
+            log.warning(
+                "No price for %s (model %s): its requests cost 0. Add [gateway.prices.%s].",
+                deployment.name,
+                deployment.model,
+                deployment.model,
+            )
+        cost = cost_usd(usage, price)
+        subjects = self._subjects(call)
+        if subjects:
+            self._books.submit(self._book, subjects, usage.total_tokens, cost)
+        self._record(
+            call,
+            deployment,
+            usage,
+            cost,
+            status=status,
+            error=error,
+            stream=stream,
+            truncated=truncated,
+            ttft_ms=ttft_ms,
+            response=response,
+        )
+        return cost
+
+    def _book(self, subjects: list[tuple[str, Limits]], tokens_used: int, cost: float) -> None:
+        """Add a finished request's tokens and spend to the shared counters; write an event
+        for each budget threshold it crossed (runs on the bookkeeping thread)."""
+        from loopml import events
+
+        try:
+            crossed = self.limiter.record(subjects, tokens=tokens_used, cost_usd=cost)
+            for subject, budget, before, after in crossed:
+                for fraction in self.config.budget_alerts:
+                    line = budget.amount_usd * fraction
+                    if before < line <= after:
+                        events.emit(
+                            self.workspace.db,
+                            "llm.budget_threshold",
+                            subject,
+                            {
+                                "budget_usd": budget.amount_usd,
+                                "spent_usd": round(after, 8),
+                                "fraction": fraction,
+                                "period": budget.period,
+                                "period_start": _period_start(budget.period),
+                            },
+                        )
+        except Exception:  # the books must never take the gateway down
+            log.exception("Could not record spend for %s", [s for s, _ in subjects])
+
+    def _record(
+        self,
+        call: _Call,
+        deployment: Deployment | None,
+        usage: Usage,
+        cost: float,
+        *,
+        status: int,
+        error: str | None,
+        stream: bool,
+        truncated: bool,
+        ttft_ms: float | None,
+        response: Any,
+    ) -> None:
+        latency_ms = (time.perf_counter() - call.started) * 1000
+        key = call.key
+        content = (key.log_content if key is not None else None) or self.config.log_content
+        request_body: Any = call.body
+        if content == "redact":
+            request_body, response = redact(call.body), redact(response)
+        elif content == "none":
+            request_body = response = None
+        model = str(call.body.get("model")) if isinstance(call.body, dict) else "?"
+        span = call.span
+        trace_id = None
+        if span is not None:
+            context = span.get_span_context()
+            trace_id = f"{context.trace_id:032x}"
+            span.set_attribute("http.response.status_code", status)
+            if deployment is not None:
+                span.set_attribute("gen_ai.response.model", deployment.model)
+                span.set_attribute("gen_ai.system", deployment.provider)
+            span.set_attribute("gen_ai.usage.input_tokens", usage.input_tokens)
+            span.set_attribute("gen_ai.usage.output_tokens", usage.output_tokens)
+            span.set_attribute("loopml.cost_usd", cost)
+            if error:
+                _set_error(span, error)
+            span.end()
+        self.log.add(
+            RequestRecord(
+                id=call.request_id,
+                created_at=call.created_at,
+                endpoint=call.endpoint,
+                key_id=key.id if key is not None else None,
+                team=key.team if key is not None else None,
+                user=call.user,
+                tags=call.tags,
+                model_requested=model,
+                model_used=deployment.model if deployment is not None else None,
+                deployment=deployment.name if deployment is not None else None,
+                provider=deployment.provider if deployment is not None else None,
+                route_reason=call.route.reason if call.route is not None else None,
+                attempts=call.attempts,
+                status=status,
+                error=error,
+                stream=stream,
+                truncated=truncated,
+                latency_ms=latency_ms,
+                ttft_ms=ttft_ms,
+                usage=usage,
+                cost_usd=cost,
+                cache_hit=False,
+                trace_id=trace_id,
+                request=request_body,
+                response=response,
+            )
+        )
+        self.metrics.request(
+            model=deployment.model if deployment is not None else model,
+            key=key.id if key is not None else "",
+            status=status,
+            seconds=latency_ms / 1000,
+            ttft_seconds=ttft_ms / 1000 if ttft_ms is not None else None,
+            usage=usage,
+            cost=cost,
+        )
+
+    # -- spans -----------------------------------------------------------------------------
+
+    def _child_span(self, call: _Call, name: str, *, client: bool = False) -> Any:
+        from opentelemetry import trace
+
+        context = trace.set_span_in_context(call.span) if call.span is not None else None
+        return self.tracing.tracer.start_as_current_span(
+            name,
+            context=context,
+            kind=_span_kind("CLIENT" if client else "INTERNAL"),
+            record_exception=False,
+            set_status_on_exception=False,
+        )
+
+
+@dataclass
+class _Opened:
+    iterator: AsyncIterator[Body]
+    buffered: list[Body]
+    ended: bool
+    first_token_at: float | None
+
+
+async def _chain(
+    buffered: Sequence[Body], iterator: AsyncIterator[Body], ended: bool
+) -> AsyncIterator[Body]:
+    for chunk in buffered:
+        yield chunk
+    if ended:
+        return
+    async for chunk in iterator:
+        yield chunk
+
+
+async def _aclose(iterator: AsyncIterator[Body]) -> None:
+    closer = getattr(iterator, "aclose", None)
+    if closer is not None:
+        # Closing a broken stream may fail again: nothing is left to do then.
+        with contextlib.suppress(Exception):
+            await closer()
+
+
+def _has_token(chunk: Body) -> bool:
+    for choice in chunk.get("choices") or ():
+        delta = choice.get("delta") or {}
+        if delta.get("content") or delta.get("tool_calls") or choice.get("finish_reason"):
+            return True
+    return False
+
+
+def _limited(limits: Limits) -> bool:
+    return bool(
+        limits.rpm or limits.tpm or limits.budget or limits.max_request_cost_usd is not None
+    )
+
+
+def _tags(body: Body, headers: Mapping[str, str] | None) -> list[str]:
+    tags: list[str] = []
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict):
+        given = metadata.get("tags")
+        if isinstance(given, list):
+            tags.extend(str(t) for t in given)
+        elif isinstance(given, str):
+            tags.extend(t.strip() for t in given.split(",") if t.strip())
+    if headers:
+        header = headers.get("x-loopml-tags")
+        if header:
+            tags.extend(t.strip() for t in header.split(",") if t.strip())
+    return tags
+
+
+def _input_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return " ".join(v for v in value if isinstance(v, str))
+    return ""
+
+
+def _attempt(
+    deployment: Deployment,
+    kind: str,
+    elapsed: float,
+    exc: ProviderError | None,
+    *,
+    status: str | None = None,
+) -> Attempt:
+    return Attempt(
+        deployment=deployment.name,
+        provider=deployment.provider,
+        model=deployment.model,
+        status=status or kind,
+        latency_ms=round(elapsed * 1000, 3),
+        http_status=exc.status if exc is not None else 200,
+        error=exc.message if exc is not None else None,
+        started_at=time.time() - elapsed,
+    )
+
+
+def _client_error(exc: ProviderError, deployment: Deployment) -> GatewayError:
+    if exc.kind == "auth":
+        return UpstreamError(
+            f"{deployment.name} refused the gateway's provider key ({exc.message}); check "
+            f"{deployment.api_key_env or 'api_key_env'} on the gateway.",
+            status=502,
+        )
+    return BadRequest(f"{deployment.name} refused the request: {exc.message}")
+
+
+def _upstream_error(call: _Call, failures: list[ProviderError]) -> GatewayError:
+    chain = "; ".join(
+        f"{a.deployment}: {a.status}" + (f" ({a.error})" if a.error else "") for a in call.attempts
+    )
+    if not failures:
+        return UpstreamError("No deployment could be tried (the plan was empty).", status=503)
+    kinds = {f.kind for f in failures}
+    if kinds == {"rate_limit"}:
+        from loopml.llm.errors import RateLimited
+
+        waits = [f.retry_after for f in failures if f.retry_after]
+        return RateLimited(
+            f"Every deployment is rate-limited by its provider: {chain}.",
+            retry_after=min(waits) if waits else None,
+        )
+    status = 504 if kinds == {"timeout"} else 502
+    return UpstreamError(
+        f"All {len(call.attempts)} attempts failed: {chain}.", status=status, attempts=chain
+    )
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.CancelledError | GeneratorExit):
+        return "client disconnected"
+    text = str(exc) or type(exc).__name__
+    return (
+        text if isinstance(exc, GatewayError | ProviderError) else f"{type(exc).__name__}: {text}"
+    )
+
+
+def _set_error(span: Any, message: str) -> None:
+    from opentelemetry.trace import Status, StatusCode
+
+    span.set_status(Status(StatusCode.ERROR, message))
+
+
+def _span_kind(name: str) -> Any:
+    from opentelemetry.trace import SpanKind
+
+    return getattr(SpanKind, name)
+
+
+def _period_start(period: str) -> str:
+    from datetime import UTC, datetime
+
+    now = datetime.now(UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "month":
+        start = start.replace(day=1)
+    return start.isoformat()

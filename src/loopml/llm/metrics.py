@@ -1,0 +1,97 @@
+"""The gateway's Prometheus metrics (``GET /metrics`` of ``loopml gateway serve``).
+
+Each gateway has a registry of its own (two gateways in one process don't clash). With
+``--workers N`` each worker process counts its own requests; scrape each, or sum by
+instance. Labels stay bounded: model names come from the config, keys are key ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from loopml.llm.config import Deployment
+from loopml.llm.types import Usage
+
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+class GatewayMetrics:
+    """Requests, tokens, cost, latency, time to first token, provider errors, cache hits."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "loopml_gateway_requests",
+            "Requests answered, by model used, key and HTTP status",
+            ["model", "key", "status"],
+            registry=r,
+        )
+        self.tokens = Counter(
+            "loopml_gateway_tokens",
+            "Tokens, by model, key and type (input, output, cached_read, cached_write, reasoning)",
+            ["model", "key", "type"],
+            registry=r,
+        )
+        self.cost = Counter(
+            "loopml_gateway_cost_usd",
+            "Spend in USD, by model and key",
+            ["model", "key"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "loopml_gateway_request_seconds",
+            "Time from request to the last byte of the answer, by model",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.ttft = Histogram(
+            "loopml_gateway_time_to_first_token_seconds",
+            "Time to the first streamed token, by model",
+            ["model"],
+            buckets=_LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.errors = Counter(
+            "loopml_gateway_provider_errors",
+            "Failed provider attempts, by deployment and kind (rate_limit, server, timeout, …)",
+            ["deployment", "kind"],
+            registry=r,
+        )
+        self.cache_hits = Counter(
+            "loopml_gateway_cache_hits",
+            "Answers served from the cache, by model",
+            ["model"],
+            registry=r,
+        )
+
+    def request(
+        self,
+        *,
+        model: str,
+        key: str,
+        status: int,
+        seconds: float,
+        ttft_seconds: float | None,
+        usage: Usage,
+        cost: float,
+    ) -> None:
+        self.requests.labels(model, key, str(status)).inc()
+        self.latency.labels(model).observe(seconds)
+        if ttft_seconds is not None:
+            self.ttft.labels(model).observe(ttft_seconds)
+        for kind, count in (
+            ("input", usage.input_tokens),
+            ("output", usage.output_tokens),
+            ("cached_read", usage.cached_read_tokens),
+            ("cached_write", usage.cached_write_tokens),
+            ("reasoning", usage.reasoning_tokens),
+        ):
+            if count:
+                self.tokens.labels(model, key, kind).inc(count)
+        if cost:
+            self.cost.labels(model, key).inc(cost)
+
+    def provider_error(self, deployment: Deployment, kind: str) -> None:
+        self.errors.labels(deployment.name, kind).inc()

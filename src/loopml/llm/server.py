@@ -1,0 +1,357 @@
+"""``loopml gateway serve``: the gateway over HTTP, speaking OpenAI's and Anthropic's APIs.
+
+    POST /v1/chat/completions   OpenAI Chat Completions (SSE when "stream": true)
+    POST /v1/embeddings         OpenAI embeddings
+    GET  /v1/models             the model names this key may use
+    POST /v1/messages           Anthropic Messages (SSE when "stream": true)
+    GET  /health                {"status": "ok"}
+    GET  /metrics               Prometheus
+
+Any OpenAI or Anthropic SDK pointed at it works (``base_url="http://127.0.0.1:4000/v1"``;
+for Anthropic's SDK ``base_url="http://127.0.0.1:4000"``), with a virtual key as its API key.
+The config file (``--config``, else ``loopml.toml``) is re-read when it changes: a config
+that doesn't check out is refused with its error in the log, and the running one stays.
+SIGTERM stops taking requests, lets streams in flight finish, then writes the request log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from loopml.exceptions import LoopmlError
+from loopml.llm.errors import BadRequest, GatewayError, RateLimited
+
+if TYPE_CHECKING:
+    from loopml.llm.gateway import Gateway
+    from loopml.workspace import Workspace
+
+log = logging.getLogger("loopml.llm.server")
+
+#: Largest request body accepted (bytes): bigger ones get a 413.
+MAX_BODY_BYTES = 32 * 1024 * 1024
+#: Seconds between checks of the config file for changes.
+RELOAD_INTERVAL = 2.0
+_SSE_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _json(obj: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(obj), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def _api_key(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return request.headers.get("x-api-key") or request.headers.get("api-key")
+
+
+async def _body(request: Request) -> dict[str, Any]:
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        raise BadRequest(f"The request body is over {MAX_BODY_BYTES} bytes.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest(f"The request body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    return body
+
+
+def _error(exc: Exception, flavour: str) -> Response:
+    if not isinstance(exc, GatewayError):
+        if isinstance(exc, LoopmlError):
+            exc = BadRequest(str(exc))
+        else:
+            log.exception("Unexpected error in the gateway")
+            exc = GatewayError(f"Internal error: {type(exc).__name__}: {exc}")
+    headers = {}
+    if isinstance(exc, RateLimited) and exc.retry_after:
+        headers["retry-after"] = str(max(1, round(exc.retry_after)))
+    body = exc.anthropic_body() if flavour == "anthropic" else exc.openai_body()
+    return _json(body, exc.status, headers)
+
+
+def _sse_openai(chunk: Any) -> bytes:
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+def _sse_anthropic(event: str, data: Any) -> bytes:
+    return b"event: " + event.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+class GatewayApp:
+    """The Starlette app around one :class:`~loopml.llm.gateway.Gateway`."""
+
+    def __init__(self, gateway: Gateway, *, watch_config: bool = True) -> None:
+        self.gateway = gateway
+        self.watch_config = watch_config
+        self._watcher: asyncio.Task[None] | None = None
+        self.app = Starlette(
+            routes=[
+                Route("/v1/chat/completions", self.chat, methods=["POST"]),
+                Route("/chat/completions", self.chat, methods=["POST"]),
+                Route("/v1/embeddings", self.embeddings, methods=["POST"]),
+                Route("/embeddings", self.embeddings, methods=["POST"]),
+                Route("/v1/models", self.models, methods=["GET"]),
+                Route("/models", self.models, methods=["GET"]),
+                Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/health", self.health, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+            ],
+            lifespan=self.lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        if self.watch_config:
+            self._watcher = asyncio.create_task(self._watch())
+        try:
+            yield
+        finally:
+            if self._watcher is not None:
+                self._watcher.cancel()
+            await self.gateway.aclose()
+
+    # -- config reload -----------------------------------------------------------------------
+
+    def _config_file(self) -> Path | None:
+        gw = self.gateway
+        if gw.config_path is not None:
+            return gw.config_path
+        return gw.workspace.settings.config_path
+
+    async def _watch(self) -> None:
+        path = self._config_file()
+        if path is None:
+            return
+        seen = _mtime(path)
+        while True:
+            await asyncio.sleep(RELOAD_INTERVAL)
+            now = _mtime(path)
+            if now == seen:
+                continue
+            seen = now
+            self.reload()
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the running config if the new one is refused."""
+        from loopml.config import load_settings
+        from loopml.llm.config import load_gateway_config
+
+        gw = self.gateway
+        try:
+            if gw.config_path is not None:
+                config = load_gateway_config(gw.config_path)
+            else:
+                root = gw.workspace.settings.root
+                config = load_gateway_config(settings=load_settings(root))
+        except LoopmlError as exc:
+            log.error("Config not reloaded, the running one stays: %s", exc)
+            return False
+        if config.raw == gw.config.raw:
+            return False
+        gw.reload(config)
+        log.warning("Config reloaded from %s", config.source)
+        return True
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return _json({"status": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        return Response(
+            generate_latest(self.gateway.metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    async def models(self, request: Request) -> Response:
+        try:
+            names = self.gateway.model_names(_api_key(request))
+        except Exception as exc:
+            return _error(exc, "openai")
+        return _json(
+            {
+                "object": "list",
+                "data": [
+                    {"id": n, "object": "model", "created": 0, "owned_by": "loopml"} for n in names
+                ],
+            }
+        )
+
+    async def chat(self, request: Request) -> Response:
+        try:
+            body = await _body(request)
+            key, headers = _api_key(request), _trace_headers(request)
+            if body.get("stream"):
+                chunks = await self.gateway.astream(body, api_key=key, headers=headers)
+                return StreamingResponse(
+                    _openai_events(chunks), media_type="text/event-stream", headers=_SSE_HEADERS
+                )
+            reply = await self.gateway.achat(body, api_key=key, headers=headers)
+        except Exception as exc:
+            return _error(exc, "openai")
+        return _json(reply.body, headers=reply.headers())
+
+    async def embeddings(self, request: Request) -> Response:
+        try:
+            body = await _body(request)
+            reply = await self.gateway.aembed(
+                body, api_key=_api_key(request), headers=_trace_headers(request)
+            )
+        except Exception as exc:
+            return _error(exc, "openai")
+        return _json(reply.body, headers=reply.headers())
+
+    async def messages(self, request: Request) -> Response:
+        from loopml.llm import translate
+
+        try:
+            raw = await _body(request)
+            body = translate.anthropic_to_openai_request(raw)
+            key, headers = _api_key(request), _trace_headers(request)
+            model = str(raw.get("model"))
+            if raw.get("stream"):
+                body["stream"] = True
+                body["stream_options"] = {"include_usage": True}
+                chunks = await self.gateway.astream(
+                    body, api_key=key, headers=headers, endpoint="messages"
+                )
+                return StreamingResponse(
+                    _anthropic_events(chunks, model),
+                    media_type="text/event-stream",
+                    headers=_SSE_HEADERS,
+                )
+            reply = await self.gateway.achat(
+                body, api_key=key, headers=headers, endpoint="messages"
+            )
+            message = translate.openai_to_anthropic_response(reply.body, model)
+        except Exception as exc:
+            return _error(exc, "anthropic")
+        return _json(message, headers=reply.headers())
+
+
+def _trace_headers(request: Request) -> dict[str, str]:
+    headers = request.headers
+    found = {
+        name: headers[name]
+        for name in ("traceparent", "tracestate", "x-loopml-tags")
+        if name in headers
+    }
+    return found
+
+
+async def _openai_events(chunks: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in chunks:
+            yield _sse_openai(chunk)
+    except GatewayError as exc:
+        # Never a stream that looks complete: an error event, and no [DONE].
+        yield _sse_openai(exc.openai_body())
+        return
+    yield b"data: [DONE]\n\n"
+
+
+async def _anthropic_events(chunks: AsyncIterator[Any], model: str) -> AsyncIterator[bytes]:
+    from loopml.llm.translate import OpenAIToAnthropicStream
+
+    stream = OpenAIToAnthropicStream(model, f"msg_{uuid.uuid4().hex[:24]}")
+    try:
+        async for chunk in chunks:
+            for event, data in stream.feed(chunk):
+                yield _sse_anthropic(event, data)
+    except GatewayError as exc:
+        for event, data in stream.error(exc.message):
+            yield _sse_anthropic(event, data)
+        return
+    for event, data in stream.finish():
+        yield _sse_anthropic(event, data)
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return None
+
+
+def create_gateway_app(gateway: Gateway, *, watch_config: bool = True) -> Starlette:
+    """The ASGI app serving ``gateway``."""
+    return GatewayApp(gateway, watch_config=watch_config).app
+
+
+# -- loopml gateway serve ---------------------------------------------------------------------
+
+_ENV_CONFIG = "LOOPML_GATEWAY_CONFIG"
+_ENV_ROOT = "LOOPML_GATEWAY_WORKSPACE"
+
+
+def app_from_env() -> Starlette:
+    """The app of one ``--workers`` process (uvicorn's factory): the workspace and config
+    named by the variables :func:`serve` sets."""
+    from loopml.llm.gateway import Gateway
+    from loopml.workspace import Workspace
+
+    root = os.environ.get(_ENV_ROOT)
+    ws = Workspace.open(root) if root else Workspace.open()
+    gateway = Gateway.from_config(
+        os.environ.get(_ENV_CONFIG) or None, workspace=ws, require_key=None
+    )
+    return create_gateway_app(gateway)
+
+
+def serve(
+    *,
+    workspace: Workspace,
+    config_path: str | os.PathLike[str] | None = None,
+    host: str = "127.0.0.1",
+    port: int = 4000,
+    workers: int = 1,
+    log_level: str = "warning",
+) -> None:
+    """Run the gateway until SIGINT/SIGTERM (``loopml gateway serve``)."""
+    import uvicorn
+
+    from loopml.llm.gateway import Gateway
+
+    if workers > 1:
+        os.environ[_ENV_ROOT] = str(workspace.settings.root)
+        if config_path is not None:
+            os.environ[_ENV_CONFIG] = str(Path(config_path).resolve())
+        uvicorn.run(
+            "loopml.llm.server:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            timeout_graceful_shutdown=30,
+        )
+        return
+    gateway = Gateway.from_config(config_path, workspace=workspace, require_key=None)
+    uvicorn.run(
+        create_gateway_app(gateway),
+        host=host,
+        port=port,
+        log_level=log_level,
+        timeout_graceful_shutdown=30,
+    )
