@@ -73,6 +73,7 @@ FAILING = [
     (("server", "--host", "0.0.0.0"), "refusing to serve 0.0.0.0 without --auth"),
     (("users", "delete", "nosuch"), "No user 'nosuch'"),
     (("tokens", "revoke", "99"), "No token with id 99"),
+    (("gateway", "keys", "revoke", "k_nosuch"), "No virtual key 'k_nosuch'"),
 ]
 
 

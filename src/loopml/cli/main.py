@@ -29,6 +29,7 @@ COMMANDS = {
     "deploy": "loopml.cli.deploy:deploy",
     "experiments": "loopml.cli.experiments:experiments",
     "features": "loopml.cli.features:features",
+    "gateway": "loopml.cli.gateway:gateway",
     "labels": "loopml.cli.labels:labels",
     "llm": "loopml.cli.llm:llm",
     "models": "loopml.cli.models:models",
