@@ -63,6 +63,7 @@ CREATES_STORE = frozenset(
         "features apply",
         "features materialize",
         "features materialize-incremental",
+        "gateway serve",
     }
 )
 
