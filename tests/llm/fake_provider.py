@@ -285,7 +285,8 @@ class FakeProvider:
 
     def calls(self, name: str) -> list[dict[str, Any]]:
         """The request bodies ``name`` received, oldest first; each has its headers
-        (lower-case names) under ``"_headers"`` and its path under ``"_path"``; a stream
+        (lower-case names) under ``"_headers"``, its path under ``"_path"``, the client's
+        address under ``"_peer"`` (one per connection: keep-alive shows); a stream
         answered has ``"_stream_end"``: "complete", "cut" (the fault) or "disconnected" (the
         client went away; set when the server noticed)."""
         with self._lock:
@@ -341,6 +342,7 @@ class FakeProvider:
         record = dict(body) if isinstance(body, dict) else {"_raw": raw.decode(errors="replace")}
         record["_headers"] = {k.lower(): v for k, v in request.headers.items()}
         record["_path"] = request.url.path
+        record["_peer"] = f"{request.client.host}:{request.client.port}" if request.client else ""
         request.state.record = record
         with self._lock:
             self._calls[name].append(record)

@@ -25,7 +25,7 @@ from loopml.llm.providers import (
     provider_for,
 )
 from loopml.llm.providers.anthropic import messages_url
-from loopml.llm.providers.base import error_from_response, parse_retry_after
+from loopml.llm.providers.base import error_from_response, join_url, parse_retry_after
 from loopml.llm.types import Body, Provider, Usage
 
 T = TypeVar("T")
@@ -171,6 +171,41 @@ def test_one_pooled_client_per_adapter_and_loop() -> None:
     assert first._transport._pool._max_keepalive_connections == 100
     third, _ = run(clients)  # another event loop: a client of its own
     assert third is not first
+
+
+def test_requests_reuse_one_kept_alive_connection(fake_provider: FakeProvider) -> None:
+    provider, dep = OpenAIProvider(), deployment(fake_provider)
+
+    async def go() -> None:
+        await provider.chat(dep, ask("one"), timeout=10)
+        async for _ in provider.stream(dep, ask("two", stream=True), timeout=10):
+            pass
+        await provider.chat(dep, ask("three"), timeout=10)
+        await provider.aclose()
+
+    run(go)
+    peers = {call["_peer"] for call in fake_provider.calls("d")}
+    assert len(fake_provider.calls("d")) == 3 and len(peers) == 1
+
+
+def test_urls_keep_a_query_string(fake_provider: FakeProvider) -> None:
+    assert join_url("https://x/openai/v1/?api-version=2", "/chat/completions") == (
+        "https://x/openai/v1/chat/completions?api-version=2"
+    )
+    assert join_url("http://h/v1/", "/embeddings") == "http://h/v1/embeddings"
+    assert messages_url("https://proxy/v1?region=eu") == "https://proxy/v1/messages?region=eu"
+    dep = Deployment(
+        "d",
+        "g",
+        "openai",
+        "m",
+        fake_provider.base_url("d") + "?api-version=2024",
+        "FAKE_PROVIDER_KEY",
+    )
+    assert (
+        chat(OpenAIProvider(), dep, ask("q")).body["choices"][0]["message"]["content"] == "echo: q"
+    )
+    assert fake_provider.calls("d")[0]["_path"] == "/d/v1/chat/completions"
 
 
 # ---------------------------------------------------------------------------- OpenAI chat

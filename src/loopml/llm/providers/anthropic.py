@@ -23,6 +23,7 @@ from loopml.llm.providers.base import (
     HTTPProvider,
     error_from_exception,
     error_from_response,
+    join_url,
     sse_events,
 )
 from loopml.llm.translate import (
@@ -44,8 +45,8 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 def messages_url(base_url: str) -> str:
     """``{base_url}/v1/messages`` (``/messages`` when ``base_url`` already ends in ``/v1``)."""
-    base = base_url.rstrip("/")
-    return base + ("/messages" if base.endswith("/v1") else "/v1/messages")
+    base = base_url.split("?", 1)[0].rstrip("/")
+    return join_url(base_url, "/messages" if base.endswith("/v1") else "/v1/messages")
 
 
 class AnthropicProvider(HTTPProvider):

@@ -22,6 +22,7 @@ from loopml.llm.errors import FailureKind, ProviderError
 
 __all__ = [
     "HTTPProvider",
+    "join_url",
     "error_from_response",
     "error_from_exception",
     "parse_retry_after",
@@ -157,6 +158,14 @@ async def sse_events(response: httpx.Response, sent: list[int]) -> AsyncIterator
         )
     if data:
         yield event, b"\n".join(data)
+
+
+def join_url(base_url: str, path: str) -> str:
+    """``base_url`` + ``path``, a query string kept at the end (``…/v1?api-version=x``)."""
+    if "?" in base_url:
+        base, query = base_url.split("?", 1)
+        return f"{base.rstrip('/')}{path}?{query}"
+    return base_url.rstrip("/") + path
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

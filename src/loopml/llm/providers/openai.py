@@ -21,6 +21,7 @@ from loopml.llm.providers.base import (
     HTTPProvider,
     error_from_exception,
     error_from_response,
+    join_url,
     sse_events,
 )
 from loopml.llm.translate import openai_usage
@@ -54,7 +55,7 @@ class OpenAIProvider(HTTPProvider):
     async def chat(self, deployment: Deployment, body: Body, *, timeout: float) -> Completion:
         payload = {k: v for k, v in body.items() if k not in _NOT_FOR_CHAT}
         payload["model"] = deployment.model
-        url = deployment.base_url.rstrip("/") + "/chat/completions"
+        url = join_url(deployment.base_url, "/chat/completions")
         data, response = await self.post_json(url, payload, self.headers(deployment), timeout)
         if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
             raise _not_an_answer(data, response.status_code, "a chat completion")
@@ -65,7 +66,7 @@ class OpenAIProvider(HTTPProvider):
     async def embed(self, deployment: Deployment, body: Body, *, timeout: float) -> Completion:
         payload = dict(body)
         payload["model"] = deployment.model
-        url = deployment.base_url.rstrip("/") + "/embeddings"
+        url = join_url(deployment.base_url, "/embeddings")
         data, response = await self.post_json(url, payload, self.headers(deployment), timeout)
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
             raise _not_an_answer(data, response.status_code, "an embeddings list")
@@ -88,7 +89,7 @@ class OpenAIProvider(HTTPProvider):
             if isinstance(options, dict)
             else {"include_usage": True}
         )
-        url = deployment.base_url.rstrip("/") + "/chat/completions"
+        url = join_url(deployment.base_url, "/chat/completions")
         sent = [0]  # content chunks yielded (read by sse_events when a read fails)
         try:
             async with self.client().stream(
