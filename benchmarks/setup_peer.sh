@@ -18,6 +18,7 @@ declare -A PEERS=(
   [pandera]="pandera[pandas] pyarrow"
   [feast]="feast[duckdb]==0.67.*"
   [evidently]="evidently==0.7.23 pandas<3"
+  [litellm]="litellm[proxy]==1.108.*"
 )
 # -----------------------------------------------------------------------------------------------
 
