@@ -120,6 +120,15 @@ def test_add_returns_the_totals_after(counters: Counters) -> None:
     assert counters.get([], BUCKET) == []
 
 
+def test_read_takes_scopes_in_different_buckets(counters: Counters) -> None:
+    counters.add([("key:a:usd:month", 2.5)], BUCKET, 60_000)
+    counters.add([("key:a:tpm", 7)], BUCKET + 60_000, 60_000)
+    assert counters.read(
+        [("key:a:tpm", BUCKET + 60_000), ("key:a:usd:month", BUCKET), ("key:a:tpm", BUCKET)]
+    ) == [7.0, 2.5, 0.0]
+    assert counters.read([]) == []
+
+
 # -- THE test: two processes share one limit -------------------------------------------------
 
 HAMMER = textwrap.dedent(

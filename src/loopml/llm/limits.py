@@ -24,14 +24,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 
 from loopml.exceptions import InvalidConfig, missing_dependency
 from loopml.llm.config import Budget, Limits
 from loopml.llm.errors import BudgetExceeded, RateLimited
 from loopml.llm.tables import llm_counters
 from loopml.store.clock import now_ms
-from loopml.store.db import upsert
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from loopml.store.db import Database
     from loopml.workspace import Workspace
 
+TABLE = llm_counters.name
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 #: How long counters are kept after their last change: a minute's for two minutes, a day's
@@ -67,6 +67,11 @@ class Counters(Protocol):
 
     def get(self, scopes: Sequence[str], bucket_ms: int) -> list[float]:
         """The counts of ``scopes`` in ``bucket_ms``, in order (0 for none)."""
+        ...
+
+    def read(self, items: Sequence[tuple[str, int]]) -> list[float]:
+        """The counts of ``(scope, bucket_ms)`` pairs, in order (0 for none), in one round
+        trip: a request's budgets (period buckets) and tokens (minute bucket) together."""
         ...
 
     def close(self) -> None:
@@ -98,6 +103,8 @@ class SqlCounters:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._next_sweep = 0
+        self._mark = "?" if db.dialect == "sqlite" else "%s"  # the driver's placeholder
+        self._upserts: dict[int, str] = {}
 
     def admit(self, scopes: Sequence[tuple[str, int]], bucket_ms: int, ttl_ms: int) -> str | None:
         if not scopes:
@@ -132,13 +139,29 @@ class SqlCounters:
     def get(self, scopes: Sequence[str], bucket_ms: int) -> list[float]:
         if not scopes:
             return []
-        t = llm_counters
-        stmt = select(t.c.scope, t.c.value).where(
-            t.c.bucket == bucket_ms, t.c.scope.in_(sorted(set(scopes)))
-        )
+        wanted = sorted(set(scopes))
+        marks = ", ".join([self._mark] * len(wanted))
+        sql = f"SELECT scope, value FROM {TABLE} WHERE bucket = {self._mark} AND scope IN ({marks})"
         with self.db.read() as conn:
-            found = {row.scope: float(row.value) for row in conn.execute(stmt)}
+            found = {
+                scope: float(value)
+                for scope, value in conn.exec_driver_sql(sql, (bucket_ms, *wanted))
+            }
         return [found.get(scope, 0.0) for scope in scopes]
+
+    def read(self, items: Sequence[tuple[str, int]]) -> list[float]:
+        if not items:
+            return []
+        wanted = sorted(set(items))
+        pairs = ", ".join([f"({self._mark}, {self._mark})"] * len(wanted))
+        sql = f"SELECT scope, bucket, value FROM {TABLE} WHERE (scope, bucket) IN ({pairs})"
+        params = tuple(v for pair in wanted for v in pair)
+        with self.db.read() as conn:
+            found = {
+                (scope, int(bucket)): float(value)
+                for scope, bucket, value in conn.exec_driver_sql(sql, params)
+            }
+        return [found.get((scope, bucket), 0.0) for scope, bucket in items]
 
     def close(self) -> None:
         """Nothing to release: the workspace owns the engine."""
@@ -154,18 +177,23 @@ class SqlCounters:
         amounts: dict[str, float] = {}
         for scope, amount in items:
             amounts[scope] = amounts.get(scope, 0.0) + float(amount)
-        t = llm_counters
-        stmt = upsert(self.db.dialect, t).values(
-            [
-                {"scope": s, "bucket": bucket_ms, "value": amounts[s], "expires_at": expires}
-                for s in sorted(amounts)
-            ]
-        )
-        stmt = stmt.on_conflict_do_update(
-            index_elements=[t.c.scope, t.c.bucket],
-            set_={"value": t.c.value + stmt.excluded.value, "expires_at": stmt.excluded.expires_at},
-        ).returning(t.c.scope, t.c.value)
-        return {row.scope: float(row.value) for row in conn.execute(stmt)}
+        params: list[Any] = []
+        for scope in sorted(amounts):
+            params += (scope, bucket_ms, amounts[scope], expires)
+        # Plain SQL, written once per row count: SQLAlchemy would compile a multi-row
+        # upsert on every call (~1 ms), and this runs on every request.
+        sql = self._upserts.get(len(amounts))
+        if sql is None:
+            row = "(" + ", ".join([self._mark] * 4) + ")"
+            sql = self._upserts[len(amounts)] = (
+                f"INSERT INTO {TABLE} (scope, bucket, value, expires_at) VALUES "
+                + ", ".join([row] * len(amounts))
+                + " ON CONFLICT (scope, bucket) DO UPDATE SET "
+                f"value = {TABLE}.value + excluded.value, expires_at = excluded.expires_at "
+                "RETURNING scope, value"
+            )
+        result = conn.exec_driver_sql(sql, tuple(params))
+        return {scope: float(value) for scope, value in result}
 
     def _maybe_sweep(self, conn: Connection) -> None:
         now = now_ms()
@@ -241,6 +269,12 @@ class RedisCounters:
         if not scopes:
             return []
         values = self.client.mget([self._key(scope, bucket_ms) for scope in scopes])
+        return [float(v) if v is not None else 0.0 for v in values]
+
+    def read(self, items: Sequence[tuple[str, int]]) -> list[float]:
+        if not items:
+            return []
+        values = self.client.mget([self._key(scope, bucket) for scope, bucket in items])
         return [float(v) if v is not None else 0.0 for v in values]
 
     def close(self) -> None:
@@ -340,22 +374,27 @@ class Limiter:
                     "or shorten the prompt.",
                     subject=subject,
                 )
-        budgeted = [(s, lim.budget) for s, lim in subjects if lim.budget is not None]
-        for (subject, budget), spent in zip(budgeted, self._spent(budgeted, now), strict=True):
-            if spent + estimated_cost > budget.amount_usd:
-                left = max(0.0, budget.amount_usd - spent)
-                raise BudgetExceeded(
-                    f"{describe(subject)}'s budget of {usd(budget.amount_usd)}/{budget.period} "
-                    f"has {usd(left)} left; this request may cost up to {usd(estimated_cost)}.",
-                    subject=subject,
-                    budget_usd=budget.amount_usd,
-                    spent_usd=spent,
-                )
         minute = minute_start(now)
         retry_after = max(0.001, (minute + MINUTE_MS) / 1000 - now)
+        budgeted = [(s, lim.budget) for s, lim in subjects if lim.budget is not None]
         tpm = [(s, lim.tpm) for s, lim in subjects if lim.tpm is not None]
-        if tpm:
-            used = self.counters.get([f"{s}:tpm" for s, _ in tpm], minute)
+        if budgeted or tpm:
+            counts = self.counters.read(
+                [(_spend_scope(s, b.period), period_start(b.period, now)) for s, b in budgeted]
+                + [(f"{s}:tpm", minute) for s, _ in tpm]
+            )
+            spent_by, used = counts[: len(budgeted)], counts[len(budgeted) :]
+            for (subject, budget), spent in zip(budgeted, spent_by, strict=True):
+                if spent + estimated_cost > budget.amount_usd:
+                    left = max(0.0, budget.amount_usd - spent)
+                    raise BudgetExceeded(
+                        f"{describe(subject)}'s budget of {usd(budget.amount_usd)}/"
+                        f"{budget.period} has {usd(left)} left; this request may cost up to "
+                        f"{usd(estimated_cost)}.",
+                        subject=subject,
+                        budget_usd=budget.amount_usd,
+                        spent_usd=spent,
+                    )
             for (subject, limit), tokens in zip(tpm, used, strict=True):
                 if tokens + estimated_tokens > limit:
                     hint = (
@@ -444,20 +483,6 @@ class Limiter:
 
     def close(self) -> None:
         self.counters.close()
-
-    def _spent(self, budgeted: Sequence[tuple[str, Budget]], now: float) -> list[float]:
-        """This period's spend of each budgeted subject (one read per period kind)."""
-        spent = [0.0] * len(budgeted)
-        for period in ("day", "month"):
-            at = [i for i, (_, b) in enumerate(budgeted) if b.period == period]
-            if not at:
-                continue
-            values = self.counters.get(
-                [_spend_scope(budgeted[i][0], period) for i in at], period_start(period, now)
-            )
-            for i, value in zip(at, values, strict=True):
-                spent[i] = value
-        return spent
 
 
 def _spend_scope(subject: str, period: str) -> str:
