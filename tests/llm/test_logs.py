@@ -183,6 +183,15 @@ def test_a_bad_row_is_refused_alone_and_unencodable_content_is_dropped_not_the_r
         assert conn.execute(select(llm_spans.c.name)).scalars().all() == ["x"]
 
 
+def test_a_record_that_is_no_row_at_all_does_not_block_the_queue(sqlite_ws: Workspace) -> None:
+    with RequestLog(sqlite_ws, flush_interval=3600) as log:
+        log.add(record(1, usage=None))  # a caller's bug: no token figures at all
+        log.add(record(2))
+        assert log.flush() == 1
+        assert log.rejected == 1 and log.pending() == 0
+    assert [r["created_at"] for r in rows(sqlite_ws)] == [T0 + 2]
+
+
 def test_log_content_redact_and_none(sqlite_ws: Workspace) -> None:
     tools = {
         "model": "cheap",

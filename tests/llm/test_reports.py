@@ -190,6 +190,9 @@ def test_one_request_in_full(logged: Workspace) -> None:
     assert [a["status"] for a in found["attempts"]] == ["server", "ok"]
     assert found["trace_id"] == TRACE and found["created_at"] == DAY2
     assert reports.request(logged, "4444444")["id"] == "4" * 32  # a unique prefix
+    with RequestLog(logged, flush_interval=3600) as log:
+        log.add(rec("req_0a1b2c3d4e5f60718293a4b5", DAY1))  # the gateway's ids
+    assert reports.request(logged, "req_0a1b")["id"] == "req_0a1b2c3d4e5f60718293a4b5"
     assert logged.llm.request("4" * 32)["error"] == "budget of team search exhausted"
     no_content = reports.request(logged, "1" * 32)
     assert no_content["messages"] is None and no_content["request"] is None
@@ -202,6 +205,8 @@ def test_an_unknown_or_ambiguous_request_id(logged: Workspace) -> None:
         logged.llm.request("nope")
     with pytest.raises(InvalidInput, match="ambiguous"):
         reports.request(logged, "333333")
+    with pytest.raises(reports.RequestNotFound):
+        reports.request(logged, "req%0a")  # LIKE's wildcards are literal here
 
 
 def test_traces_and_the_tree(logged: Workspace) -> None:

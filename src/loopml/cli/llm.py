@@ -50,7 +50,7 @@ def tokens(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
 
 
-def _since(value: str | None) -> datetime | str | None:
+def parse_since(value: str | None, option: str = "--since") -> datetime | str | None:
     """``--since``: a duration back from now is passed on as is (the report reads it); a
     time without an offset is local time."""
     if value is None:
@@ -60,7 +60,7 @@ def _since(value: str | None) -> datetime | str | None:
 
     if parse_duration(value.strip()) is not None:
         return value
-    return parse_time(value, "--since")
+    return parse_time(value, option)
 
 
 @llm.command("costs")
@@ -82,8 +82,7 @@ def costs_command(
     oldest day first, UTC days), with a total row."""
     from loopml.llm.reports import costs
 
-    until_at = None if until is None else _since(until)
-    rows = costs(ws, by=by, since=_since(since), until=until_at)
+    rows = costs(ws, by=by, since=parse_since(since), until=parse_since(until, "--until"))
     if as_json:
         emit_json(rows)
         return
@@ -170,7 +169,7 @@ def requests_command(
 
     rows = requests(
         ws,
-        since=_since(since),
+        since=parse_since(since),
         model=model,
         key=key_id,
         team=team,

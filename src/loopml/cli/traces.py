@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loopml.cli.context import pass_workspace
-from loopml.cli.llm import SINCE_HELP, _since, cost, tokens
+from loopml.cli.llm import SINCE_HELP, cost, parse_since, tokens
 from loopml.cli.render import console, emit_json, format_time, json_option, table, text
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ def list_traces(ws: Workspace, since: str | None, limit: int, as_json: bool) -> 
     """The latest traces, newest first, with their duration, spans, tokens and cost."""
     from loopml.llm.reports import traces as find
 
-    rows = find(ws, since=_since(since), limit=limit)
+    rows = find(ws, since=parse_since(since), limit=limit)
     if as_json:
         emit_json(rows)
         return

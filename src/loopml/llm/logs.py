@@ -34,7 +34,7 @@ import functools
 import logging
 import threading
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -46,6 +46,8 @@ from loopml.llm.tables import llm_requests, llm_spans
 from loopml.llm.types import Attempt, Usage
 
 if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import ReadableSpan
+
     from loopml.llm.tracing import SpanRecord
     from loopml.store.db import Database
     from loopml.workspace import Workspace
@@ -56,6 +58,7 @@ LOG_CONTENT = ("full", "redact", "none")
 #: Errors that belong to the rows of a batch, not to the store: the batch is split to find
 #: the row(s) at fault. Anything else (the store is down, locked, gone) keeps every row.
 _ROW_ERRORS = (IntegrityError, DataError, OverflowError, ValueError, TypeError)
+_LOGGED_REFUSALS = 20
 #: Keys whose values are what people wrote or a model answered (redacted by "redact").
 _TEXT_KEYS = frozenset(
     {
@@ -204,7 +207,11 @@ def _redact(value: Any, text: bool) -> Any:
     return value
 
 
-def _span_row(span: SpanRecord) -> dict[str, Any]:
+def _span_row(span: SpanRecord | ReadableSpan) -> dict[str, Any]:
+    from loopml.llm.tracing import SpanRecord  # (tracing imports this module)
+
+    if not isinstance(span, SpanRecord):  # converted here, off the request path
+        span = SpanRecord.from_span(span)
     try:
         attributes = _json(span.attributes) if span.attributes else None
     except (TypeError, ValueError) as exc:
@@ -258,7 +265,7 @@ class RequestLog:
         self.rejected = 0
         self.last_error: BaseException | None = None
         self._requests: deque[RequestRecord] = deque()
-        self._spans: deque[SpanRecord] = deque()
+        self._spans: deque[SpanRecord | ReadableSpan] = deque()
         self._lock = threading.Lock()
         self._flush_lock = threading.Lock()
         self._wake = threading.Event()
@@ -287,8 +294,9 @@ class RequestLog:
         if full:
             self._wake.set()
 
-    def add_spans(self, spans: Iterable[SpanRecord]) -> None:
-        """Queue finished spans (a tracer's span processor calls this)."""
+    def add_spans(self, spans: Iterable[SpanRecord | ReadableSpan]) -> None:
+        """Queue finished spans: :class:`~loopml.llm.tracing.SpanRecord` objects, or the
+        OpenTelemetry SDK's finished spans as they are (converted by the writer thread)."""
         with self._lock:
             queue = self._spans
             queue.extend(spans)
@@ -346,20 +354,28 @@ class RequestLog:
                     spans = _take(self._spans, self.batch_rows)
                 if not records and not spans:
                     break
-                request_rows = [record.to_row() for record in records]
-                span_rows = [_span_row(span) for span in spans]
+                request_pairs = self._encode(records, RequestRecord.to_row)
+                span_pairs = self._encode(spans, _span_row)
+                before, done = self.written, set[int]()
                 try:
-                    self._write(request_rows, span_rows)
-                except BaseException as exc:
-                    self._requeue(records, spans)
+                    self._write(
+                        [row for row, _ in request_pairs], [row for row, _ in span_pairs], done
+                    )
+                except BaseException as exc:  # the store: what is not written is kept
+                    self._requeue(
+                        [item for row, item in request_pairs if id(row) not in done],
+                        [item for row, item in span_pairs if id(row) not in done],
+                    )
                     self.last_error = exc
                     raise
-                written += len(request_rows)
+                written += self.written - before
             self._warn_dropped()
             self.last_error = None
             return written
 
-    def _requeue(self, records: list[RequestRecord], spans: list[SpanRecord]) -> None:
+    def _requeue(
+        self, records: list[RequestRecord], spans: list[SpanRecord | ReadableSpan]
+    ) -> None:
         with self._lock:
             self._requests.extendleft(reversed(records))
             self._spans.extendleft(reversed(spans))
@@ -368,9 +384,12 @@ class RequestLog:
                     queue.popleft()
                     self.dropped += 1
 
-    def _write(self, request_rows: list[dict[str, Any]], span_rows: list[dict[str, Any]]) -> None:
+    def _write(
+        self, request_rows: list[dict[str, Any]], span_rows: list[dict[str, Any]], done: set[int]
+    ) -> None:
         """Both batches in one transaction; when the database refuses a row, split the batch
-        until the row at fault is alone, and refuse it alone."""
+        until the row at fault is alone, and refuse it alone. ``done`` collects the ``id()``
+        of every row written or refused (the others are kept when the store fails)."""
         pending: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = [
             (request_rows, span_rows)
         ]
@@ -381,18 +400,40 @@ class RequestLog:
             except _ROW_ERRORS as exc:
                 if len(requests) + len(spans) == 1:
                     self._refuse(requests or spans, exc)
+                    done.update(id(row) for row in (*requests, *spans))
                     continue
                 pending += _halves(requests, spans)
                 continue
             self.written += len(requests)
             self.spans_written += len(spans)
+            done.update(id(row) for row in (*requests, *spans))
 
-    def _refuse(self, rows: list[dict[str, Any]], exc: BaseException) -> None:
+    def _encode(
+        self, items: list[Any], encode: Callable[[Any], dict[str, Any]]
+    ) -> list[tuple[dict[str, Any], Any]]:
+        """``(row, item)`` of each of ``items``; one that can't be made a row is refused."""
+        rows = []
+        for item in items:
+            try:
+                rows.append((encode(item), item))
+            except Exception as exc:
+                self._refuse(_describe(item), exc)
+        return rows
+
+    def _refuse(self, what: str | list[dict[str, Any]], exc: BaseException) -> None:
         self.rejected += 1
-        row = rows[0]
-        what = f"span {row['span_id']}" if "span_id" in row else f"request {row['id']}"
+        if self.rejected > _LOGGED_REFUSALS and self.rejected % 1000:
+            return  # the first ones, then one in a thousand: a bad batch can't flood the log
+        if not isinstance(what, str):
+            row = what[0]
+            what = f"span {row['span_id']}" if "span_id" in row else f"request {row['id']}"
         reason = (str(exc).strip().splitlines() or [repr(exc)])[0]
-        log.warning("loopml: the LLM request log refused %s: %s", what, reason)
+        log.warning(
+            "loopml: the LLM request log refused %s (%d refused so far): %s",
+            what,
+            self.rejected,
+            reason,
+        )
 
     def _warn_dropped(self) -> None:
         if self.dropped > self._warned_dropped:
@@ -431,6 +472,12 @@ class RequestLog:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _describe(item: Any) -> str:
+    if isinstance(item, RequestRecord):
+        return f"request {getattr(item, 'id', '?')}"
+    return f"span {getattr(item, 'name', '?')!r}"
 
 
 def _take(queue: deque[Any], count: int) -> list[Any]:

@@ -283,13 +283,16 @@ def _by_id(
 ) -> list[Any]:
     """Rows whose ``column`` is ``ident``, or starts with it (a unique prefix of at least
     :data:`MIN_PREFIX` characters)."""
-    ident = ident.strip().lower()
-    rows = list(conn.execute(select(column).where(column == ident).limit(1)).scalars())
+    ident = ident.strip()
+    exact = {ident, ident.lower()}
+    rows = list(conn.execute(select(column).where(column.in_(exact)).limit(1)).scalars())
     if rows:
         return rows
-    if len(ident) >= MIN_PREFIX and all(ch in "0123456789abcdef" for ch in ident):
+    if len(ident) >= MIN_PREFIX:
         rows = list(
-            conn.execute(select(column).where(column.like(f"{ident}%")).distinct().limit(6))
+            conn.execute(
+                select(column).where(column.startswith(ident, autoescape=True)).distinct().limit(6)
+            )
             .scalars()
             .all()
         )

@@ -121,7 +121,7 @@ class StoreSpanProcessor(SpanProcessor):
         self.log = log
 
     def on_end(self, span: ReadableSpan) -> None:
-        self.log.add_spans((SpanRecord.from_span(span),))
+        self.log.add_spans((span,))  # made a SpanRecord by the writer thread
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         try:
