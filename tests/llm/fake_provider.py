@@ -27,7 +27,10 @@ error body, ``"timeout"`` (``seconds=``, default 30, before any byte of the answ
 ``"cut"`` (stream: ``after=`` N content chunks, default 1, then the connection drops;
 non-stream: the connection drops inside the body), ``"slow_first"`` (``seconds=``: a delay
 before the first token), ``"drip"`` (stream: ``seconds=``, default 0.05, between two
-chunks; an answer slow enough to disconnect from mid-way), ``"garbage"`` (200 with a non-JSON body / a non-SSE stream),
+chunks; an answer slow enough to disconnect from mid-way), ``"stream_error"`` (stream:
+``after=`` N content chunks, default 1, then the flavour's error event — OpenAI's
+``data: {"error": …}``, Anthropic's ``event: error`` overloaded_error — and the stream
+ends), ``"garbage"`` (200 with a non-JSON body / a non-SSE stream),
 ``"context"`` (400 context length exceeded in the flavour's error shape).
 """
 
@@ -64,6 +67,7 @@ FAULTS = (
     "cut",
     "slow_first",
     "drip",
+    "stream_error",
     "garbage",
     "context",
 )
@@ -514,6 +518,7 @@ class FakeProvider:
             if fault is not None and fault.kind == "slow_first":
                 await _sleep_unless_gone(request, float(fault.opts.get("seconds", 1)))
             cut_after = int(fault.opts.get("after", 1)) if fault and fault.kind == "cut" else None
+            error_after = _after(fault, "stream_error")
             if answer.tool:
                 call_id, tool, _ = answer.tool
                 yield chunk(
@@ -535,12 +540,18 @@ class FakeProvider:
             for i, piece in enumerate(answer.pieces):
                 if cut_after is not None and i >= cut_after:
                     raise _Cut()
+                if error_after is not None and i >= error_after:
+                    yield _sse(_error_body("openai", 500, "The server had an error.", None))
+                    return
                 if answer.tool:
                     yield chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})
                 else:
                     yield chunk({"content": piece})
             if cut_after is not None:
                 raise _Cut()
+            if error_after is not None:
+                yield _sse(_error_body("openai", 500, "The server had an error.", None))
+                return
             yield chunk({}, finish)
             if include_usage:
                 yield _sse(
@@ -597,6 +608,8 @@ class FakeProvider:
             if fault is not None and fault.kind == "slow_first":
                 await _sleep_unless_gone(request, float(fault.opts.get("seconds", 1)))
             cut_after = int(fault.opts.get("after", 1)) if fault and fault.kind == "cut" else None
+            error_after = _after(fault, "stream_error")
+            overloaded = _sse(_error_body("anthropic", 529, "Overloaded", None), "error")
             start: dict[str, Any] = {
                 "id": mid,
                 "type": "message",
@@ -626,6 +639,9 @@ class FakeProvider:
             for i, piece in enumerate(answer.pieces):
                 if cut_after is not None and i >= cut_after:
                     raise _Cut()
+                if error_after is not None and i >= error_after:
+                    yield overloaded
+                    return
                 delta = (
                     {"type": "input_json_delta", "partial_json": piece}
                     if answer.tool
@@ -637,6 +653,9 @@ class FakeProvider:
                 )
             if cut_after is not None:
                 raise _Cut()
+            if error_after is not None:
+                yield overloaded
+                return
             yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
             yield _sse(
                 {
@@ -702,6 +721,11 @@ class FakeProvider:
                 ],
             }
         )
+
+
+def _after(fault: _Fault | None, kind: str) -> int | None:
+    """The fault's ``after`` (default 1) when it is of ``kind``, else None."""
+    return int(fault.opts.get("after", 1)) if fault is not None and fault.kind == kind else None
 
 
 def embedding_of(text: str) -> list[float]:

@@ -9,9 +9,10 @@ import email.utils
 import json
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 
 from llm.fake_provider import FakeProvider, embedding_of
@@ -25,7 +26,12 @@ from loopml.llm.providers import (
     provider_for,
 )
 from loopml.llm.providers.anthropic import messages_url
-from loopml.llm.providers.base import error_from_response, join_url, parse_retry_after
+from loopml.llm.providers.base import (
+    error_from_response,
+    join_url,
+    parse_retry_after,
+    sse_events,
+)
 from loopml.llm.types import Body, Provider, Usage
 
 T = TypeVar("T")
@@ -644,6 +650,71 @@ def test_anthropic_messages_url() -> None:
     assert messages_url("https://api.anthropic.com") == "https://api.anthropic.com/v1/messages"
     assert messages_url("https://api.anthropic.com/") == "https://api.anthropic.com/v1/messages"
     assert messages_url("https://proxy/v1") == "https://proxy/v1/messages"
+
+
+@pytest.mark.parametrize(
+    ("flavour", "name", "after"), [("openai", "d", 0), ("openai", "d", 2), ("anthropic", "a", 2)]
+)
+def test_an_error_event_in_a_stream(
+    fake_provider: FakeProvider, flavour: str, name: str, after: int
+) -> None:
+    fake_provider.fail(name, "stream_error", after=after)
+    provider = provider_for("anthropic" if flavour == "anthropic" else "openai")
+    dep = deployment(fake_provider, name=name, flavour=flavour)
+    chunks, error = stream(provider, dep, ask("a b c d", stream=True))
+    assert error is not None
+    assert error.kind == "server" and error.tokens_sent == after
+    assert text_of(chunks) == " ".join(["echo:", "a", "b", "c", "d"][:after])
+    assert finish_of(chunks) is None
+
+
+# ---------------------------------------------------------------------------- SSE reader
+
+
+class _Blocks(httpx.AsyncByteStream):
+    def __init__(self, blocks: list[bytes]) -> None:
+        self.blocks = blocks
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for block in self.blocks:
+            yield block
+
+
+def sse(blocks: list[bytes]) -> list[tuple[str, bytes]] | ProviderError:
+    response = httpx.Response(
+        200, stream=_Blocks(blocks), request=httpx.Request("POST", "http://p/v1")
+    )
+
+    async def go() -> list[tuple[str, bytes]] | ProviderError:
+        try:
+            return [event async for event in sse_events(response, [4])]
+        except ProviderError as exc:
+            return exc
+
+    return run(go)
+
+
+def test_sse_events_across_block_boundaries_crlf_comments_and_multiline_data() -> None:
+    body = (
+        b": keep-alive comment\r\n"
+        b'event: message_start\r\ndata: {"a": 1}\r\n\r\n'
+        b'id: 7\nretry: 100\ndata:{"b":\n'
+        b"data: 2}\n\n"
+        b"data: [DONE]\n\n"
+    )
+    expected = [("message_start", b'{"a": 1}'), ("", b'{"b":\n2}'), ("", b"[DONE]")]
+    assert sse([body]) == expected
+    assert sse([body[i : i + 3] for i in range(0, len(body), 3)]) == expected
+    assert sse([bytes([c]) for c in body]) == expected
+    assert sse([b"data: last-without-blank-line\n"]) == [("", b"last-without-blank-line")]
+
+
+def test_sse_events_refuse_what_is_not_sse() -> None:
+    error = sse([b"data: {}\n\n<html>oops</html>\n"])
+    assert isinstance(error, ProviderError)
+    assert error.kind == "garbage" and error.tokens_sent == 4 and "<html>" in error.message
+    error = sse([b"data: {}\n\ndata: half a li"])
+    assert isinstance(error, ProviderError) and error.kind == "garbage"
 
 
 # ------------------------------------------------------------------------- error mapping
