@@ -20,13 +20,18 @@ OpenAI stream. With tools and ``call:NAME`` in the last user message the answer 
 of tool NAME with arguments ``{"q": <the text after call:NAME>}``; OpenAI JSON mode
 (``response_format`` ``json_object``) answers ``{"echo": <last user text>}``.
 
+Every request needs a key, else a 401 in the flavour's shape: ``Authorization: Bearer …``
+(OpenAI), ``x-api-key`` or ``Authorization: Bearer`` (Anthropic, whose 2.x SDK sends the
+latter); Anthropic requests also need ``anthropic-version`` (else 400). Calls are recorded
+before any check, so refused and faulted attempts count too.
+
 Faults (``fail(name, fault, times=1, **opts)``), consumed one per request to that name:
 ``"429"`` (``retry_after=`` seconds: a ``Retry-After`` header), ``"500"``, ``"503"``,
 ``"529"``, any other HTTP status as a string (``"400"``, ``"401"``, …) with the flavour's
 error body, ``"timeout"`` (``seconds=``, default 30, before any byte of the answer),
 ``"cut"`` (stream: ``after=`` N content chunks, default 1, then the connection drops;
-non-stream: the connection drops inside the body), ``"slow_first"`` (``seconds=``: a delay
-before the first token), ``"drip"`` (stream: ``seconds=``, default 0.05, between two
+non-stream: the connection drops inside the body), ``"slow_first"`` (``seconds=``, default 1: a
+delay before the first token), ``"drip"`` (stream: ``seconds=``, default 0.05, between two
 chunks; an answer slow enough to disconnect from mid-way), ``"stream_error"`` (stream:
 ``after=`` N content chunks, default 1, then the flavour's error event — OpenAI's
 ``data: {"error": …}``, Anthropic's ``event: error`` overloaded_error — and the stream
