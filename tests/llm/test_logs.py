@@ -132,6 +132,14 @@ def test_the_thread_writes_every_interval_and_close_writes_the_rest(sqlite_ws: W
     assert log.pending() == 0
 
 
+def test_a_record_added_after_close_is_written_at_once(sqlite_ws: Workspace) -> None:
+    log = RequestLog(sqlite_ws, flush_interval=3600)
+    log.add(record(1))
+    log.close()
+    log.add(record(2))  # a stream that ended while the gateway shut down
+    assert [r["created_at"] for r in rows(sqlite_ws)] == [T0 + 1, T0 + 2]
+
+
 def test_a_store_that_is_away_keeps_the_batch_and_the_next_flush_writes_it(
     sqlite_ws: Workspace,
 ) -> None:

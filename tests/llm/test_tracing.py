@@ -187,6 +187,14 @@ def test_the_workspace_namespace_traces_into_itself(sqlite_ws: Workspace) -> Non
     assert list(spans(sqlite_ws)) == ["step"]
 
 
+def test_trace_into_a_remote_workspace_says_it_is_not_served() -> None:
+    from loopml.client import NotServed
+
+    remote = Workspace.open("http://127.0.0.1:9")
+    with pytest.raises(NotServed), trace("step", workspace=remote):
+        pass
+
+
 def test_trace_refuses_a_bad_name() -> None:
     with pytest.raises(InvalidInput, match="span name"):
         trace(42)  # type: ignore[call-overload]

@@ -293,6 +293,8 @@ class RequestLog:
             self._start()
         if full:
             self._wake.set()
+        if self._closed:
+            self._late()
 
     def add_spans(self, spans: Iterable[SpanRecord | ReadableSpan]) -> None:
         """Queue finished spans: :class:`~loopml.llm.tracing.SpanRecord` objects, or the
@@ -308,6 +310,16 @@ class RequestLog:
             self._start()
         if full:
             self._wake.set()
+        if self._closed:
+            self._late()
+
+    def _late(self) -> None:
+        """A record that came after :meth:`close` (a stream that ended during shutdown):
+        written now, by the caller, since no thread is left to write it."""
+        try:
+            self.flush()
+        except Exception as exc:
+            log.error("loopml: a late LLM request log record could not be written: %s", exc)
 
     def pending(self) -> int:
         """Records and spans queued, not yet written."""
@@ -446,7 +458,8 @@ class RequestLog:
             self._warned_dropped = self.dropped
 
     def close(self) -> None:
-        """Stop the thread and write what is queued; idempotent. A store that is still away
+        """Stop the thread and write what is queued; idempotent. Records added later are
+        written at once, by the caller. A store that is still away
         leaves the queued records unwritten: that is logged as an error (with the count),
         not raised, so a shutdown always completes."""
         with self._lock:

@@ -217,6 +217,7 @@ def tracing_for(workspace: Workspace) -> Tracing:
     with _app_lock:
         found = _app_tracing.get(id(workspace))
         if found is None or found[0] is not workspace:
+            workspace.db  # noqa: B018 -- a remote workspace (a loopml server) raises NotServed
             if not _atexit_registered:
                 atexit.register(_close_app_tracing)
                 _atexit_registered = True
