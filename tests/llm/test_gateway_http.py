@@ -164,6 +164,8 @@ def test_client_disconnect_mid_stream_is_billed_and_logged(
     served: tuple[str, str, Gateway], fake_provider: FakeProvider
 ) -> None:
     url, secret, gateway = served
+    for name in ("cheap-a", "cheap-b"):
+        fake_provider.fail(name, "drip", seconds=0.05)
     words = " ".join(f"w{i}" for i in range(400))
     with httpx.stream(
         "POST",
@@ -185,6 +187,11 @@ def test_client_disconnect_mid_stream_is_billed_and_logged(
     (row,) = logged
     assert row["status"] == 499 and row["truncated"] is True
     assert row["output_tokens"] > 0 and row["cost_usd"] > 0
+    # the upstream request was cancelled, not read to its end
+    deadline = time.monotonic() + 10
+    while fake_provider.calls(row["deployment"])[0].get("_stream_end") != "disconnected":
+        assert time.monotonic() < deadline, fake_provider.calls(row["deployment"])[0]
+        time.sleep(0.05)
 
 
 def test_metrics_count_requests_tokens_and_cost(served: tuple[str, str, Gateway]) -> None:
