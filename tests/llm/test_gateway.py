@@ -399,3 +399,31 @@ def test_config_errors_name_the_entry(fake_provider: FakeProvider) -> None:
     bad["models"]["cheap"]["fallbacks"] = ["nowhere"]
     with pytest.raises(Exception, match="nowhere"):
         GatewayConfig.from_dict(bad)
+
+
+def test_a_provider_answering_garbage_is_failed_over_then_a_502(
+    gw: Gateway, fake_provider: FakeProvider
+) -> None:
+    fake_provider.fail("cheap-a", "garbage")
+    fake_provider.fail("cheap-b", "garbage")
+    reply = gw.chat(ask("still fine"))
+    assert reply.deployment == "front"
+    assert {a.status for a in reply.attempts[:-1]} == {"garbage"}
+    fake_provider.fail("front", "garbage", times=5)
+    with pytest.raises(UpstreamError) as info:
+        gw.chat(ask("x", model="frontier"))
+    assert info.value.status == 502
+
+
+def test_timeouts_fail_over_and_all_timing_out_is_a_504(
+    sqlite_ws: Workspace, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake")
+    gw = Gateway.from_config(table(fake_provider, timeout=0.5, num_retries=1), workspace=sqlite_ws)
+    try:
+        fake_provider.fail("long-d", "timeout", times=5, seconds=5)
+        with pytest.raises(UpstreamError) as info:
+            gw.chat(ask("slow", model="long"))
+        assert info.value.status == 504
+    finally:
+        gw.close()
