@@ -363,3 +363,15 @@ def test_open_counters_redis_keeps_its_prefix(sqlite_ws: Workspace) -> None:
     finally:
         counters.client.delete(f"{prefix}key:a:tpm:{BUCKET}")
         counters.close()
+
+
+def test_long_end_user_ids_get_their_own_counters(ws: Workspace) -> None:
+    limiter = Limiter(SqlCounters(ws.db), clock=Clock("2026-03-05T08:00:00+00:00"))
+    one, two = "user:" + "a" * 300 + "1", "user:" + "a" * 300 + "2"
+    limits = Limits(rpm=1, tpm=100, budget=Budget(1.0, "day"))
+    for subject in (one, two):
+        limiter.check_request([(subject, limits)], estimated_tokens=10, estimated_cost=0.1)
+        limiter.record([(subject, limits)], tokens=10, cost_usd=0.1)
+    with pytest.raises(RateLimited, match="allows 1 request per minute"):
+        limiter.check_request([(one, limits)], estimated_tokens=10, estimated_cost=0.1)
+    assert limiter.remaining(two, limits)["tpm"]["used"] == 10

@@ -17,6 +17,7 @@ after the answer.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from loopml.workspace import Workspace
 
 TABLE = llm_counters.name
+#: The longest subject kept whole in a scope (the column holds 290 characters).
+MAX_SUBJECT = 240
 MINUTE_MS = 60_000
 DAY_MS = 86_400_000
 #: How long counters are kept after their last change: a minute's for two minutes, a day's
@@ -381,7 +384,7 @@ class Limiter:
         if budgeted or tpm:
             counts = self.counters.read(
                 [(_spend_scope(s, b.period), period_start(b.period, now)) for s, b in budgeted]
-                + [(f"{s}:tpm", minute) for s, _ in tpm]
+                + [(scope_name(s, "tpm"), minute) for s, _ in tpm]
             )
             spent_by, used = counts[: len(budgeted)], counts[len(budgeted) :]
             for (subject, budget), spent in zip(budgeted, spent_by, strict=True):
@@ -408,14 +411,16 @@ class Limiter:
                         retry_after=retry_after,
                         subject=subject,
                     )
-        rpm = [(f"{s}:rpm", lim.rpm) for s, lim in subjects if lim.rpm is not None]
+        rpm = [(s, lim.rpm) for s, lim in subjects if lim.rpm is not None]
         if rpm:
-            over = self.counters.admit(rpm, minute, MINUTE_TTL_MS)
+            scopes = {scope_name(s, "rpm"): (s, limit) for s, limit in rpm}
+            over = self.counters.admit(
+                [(scope, limit) for scope, (_, limit) in scopes.items()], minute, MINUTE_TTL_MS
+            )
             if over is not None:
-                subject = over[: -len(":rpm")]
-                limit = dict(rpm)[over]
+                subject, limit = scopes[over]
                 raise RateLimited(
-                    f"{describe(subject)} allows {limit:,} requests per minute; retry in "
+                    f"{describe(subject)} allows {limit:,} request{'' if limit == 1 else 's'} per minute; retry in "
                     f"{math.ceil(retry_after)} s.",
                     retry_after=retry_after,
                     subject=subject,
@@ -430,7 +435,7 @@ class Limiter:
         ``(subject, budget, spent_before, spent_after)``; the counts come from the shared
         store, so each crossing is reported by exactly one replica."""
         now = self.clock()
-        tpm = [(f"{s}:tpm", float(tokens)) for s, lim in subjects if lim.tpm is not None]
+        tpm = [(scope_name(s, "tpm"), float(tokens)) for s, lim in subjects if lim.tpm is not None]
         if tpm and tokens > 0:
             self.counters.add(tpm, minute_start(now), MINUTE_TTL_MS)
         crossed: list[tuple[str, Budget, float, float]] = []
@@ -463,7 +468,7 @@ class Limiter:
         per_minute = [(name, getattr(limits, name)) for name in ("rpm", "tpm")]
         per_minute = [(name, limit) for name, limit in per_minute if limit is not None]
         if per_minute:
-            used = self.counters.get([f"{subject}:{name}" for name, _ in per_minute], minute)
+            used = self.counters.get([scope_name(subject, name) for name, _ in per_minute], minute)
             for (name, limit), count in zip(per_minute, used, strict=True):
                 out[name] = {"limit": limit, "used": int(count), "left": max(0, limit - int(count))}
         if limits.budget is not None:
@@ -485,8 +490,24 @@ class Limiter:
         self.counters.close()
 
 
+def scope_name(subject: str, counter: str) -> str:
+    """The counter's scope: ``"key:k_1"``, ``"rpm"`` → ``"key:k_1:rpm"``. A subject too long
+    for the store's column (an end user's id is the client's to choose) is cut and given a
+    hash of the whole, so two long ids never share a counter.
+
+    >>> scope_name("user:ana", "rpm")
+    'user:ana:rpm'
+    >>> len(scope_name("user:" + "u" * 300, "usd:month"))
+    250
+    """
+    if len(subject) > MAX_SUBJECT:
+        digest = hashlib.sha256(subject.encode("utf-8")).hexdigest()[:16]
+        subject = f"{subject[: MAX_SUBJECT - 17]}~{digest}"
+    return f"{subject}:{counter}"
+
+
 def _spend_scope(subject: str, period: str) -> str:
-    return f"{subject}:usd:{period}"
+    return scope_name(subject, f"usd:{period}")
 
 
 __all__ = [
