@@ -3,7 +3,7 @@ fake provider, side by side in one run.
 
 Run it with the project's interpreter (the one where ``pip install -e .`` put loopml)::
 
-    python benchmarks/gateway.py                 # 2,000 requests a case and side, c=20
+    python benchmarks/gateway.py                 # 2,000 requests a case and side, c=1 and c=20
     python benchmarks/gateway.py --quick         # 300 requests a case and side
     python benchmarks/gateway.py --requests 5000 --concurrency 50 --json /tmp/gateway.json
     python benchmarks/gateway.py --sides direct,litellm --cases stream
@@ -30,8 +30,9 @@ Sides, each its own process on 127.0.0.1:
 Every side gets the same request body (``model`` is the side's name for the same fake model),
 ``POST /v1/chat/completions``, non-streaming and streaming (SSE, ``stream_options.include_usage``
 set). The load generator runs in this process: raw keep-alive HTTP/1.1 on asyncio streams, the
-request bytes built once, ``--concurrency`` connections (20) each sending back to back from a
-shared count. It is not httpx on purpose: httpx costs ~0.3 ms of client CPU a request, which on
+request bytes built once, ``--concurrency`` connections each sending back to back from a
+shared count; every case runs at each concurrency given (default ``1,20``: c=1 shows a
+gateway's own cost per request, c=20 adds queueing behind it). It is not httpx on purpose: httpx costs ~0.3 ms of client CPU a request, which on
 a 2-core machine would be taken from the servers being measured; this client costs ~0.05 ms
 (its CPU per request is printed). Every answer is checked (status 200; a ``choices`` object,
 or a stream ending in ``data: [DONE]``).
@@ -40,16 +41,21 @@ All servers run at once. Each case is split into ``--rounds`` rounds (10) after 
 and each round sends its share to every side in turn, the order rotating, so that load from
 elsewhere on a shared machine falls on all sides alike. Throughput is requests over the
 rounds' summed wall time; percentiles are over every request. *Added* latency is a side's
-percentile minus the direct side's same percentile (paired by percentile).
+percentile minus the direct side's same percentile (paired by percentile). ``CPU/req`` is the
+CPU time (user + system, from ``/proc``) the side's server process tree spent per request:
+unlike latency it hardly moves with load from elsewhere on a shared machine.
 
 Also measured:
 
-* in-process (``--no-inprocess`` skips it): ``loopml.llm.Gateway.from_config(...).achat(...)``
-  against a bare ``httpx.AsyncClient.post`` + ``.json()`` of the same body to the fake
-  provider, sequentially, alternating blocks of 200 calls; the median per call;
+* in-process (``--no-inprocess`` skips it): ``loopml.llm.Gateway.from_config(...).achat(body,
+  api_key=KEY)`` (the same workspace, config and key as the server) against a bare
+  ``httpx.AsyncClient.post`` + ``.json()`` of the same body to the fake provider, sequentially,
+  in 10 alternating blocks; the median per call, and the CPU per call (the event loop's thread,
+  and the gateway's other threads: log writer, bookkeeping, limiter);
 * memory (``--memory``): the RSS (``VmRSS`` in ``/proc/PID/status``, summed over the server's
-  process tree) of each gateway after 1,000 requests and after ``--memory-requests`` (100,000),
-  at the same concurrency, non-streaming and streaming alternating by round.
+  process tree) of each gateway after 1,000 requests and after ``--memory-requests`` (100,000;
+  LiteLLM ``--memory-peer-requests``, 10,000, for information), at the largest concurrency,
+  in rounds of 10,000 alternating non-streaming and streaming.
 
 Targets (the issue's): loopml adds <= 2 ms at p50 and <= 5 ms at p99 over direct; LiteLLM's
 added p50 >= 5x loopml's; the in-process path adds < 0.3 ms; RSS after 100,000 requests
@@ -546,10 +552,13 @@ def measure_all(
 
 
 def measure_memory(
-    servers: dict[str, Server], keys: dict[str, str | None], total: int, concurrency: int
+    servers: dict[str, Server],
+    keys: dict[str, str | None],
+    totals: dict[str, int],
+    concurrency: int,
 ) -> dict[str, Any]:
-    """RSS of each gateway after 1,000 requests and after ``total``, interleaved by rounds of
-    10,000 (streaming and not, alternating)."""
+    """RSS of each gateway after 1,000 requests and after ``totals[name]``, interleaved by
+    rounds of 10,000 (streaming and not, alternating)."""
     out: dict[str, Any] = {}
     names = [n for n in servers if n != "direct"]
     if not names:
@@ -572,13 +581,14 @@ def measure_memory(
         send(name, 500, True)
         out[name] = {"rss_1k_mb": servers[name].rss_mb()}
     step, i = 10_000, 0
-    print(f"  memory: up to {total:,} requests per gateway ...", end="")
+    goal = {n: max(totals.get(n, 0), sent[n]) for n in names}
+    print(f"  memory: {', '.join(f'{n} {goal[n]:,}' for n in names)} requests ...", end="")
     sys.stdout.flush()
     t0 = time.perf_counter()
-    while any(sent[n] < total for n in names):
+    while any(sent[n] < goal[n] for n in names):
         for name in names:
-            if sent[name] < total:
-                send(name, min(step, total - sent[name]), i % 2 == 1)
+            if sent[name] < goal[name]:
+                send(name, min(step, goal[name] - sent[name]), i % 2 == 1)
         i += 1
     print(f" {time.perf_counter() - t0:.0f} s")
     for name in names:
@@ -611,26 +621,44 @@ def inprocess(args: argparse.Namespace) -> None:
     async def run() -> dict[str, Any]:
         gw_us: list[float] = []
         bare_us: list[float] = []
+        # CPU: the event loop's thread (the response path) per phase, and the other threads'
+        # (the gateway's log writer, bookkeeping and limiter threads) over the whole run.
+        cpu = {"gw_main": 0.0, "bare_main": 0.0, "others": 0.0}
         async with httpx.AsyncClient() as client, contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(gateway.aclose)
             for _ in range(50):  # warm both paths
                 (await client.post(url, json=body)).json()
                 await gateway.achat(dict(gw_body), api_key=key)
+            await asyncio.sleep(1.5)  # let the warm-up's log rows and books be written
+            p0 = time.process_time()
             for _ in range(blocks):
+                m0 = time.thread_time()
                 for _ in range(size):
                     t0 = time.perf_counter_ns()
                     (await client.post(url, json=body)).json()
                     bare_us.append((time.perf_counter_ns() - t0) / 1e3)
+                m1 = time.thread_time()
                 for _ in range(size):
                     t0 = time.perf_counter_ns()
                     await gateway.achat(dict(gw_body), api_key=key)
                     gw_us.append((time.perf_counter_ns() - t0) / 1e3)
+                m2 = time.thread_time()
+                cpu["bare_main"] += m1 - m0
+                cpu["gw_main"] += m2 - m1
+            m3 = time.thread_time()
+            await asyncio.sleep(2 * gateway.config.log_flush_interval + 0.5)  # the last writes
+            main = cpu["bare_main"] + cpu["gw_main"] + time.thread_time() - m3
+            cpu["others"] = time.process_time() - p0 - main
+        n = len(gw_us)
         return {
-            "calls": len(gw_us),
+            "calls": n,
             "gateway_us": statistics.median(gw_us),
             "bare_us": statistics.median(bare_us),
             "gateway_p99_us": quantile(sorted(int(x) for x in gw_us), 0.99),
             "bare_p99_us": quantile(sorted(int(x) for x in bare_us), 0.99),
+            "gateway_cpu_main_us": cpu["gw_main"] / n * 1e6,
+            "bare_cpu_us": cpu["bare_main"] / n * 1e6,
+            "gateway_cpu_background_us": cpu["others"] / n * 1e6,
         }
 
     try:
@@ -755,6 +783,16 @@ def report(
                 verdict(extra < TARGET_INPROCESS_MS),
             )
         )
+        cpu = inproc["gateway_cpu_main_us"] + inproc["gateway_cpu_background_us"]
+        targets.append(
+            (
+                "in-process",
+                "achat CPU over bare httpx, all threads",
+                ms((cpu - inproc["bare_cpu_us"]) / 1000, True),
+                "(info)",
+                "",
+            )
+        )
     for side, m in memory.items():
         growth = m.get("growth_mb")
         targets.append(
@@ -849,7 +887,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sides", default=",".join(SIDES), help="subset of " + ",".join(SIDES))
     ap.add_argument("--cases", default=",".join(CASES), help="subset of " + ",".join(CASES))
     ap.add_argument("--memory", action="store_true", help="RSS after 1,000 and N requests")
-    ap.add_argument("--memory-requests", type=int, default=100_000, help="N for --memory")
+    ap.add_argument(
+        "--memory-requests", type=int, default=100_000, help="N for --memory, loopml (100,000)"
+    )
+    ap.add_argument(
+        "--memory-peer-requests",
+        type=int,
+        default=10_000,
+        help="N for --memory, LiteLLM (10,000: it serves ~30 requests/s on 2 busy cores)",
+    )
     ap.add_argument("--no-inprocess", action="store_true", help="skip the in-process case")
     ap.add_argument("--timeout", type=float, default=120, help="seconds for a server to start")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
@@ -939,7 +985,8 @@ def main(argv: list[str] | None = None) -> int:
             print("  in-process: Gateway.achat against bare httpx ...", flush=True)
             inproc = measure_inprocess(WORK, fake.port, keys["loopml"] or "", min(total, 2000))
         if args.memory:
-            memory = measure_memory(servers, keys, args.memory_requests, max(concurrencies))
+            totals = {"loopml": args.memory_requests, "litellm": args.memory_peer_requests}
+            memory = measure_memory(servers, keys, totals, max(concurrencies))
     finally:
         for server in servers.values():
             server.stop()
@@ -953,7 +1000,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(
             f"in-process, {inproc['calls']:,} sequential calls each: Gateway.achat "
             f"{inproc['gateway_us']:.0f} µs median ({inproc['gateway_p99_us']:.0f} p99), bare "
-            f"httpx {inproc['bare_us']:.0f} µs ({inproc['bare_p99_us']:.0f} p99)."
+            f"httpx {inproc['bare_us']:.0f} µs ({inproc['bare_p99_us']:.0f} p99). CPU per call: "
+            f"achat {inproc['gateway_cpu_main_us']:.0f} µs on the event loop's thread plus "
+            f"{inproc['gateway_cpu_background_us']:.0f} µs on the gateway's other threads (log "
+            f"writer, bookkeeping, limiter), bare httpx {inproc['bare_cpu_us']:.0f} µs."
         )
     for side, m in memory.items():
         notes.append(
