@@ -50,7 +50,7 @@ from loopml.llm.errors import (
     ProviderError,
     UpstreamError,
 )
-from loopml.llm.logs import RequestLog, RequestRecord, redact
+from loopml.llm.logs import RequestLog, RequestRecord
 from loopml.llm.metrics import GatewayMetrics
 from loopml.llm.prices import cost_usd, estimate_cost_usd, price_for
 from loopml.llm.router import Route, Router
@@ -746,11 +746,6 @@ class Gateway:
         latency_ms = (time.perf_counter() - call.started) * 1000
         key = call.key
         content = (key.log_content if key is not None else None) or self.config.log_content
-        request_body: Any = call.body
-        if content == "redact":
-            request_body, response = redact(call.body), redact(response)
-        elif content == "none":
-            request_body = response = None
         model = str(call.body.get("model")) if isinstance(call.body, dict) else "?"
         span = call.span
         trace_id = None
@@ -792,8 +787,9 @@ class Gateway:
                 cost_usd=cost,
                 cache_hit=False,
                 trace_id=trace_id,
-                request=request_body,
+                request=call.body,
                 response=response,
+                log_content=content,  # redacted on the writer's thread, off the response path
             )
         )
         self.metrics.request(
