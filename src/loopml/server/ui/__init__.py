@@ -8,8 +8,9 @@ Pages: ``/`` (experiments), ``/experiments/{id}`` (runs: filter, sort, columns, 
 ``/runs/{id}`` (params, metrics with charts, tags, environment, inputs, artifacts, git diff),
 ``/compare?runs=…``, ``/models``, ``/models/{name}``, ``/models/{name}/versions/{n}`` (gate
 verdicts, lineage graph), ``/pipelines``, ``/pipelines/{name}``, ``/pipeline-runs/{id}``,
-``/data``, ``/data/versions?path=…``. Each page checks access through the server's
-:class:`~loopml.server.context.Access` like the API does.
+``/data``, ``/data/versions?path=…``, and the LLM gateway's ``/traces``, ``/traces/{id}``,
+``/llm/costs`` and ``/llm/requests/{id}`` (:mod:`loopml.server.ui.llm`). Each page checks
+access through the server's :class:`~loopml.server.context.Access` like the API does.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     from starlette.staticfiles import StaticFiles
 
     from loopml.server.ui.data import DataPages
+    from loopml.server.ui.llm import LlmPages
     from loopml.server.ui.models import ModelPages
     from loopml.server.ui.pipelines import PipelinePages
     from loopml.server.ui.render import STATIC, Renderer
@@ -53,6 +55,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         *ModelPages(ctx, renderer).routes(),
         *PipelinePages(ctx, renderer).routes(),
         *DataPages(ctx, renderer).routes(),
+        *LlmPages(ctx, renderer).routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="ui_static"),
         Route("/{path:path}", not_found, methods=ANY_METHOD),
     ]
