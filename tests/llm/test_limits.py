@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from loopml.exceptions import InvalidConfig
+from loopml.exceptions import InvalidConfig, StoreUnavailable
 from loopml.llm.config import Budget, Limits
 from loopml.llm.errors import BudgetExceeded, RateLimited
 from loopml.llm.limits import (
@@ -375,3 +375,16 @@ def test_long_end_user_ids_get_their_own_counters(ws: Workspace) -> None:
     with pytest.raises(RateLimited, match="allows 1 request per minute"):
         limiter.check_request([(one, limits)], estimated_tokens=10, estimated_cost=0.1)
     assert limiter.remaining(two, limits)["tpm"]["used"] == 10
+
+
+def test_a_redis_that_is_gone_is_one_clear_error() -> None:
+    require_module("redis")
+    counters = RedisCounters("redis://:secret@127.0.0.1:1/0?prefix=x:")
+    try:
+        with pytest.raises(StoreUnavailable, match="Redis at redis://127.0.0.1:1/0") as info:
+            counters.admit([("key:a:rpm", 1)], BUCKET, MINUTE_TTL_MS)
+        assert "secret" not in str(info.value)
+        with pytest.raises(StoreUnavailable):
+            counters.read([("key:a:tpm", BUCKET)])
+    finally:
+        counters.close()

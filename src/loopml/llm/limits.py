@@ -17,17 +17,18 @@ after the answer.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import delete
 
-from loopml.exceptions import InvalidConfig, missing_dependency
+from loopml.exceptions import InvalidConfig, StoreUnavailable, missing_dependency
 from loopml.llm.config import Budget, Limits
 from loopml.llm.errors import BudgetExceeded, RateLimited
 from loopml.llm.tables import llm_counters
@@ -241,11 +242,30 @@ class RedisCounters:
         self.prefix = next((v for k, v in query if k == "prefix"), "loopml:llm:")
         rest = urlencode([(k, v) for k, v in query if k != "prefix"])
         self.url = urlunsplit(parts._replace(query=rest))
+        self._error = redis.RedisError
+        # Seconds, unless the URL says otherwise: a Redis that is gone must fail a request
+        # fast, not hang it.
         try:
-            self.client = redis.Redis.from_url(self.url)
+            self.client = redis.Redis.from_url(
+                self.url, socket_timeout=2.0, socket_connect_timeout=2.0
+            )
         except ValueError as exc:
             raise InvalidConfig(f"[gateway] limits_url {url!r} is not a Redis URL: {exc}") from exc
+        host = parts.hostname or ""
+        netloc = f"{host}:{parts.port}" if parts.port else host
+        self._safe_url = urlunsplit(parts._replace(netloc=netloc, query=""))  # no password
         self._admit = self.client.register_script(_ADMIT)
+
+    @contextlib.contextmanager
+    def _unavailable(self) -> Iterator[None]:
+        """Redis's errors, once, as :class:`StoreUnavailable` (the URL without password)."""
+        try:
+            yield
+        except self._error as exc:
+            raise StoreUnavailable(
+                f"The gateway's Redis at {self._safe_url} is unavailable: {exc}. Check "
+                "[gateway] limits_url and that Redis is running."
+            ) from exc
 
     def _key(self, scope: str, bucket_ms: int) -> str:
         return f"{self.prefix}{scope}:{bucket_ms}"
@@ -254,7 +274,8 @@ class RedisCounters:
         if not scopes:
             return None
         keys = [self._key(scope, bucket_ms) for scope, _ in scopes]
-        at = int(self._admit(keys=keys, args=[ttl_ms, *(limit for _, limit in scopes)]))
+        with self._unavailable():
+            at = int(self._admit(keys=keys, args=[ttl_ms, *(limit for _, limit in scopes)]))
         return None if at == 0 else scopes[at - 1][0]
 
     def add(self, items: Sequence[tuple[str, float]], bucket_ms: int, ttl_ms: int) -> list[float]:
@@ -265,19 +286,22 @@ class RedisCounters:
             key = self._key(scope, bucket_ms)
             pipe.incrbyfloat(key, float(amount))
             pipe.pexpire(key, ttl_ms)
-        results = pipe.execute()
+        with self._unavailable():
+            results = pipe.execute()
         return [float(value) for value in results[::2]]
 
     def get(self, scopes: Sequence[str], bucket_ms: int) -> list[float]:
         if not scopes:
             return []
-        values = self.client.mget([self._key(scope, bucket_ms) for scope in scopes])
+        with self._unavailable():
+            values = self.client.mget([self._key(scope, bucket_ms) for scope in scopes])
         return [float(v) if v is not None else 0.0 for v in values]
 
     def read(self, items: Sequence[tuple[str, int]]) -> list[float]:
         if not items:
             return []
-        values = self.client.mget([self._key(scope, bucket) for scope, bucket in items])
+        with self._unavailable():
+            values = self.client.mget([self._key(scope, bucket) for scope, bucket in items])
         return [float(v) if v is not None else 0.0 for v in values]
 
     def close(self) -> None:
