@@ -275,6 +275,33 @@ def test_cost_report_with_a_total_row(server: Callable[..., str], logged: Worksp
     assert "No gateway requests since 1s" in empty
 
 
+def test_the_request_log_filtered(server: Callable[..., str], logged: Workspace) -> None:
+    url = server(logged)
+    ids = lambda page: re.findall(r'href="/llm/requests/(\w+)"', page)  # noqa: E731
+    everything = get(url, "/llm/requests")
+    assert everything.status_code == 200
+    assert set(ids(everything.text)) == {"1" * 32, "2" * 32, "3" * 32}
+    assert ids(everything.text)[-1] == "1" * 32  # newest first: the old one last
+    assert ids(get(url, "/llm/requests", team="search").text) == ["1" * 32]
+    assert ids(get(url, "/llm/requests", errors="1").text) == ["3" * 32]
+    assert set(ids(get(url, "/llm/requests", since="1d").text)) == {"2" * 32, "3" * 32}
+    assert ids(get(url, "/llm/requests", model="claude-sonnet").text) == ["3" * 32]
+    none = get(url, "/llm/requests", user="nobody").text
+    assert ids(none) == [] and "No gateway requests match" in none
+
+
+def test_without_the_llm_extra_the_pages_say_what_to_install(
+    server: Callable[..., str], logged: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    url = server(logged)
+    monkeypatch.setitem(sys.modules, "loopml.llm.reports", None)  # its import fails
+    answer = get(url, "/traces")
+    assert answer.status_code == 501
+    assert "pip install &#39;loopml[llm]&#39;" in answer.text
+
+
 def test_unknown_ids_get_the_404_page(server: Callable[..., str], logged: Workspace) -> None:
     url = server(logged)
     for path in ("/traces/" + "9" * 32, "/llm/requests/nosuchrequest"):

@@ -10,6 +10,8 @@ cost report and one logged gateway request.
   A unique prefix of the id (6+ characters) finds the trace too.
 - ``/llm/costs?by=model&since=7d`` — spend grouped by model, key, team, user, tag, day,
   provider or deployment, with a total row.
+- ``/llm/requests?since=1h&model=cheap&team=growth&user=…&key=…&errors=1`` — the request
+  log, newest first (without content).
 - ``/llm/requests/{id}`` — one request: status, models asked and used, the attempt chain,
   tokens, cost, latency and time to first token, and the logged messages and response.
 
@@ -22,6 +24,7 @@ without ``--auth`` everyone may read them; with ``--auth`` the caller must be a 
 from __future__ import annotations
 
 import functools
+import importlib
 import json
 import re
 from types import ModuleType
@@ -39,6 +42,10 @@ if TYPE_CHECKING:
 
 #: Traces listed on ``/traces``.
 TRACES_SHOWN = 100
+#: Requests listed on ``/llm/requests``.
+REQUESTS_SHOWN = 100
+#: The ``/llm/requests`` query parameters passed to ``reports.requests`` as they are.
+REQUEST_FILTERS = ("model", "team", "user", "key")
 #: The smallest bar drawn, in percent of the trace's duration (a 0 ms span stays visible).
 MIN_BAR = 0.4
 
@@ -188,13 +195,14 @@ def answer_of(response: Any) -> list[tuple[str, str, Any]]:
 
 
 def _reports() -> ModuleType:
+    """:mod:`loopml.llm.reports` (imported on the first page asked for: the UI's other pages
+    don't need OpenTelemetry), or :class:`MissingDependency` naming the ``llm`` extra."""
     try:
-        from loopml.llm import reports
+        return importlib.import_module("loopml.llm.reports")
     except ImportError as exc:
-        raise missing_dependency(
-            exc.name or "opentelemetry-sdk", "llm", "The LLM gateway's pages"
-        ) from None
-    return reports
+        missing = exc.name or ""
+        package = missing if missing and not missing.startswith("loopml") else "opentelemetry-sdk"
+        raise missing_dependency(package, "llm", "The LLM gateway's pages") from None
 
 
 class LlmPages:
@@ -248,6 +256,30 @@ class LlmPages:
             groupings=reports.GROUPINGS,
         )
 
+    async def requests(self, request: Request) -> Response:
+        self.signed_in(request)
+        reports = _reports()
+        query = request.query_params
+        filters = {name: (query.get(name) or "").strip() or None for name in REQUEST_FILTERS}
+        errors_only = query.get("errors") in ("1", "on", "true")
+        found = await self.ctx.call(
+            reports.requests,
+            self.ws,
+            since=since_param(request),
+            errors_only=errors_only,
+            limit=REQUESTS_SHOWN,
+            **filters,
+        )
+        return self.renderer.page(
+            "llm_requests.html",
+            nav="llm",
+            requests=found,
+            since=since_param(request),
+            errors_only=errors_only,
+            filters=filters,
+            limit=REQUESTS_SHOWN,
+        )
+
     async def request_page(self, request: Request) -> Response:
         self.signed_in(request)
         reports = _reports()
@@ -279,6 +311,7 @@ class LlmPages:
             Route("/traces", serve(self.traces), methods=["GET"]),
             Route("/traces/{trace_id}", serve(self.trace), methods=["GET"]),
             Route("/llm/costs", serve(self.costs), methods=["GET"]),
+            Route("/llm/requests", serve(self.requests), methods=["GET"]),
             Route("/llm/requests/{request_id}", serve(self.request_page), methods=["GET"]),
         ]
 
