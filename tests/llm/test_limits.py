@@ -388,3 +388,16 @@ def test_a_redis_that_is_gone_is_one_clear_error() -> None:
             counters.read([("key:a:tpm", BUCKET)])
     finally:
         counters.close()
+
+
+def test_budget_left_names_the_tightest_budget(sql_counters: SqlCounters) -> None:
+    limiter = Limiter(sql_counters, clock=Clock("2026-03-05T08:00:00+00:00"))
+    key = ("key:k_1", Limits(budget=Budget(1.0, "day")))
+    team = ("team:growth", Limits(budget=Budget(50.0, "month")))
+    assert limiter.budget_left([("user:ana", Limits(rpm=5))]) is None
+    assert limiter.budget_left([key, team]) == ("key:k_1", 1.0)
+    limiter.record([key, team], tokens=0, cost_usd=0.75)
+    subject, left = limiter.budget_left([key, team])  # type: ignore[misc]
+    assert subject == "key:k_1" and left == pytest.approx(0.25)
+    limiter.record([key], tokens=0, cost_usd=1.0)
+    assert limiter.budget_left([key, team]) == ("key:k_1", 0.0)

@@ -482,6 +482,23 @@ class Limiter:
                     crossed.append((subject, budget, before, spent))
         return crossed
 
+    def budget_left(self, subjects: Sequence[tuple[str, Limits]]) -> tuple[str, float] | None:
+        """The budgeted subject with the least left this period and how much (USD, at least
+        0), or None when none has a budget: what a stream may still spend before the gateway
+        cuts it (one read)."""
+        budgeted = [(s, lim.budget) for s, lim in subjects if lim.budget is not None]
+        if not budgeted:
+            return None
+        now = self.clock()
+        spent = self.counters.read(
+            [(_spend_scope(s, b.period), period_start(b.period, now)) for s, b in budgeted]
+        )
+        left = [
+            (subject, max(0.0, budget.amount_usd - used))
+            for (subject, budget), used in zip(budgeted, spent, strict=True)
+        ]
+        return min(left, key=lambda item: item[1])
+
     def remaining(self, subject: str, limits: Limits) -> dict[str, Any]:
         """What ``subject`` has used and has left now: ``rpm`` and ``tpm`` this minute, and
         ``budget`` this period (with the period's start, ISO 8601); a limit not set is
