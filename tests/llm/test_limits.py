@@ -401,3 +401,12 @@ def test_budget_left_names_the_tightest_budget(sql_counters: SqlCounters) -> Non
     assert subject == "key:k_1" and left == pytest.approx(0.25)
     limiter.record([key], tokens=0, cost_usd=1.0)
     assert limiter.budget_left([key, team]) == ("key:k_1", 0.0)
+
+
+def test_expired_counters_are_swept(sqlite_ws: Workspace) -> None:
+    counters = SqlCounters(sqlite_ws.db)
+    counters.add([("key:old:tpm", 5)], BUCKET, -1000)  # already past its ttl
+    counters.add([("key:new:tpm", 5)], BUCKET, 60_000)
+    counters._next_sweep = 0  # a sweep is due
+    assert counters.admit([("key:a:rpm", 5)], BUCKET, MINUTE_TTL_MS) is None
+    assert counters.get(["key:old:tpm", "key:new:tpm"], BUCKET) == [0.0, 5.0]
