@@ -501,7 +501,11 @@ def summary(chunks: list[dict[str, Any]]) -> dict[str, Any]:
         "round_rps": [len(c["samples"]) / c["seconds"] for c in chunks if c["seconds"]],
         "statuses": dict(sorted(statuses.items())),
         "generator_cpu_us": sum(c["cpu"] for c in chunks) / done * 1e6 if done else None,
-        "server_cpu_ms": sum(c["server_cpu"] for c in chunks) / done * 1e3 if done else None,
+        "server_cpu_ms": (
+            sum(c["server_cpu"] for c in chunks) / done * 1e3
+            if done and all("server_cpu" in c for c in chunks)
+            else None
+        ),
         "bad": [b for c in chunks for b in c["bad"]][:3],
         "failures": [f for c in chunks for f in c["failures"]][:3],
     }
