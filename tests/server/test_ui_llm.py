@@ -141,6 +141,7 @@ def test_traces_list_a_waterfall_and_the_request(
     assert 'data-depth="2"' in attempts[0]
     assert "deployment: ui-a" in attempts[0] and "deployment: ui-b" in attempts[1]
     assert "attempt: 1" in attempts[0] and "attempt: 2" in attempts[1]
+    assert "failure: server" in attempts[0] and "failure" not in attempts[1]
     # Bars: the root spans the whole trace; the others lie inside it.
     bars = [re.search(r"left: ([\d.]+)%; width: ([\d.]+)%", s).groups() for s in spans]
     assert bars[0] == ("0.0", "100.0")
@@ -251,6 +252,7 @@ def test_markup_in_spans_and_messages_is_shown_as_text(
     assert "every deployment failed &lt;b&gt;" in request
     assert 'id="request-status">502<' in request
     assert "No response logged (the request failed)" in request
+    assert "team growth" in request and "refusal" not in request
 
 
 def test_cost_report_with_a_total_row(server: Callable[..., str], logged: Workspace) -> None:

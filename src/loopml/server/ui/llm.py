@@ -59,7 +59,7 @@ KEY_ATTRIBUTES = (
     ("loopml.route.group", "group"),
     ("loopml.route.reason", "route"),
     ("http.response.status_code", "HTTP"),
-    ("error.type", "error"),
+    ("error.type", "failure"),
     ("error", "error"),
 )
 
@@ -167,12 +167,19 @@ _KEY_NAMES = frozenset(key for key, _ in KEY_ATTRIBUTES) | {
 def message_text(message: Any) -> tuple[str, str, Any]:
     """(role, text, extra) of one logged chat message: ``text`` is its content when that is
     a string (else the content as JSON); ``extra`` holds its other fields (tool calls, name,
-    tool_call_id), or None."""
+    tool_call_id; empty ones left out), or None.
+
+    >>> message_text({"role": "assistant", "content": None, "refusal": None,
+    ...               "tool_calls": [{"id": "c1"}]})
+    ('assistant', '', {'tool_calls': [{'id': 'c1'}]})
+    """
     if not isinstance(message, dict):
         return "", pretty(message), None
     content = message.get("content")
     text = content if isinstance(content, str) else ("" if content is None else pretty(content))
-    extra = {k: v for k, v in message.items() if k not in ("role", "content")}
+    extra = {
+        k: v for k, v in message.items() if k not in ("role", "content") and v not in (None, [])
+    }
     return str(message.get("role") or ""), text, extra or None
 
 
