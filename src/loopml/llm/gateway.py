@@ -144,7 +144,9 @@ class Gateway:
         self.router = Router(config)
         self.providers: dict[str, Provider] = {kind: make() for kind, make in PROVIDERS.items()}
         self.keys: KeyCache = KeyCache(workspace)
-        self.limiter: Limiter = Limiter(open_counters(workspace, config.limits_url))
+        self.limiter: Limiter = Limiter(
+            open_counters(workspace, config.limits_url), thresholds=config.budget_alerts
+        )
         self.log = RequestLog(
             workspace,
             flush_interval=config.log_flush_interval,
