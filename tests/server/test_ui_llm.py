@@ -168,6 +168,11 @@ def test_traces_list_a_waterfall_and_the_request(
 def logged(sqlite_ws: Workspace) -> Workspace:
     """Requests of two teams and models over two days; an old trace and a new one whose span
     is named like markup; a request whose messages are markup."""
+    return populate(sqlite_ws)
+
+
+def populate(ws: Workspace) -> Workspace:
+    """What :func:`logged` holds, written into ``ws``."""
     old, new = NOW - timedelta(days=3), NOW - timedelta(minutes=5)
 
     def rec(ident: str, when: datetime, **fields: Any) -> RequestRecord:
@@ -186,7 +191,7 @@ def logged(sqlite_ws: Workspace) -> Workspace:
         values.update(fields)
         return RequestRecord(**values)
 
-    with RequestLog(sqlite_ws, flush_interval=3600) as log:
+    with RequestLog(ws, flush_interval=3600) as log:
         log.add(rec("1" * 32, old, team="search", cost_usd=1.5, usage=Usage(1000, 100)))
         log.add(rec("2" * 32, new, tags=["faq"]))
         log.add(
@@ -214,7 +219,7 @@ def logged(sqlite_ws: Workspace) -> Workspace:
                            us(new) + 10_000, us(new) + 10_000, "ok"),
             ]
         )  # fmt: skip
-    return sqlite_ws
+    return ws
 
 
 def test_since_filters_the_traces(server: Callable[..., str], logged: Workspace) -> None:
@@ -302,6 +307,23 @@ def test_without_the_llm_extra_the_pages_say_what_to_install(
     answer = get(url, "/traces")
     assert answer.status_code == 501
     assert "pip install &#39;loopml[llm]&#39;" in answer.text
+
+
+@pytest.mark.postgres
+def test_the_pages_on_postgresql(
+    server: Callable[..., str], workspace_factory: Callable[..., Workspace]
+) -> None:
+    url = server(populate(workspace_factory("postgres")))
+    traces = get(url, "/traces", since="1h")
+    assert traces.status_code == 200 and "b" * 12 in traces.text and "a" * 12 not in traces.text
+    trace = get(url, f"/traces/{'b' * 32}")
+    assert trace.status_code == 200 and len(rows_of(trace.text, "waterfall")) == 3
+    tags = rows_of(get(url, "/llm/costs", by="tag").text, "costs")
+    assert "faq" in tags[1] and "$0.25" in tags[-1]
+    days = rows_of(get(url, "/llm/costs", by="day").text, "costs")
+    assert "$1.75" in days[-1]
+    assert get(url, f"/llm/requests/{'3' * 32}").status_code == 200
+    assert get(url, "/traces/" + "9" * 32).status_code == 404
 
 
 def test_unknown_ids_get_the_404_page(server: Callable[..., str], logged: Workspace) -> None:
