@@ -427,3 +427,25 @@ def test_timeouts_fail_over_and_all_timing_out_is_a_504(
         assert info.value.status == 504
     finally:
         gw.close()
+
+
+def test_a_stream_is_cut_when_its_budget_runs_out(
+    sqlite_ws: Workspace, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake")
+    gw = Gateway.from_config(table(fake_provider, cut_streams_at_budget=True), workspace=sqlite_ws)
+    try:
+        _, secret = create_key(sqlite_ws, budget="1/day")
+        # Another replica spent all but $0.0002 while this stream was being admitted.
+        monkeypatch.setattr(gw.limiter, "budget_left", lambda subjects: (subjects[0][0], 0.0002))
+        words = " ".join(f"w{i}" for i in range(60))
+        got: list[dict[str, Any]] = []
+        with pytest.raises(BudgetExceeded, match="ran out during this stream"):
+            for chunk in gw.stream(ask(words, model="long", stream=True), api_key=secret):
+                got.append(chunk)
+        assert got  # it was cut mid-way, not refused
+        (row,) = logged(gw)
+        assert row["status"] == 402 and row["truncated"] is True
+        assert row["cost_usd"] >= 0.0002
+    finally:
+        gw.close()

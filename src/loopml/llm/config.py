@@ -16,6 +16,7 @@ that holds its provider key (``api_key_env``).
     cooldown_seconds = 30.0     # … for this long (circuit breaker)
     otlp_endpoint = ""          # http://collector:4318/v1/traces: also export spans over OTLP
     budget_alerts = [0.5, 0.8, 1.0]
+    cut_streams_at_budget = false  # end a stream with an error event when its budget runs out
 
     [gateway.models.cheap]      # a model group: the name clients ask for
     strategy = "weighted"       # weighted | least-busy | lowest-latency
@@ -175,6 +176,9 @@ class GatewayConfig:
     cooldown_seconds: float = 30.0
     otlp_endpoint: str = ""
     budget_alerts: tuple[float, ...] = (0.5, 0.8, 1.0)
+    #: End a stream with an error event once its cost reaches what is left of the tightest
+    #: budget of its key, team or user (checked as tokens arrive; the cut is billed).
+    cut_streams_at_budget: bool = False
     #: Where it was read from (shown in errors), and the raw table (compared on reload).
     source: str = "loopml.toml"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -217,6 +221,7 @@ _TOP_KEYS = (
     "cooldown_seconds",
     "otlp_endpoint",
     "budget_alerts",
+    "cut_streams_at_budget",
     "models",
     "routers",
     "teams",
@@ -582,7 +587,7 @@ def _parse(cls: type[GatewayConfig], table: Any, source: str, root: str) -> Gate
     table = check.table(table, "")
     check.keys(table, _TOP_KEYS, "")
     values: dict[str, Any] = {}
-    for key in ("require_key",):
+    for key in ("require_key", "cut_streams_at_budget"):
         if key in table:
             values[key] = check.boolean(table, key, "")
     for key in ("log_flush_interval", "timeout"):

@@ -44,6 +44,7 @@ from loopml.llm import tokens
 from loopml.llm.config import Deployment, GatewayConfig, Limits, load_gateway_config
 from loopml.llm.errors import (
     BadRequest,
+    BudgetExceeded,
     ContextWindowExceeded,
     GatewayError,
     PermissionDenied,
@@ -261,11 +262,21 @@ class Gateway:
         try:
             self._check_chat_body(body)
             plan = await self._admit(call)
+            budget = await self._stream_budget(call)
             opened, deployment = await self._dispatch(call, plan, self._open_stream)
         except BaseException as exc:
             self._fail(call, exc)
             raise
-        return self._relay(call, opened, deployment)
+        return self._relay(call, opened, deployment, budget)
+
+    async def _stream_budget(self, call: _Call) -> tuple[str, float] | None:
+        """(subject, USD left) of the tightest budget when streams are cut at it, else None."""
+        if not self.config.cut_streams_at_budget:
+            return None
+        subjects = [(s, lim) for s, lim in self._subjects(call) if lim.budget is not None]
+        if not subjects:
+            return None
+        return await asyncio.to_thread(self.limiter.budget_left, subjects)
 
     # -- sync wrappers (a loop of the gateway's own, so the connection pool persists) ----
 
@@ -552,9 +563,15 @@ class Gateway:
         return deployment.timeout if deployment.timeout is not None else self.config.timeout
 
     async def _relay(
-        self, call: _Call, opened: _Opened, deployment: Deployment
+        self,
+        call: _Call,
+        opened: _Opened,
+        deployment: Deployment,
+        budget: tuple[str, float] | None = None,
     ) -> AsyncIterator[Body]:
-        """Yield the stream to the client; account for it however it ends."""
+        """Yield the stream to the client; account for it however it ends. With ``budget``
+        (subject, USD left), the stream ends with an error once its cost reaches it."""
+        price = price_for(deployment, self.config.prices) if budget is not None else None
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         usage: Usage | None = None
         text: list[str] = []
@@ -583,6 +600,18 @@ class Gateway:
                         if isinstance(arguments, str):
                             text.append(arguments)
                     finish = choice.get("finish_reason") or finish
+                if budget is not None and len(text) % 8 == 0:
+                    so_far = Usage(
+                        input_tokens=call.prompt_tokens,
+                        output_tokens=tokens.count_text("".join(text)),
+                    )
+                    if cost_usd(so_far, price) >= budget[1]:
+                        status, truncated = 402, True
+                        error = BudgetExceeded(
+                            f"{budget[0]}'s budget ran out during this stream (${budget[1]:.6f} "
+                            "was left when it started); the answer is incomplete."
+                        )
+                        raise error
                 yield chunk
         except ProviderError as exc:
             status, truncated, error = 502, True, exc
