@@ -222,25 +222,26 @@ class Gateway:
     ) -> GatewayResponse:
         """Answer an OpenAI-shaped chat request (``stream`` must be absent or false)."""
         call = self._begin(body, api_key, headers, endpoint)
-        try:
-            self._check_chat_body(body)
-            plan = await self._admit(call)
-            completion, deployment = await self._dispatch(call, plan, self._chat_once)
-        except BaseException as exc:
-            self._fail(call, exc)
-            raise
-        return self._succeed(call, completion, deployment)
+        return await self._answer(call, self._check_chat_body, self._chat_once)
 
     async def aembed(
         self, body: Body, *, api_key: str | None = None, headers: Mapping[str, str] | None = None
     ) -> GatewayResponse:
         """Answer an OpenAI ``/embeddings`` request."""
         call = self._begin(body, api_key, headers, "embeddings")
+        return await self._answer(call, self._check_embeddings_body, self._embed_once)
+
+    async def _answer(
+        self,
+        call: _Call,
+        check: Callable[[Body], None],
+        once: Callable[[_Call, Deployment], Awaitable[Completion]],
+    ) -> GatewayResponse:
+        """Check, admit and dispatch a non-streamed request; log it however it ends."""
         try:
-            if not isinstance(body.get("input"), str | list) or not body.get("input"):
-                raise BadRequest("'input' must be a non-empty string or list of strings.")
+            check(call.body)
             plan = await self._admit(call)
-            completion, deployment = await self._dispatch(call, plan, self._embed_once)
+            completion, deployment = await self._dispatch(call, plan, once)
         except BaseException as exc:
             self._fail(call, exc)
             raise
@@ -395,6 +396,11 @@ class Gateway:
             },
         )
         return call
+
+    @staticmethod
+    def _check_embeddings_body(body: Body) -> None:
+        if not isinstance(body.get("input"), str | list) or not body.get("input"):
+            raise BadRequest("'input' must be a non-empty string or list of strings.")
 
     @staticmethod
     def _check_chat_body(body: Body) -> None:
