@@ -12,7 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
-import httpx
+import aiohttp
 import pytest
 
 from llm.fake_provider import FakeProvider, embedding_of
@@ -164,19 +164,39 @@ def test_provider_for_an_unknown_kind_names_the_known_ones() -> None:
         provider_for("bedrock")
 
 
-def test_one_pooled_client_per_adapter_and_loop() -> None:
+def test_one_pooled_session_per_adapter_and_loop() -> None:
     provider = OpenAIProvider()
 
-    async def clients() -> tuple[Any, Any]:
-        first, second = provider.client(), provider.client()
+    async def sessions() -> tuple[Any, Any]:
+        first, second = provider.session(), provider.session()
         return first, second
 
-    first, second = run(clients)
+    first, second = run(sessions)
     assert first is second
-    assert first._transport._pool._max_connections == 1000
-    assert first._transport._pool._max_keepalive_connections == 100
-    third, _ = run(clients)  # another event loop: a client of its own
-    assert third is not first
+    assert first.connector.limit == 1000 and first.connector.limit_per_host == 0
+    assert isinstance(first.cookie_jar, aiohttp.DummyCookieJar)
+    assert first.trust_env is False and first.auto_decompress is True
+    assert first.raise_for_status is False
+    third, _ = run(sessions)  # another event loop: a session of its own, the old one closed
+    assert third is not first and first.closed and not third.closed
+
+    async def close() -> None:
+        provider.session()
+        await provider.aclose()
+
+    run(close)
+    assert provider._session is None
+
+
+def test_timeouts_bound_connecting_and_each_read_not_the_whole() -> None:
+    timeout = OpenAIProvider().timeout(2.5)
+    assert (timeout.total, timeout.connect, timeout.sock_connect, timeout.sock_read) == (
+        None,
+        2.5,
+        2.5,
+        2.5,
+    )
+    assert OpenAIProvider().timeout(2.5) == timeout
 
 
 def test_requests_reuse_one_kept_alive_connection(fake_provider: FakeProvider) -> None:
@@ -671,23 +691,15 @@ def test_an_error_event_in_a_stream(
 # ---------------------------------------------------------------------------- SSE reader
 
 
-class _Blocks(httpx.AsyncByteStream):
-    def __init__(self, blocks: list[bytes]) -> None:
-        self.blocks = blocks
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        for block in self.blocks:
-            yield block
+async def _blocks(blocks: list[bytes]) -> AsyncIterator[bytes]:
+    for block in blocks:
+        yield block
 
 
 def sse(blocks: list[bytes]) -> list[tuple[str, bytes]] | ProviderError:
-    response = httpx.Response(
-        200, stream=_Blocks(blocks), request=httpx.Request("POST", "http://p/v1")
-    )
-
     async def go() -> list[tuple[str, bytes]] | ProviderError:
         try:
-            return [event async for event in sse_events(response, [4])]
+            return [event async for event in sse_events(_blocks(blocks), [4])]
         except ProviderError as exc:
             return exc
 
@@ -853,3 +865,93 @@ def test_the_fake_satisfies_the_anthropic_sdk(fake_provider: FakeProvider) -> No
         client.messages.create(
             model="claude", max_tokens=10, messages=[{"role": "user", "content": "x"}]
         )
+
+
+# ------------------------------------------------------- answers that are not HTTP or JSON
+
+
+def _raw_server_chat(answer: bytes, stream_: bool = False) -> ProviderError:
+    """A chat (or stream) against a TCP server that reads the request and writes ``answer``."""
+
+    async def go() -> ProviderError:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(answer)
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        dep = Deployment("raw", "g", "openai", "m", f"http://127.0.0.1:{port}/v1")
+        provider = OpenAIProvider()
+        try:
+            if stream_:
+                async for _ in provider.stream(dep, ask("x", stream=True), timeout=5):
+                    pass
+            else:
+                await provider.chat(dep, ask("x"), timeout=5)
+        except ProviderError as exc:
+            return exc
+        finally:
+            await provider.aclose()
+            server.close()
+            await server.wait_closed()
+        raise AssertionError("no ProviderError")
+
+    return run(go)
+
+
+@pytest.mark.parametrize("stream_", [False, True])
+def test_an_answer_that_is_not_http_is_garbage(stream_: bool) -> None:
+    error = _raw_server_chat(b"SSH-2.0-OpenSSH_9.6\r\n\r\n", stream_)
+    assert error.kind == "garbage" and error.retryable
+    assert "not valid HTTP" in error.message and "127.0.0.1" in error.message
+
+
+def test_a_body_that_fails_to_decompress_is_garbage() -> None:
+    body = b"this is not gzip"
+    error = _raw_server_chat(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\n"
+        b"content-length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    assert error.kind == "garbage" and "decode" in error.message
+
+
+def test_a_body_cut_short_is_a_connection_error() -> None:
+    error = _raw_server_chat(
+        b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{"
+    )
+    assert error.kind == "connection" and error.status is None
+
+
+def test_a_gzipped_answer_is_decoded() -> None:
+    import gzip
+
+    body = gzip.compress(
+        json.dumps({"choices": [{"message": {"content": "hi"}}], "usage": None}).encode()
+    )
+
+    async def go() -> Any:
+        async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-encoding: gzip"
+                b"\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(serve, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        dep = Deployment("raw", "g", "openai", "m", f"http://127.0.0.1:{port}/v1")
+        provider = OpenAIProvider()
+        try:
+            return await provider.chat(dep, ask("x"), timeout=5)
+        finally:
+            await provider.aclose()
+            server.close()
+            await server.wait_closed()
+
+    completion = run(go)
+    assert completion.body["choices"][0]["message"]["content"] == "hi"
+    assert completion.headers["Content-Encoding"] == "gzip"  # headers: case-insensitive

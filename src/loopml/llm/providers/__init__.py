@@ -2,7 +2,7 @@
 
 ``openai`` (:class:`OpenAIProvider`) serves every OpenAI-compatible API by base URL;
 ``anthropic`` (:class:`AnthropicProvider`) serves Anthropic's Messages API. Each adapter takes
-and gives the gateway's OpenAI-shaped bodies, holds one pooled HTTP client for all the
+and gives the gateway's OpenAI-shaped bodies, holds one pooled aiohttp session for all the
 deployments of its kind, and raises :class:`~loopml.llm.errors.ProviderError` for a failed
 attempt (its ``kind`` says whether to retry, fall back or give up)::
 

@@ -15,13 +15,11 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
-import httpx
 import orjson
 
 from loopml.llm.errors import ProviderError
 from loopml.llm.providers.base import (
     HTTPProvider,
-    error_from_exception,
     error_from_response,
     join_url,
     sse_events,
@@ -72,16 +70,16 @@ class AnthropicProvider(HTTPProvider):
         request = openai_to_anthropic_request(body, deployment.model)
         request.pop("stream", None)
         url = messages_url(deployment.base_url)
-        message, response = await self.post_json(url, request, self.headers(deployment), timeout)
+        message, status, headers = await self.post_json(
+            url, request, self.headers(deployment), timeout
+        )
         if isinstance(message, dict) and message.get("type") == "error":
             error = error_from_response(500, {}, orjson.dumps(message))
-            error.status = response.status_code
+            error.status = status
             raise error
         model = message.get("model") if isinstance(message, dict) else None
         answer = anthropic_to_openai_response(message, model or deployment.model)
-        return Completion(
-            answer, anthropic_usage(message.get("usage")), response.status_code, response.headers
-        )
+        return Completion(answer, anthropic_usage(message.get("usage")), status, headers)
 
     async def embed(self, deployment: Deployment, body: Body, *, timeout: float) -> Completion:
         raise ProviderError(
@@ -100,55 +98,39 @@ class AnthropicProvider(HTTPProvider):
         request["stream"] = True
         url = messages_url(deployment.base_url)
         translator = AnthropicToOpenAIStream(deployment.model, f"chatcmpl-{uuid.uuid4().hex}")
-        sent = [0]  # content chunks yielded (read by sse_events when a read fails)
-        try:
-            async with self.client().stream(
-                "POST",
-                url,
-                content=orjson.dumps(request),
-                headers=self.headers(deployment),
-                timeout=self.timeout(timeout),
-            ) as response:
-                if response.status_code >= 300:
-                    await response.aread()
-                    raise error_from_response(
-                        response.status_code, response.headers, response.content
-                    )
-                received = 0
-                async for event, data in sse_events(response, sent):
-                    if translator.done:
-                        continue  # read to the end: the connection goes back to the pool
-                    received += 1
-                    try:
-                        decoded = orjson.loads(data)
-                    except orjson.JSONDecodeError:
-                        raise ProviderError(
-                            "garbage",
-                            f"a stream event that is not JSON: {data[:200]!r}",
-                            status=200,
-                            tokens_sent=sent[0],
-                        ) from None
-                    try:
-                        chunks = translator.feed(event, decoded)
-                    except ProviderError as exc:
-                        exc.tokens_sent = sent[0]
-                        raise
-                    for chunk in chunks:
-                        yield chunk
-                    sent[0] = translator.output_text_tokens_seen
-                if not translator.done:
-                    if received == 0:
-                        raise ProviderError(
-                            "garbage", "a stream with no events", status=response.status_code
-                        )
+        sent = [0]  # content chunks yielded (tokens_sent of an error)
+        async with self.post_stream(
+            url, request, self.headers(deployment), timeout, sent
+        ) as response:
+            status = response.status
+            received = 0
+            async for event, data in sse_events(response.content.iter_any(), sent, status):
+                if translator.done:
+                    continue  # read to the end: the connection goes back to the pool
+                received += 1
+                try:
+                    decoded = orjson.loads(data)
+                except orjson.JSONDecodeError:
                     raise ProviderError(
-                        "connection",
-                        f"the stream ended before message_stop after {sent[0]} content chunks "
-                        f"({url})",
-                        status=response.status_code,
+                        "garbage",
+                        f"a stream event that is not JSON: {data[:200]!r}",
+                        status=200,
                         tokens_sent=sent[0],
-                    )
-        except httpx.HTTPError as exc:
-            error = error_from_exception(exc, url)
-            error.tokens_sent = sent[0]
-            raise error from exc
+                    ) from None
+                try:
+                    chunks = translator.feed(event, decoded)
+                except ProviderError as exc:
+                    exc.tokens_sent = sent[0]
+                    raise
+                for chunk in chunks:
+                    yield chunk
+                sent[0] = translator.output_text_tokens_seen
+            if not translator.done:
+                if received == 0:
+                    raise ProviderError("garbage", "a stream with no events", status=status)
+                raise ProviderError(
+                    "connection",
+                    f"the stream ended before message_stop after {sent[0]} content chunks ({url})",
+                    status=status,
+                    tokens_sent=sent[0],
+                )

@@ -13,13 +13,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import orjson
 
 from loopml.llm.errors import ProviderError
 from loopml.llm.providers.base import (
     HTTPProvider,
-    error_from_exception,
     error_from_response,
     join_url,
     sse_events,
@@ -56,23 +54,23 @@ class OpenAIProvider(HTTPProvider):
         payload = {k: v for k, v in body.items() if k not in _NOT_FOR_CHAT}
         payload["model"] = deployment.model
         url = join_url(deployment.base_url, "/chat/completions")
-        data, response = await self.post_json(url, payload, self.headers(deployment), timeout)
-        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-            raise _not_an_answer(data, response.status_code, "a chat completion")
-        return Completion(
-            data, openai_usage(data.get("usage")), response.status_code, response.headers
+        data, status, headers = await self.post_json(
+            url, payload, self.headers(deployment), timeout
         )
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise _not_an_answer(data, status, "a chat completion")
+        return Completion(data, openai_usage(data.get("usage")), status, headers)
 
     async def embed(self, deployment: Deployment, body: Body, *, timeout: float) -> Completion:
         payload = dict(body)
         payload["model"] = deployment.model
         url = join_url(deployment.base_url, "/embeddings")
-        data, response = await self.post_json(url, payload, self.headers(deployment), timeout)
-        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise _not_an_answer(data, response.status_code, "an embeddings list")
-        return Completion(
-            data, openai_usage(data.get("usage")), response.status_code, response.headers
+        data, status, headers = await self.post_json(
+            url, payload, self.headers(deployment), timeout
         )
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise _not_an_answer(data, status, "an embeddings list")
+        return Completion(data, openai_usage(data.get("usage")), status, headers)
 
     async def stream(
         self, deployment: Deployment, body: Body, *, timeout: float
@@ -90,57 +88,42 @@ class OpenAIProvider(HTTPProvider):
             else {"include_usage": True}
         )
         url = join_url(deployment.base_url, "/chat/completions")
-        sent = [0]  # content chunks yielded (read by sse_events when a read fails)
-        try:
-            async with self.client().stream(
-                "POST",
-                url,
-                content=orjson.dumps(payload),
-                headers=self.headers(deployment),
-                timeout=self.timeout(timeout),
-            ) as response:
-                if response.status_code >= 300:
-                    await response.aread()
-                    raise error_from_response(
-                        response.status_code, response.headers, response.content
-                    )
-                received = 0
-                done = finished = False
-                async for _event, data in sse_events(response, sent):
-                    if done:
-                        continue  # read to the end: the connection goes back to the pool
-                    received += 1
-                    if data == b"[DONE]":
-                        done = True
-                        continue
-                    chunk = _chunk(data, sent[0])
-                    content = False
-                    for choice in chunk["choices"]:
-                        delta = choice.get("delta") if isinstance(choice, dict) else None
-                        if isinstance(delta, dict) and (
-                            delta.get("content") or delta.get("tool_calls")
-                        ):
-                            content = True
-                        if isinstance(choice, dict) and choice.get("finish_reason"):
-                            finished = True
-                    yield chunk
-                    if content:
-                        sent[0] += 1
-                if not (done or finished):
-                    if received == 0:
-                        raise ProviderError(
-                            "garbage", "a stream with no events", status=response.status_code
-                        )
-                    raise ProviderError(
-                        "connection",
-                        f"the stream ended before [DONE] after {sent[0]} content chunks ({url})",
-                        status=response.status_code,
-                        tokens_sent=sent[0],
-                    )
-        except httpx.HTTPError as exc:
-            error = error_from_exception(exc, url)
-            error.tokens_sent = sent[0]
-            raise error from exc
+        sent = [0]  # content chunks yielded (tokens_sent of an error)
+        async with self.post_stream(
+            url, payload, self.headers(deployment), timeout, sent
+        ) as response:
+            status = response.status
+            received = 0
+            done = finished = False
+            async for _event, data in sse_events(response.content.iter_any(), sent, status):
+                if done:
+                    continue  # read to the end: the connection goes back to the pool
+                received += 1
+                if data == b"[DONE]":
+                    done = True
+                    continue
+                chunk = _chunk(data, sent[0])
+                content = False
+                for choice in chunk["choices"]:
+                    delta = choice.get("delta") if isinstance(choice, dict) else None
+                    if isinstance(delta, dict) and (
+                        delta.get("content") or delta.get("tool_calls")
+                    ):
+                        content = True
+                    if isinstance(choice, dict) and choice.get("finish_reason"):
+                        finished = True
+                yield chunk
+                if content:
+                    sent[0] += 1
+            if not (done or finished):
+                if received == 0:
+                    raise ProviderError("garbage", "a stream with no events", status=status)
+                raise ProviderError(
+                    "connection",
+                    f"the stream ended before [DONE] after {sent[0]} content chunks ({url})",
+                    status=status,
+                    tokens_sent=sent[0],
+                )
 
 
 def _chunk(data: bytes, sent: int) -> Body:
