@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -199,6 +200,24 @@ def test_two_processes_admit_exactly_n_per_minute(
 # -- the limiter ------------------------------------------------------------------------------
 
 
+MakeLimiter = Callable[..., Limiter]
+
+
+@pytest.fixture
+def make_limiter() -> Iterator[MakeLimiter]:
+    """Limiters closed at the end of the test (their background writers stopped before the
+    workspace goes)."""
+    made: list[Limiter] = []
+
+    def make(counters: Counters, **kwargs: Any) -> Limiter:
+        made.append(Limiter(counters, **kwargs))
+        return made[-1]
+
+    yield make
+    for limiter in made:
+        limiter.close()
+
+
 class Clock:
     def __init__(self, at: str) -> None:
         self.now = datetime.fromisoformat(at).timestamp()
@@ -215,9 +234,11 @@ def sql_counters(sqlite_ws: Workspace) -> SqlCounters:
     return SqlCounters(sqlite_ws.db)
 
 
-def test_rpm_names_the_limit_and_says_when_to_retry(sql_counters: SqlCounters) -> None:
+def test_rpm_names_the_limit_and_says_when_to_retry(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
     clock = Clock("2026-03-01T10:00:15+00:00")
-    limiter = Limiter(sql_counters, clock=clock)
+    limiter = make_limiter(sql_counters, clock=clock)
     key = ("key:k_1", Limits(rpm=2))
     team = ("team:growth", Limits(rpm=3))
     for _ in range(2):
@@ -235,9 +256,11 @@ def test_rpm_names_the_limit_and_says_when_to_retry(sql_counters: SqlCounters) -
     limiter.check_request([key, team], estimated_tokens=10, estimated_cost=0.0)
 
 
-def test_tpm_counts_tokens_used_and_the_estimate(sql_counters: SqlCounters) -> None:
+def test_tpm_counts_tokens_used_and_the_estimate(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
     clock = Clock("2026-03-01T10:00:50+00:00")
-    limiter = Limiter(sql_counters, clock=clock)
+    limiter = make_limiter(sql_counters, clock=clock)
     subjects = [("user:ana", Limits(tpm=1000))]
     limiter.check_request(subjects, estimated_tokens=900, estimated_cost=0.0)
     limiter.record(subjects, tokens=800, cost_usd=0.0)
@@ -252,16 +275,20 @@ def test_tpm_counts_tokens_used_and_the_estimate(sql_counters: SqlCounters) -> N
     limiter.check_request(subjects, estimated_tokens=1000, estimated_cost=0.0)
 
 
-def test_a_refused_request_uses_no_rpm(sql_counters: SqlCounters) -> None:
-    limiter = Limiter(sql_counters, clock=Clock("2026-03-01T10:00:00+00:00"))
+def test_a_refused_request_uses_no_rpm(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
+    limiter = make_limiter(sql_counters, clock=Clock("2026-03-01T10:00:00+00:00"))
     subjects = [("key:k_1", Limits(rpm=1, budget=Budget(1.0, "day")))]
     with pytest.raises(BudgetExceeded):
         limiter.check_request(subjects, estimated_tokens=1, estimated_cost=2.0)
     limiter.check_request(subjects, estimated_tokens=1, estimated_cost=0.5)  # the one request
 
 
-def test_budget_says_which_and_what_is_left(sql_counters: SqlCounters) -> None:
-    limiter = Limiter(sql_counters, clock=Clock("2026-01-31T23:59:00+00:00"))
+def test_budget_says_which_and_what_is_left(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
+    limiter = make_limiter(sql_counters, clock=Clock("2026-01-31T23:59:00+00:00"))
     team = ("team:growth", Limits(budget=Budget(50.0, "month")))
     limiter.record([team], tokens=100, cost_usd=49.88)
     with pytest.raises(BudgetExceeded) as info:
@@ -273,9 +300,11 @@ def test_budget_says_which_and_what_is_left(sql_counters: SqlCounters) -> None:
     limiter.check_request([team], estimated_tokens=100, estimated_cost=0.12)
 
 
-def test_budgets_start_again_each_period(sql_counters: SqlCounters) -> None:
+def test_budgets_start_again_each_period(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
     clock = Clock("2026-01-31T23:59:59+00:00")
-    limiter = Limiter(sql_counters, clock=clock)
+    limiter = make_limiter(sql_counters, clock=clock)
     month = ("team:growth", Limits(budget=Budget(10.0, "month")))
     day = ("key:k_1", Limits(budget=Budget(1.0, "day")))
     limiter.record([month, day], tokens=0, cost_usd=1.0)
@@ -290,16 +319,19 @@ def test_budgets_start_again_each_period(sql_counters: SqlCounters) -> None:
     assert limiter.remaining("key:k_1", day[1])["budget"]["spent_usd"] == pytest.approx(0.5)
 
 
-def test_max_request_cost(sql_counters: SqlCounters) -> None:
-    limiter = Limiter(sql_counters)
+def test_max_request_cost(sql_counters: SqlCounters, make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter(sql_counters)
     subjects = [("key:k_1", Limits(max_request_cost_usd=0.10))]
     limiter.check_request(subjects, estimated_tokens=10, estimated_cost=0.10)
     with pytest.raises(BudgetExceeded, match="more than key k_1's limit of \\$0.10 a request"):
         limiter.check_request(subjects, estimated_tokens=10, estimated_cost=0.25)
 
 
-def test_record_reports_each_threshold_crossing_once(sql_counters: SqlCounters) -> None:
-    limiter = Limiter(sql_counters, clock=Clock("2026-03-05T08:00:00+00:00"))
+def test_record_reports_each_threshold_crossing_once(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
+    # flush_interval=0: every record is written at once and reports its own crossings.
+    limiter = make_limiter(sql_counters, clock=Clock("2026-03-05T08:00:00+00:00"), flush_interval=0)
     budget = Budget(10.0, "day")
     key = ("key:k_1", Limits(budget=budget))
     free = ("user:ana", Limits(rpm=100))  # no budget: never reported
@@ -311,13 +343,13 @@ def test_record_reports_each_threshold_crossing_once(sql_counters: SqlCounters) 
             (pytest.approx(b), pytest.approx(a)) for b, a in expected
         ]
     assert limiter.record([key], tokens=10, cost_usd=1.0) == []  # past 100%: nothing new
-    custom = Limiter(sql_counters, clock=limiter.clock, thresholds=[0.25])
+    custom = make_limiter(sql_counters, clock=limiter.clock, thresholds=[0.25], flush_interval=0)
     other = ("team:t", Limits(budget=Budget(4.0, "day")))
     assert [s for s, *_ in custom.record([other], tokens=0, cost_usd=1.0)] == ["team:t"]
 
 
-def test_remaining(sql_counters: SqlCounters) -> None:
-    limiter = Limiter(sql_counters, clock=Clock("2026-03-05T08:00:30+00:00"))
+def test_remaining(sql_counters: SqlCounters, make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter(sql_counters, clock=Clock("2026-03-05T08:00:30+00:00"))
     limits = Limits(rpm=10, tpm=1000, budget=Budget(5.0, "month"), max_request_cost_usd=1.0)
     subjects = [("key:k_1", limits)]
     limiter.check_request(subjects, estimated_tokens=10, estimated_cost=0.1)
@@ -365,8 +397,8 @@ def test_open_counters_redis_keeps_its_prefix(sqlite_ws: Workspace) -> None:
         counters.close()
 
 
-def test_long_end_user_ids_get_their_own_counters(ws: Workspace) -> None:
-    limiter = Limiter(SqlCounters(ws.db), clock=Clock("2026-03-05T08:00:00+00:00"))
+def test_long_end_user_ids_get_their_own_counters(ws: Workspace, make_limiter: MakeLimiter) -> None:
+    limiter = make_limiter(SqlCounters(ws.db), clock=Clock("2026-03-05T08:00:00+00:00"))
     one, two = "user:" + "a" * 300 + "1", "user:" + "a" * 300 + "2"
     limits = Limits(rpm=1, tpm=100, budget=Budget(1.0, "day"))
     for subject in (one, two):
@@ -390,8 +422,10 @@ def test_a_redis_that_is_gone_is_one_clear_error() -> None:
         counters.close()
 
 
-def test_budget_left_names_the_tightest_budget(sql_counters: SqlCounters) -> None:
-    limiter = Limiter(sql_counters, clock=Clock("2026-03-05T08:00:00+00:00"))
+def test_budget_left_names_the_tightest_budget(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
+    limiter = make_limiter(sql_counters, clock=Clock("2026-03-05T08:00:00+00:00"))
     key = ("key:k_1", Limits(budget=Budget(1.0, "day")))
     team = ("team:growth", Limits(budget=Budget(50.0, "month")))
     assert limiter.budget_left([("user:ana", Limits(rpm=5))]) is None

@@ -8,19 +8,45 @@ requests per minute admits N in total however many replicas run.
 Counters are fixed windows: a scope (``"key:k_1:rpm"``, ``"team:growth:usd:month"``) and a
 bucket (the start of its minute, UTC day or UTC month, epoch ms). :class:`Limiter` is what
 the gateway calls: :meth:`Limiter.check_request` before dispatch, :meth:`Limiter.record`
-after the answer.
+after the answer, :meth:`Limiter.close` on shutdown.
 
-    limiter = Limiter(open_counters(ws, ""))
+    limiter = Limiter(open_counters(ws, ""), on_crossing=emit_event)
     limiter.check_request([("key:k_1", key.limits)], estimated_tokens=900, estimated_cost=0.01)
     crossed = limiter.record([("key:k_1", key.limits)], tokens=850, cost_usd=0.0093)
+    limiter.close()  # writes what is still booked
+
+The store is not touched on every request, and the limits stay exact across replicas:
+
+- **Requests per minute** are taken from the shared counter in leases — blocks of
+  ``max(1, min(64, (limit - used) // 16))`` slots, sized inside the atomic step from the
+  count found — and admitted locally from the block: one store write per lease. Every
+  admission uses a slot taken atomically from the shared counter, so N per minute admits at
+  most N across all replicas; near the limit leases are 1 slot, so another replica still
+  gets the last ones. The cost: slots leased by a replica that then gets no more traffic
+  that minute are lost — at most ~1/16 of what was left at the lease, none once fewer than
+  32 are left. Leases belong to one minute and die with it.
+- **Budgets and tokens per minute** are read from the store at most every ``read_ttl``
+  seconds (default 1.0) per counter and process; between reads a process adds what it
+  booked itself, so it sees its own spend at once and other replicas' within ``read_ttl``
+  (a burst of replicas may together overshoot a budget by what they admit in that time).
+- **Bookings** (:meth:`Limiter.record`) are written in batches, one transaction every
+  ``flush_interval`` seconds (default 0.25) and on :meth:`Limiter.flush`/``close``; a
+  process killed outright loses at most that interval's bookings. Budget alerts are
+  computed from the totals the store returns for each batch, so each threshold crossing is
+  still reported by exactly one replica.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
 import hashlib
+import logging
 import math
+import threading
 import time
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
@@ -28,7 +54,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import delete
 
-from loopml.exceptions import InvalidConfig, StoreUnavailable, missing_dependency
+from loopml.exceptions import InvalidConfig, InvalidInput, StoreUnavailable, missing_dependency
 from loopml.llm.config import Budget, Limits
 from loopml.llm.errors import BudgetExceeded, RateLimited
 from loopml.llm.tables import llm_counters
@@ -39,6 +65,8 @@ if TYPE_CHECKING:
 
     from loopml.store.db import Database
     from loopml.workspace import Workspace
+
+log = logging.getLogger(__name__)
 
 TABLE = llm_counters.name
 #: The longest subject kept whole in a scope (the column holds 290 characters).
@@ -52,6 +80,21 @@ PERIOD_TTL_MS = {"day": 2 * DAY_MS, "month": 62 * DAY_MS}
 #: SqlCounters deletes expired rows at most this often (ms), per process.
 SWEEP_EVERY_MS = 60_000
 DEFAULT_THRESHOLDS = (0.5, 0.8, 1.0)
+#: A lease takes at most this many request slots at once, and at most 1/LEASE_SHARE of what
+#: is left of the limit (see :func:`lease_size`).
+LEASE_MOST = 64
+LEASE_SHARE = 16
+
+
+def lease_size(limit: int, used: int) -> int:
+    """How many request slots a replica takes from a counter at ``used`` of ``limit``:
+    ``max(1, min(64, (limit - used) // 16))`` — blocks of up to 64 far from the limit, 1
+    slot each once fewer than 32 are left, so the last slots go to whichever replica asks.
+
+    >>> lease_size(10_000, 0), lease_size(600, 0), lease_size(600, 590)
+    (64, 37, 1)
+    """
+    return max(1, min(LEASE_MOST, (limit - used) // LEASE_SHARE))
 
 
 class Counters(Protocol):
@@ -64,9 +107,23 @@ class Counters(Protocol):
         the order given) that is at its limit."""
         ...
 
+    def lease(
+        self, scopes: Sequence[tuple[str, int]], bucket_ms: int, ttl_ms: int
+    ) -> tuple[str | None, list[int]]:
+        """Atomically: when every ``(scope, limit)`` has count + 1 <= limit in ``bucket_ms``,
+        take a block of slots from each — :func:`lease_size` of the count found, at most
+        what is left — and return ``(None, [slots taken, in order])``; else change nothing
+        and return ``(first scope at its limit, [])``."""
+        ...
+
     def add(self, items: Sequence[tuple[str, float]], bucket_ms: int, ttl_ms: int) -> list[float]:
         """Add each amount to its scope's count in ``bucket_ms`` (atomically per scope);
         returns the counts after, in order (what a budget alert compares with its lines)."""
+        ...
+
+    def add_batch(self, items: Sequence[tuple[str, int, float, int]]) -> list[float]:
+        """Add ``(scope, bucket_ms, amount, ttl_ms)`` items in one transaction (one round
+        trip); returns the counts after, in order."""
         ...
 
     def get(self, scopes: Sequence[str], bucket_ms: int) -> list[float]:
@@ -109,6 +166,10 @@ class SqlCounters:
         self._next_sweep = 0
         self._mark = "?" if db.dialect == "sqlite" else "%s"  # the driver's placeholder
         self._upserts: dict[int, str] = {}
+        self._bump = (
+            f"UPDATE {TABLE} SET value = value + {self._mark} "
+            f"WHERE scope = {self._mark} AND bucket = {self._mark}"
+        )
 
     def admit(self, scopes: Sequence[tuple[str, int]], bucket_ms: int, ttl_ms: int) -> str | None:
         if not scopes:
@@ -129,6 +190,37 @@ class SqlCounters:
             return over.scope
         return None
 
+    def lease(
+        self, scopes: Sequence[tuple[str, int]], bucket_ms: int, ttl_ms: int
+    ) -> tuple[str | None, list[int]]:
+        if not scopes:
+            return None, []
+        limits = dict(scopes)
+        expires = now_ms() + ttl_ms
+
+        def tx(conn: Connection) -> dict[str, int]:
+            # One slot each first: the upsert locks the rows (PostgreSQL) and returns the
+            # counts, from which the rest of each block is sized inside the same transaction.
+            counts = self._upsert(conn, [(s, 1.0) for s, _ in scopes], bucket_ms, expires)
+            for scope, _ in scopes:
+                if counts[scope] > limits[scope]:
+                    raise _Over(scope)
+            taken: dict[str, int] = {}
+            for scope, limit in limits.items():
+                used = int(counts[scope]) - 1
+                size = min(lease_size(limit, used), limit - used)
+                taken[scope] = size
+                if size > 1:
+                    conn.exec_driver_sql(self._bump, (float(size - 1), scope, bucket_ms))
+            self._maybe_sweep(conn)
+            return taken
+
+        try:
+            taken = self.db.transact(tx)
+        except _Over as over:
+            return over.scope, []
+        return None, [taken[scope] for scope, _ in scopes]
+
     def add(self, items: Sequence[tuple[str, float]], bucket_ms: int, ttl_ms: int) -> list[float]:
         if not items:
             return []
@@ -139,6 +231,19 @@ class SqlCounters:
 
         counts = self.db.transact(tx)
         return [counts[scope] for scope, _ in items]
+
+    def add_batch(self, items: Sequence[tuple[str, int, float, int]]) -> list[float]:
+        if not items:
+            return []
+        now = now_ms()
+
+        def tx(conn: Connection) -> dict[tuple[str, int], float]:
+            return self._upsert_rows(
+                conn, [(scope, bucket, amount, now + ttl) for scope, bucket, amount, ttl in items]
+            )
+
+        counts = self.db.transact(tx)
+        return [counts[(scope, bucket)] for scope, bucket, _, _ in items]
 
     def get(self, scopes: Sequence[str], bucket_ms: int) -> list[float]:
         if not scopes:
@@ -177,15 +282,27 @@ class SqlCounters:
         bucket_ms: int,
         expires: int,
     ) -> dict[str, float]:
+        counts = self._upsert_rows(
+            conn, [(scope, bucket_ms, amount, expires) for scope, amount in items]
+        )
+        return {scope: value for (scope, _), value in counts.items()}
+
+    def _upsert_rows(
+        self, conn: Connection, rows: Sequence[tuple[str, int, float, int]]
+    ) -> dict[tuple[str, int], float]:
+        """Add ``(scope, bucket, amount, expires_at)`` rows; the counts after by (scope,
+        bucket)."""
         # Merge repeats and take the rows in one order in every process (no deadlocks).
-        amounts: dict[str, float] = {}
-        for scope, amount in items:
-            amounts[scope] = amounts.get(scope, 0.0) + float(amount)
+        amounts: dict[tuple[str, int], list[float]] = {}
+        for scope, bucket, amount, expires in rows:
+            merged = amounts.setdefault((scope, int(bucket)), [0.0, float(expires)])
+            merged[0] += float(amount)
+            merged[1] = max(merged[1], float(expires))
         params: list[Any] = []
-        for scope in sorted(amounts):
-            params += (scope, bucket_ms, amounts[scope], expires)
+        for (scope, bucket), (total, latest) in sorted(amounts.items()):
+            params += (scope, bucket, total, int(latest))
         # Plain SQL, written once per row count: SQLAlchemy would compile a multi-row
-        # upsert on every call (~1 ms), and this runs on every request.
+        # upsert on every call (~1 ms).
         sql = self._upserts.get(len(amounts))
         if sql is None:
             row = "(" + ", ".join([self._mark] * 4) + ")"
@@ -194,10 +311,10 @@ class SqlCounters:
                 + ", ".join([row] * len(amounts))
                 + " ON CONFLICT (scope, bucket) DO UPDATE SET "
                 f"value = {TABLE}.value + excluded.value, expires_at = excluded.expires_at "
-                "RETURNING scope, value"
+                "RETURNING scope, bucket, value"
             )
         result = conn.exec_driver_sql(sql, tuple(params))
-        return {scope: float(value) for scope, value in result}
+        return {(scope, int(bucket)): float(value) for scope, bucket, value in result}
 
     def _maybe_sweep(self, conn: Connection) -> None:
         now = now_ms()
@@ -223,6 +340,29 @@ for i, key in ipairs(KEYS) do
   redis.call('PEXPIRE', key, ARGV[1])
 end
 return 0
+"""
+
+
+# KEYS: the counters; ARGV[1]: ttl (ms), ARGV[2..]: their limits. Returns {i} (the 1-based
+# index of the first counter at its limit; nothing changed), or {0, slots taken per counter}.
+_LEASE = """
+local counts = {}
+for i, key in ipairs(KEYS) do
+  local count = tonumber(redis.call('GET', key) or '0')
+  if count + 1 > tonumber(ARGV[i + 1]) then
+    return {i}
+  end
+  counts[i] = count
+end
+local out = {0}
+for i, key in ipairs(KEYS) do
+  local left = tonumber(ARGV[i + 1]) - counts[i]
+  local size = math.min(math.max(1, math.min(%(most)d, math.floor(left / %(share)d))), left)
+  redis.call('INCRBYFLOAT', key, size)
+  redis.call('PEXPIRE', key, ARGV[1])
+  out[i + 1] = size
+end
+return out
 """
 
 
@@ -255,6 +395,9 @@ class RedisCounters:
         netloc = f"{host}:{parts.port}" if parts.port else host
         self._safe_url = urlunsplit(parts._replace(netloc=netloc, query=""))  # no password
         self._admit = self.client.register_script(_ADMIT)
+        self._lease = self.client.register_script(
+            _LEASE % {"most": LEASE_MOST, "share": LEASE_SHARE}
+        )
 
     @contextlib.contextmanager
     def _unavailable(self) -> Iterator[None]:
@@ -278,11 +421,26 @@ class RedisCounters:
             at = int(self._admit(keys=keys, args=[ttl_ms, *(limit for _, limit in scopes)]))
         return None if at == 0 else scopes[at - 1][0]
 
+    def lease(
+        self, scopes: Sequence[tuple[str, int]], bucket_ms: int, ttl_ms: int
+    ) -> tuple[str | None, list[int]]:
+        if not scopes:
+            return None, []
+        keys = [self._key(scope, bucket_ms) for scope, _ in scopes]
+        with self._unavailable():
+            out = self._lease(keys=keys, args=[ttl_ms, *(limit for _, limit in scopes)])
+        if int(out[0]) != 0:
+            return scopes[int(out[0]) - 1][0], []
+        return None, [int(size) for size in out[1:]]
+
     def add(self, items: Sequence[tuple[str, float]], bucket_ms: int, ttl_ms: int) -> list[float]:
+        return self.add_batch([(scope, bucket_ms, amount, ttl_ms) for scope, amount in items])
+
+    def add_batch(self, items: Sequence[tuple[str, int, float, int]]) -> list[float]:
         if not items:
             return []
         pipe = self.client.pipeline(transaction=True)
-        for scope, amount in items:
+        for scope, bucket_ms, amount, ttl_ms in items:
             key = self._key(scope, bucket_ms)
             pipe.incrbyfloat(key, float(amount))
             pipe.pexpire(key, ttl_ms)
@@ -360,9 +518,59 @@ def usd(amount: float) -> str:
     return f"${amount:,.2f}"
 
 
+#: One reported budget threshold crossing: ``(subject, budget, spent_before, spent_after)``.
+Crossing = tuple[str, Budget, float, float]
+
+
+class _Tally:
+    """What this process knows of one counter (a scope in a bucket): the store's value as
+    last read (``value``, at ``read_at`` on the limiter's clock, when this process had
+    ``base`` committed), and what this process has added (``added``) and committed."""
+
+    __slots__ = ("added", "base", "committed", "read_at", "reading", "value")
+
+    def __init__(self) -> None:
+        self.added = 0.0
+        self.committed = 0.0
+        self.value = 0.0
+        self.base = 0.0
+        self.read_at: float | None = None
+        self.reading = 0
+
+    def view(self) -> float:
+        # The store's count as read, plus everything booked here that the read may not
+        # have seen (pending, being written, or committed after the read began).
+        return self.value + self.added - self.base
+
+
 class Limiter:
     """Checks a request against the rate limits and budgets of its key, team and end user,
-    and books what it used. ``clock`` (epoch seconds) is injectable for tests."""
+    and books what it used, doing as little store I/O per request as stays exact.
+
+    **Requests per minute: leases.** A replica takes request slots from the shared counter
+    in blocks (:func:`lease_size`: up to 64, at most 1/16 of what is left, 1 once fewer
+    than 32 remain) and admits locally from its block: one store write per block, not per
+    request. Every admission uses a slot taken atomically from the shared counter, so all
+    replicas together never admit more than the limit. Slots a replica leased and then had
+    no traffic for are lost to the minute — at most ~1/16 of what was left when it leased,
+    and none once fewer than 32 are left; leases belong to one minute and die with it.
+
+    **Budgets and tokens per minute: cached reads.** The spend and token counts read from
+    the store are reused for up to ``read_ttl`` seconds (on ``clock``), plus whatever this
+    process booked since (kept locally, written or not): a replica sees its own spend at
+    once and other replicas' within ``read_ttl``. A batch being written while the read ran
+    may be counted twice until the next read — the safe direction.
+
+    **Bookings: batched.** :meth:`record` adds to an in-memory batch; the batch is written
+    in one transaction at most every ``flush_interval`` seconds (``0``: at every record) —
+    by the :meth:`record` that finds it due, by a background thread when no record comes,
+    and by :meth:`flush`/:meth:`close` (and at interpreter exit, as a last resort). Budget
+    threshold crossings are computed from the totals the store returns for each batch
+    (before = after - the batch's amount), so each is reported once across replicas: by
+    the call that flushed it (:meth:`record`, :meth:`flush`, :meth:`close` return them), or,
+    for a batch the background thread wrote, to ``on_crossing(crossing)`` — without one,
+    the next :meth:`record`/:meth:`flush`/:meth:`close` returns them.
+    """
 
     def __init__(
         self,
@@ -370,11 +578,42 @@ class Limiter:
         *,
         clock: Callable[[], float] = time.time,
         thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+        read_ttl: float = 1.0,
+        flush_interval: float = 0.25,
+        on_crossing: Callable[[Crossing], None] | None = None,
     ) -> None:
+        if not read_ttl >= 0:
+            raise InvalidInput(f"Limiter read_ttl must be 0 or more seconds, got {read_ttl!r}.")
+        if not flush_interval >= 0:
+            raise InvalidInput(
+                f"Limiter flush_interval must be 0 or more seconds, got {flush_interval!r}."
+            )
         self.counters = counters
         self.clock = clock
         #: Fractions of a budget whose crossing :meth:`record` reports.
         self.thresholds = tuple(sorted(thresholds))
+        self.read_ttl = read_ttl
+        self.flush_interval = flush_interval
+        self.on_crossing = on_crossing
+        self._lock = threading.Lock()
+        self._flush_lock = threading.Lock()
+        self._leases: dict[tuple[str, int], int] = {}  # (rpm scope, minute) -> slots left
+        self._lease_minute = 0
+        self._tallies: dict[tuple[str, int], _Tally] = {}
+        self._pending: dict[tuple[str, int], list[float]] = {}  # key -> [amount, ttl_ms]
+        self._writing: dict[tuple[str, int], float] = {}  # the batch being written
+        self._budgets: dict[tuple[str, int], tuple[str, Budget]] = {}  # spend key -> budget
+        self._unclaimed: list[Crossing] = []
+        self._last_flush = -math.inf
+        self._next_prune = 0.0
+        self._periods: dict[tuple[str, int], int] = {}  # (period, UTC day) -> its start
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._at_exit: Callable[[], None] | None = None
+        self._closed = False
+
+    # -- before dispatch ------------------------------------------------------------------
 
     def check_request(
         self,
@@ -388,10 +627,37 @@ class Limiter:
         (:class:`BudgetExceeded`, 402: this period's spend + ``estimated_cost`` over the
         budget), then tokens per minute (tokens used this minute + ``estimated_tokens``) and
         requests per minute (:class:`RateLimited`, 429, with ``retry_after``: the seconds to
-        the next minute). A refused request is counted nowhere."""
+        the next minute). A refused request is counted nowhere. Usually answered from this
+        process's leases and cached reads; goes to the store when a lease is used up or a
+        read is older than ``read_ttl``."""
+        self._check(subjects, estimated_tokens, estimated_cost, wait=True)
+
+    def try_check_request(
+        self,
+        subjects: Sequence[tuple[str, Limits]],
+        *,
+        estimated_tokens: int,
+        estimated_cost: float,
+    ) -> bool:
+        """:meth:`check_request` without ever waiting on the store (safe on an event loop):
+        True when admitted, a refusal raised as there, and False — nothing counted — when
+        the answer needs the store; then call :meth:`check_request` (in a thread)."""
+        return self._check(subjects, estimated_tokens, estimated_cost, wait=False)
+
+    def _check(
+        self,
+        subjects: Sequence[tuple[str, Limits]],
+        estimated_tokens: int,
+        estimated_cost: float,
+        *,
+        wait: bool,
+    ) -> bool:
         if not subjects:
-            return
+            return True
         now = self.clock()
+        budgeted: list[tuple[str, Budget]] = []
+        tpm: list[tuple[str, int]] = []
+        rpm: list[tuple[str, int]] = []
         for subject, limits in subjects:
             cap = limits.max_request_cost_usd
             if cap is not None and estimated_cost > cap:
@@ -401,17 +667,26 @@ class Limiter:
                     "or shorten the prompt.",
                     subject=subject,
                 )
-        minute = minute_start(now)
-        retry_after = max(0.001, (minute + MINUTE_MS) / 1000 - now)
-        budgeted = [(s, lim.budget) for s, lim in subjects if lim.budget is not None]
-        tpm = [(s, lim.tpm) for s, lim in subjects if lim.tpm is not None]
+            if limits.budget is not None:
+                budgeted.append((subject, limits.budget))
+            if limits.tpm is not None:
+                tpm.append((subject, limits.tpm))
+            if limits.rpm is not None:
+                rpm.append((subject, limits.rpm))
+        minute = int(now // 60) * MINUTE_MS
         if budgeted or tpm:
-            counts = self.counters.read(
-                [(_spend_scope(s, b.period), period_start(b.period, now)) for s, b in budgeted]
-                + [(scope_name(s, "tpm"), minute) for s, _ in tpm]
+            counts = self._view(
+                [
+                    (_spend_scope(s, b.period), self._period_start(b.period, now))
+                    for s, b in budgeted
+                ]
+                + [(scope_name(s, "tpm"), minute) for s, _ in tpm],
+                now,
+                wait=wait,
             )
-            spent_by, used = counts[: len(budgeted)], counts[len(budgeted) :]
-            for (subject, budget), spent in zip(budgeted, spent_by, strict=True):
+            if counts is None:
+                return False
+            for (subject, budget), spent in zip(budgeted, counts, strict=False):
                 if spent + estimated_cost > budget.amount_usd:
                     left = max(0.0, budget.amount_usd - spent)
                     raise BudgetExceeded(
@@ -422,7 +697,7 @@ class Limiter:
                         budget_usd=budget.amount_usd,
                         spent_usd=spent,
                     )
-            for (subject, limit), tokens in zip(tpm, used, strict=True):
+            for (subject, limit), tokens in zip(tpm, counts[len(budgeted) :], strict=True):
                 if tokens + estimated_tokens > limit:
                     hint = (
                         "this request alone is over it; lower max_tokens or shorten the prompt"
@@ -432,67 +707,292 @@ class Limiter:
                     raise RateLimited(
                         f"{describe(subject)} allows {limit:,} tokens per minute and this "
                         f"request may use up to {estimated_tokens:,}: {hint}.",
-                        retry_after=retry_after,
+                        retry_after=max(0.001, (minute + MINUTE_MS) / 1000 - now),
                         subject=subject,
                     )
-        rpm = [(s, lim.rpm) for s, lim in subjects if lim.rpm is not None]
         if rpm:
-            scopes = {scope_name(s, "rpm"): (s, limit) for s, limit in rpm}
-            over = self.counters.admit(
-                [(scope, limit) for scope, (_, limit) in scopes.items()], minute, MINUTE_TTL_MS
-            )
+            return self._take_slot(rpm, minute, now, wait=wait)
+        return True
+
+    def _take_slot(
+        self, rpm: list[tuple[str, int]], minute: int, now: float, *, wait: bool
+    ) -> bool:
+        """Use one leased slot of every rpm scope, leasing more from the store as needed."""
+        scopes = {scope_name(s, "rpm"): (s, limit) for s, limit in rpm}
+        leases = self._leases
+        while True:
+            with self._lock:
+                if minute != self._lease_minute:  # leases die with their minute
+                    self._leases = leases = {k: n for k, n in leases.items() if k[1] >= minute}
+                    self._lease_minute = max(minute, self._lease_minute)
+                needed = [
+                    (scope, limit)
+                    for scope, (_, limit) in scopes.items()
+                    if leases.get((scope, minute), 0) <= 0
+                ]
+                if not needed:
+                    for scope in scopes:
+                        leases[(scope, minute)] -= 1
+                    return True
+            if not wait:
+                return False
+            over, taken = self.counters.lease(needed, minute, MINUTE_TTL_MS)
             if over is not None:
                 subject, limit = scopes[over]
+                retry_after = max(0.001, (minute + MINUTE_MS) / 1000 - now)
                 raise RateLimited(
-                    f"{describe(subject)} allows {limit:,} request{'' if limit == 1 else 's'} per minute; retry in "
-                    f"{math.ceil(retry_after)} s.",
+                    f"{describe(subject)} allows {limit:,} request{'' if limit == 1 else 's'} "
+                    f"per minute; retry in {math.ceil(retry_after)} s.",
                     retry_after=retry_after,
                     subject=subject,
                 )
+            with self._lock:
+                leases = self._leases
+                for (scope, _), size in zip(needed, taken, strict=True):
+                    leases[(scope, minute)] = leases.get((scope, minute), 0) + size
+            # Loop: another thread may have used the new slots meanwhile; then lease again.
+
+    def _view(self, keys: list[tuple[str, int]], now: float, *, wait: bool) -> list[float] | None:
+        """The counts of ``(scope, bucket)`` keys as this process sees them (see the class);
+        reads the stale ones from the store in one round trip, or None (``wait=False``)."""
+        with self._lock:
+            tallies = self._tallies
+            stale: list[tuple[tuple[str, int], _Tally, float]] = []
+            for key in keys:
+                tally = tallies.get(key)
+                if tally is None:
+                    tally = tallies[key] = _Tally()
+                if tally.read_at is None or not 0 <= now - tally.read_at < self.read_ttl:
+                    stale.append((key, tally, tally.committed))
+            if not stale:
+                return [tallies[key].view() for key in keys]
+            if not wait:
+                return None
+            for _, tally, _ in stale:
+                tally.reading += 1
+        try:
+            values = self.counters.read([key for key, _, _ in stale])
+        finally:
+            with self._lock:
+                for _, tally, _ in stale:
+                    tally.reading -= 1
+        with self._lock:
+            for (key, tally, base), value in zip(stale, values, strict=True):
+                if tally.read_at is None or tally.read_at <= now:
+                    tally.value, tally.base, tally.read_at = value, base, now
+                self._tallies.setdefault(key, tally)
+            out = [self._tallies[key].view() for key in keys]
+            self._maybe_prune()
+        return out
+
+    def _period_start(self, period: str, now: float) -> int:
+        day = int(now // 86_400)
+        start = self._periods.get((period, day))
+        if start is None:
+            if len(self._periods) > 16:
+                self._periods.clear()
+            start = self._periods[(period, day)] = period_start(period, now)
+        return start
+
+    # -- after the answer -----------------------------------------------------------------
 
     def record(
         self, subjects: Sequence[tuple[str, Limits]], *, tokens: int, cost_usd: float
-    ) -> list[tuple[str, Budget, float, float]]:
+    ) -> list[Crossing]:
         """Book a finished request: its tokens in this minute (subjects with a ``tpm``) and
-        its cost in this budget period (subjects with a budget). Returns the budgets whose
-        threshold lines (:attr:`thresholds`, fractions of the budget) this request crossed, as
-        ``(subject, budget, spent_before, spent_after)``; the counts come from the shared
-        store, so each crossing is reported by exactly one replica."""
+        its cost in this budget period (subjects with a budget). They count in this
+        process's checks at once and are written to the shared store in a batch (see the
+        class). Returns the budget threshold crossings (lines at :attr:`thresholds`,
+        fractions of the budget) of the batch this call wrote, if it wrote one, and any the
+        background writer found with no ``on_crossing`` to take them; else []. Each is
+        ``(subject, budget, spent_before, spent_after)`` and is reported by exactly one
+        replica. A store that fails keeps the batch for the next write (logged)."""
         now = self.clock()
-        tpm = [(scope_name(s, "tpm"), float(tokens)) for s, lim in subjects if lim.tpm is not None]
-        if tpm and tokens > 0:
-            self.counters.add(tpm, minute_start(now), MINUTE_TTL_MS)
-        crossed: list[tuple[str, Budget, float, float]] = []
-        if cost_usd <= 0:
-            return crossed
-        by_period: dict[str, list[tuple[str, Budget]]] = {}
-        for subject, limits in subjects:
-            if limits.budget is not None:
-                by_period.setdefault(limits.budget.period, []).append((subject, limits.budget))
-        for period, items in by_period.items():
-            after = self.counters.add(
-                [(_spend_scope(s, period), cost_usd) for s, _ in items],
-                period_start(period, now),
-                PERIOD_TTL_MS[period],
-            )
-            for (subject, budget), spent in zip(items, after, strict=True):
-                before = spent - cost_usd
-                lines = (budget.amount_usd * t for t in self.thresholds)
-                if any(before < line <= spent for line in lines):
-                    crossed.append((subject, budget, before, spent))
-        return crossed
+        items: list[tuple[tuple[str, int], float, int]] = []
+        if tokens > 0:
+            minute = int(now // 60) * MINUTE_MS
+            for subject, limits in subjects:
+                if limits.tpm is not None:
+                    items.append(
+                        ((scope_name(subject, "tpm"), minute), float(tokens), MINUTE_TTL_MS)
+                    )
+        budgets: list[tuple[tuple[str, int], str, Budget]] = []
+        if cost_usd > 0:
+            for subject, limits in subjects:
+                budget = limits.budget
+                if budget is not None:
+                    key = (
+                        _spend_scope(subject, budget.period),
+                        self._period_start(budget.period, now),
+                    )
+                    items.append((key, float(cost_usd), PERIOD_TTL_MS[budget.period]))
+                    budgets.append((key, subject, budget))
+        with self._lock:
+            for key, amount, ttl in items:
+                pending = self._pending.get(key)
+                if pending is None:
+                    self._pending[key] = [amount, ttl]
+                else:
+                    pending[0] += amount
+                tally = self._tallies.get(key)
+                if tally is None:
+                    tally = self._tallies[key] = _Tally()
+                tally.added += amount
+            for key, subject, budget in budgets:
+                self._budgets[key] = (subject, budget)
+            due = time.monotonic() - self._last_flush >= self.flush_interval
+            unclaimed, self._unclaimed = self._unclaimed, []
+        if not items:
+            return unclaimed
+        if due:
+            try:
+                return unclaimed + self._flush()
+            except Exception:
+                log.warning(
+                    "Could not write the gateway's limit counters; will retry", exc_info=True
+                )
+                self._start_writer()
+                return unclaimed
+        self._start_writer()
+        return unclaimed
+
+    def flush(self) -> list[Crossing]:
+        """Write what is booked and not yet written now, in one transaction; returns its
+        threshold crossings (and any the background writer kept for a caller). On a store
+        error the batch is kept for the next write and the error raised."""
+        with self._lock:
+            unclaimed, self._unclaimed = self._unclaimed, []
+        try:
+            return unclaimed + self._flush()
+        except Exception:
+            with self._lock:
+                self._unclaimed[:0] = unclaimed
+            raise
+
+    def _flush(self) -> list[Crossing]:
+        with self._flush_lock:
+            with self._lock:
+                batch, self._pending = self._pending, {}
+                self._last_flush = time.monotonic()
+                if not batch:
+                    return []
+                self._writing = {key: amount for key, (amount, _) in batch.items()}
+            rows = [
+                (scope, bucket, amount, int(ttl))
+                for (scope, bucket), (amount, ttl) in batch.items()
+            ]
+            try:
+                totals = self.counters.add_batch(rows)
+            except BaseException:
+                with self._lock:
+                    self._writing = {}
+                    for key, (amount, ttl) in batch.items():  # back in line for the next write
+                        pending = self._pending.get(key)
+                        if pending is None:
+                            self._pending[key] = [amount, ttl]
+                        else:
+                            pending[0] += amount
+                raise
+            crossings: list[Crossing] = []
+            with self._lock:
+                self._writing = {}
+                for (scope, bucket, amount, _), total in zip(rows, totals, strict=True):
+                    key = (scope, bucket)
+                    tally = self._tallies.get(key)
+                    if tally is not None:
+                        tally.committed += amount
+                    known = self._budgets.get(key)
+                    if known is None:
+                        continue
+                    subject, budget = known
+                    before = total - amount
+                    if any(before < budget.amount_usd * t <= total for t in self.thresholds):
+                        crossings.append((subject, budget, before, total))
+                self._maybe_prune()
+            return crossings
+
+    def _maybe_prune(self) -> None:
+        """Forget counters this process no longer needs (called with the lock held)."""
+        moment = time.monotonic()
+        if moment < self._next_prune:
+            return
+        self._next_prune = moment + max(10.0, 2 * self.read_ttl)
+        now = self.clock()
+        for key in [
+            key
+            for key, tally in self._tallies.items()
+            if not tally.reading
+            and key not in self._pending
+            and key not in self._writing
+            and (tally.read_at is None or not 0 <= now - tally.read_at < self.read_ttl)
+        ]:
+            del self._tallies[key]
+            self._budgets.pop(key, None)
+
+    def _start_writer(self) -> None:
+        if self._thread is None and self.flush_interval > 0 and not self._closed:
+            with self._lock:
+                if self._thread is not None or self._closed:
+                    return
+                self._thread = threading.Thread(
+                    target=self._write_loop, name="loopml-llm-limits", daemon=True
+                )
+                self._thread.start()
+                self._at_exit = functools.partial(_close_at_exit, weakref.ref(self))
+                atexit.register(self._at_exit)
+        self._wake.set()
+
+    def _write_loop(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._stop.is_set():
+                return
+            delay = self._last_flush + self.flush_interval - time.monotonic()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            self._wake.clear()
+            try:
+                crossings = self._flush()
+            except Exception:
+                # Kept for the next record's write, flush() or close(): a store that is
+                # gone (a closed workspace) is not retried in a loop.
+                log.warning(
+                    "Could not write the gateway's limit counters; they are kept for the next "
+                    "write",
+                    exc_info=True,
+                )
+                continue
+            self._deliver(crossings)
+
+    def _deliver(self, crossings: list[Crossing]) -> None:
+        if not crossings:
+            return
+        if self.on_crossing is None:
+            with self._lock:
+                self._unclaimed.extend(crossings)
+            return
+        for crossing in crossings:
+            try:
+                self.on_crossing(crossing)
+            except Exception:
+                log.exception("on_crossing failed for %s", crossing[0])
+
+    # -- reading --------------------------------------------------------------------------
 
     def budget_left(self, subjects: Sequence[tuple[str, Limits]]) -> tuple[str, float] | None:
         """The budgeted subject with the least left this period and how much (USD, at least
         0), or None when none has a budget: what a stream may still spend before the gateway
-        cuts it (one read)."""
+        cuts it (this process's view: see the class)."""
         budgeted = [(s, lim.budget) for s, lim in subjects if lim.budget is not None]
         if not budgeted:
             return None
         now = self.clock()
-        spent = self.counters.read(
-            [(_spend_scope(s, b.period), period_start(b.period, now)) for s, b in budgeted]
+        spent = self._view(
+            [(_spend_scope(s, b.period), self._period_start(b.period, now)) for s, b in budgeted],
+            now,
+            wait=True,
         )
+        assert spent is not None
         left = [
             (subject, max(0.0, budget.amount_usd - used))
             for (subject, budget), used in zip(budgeted, spent, strict=True)
@@ -502,20 +1002,30 @@ class Limiter:
     def remaining(self, subject: str, limits: Limits) -> dict[str, Any]:
         """What ``subject`` has used and has left now: ``rpm`` and ``tpm`` this minute, and
         ``budget`` this period (with the period's start, ISO 8601); a limit not set is
-        left out."""
+        left out. Read from the store now, plus what this process booked and has not
+        written yet; ``rpm`` counts slots other replicas leased and have not used yet."""
         now = self.clock()
         minute = minute_start(now)
         out: dict[str, Any] = {}
         per_minute = [(name, getattr(limits, name)) for name in ("rpm", "tpm")]
         per_minute = [(name, limit) for name, limit in per_minute if limit is not None]
         if per_minute:
-            used = self.counters.get([scope_name(subject, name) for name, _ in per_minute], minute)
-            for (name, limit), count in zip(per_minute, used, strict=True):
+            scopes = [scope_name(subject, name) for name, _ in per_minute]
+            used = self.counters.get(scopes, minute)
+            for (name, limit), scope, count in zip(per_minute, scopes, used, strict=True):
+                with self._lock:
+                    if name == "rpm":
+                        count -= self._leases.get((scope, minute), 0)
+                    else:
+                        count += self._unwritten((scope, minute))
                 out[name] = {"limit": limit, "used": int(count), "left": max(0, limit - int(count))}
         if limits.budget is not None:
             budget = limits.budget
             start = period_start(budget.period, now)
-            (spent,) = self.counters.get([_spend_scope(subject, budget.period)], start)
+            scope = _spend_scope(subject, budget.period)
+            (spent,) = self.counters.get([scope], start)
+            with self._lock:
+                spent += self._unwritten((scope, start))
             out["budget"] = {
                 "amount_usd": budget.amount_usd,
                 "period": budget.period,
@@ -527,8 +1037,43 @@ class Limiter:
             out["max_request_cost_usd"] = limits.max_request_cost_usd
         return out
 
-    def close(self) -> None:
-        self.counters.close()
+    def _unwritten(self, key: tuple[str, int]) -> float:
+        pending = self._pending.get(key)
+        return (pending[0] if pending else 0.0) + self._writing.get(key, 0.0)
+
+    def close(self) -> list[Crossing]:
+        """Stop the background writer, write what is booked, and release the counters.
+        Returns the last crossings when there is no ``on_crossing`` (which gets them
+        otherwise). Idempotent."""
+        with self._lock:
+            if self._closed:
+                return []
+            self._closed = True
+            thread = self._thread
+        self._stop.set()
+        self._wake.set()
+        if thread is not None:
+            thread.join(5)
+        if self._at_exit is not None:
+            atexit.unregister(self._at_exit)
+        crossings: list[Crossing] = []
+        try:
+            crossings = self.flush()
+        except Exception:
+            log.exception("Could not write the gateway's last limit counters")
+        finally:
+            self.counters.close()
+        if self.on_crossing is not None:
+            self._deliver(crossings)
+            return []
+        return crossings
+
+
+def _close_at_exit(ref: weakref.ReferenceType[Limiter]) -> None:
+    limiter = ref()
+    if limiter is not None:
+        with contextlib.suppress(Exception):
+            limiter.close()
 
 
 def scope_name(subject: str, counter: str) -> str:
@@ -553,9 +1098,11 @@ def _spend_scope(subject: str, period: str) -> str:
 
 __all__ = [
     "Counters",
+    "Crossing",
     "Limiter",
     "RedisCounters",
     "SqlCounters",
+    "lease_size",
     "open_counters",
     "period_start",
 ]
