@@ -444,3 +444,119 @@ def test_expired_counters_are_swept(sqlite_ws: Workspace) -> None:
     counters._next_sweep = 0  # a sweep is due
     assert counters.admit([("key:a:rpm", 5)], BUCKET, MINUTE_TTL_MS) is None
     assert counters.get(["key:old:tpm", "key:new:tpm"], BUCKET) == [0.0, 5.0]
+
+
+# -- leases, cached reads, batched bookings -----------------------------------------------------
+
+
+class CountingCounters:
+    """Counters that count the store writes (leases and adds) passed through."""
+
+    def __init__(self, inner: Counters) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    def __getattr__(self, name: str) -> Any:
+        if name in ("lease", "add_batch", "admit", "add"):
+            self.writes += 1
+        return getattr(self.inner, name)
+
+
+def test_leases_make_far_fewer_writes_than_requests(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
+    counting = CountingCounters(sql_counters)
+    limiter = make_limiter(counting, clock=Clock("2026-03-05T08:00:00+00:00"))  # type: ignore[arg-type]
+    subjects = [("key:k_1", Limits(rpm=10_000))]
+    for _ in range(1000):
+        limiter.check_request(subjects, estimated_tokens=1, estimated_cost=0.0)
+    assert counting.writes < 30, counting.writes  # blocks of 64, not 1000 writes
+    # Near the limit the blocks shrink to 1: exactly the limit is admitted.
+    small = [("key:k_2", Limits(rpm=40))]
+    admitted = 0
+    for _ in range(60):
+        try:
+            limiter.check_request(small, estimated_tokens=1, estimated_cost=0.0)
+            admitted += 1
+        except RateLimited:
+            pass
+    assert admitted == 40
+
+
+def test_own_spend_at_once_and_another_replica_s_within_read_ttl(
+    sql_counters: SqlCounters, make_limiter: MakeLimiter
+) -> None:
+    clock = Clock("2026-03-05T08:00:00+00:00")
+    one = make_limiter(sql_counters, clock=clock, read_ttl=1.0, flush_interval=3600)
+    two = make_limiter(sql_counters, clock=clock, read_ttl=1.0, flush_interval=3600)
+    subjects = [("team:t", Limits(budget=Budget(1.0, "day")))]
+    one.check_request(subjects, estimated_tokens=0, estimated_cost=0.5)  # reads: 0 spent
+    two.check_request(subjects, estimated_tokens=0, estimated_cost=0.5)
+    one.record(subjects, tokens=0, cost_usd=0.25)  # the first record is written at once
+    one.record(subjects, tokens=0, cost_usd=0.5)  # pending: counted here at once
+    with pytest.raises(BudgetExceeded):
+        one.check_request(subjects, estimated_tokens=0, estimated_cost=0.5)
+    assert one.flush() == [("team:t", Budget(1.0, "day"), pytest.approx(0.25), 0.75)]
+    # Replica two still uses its read (0 spent) ...
+    two.check_request(subjects, estimated_tokens=0, estimated_cost=0.5)
+    clock.now += 1.0  # ... until read_ttl has passed
+    with pytest.raises(BudgetExceeded, match="\\$0.25 left"):
+        two.check_request(subjects, estimated_tokens=0, estimated_cost=0.5)
+
+
+BOOKER = textwrap.dedent(
+    """
+    import os, sys, time
+    from loopml.llm.config import Budget, Limits
+    from loopml.llm.limits import Limiter, SqlCounters
+    from loopml.store.db import Database
+
+    url, go = sys.argv[1:3]
+    limiter = Limiter(SqlCounters(Database(url)), clock=lambda: 1_800_000_015.0,
+                      flush_interval=0.01)
+    subjects = [("team:shared", Limits(budget=Budget(10.0, "day")))]
+    print("ready", flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.005)
+    crossed = []
+    for _ in range(50):
+        crossed += limiter.record(subjects, tokens=0, cost_usd=0.1)
+    crossed += limiter.close()
+    print(";".join(f"{before!r}/{after!r}" for _, _, before, after in crossed), flush=True)
+    """
+)
+
+
+def test_batched_crossings_are_reported_once_across_two_processes(
+    sqlite_ws: Workspace, tmp_path: Path
+) -> None:
+    url = sqlite_ws.db.url
+    go = tmp_path / "go"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", BOOKER, url, str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready", proc.stderr.read()  # type: ignore[union-attr]
+        go.touch()
+        outputs = [proc.communicate(timeout=300) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+    for proc, (_, err) in zip(procs, outputs, strict=True):
+        assert proc.returncode == 0, err
+    spans = [span for out, _ in outputs for span in out.strip().split(";") if span]
+    # $10 spent in all: the 50%, 80% and 100% lines each crossed by exactly one batch of one
+    # process (a batch may cross several lines: one crossing, the gateway emits each line).
+    pairs = [tuple(float(v) for v in span.split("/")) for span in spans]
+    for line in (5.0, 8.0, 10.0):
+        hits = [(b, a) for b, a in pairs if b < line <= a + 1e-9]
+        assert len(hits) == 1, (line, pairs)
