@@ -185,7 +185,41 @@ def test_one_pooled_session_per_adapter_and_loop() -> None:
         await provider.aclose()
 
     run(close)
-    assert provider._session is None
+    assert provider._sessions == {}
+
+
+def test_two_running_loops_have_a_session_each(fake_provider: FakeProvider) -> None:
+    """The gateway's synchronous calls run in a loop of its own while a server's loop uses
+    the same adapter: neither closes the other's session under its requests."""
+    import threading
+
+    provider, dep = OpenAIProvider(), deployment(fake_provider)
+    other = asyncio.new_event_loop()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+    try:
+
+        async def answer(text: str) -> tuple[Any, str]:
+            completion = await provider.chat(dep, ask(text), timeout=10)
+            return provider.session(), completion.body["choices"][0]["message"]["content"]
+
+        theirs, said = asyncio.run_coroutine_threadsafe(answer("there"), other).result(30)
+        assert said == "echo: there"
+
+        async def here() -> tuple[Any, str]:
+            ours, said = await answer("here")
+            assert not theirs.closed  # the other loop still runs: its session stays open
+            await provider.aclose()
+            return ours, said
+
+        ours, said = run(here)
+        assert said == "echo: here" and ours is not theirs and ours.closed
+        asyncio.run_coroutine_threadsafe(asyncio.sleep(0.01), other).result(30)
+        assert theirs.closed  # aclose closed it in its own loop
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(30)
+        other.close()
 
 
 def test_timeouts_bound_connecting_and_each_read_not_the_whole() -> None:

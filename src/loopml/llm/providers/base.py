@@ -94,27 +94,28 @@ def _new_session() -> aiohttp.ClientSession:
 
 
 class HTTPProvider:
-    """The HTTP half of an adapter. The session is created on first use in the running event
-    loop (an ``aiohttp.ClientSession`` is bound to one loop: a call from another loop gets a
-    new session, and the old one is closed)."""
+    """The HTTP half of an adapter. A session is created on first use in each event loop that
+    calls (an ``aiohttp.ClientSession`` is bound to the loop it was made in): the server's
+    loop and the loop of the gateway's synchronous calls each get their own pool, and the
+    session of a loop that has been closed is closed when the next session is made."""
 
     kind: str = ""
 
     def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sessions: dict[asyncio.AbstractEventLoop, aiohttp.ClientSession] = {}
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
         self._urls: dict[str, URL] = {}
 
     def session(self) -> aiohttp.ClientSession:
         """The pooled session of the running event loop."""
         loop = asyncio.get_running_loop()
-        session = self._session
-        if session is None or self._loop is not loop or session.closed:
-            if session is not None and self._loop is not None:
-                _drop(session, self._loop)
-            session = self._session = _new_session()
-            self._loop = loop
+        session = self._sessions.get(loop)
+        if session is None or session.closed:
+            for other, old in list(self._sessions.items()):
+                if other.is_closed():  # its loop is gone: let its sockets go
+                    self._sessions.pop(other, None)
+                    _drop(old, other)
+            session = self._sessions[loop] = _new_session()
         return session
 
     def timeout(self, seconds: float) -> aiohttp.ClientTimeout:
@@ -142,19 +143,16 @@ class HTTPProvider:
         return found
 
     async def aclose(self) -> None:
-        """Close the pooled connections."""
-        session, loop = self._session, self._loop
-        self._session = self._loop = None
-        if session is None or session.closed or loop is None:
-            return
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # pragma: no cover - aclose is a coroutine
-            running = None
-        if running is loop:
-            await session.close()
-        else:
-            _drop(session, loop)
+        """Close the pooled connections: the running loop's session here, the sessions of
+        other loops in their loop (while it runs) or at once."""
+        sessions, self._sessions = self._sessions, {}
+        running = asyncio.get_running_loop()
+        for loop, session in sessions.items():
+            if loop is running:
+                if not session.closed:
+                    await session.close()
+            else:
+                _drop(session, loop)
 
     async def post_json(
         self, url: str, payload: Mapping[str, Any], headers: Mapping[str, str], timeout: float
