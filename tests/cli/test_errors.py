@@ -74,6 +74,9 @@ FAILING = [
     (("users", "delete", "nosuch"), "No user 'nosuch'"),
     (("tokens", "revoke", "99"), "No token with id 99"),
     (("gateway", "keys", "revoke", "k_nosuch"), "No virtual key 'k_nosuch'"),
+    (("llm", "show", "nosuch"), "No request 'nosuch'"),
+    (("llm", "requests", "--since", "yesterday"), "duration back from now like 30m"),
+    (("traces", "show", "nosuch"), "No trace 'nosuch'"),
 ]
 
 

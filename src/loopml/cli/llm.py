@@ -56,11 +56,18 @@ def parse_since(value: str | None, option: str = "--since") -> datetime | str | 
     if value is None:
         return None
     from loopml.cli.render import parse_time
+    from loopml.exceptions import InvalidInput
     from loopml.llm.reports import parse_duration
 
     if parse_duration(value.strip()) is not None:
         return value
-    return parse_time(value, option)
+    try:
+        return parse_time(value, option)
+    except InvalidInput:
+        raise InvalidInput(
+            f"{option} needs a duration back from now like 30m, 24h or 7d, or an ISO time like "
+            f"2026-11-30T16:32:07-05:00, got {value!r}"
+        ) from None
 
 
 @llm.command("costs")

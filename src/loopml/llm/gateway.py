@@ -62,7 +62,7 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
     from loopml.llm.keys import KeyCache, VirtualKey
-    from loopml.llm.limits import Limiter
+    from loopml.llm.limits import Crossing, Limiter
     from loopml.llm.tracing import Tracing
     from loopml.workspace import Workspace, WorkspaceLike
 
@@ -146,7 +146,9 @@ class Gateway:
         self.providers: dict[str, Provider] = {kind: make() for kind, make in PROVIDERS.items()}
         self.keys: KeyCache = KeyCache(workspace)
         self.limiter: Limiter = Limiter(
-            open_counters(workspace, config.limits_url), thresholds=config.budget_alerts
+            open_counters(workspace, config.limits_url),
+            thresholds=config.budget_alerts,
+            on_crossing=self._emit_crossing,
         )
         self.log = RequestLog(
             workspace,
@@ -348,6 +350,7 @@ class Gateway:
                 return
             self._closed = True
         self._books.shutdown(wait=True)
+        self.limiter.close()
         self.tracing.shutdown()
         self.log.close()
 
@@ -741,30 +744,46 @@ class Gateway:
         return cost
 
     def _book(self, subjects: list[tuple[str, Limits]], tokens_used: int, cost: float) -> None:
-        """Add a finished request's tokens and spend to the shared counters; write an event
-        for each budget threshold it crossed (runs on the bookkeeping thread)."""
-        from loopml import events
-
+        """Book a finished request's tokens and spend with the limiter (which writes them to
+        the shared counters in batches); emit an event for each budget threshold a batch
+        this call wrote crossed (runs on the bookkeeping thread)."""
         try:
-            crossed = self.limiter.record(subjects, tokens=tokens_used, cost_usd=cost)
-            for subject, budget, before, after in crossed:
-                for fraction in self.config.budget_alerts:
-                    line = budget.amount_usd * fraction
-                    if before < line <= after:
-                        events.emit(
-                            self.workspace.db,
-                            "llm.budget_threshold",
-                            subject,
-                            {
-                                "budget_usd": budget.amount_usd,
-                                "spent_usd": round(after, 8),
-                                "fraction": fraction,
-                                "period": budget.period,
-                                "period_start": _period_start(budget.period),
-                            },
-                        )
+            for crossing in self.limiter.record(subjects, tokens=tokens_used, cost_usd=cost):
+                self._emit_crossing(crossing)
         except Exception:  # the books must never take the gateway down
             log.exception("Could not record spend for %s", [s for s, _ in subjects])
+
+    def flush_books(self) -> None:
+        """Write every booked token and dollar to the shared counters now, and the events of
+        the budget thresholds that crossed (the books are otherwise written in batches)."""
+
+        def flush() -> None:
+            for crossing in self.limiter.flush():
+                self._emit_crossing(crossing)
+
+        self._books.submit(flush).result()
+
+    def _emit_crossing(self, crossing: Crossing) -> None:
+        """One ``llm.budget_threshold`` event per configured fraction of the budget that the
+        spend went past (``before < line <= after``)."""
+        from loopml import events
+
+        subject, budget, before, after = crossing
+        for fraction in self.config.budget_alerts:
+            line = budget.amount_usd * fraction
+            if before < line <= after:
+                events.emit(
+                    self.workspace.db,
+                    "llm.budget_threshold",
+                    subject,
+                    {
+                        "budget_usd": budget.amount_usd,
+                        "spent_usd": round(after, 8),
+                        "fraction": fraction,
+                        "period": budget.period,
+                        "period_start": _period_start(budget.period),
+                    },
+                )
 
     def _record(
         self,
