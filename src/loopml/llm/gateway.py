@@ -445,12 +445,17 @@ class Gateway:
                 out = 0
             price = price_for(plan[0], self.config.prices) if plan else None
             estimate = estimate_cost_usd(call.prompt_tokens, out, price)
-            await asyncio.to_thread(
-                self.limiter.check_request,
-                subjects,
-                estimated_tokens=call.prompt_tokens + out,
-                estimated_cost=estimate,
-            )
+            # Usually answered from this process's leases and cached reads; the store is
+            # read (off the event loop) only when a lease is used up or a read is stale.
+            if not self.limiter.try_check_request(
+                subjects, estimated_tokens=call.prompt_tokens + out, estimated_cost=estimate
+            ):
+                await asyncio.to_thread(
+                    self.limiter.check_request,
+                    subjects,
+                    estimated_tokens=call.prompt_tokens + out,
+                    estimated_cost=estimate,
+                )
         return plan
 
     def _subjects(self, call: _Call) -> list[tuple[str, Limits]]:
