@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from loopml.cli.context import pass_workspace
+from loopml.cli.main import LazyGroup
 from loopml.cli.render import (
     TIME_HELP,
     console,
@@ -33,7 +34,13 @@ GROUPINGS = ("key", "team", "user", "model", "tag", "day", "provider", "deployme
 SINCE_HELP = f"From this time, or this long ago (7d, 12h, 30m). {TIME_HELP}"
 
 
-@click.group()
+@click.group(
+    cls=LazyGroup,
+    lazy_subcommands={
+        "cache": "loopml.cli.llm_cache:cache",
+        "guardrails": "loopml.cli.llm_guardrails:guardrails",
+    },
+)
 def llm() -> None:
     """What the LLM gateway recorded: costs, the request log, one request in full
     (`loopml traces` shows the traces)."""

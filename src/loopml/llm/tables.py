@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
 )
 
 from loopml.store.tables import KEY, metadata
@@ -90,6 +91,12 @@ llm_requests = Table(
     Column("trace_id", String(ID), nullable=True),
     Column("request", Text, nullable=True),  # JSON, as the key's log_content allows
     Column("response", Text, nullable=True),
+    # JSON: how the cache answered (kind exact|semantic, similarity, the cached request id it
+    # matched, the partition); NULL: not answered from the cache
+    Column("cache", Text, nullable=True),
+    Column("saved_usd", Float, nullable=True),  # a cache hit's cost had it gone upstream
+    # JSON: the guardrail policy (name, version) that judged the request and its findings
+    Column("guardrails", Text, nullable=True),
     Index("ix_llm_requests_created_at", "created_at"),
     Index("ix_llm_requests_key_id_created_at", "key_id", "created_at"),
     Index("ix_llm_requests_team_created_at", "team", "created_at"),
@@ -113,4 +120,19 @@ llm_spans = Table(
     PrimaryKeyConstraint("trace_id", "span_id", name="pk_llm_spans"),
     Index("ix_llm_spans_start_us", "start_us"),
     Index("ix_llm_spans_request_id", "request_id"),
+)
+
+
+# Guardrail policies: immutable versions, content-addressed (re-saving the same body is a
+# no-op); a request's log names the version that judged it.
+llm_policies = Table(
+    "llm_policies",
+    metadata,
+    Column("name", String(KEY), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),  # SHA-256 of the canonical JSON body
+    Column("body", Text, nullable=False),  # canonical JSON of the policy's rules
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", "version", name="pk_llm_policies"),
+    UniqueConstraint("name", "digest", name="uq_llm_policies_name_digest"),
 )

@@ -15,7 +15,7 @@ Each area owns its tables, next to the code that reads and writes them::
     loopml/server/auth/tables.py  users, api_tokens, permissions
     loopml/server/batches.py      client_batches
     loopml/server/mlflow_api/tables.py   logged_models, proxied_artifacts
-    loopml/llm/tables.py          llm_keys, llm_counters, llm_requests, llm_spans
+    loopml/llm/tables.py          llm_keys, llm_counters, llm_requests, llm_spans, llm_policies
 
 A module sees the tables it imports (and those they reference by foreign key: an area's
 tables module imports the modules it points into). What needs the whole schema, Alembic's
