@@ -10,6 +10,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     PrimaryKeyConstraint,
     String,
     Table,
@@ -135,4 +136,36 @@ llm_policies = Table(
     Column("created_at", BigInteger, nullable=False),
     PrimaryKeyConstraint("name", "version", name="pk_llm_policies"),
     UniqueConstraint("name", "digest", name="uq_llm_policies_name_digest"),
+)
+
+
+# The response cache (loopml.llm.cache) when it lives in the workspace: one row per cached
+# answer. `seq` only grows: replicas poll it to keep their vector indexes in step.
+llm_cache_entries = Table(
+    "llm_cache_entries",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("key", String(64), nullable=False, unique=True),  # SHA-256 of tenant + request
+    Column("partition", String(32), nullable=True),  # semantic partition; NULL: exact only
+    Column("route", String(KEY), nullable=False),  # the model alias asked for
+    Column("tenant", String(KEY + 8), nullable=False),  # "key:ID", "team:NAME" or ""
+    Column("request", Text, nullable=False),  # canonical JSON of the normalized request
+    Column("query", Text, nullable=True),  # the text that was embedded
+    Column("body", LargeBinary, nullable=True),  # the response JSON (NULL: in body_blob)
+    Column("body_blob", String(64), nullable=True),  # blob digest of a large response
+    Column("checksum", String(64), nullable=False),  # BLAKE3 of the response JSON
+    Column("embedding", LargeBinary, nullable=True),  # float32 unit vector
+    Column("embedder", String(KEY), nullable=True),
+    Column("request_id", String(ID), nullable=True),  # the request that was cached
+    Column("cost_usd", Float, nullable=False),  # what a hit saves
+    Column("hits", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("last_hit_at", BigInteger, nullable=False),  # created_at until hit (eviction order)
+    Column("expires_at", BigInteger, nullable=True),  # NULL: until evicted
+    Index("ix_llm_cache_entries_created_at", "created_at"),
+    Index("ix_llm_cache_entries_last_hit_at", "last_hit_at"),
+    Index("ix_llm_cache_entries_expires_at", "expires_at"),
+    Index("ix_llm_cache_entries_route", "route"),
 )
