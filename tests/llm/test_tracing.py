@@ -273,5 +273,84 @@ def test_without_an_endpoint_nothing_is_exported(
     gateway_tracing: Tracing, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert gateway_tracing.otlp_endpoint == ""
-    processors = gateway_tracing.provider._active_span_processor._span_processors
-    assert [type(p) for p in processors] == [tracing_module.StoreSpanProcessor]
+    assert gateway_tracing.provider is None  # no SDK provider, no exporter
+    assert isinstance(gateway_tracing.tracer, tracing_module.StoreTracer)
+
+
+def _stored_rows(ws: Workspace, otlp_endpoint: str) -> list[dict[str, Any]]:
+    """The rows one request and one failing application span leave, made by the tracer a
+    Tracing with ``otlp_endpoint`` uses (the SDK's with one, StoreTracer without)."""
+    log = RequestLog(ws, flush_interval=3600)
+    tracing = Tracing(log, otlp_endpoint=otlp_endpoint)
+    try:
+        gateway_request(tracing)
+        tracer = tracing.tracer
+        with (
+            pytest.raises(ValueError),
+            tracer.start_as_current_span("app", attributes={"k": (1, 2)}) as span,
+        ):
+            span.set_attribute("skipped", None)
+            raise ValueError("bad input")
+        span.set_attribute("after-end", 1)  # ignored: the span has ended
+        tracing.force_flush()
+    finally:
+        tracing.shutdown()
+        log.close()
+    with ws.db.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(llm_spans)).mappings().all()]
+    with ws.db.engine.begin() as conn:
+        conn.execute(llm_spans.delete())
+    ids = {row["span_id"]: row["name"] for row in rows}
+    for row in rows:
+        row["attributes"] = json.loads(row["attributes"]) if row["attributes"] else {}
+        row["parent"] = ids.get(row.pop("parent_id"))
+        for name in ("trace_id", "span_id", "start_us", "end_us"):
+            row.pop(name)
+    return sorted(rows, key=lambda row: row["name"])
+
+
+def test_the_store_tracer_stores_what_the_sdk_would(sqlite_ws: Workspace) -> None:
+    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Sink)
+    threading.Thread(target=collector.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{collector.server_port}/v1/traces"
+        sdk = _stored_rows(sqlite_ws, url)
+    finally:
+        collector.shutdown()
+    light = _stored_rows(sqlite_ws, "")
+    assert light == sdk
+    app = next(row for row in light if row["name"] == "app")
+    assert app["status"] == "error"
+    assert app["attributes"] == {"k": [1, 2], "skipped": None, "error": "ValueError: bad input"}
+
+
+class _Sink(BaseHTTPRequestHandler):
+    """An OTLP/HTTP collector that accepts and forgets."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_store_tracer_ids_are_valid_and_nest_under_an_sdk_span(
+    gateway_tracing: Tracing, sqlite_ws: Workspace
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    outer = TracerProvider().get_tracer("app")
+    with (
+        outer.start_as_current_span("sdk-made") as parent,
+        gateway_tracing.tracer.start_as_current_span("inner") as child,
+    ):
+        context = child.get_span_context()
+        assert context.is_valid and context.trace_flags.sampled
+        headers = inject_headers({})
+    gateway_tracing.force_flush()
+    inner = spans(sqlite_ws)["inner"]
+    assert inner["trace_id"] == f"{parent.get_span_context().trace_id:032x}"
+    assert inner["parent_id"] == f"{parent.get_span_context().span_id:016x}"
+    assert headers["traceparent"].split("-")[2] == inner["span_id"]

@@ -31,11 +31,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import random
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -157,8 +156,6 @@ class Gateway:
         )
         self.tracing: Tracing = Tracing(self.log, otlp_endpoint=config.otlp_endpoint)
         self.metrics = GatewayMetrics()
-        # Spend, token counts and budget events: written off the response path, in order.
-        self._books = ThreadPoolExecutor(1, thread_name_prefix="loopml-llm-books")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -349,7 +346,6 @@ class Gateway:
             if self._closed:
                 return
             self._closed = True
-        self._books.shutdown(wait=True)
         self.limiter.close()
         self.tracing.shutdown()
         self.log.close()
@@ -378,7 +374,7 @@ class Gateway:
         if user is not None and not isinstance(user, str):
             raise BadRequest("'user' must be a string.")
         call = _Call(
-            request_id=f"req_{uuid.uuid4().hex[:24]}",
+            request_id=f"req_{random.getrandbits(96):024x}",
             endpoint=endpoint,
             body=body,
             started=started,
@@ -733,7 +729,7 @@ class Gateway:
         cost = cost_usd(usage, price)
         subjects = self._subjects(call)
         if subjects:
-            self._books.submit(self._book, subjects, usage.total_tokens, cost)
+            self._book(subjects, usage.total_tokens, cost)
         self._record(
             call,
             deployment,
@@ -749,11 +745,13 @@ class Gateway:
         return cost
 
     def _book(self, subjects: list[tuple[str, Limits]], tokens_used: int, cost: float) -> None:
-        """Book a finished request's tokens and spend with the limiter (which writes them to
-        the shared counters in batches); emit an event for each budget threshold a batch
-        this call wrote crossed (runs on the bookkeeping thread)."""
+        """Book a finished request's tokens and spend with the limiter: counted in this
+        process's checks at once, written to the shared counters in batches by the limiter's
+        writer thread, whose budget threshold crossings become events (:meth:`_emit_crossing`).
+        In memory only: safe on the event loop."""
         try:
-            for crossing in self.limiter.record(subjects, tokens=tokens_used, cost_usd=cost):
+            crossings = self.limiter.record(subjects, tokens=tokens_used, cost_usd=cost, defer=True)
+            for crossing in crossings:  # none with defer=True, unless kept from a failed write
                 self._emit_crossing(crossing)
         except Exception:  # the books must never take the gateway down
             log.exception("Could not record spend for %s", [s for s, _ in subjects])
@@ -761,12 +759,8 @@ class Gateway:
     def flush_books(self) -> None:
         """Write every booked token and dollar to the shared counters now, and the events of
         the budget thresholds that crossed (the books are otherwise written in batches)."""
-
-        def flush() -> None:
-            for crossing in self.limiter.flush():
-                self._emit_crossing(crossing)
-
-        self._books.submit(flush).result()
+        for crossing in self.limiter.flush():
+            self._emit_crossing(crossing)
 
     def _emit_crossing(self, crossing: Crossing) -> None:
         """One ``llm.budget_threshold`` event per configured fraction of the budget that the

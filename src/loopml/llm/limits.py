@@ -797,7 +797,12 @@ class Limiter:
     # -- after the answer -----------------------------------------------------------------
 
     def record(
-        self, subjects: Sequence[tuple[str, Limits]], *, tokens: int, cost_usd: float
+        self,
+        subjects: Sequence[tuple[str, Limits]],
+        *,
+        tokens: int,
+        cost_usd: float,
+        defer: bool = False,
     ) -> list[Crossing]:
         """Book a finished request: its tokens in this minute (subjects with a ``tpm``) and
         its cost in this budget period (subjects with a budget). They count in this
@@ -806,7 +811,10 @@ class Limiter:
         fractions of the budget) of the batch this call wrote, if it wrote one, and any the
         background writer found with no ``on_crossing`` to take them; else []. Each is
         ``(subject, budget, spent_before, spent_after)`` and is reported by exactly one
-        replica. A store that fails keeps the batch for the next write (logged)."""
+        replica. A store that fails keeps the batch for the next write (logged).
+
+        ``defer=True`` never writes on the caller's thread (safe on an event loop): the
+        background writer writes the batch, and its crossings go to ``on_crossing``."""
         now = self.clock()
         items: list[tuple[tuple[str, int], float, int]] = []
         if tokens > 0:
@@ -844,7 +852,7 @@ class Limiter:
             unclaimed, self._unclaimed = self._unclaimed, []
         if not items:
             return unclaimed
-        if due:
+        if due and not defer:
             try:
                 return unclaimed + self._flush()
             except Exception:

@@ -7,12 +7,30 @@ instance. Labels stay bounded: model names come from the config, keys are key id
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from loopml.llm.config import Deployment
 from loopml.llm.types import Usage
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+
+
+#: The ``type`` label of ``loopml_gateway_tokens``, in :class:`Usage`'s order.
+TOKEN_KINDS = ("input", "output", "cached_read", "cached_write", "reasoning")
+
+
+@dataclass(frozen=True)
+class _Children:
+    """The labelled metrics of one (model, key, status)."""
+
+    requests: Any
+    latency: Any
+    ttft: Any
+    tokens: tuple[Any, ...]
+    cost: Any
 
 
 class GatewayMetrics:
@@ -65,6 +83,7 @@ class GatewayMetrics:
             ["model"],
             registry=r,
         )
+        self._children: dict[tuple[str, str, int], _Children] = {}
 
     def request(
         self,
@@ -77,21 +96,34 @@ class GatewayMetrics:
         usage: Usage,
         cost: float,
     ) -> None:
-        self.requests.labels(model, key, str(status)).inc()
-        self.latency.labels(model).observe(seconds)
+        children = self._children.get((model, key, status))
+        if children is None:  # looked up once per label set (prometheus' labels() is slow)
+            children = self._children[(model, key, status)] = _Children(
+                requests=self.requests.labels(model, key, str(status)),
+                latency=self.latency.labels(model),
+                ttft=self.ttft.labels(model),
+                tokens=tuple(self.tokens.labels(model, key, kind) for kind in TOKEN_KINDS),
+                cost=self.cost.labels(model, key),
+            )
+        children.requests.inc()
+        children.latency.observe(seconds)
         if ttft_seconds is not None:
-            self.ttft.labels(model).observe(ttft_seconds)
-        for kind, count in (
-            ("input", usage.input_tokens),
-            ("output", usage.output_tokens),
-            ("cached_read", usage.cached_read_tokens),
-            ("cached_write", usage.cached_write_tokens),
-            ("reasoning", usage.reasoning_tokens),
+            children.ttft.observe(ttft_seconds)
+        for counter, count in zip(
+            children.tokens,
+            (
+                usage.input_tokens,
+                usage.output_tokens,
+                usage.cached_read_tokens,
+                usage.cached_write_tokens,
+                usage.reasoning_tokens,
+            ),
+            strict=True,
         ):
             if count:
-                self.tokens.labels(model, key, kind).inc(count)
+                counter.inc(count)
         if cost:
-            self.cost.labels(model, key).inc(cost)
+            children.cost.inc(cost)
 
     def provider_error(self, deployment: Deployment, kind: str) -> None:
         self.errors.labels(deployment.name, kind).inc()

@@ -27,7 +27,9 @@ from __future__ import annotations
 import atexit
 import functools
 import inspect
+import random
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -40,7 +42,7 @@ try:
     from opentelemetry.context import Context
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor, TracerProvider
-    from opentelemetry.trace import SpanKind, StatusCode
+    from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
     from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 except ImportError as exc:  # the `llm` extra is not installed
     raise missing_dependency(
@@ -138,6 +140,186 @@ class StoreSpanProcessor(SpanProcessor):
         return True
 
 
+class StoreTracer(otel_trace.Tracer):
+    """An OpenTelemetry tracer whose spans are only stored (handed to a :class:`RequestLog`
+    as :class:`SpanRecord` rows when they end): no sampler, span processors or attribute
+    limits, so a span costs a few microseconds instead of the SDK's tens. Spans nest under the
+    current span of the OpenTelemetry context (or the ``context`` given) whichever tracer made
+    it, and are what the OpenTelemetry API expects (``use_span``, ``set_span_in_context``,
+    ``traceparent`` injection all work). Events and links are not stored."""
+
+    def __init__(self, log: RequestLog) -> None:
+        self.log = log
+
+    def start_span(
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> StoredSpan:
+        parent = otel_trace.get_current_span(context).get_span_context()
+        if parent.is_valid:
+            trace_id, parent_id = parent.trace_id, parent.span_id
+        else:
+            trace_id, parent_id = _random_id(128), None
+        return StoredSpan(
+            self.log,
+            name,
+            SpanContext(trace_id, _random_id(64), False, _SAMPLED),
+            parent_id,
+            kind,
+            start_time if start_time is not None else time.time_ns(),
+            attributes,
+        )
+
+    @contextmanager
+    def start_as_current_span(  # type: ignore[override]
+        self,
+        name: str,
+        context: Context | None = None,
+        kind: SpanKind = SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Any = None,
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Iterator[StoredSpan]:
+        span = self.start_span(name, context, kind, attributes, links, start_time)
+        with otel_trace.use_span(
+            span,
+            end_on_exit=end_on_exit,
+            record_exception=record_exception,
+            set_status_on_exception=set_status_on_exception,
+        ):
+            yield span
+
+
+_SAMPLED = TraceFlags(TraceFlags.SAMPLED)
+
+
+def _random_id(bits: int) -> int:
+    while True:  # W3C trace context: an all-zero id is invalid
+        value = random.getrandbits(bits)
+        if value:
+            return value
+
+
+class StoredSpan(otel_trace.Span):
+    """A span of :class:`StoreTracer`: becomes a :class:`SpanRecord` when it ends."""
+
+    __slots__ = (
+        "_attributes",
+        "_context",
+        "_end_ns",
+        "_error",
+        "_kind",
+        "_log",
+        "_name",
+        "_parent_id",
+        "_start_ns",
+    )
+
+    def __init__(
+        self,
+        log: RequestLog,
+        name: str,
+        context: SpanContext,
+        parent_id: int | None,
+        kind: SpanKind,
+        start_ns: int,
+        attributes: Mapping[str, Any] | None,
+    ) -> None:
+        self._log = log
+        self._name = name
+        self._context = context
+        self._parent_id = parent_id
+        self._kind = kind
+        self._start_ns = start_ns
+        self._end_ns: int | None = None
+        self._error: str | None = None  # None: ok; else the error's description ("" if none)
+        self._attributes: dict[str, Any] = {}
+        if attributes:
+            self.set_attributes(attributes)
+
+    def get_span_context(self) -> SpanContext:
+        return self._context
+
+    def set_attribute(self, key: str, value: Any) -> None:
+        if self._end_ns is not None:
+            return
+        if isinstance(value, list | tuple):  # the SDK keeps tuples; stored as lists
+            value = list(value)
+        elif value is not None and not isinstance(value, str | bool | int | float):
+            value = str(value)
+        self._attributes[key] = value
+
+    def set_attributes(self, attributes: Mapping[str, Any]) -> None:
+        for key, value in attributes.items():
+            self.set_attribute(key, value)
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        """Events are not stored (nor are they by the SDK path's store)."""
+
+    def update_name(self, name: str) -> None:
+        if self._end_ns is None:
+            self._name = name
+
+    def is_recording(self) -> bool:
+        return self._end_ns is None
+
+    def set_status(self, status: Status | StatusCode, description: str | None = None) -> None:
+        if self._end_ns is not None:
+            return
+        if isinstance(status, Status):
+            code, description = status.status_code, status.description
+        else:
+            code = status
+        if code is StatusCode.ERROR:
+            self._error = description or ""
+        elif code is StatusCode.OK:
+            self._error = None
+
+    def record_exception(
+        self,
+        exception: BaseException,
+        attributes: Any = None,
+        timestamp: int | None = None,
+        escaped: bool = False,
+    ) -> None:
+        """Exceptions are events, not stored; the span's status says it failed."""
+
+    def end(self, end_time: int | None = None) -> None:
+        if self._end_ns is not None:
+            return
+        self._end_ns = end_time if end_time is not None else time.time_ns()
+        attributes = self._attributes
+        if self._error:
+            attributes.setdefault("error", self._error)
+        request_id = attributes.get(LOOPML_REQUEST_ID)
+        self._log.add_spans(
+            (
+                SpanRecord(
+                    trace_id=f"{self._context.trace_id:032x}",
+                    span_id=f"{self._context.span_id:016x}",
+                    parent_id=f"{self._parent_id:016x}" if self._parent_id is not None else None,
+                    name=self._name,
+                    kind=_KINDS.get(self._kind, "internal"),
+                    start_us=self._start_ns // 1000,
+                    end_us=self._end_ns // 1000,
+                    status="ok" if self._error is None else "error",
+                    attributes=attributes,
+                    request_id=str(request_id) if request_id is not None else None,
+                ),
+            )
+        )
+
+
 class Tracing:
     """A private tracer provider whose spans are stored through ``log`` and, with
     ``otlp_endpoint`` (``http://collector:4318/v1/traces``), exported over OTLP/HTTP."""
@@ -151,18 +333,25 @@ class Tracing:
     ) -> None:
         self.log = log
         self.otlp_endpoint = otlp_endpoint
-        self.provider = TracerProvider(
-            resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
-        )
-        self.provider.add_span_processor(StoreSpanProcessor(log))
+        #: The OpenTelemetry SDK's provider, when spans are also exported over OTLP; None when
+        #: they are only stored (then :class:`StoreTracer` makes them, at a fraction of the
+        #: SDK's cost per span).
+        self.provider: TracerProvider | None = None
+        self.tracer: otel_trace.Tracer
         if otlp_endpoint:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+            self.provider = TracerProvider(
+                resource=Resource.create({"service.name": service_name}), shutdown_on_exit=False
+            )
+            self.provider.add_span_processor(StoreSpanProcessor(log))
             self.provider.add_span_processor(
                 BatchSpanProcessor(OTLPSpanExporter(endpoint=otlp_endpoint))
             )
-        self.tracer: otel_trace.Tracer = self.provider.get_tracer("loopml.llm")
+            self.tracer = self.provider.get_tracer("loopml.llm")
+        else:
+            self.tracer = StoreTracer(log)
         self._shut = False
 
     def context_from_headers(self, headers: Mapping[str, str]) -> Context | None:
@@ -185,14 +374,18 @@ class Tracing:
 
     def force_flush(self) -> None:
         """Hand finished spans to the store's queue and the OTLP exporter, and write them."""
-        self.provider.force_flush()
+        if self.provider is not None:
+            self.provider.force_flush()
+        else:
+            self.log.flush()
 
     def shutdown(self) -> None:
         """Export what is pending and stop the exporters; idempotent. The request log is
         not closed (its owner closes it)."""
         if not self._shut:
             self._shut = True
-            self.provider.shutdown()
+            if self.provider is not None:
+                self.provider.shutdown()
 
 
 def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
