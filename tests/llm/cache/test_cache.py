@@ -200,7 +200,7 @@ def test_semantic_hit_at_or_above_the_threshold_only(
         original = ask("How do I reset my password?", system="You are support.")
         for c in (cache, strict):
             await store(c, original, "Settings > Security > Reset.", request_id="r1")
-        near = ask("how can I reset my password", system="You are support.")
+        near = ask("steps to reset my password", system="You are support.")
         hit = await lookup(cache, near)
         assert hit is not None and hit.kind == "semantic"
         assert 0.8 <= hit.similarity < 0.99
@@ -208,7 +208,7 @@ def test_semantic_hit_at_or_above_the_threshold_only(
         assert hit.log_entry()["partition"] == hit.partition and hit.partition
         assert await lookup(strict, near) is None
         # Another system prompt is another partition.
-        assert await lookup(cache, ask("how can I reset my password", system="Be rude.")) is None
+        assert await lookup(cache, ask("steps to reset my password", system="Be rude.")) is None
         assert (
             await lookup(cache, ask("What's the weather like?", system="You are support.")) is None
         )
@@ -228,7 +228,7 @@ def test_per_route_threshold_and_semantic_off(cache_factory: Callable[..., Cache
             await cache.store(
                 ask("How do I reset my password?"), answer("x"), tenant=A, route=route
             )
-        near = ask("how can I reset my password")
+        near = ask("steps to reset my password")
         assert await cache.lookup(near, tenant=A, route="cheap") is not None
         assert await cache.lookup(near, tenant=A, route="strict") is None
         assert await cache.lookup(near, tenant=A, route="exact") is None
@@ -257,12 +257,19 @@ def test_second_stage_refuses_a_different_number_or_name(
 def test_second_stage_falls_through_to_the_next_candidate(
     cache_factory: Callable[..., Cache],
 ) -> None:
-    cache = cache_factory(semantic=True, threshold=0.6)
+    from loopml.llm.cache import HashedEmbedder
+
+    right = "pixel 8 germany pricing"
+    wrong = "What is the price of the Pixel 9 in Germany?"
+    query = "What is the price of the Pixel 8 in Germany?"
+    vector = HashedEmbedder().vector
+    assert vector(query) @ vector(wrong) > vector(query) @ vector(right) > 0.7  # the premise
+    cache = cache_factory(semantic=True, threshold=0.7)
 
     async def go() -> None:
-        await store(cache, ask("Price of the Pixel 8 in Germany?"), "699 EUR")
-        await store(cache, ask("What is the price of the Pixel 9 in Germany?"), "899 EUR")
-        hit = await lookup(cache, ask("What is the price of the Pixel 8 in Germany?"))
+        await store(cache, ask(right), "699 EUR")
+        await store(cache, ask(wrong), "899 EUR")
+        hit = await lookup(cache, ask(query))
         assert hit is not None and hit.body["choices"][0]["message"]["content"] == "699 EUR"
 
     run(go())

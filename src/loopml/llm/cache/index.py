@@ -104,8 +104,8 @@ class VectorIndex:
 
     >>> index = VectorIndex(3)
     >>> index.add("p", "k1", np.array([1, 0, 0], np.float32))
-    >>> index.search("p", np.array([0.96, 0.28, 0], np.float32), 0.9)
-    [Match(key='k1', similarity=0.96...)]
+    >>> [(m.key, round(m.similarity, 2)) for m in index.search("p", np.array([0.96, 0.28, 0], np.float32), 0.9)]
+    [('k1', 0.96)]
     >>> index.search("other", np.array([1, 0, 0], np.float32), 0.9)
     []
     """
