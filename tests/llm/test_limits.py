@@ -560,3 +560,31 @@ def test_batched_crossings_are_reported_once_across_two_processes(
     for line in (5.0, 8.0, 10.0):
         hits = [(b, a) for b, a in pairs if b < line <= a + 1e-9]
         assert len(hits) == 1, (line, pairs)
+
+
+def test_a_deferred_record_is_written_by_the_writer_and_its_crossings_go_to_on_crossing(
+    counters: Counters,
+) -> None:
+    import threading
+    import time
+
+    writers: list[str] = []
+    add_batch = counters.add_batch
+
+    def watched(items: Any) -> list[float]:
+        writers.append(threading.current_thread().name)
+        return add_batch(items)
+
+    counters.add_batch = watched  # type: ignore[method-assign]
+    crossed: list[Any] = []
+    limiter = Limiter(counters, flush_interval=0.05, on_crossing=crossed.append)
+    subjects = [("team:t", Limits(budget=Budget(amount_usd=1.0, period="day")))]
+    for _ in range(3):  # 0.3, 0.6 (crosses 50%), 0.9 (crosses 80%)
+        assert limiter.record(subjects, tokens=10, cost_usd=0.3, defer=True) == []
+    deadline = time.monotonic() + 10
+    while max((c[3] for c in crossed), default=0) < 0.9 - 1e-9 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    limiter.close()
+    assert writers and set(writers) == {"loopml-llm-limits"}  # never the caller's thread
+    assert crossed and all(c[0] == "team:t" for c in crossed)
+    assert max(c[3] for c in crossed) == pytest.approx(0.9)
