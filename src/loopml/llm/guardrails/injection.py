@@ -84,7 +84,13 @@ PATTERNS: tuple[tuple[str, float, str], ...] = (
     (
         "instruction_override",
         0.35,
-        r"\b(?:do\s+not|don't|never)\s+(?:follow|obey|comply\s+with)\s+(?:your|the|any)\b",
+        r"\b(?:do\s+not|don't|never)\s+(?:follow|obey|comply\s+with)\s+(?:the|any)\b",
+    ),
+    (
+        "instruction_override",
+        0.6,
+        rf"\b(?:do\s+not|don't|never|stop)\s+(?:follow(?:ing)?|obey(?:ing)?|comply(?:ing)?\s+with)"
+        rf"\s+(?:your|the\s+system(?:'s)?|the\s+developer(?:'s)?)\s+{_STRONG_NOUNS}",
     ),
     ("instruction_override", 0.3, r"\byou\s+(?:will|must|shall)\s+now\b"),
     # -- role-play jailbreaks

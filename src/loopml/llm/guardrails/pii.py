@@ -194,10 +194,12 @@ _EMAIL = re.compile(
 )
 _PHONE_INTL = re.compile(r"(?<![\w+])\+\d[\d ().\-]{5,22}\d(?![\w])")
 _PHONE_NANP = re.compile(
-    r"(?<![\w+.-])(?:\+?1[ .\-]?)?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .\-])[2-9]\d{2}[ .\-]\d{4}(?![\w-])"
+    r"(?<![\w+.-])(?<!\d[ .])(?:\+?1[ .\-]?)?(?:\([2-9]\d{2}\) ?|[2-9]\d{2}[ .\-])[2-9]\d{2}[ .\-]\d{4}(?![\w-])"
 )
-_PHONE_TRUNK = re.compile(r"(?<![\w+./:-])0\d{1,4}(?:[ /\-]\d{2,8}){1,4}(?![\w/:-])")
-_PHONE_FR = re.compile(r"(?<![\w+.-])0[1-9](?:[ .]\d{2}){4}(?![\w.-])")
+_PHONE_TRUNK = re.compile(
+    r"(?<![\w+./:-])(?<!\d[ .])0[1-9]\d{0,3}(?:[ /\-]\d{2,8}){1,4}(?![\w/:-])(?![ .]\d)"
+)
+_PHONE_FR = re.compile(r"(?<![\w+.-])(?<!\d )0[1-9](?:[ .]\d{2}){4}(?![\w-]|[ .]\d)")
 _CARD = re.compile(r"(?<![\d-])\d(?:[ \-]?\d){11,18}(?![\d-])")
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])([A-Z]{2})(\d{2})")
 _SSN = re.compile(r"(?<![\d-])(\d{3})([- ])(\d{2})\2(\d{4})(?![\d-])")
@@ -210,11 +212,11 @@ _NINO = re.compile(
 )
 _DNI = re.compile(r"(?<![\w-])(\d{8})[ -]?([A-Za-z])(?!\w)")
 _NIE = re.compile(r"(?<![\w-])([XYZxyz])[ -]?(\d{7})[ -]?([A-Za-z])(?!\w)")
-_BSN = re.compile(r"(?<![\w.-])(\d{9}|\d{4}\.\d{2}\.\d{3})(?![\w.-])")
+_BSN = re.compile(r"(?<![\w.-])(\d{9}|\d{4}\.\d{2}\.\d{3})(?![\w-]|\.\d)")
 _BSN_CONTEXT = re.compile(
     r"(?i)\b(?:bsn|burgerservicenummer|sofi-?nummer|citizen service number)\b"
 )
-_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]|\.\d)")
+_IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?!\w|\.\d)")
 _IPV6 = re.compile(
     r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|(?:\d{1,3}\.){3}\d{1,3})?"
     r"(?:%[\w.]+)?(?![\w:])"
