@@ -57,52 +57,79 @@ _OVERRIDE_VERBS = (
 )
 _SCOPE = r"(?:previous|prior|above|earlier|preceding|all|any|your|the|system|initial|original|these|those|every|old)"
 
-PATTERNS: tuple[tuple[str, float, str], ...] = (
+#: Words (lower case) one of which a text must hold for the pattern to be tried at all.
+_VERBS = ("ignor", "disregard", "forget", "overrid", "bypass", "skip", "neglect", "abandon",
+          "drop", "discard")  # fmt: skip
+PATTERNS: tuple[tuple[str, float, tuple[str, ...], str], ...] = (
     # -- instruction override
     (
         "instruction_override",
         0.9,
+        _VERBS,
         rf"\b{_OVERRIDE_VERBS}\b{_W}\s+{_SCOPE}\b{_W}\s+{_STRONG_NOUNS}\b",
     ),
-    ("instruction_override", 0.4, rf"\b{_OVERRIDE_VERBS}\b{_W}\s+{_SCOPE}\b{_W}\s+{_WEAK_NOUNS}\b"),
+    (
+        "instruction_override",
+        0.4,
+        _VERBS,
+        rf"\b{_OVERRIDE_VERBS}\b{_W}\s+{_SCOPE}\b{_W}\s+{_WEAK_NOUNS}\b",
+    ),
     (
         "instruction_override",
         0.8,
+        _VERBS,
         rf"\b{_OVERRIDE_VERBS}\s+(?:everything|all|anything)\s+(?:above|before|earlier|previously|"
         r"you\s+(?:were|have\s+been)\s+told)",
     ),
     (
         "instruction_override",
         0.55,
+        ("instruction", "rule", "task", "directive", "order"),
         r"\b(?:new|updated|real|actual|true|revised|secret)\s+(?:instructions?|rules|task|directives?|orders)\s*[:\-]",
     ),
     (
         "instruction_override",
         0.5,
+        ("now",),
         r"\bfrom\s+now\s+on\b[,:]?\s+(?:you|your|act|respond|answer|only|always|never|ignore|reply)",
     ),
     (
         "instruction_override",
         0.35,
+        ("follow", "obey", "comply"),
         r"\b(?:do\s+not|don't|never)\s+(?:follow|obey|comply\s+with)\s+(?:the|any)\b",
     ),
     (
         "instruction_override",
         0.6,
+        ("follow", "obey", "comply"),
         rf"\b(?:do\s+not|don't|never|stop)\s+(?:follow(?:ing)?|obey(?:ing)?|comply(?:ing)?\s+with)"
         rf"\s+(?:your|the\s+system(?:'s)?|the\s+developer(?:'s)?)\s+{_STRONG_NOUNS}",
     ),
-    ("instruction_override", 0.3, r"\byou\s+(?:will|must|shall)\s+now\b"),
+    ("instruction_override", 0.3, ("now",), r"\byou\s+(?:will|must|shall)\s+now\b"),
     # -- role-play jailbreaks
-    ("roleplay_jailbreak", 0.85, r"\bdo\s+anything\s+now\b"),
+    ("roleplay_jailbreak", 0.85, ("anything",), r"\bdo\s+anything\s+now\b"),
     (
         "roleplay_jailbreak",
         0.8,
+        ("mode",),
         r"\b(?:developer|god|jailbreak|jailbroken|unrestricted|unfiltered|evil|dan|debug|sudo)\s+mode\b",
     ),
     (
         "roleplay_jailbreak",
         0.85,
+        (
+            "restriction",
+            "rule",
+            "limit",
+            "filter",
+            "guideline",
+            "ethic",
+            "moral",
+            "censor",
+            "polic",
+            "safety",
+        ),
         r"\b(?:pretend|act|roleplay|role-play|imagine|behave|respond)\b[^.\n]{0,60}?"
         r"\b(?:no|without|free\s+(?:of|from)|not\s+bound\s+by|never\s+follow|ignores?|don't\s+have)\b"
         r"[^.\n]{0,30}?\b(?:restrictions?|rules|limits|limitations|filters?|guidelines|ethics|"
@@ -111,20 +138,23 @@ PATTERNS: tuple[tuple[str, float, str], ...] = (
     (
         "roleplay_jailbreak",
         0.75,
+        ("you",),
         r"\byou\s+are\s+(?:now\s+)?(?:no\s+longer|not)\s+(?:bound|restricted|limited|an\s+ai|"
         r"chatgpt|claude|an\s+assistant|required\s+to\s+follow)",
     ),
-    ("roleplay_jailbreak", 0.6, r"\bjailbr(?:eak|oken|eaking)\b"),
+    ("roleplay_jailbreak", 0.6, ("jailbr",), r"\bjailbr(?:eak|oken|eaking)\b"),
     (
         "roleplay_jailbreak",
         0.35,
+        ("restriction", "filter", "censor", "limitation"),
         r"\b(?:without\s+any|no)\s+(?:restrictions|filters|censorship|limitations)\b",
     ),
-    ("roleplay_jailbreak", 0.3, r"\bstay\s+in\s+character\b"),
+    ("roleplay_jailbreak", 0.3, ("character",), r"\bstay\s+in\s+character\b"),
     # -- system prompt exfiltration
     (
         "prompt_exfiltration",
         0.8,
+        ("prompt", "message", "instruction", "rule", "guideline", "directive", "above", "before"),
         r"\b(?:reveal|show|print|output|repeat|display|tell\s+me|give\s+me|leak|dump|recite|"
         r"spell\s+out|write\s+out|copy|paste|what\s+(?:is|are|was|were))\b[^.\n?]{0,40}?"
         r"\b(?:(?:system|hidden|secret|initial|original|developer)\s+(?:prompt|message|instructions)|"
@@ -134,35 +164,45 @@ PATTERNS: tuple[tuple[str, float, str], ...] = (
     (
         "prompt_exfiltration",
         0.7,
+        ("above", "before"),
         r"\b(?:repeat|print|output)\s+(?:everything|all|the\s+words|the\s+text)\s+(?:above|before)",
     ),
     # -- delimiter and markdown injection
     (
         "delimiter_injection",
         0.9,
+        ("<|",),
         r"<\|(?:im_start|im_end|system|user|assistant|endoftext|eot_id|start_header_id|end_header_id)\|>",
     ),
-    ("delimiter_injection", 0.8, r"\[/?INST\]|<</?SYS>>|\[/?SYS\]"),
-    ("delimiter_injection", 0.6, r"</?(?:system|instructions?|system_prompt|admin)>"),
+    ("delimiter_injection", 0.8, ("inst]", "sys>>", "sys]"), r"\[/?INST\]|<</?SYS>>|\[/?SYS\]"),
+    (
+        "delimiter_injection",
+        0.6,
+        ("system>", "instruction>", "instructions>", "system_prompt>", "admin>"),
+        r"</?(?:system|instructions?|system_prompt|admin)>",
+    ),
     (
         "delimiter_injection",
         0.5,
+        ("system", "developer"),
         r"(?:^|\n)\s*(?:#{1,6}\s*|\*\*)?(?:system|developer)\s*(?:\*\*)?\s*:\s*\S",
     ),
     (
         "delimiter_injection",
         0.6,
+        ("---", "===", "###", "***"),
         r"[-=#*]{3,}\s*(?:end|begin|start)\s+(?:of\s+)?(?:system|user|prompt|instructions|context)",
     ),
-    ("delimiter_injection", 0.5, r"!\[[^\]\n]*\]\(https?://[^)\s]*[?&][\w-]+=[^)\s]*\)"),
+    ("delimiter_injection", 0.5, ("![",), r"!\[[^\]\n]*\]\(https?://[^)\s]*[?&][\w-]+=[^)\s]*\)"),
     # -- encoded payloads (the decoded text is scanned as well, below)
     (
         "encoded_payload",
         0.6,
+        ("decode", "base64", "rot13", "hex"),
         r"\b(?:decode|base64|rot13|hex)\b[^.\n]{0,60}?\b(?:follow|execute|run|obey|do\s+what|comply)",
     ),
 )
-_COMPILED = tuple((cat, w, re.compile(p, re.IGNORECASE)) for cat, w, p in PATTERNS)
+_COMPILED = tuple((cat, w, words, re.compile(p, re.IGNORECASE)) for cat, w, words, p in PATTERNS)
 #: "DAN" in capitals (a name otherwise).
 _DAN = re.compile(r"\bDAN\b(?:\s+(?:prompt|mode|jailbreak)|,?\s+which\s+stands)?")
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
@@ -178,15 +218,23 @@ CATEGORIES = (
 
 def _hits(text: str) -> list[tuple[str, float, int, int]]:
     plain = text.translate(_LEET)
+    folded = plain != text
+    lowered, plain_lowered = text.lower(), plain.lower() if folded else None
     hits = []
-    for category, weight, pattern in _COMPILED:
-        # Patterns match the leet-folded text and the text as it is (a fake "system:" line
-        # or a chat token must not be folded away).
-        for candidate in (plain, text) if plain != text else (text,):
-            for m in pattern.finditer(candidate):
-                hits.append((category, weight, m.start(), m.end()))
-    for m in _DAN.finditer(text):
-        hits.append(("roleplay_jailbreak", 0.5, m.start(), m.end()))
+    for category, weight, words, pattern in _COMPILED:
+        # Patterns read the text as it is ("<|im_start|>" must not fold to "<lim_start") and,
+        # when it differs, leet-folded; a pattern runs only on a text that holds one of its
+        # words (most texts hold none, and a scan then costs a few µs).
+        candidates = [(text, lowered)]
+        if folded and plain_lowered is not None:
+            candidates.append((plain, plain_lowered))
+        for candidate, low in candidates:
+            if any(w in low for w in words):
+                for m in pattern.finditer(candidate):
+                    hits.append((category, weight, m.start(), m.end()))
+    if "DAN" in text:
+        for m in _DAN.finditer(text):
+            hits.append(("roleplay_jailbreak", 0.5, m.start(), m.end()))
     return hits
 
 
