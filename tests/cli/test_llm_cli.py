@@ -112,6 +112,8 @@ def test_requests_listing_filters_and_json(
     assert datetime.fromisoformat(errors[0]["created_at"]).utcoffset() is not None
     assert [r["id"] for r in invoke_json("llm", "requests", "--team", "growth")] == ["1" * 32]
     assert invoke_json("llm", "requests", "--model", "nothing") == []
+    assert [r["id"] for r in invoke_json("llm", "requests", "--tag", "faq")] == ["1" * 32]
+    assert invoke_json("llm", "requests", "--tag", "nothing") == []
     assert len(invoke_json("llm", "requests", "--limit", "1")) == 1
 
 

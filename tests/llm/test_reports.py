@@ -176,6 +176,10 @@ def test_requests_filtered_newest_first(logged: Workspace) -> None:
     assert {r["id"][0] for r in reports.requests(logged, team="growth")} == {"1", "2"}
     assert {r["id"][0] for r in reports.requests(logged, user="alice")} == {"1", "3"}
     assert len(reports.requests(logged, since=DAY2, limit=2)) == 2
+    assert [r["id"][0] for r in reports.requests(logged, tag="faq")] == ["2", "1"]
+    assert [r["id"][0] for r in reports.requests(logged, tag="beta")] == ["2"]
+    assert reports.requests(logged, tag="fa") == []  # a whole tag, not a part of one
+    assert reports.requests(logged, tag='faq"') == []
     two = reports.requests(logged, user="bob")
     assert two[0]["tags"] == ["faq", "beta"] and two[0]["stream"] is True
     assert two[0]["usage_estimated"] is True

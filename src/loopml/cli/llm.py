@@ -162,6 +162,9 @@ def _cells(label: Any, row: dict[str, Any]) -> list[Any]:
 @click.option("--user", help="Only this end user's requests (the request's `user` field).")
 @click.option("--status", type=int, help="Only requests answered with this HTTP status.")
 @click.option("--errors", "errors_only", is_flag=True, help="Only requests that failed (>= 400).")
+@click.option(
+    "--tag", help="Only requests with this tag (metadata.tags or the x-loopml-tags header)."
+)
 @click.option("--since", metavar="TIME", help=SINCE_HELP)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @json_option
@@ -174,6 +177,7 @@ def requests_command(
     user: str | None,
     status: int | None,
     errors_only: bool,
+    tag: str | None,
     since: str | None,
     limit: int,
     as_json: bool,
@@ -190,6 +194,7 @@ def requests_command(
         user=user,
         status=status,
         errors_only=errors_only,
+        tag=tag,
         limit=limit,
     )
     if as_json:

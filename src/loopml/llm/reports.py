@@ -247,11 +247,13 @@ def requests(
     user: str | None = None,
     status: int | None = None,
     errors_only: bool = False,
+    tag: str | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """The logged requests, newest first, without their content (see :func:`request`).
     ``model`` matches the model asked for or the one used; ``key`` is a key id;
-    ``errors_only`` keeps those answered with an HTTP status >= 400."""
+    ``errors_only`` keeps those answered with an HTTP status >= 400; ``tag`` keeps those
+    with that tag among theirs."""
     if limit < 1:
         raise InvalidInput(f"limit={limit}: ask for at least one request.")
     ws = resolve_workspace(workspace)
@@ -273,9 +275,21 @@ def requests(
         query = query.where(_R.status == int(status))
     if errors_only:
         query = query.where(_R.status >= 400)
+    if tag is not None:
+        query = query.where(_has_tag(ws.db.engine.dialect.name, tag))
     query = query.order_by(_R.created_at.desc(), _R.id.desc()).limit(limit)
     with ws.db.engine.connect() as conn:
         return [_request_dict(row) for row in conn.execute(query).mappings()]
+
+
+def _has_tag(dialect: str, tag: str) -> ColumnElement[bool]:
+    """A request's JSON list of tags holds ``tag`` (exactly)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import JSONB
+
+        return cast(_R.tags, JSONB).contains([tag])
+    tags = func.json_each(_R.tags).table_valued("value")
+    return select(tags.c.value).where(tags.c.value == tag).exists()
 
 
 def _by_id(
