@@ -59,6 +59,19 @@ def test_create_prints_the_secret_once(invoke: Invoke, workspace: Workspace) -> 
     assert key.id in result.stderr
 
 
+def test_create_warns_of_a_team_loopml_toml_does_not_declare(
+    invoke: Invoke, workspace: Workspace
+) -> None:
+    toml = workspace.root / "loopml.toml"
+    toml.write_text(toml.read_text() + '\n[gateway.teams.growth]\nbudget = "50/month"\n')
+    typo = invoke("gateway", "keys", "create", "--team", "growht")
+    assert typo.exit_code == 0, typo.output
+    assert "warning: no team 'growht' in [gateway.teams]" in typo.stderr
+    assert "(it has growth)" in typo.stderr
+    declared = invoke("gateway", "keys", "create", "--team", "growth")
+    assert declared.exit_code == 0 and "warning" not in declared.stderr
+
+
 def test_create_json_list_show_revoke(
     invoke: Invoke, invoke_json: Callable[..., Any], workspace: Workspace
 ) -> None:

@@ -21,6 +21,7 @@ from loopml.cli.render import (
     table,
     text,
 )
+from loopml.exceptions import LoopmlError
 
 if TYPE_CHECKING:
     from loopml.llm.config import GatewayConfig, Limits
@@ -224,6 +225,8 @@ def create(
         log_content=log_content,
         expires=expires,
     )
+    if key.team:
+        _warn_unknown_team(ws, key.team)
     if as_json:
         emit_json({**key.to_dict(), "secret": secret})
         return
@@ -237,6 +240,23 @@ def create(
         f"Created key {key.id}{details}. Copy the secret now: it is not shown again.",
         err=True,
     )
+
+
+def _warn_unknown_team(ws: Workspace, team: str) -> None:
+    """A team that loopml.toml's [gateway.teams] doesn't declare, when it declares some, is
+    likely a typo: say so on stderr (the key is created; the team still groups costs)."""
+    from loopml.llm.config import load_gateway_config
+
+    try:
+        teams = load_gateway_config(settings=ws.settings).teams
+    except LoopmlError:
+        return
+    if teams and team not in teams:
+        click.echo(
+            f"warning: no team {team!r} in [gateway.teams] of loopml.toml (it has "
+            f"{', '.join(sorted(teams))}): the key gets no team budget or limits.",
+            err=True,
+        )
 
 
 @keys.command("list")
