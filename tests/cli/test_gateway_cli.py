@@ -191,6 +191,21 @@ def test_serve_refuses_a_bad_config_before_starting(
     assert "limits_url" in line
 
 
+def test_serve_refuses_a_busy_port_in_one_line_without_announcing_itself(
+    invoke: Invoke, workspace: Workspace, error_lines: Lines
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("gateway", "serve", "--port", str(port))
+    (line,) = error_lines(result)
+    assert f"Cannot listen on 127.0.0.1:{port}" in line and "--port" in line
+    assert "loopml gateway on" not in result.stderr
+
+
 def test_help_of_every_command(invoke: Invoke) -> None:
     for args in (
         ("gateway",),

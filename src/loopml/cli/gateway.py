@@ -67,8 +67,18 @@ def serve(ws: Workspace, config_path: str | None, host: str, port: int, workers:
     from loopml.llm.server import serve as run_gateway
 
     _config(ws, config_path)  # a bad config is one error line, before anything starts
-    click.echo(f"loopml gateway on http://{host}:{port}/v1 (Ctrl+C to stop)", err=True)
-    run_gateway(workspace=ws, config_path=config_path, host=host, port=port, workers=workers)
+
+    def announce() -> None:
+        click.echo(f"loopml gateway on http://{host}:{port}/v1 (Ctrl+C to stop)", err=True)
+
+    run_gateway(
+        workspace=ws,
+        config_path=config_path,
+        host=host,
+        port=port,
+        workers=workers,
+        announce=announce,
+    )
 
 
 @gateway.command("check")

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -362,13 +362,19 @@ def serve(
     port: int = 4000,
     workers: int = 1,
     log_level: str = "warning",
+    announce: Callable[[], None] | None = None,
 ) -> None:
-    """Run the gateway until SIGINT/SIGTERM (``loopml gateway serve``)."""
+    """Run the gateway until SIGINT/SIGTERM (``loopml gateway serve``). ``announce`` is
+    called once the gateway is built and its port is free, just before it starts serving."""
     import uvicorn
 
+    from loopml.llm import tracing  # noqa: F401 -- without the llm extra: one clear error now
     from loopml.llm.gateway import Gateway
 
+    _check_port(host, port)
     if workers > 1:
+        if announce is not None:
+            announce()
         os.environ[_ENV_ROOT] = str(workspace.settings.root)
         if config_path is not None:
             os.environ[_ENV_CONFIG] = str(Path(config_path).resolve())
@@ -383,6 +389,8 @@ def serve(
         )
         return
     gateway = Gateway.from_config(config_path, workspace=workspace, require_key=None)
+    if announce is not None:
+        announce()
     uvicorn.run(
         create_gateway_app(gateway),
         host=host,
@@ -390,3 +398,25 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=30,
     )
+
+
+def _check_port(host: str, port: int) -> None:
+    """Refuse a port another process listens on, in one clear error (uvicorn would log a
+    bind error and exit)."""
+    import socket
+
+    from loopml.exceptions import InvalidInput
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InvalidInput(f"Cannot serve on host {host!r}: {exc.strerror}.") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            raise InvalidInput(
+                f"Cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port."
+            ) from None
