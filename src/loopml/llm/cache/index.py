@@ -1,19 +1,21 @@
 """The in-memory vector index of the semantic cache: per partition, the unit vectors of its
-entries, searched for the nearest one above a threshold.
+entries, searched for the nearest ones above a threshold.
 
 Measured on this project's 2-core machine with 100,000 entries of 512 dimensions in ONE
 partition (the worst case; ``benchmarks/llm_cache.py``): a float32 brute-force product
-takes ~10–13 ms, memory-bound (200 MB read per query). So a partition keeps, beside the
-vectors, a 256-bit sign code of each vector under a fixed random projection (SimHash: two
-vectors at angle θ differ in each bit with probability θ/π). A query first counts differing
-bits against every code (8 MB, ~2 ms) and computes exact cosines only for the candidates
-whose bit distance is within the threshold's angle plus 5 standard deviations of the
-estimate (when more than :data:`RERANK` qualify, the nearest in bits). A true match is
-then missed with probability below 3·10⁻⁷ — a miss, never a false hit: every hit's
-similarity is the exact cosine. Partitions under :data:`EXACT_BELOW` entries are searched exactly.
+takes 10–15 ms, bound by memory (200 MB read per query). So a partition keeps, beside the
+vectors, a 512-bit sign code of each vector under a fixed random projection (SimHash: two
+vectors at angle θ differ in each bit with probability θ/π), stored word-major. A query
+first counts differing bits against every code (6 MB in 8 contiguous passes, ~0.4 ms) and
+computes exact cosines only for the candidates whose bit distance is within the threshold's
+angle plus 5 standard deviations of the estimate — at most :data:`RERANK` of them, the
+nearest in bits. A true match is then missed with probability below 3·10⁻⁷ (unless over
+:data:`RERANK` entries are nearer in bits) — a miss, never a false hit: every hit's
+similarity is the exact cosine. p50 ~1 ms for 100,000 entries. Partitions under
+:data:`EXACT_BELOW` entries are searched exactly.
 
-usearch and hnswlib were considered: an HNSW graph answers in well under a millisecond, but
-neither is a loopml dependency, and this index needs no new one.
+usearch and hnswlib were considered: an HNSW graph answers in well under a millisecond too,
+but neither is a loopml dependency, and this index needs no new one.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ import numpy.typing as npt
 #: Partitions smaller than this are searched by one exact matrix-vector product.
 EXACT_BELOW = 20_000
 #: Most candidates a large partition computes exact cosines for.
-RERANK = 4096
-BITS = 256
+RERANK = 1024
+BITS = 512
 _SIGMAS = 5.0
 
 
@@ -53,7 +55,9 @@ class _Partition:
     def __init__(self, dim: int) -> None:
         self.dim = dim
         self.vectors = np.zeros((16, dim), dtype=np.float32)
-        self.codes = np.zeros((16, BITS // 64), dtype=np.uint64)
+        # Word-major (one row per 64-bit word of every code): counting differing bits is then
+        # a few passes over contiguous arrays, 10x faster than a row per code.
+        self.codes = np.zeros((BITS // 64, 16), dtype=np.uint64)
         self.keys: list[str] = []
         self.expires: list[float] = []  # ms since the epoch; inf: never
         self.rows: dict[str, int] = {}
@@ -73,12 +77,12 @@ class _Partition:
             row = len(self.keys)
             if row == len(self.vectors):
                 self.vectors = np.concatenate([self.vectors, np.zeros_like(self.vectors)])
-                self.codes = np.concatenate([self.codes, np.zeros_like(self.codes)])
+                self.codes = np.concatenate([self.codes, np.zeros_like(self.codes)], axis=1)
             self.keys.append(key)
             self.expires.append(expires)
             self.rows[key] = row
         self.vectors[row] = vector
-        self.codes[row] = code
+        self.codes[:, row] = code
         self.expires[row] = expires
 
     def remove(self, key: str) -> bool:
@@ -89,7 +93,7 @@ class _Partition:
         if row != last:  # move the last row into the hole
             moved = self.keys[last]
             self.vectors[row] = self.vectors[last]
-            self.codes[row] = self.codes[last]
+            self.codes[:, row] = self.codes[:, last]
             self.keys[row] = moved
             self.expires[row] = self.expires[last]
             self.rows[moved] = row
@@ -224,7 +228,9 @@ class VectorIndex:
     ) -> npt.NDArray[np.intp]:
         n = len(part)
         code = self.code(query)[0]
-        distance = np.bitwise_count(part.codes[:n] ^ code).sum(axis=1, dtype=np.uint16)
+        distance = np.zeros(n, dtype=np.uint16)
+        for word in range(len(code)):
+            np.add(distance, np.bitwise_count(part.codes[word, :n] ^ code[word]), out=distance)
         # Angle of the threshold, as a fraction of pi, plus a margin of _SIGMAS standard
         # deviations of the bit-count estimate.
         p = math.acos(max(-1.0, min(1.0, threshold))) / math.pi
