@@ -139,3 +139,28 @@ def test_misuse() -> None:
         guard.feed("again")
     assert StreamGuard(default_policy(), window=200).window == 200
     assert default_policy().window == 80
+
+
+def test_a_value_held_for_long_is_rescanned_rarely(monkeypatch: pytest.MonkeyPatch) -> None:
+    import loopml.llm.guardrails.stream as stream
+
+    scans = []
+    real = stream.normalize
+    monkeypatch.setattr(stream, "normalize", lambda text: scans.append(len(text)) or real(text))
+    body = "\n".join("MIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7" for _ in range(2000))
+    text = BEFORE + "-----BEGIN PRIVATE KEY-----\n" + body + "\n-----END PRIVATE KEY-----" + AFTER
+    guard = StreamGuard(default_policy())
+    sent = run(guard, [text[i : i + 5] for i in range(0, len(text), 5)])
+    assert sent == BEFORE + "[PRIVATE_KEY]" + AFTER
+    # About 20 scans of growing held text, not one per chunk (20,000 chunks): the work
+    # stays within a small multiple of the stream's length.
+    assert len(scans) < 60
+    assert sum(scans) < 6 * len(text)
+
+
+def test_pathological_inputs_scan_in_linear_time() -> None:
+    policy = default_policy()
+    for text in ("-" * 100_000, "![a](http://x?" * 5_000, "\n" * 50_000 + "system: x",
+                 "a_" * 25_000 + "token", ("ignore" + " " * 1_000) * 50, "0 " * 50_000):  # fmt: skip
+        policy.check_input([{"role": "user", "content": text}])
+        policy.check_output(text)

@@ -185,15 +185,20 @@ PATTERNS: tuple[tuple[str, float, tuple[str, ...], str], ...] = (
         "delimiter_injection",
         0.5,
         ("system", "developer"),
-        r"(?:^|\n)\s*(?:#{1,6}\s*|\*\*)?(?:system|developer)\s*(?:\*\*)?\s*:\s*\S",
+        r"(?:^|\n)[ \t]*(?:#{1,6}[ \t]*|\*\*)?(?:system|developer)[ \t]*(?:\*\*)?[ \t]*:[ \t]*\S",
     ),
     (
         "delimiter_injection",
         0.6,
         ("---", "===", "###", "***"),
-        r"[-=#*]{3,}\s*(?:end|begin|start)\s+(?:of\s+)?(?:system|user|prompt|instructions|context)",
+        r"(?<![-=#*])[-=#*]{3,}[ \t]*(?:end|begin|start)\s+(?:of\s+)?(?:system|user|prompt|instructions|context)",
     ),
-    ("delimiter_injection", 0.5, ("![",), r"!\[[^\]\n]*\]\(https?://[^)\s]*[?&][\w-]+=[^)\s]*\)"),
+    (
+        "delimiter_injection",
+        0.5,
+        ("![",),
+        r"!\[[^\]\n]{0,200}\]\(https?://[^)\s?&]{0,500}[?&][\w-]{1,64}=[^)\s]{0,1000}\)",
+    ),
     # -- encoded payloads (the decoded text is scanned as well, below)
     (
         "encoded_payload",

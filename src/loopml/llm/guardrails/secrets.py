@@ -63,7 +63,7 @@ _PATTERNS: dict[str, re.Pattern[str]] = {
 KINDS = (*_PATTERNS, "assignment")
 _SCORES = {"assignment": 0.8, "openai_key": 0.9, "jwt": 0.9}
 _ASSIGNMENT = re.compile(
-    r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]+[_-])*"
+    r"(?i)(?<![A-Za-z0-9])(?:[A-Za-z0-9]{1,24}[_-]){0,4}"
     r"(?:api[_-]?key|apikey|secret(?:[_-]?key)?|access[_-]?key|access[_-]?token|auth[_-]?token|"
     r"token|password|passwd|pwd|client[_-]?secret|private[_-]?key|credentials?)"
     r"[\"']?\s*(?::=|=>|[:=])\s*[\"']?([A-Za-z0-9/+_\-.=!@#$%^&*~]{12,})"

@@ -8,7 +8,9 @@ context, and releases everything up to ``window`` characters from the end, excep
 never cuts through a finding (a key still growing, a PEM block whose END line has not come):
 the cut moves back to the finding's start. A value no longer than the window is therefore
 complete, with its right-hand context, before any of it is released, and is redacted (or
-blocks the stream) exactly as it would in the whole text.
+blocks the stream) exactly as it would in the whole text. While a value keeps growing past
+the window (a PEM block), the held text is scanned again only each time it has grown by half,
+so however long it gets the guard's work stays linear in the stream's length.
 
     guard = StreamGuard(policy)
     for delta in deltas:
@@ -76,6 +78,10 @@ class StreamGuard:
         self._errors: dict[str, str] = {}
         self._blocked: GuardrailBlocked | None = None
         self._finished = False
+        # Held text is scanned again once it reaches this length: window + step normally,
+        # half as much again as held after a scan that could release nothing (a key or PEM
+        # block still growing), so a long held value costs linear, not quadratic, time.
+        self._next_scan = self.window + self.step
 
     # -- the stream ----------------------------------------------------------------------
 
@@ -87,7 +93,7 @@ class StreamGuard:
         self._pending += delta
         if self._whole is not None:
             self._whole.append(delta)
-        if len(self._pending) < self.window + self.step:
+        if len(self._pending) < self._next_scan:
             return ""
         return self._release(final=False)
 
@@ -170,7 +176,9 @@ class StreamGuard:
                     if f.start < cut < f.end:
                         cut, moved = f.start, True
             if cut <= base:
+                self._next_scan = max(self.window + self.step, len(self._pending) * 3 // 2)
                 return ""
+            self._next_scan = self.window + self.step
         spans: list[tuple[int, int, str]] = []
         for rule, f in found:
             if f.end > cut:
