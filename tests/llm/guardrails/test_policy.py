@@ -343,3 +343,20 @@ def test_groundedness_hook(hooks: types.SimpleNamespace) -> None:
                       "options": {"function": "guard_hooks:garbage"}})  # fmt: skip
     v = garbage.check_output("x", context="c")
     assert not v.allowed and "TypeError" in v.errors["groundedness"]
+
+
+def test_json_schema_without_jsonschema_names_the_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopml.exceptions import MissingDependency
+
+    monkeypatch.setitem(sys.modules, "jsonschema", None)
+    with pytest.raises(MissingDependency, match="pip install jsonschema"):
+        policy({"detector": "json_schema", "action": "flag", "options": {"schema": SCHEMA}})
+
+
+def test_the_package_exports_what_it_lists() -> None:
+    import loopml.llm.guardrails as guardrails
+
+    for name in guardrails.__all__:
+        assert getattr(guardrails, name) is not None, name
+    with pytest.raises(AttributeError):
+        guardrails.nothing  # noqa: B018

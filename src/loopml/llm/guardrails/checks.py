@@ -59,8 +59,15 @@ class JsonSchemaCheck(TextCheck):
     stages: ClassVar[frozenset[str]] = frozenset({"output"})
 
     def __init__(self, options: Options) -> None:
-        import jsonschema
+        try:
+            import jsonschema
+        except ImportError as exc:
+            from loopml.exceptions import MissingDependency
 
+            raise MissingDependency(
+                f"{options.where}: the json_schema detector needs the 'jsonschema' package, "
+                "which is not installed. Install it with: pip install jsonschema"
+            ) from exc
         if ("schema" in options) == ("schema_file" in options):
             raise InvalidConfig(
                 f"{options.where}: the json_schema detector needs exactly one of schema = {{…}} "
