@@ -360,3 +360,35 @@ def test_the_package_exports_what_it_lists() -> None:
         assert getattr(guardrails, name) is not None, name
     with pytest.raises(AttributeError):
         guardrails.nothing  # noqa: B018
+
+
+def test_earlier_messages_are_scanned_once(
+    monkeypatch: pytest.MonkeyPatch, hooks: types.SimpleNamespace
+) -> None:
+    from loopml.llm.guardrails.pii import PIIDetector
+
+    scanned: list[str] = []
+    real = PIIDetector.scan
+    monkeypatch.setattr(
+        PIIDetector,
+        "scan",
+        lambda self, text, rule: scanned.append(text.original) or real(self, text, rule),
+    )
+    p = policy({"detector": "pii", "action": "redact"})
+    history = [{"role": "user", "content": f"card {CARD}"}, {"role": "assistant", "content": "ok"}]
+    first = p.check_input(history)
+    second = p.check_input([*history, {"role": "user", "content": "mail jo@example.com"}])
+    assert scanned == [f"card {CARD}", "ok", "mail jo@example.com"]
+    assert first.messages is not None and second.messages is not None
+    assert second.messages[0]["content"] == first.messages[0]["content"] == "card [CREDIT_CARD]"
+    assert [(f.kind, f.message) for f in second.findings] == [("credit_card", 0), ("email", 2)]
+    # A detector that calls the user's function is asked every time.
+    calls: list[str] = []
+    module = sys.modules["guard_hooks"]
+    module.count = lambda text: calls.append(text) or 0.0  # type: ignore[attr-defined]
+    judged = policy(
+        {"detector": "injection", "action": "block", "options": {"classifier": "guard_hooks:count"}}
+    )
+    judged.check_input(user("hello"))
+    judged.check_input(user("hello"))
+    assert calls == ["hello", "hello"]

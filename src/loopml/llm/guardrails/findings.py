@@ -58,6 +58,9 @@ class SpanDetector(ABC):
     #: The longest value (in normalized characters) this detector can recognize only once it
     #: is complete; a stream holds back at least this much (see ``loopml.llm.guardrails.stream``).
     lookahead: int = 64
+    #: The same text always gives the same findings (so they can be cached); false for a
+    #: detector that calls out to a function of the user's.
+    deterministic: bool = True
 
     @abstractmethod
     def __init__(self, options: Options) -> None:

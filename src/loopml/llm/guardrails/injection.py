@@ -279,6 +279,7 @@ class InjectionDetector(SpanDetector):
         self.threshold = options.number("threshold", 0.5, high=1.0)
         self.categories = frozenset(options.choices("categories", CATEGORIES, CATEGORIES))
         self.classifier_spec = options.function("classifier")
+        self.deterministic = self.classifier_spec is None
         self._classifier: Callable[[str], Any] | None = None
 
     def classifier(self) -> Callable[[str], Any] | None:
