@@ -49,7 +49,8 @@ Also measured:
 
 * in-process (``--no-inprocess`` skips it): ``loopml.llm.Gateway.from_config(...).achat(body,
   api_key=KEY)`` (the same workspace, config and key as the server) against a bare
-  ``httpx.AsyncClient.post`` + ``.json()`` of the same body to the fake provider, sequentially,
+  ``aiohttp.ClientSession.post`` + ``.json()`` of the same body to the fake provider (aiohttp
+  is the gateway's own client: the difference is the gateway's work), sequentially,
   in 10 alternating blocks; the median per call, and the CPU per call (the event loop's thread,
   and the gateway's other threads: log writer, bookkeeping, limiter);
 * memory (``--memory``): the RSS (``VmRSS`` in ``/proc/PID/status``, summed over the server's
@@ -602,14 +603,15 @@ def measure_memory(
 
 
 # ----------------------------------------------------------------------------------------------
-# In-process: Gateway.achat against a bare httpx call
+# In-process: Gateway.achat against a bare aiohttp call (the client the gateway itself uses)
 # ----------------------------------------------------------------------------------------------
 
 
 def inprocess(args: argparse.Namespace) -> None:
     """Prints one JSON line: the median µs per call of ``Gateway.achat`` and of a bare
-    ``httpx.AsyncClient.post(...).json()`` of the same body, sequential, in alternating blocks."""
-    import httpx
+    ``aiohttp.ClientSession.post(...).json()`` of the same body (aiohttp is the gateway's own
+    HTTP client, so the difference is the gateway's work), sequential, in alternating blocks."""
+    import aiohttp
 
     import loopml
     from loopml.llm import Gateway
@@ -628,10 +630,15 @@ def inprocess(args: argparse.Namespace) -> None:
         # CPU: the event loop's thread (the response path) per phase, and the other threads'
         # (the gateway's log writer, bookkeeping and limiter threads) over the whole run.
         cpu = {"gw_main": 0.0, "bare_main": 0.0, "others": 0.0}
-        async with httpx.AsyncClient() as client, contextlib.AsyncExitStack() as stack:
+
+        async def bare(client: aiohttp.ClientSession) -> None:
+            async with client.post(url, json=body) as answer:
+                await answer.json()
+
+        async with aiohttp.ClientSession() as client, contextlib.AsyncExitStack() as stack:
             stack.push_async_callback(gateway.aclose)
             for _ in range(50):  # warm both paths
-                (await client.post(url, json=body)).json()
+                await bare(client)
                 await gateway.achat(dict(gw_body), api_key=key)
             await asyncio.sleep(1.5)  # let the warm-up's log rows and books be written
             p0 = time.process_time()
@@ -639,7 +646,7 @@ def inprocess(args: argparse.Namespace) -> None:
                 m0 = time.thread_time()
                 for _ in range(size):
                     t0 = time.perf_counter_ns()
-                    (await client.post(url, json=body)).json()
+                    await bare(client)
                     bare_us.append((time.perf_counter_ns() - t0) / 1e3)
                 m1 = time.thread_time()
                 for _ in range(size):
@@ -781,7 +788,7 @@ def report(
         targets.append(
             (
                 "in-process",
-                "achat over bare httpx, median",
+                "achat over bare aiohttp, median",
                 ms(extra, True),
                 f"< {TARGET_INPROCESS_MS:g} ms",
                 verdict(extra < TARGET_INPROCESS_MS),
@@ -791,7 +798,7 @@ def report(
         targets.append(
             (
                 "in-process",
-                "achat CPU over bare httpx, all threads",
+                "achat CPU over bare aiohttp, all threads",
                 ms((cpu - inproc["bare_cpu_us"]) / 1000, True),
                 "(info)",
                 "",
@@ -986,7 +993,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  litellm: {errors['litellm']}", flush=True)
         results = measure_all(servers, keys, labels, total, rounds)
         if "loopml" in servers and not args.no_inprocess:
-            print("  in-process: Gateway.achat against bare httpx ...", flush=True)
+            print("  in-process: Gateway.achat against bare aiohttp ...", flush=True)
             inproc = measure_inprocess(WORK, fake.port, keys["loopml"] or "", min(total, 2000))
         if args.memory:
             totals = {"loopml": args.memory_requests, "litellm": args.memory_peer_requests}
@@ -1004,10 +1011,10 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(
             f"in-process, {inproc['calls']:,} sequential calls each: Gateway.achat "
             f"{inproc['gateway_us']:.0f} µs median ({inproc['gateway_p99_us']:.0f} p99), bare "
-            f"httpx {inproc['bare_us']:.0f} µs ({inproc['bare_p99_us']:.0f} p99). CPU per call: "
+            f"aiohttp {inproc['bare_us']:.0f} µs ({inproc['bare_p99_us']:.0f} p99). CPU per call: "
             f"achat {inproc['gateway_cpu_main_us']:.0f} µs on the event loop's thread plus "
             f"{inproc['gateway_cpu_background_us']:.0f} µs on the gateway's other threads (log "
-            f"writer, bookkeeping, limiter), bare httpx {inproc['bare_cpu_us']:.0f} µs."
+            f"writer, bookkeeping, limiter), bare aiohttp {inproc['bare_cpu_us']:.0f} µs."
         )
     for side, m in memory.items():
         notes.append(
