@@ -202,7 +202,6 @@ def test_entities_option_limits_the_kinds() -> None:
 
 
 def test_presidio_option_without_the_package_names_the_install() -> None:
-    pytest.importorskip("loopml")
     try:
         import presidio_analyzer  # noqa: F401
     except ImportError:
@@ -211,7 +210,20 @@ def test_presidio_option_without_the_package_names_the_install() -> None:
         with pytest.raises(MissingDependency, match="pip install presidio-analyzer"):
             detector("pii", presidio=True)
     else:
-        assert "credit_card" in " ".join(kinds("pii", "card 4111 1111 1111 1111", presidio=True))
+        text = "wallet 1BoatSLRHtKNngkdXEeobR76b53LETtpyT, mac 00:1A:2B:3C:4D:5E, card 4111111111111111"
+        assert kinds("pii", text, presidio=True) == [
+            "presidio_crypto",
+            "presidio_mac_address",
+            "credit_card",  # found by loopml, not twice
+        ]
+        assert kinds("pii", text, presidio=True, presidio_entities=["CRYPTO"]) == [
+            "presidio_crypto",
+            "credit_card",
+        ]
+        with pytest.raises(InvalidConfig, match="presidio_entities: 'NOPE' is not one of"):
+            detector("pii", presidio=True, presidio_entities=["NOPE"])
+    with pytest.raises(InvalidConfig, match="presidio_entities: needs presidio = true"):
+        detector("pii", presidio_entities=["CRYPTO"])
 
 
 # -- secrets --------------------------------------------------------------------------------

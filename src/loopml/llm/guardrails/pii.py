@@ -28,7 +28,9 @@ ipv4 / ipv6    a valid address (Python's ``ipaddress``); private, loopback and
 =============  ==================================================================
 
 With ``presidio = true`` in the rule's options, Presidio's pattern recognizers (the
-``presidio-analyzer`` package) add their findings too.
+``presidio-analyzer`` package) add the entities loopml does not find itself (US passports,
+driver's licences, ITINs and bank numbers, UK NHS numbers, crypto wallets, MAC addresses,
+medical licences…) as kinds ``presidio_<entity>``.
 """
 
 from __future__ import annotations
@@ -228,10 +230,12 @@ _IPV6 = re.compile(
 
 class PIIDetector(SpanDetector):
     """Personal data by pattern and checksum (see the module's table). Options: ``entities``
-    (kinds to report, default all), ``min_score`` (0.5), ``presidio`` (false)."""
+    (kinds to report, default all), ``min_score`` (0.5), ``presidio`` (false) and
+    ``presidio_entities`` (Presidio's entity names; default: those loopml does not find
+    itself, but dates and URLs)."""
 
     name: ClassVar[str] = "pii"
-    options: ClassVar[tuple[str, ...]] = ("entities", "min_score", "presidio")
+    options: ClassVar[tuple[str, ...]] = ("entities", "min_score", "presidio", "presidio_entities")
     lookahead = 64
 
     def __init__(self, options: Options) -> None:
@@ -239,7 +243,9 @@ class PIIDetector(SpanDetector):
         self.min_score = options.number("min_score", 0.5, high=1.0)
         self.presidio: Any = None
         if options.boolean("presidio", False):
-            self.presidio = _PresidioRecognizers()
+            self.presidio = _PresidioRecognizers(options)
+        elif "presidio_entities" in options:
+            raise options.fail("presidio_entities", "needs presidio = true")
 
     def scan(self, text: Normalized, rule: str) -> list[Finding]:
         found: list[tuple[str, int, int, float]] = []
@@ -371,11 +377,20 @@ def _resolve_overlaps(
     return sorted(kept, key=lambda f: f[1])
 
 
+#: Presidio entities loopml finds itself (with checksums), and those left out by default:
+#: dates, URLs and UUIDs are rarely personal data, and Presidio's URL recognizer fetches the
+#: public suffix list over the network.
+PRESIDIO_NATIVE = frozenset({"CREDIT_CARD", "US_SSN", "EMAIL_ADDRESS", "IBAN_CODE", "IP_ADDRESS"})
+PRESIDIO_OFF = frozenset({"DATE_TIME", "URL", "UUID"})
+
+
 class _PresidioRecognizers:
     """Presidio's predefined pattern recognizers, run without an NLP engine (so no spaCy
-    model is needed); recognizers that need one are skipped."""
+    model is needed); recognizers that need one (names, locations, phone numbers) are not
+    used. ``entities`` (None: every pattern entity but :data:`PRESIDIO_NATIVE` and
+    :data:`PRESIDIO_OFF`) chooses which."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: Options) -> None:
         try:
             from presidio_analyzer import PatternRecognizer, RecognizerRegistry
         except ImportError as exc:
@@ -388,11 +403,19 @@ class _PresidioRecognizers:
                 "(or set presidio = false)"
             ) from exc
         registry = RecognizerRegistry()
-        registry.load_predefined_recognizers()
-        self.recognizers = [r for r in registry.recognizers if isinstance(r, PatternRecognizer)]
+        registry.load_predefined_recognizers(languages=["en"])
+        patterns = [r for r in registry.recognizers if isinstance(r, PatternRecognizer)]
+        known = sorted({e for r in patterns for e in r.supported_entities})
+        default = [e for e in known if e not in PRESIDIO_NATIVE | PRESIDIO_OFF]
+        wanted = set(options.choices("presidio_entities", known, default))
+        self.recognizers = [
+            (r, [e for e in r.supported_entities if e in wanted])
+            for r in patterns
+            if wanted.intersection(r.supported_entities)
+        ]
 
     def scan(self, text: str) -> Iterator[tuple[str, int, int, float]]:
-        for recognizer in self.recognizers:
-            for result in recognizer.analyze(text, recognizer.supported_entities, None) or []:
+        for recognizer, entities in self.recognizers:
+            for result in recognizer.analyze(text, entities, None) or []:
                 kind = f"presidio_{str(result.entity_type).lower()}"
                 yield kind, int(result.start), int(result.end), float(result.score)
