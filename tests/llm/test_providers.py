@@ -292,6 +292,16 @@ def test_openai_chat_answers_with_usage(fake_provider: FakeProvider) -> None:
     assert call["messages"] == body["messages"]
 
 
+def test_openai_chat_sends_reasoning_effort_but_not_anthropics_thinking(
+    fake_provider: FakeProvider,
+) -> None:
+    thinking = {"type": "enabled", "budget_tokens": 2048}
+    body = ask("why", reasoning_effort="low", thinking=thinking)
+    chat(OpenAIProvider(), deployment(fake_provider), body)
+    (call,) = fake_provider.calls("d")
+    assert call["reasoning_effort"] == "low" and "thinking" not in call
+
+
 def test_openai_chat_reports_cached_and_reasoning_tokens(fake_provider: FakeProvider) -> None:
     dep = deployment(fake_provider, model="o-reasoning-mini")
     completion = chat(OpenAIProvider(), dep, ask("one two three four", user="cached"))

@@ -945,6 +945,8 @@ def test_anthropic_request_to_openai_exact() -> None:
         "user": "alice",
         "stream": True,
         "stream_options": {"include_usage": True},
+        "reasoning_effort": "low",
+        "thinking": {"type": "enabled", "budget_tokens": 1024},
         "tools": [
             {
                 "type": "function",
@@ -1543,3 +1545,70 @@ def test_streams_round_trip_and_match_the_unstreamed_usage() -> None:
     assert snapshot.stop_reason == "tool_use"
     unstreamed = anthropic_usage(ANTHROPIC_MESSAGE["usage"])  # type: ignore[arg-type]
     assert anthropic_usage(snapshot.usage.model_dump()) == unstreamed == to_openai.usage
+
+
+# -- reasoning_effort ⇄ thinking --------------------------------------------------------------
+
+
+def _to_anthropic(**fields: Any) -> dict[str, Any]:
+    body = {"messages": [{"role": "user", "content": "Why?"}], **fields}
+    return openai_to_anthropic_request(body, "claude-sonnet-4-5")
+
+
+def test_reasoning_effort_becomes_a_thinking_budget() -> None:
+    out = _to_anthropic(reasoning_effort="medium", temperature=0.2, top_p=0.9)
+    assert out["thinking"] == {"type": "enabled", "budget_tokens": 8192}
+    assert out["max_tokens"] == 8192 + 4096  # the answer's default on top of the budget
+    assert "temperature" not in out and "top_p" not in out  # Anthropic refuses them with it
+    # OpenAI counts reasoning in max_tokens: the budget fits under it ...
+    fitted = _to_anthropic(reasoning_effort="high", max_completion_tokens=5000)
+    assert fitted["thinking"]["budget_tokens"] == 4999 and fitted["max_tokens"] == 5000
+    # ... or there is no thinking when too little would be left for it
+    assert "thinking" not in _to_anthropic(reasoning_effort="low", max_tokens=900)
+    assert "thinking" not in _to_anthropic(reasoning_effort="none")
+    assert "thinking" not in _to_anthropic(temperature=0.2)
+
+
+def test_a_thinking_object_passes_as_is_and_a_forced_tool_wins() -> None:
+    exact = _to_anthropic(thinking={"type": "enabled", "budget_tokens": 3000}, max_tokens=8000)
+    assert exact["thinking"] == {"type": "enabled", "budget_tokens": 3000}
+    assert "thinking" not in _to_anthropic(thinking={"type": "disabled"}, reasoning_effort="high")
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    forced = _to_anthropic(
+        reasoning_effort="high",
+        tools=[tool],
+        tool_choice={"type": "function", "function": {"name": "f"}},
+    )
+    assert "thinking" not in forced and forced["tool_choice"]["type"] == "tool"
+
+
+@pytest.mark.parametrize(
+    ("fields", "words"),
+    [
+        ({"reasoning_effort": "max"}, ["reasoning_effort 'max'", "minimal, low, medium, high"]),
+        ({"thinking": {"type": "on"}}, ["thinking must be"]),
+        ({"thinking": {"type": "enabled"}}, ["thinking.budget_tokens"]),
+    ],
+)
+def test_bad_reasoning_settings_name_the_entry(fields: dict[str, Any], words: list[str]) -> None:
+    with pytest.raises(BadRequest) as caught:
+        _to_anthropic(**fields)
+    assert all(w in str(caught.value) for w in words)
+
+
+def test_anthropic_thinking_becomes_reasoning_effort_and_round_trips_exactly() -> None:
+    body = {
+        "model": "frontier",
+        "max_tokens": 20000,
+        "thinking": {"type": "enabled", "budget_tokens": 10000},
+        "messages": [{"role": "user", "content": "Why?"}],
+    }
+    request = anthropic_to_openai_request(body)
+    assert request["reasoning_effort"] == "medium"
+    back = openai_to_anthropic_request(request, "claude-sonnet-4-5")
+    assert back["thinking"] == {"type": "enabled", "budget_tokens": 10000}
+    assert back["max_tokens"] == 20000
+    disabled = anthropic_to_openai_request({**body, "thinking": {"type": "disabled"}})
+    assert "reasoning_effort" not in disabled and "thinking" not in disabled
+    with pytest.raises(BadRequest, match="thinking must be"):
+        anthropic_to_openai_request({**body, "thinking": "yes"})

@@ -15,6 +15,7 @@ gateway's shape and the answer back (the gateway's ``/v1/messages``)::
 
 What the other side cannot take is dropped (``seed``, ``logprobs``, ``stream_options``,
 ``top_k`` for OpenAI, ``thinking`` blocks, server tools, a tool result's ``is_error``, …),
+``reasoning_effort`` and Anthropic's ``thinking`` budget are translated both ways,
 never an error; what would change the meaning of a request (an unknown role, tool arguments
 that are not JSON, ``n > 1`` for Anthropic) is a :class:`~loopml.llm.errors.BadRequest`
 naming the offending entry.
@@ -42,6 +43,10 @@ from loopml.llm.types import Body, Usage
 
 #: ``max_tokens`` sent to Anthropic (which requires it) when an OpenAI request names none.
 DEFAULT_MAX_TOKENS = 4096
+#: Anthropic ``thinking.budget_tokens`` for each OpenAI ``reasoning_effort``.
+THINKING_BUDGETS = {"minimal": 1024, "low": 2048, "medium": 8192, "high": 24576}
+#: Anthropic's smallest thinking budget.
+MIN_THINKING_BUDGET = 1024
 
 #: The instruction added to the system prompt for OpenAI's JSON modes (Anthropic has none).
 JSON_INSTRUCTION = (
@@ -442,7 +447,61 @@ def openai_to_anthropic_request(body: Body, model: str) -> dict[str, Any]:
                 choice["disable_parallel_tool_use"] = True
         if choice is not None:
             out["tool_choice"] = choice
+    _thinking_to_anthropic(body, out, max_tokens is None)
     return out
+
+
+def _thinking_to_anthropic(body: Body, out: dict[str, Any], default_max: bool) -> None:
+    """``reasoning_effort`` (or a ``thinking`` object passed as is) -> Anthropic's extended
+    thinking with a token budget (:data:`THINKING_BUDGETS`). As OpenAI counts reasoning in
+    ``max_tokens``, the budget is fitted under a given ``max_tokens`` (no thinking when under
+    :data:`MIN_THINKING_BUDGET` would be left); without one, the answer's default is added to
+    the budget. Thinking can't be combined with sampling settings (dropped) or a forced tool
+    (then there is no thinking)."""
+    thinking = body.get("thinking")
+    effort = body.get("reasoning_effort")
+    budget: int | None = None
+    if thinking is not None:
+        if not isinstance(thinking, Mapping) or thinking.get("type") not in ("enabled", "disabled"):
+            raise BadRequest(
+                "thinking must be {'type': 'enabled', 'budget_tokens': N} or {'type': 'disabled'}"
+            )
+        if thinking["type"] == "disabled":
+            return
+        budget = _positive_int(thinking.get("budget_tokens"), "thinking.budget_tokens")
+    elif effort is not None:
+        if effort == "none":
+            return
+        if effort not in THINKING_BUDGETS:
+            raise BadRequest(
+                f"reasoning_effort {effort!r} is not one of none, " + ", ".join(THINKING_BUDGETS)
+            )
+        budget = THINKING_BUDGETS[effort]
+    if budget is None:
+        return
+    choice = out.get("tool_choice")
+    if isinstance(choice, Mapping) and choice.get("type") in ("any", "tool"):
+        return
+    if default_max:
+        out["max_tokens"] = budget + DEFAULT_MAX_TOKENS
+    else:
+        budget = min(budget, out["max_tokens"] - 1)
+        if budget < MIN_THINKING_BUDGET:
+            return
+    out["thinking"] = {"type": "enabled", "budget_tokens": budget}
+    for name in ("temperature", "top_p", "top_k"):
+        out.pop(name, None)
+
+
+def reasoning_effort(budget_tokens: int) -> str:
+    """The OpenAI ``reasoning_effort`` nearest an Anthropic thinking budget.
+
+    >>> reasoning_effort(1024), reasoning_effort(8192), reasoning_effort(32000)
+    ('low', 'medium', 'high')
+    """
+    if budget_tokens < 4096:
+        return "low"
+    return "medium" if budget_tokens < 16384 else "high"
 
 
 # ----------------------------------------------------------- Anthropic response -> OpenAI
@@ -797,6 +856,18 @@ def anthropic_to_openai_request(body: Mapping[str, Any]) -> Body:
     if body.get("stream"):
         request["stream"] = True
         request["stream_options"] = {"include_usage": True}
+    thinking = body.get("thinking")
+    if thinking is not None:
+        if not isinstance(thinking, Mapping) or thinking.get("type") not in ("enabled", "disabled"):
+            raise BadRequest(
+                "thinking must be {'type': 'enabled', 'budget_tokens': N} or {'type': 'disabled'}"
+            )
+        if thinking["type"] == "enabled":
+            budget = _positive_int(thinking.get("budget_tokens"), "thinking.budget_tokens")
+            # reasoning_effort for an OpenAI-compatible provider; thinking, exact, for an
+            # Anthropic one (OpenAI adapters leave it out)
+            request["reasoning_effort"] = reasoning_effort(budget)
+            request["thinking"] = {"type": "enabled", "budget_tokens": budget}
 
     tools = _openai_tools(body["tools"]) if body.get("tools") is not None else []
     if tools:

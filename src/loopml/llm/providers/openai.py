@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 __all__ = ["OpenAIProvider"]
 
-_NOT_FOR_CHAT = frozenset({"stream", "stream_options"})
+#: Not sent to an OpenAI-compatible chat API: the stream flags (set per call) and
+#: Anthropic's ``thinking`` (``reasoning_effort`` says the same in OpenAI's terms).
+_NOT_FOR_CHAT = frozenset({"stream", "stream_options", "thinking"})
 
 
 class OpenAIProvider(HTTPProvider):
@@ -78,7 +80,7 @@ class OpenAIProvider(HTTPProvider):
         """Yield the provider's ``chat.completion.chunk`` objects as they come, the usage chunk
         (``choices: []``) included. A stream that breaks raises ProviderError with
         ``tokens_sent`` = the content chunks (text or tool-call arguments) yielded before."""
-        payload = dict(body)
+        payload = {k: v for k, v in body.items() if k != "thinking"}
         payload["model"] = deployment.model
         payload["stream"] = True
         options = body.get("stream_options")
