@@ -89,7 +89,7 @@ def test_evaluate_shipped_and_own_cases(project: Workspace, invoke: Invoke, tmp_
     shipped = invoke("evaluate", "--json")
     assert shipped.exit_code == 0, shipped.output
     report = json.loads(shipped.stdout)
-    assert report["cases"] == 461
+    assert report["cases"] == 480
     assert {r["rule"] for r in report["rules"]} == {"injection", "secrets", "pii", "secrets_out"}
     cases = tmp_path / "cases.jsonl"
     cases.write_text(

@@ -95,7 +95,7 @@ def test_the_shipped_file_is_what_the_generator_writes() -> None:
 
 def test_the_default_policy_on_the_shipped_cases_holds_its_measured_floors() -> None:
     cases = read_cases()
-    assert len(cases) == 461
+    assert len(cases) == 480
     report = evaluate(default_policy(), cases)
     # Measured on this set (see docs/guardrails.md); floors sit just under the figures, so a
     # regression of a single case in a small class shows.
@@ -103,7 +103,7 @@ def test_the_default_policy_on_the_shipped_cases_holds_its_measured_floors() -> 
         "pii": (0.98, 1.0),  # 161/163, 161/161: two honest hard negatives are flagged
         "secrets": (1.0, 1.0),  # 50/50
         "secrets_out": (1.0, 1.0),  # 20/20
-        "injection": (0.99, 0.89),  # 103/104, 103/115: the 12 held-out phrasings are missed
+        "injection": (0.99, 0.90),  # 112/113, 112/124: the 12 held-out phrasings are missed
     }
     for rule, (precision, recall) in floors.items():
         score = report.score(rule)

@@ -9,8 +9,8 @@ Each case is labelled for the three detectors of the default policy (``pii``, ``
 numbers that fail Luhn, IBANs with a wrong check, SSNs in never-issued ranges), credentials
 of each provider and strings that only resemble them, known injection and jailbreak phrasings
 and benign sentences that share their words, each also dressed in Unicode tricks (zero-width
-characters, full-width forms, Cyrillic homoglyphs, leetspeak). A few honest hard cases are
-kept even though the detectors get them wrong (a version number that is a valid IPv4
+characters, full-width forms, Cyrillic homoglyphs, leetspeak, letters spaced apart). A few
+honest hard cases are kept even though the detectors get them wrong (a version number that is a valid IPv4
 address), so the measured precision is what a user would see.
 """
 
@@ -57,6 +57,11 @@ def full_width(text: str, rng: random.Random) -> str:
     return "".join(
         chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else ("\u3000" if c == " " else c) for c in text
     )
+
+
+def spaced(text: str) -> str:
+    """Letters spaced apart, words two spaces apart ("i g n o r e  a l l")."""
+    return "  ".join(" ".join(word) for word in text.split())
 
 
 def leet(text: str, rng: random.Random) -> str:
@@ -450,6 +455,13 @@ def generate(seed: int = SEED) -> Iterator[Case]:
         yield _case(text, "input", "benign", False, False, False)
         trick = rng.choice(list(TRICKS))
         yield _case(TRICKS[trick](text, rng), "input", f"benign:{trick}", False, False, False)
+    # Spacing apart breaks a chat token, a role line or a markdown image (and with them the
+    # attack): only worded injections are spaced apart.
+    worded = [t for t in INJECTIONS if not any(c in t for c in "<[!\n")]
+    for text in worded[::2]:
+        yield _case(spaced(text), "input", "injection:spaced", False, False, True)
+    for text in BENIGN[::2]:
+        yield _case(spaced(text), "input", "benign:spaced", False, False, False)
     for text in HELD_OUT_INJECTIONS:
         yield _case(text, "input", "injection:held_out", "@" in text, False, True)
     for text in HELD_OUT_BENIGN:

@@ -108,7 +108,8 @@ PATTERNS: tuple[tuple[str, float, tuple[str, ...], str], ...] = (
     ),
     ("instruction_override", 0.3, ("now",), r"\byou\s+(?:will|must|shall)\s+now\b"),
     # -- role-play jailbreaks
-    ("roleplay_jailbreak", 0.85, ("anything",), r"\bdo\s+anything\s+now\b"),
+    # "I can't do anything now" is no attack: weak alone, strong with "DAN" or in capitals.
+    ("roleplay_jailbreak", 0.45, ("anything",), r"\bdo\s+anything\s+now\b"),
     (
         "roleplay_jailbreak",
         0.8,
@@ -208,8 +209,17 @@ PATTERNS: tuple[tuple[str, float, tuple[str, ...], str], ...] = (
     ),
 )
 _COMPILED = tuple((cat, w, words, re.compile(p, re.IGNORECASE)) for cat, w, words, p in PATTERNS)
-#: "DAN" in capitals (a name otherwise).
-_DAN = re.compile(r"\bDAN\b(?:\s+(?:prompt|mode|jailbreak)|,?\s+which\s+stands)?")
+#: Letters spaced or dotted apart ("i g n o r e  a l l", "i.g.n.o.r.e") hide words from the
+#: patterns above: such runs are read again joined up (a wider gap is a word break).
+_SPACED = re.compile(r"(?<!\w)(?:\w[\s.*|/\-]{1,3}){3,}\w(?!\w)")
+#: "Do Anything Now" in capitals, as the DAN prompts write it.
+_DO_ANYTHING = re.compile(r"\bDo\s+Anything\s+Now\b")
+#: "DAN" in capitals (a name otherwise): weak alone, strong as the jailbreak's persona.
+_DAN = re.compile(r"\bDAN\b")
+_DAN_PERSONA = re.compile(
+    r"(?i:\b(?:you\s+are|you're|act\s+as|become|pretend\s+to\s+be)\s+(?:now\s+)?)DAN\b"
+    r"|\bDAN\b(?:\s+(?:prompt|mode|jailbreak)|,?\s+(?i:which\s+stands))"
+)
 _BASE64 = re.compile(r"(?<![A-Za-z0-9+/=])[A-Za-z0-9+/]{24,}={0,2}(?![A-Za-z0-9+/=])")
 _HEX = re.compile(r"(?<![0-9A-Fa-f])(?:[0-9A-Fa-f]{2}){16,}(?![0-9A-Fa-f])")
 CATEGORIES = (
@@ -222,6 +232,16 @@ CATEGORIES = (
 
 
 def _hits(text: str) -> list[tuple[str, float, int, int]]:
+    hits = _pattern_hits(text)
+    joined = _despaced(text)
+    if joined is not None:
+        other, index = joined
+        for category, weight, start, end in _pattern_hits(other):
+            hits.append((category, weight, index[start], index[end - 1] + 1))
+    return hits
+
+
+def _pattern_hits(text: str) -> list[tuple[str, float, int, int]]:
     plain = text.translate(_LEET)
     folded = plain != text
     lowered, plain_lowered = text.lower(), plain.lower() if folded else None
@@ -239,8 +259,43 @@ def _hits(text: str) -> list[tuple[str, float, int, int]]:
                     hits.append((category, weight, m.start(), m.end()))
     if "DAN" in text:
         for m in _DAN.finditer(text):
-            hits.append(("roleplay_jailbreak", 0.5, m.start(), m.end()))
+            hits.append(("roleplay_jailbreak", 0.3, m.start(), m.end()))
+        for m in _DAN_PERSONA.finditer(text):
+            hits.append(("roleplay_jailbreak", 0.85, m.start(), m.end()))
+    if "Anything" in text:
+        for m in _DO_ANYTHING.finditer(text):
+            hits.append(("roleplay_jailbreak", 0.85, m.start(), m.end()))
     return hits
+
+
+def _despaced(text: str) -> tuple[str, list[int]] | None:
+    """``text`` with spaced-apart letters joined up, and each character's offset in
+    ``text``; None when nothing is spaced apart."""
+    if _SPACED.search(text) is None:
+        return None
+    out: list[str] = []
+    index: list[int] = []
+    at = 0
+    for m in _SPACED.finditer(text):
+        out.append(text[at : m.start()])
+        index.extend(range(at, m.start()))
+        i, run = m.start(), m.end()
+        while i < run:
+            if text[i].isalnum() or text[i] == "_":
+                out.append(text[i])
+                index.append(i)
+                i += 1
+                continue
+            gap = i
+            while i < run and not (text[i].isalnum() or text[i] == "_"):
+                i += 1
+            if i - gap >= 2:  # a wider gap separates words
+                out.append(" ")
+                index.append(gap)
+        at = m.end()
+    out.append(text[at:])
+    index.extend(range(at, len(text)))
+    return "".join(out), index
 
 
 def _decoded(payload: str, hexadecimal: bool) -> str | None:
