@@ -235,6 +235,33 @@ class Verdict:
         if not self.allowed:
             raise self.error()
 
+    def span_attributes(self) -> dict[str, str | int | float | bool]:
+        """Flat attributes for a trace span (OpenTelemetry types only): the policy and its
+        version, the outcome, the kinds found, and each rule's latency in µs and error.
+
+        >>> default_policy().check_output("hi").span_attributes()["loopml.guardrails.allowed"]
+        True
+        """
+        prefix = "loopml.guardrails"
+        attributes: dict[str, str | int | float | bool] = {
+            f"{prefix}.policy": self.policy,
+            f"{prefix}.stage": self.stage,
+            f"{prefix}.allowed": self.allowed,
+            f"{prefix}.redacted": self.redacted,
+            f"{prefix}.findings": len(self.findings),
+        }
+        if self.version is not None:
+            attributes[f"{prefix}.policy_version"] = self.version
+        if self.findings:
+            attributes[f"{prefix}.kinds"] = ",".join(sorted({f.kind for f in self.findings}))
+        if self.blocked_by is not None:
+            attributes[f"{prefix}.blocked_by"] = self.blocked_by
+        for r in self.rules:
+            attributes[f"{prefix}.rule.{r.rule}.latency_us"] = round(r.latency_us, 1)
+            if r.error is not None:
+                attributes[f"{prefix}.rule.{r.rule}.error"] = r.error
+        return attributes
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, for the request log and the trace (no matched values, no text)."""
         data: dict[str, Any] = {
