@@ -503,3 +503,53 @@ def test_index_prefilter_finds_what_brute_force_finds() -> None:
             assert found == []
     assert index.remove(["k0", "nope"]) == 1 and "k0" not in index
     assert index.search("p", vectors[0], 0.999) == []
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_hits_are_counted_in_batches(backend: str, cache_factory: Callable[..., Cache]) -> None:
+    cache = cache_factory(backend)
+    run(store(cache, ask("hi"), "hello"))
+    for _ in range(3):
+        assert run(lookup(cache, ask("hi"))) is not None
+    key = cache.key(ask("hi"), tenant=A, route="cheap")
+    entry = cache.store_backend.get(key, 0)
+    assert entry is not None and entry.hits == 0  # not yet written: no write per hit
+    cache.flush_hits()
+    entry = cache.store_backend.get(key, 0)
+    assert entry is not None and entry.hits == 3
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_clear_one_route_or_all(backend: str, cache_factory: Callable[..., Cache]) -> None:
+    cache = cache_factory(backend)
+
+    async def go() -> None:
+        for i, route in enumerate(("cheap", "cheap", "frontier")):
+            await cache.store(ask(f"question {i}"), answer("x"), tenant=A, route=route)
+
+    run(go())
+    assert cache.store_backend.counts() == {"cheap": 2, "frontier": 1}
+    assert cache.store_backend.clear("cheap") == 2
+    assert cache.store_backend.counts() == {"frontier": 1}
+    assert cache.store_backend.clear() == 1
+    assert cache.store_backend.counts() == {}
+    # The cache keeps working after a clear (a Redis clear keeps the seq counter).
+    assert run(store(cache, ask("after"), "y"))
+    assert run(lookup(cache, ask("after"))) is not None
+
+
+def test_evicting_a_large_answer_deletes_its_blob(
+    cache_factory: Callable[..., Cache], clock: Clock
+) -> None:
+    cache = cache_factory(max_entries=1)
+    big = "x" * (INLINE_MAX + 10)
+    run(store(cache, ask("first"), big))
+    ws = cache.workspace
+    assert ws is not None
+    with ws.db.read() as conn:
+        (digest,) = conn.execute(select(llm_cache_entries.c.body_blob)).scalars().all()
+    clock.advance(1)
+    run(store(cache, ask("second"), "small"))
+    assert cache.maintain() == 1
+    assert not ws.blobs.exists(digest)
+    assert run(lookup(cache, ask("second"))) is not None
