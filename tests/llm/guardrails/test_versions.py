@@ -4,6 +4,8 @@ version on change, read back ready to judge."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -72,3 +74,34 @@ def test_concurrent_saves_agree_on_one_version(ws: Workspace) -> None:
     assert not errors
     assert results == [1, 1, 1, 1]
     assert len(policy_versions(ws, "strict")) == 1
+
+
+@pytest.mark.slow
+def test_a_save_that_loses_a_race_returns_the_winners_version(
+    workspace_factory: Callable[..., Workspace], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two replicas save one policy at once on PostgreSQL: the one whose insert collides
+    reads the other's version instead of failing."""
+    import loopml.llm.guardrails.versions as versions
+
+    ws = workspace_factory("postgres")
+    policy = strict()
+    real_insert = versions.insert
+    raced: list[bool] = []
+
+    def insert_after_a_rival(table: Any) -> Any:
+        if not raced:  # another replica commits the same version between our read and write
+            raced.append(True)
+            with ws.db.engine.begin() as conn:
+                conn.execute(
+                    real_insert(table).values(
+                        name=policy.name, version=1, digest=policy.digest,
+                        body=policy.canonical_json(), created_at=0,
+                    )
+                )  # fmt: skip
+        return real_insert(table)
+
+    monkeypatch.setattr(versions, "insert", insert_after_a_rival)
+    assert save_policy(ws, policy) == 1
+    assert raced == [True]
+    assert [v.version for v in policy_versions(ws, "strict")] == [1]

@@ -587,7 +587,7 @@ class _Run:
                     )
 
     def failed(self, rule: Rule, exc: Exception, ns: int) -> None:
-        error = f"{type(exc).__name__}: {exc}"
+        error = _error_text(exc)
         self.results.append(RuleResult(rule.name, rule.detector, rule.action, ns / 1000, 0, error))
         closed = rule.on_error == "closed"
         logger.warning(
@@ -620,6 +620,13 @@ class _Run:
             findings=tuple(self.findings),
             rules=tuple(self.results),
         )
+
+
+def _error_text(exc: BaseException) -> str:
+    """A rule's error as logged and traced: its type and the start of its message (a
+    classifier's error may quote the text it was given)."""
+    message = str(exc)
+    return f"{type(exc).__name__}: {message[:200]}{'…' if len(message) > 200 else ''}"
 
 
 def _redact(text: str, spans: list[tuple[int, int, str]]) -> str:

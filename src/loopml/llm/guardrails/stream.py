@@ -37,6 +37,7 @@ from loopml.llm.guardrails.policy import (
     Rule,
     RuleResult,
     Verdict,
+    _error_text,
     _redact,
 )
 
@@ -215,7 +216,7 @@ class StreamGuard:
                     self._block(rule, f.kind)
 
     def _failed(self, rule: Rule, exc: Exception) -> None:
-        self._errors[rule.name] = f"{type(exc).__name__}: {exc}"
+        self._errors[rule.name] = _error_text(exc)
         closed = rule.on_error == "closed"
         logger.warning(
             "guardrail rule %r of policy %r failed on a stream (%s); failing %s",
