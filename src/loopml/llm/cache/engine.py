@@ -158,6 +158,7 @@ class Cache:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._state_lock = threading.Lock()
+        self._sync_lock = threading.Lock()
         self._closed = False
         self._last_sweep = 0.0
         self._synced = threading.Event()
@@ -429,11 +430,12 @@ class Cache:
     def sync(self) -> int:
         """Add other replicas' new entries to this process's index now (the background
         thread does this every ``sync_interval``); returns how many were added."""
-        store = self.store_backend
-        rows, cursor = store.changes(self._cursor, int(self.clock() * 1000), self._seen)
-        added = self._index_rows(rows)
-        self._cursor = cursor
-        return added
+        with self._sync_lock:  # the background thread, or a caller of sync()
+            store = self.store_backend
+            rows, cursor = store.changes(self._cursor, int(self.clock() * 1000), self._seen)
+            added = self._index_rows(rows)
+            self._cursor = cursor
+            return added
 
     def _index_rows(self, rows: list[IndexRow]) -> int:
         name = self.embedder.name if self.config.semantic_anywhere else None
@@ -474,9 +476,10 @@ class Cache:
             self._index.remove(self._index.expired(now))
             if len(self._index) > self.config.max_entries * 1.25:
                 # Evicted elsewhere: rebuild from the store rather than grow without bound.
-                self._index = None
-                self._cursor = 0
-                self._seen.clear()
+                with self._sync_lock:
+                    self._index = None
+                    self._cursor = 0
+                    self._seen.clear()
         self._last_sweep = time.monotonic()
         return gone
 
