@@ -15,6 +15,7 @@ from loopml.llm.guardrails.versions import (
     PolicyNotFound,
     get_policy,
     policy_versions,
+    register_policies,
     save_policy,
 )
 from loopml.llm.tables import llm_policies
@@ -54,6 +55,15 @@ def test_a_stored_version_reads_back_ready_to_judge(ws: Workspace) -> None:
         get_policy(ws, "nope")
     with pytest.raises(PolicyNotFound, match="No version 9 of guardrail policy 'strict'"):
         get_policy(ws, "strict", 9)
+
+
+def test_register_policies_gives_each_its_version(ws: Workspace) -> None:
+    save_policy(ws, strict("block"))
+    registered = register_policies(ws, {"strict": strict(), "default": default_policy()})
+    assert {n: p.version for n, p in registered.items()} == {"strict": 2, "default": 1}
+    verdict = registered["strict"].check_output("mail jo@example.com")
+    assert (verdict.policy, verdict.version) == ("strict", 2)
+    assert register_policies(ws, {"strict": strict()})["strict"].version == 2
 
 
 def test_concurrent_saves_agree_on_one_version(ws: Workspace) -> None:

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         PolicyNotFound,
         get_policy,
         policy_versions,
+        register_policies,
         save_policy,
     )
 
@@ -54,6 +55,7 @@ __all__ = [
     "policies_from_config",
     "policy_versions",
     "read_cases",
+    "register_policies",
     "save_policy",
 ]
 
@@ -72,6 +74,7 @@ _WHERE = {
     "PolicyNotFound": "loopml.llm.guardrails.versions",
     "get_policy": "loopml.llm.guardrails.versions",
     "policy_versions": "loopml.llm.guardrails.versions",
+    "register_policies": "loopml.llm.guardrails.versions",
     "save_policy": "loopml.llm.guardrails.versions",
 }
 

@@ -4,11 +4,13 @@ and any change makes the next version. A request's log names the version that ju
 
     version = save_policy(ws, policy)          # 1; again with the same rules: 1
     policy = get_policy(ws, "strict")          # the latest; get_policy(ws, "strict", 1)
+    policies = register_policies(ws, policies) # each saved, each carrying its version
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -81,6 +83,16 @@ def save_policy(ws: Workspace, policy: Policy) -> int:
     except IntegrityError:
         # Another replica saved a version at the same moment: read (or number after) it.
         return ws.db.transact(tx)
+
+
+def register_policies(ws: Workspace, policies: Mapping[str, Policy]) -> dict[str, Policy]:
+    """Every policy stored (or found, when unchanged) and returned carrying its version, so
+    each verdict names the version that judged it: what a gateway does when it loads or
+    reloads its config.
+
+    >>> policies = register_policies(ws, policies_from_config(config.raw.get("guardrails")))  # doctest: +SKIP
+    """
+    return {name: p.with_version(save_policy(ws, p)) for name, p in policies.items()}
 
 
 def _row(row: Any) -> PolicyVersion:
