@@ -23,7 +23,8 @@ from loopml.cli.render import console, emit_json, json_option, table, text
 
 if TYPE_CHECKING:
     from loopml.llm.guardrails.evaluate import Report
-    from loopml.llm.guardrails.policy import Policy, Verdict
+    from loopml.llm.guardrails.policy import Policy
+    from loopml.llm.guardrails.verdict import Verdict
     from loopml.workspace import Workspace
 
 POLICY_HELP = "The policy: one under [gateway.guardrails.policies], or the built-in default."

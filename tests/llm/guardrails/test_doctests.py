@@ -7,7 +7,9 @@ import importlib
 
 import pytest
 
-MODULES = ["normalize", "pii", "secrets", "policy", "injection", "stream", "evaluate", "checks"]
+MODULES = [
+    "normalize", "pii", "secrets", "policy", "verdict", "injection", "stream", "evaluate", "checks",
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -14,12 +14,8 @@ from typing import Any
 import pytest
 
 from loopml.exceptions import InvalidConfig, LoopmlError
-from loopml.llm.guardrails.policy import (
-    GuardrailBlocked,
-    Policy,
-    default_policy,
-    policies_from_config,
-)
+from loopml.llm.guardrails.policy import Policy, default_policy, policies_from_config
+from loopml.llm.guardrails.verdict import GuardrailBlocked
 
 CARD = "4111 1111 1111 1111"
 WHERE = "gateway.guardrails.policies.strict"

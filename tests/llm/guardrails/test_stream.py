@@ -9,8 +9,9 @@ from collections.abc import Iterable
 import pytest
 
 from loopml.exceptions import InvalidInput
-from loopml.llm.guardrails.policy import GuardrailBlocked, Policy, default_policy
+from loopml.llm.guardrails.policy import Policy, default_policy
 from loopml.llm.guardrails.stream import StreamGuard
+from loopml.llm.guardrails.verdict import GuardrailBlocked
 
 BEFORE = "Here is what you asked for, written out in full so the stream is long enough. " * 2
 AFTER = " That is all; let me know if you need anything else from the records today. " * 2

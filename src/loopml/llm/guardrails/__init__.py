@@ -23,15 +23,13 @@ if TYPE_CHECKING:
     from loopml.llm.guardrails.evaluate import evaluate, read_cases
     from loopml.llm.guardrails.findings import Finding
     from loopml.llm.guardrails.policy import (
-        GuardrailBlocked,
         Policy,
         Rule,
-        RuleResult,
-        Verdict,
         default_policy,
         policies_from_config,
     )
     from loopml.llm.guardrails.stream import StreamGuard
+    from loopml.llm.guardrails.verdict import GuardrailBlocked, RuleResult, Verdict
     from loopml.llm.guardrails.versions import (
         PolicyNotFound,
         get_policy,
@@ -61,11 +59,11 @@ __all__ = [
 
 _WHERE = {
     "Finding": "loopml.llm.guardrails.findings",
-    "GuardrailBlocked": "loopml.llm.guardrails.policy",
+    "GuardrailBlocked": "loopml.llm.guardrails.verdict",
     "Policy": "loopml.llm.guardrails.policy",
     "Rule": "loopml.llm.guardrails.policy",
-    "RuleResult": "loopml.llm.guardrails.policy",
-    "Verdict": "loopml.llm.guardrails.policy",
+    "RuleResult": "loopml.llm.guardrails.verdict",
+    "Verdict": "loopml.llm.guardrails.verdict",
     "default_policy": "loopml.llm.guardrails.policy",
     "policies_from_config": "loopml.llm.guardrails.policy",
     "StreamGuard": "loopml.llm.guardrails.stream",

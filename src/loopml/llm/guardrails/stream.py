@@ -31,15 +31,8 @@ from typing import Any
 from loopml.exceptions import InvalidInput
 from loopml.llm.guardrails.findings import Finding, SpanDetector, TextCheck
 from loopml.llm.guardrails.normalize import normalize
-from loopml.llm.guardrails.policy import (
-    GuardrailBlocked,
-    Policy,
-    Rule,
-    RuleResult,
-    Verdict,
-    _error_text,
-    _redact,
-)
+from loopml.llm.guardrails.policy import Policy, Rule
+from loopml.llm.guardrails.verdict import GuardrailBlocked, RuleResult, Verdict, error_text, redact
 
 logger = logging.getLogger("loopml.llm.guardrails")
 
@@ -197,7 +190,7 @@ class StreamGuard:
         self._pending = self._pending[cut - base :]
         self._left = (self._left + released)[-CONTEXT:]
         self._released += len(released)
-        return _redact(released, spans) if spans else released
+        return redact(released, spans) if spans else released
 
     def _check_whole(self, text: str) -> None:
         for rule in self._check_rules:
@@ -216,7 +209,7 @@ class StreamGuard:
                     self._block(rule, f.kind)
 
     def _failed(self, rule: Rule, exc: Exception) -> None:
-        self._errors[rule.name] = _error_text(exc)
+        self._errors[rule.name] = error_text(exc)
         closed = rule.on_error == "closed"
         logger.warning(
             "guardrail rule %r of policy %r failed on a stream (%s); failing %s",
