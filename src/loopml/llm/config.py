@@ -157,6 +157,52 @@ class Router:
 
 
 @dataclass(frozen=True)
+class GuardrailsConfig:
+    """``[gateway.guardrails]``: the policies (:class:`loopml.llm.guardrails.Policy` by name,
+    the built-in ``default`` among them) and which one judges a request: the key's
+    (``keys``, by key id), else its team's (``teams``), else the model alias's (``routes``),
+    else ``default`` ("" or absent: none).
+
+    ::
+
+        [gateway.guardrails]
+        default = "default"          # the built-in policy: PII redacted, secrets and injections blocked
+        routes = { frontier = "strict" }
+        teams = { growth = "strict" }
+        keys = { k_3f2a9c1e = "none" }   # "none": no guardrails for this key
+
+        [gateway.guardrails.policies.strict]
+        rules = [ … ]                # see docs/guardrails.md
+    """
+
+    policies: Mapping[str, Any] = field(default_factory=dict)
+    default: str = ""
+    routes: Mapping[str, str] = field(default_factory=dict)
+    teams: Mapping[str, str] = field(default_factory=dict)
+    keys: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def active(self) -> bool:
+        """Whether any request can be judged at all."""
+        return bool(self.default or self.routes or self.teams or self.keys)
+
+    def policy_for(self, *, key_id: str | None, team: str | None, route: str) -> Any:
+        """The policy that judges a request, or None."""
+        name = None
+        if key_id is not None:
+            name = self.keys.get(key_id)
+        if name is None and team is not None:
+            name = self.teams.get(team)
+        if name is None:
+            name = self.routes.get(route)
+        if name is None:
+            name = self.default
+        if not name or name == "none":
+            return None
+        return self.policies[name]
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole ``[gateway]`` table, checked."""
 
@@ -179,6 +225,11 @@ class GatewayConfig:
     #: End a stream with an error event once its cost reaches what is left of the tightest
     #: budget of its key, team or user (checked as tokens arrive; the cut is billed).
     cut_streams_at_budget: bool = False
+    #: ``[gateway.cache]`` checked (a :class:`loopml.llm.cache.CacheConfig`); None without the
+    #: table, or with ``enabled = false`` and no route enabling it: no cache.
+    cache: Any = None
+    #: ``[gateway.guardrails]``: its policies and which requests each judges.
+    guardrails: GuardrailsConfig = field(default_factory=lambda: GuardrailsConfig())
     #: Where it was read from (shown in errors), and the raw table (compared on reload).
     source: str = "loopml.toml"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -227,7 +278,10 @@ _TOP_KEYS = (
     "teams",
     "users",
     "prices",
+    "cache",
+    "guardrails",
 )
+_GUARDRAILS_KEYS = ("policies", "default", "routes", "teams", "keys")
 _GROUP_KEYS = ("deployments", "strategy", "fallbacks", "context_window", "larger_context")
 _DEPLOYMENT_KEYS = (
     "name",
@@ -530,6 +584,49 @@ def _parse_router(check: _Checker, name: str, table: Any) -> Router:
     )
 
 
+def _parse_cache(check: _Checker, table: Any) -> Any:
+    from loopml.llm.cache.config import parse_cache_config
+
+    check.table(table, "cache")
+    cache = parse_cache_config(table, check.source)
+    if not cache.defaults.enabled and not any(r.enabled for r in cache.routes.values()):
+        return None
+    return cache
+
+
+def _parse_guardrails(check: _Checker, table: Any) -> GuardrailsConfig:
+    from loopml.llm.guardrails.policy import policies_from_config
+
+    path = "guardrails"
+    table = check.table(table, path)
+    check.keys(table, _GUARDRAILS_KEYS, path)
+    policies = policies_from_config(table, where=check.where(path))
+    names = sorted(policies)
+
+    def policy(value: Any, where: str) -> str:
+        if not isinstance(value, str):
+            raise check.fail(where, f"must name a policy, got {value!r}")
+        if value and value != "none" and value not in policies:
+            close = difflib.get_close_matches(value, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            table_name = f"{check.root + '.' if check.root else ''}guardrails.policies.{value}"
+            raise check.fail(
+                where,
+                f"no policy {value!r}{hint}; the policies are {', '.join(names)}: declare "
+                f'[{table_name}], or write "none" for no guardrails',
+            )
+        return value
+
+    attached: dict[str, dict[str, str]] = {}
+    for kind in ("routes", "teams", "keys"):
+        entries = check.table(table.get(kind, {}), f"{path}.{kind}")
+        attached[kind] = {
+            str(name): policy(value, f"{path}.{kind}.{name}") for name, value in entries.items()
+        }
+    default = policy(table["default"], f"{path}.default") if "default" in table else ""
+    return GuardrailsConfig(policies=policies, default=default, **attached)
+
+
 def _check_names(check: _Checker, config: GatewayConfig) -> None:
     """Every name a group or router points at is a group; no two deployments share a name."""
     groups = list(config.models)
@@ -651,6 +748,10 @@ def _parse(cls: type[GatewayConfig], table: Any, source: str, root: str) -> Gate
     }
     if "users" in table:
         values["user_limits"] = _parse_limits(check, table["users"], "users")
+    if "cache" in table:
+        values["cache"] = _parse_cache(check, table["cache"])
+    if "guardrails" in table:
+        values["guardrails"] = _parse_guardrails(check, table["guardrails"])
     config = cls(
         models=models,
         routers=routers,

@@ -9,7 +9,9 @@
 Each request goes through the same steps, in-process or over HTTP:
 
 1. the virtual key is authenticated (cached; :class:`~loopml.llm.keys.KeyCache`) and may be
-   limited to some models;
+   limited to some models; with ``[gateway.guardrails]``, the request's policy judges its
+   messages (block or redact), and with ``[gateway.cache]`` a cached answer is served
+   (:mod:`loopml.llm.stages`);
 2. the router resolves the model name to a group (a rule-based router may choose it, and a
    prompt over the group's context window moves to a larger one) and plans the deployments
    to try;
@@ -20,7 +22,8 @@ Each request goes through the same steps, in-process or over HTTP:
    retried on the next deployment (``Retry-After`` honoured; repeated failures cool a
    deployment down); a stream that breaks before its first token fails over silently, one
    that breaks later ends with :class:`StreamInterrupted`;
-5. the cost is computed from the provider's usage, spend and tokens are added to the
+5. the output guardrails judge the answer (a stream as it arrives) and the cache keeps it;
+   the cost is computed from the provider's usage, spend and tokens are added to the
    counters, budget thresholds crossed become ``llm.budget_threshold`` events, and the
    request and its spans go to the request log, all off the response path.
 """
@@ -54,12 +57,15 @@ from loopml.llm.logs import RequestLog, RequestRecord
 from loopml.llm.metrics import GatewayMetrics
 from loopml.llm.prices import cost_usd, estimate_cost_usd, price_for
 from loopml.llm.router import Route, Router
+from loopml.llm.stages import Judged, answer_text, guard_chunk, with_answer_text
 from loopml.llm.translate import openai_usage
 from loopml.llm.types import Attempt, Body, Completion, Provider, Usage
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
+    from loopml.llm.cache import CacheHit, Mode
+    from loopml.llm.cache.engine import Cache
     from loopml.llm.keys import KeyCache, VirtualKey
     from loopml.llm.limits import Crossing, Limiter
     from loopml.llm.tracing import Tracing
@@ -92,15 +98,20 @@ class GatewayResponse:
     deployment: str
     model: str
     attempts: list[Attempt] = field(default_factory=list)
+    #: How the cache answered (exact, semantic or coalesced), None when the providers did.
+    cache: str | None = None
 
     def headers(self) -> dict[str, str]:
         """The ``x-loopml-*`` headers the server adds to the HTTP answer."""
-        return {
+        headers = {
             "x-request-id": self.request_id,
             "x-loopml-cost-usd": f"{self.cost_usd:.8f}",
             "x-loopml-deployment": self.deployment,
             "x-loopml-attempts": str(len(self.attempts)),
         }
+        if self.cache is not None:
+            headers["x-loopml-cache"] = self.cache
+        return headers
 
 
 @dataclass
@@ -119,6 +130,12 @@ class _Call:
     prompt_tokens: int = 0
     attempts: list[Attempt] = field(default_factory=list)
     span: Span | None = None
+    guard: Judged | None = None
+    cache_mode: Mode | None = None  # None: no cache for this request
+    tenant: str = ""
+    cache_entry: dict[str, Any] | None = None  # the log's `cache` column when it answered
+    saved_usd: float | None = None
+    recorded: bool = False  # logged already (an answer blocked after it was billed)
 
 
 class Gateway:
@@ -156,12 +173,14 @@ class Gateway:
         )
         self.tracing: Tracing = Tracing(self.log, otlp_endpoint=config.otlp_endpoint)
         self.metrics = GatewayMetrics()
+        self.config = self._versioned(config)
+        self.cache: Cache | None = self._open_cache(self.config)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._closed = False
         self._unpriced: set[str] = set()
-        self._background: set[asyncio.Task[None]] = set()
+        self._background: set[asyncio.Task[Any]] = set()
 
     # -- construction ------------------------------------------------------------------------
 
@@ -197,7 +216,47 @@ class Gateway:
         router's health state is kept for deployments that are still there."""
         router = Router(config)
         router.adopt(self.router)
-        self.config, self.router = config, router
+        config = self._versioned(config)
+        cache = self.cache
+        if config.raw.get("cache") != self.config.raw.get("cache"):
+            cache = self._open_cache(config)
+            if self.cache is not None:
+                self.cache.close()
+        self.config, self.router, self.cache = config, router, cache
+
+    def _versioned(self, config: GatewayConfig) -> GatewayConfig:
+        """``config`` with each guardrail policy in use saved as a version in the metadata
+        store (a no-op for a policy saved before) and carrying that version."""
+        guardrails = config.guardrails
+        if not guardrails.active:
+            return config
+        import dataclasses
+
+        from loopml.llm.guardrails import save_policy
+
+        used = {guardrails.default, *guardrails.routes.values(), *guardrails.teams.values()}
+        used |= set(guardrails.keys.values())
+        policies = dict(guardrails.policies)
+        for name in used:
+            if name and name != "none" and policies[name].version is None:
+                policy = policies[name]
+                policies[name] = policy.with_version(save_policy(self.workspace, policy))
+        return dataclasses.replace(
+            config, guardrails=dataclasses.replace(guardrails, policies=policies)
+        )
+
+    def _open_cache(self, config: GatewayConfig) -> Cache | None:
+        if config.cache is None:
+            return None
+        from loopml.llm.cache.engine import Cache
+
+        return Cache(self.workspace, config.cache, embed=self._embed_for_cache)
+
+    async def _embed_for_cache(self, alias: str, texts: list[str]) -> list[list[float]]:
+        """The cache's ``gateway:<alias>`` embedder: this gateway's own embeddings route."""
+        reply = await self.aembed({"model": alias, "input": texts})
+        rows = sorted(reply.body["data"], key=lambda row: row.get("index", 0))
+        return [row["embedding"] for row in rows]
 
     # -- the model list ----------------------------------------------------------------------
 
@@ -239,12 +298,27 @@ class Gateway:
         """Check, admit and dispatch a non-streamed request; log it however it ends."""
         try:
             check(call.body)
+            if call.endpoint != "embeddings":
+                hit = await self._protect(call)
+                if hit is not None:
+                    return self._serve_hit(call, hit)
             plan = await self._admit(call)
-            completion, deployment = await self._dispatch(call, plan, once)
+            flights = self._flights(call)
+            if flights is None:
+                completion, deployment = await self._dispatch(call, plan, once)
+            else:
+                key, run = flights
+                (completion, deployment, leader), shared = await run(key, call, plan, once)
+                if shared:
+                    return self._serve_shared(call, completion, deployment, leader)
+            if call.guard is not None:
+                completion = await self._judge_answer(call, completion, deployment)
         except BaseException as exc:
             self._fail(call, exc)
             raise
-        return self._succeed(call, completion, deployment)
+        response = self._succeed(call, completion, deployment)
+        self._keep(call, completion.body, response.cost_usd)
+        return response
 
     async def astream(
         self,
@@ -260,7 +334,10 @@ class Gateway:
         :class:`StreamInterrupted` from the iterator."""
         call = self._begin(body, api_key, headers, endpoint)
         try:
-            self._check_chat_body(body)
+            self._check_chat_body(call.body)
+            hit = await self._protect(call)
+            if hit is not None:
+                return self._replay(call, hit)
             plan = await self._admit(call)
             budget = await self._stream_budget(call)
             opened, deployment = await self._dispatch(call, plan, self._open_stream)
@@ -347,6 +424,8 @@ class Gateway:
                 return
             self._closed = True
         self.limiter.close()
+        if self.cache is not None:
+            self.cache.close()
         self.tracing.shutdown()
         self.log.close()
 
@@ -373,6 +452,17 @@ class Gateway:
         user = body.get("user")
         if user is not None and not isinstance(user, str):
             raise BadRequest("'user' must be a string.")
+        mode = None
+        if "cache" in body:  # loopml's own field ("cache": false), not for the provider
+            if self.cache is not None:
+                from loopml.llm.cache import request_mode
+
+                mode = request_mode(headers, body)
+            body = {k: v for k, v in body.items() if k != "cache"}
+        elif self.cache is not None and endpoint != "embeddings":
+            from loopml.llm.cache import request_mode
+
+            mode = request_mode(headers, None)
         call = _Call(
             request_id=f"req_{random.getrandbits(96):024x}",
             endpoint=endpoint,
@@ -382,6 +472,7 @@ class Gateway:
             key=key,
             user=user,
             tags=_tags(body, headers),
+            cache_mode=mode,
         )
         context = self.tracing.context_from_headers(headers) if headers else None
         call.span = self.tracing.tracer.start_span(
@@ -410,9 +501,9 @@ class Gateway:
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise BadRequest(f"messages[{i}] must be an object with a 'role'.")
 
-    async def _admit(self, call: _Call) -> list[Deployment]:
-        body = call.body
-        model = body.get("model")
+    def _check_model(self, call: _Call) -> str:
+        """The model the request asks for, which must exist and be one the key may use."""
+        model = call.body.get("model")
         if not isinstance(model, str) or not model:
             raise BadRequest("'model' must name a model: GET /v1/models lists them.")
         if call.key is not None and call.key.models and model not in call.key.models:
@@ -421,6 +512,11 @@ class Gateway:
                 + ", ".join(call.key.models)
                 + "."
             )
+        return model
+
+    async def _admit(self, call: _Call) -> list[Deployment]:
+        body = call.body
+        model = self._check_model(call)
         call.prompt_tokens = (
             tokens.count_request(body)
             if call.endpoint != "embeddings"
@@ -466,6 +562,221 @@ class Gateway:
         if call.user is not None and _limited(self.config.user_limits):
             subjects.append((f"user:{call.user}", self.config.user_limits))
         return subjects
+
+    # -- guardrails and the cache (loopml.llm.stages) ------------------------------------------
+
+    async def _protect(self, call: _Call) -> CacheHit | None:
+        """Before the providers: the input guardrails (a block raises, a redaction replaces
+        the messages), then the cache (a hit is returned)."""
+        model = self._check_model(call)
+        key = call.key
+        key_id, team = (key.id, key.team) if key is not None else (None, None)
+        guardrails = self.config.guardrails
+        policy = (
+            guardrails.policy_for(key_id=key_id, team=team, route=model)
+            if guardrails.active
+            else None
+        )
+        if policy is not None:
+            judged = call.guard = Judged(policy)
+            with self._child_span(call, "guardrails input") as span:
+                verdict = policy.check_input(call.body["messages"])
+                span.set_attributes(verdict.span_attributes())
+            judged.input = verdict
+            if verdict.blocked:
+                raise verdict.error()
+            if verdict.redacted and verdict.messages is not None:
+                call.body = {**call.body, "messages": list(verdict.messages)}
+        cache = self.cache
+        if cache is None or call.cache_mode is None:
+            return None
+        self.router.check_known(model)  # a removed model is not answered from the cache
+        call.tenant = cache.tenant(key_id=key_id, team=team)
+        if call.guard is not None:  # what one policy passed is not served under another
+            call.tenant += f"|guardrails:{call.guard.label}"
+        with self._child_span(call, "cache lookup") as span:
+            hit = await cache.lookup(
+                call.body, tenant=call.tenant, route=model, mode=call.cache_mode
+            )
+            span.set_attribute("loopml.cache.hit", hit is not None)
+            if hit is not None:
+                span.set_attribute("loopml.cache.kind", hit.kind)
+                span.set_attribute("loopml.cache.similarity", hit.similarity)
+                span.set_attribute("loopml.cache.matched_request_id", hit.request_id or "")
+        if hit is not None:
+            call.cache_entry, call.saved_usd = hit.log_entry(), hit.saved_usd
+        return hit
+
+    def _serve_hit(self, call: _Call, hit: CacheHit) -> GatewayResponse:
+        """A cached answer: no provider, no cost (what it saved is logged)."""
+        self._record(
+            call,
+            None,
+            Usage(),
+            0.0,
+            status=200,
+            error=None,
+            stream=False,
+            truncated=False,
+            ttft_ms=None,
+            response=hit.body,
+        )
+        return GatewayResponse(
+            body=hit.body,
+            request_id=call.request_id,
+            usage=openai_usage(hit.body.get("usage")),
+            cost_usd=0.0,
+            deployment="",
+            model=str(hit.body.get("model") or call.body.get("model")),
+            cache=hit.kind,
+        )
+
+    async def _replay(self, call: _Call, hit: CacheHit) -> AsyncIterator[Body]:
+        """A cached answer as a stream (logged when it ends, however it ends)."""
+        include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
+        status, error = 200, None
+        try:
+            for chunk in hit.chunks(include_usage=include_usage):
+                yield chunk
+        except (asyncio.CancelledError, GeneratorExit) as exc:
+            status, error = 499, _describe(exc)
+            raise
+        finally:
+            self._record(
+                call,
+                None,
+                Usage(),
+                0.0,
+                status=status,
+                error=error,
+                stream=True,
+                truncated=status != 200,
+                ttft_ms=(time.perf_counter() - call.started) * 1000,
+                response=hit.body,
+            )
+
+    def _flights(self, call: _Call) -> tuple[str, Callable[..., Awaitable[Any]]] | None:
+        """With ``coalesce = true``: (the request's exact key, a runner that makes one
+        upstream call for every concurrent identical request); else None."""
+        cache = self.cache
+        if (
+            cache is None
+            or not cache.config.coalesce
+            or call.cache_mode is None
+            or not call.cache_mode.read
+            or call.endpoint == "embeddings"
+        ):
+            return None
+        route = str(call.body.get("model"))
+        if not cache.config.route(route).enabled:
+            return None
+        key = cache.key(call.body, tenant=call.tenant, route=route)
+
+        async def run(
+            key: str,
+            call: _Call,
+            plan: list[Deployment],
+            once: Callable[[_Call, Deployment], Awaitable[Completion]],
+        ) -> tuple[tuple[Completion, Deployment, str], bool]:
+            async def lead() -> tuple[Completion, Deployment, str]:
+                completion, deployment = await self._dispatch(call, plan, once)
+                return completion, deployment, call.request_id
+
+            return await cache.flights.run(key, lead)
+
+        return key, run
+
+    def _serve_shared(
+        self, call: _Call, completion: Completion, deployment: Deployment, leader: str
+    ) -> GatewayResponse:
+        """The answer of an identical request in flight at the same time: its cost is the
+        leader's; this one is logged as a coalesced cache hit that saved it."""
+        saved = cost_usd(completion.usage, price_for(deployment, self.config.prices))
+        call.cache_entry = {"kind": "coalesced", "matched_request_id": leader}
+        call.saved_usd = saved
+        body = completion.body
+        if call.guard is not None:
+            text = answer_text(body)
+            if text is not None:
+                verdict = call.guard.policy.check_output(text)
+                call.guard.output = verdict
+                if verdict.blocked:
+                    raise verdict.error()
+                if verdict.redacted and verdict.text is not None:
+                    body = with_answer_text(body, verdict.text)
+        self._record(
+            call,
+            deployment,
+            Usage(),
+            0.0,
+            status=200,
+            error=None,
+            stream=False,
+            truncated=False,
+            ttft_ms=None,
+            response=body,
+        )
+        return GatewayResponse(
+            body=body,
+            request_id=call.request_id,
+            usage=completion.usage,
+            cost_usd=0.0,
+            deployment=deployment.name,
+            model=deployment.model,
+            cache="coalesced",
+        )
+
+    async def _judge_answer(
+        self, call: _Call, completion: Completion, deployment: Deployment
+    ) -> Completion:
+        """The output guardrails on a whole answer: a block is billed and logged, then
+        raised; a redaction replaces the answer's text."""
+        judged = call.guard
+        assert judged is not None
+        text = answer_text(completion.body)
+        if text is None:
+            return completion
+        with self._child_span(call, "guardrails output") as span:
+            verdict = judged.policy.check_output(text)
+            span.set_attributes(verdict.span_attributes())
+        judged.output = verdict
+        if verdict.blocked:
+            error = verdict.error()
+            self._account(
+                call,
+                deployment,
+                completion.usage,
+                status=error.status,
+                error=_describe(error),
+                stream=False,
+                truncated=False,
+                ttft_ms=None,
+                response=None,
+            )
+            call.recorded = True
+            raise error
+        if verdict.redacted and verdict.text is not None:
+            body = with_answer_text(completion.body, verdict.text)
+            return Completion(body, completion.usage, completion.http_status, completion.headers)
+        return completion
+
+    def _keep(self, call: _Call, answer: Body, cost: float) -> None:
+        """Give a fresh answer to the cache, off the response path."""
+        cache, mode = self.cache, call.cache_mode
+        if cache is None or mode is None or not mode.write or call.cache_entry is not None:
+            return
+        store = cache.store(
+            call.body,
+            answer,
+            tenant=call.tenant,
+            route=str(call.body.get("model")),
+            request_id=call.request_id,
+            cost_usd=cost,
+            mode=mode,
+        )
+        task = asyncio.get_running_loop().create_task(store)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _dispatch(
         self,
@@ -585,6 +896,18 @@ class Gateway:
         include_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
         usage: Usage | None = None
         text: list[str] = []
+        guard = None
+        if call.guard is not None:
+            from loopml.llm.guardrails import StreamGuard
+
+            guard = call.guard.stream = StreamGuard(call.guard.policy)
+        # What the client was sent, put together: for the cache, and (guarded) for the log.
+        keep = self.cache is not None and call.cache_mode is not None and call.cache_mode.write
+        assembler = None
+        if keep or guard is not None:
+            from loopml.llm.cache import Assembler
+
+            assembler = Assembler()
         model = deployment.model
         finish: str | None = None
         error: BaseException | None = None
@@ -595,6 +918,8 @@ class Gateway:
                 if chunk.get("usage"):
                     usage = openai_usage(chunk["usage"])
                     if not chunk.get("choices"):
+                        if assembler is not None:
+                            assembler.feed(chunk)
                         if include_usage:
                             yield chunk
                         continue
@@ -622,6 +947,14 @@ class Gateway:
                             "was left when it started); the answer is incomplete."
                         )
                         raise error
+                if guard is not None:
+                    try:
+                        chunk = guard_chunk(chunk, guard)
+                    except GatewayError as blocked:
+                        status, truncated, error = blocked.status, True, blocked
+                        raise
+                if assembler is not None:
+                    assembler.feed(chunk)
                 yield chunk
         except ProviderError as exc:
             status, truncated, error = 502, True, exc
@@ -641,7 +974,10 @@ class Gateway:
                     estimated=True,
                 )
             ttft = (opened.first_token_at - call.started) * 1000 if opened.first_token_at else None
-            self._account(
+            content = "".join(text)
+            if guard is not None and assembler is not None:  # the log keeps what was sent
+                content = answer_text(assembler.completion()) or ""
+            cost = self._account(
                 call,
                 deployment,
                 usage,
@@ -650,8 +986,11 @@ class Gateway:
                 stream=True,
                 truncated=truncated,
                 ttft_ms=ttft,
-                response={"content": "".join(text), "finish_reason": finish, "model": model},
+                response={"content": content, "finish_reason": finish, "model": model},
             )
+            if keep and status == 200 and assembler is not None and assembler.finished:
+                with contextlib.suppress(RuntimeError):  # no loop left: nothing to keep
+                    self._keep(call, assembler.completion(), cost)
             if status == 499:
                 # Closing the provider's stream cancels the upstream request; do it in a task
                 # of its own, outside the cancelled one.
@@ -688,6 +1027,8 @@ class Gateway:
         )
 
     def _fail(self, call: _Call, exc: BaseException) -> None:
+        if call.recorded:
+            return
         status = exc.status if isinstance(exc, GatewayError) else 500
         if isinstance(exc, asyncio.CancelledError):
             status = 499
@@ -840,13 +1181,19 @@ class Gateway:
                 ttft_ms=ttft_ms,
                 usage=usage,
                 cost_usd=cost,
-                cache_hit=False,
+                cache_hit=call.cache_entry is not None,
                 trace_id=trace_id,
                 request=call.body,
                 response=response,
                 log_content=content,  # redacted on the writer's thread, off the response path
+                cache=call.cache_entry,
+                saved_usd=call.saved_usd,
+                guardrails=call.guard.log_entry() if call.guard is not None else None,
             )
         )
+        call.recorded = True
+        if call.cache_entry is not None:
+            self.metrics.cache_hit(model)
         self.metrics.request(
             model=deployment.model if deployment is not None else model,
             key=key.id if key is not None else "",

@@ -117,6 +117,12 @@ class RequestRecord:
     request: Any = None
     response: Any = None
     log_content: str = "full"  # not a column: what of request/response the row keeps
+    #: How the cache answered (:meth:`loopml.llm.cache.CacheHit.log_entry`), and what the
+    #: answer had cost upstream; None when it did not.
+    cache: dict[str, Any] | None = None
+    saved_usd: float | None = None
+    #: The guardrail policy that judged the request (name, version) and its findings.
+    guardrails: dict[str, Any] | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The ``llm_requests`` row: JSON columns encoded, content kept as ``log_content``
@@ -153,6 +159,9 @@ class RequestRecord:
             "trace_id": self.trace_id,
             "request": None,
             "response": None,
+            "cache": _json(self.cache) if self.cache else None,
+            "saved_usd": self.saved_usd,
+            "guardrails": _json(self.guardrails) if self.guardrails else None,
         }
         if self.log_content == "none":
             return row

@@ -125,5 +125,8 @@ class GatewayMetrics:
         if cost:
             children.cost.inc(cost)
 
+    def cache_hit(self, model: str) -> None:
+        self.cache_hits.labels(model).inc()
+
     def provider_error(self, deployment: Deployment, kind: str) -> None:
         self.errors.labels(deployment.name, kind).inc()

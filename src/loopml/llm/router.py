@@ -194,11 +194,8 @@ class Router:
         else:
             router = self._routers.get(model)
             if router is None:
-                raise UnknownModel(
-                    f"The model {model!r} does not exist; known models: "
-                    + (", ".join(self.names()) or "none (add [gateway.models.NAME])"),
-                    model=model,
-                )
+                self.check_known(model)
+            assert router is not None
             name, reason = self._pick(
                 router.name, router.rules, router.default, body, tags, prompt_tokens
             )
@@ -261,6 +258,16 @@ class Router:
             return None
         reason = f"{route.reason}; the provider's context window was exceeded: {larger!r}"
         return Route(route.requested, self._groups[larger], reason, route.prompt_tokens)
+
+    def check_known(self, model: str) -> None:
+        """Raise :class:`~loopml.llm.errors.UnknownModel` (naming the known models) unless a
+        client may ask for ``model``."""
+        if model not in self._groups and model not in self._routers:
+            raise UnknownModel(
+                f"The model {model!r} does not exist; known models: "
+                + (", ".join(self.names()) or "none (add [gateway.models.NAME])"),
+                model=model,
+            )
 
     def names(self) -> list[str]:
         """Every model a client may ask for: the groups, then the routers."""
