@@ -600,7 +600,8 @@ def _parse_guardrails(check: _Checker, table: Any) -> GuardrailsConfig:
     path = "guardrails"
     table = check.table(table, path)
     check.keys(table, _GUARDRAILS_KEYS, path)
-    policies = policies_from_config(table, where=check.where(path))
+    prefix = f"{check.root}.{path}" if check.root else path
+    policies = policies_from_config(table, where=f"{check.source}: {prefix}")
     names = sorted(policies)
 
     def policy(value: Any, where: str) -> str:
