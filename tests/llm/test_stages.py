@@ -58,12 +58,7 @@ def gw(
 
 def settle(gw: Gateway) -> None:
     """Wait for the answers given to the cache in the background to be kept."""
-
-    async def drain() -> None:
-        while gw._background:
-            await asyncio.sleep(0.01)
-
-    gw._run(drain())
+    gw.flush_cache()
 
 
 def spans_of(gw: Gateway, request_id: str) -> dict[str, dict[str, Any]]:

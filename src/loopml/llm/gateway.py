@@ -1097,6 +1097,17 @@ class Gateway:
         except Exception:  # the books must never take the gateway down
             log.exception("Could not record spend for %s", [s for s, _ in subjects])
 
+    async def aflush_cache(self) -> None:
+        """Wait until the answers given to the cache so far are kept (they are kept off the
+        response path, so an identical request right after may miss without this)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
+
+    def flush_cache(self) -> None:
+        """:meth:`aflush_cache` from synchronous code."""
+        if self._loop is not None:
+            self._run(self.aflush_cache())
+
     def flush_books(self) -> None:
         """Write every booked token and dollar to the shared counters now, and the events of
         the budget thresholds that crossed (the books are otherwise written in batches)."""
