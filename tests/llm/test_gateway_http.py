@@ -276,6 +276,58 @@ def test_two_gateway_processes_share_one_rate_limit(
     assert statuses.count(429) == 6
 
 
+@pytest.mark.parametrize("backend", ["workspace", "redis"])
+def test_two_gateway_replicas_share_one_cache(
+    tmp_path: Path, fake_provider: FakeProvider, spawn: Callable[..., Any], backend: str
+) -> None:
+    import uuid
+
+    from services import redis_url
+
+    ws = Workspace.init(tmp_path / "project")
+    _, secret = create_key(ws, name="app")
+    ws.close()
+    cache: dict[str, Any] = {"semantic": True, "sync_interval": 0.1}
+    if backend == "redis":
+        cache["backend"] = f"{redis_url()}?prefix=loopml-test-{uuid.uuid4().hex[:12]}:"
+    config = _config_file(tmp_path / "gateway.toml", fake_provider, cache=cache)
+    first, _ = spawn(tmp_path / "project", config)
+    second, _ = spawn(tmp_path / "project", config)
+
+    def ask(url: str, text: str) -> httpx.Response:
+        response = httpx.post(
+            f"{url}/v1/chat/completions",
+            json={"model": "cheap", "messages": [{"role": "user", "content": text}]},
+            headers={"authorization": f"Bearer {secret}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        return response
+
+    original = ask(first, "How do I reset my password?")
+    assert "x-loopml-cache" not in original.headers
+    # Kept off the response path, then seen by the other replica within a second (its sync
+    # polls every 0.1 s here); one question only, so the hit can't be of its own making.
+    time.sleep(3)
+    near = ask(second, "how do i reset my password")
+    assert near.headers.get("x-loopml-cache") == "semantic"
+    with Workspace.open(tmp_path / "project") as reader, reader.db.engine.connect() as conn:
+        entry = conn.execute(
+            select(llm_requests.c.cache).where(llm_requests.c.id == near.headers["x-request-id"])
+        ).scalar_one_or_none()
+    deadline = time.monotonic() + 10
+    while entry is None and time.monotonic() < deadline:  # the log is written in batches
+        time.sleep(0.2)
+        with Workspace.open(tmp_path / "project") as reader, reader.db.engine.connect() as conn:
+            entry = conn.execute(
+                select(llm_requests.c.cache).where(
+                    llm_requests.c.id == near.headers["x-request-id"]
+                )
+            ).scalar_one_or_none()
+    assert entry is not None
+    assert json.loads(entry)["matched_request_id"] == original.headers["x-request-id"]
+
+
 def test_config_is_reloaded_and_a_bad_one_is_refused(
     tmp_path: Path, fake_provider: FakeProvider, spawn: Callable[..., Any]
 ) -> None:

@@ -250,7 +250,9 @@ class Gateway:
             return None
         from loopml.llm.cache.engine import Cache
 
-        return Cache(self.workspace, config.cache, embed=self._embed_for_cache)
+        cache = Cache(self.workspace, config.cache, embed=self._embed_for_cache)
+        cache.start()  # load the entries other replicas kept, from now on
+        return cache
 
     async def _embed_for_cache(self, alias: str, texts: list[str]) -> list[list[float]]:
         """The cache's ``gateway:<alias>`` embedder: this gateway's own embeddings route."""

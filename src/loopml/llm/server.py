@@ -162,6 +162,9 @@ class GatewayApp:
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        cache = self.gateway.cache
+        if cache is not None:  # serve once the entries other replicas kept are loaded
+            await asyncio.to_thread(cache.wait_synced)
         if self.watch_config:
             self._watcher = asyncio.create_task(self._watch())
         try:

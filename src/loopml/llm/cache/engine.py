@@ -499,6 +499,11 @@ class Cache:
                 self._last_sweep = now
             self._stop.wait(self.config.sync_interval)
 
+    def start(self) -> None:
+        """Start the worker threads and the background sync now (else the first lookup
+        does): a new replica begins loading the other replicas' entries at once."""
+        self._start()
+
     def wait_synced(self, timeout: float = 10.0) -> bool:
         """Block until the background thread finished its first poll (tests, startup)."""
         self._start()
