@@ -128,6 +128,9 @@ def test_a_stream_never_delivers_a_card_split_across_chunks(gw: Gateway) -> None
     row = logged(gw)[-1]
     assert json.loads(row["response"])["content"] == text  # the log keeps what was sent
     assert json.loads(row["guardrails"])["output"]["redacted"] is True
+    output = spans_of(gw, row["id"])["guardrails output"]["attributes"]
+    assert output["loopml.guardrails.redacted"] is True
+    assert output["loopml.guardrails.rule.pii.latency_us"] > 0
 
 
 def test_a_stream_that_leaks_a_secret_ends_with_an_error(gw: Gateway) -> None:

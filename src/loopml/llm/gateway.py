@@ -979,6 +979,8 @@ class Gateway:
             content = "".join(text)
             if guard is not None and assembler is not None:  # the log keeps what was sent
                 content = answer_text(assembler.completion()) or ""
+                with self._child_span(call, "guardrails output") as span:  # rules' latency
+                    span.set_attributes(guard.verdict().span_attributes())
             cost = self._account(
                 call,
                 deployment,
