@@ -5,7 +5,7 @@
     python benchmarks/fake_llm.py --port 8901          # serves until SIGTERM / Ctrl-C
     python benchmarks/fake_llm.py --port 0             # any free port; prints "listening on N"
 
-It answers on 127.0.0.1 with no added delay, and is written on raw ``asyncio`` (no web
+It answers on 127.0.0.1 with no added delay (``--delay S`` adds one), written on raw ``asyncio`` (no web
 framework) so that it is "the limit" the gateways are measured against:
 
 * ``POST /v1/chat/completions`` (and ``/chat/completions``): a deterministic answer
@@ -153,6 +153,8 @@ class Handler(asyncio.Protocol):
     """One connection: parse requests out of the buffer as they arrive, answer each."""
 
     counter = 0
+    #: Seconds before each chat answer is written (``--delay``): a provider's thinking time.
+    delay = 0.0
 
     def __init__(self) -> None:
         self.buffer = b""
@@ -196,10 +198,21 @@ class Handler(asyncio.Protocol):
                     return
                 body = self.buffer[start:stop]
             self.buffer = self.buffer[stop:]
-            self.transport.write(self.answer(method, target.split("?", 1)[0], body))
-            if headers.get("connection", "").lower() == "close":
+            answer = self.answer(method, target.split("?", 1)[0], body)
+            close = headers.get("connection", "").lower() == "close"
+            if Handler.delay > 0 and method == "POST":
+                asyncio.get_running_loop().call_later(Handler.delay, self._send, answer, close)
+                continue
+            self.transport.write(answer)
+            if close:
                 self.transport.close()
                 return
+
+    def _send(self, answer: bytes, close: bool) -> None:
+        if self.transport is not None:
+            self.transport.write(answer)
+            if close:
+                self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -265,7 +278,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8901, help="0: any free port (printed)")
+    ap.add_argument("--delay", type=float, default=0.0, help="seconds before each POST is answered")
     args = ap.parse_args(argv)
+    Handler.delay = args.delay
     asyncio.run(serve(args.host, args.port))
     return 0
 
