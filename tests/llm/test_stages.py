@@ -307,3 +307,39 @@ def test_the_cache_hit_and_the_guardrails_over_http_with_the_openai_sdk(
             model="cheap", messages=[{"role": "user", "content": "the same words"}]
         )
         assert raw.headers["x-loopml-cache"] == "exact"
+
+
+def test_a_json_schema_rule_asks_once_more_and_bills_both_calls(
+    sqlite_ws: Workspace, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake")
+    schema = {"type": "object", "required": ["echo"]}
+    rule = {
+        "detector": "json_schema",
+        "action": "block",
+        "options": {"schema": schema, "reask": True},
+    }
+    config = table(
+        fake_provider,
+        guardrails={"routes": {"bare": "json"}, "policies": {"json": {"rules": [rule]}}},
+    )
+    with Gateway.from_config(config, workspace=sqlite_ws) as gw:
+        # JSON mode: the fake answers {"echo": …}, valid at once, one call
+        ok = gw.chat(ask("hello", model="bare", response_format={"type": "json_object"}))
+        assert json.loads(ok.body["choices"][0]["message"]["content"]) == {"echo": "hello"}
+        assert len(fake_provider.calls("nousage-d")) == 1
+        # plain text: not JSON, asked again (the answer and the problem in the conversation),
+        # still not JSON: blocked, and both calls billed
+        with pytest.raises(GuardrailBlocked) as caught:
+            gw.chat(ask("hello", model="bare"))
+        assert caught.value.stage == "output"
+        calls = fake_provider.calls("nousage-d")
+        assert len(calls) == 3
+        assert calls[2]["messages"][1] == {"role": "assistant", "content": "echo: hello"}
+        assert "not valid" in calls[2]["messages"][2]["content"]
+        row = logged(gw)[-1]
+        assert row["status"] == 400 and row["input_tokens"] == 1 + len(
+            " ".join(str(m["content"]) for m in calls[2]["messages"]).split()
+        )
+        assert json.loads(row["guardrails"])["output"]["reasked"] is True
+        assert len(json.loads(row["attempts"])) == 2

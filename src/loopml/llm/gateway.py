@@ -314,7 +314,7 @@ class Gateway:
                 if shared:
                     return self._serve_shared(call, completion, deployment, leader)
             if call.guard is not None:
-                completion = await self._judge_answer(call, completion, deployment)
+                completion = await self._judge_answer(call, completion, deployment, plan)
         except BaseException as exc:
             self._fail(call, exc)
             raise
@@ -729,17 +729,45 @@ class Gateway:
         )
 
     async def _judge_answer(
-        self, call: _Call, completion: Completion, deployment: Deployment
+        self,
+        call: _Call,
+        completion: Completion,
+        deployment: Deployment,
+        plan: list[Deployment],
     ) -> Completion:
         """The output guardrails on a whole answer: a block is billed and logged, then
-        raised; a redaction replaces the answer's text."""
+        raised; a redaction replaces the answer's text. A ``json_schema`` rule with
+        ``reask = true`` may ask the model once more (the answer and what was wrong with it
+        added to the conversation); both calls are billed, the second answer is judged."""
         judged = call.guard
         assert judged is not None
         text = answer_text(completion.body)
         if text is None:
             return completion
+        first = completion
+
+        async def reask(answer: str, problems: str) -> str:
+            nonlocal completion
+            import dataclasses
+
+            messages = [
+                *call.body["messages"],
+                {"role": "assistant", "content": answer},
+                {
+                    "role": "user",
+                    "content": f"That answer is not valid ({problems}). Answer again with only "
+                    "the corrected JSON.",
+                },
+            ]
+            again = dataclasses.replace(call, body={**call.body, "messages": messages})
+            second, _ = await self._dispatch(again, plan, self._chat_once)
+            completion = Completion(
+                second.body, first.usage + second.usage, second.http_status, second.headers
+            )
+            return answer_text(second.body) or ""
+
         with self._child_span(call, "guardrails output") as span:
-            verdict = judged.policy.check_output(text)
+            verdict = await judged.policy.acheck_output(text, reask=reask)
             span.set_attributes(verdict.span_attributes())
         judged.output = verdict
         if verdict.blocked:
