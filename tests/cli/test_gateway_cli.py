@@ -174,6 +174,19 @@ def test_check_shows_the_config(
     data = json.loads(invoke("gateway", "check", "--config", str(config), "--json").stdout)
     assert [g["name"] for g in data["models"]] == ["cheap", "frontier"]
     assert data["models"][0]["deployments"][0]["api_key_set"] is False
+    assert data["cache"] is None and data["guardrails"] is None
+
+    config.write_text(
+        GOOD
+        + "\n[gateway.cache]\nsemantic = true\n[gateway.cache.routes.frontier]\nenabled = false\n"
+        + '\n[gateway.guardrails]\ndefault = "default"\nroutes = { frontier = "none" }\n'
+    )
+    result = invoke("gateway", "check", "--config", str(config))
+    assert "cache (workspace): cheap; semantic on cheap" in result.stdout
+    assert "guardrails: default → default; route frontier → none" in result.stdout
+    data = json.loads(invoke("gateway", "check", "--config", str(config), "--json").stdout)
+    assert data["cache"]["routes"]["frontier"]["enabled"] is False
+    assert data["guardrails"]["policies"] == ["default"]
 
     config.write_text(GOOD.replace('provider = "anthropic"', 'provider = "anthropc"'))
     (line,) = error_lines(invoke("gateway", "check", "--config", str(config)))

@@ -119,8 +119,19 @@ def check(ws: Workspace, config_path: str | None, as_json: bool) -> None:
         for r in config.routers.values()
     ]
     teams = {name: _limits_json(limits) for name, limits in config.teams.items()}
+    cache = _cache_json(config)
+    guardrails = _guardrails_json(config)
     if as_json:
-        emit_json({"source": config.source, "models": groups, "routers": routers, "teams": teams})
+        emit_json(
+            {
+                "source": config.source,
+                "models": groups,
+                "routers": routers,
+                "teams": teams,
+                "cache": cache,
+                "guardrails": guardrails,
+            }
+        )
         return
     out = console()
     out.print(text(f"{config.source}: OK"))
@@ -154,6 +165,54 @@ def check(ws: Workspace, config_path: str | None, as_json: bool) -> None:
     for name, limits in teams.items():
         shown = ", ".join(f"{k} {v}" for k, v in limits.items() if v is not None)
         out.print(text(f"team {name}: {shown or 'no limits'}"))
+    if cache is not None:
+        routes = [g for g in config.models if config.cache.route(g).enabled]
+        kinds = [g for g in routes if config.cache.route(g).semantic]
+        out.print(
+            text(
+                f"cache ({cache['backend']}): {', '.join(routes) or 'no route'}"
+                + (f"; semantic on {', '.join(kinds)}" if kinds else "")
+            )
+        )
+    if guardrails is not None:
+        attached = [f"{k} {n} → {p}" for k, names in guardrails["attached"].items()
+                    for n, p in names.items()]  # fmt: skip
+        if guardrails["default"]:
+            attached.insert(0, f"default → {guardrails['default']}")
+        out.print(text(f"guardrails: {'; '.join(attached)}"))
+
+
+def _cache_json(config: GatewayConfig) -> dict[str, Any] | None:
+    cache = config.cache
+    if cache is None:
+        return None
+    defaults = cache.defaults
+    return {
+        "backend": cache.backend or "workspace",
+        "partition": cache.partition,
+        "embedder": cache.embedder,
+        "semantic": defaults.semantic,
+        "threshold": defaults.threshold,
+        "routes": {
+            name: {"enabled": r.enabled, "semantic": r.semantic, "threshold": r.threshold}
+            for name, r in cache.routes.items()
+        },
+    }
+
+
+def _guardrails_json(config: GatewayConfig) -> dict[str, Any] | None:
+    guardrails = config.guardrails
+    if not guardrails.active:
+        return None
+    return {
+        "default": guardrails.default,
+        "attached": {
+            "route": dict(guardrails.routes),
+            "team": dict(guardrails.teams),
+            "key": dict(guardrails.keys),
+        },
+        "policies": sorted(guardrails.policies),
+    }
 
 
 # -- keys ------------------------------------------------------------------------------------
