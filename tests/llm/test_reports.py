@@ -117,6 +117,8 @@ def test_costs_by_every_grouping(logged: Workspace) -> None:
         "reasoning_tokens": 5,
         "cost_usd": pytest.approx(0.031),
         "estimated": 1,
+        "cache_hits": 0,
+        "saved_usd": 0.0,
     }
     assert by_model[2]["errors"] == 1 and by_model[2]["cost_usd"] == 0.0  # asked, none answered
 

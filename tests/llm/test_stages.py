@@ -188,6 +188,17 @@ def test_an_identical_request_is_answered_from_the_cache_at_no_cost(
     assert json.loads(row["cache"])["matched_request_id"] == first.request_id
     hits = gw.metrics.cache_hits.labels("cheap")._value.get()
     assert hits == 1
+    # the cost report counts the hit and what it saved
+    from click.testing import CliRunner
+
+    from loopml.cli.main import cli
+    from loopml.llm.reports import costs
+
+    (today,) = costs(gw.workspace, by="day")
+    assert today["requests"] == 2 and today["cache_hits"] == 1
+    assert today["saved_usd"] == pytest.approx(first.cost_usd)
+    shown = CliRunner().invoke(cli, ["-w", str(gw.workspace.root), "llm", "costs"]).stdout
+    assert "Cache hits" in shown and "Saved (USD)" in shown
 
 
 def test_a_near_question_is_a_semantic_hit_and_another_number_is_not(gw: Gateway) -> None:

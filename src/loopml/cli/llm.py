@@ -104,18 +104,12 @@ def costs_command(
     if not rows:
         out.print("No gateway requests logged in that time.")
         return
-    grid = table(
-        by.capitalize(),
-        "Requests",
-        "Errors",
-        "Input tok",
-        "Cached tok",
-        "Output tok",
-        "Reasoning tok",
-        "Cost (USD)",
-        "Estimated",
-        no_wrap=(by.capitalize(),),
-    )
+    cached = any(row["cache_hits"] for row in rows)  # the cache's columns, when it answered
+    headers = [by.capitalize(), "Requests", "Errors", "Input tok", "Cached tok", "Output tok"]
+    headers += ["Reasoning tok", "Cost (USD)", "Estimated"]
+    if cached:
+        headers += ["Cache hits", "Saved (USD)"]
+    grid = table(*headers, no_wrap=(by.capitalize(),))
     for column in grid.columns[1:]:
         column.justify = "right"
     total: dict[str, Any] = {}
@@ -129,20 +123,22 @@ def costs_command(
             "reasoning_tokens",
             "cost_usd",
             "estimated",
+            "cache_hits",
+            "saved_usd",
         ):
             total[name] = total.get(name, 0) + row[name]
         label = row["group"]
         if by == "key" and row.get("name"):
             label = f"{row['name']} ({label})"
-        grid.add_row(*_cells(text("—" if label is None else label), row))
+        grid.add_row(*_cells(text("—" if label is None else label), row, cached))
     grid.add_section()
     footer = "total" if by != "tag" else "total (requests once per tag)"
-    grid.add_row(*_cells(text(footer, "bold"), total))
+    grid.add_row(*_cells(text(footer, "bold"), total, cached))
     out.print(grid)
 
 
-def _cells(label: Any, row: dict[str, Any]) -> list[Any]:
-    return [
+def _cells(label: Any, row: dict[str, Any], cached: bool = False) -> list[Any]:
+    cells = [
         label,
         tokens(row["requests"]),
         tokens(row["errors"]) if row["errors"] else "",
@@ -153,6 +149,9 @@ def _cells(label: Any, row: dict[str, Any]) -> list[Any]:
         cost(row["cost_usd"]),
         tokens(row["estimated"]) if row["estimated"] else "",
     ]
+    if cached:
+        cells += [tokens(row["cache_hits"]), cost(row["saved_usd"])]
+    return cells
 
 
 @llm.command("requests")

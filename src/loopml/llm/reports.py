@@ -163,8 +163,10 @@ def costs(
 
     One dict per group, most expensive first (``by="day"``: oldest day first): ``group``,
     ``requests``, ``errors`` (HTTP status >= 400), ``input_tokens``, ``output_tokens``,
-    ``cached_read_tokens``, ``reasoning_tokens``, ``cost_usd`` and ``estimated`` (how many of
-    them had token counts the gateway estimated itself); ``by="key"`` adds the key's ``name``.
+    ``cached_read_tokens``, ``reasoning_tokens``, ``cost_usd``, ``estimated`` (how many of
+    them had token counts the gateway estimated itself), ``cache_hits`` (answered from the
+    cache) and ``saved_usd`` (what those would have cost upstream); ``by="key"`` adds the
+    key's ``name``.
 
     >>> costs(ws, by="team", since="7d")[0]                             # doctest: +SKIP
     {'group': 'growth', 'requests': 1204, 'errors': 3, ..., 'cost_usd': 4.21, 'estimated': 0}
@@ -184,6 +186,8 @@ def costs(
         func.sum(_R.reasoning_tokens).label("reasoning_tokens"),
         func.sum(cast(_R.cost_usd, Float)).label("cost_usd"),
         func.sum(case((_R.usage_estimated, 1), else_=0)).label("estimated"),
+        func.sum(case((_R.cache_hit, 1), else_=0)).label("cache_hits"),
+        func.sum(cast(_R.saved_usd, Float)).label("saved_usd"),
     ]
     if by == "key":
         columns.append(func.max(llm_keys.c.name).label("name"))
@@ -213,6 +217,8 @@ def costs(
             "reasoning_tokens": int(row["reasoning_tokens"] or 0),
             "cost_usd": float(row["cost_usd"] or 0.0),
             "estimated": int(row["estimated"] or 0),
+            "cache_hits": int(row["cache_hits"] or 0),
+            "saved_usd": float(row["saved_usd"] or 0.0),
         }
         if by == "key":
             out["name"] = row["name"]
@@ -230,6 +236,9 @@ def _request_dict(row: Mapping[Any, Any]) -> dict[str, Any]:
     out = dict(row)
     out["created_at"] = _time(out["created_at"])
     out["tags"] = _decode(out.get("tags")) or []
+    for name in ("cache", "guardrails"):
+        if name in out:
+            out[name] = _decode(out[name])
     for name in _BOOLEANS:
         if name in out:
             out[name] = bool(out[name])
