@@ -19,6 +19,8 @@ declare -A PEERS=(
   [feast]="feast[duckdb]==0.67.*"
   [evidently]="evidently==0.7.23 pandas<3"
   [litellm]="litellm[proxy]==1.108.*"
+  # llm-guard 0.3.16 hard-requires torch and transformers==4.51.3; torch pinned to the CPU wheel
+  [llmguard]="torch==2.13.0 llm-guard==0.3.16"
 )
 # -----------------------------------------------------------------------------------------------
 
@@ -51,7 +53,9 @@ setup_one() {
   echo "==> installing into $peer: ${reqs[*]}"
   "$venv/bin/python" -m pip install "${reqs[@]}"
   echo "==> $peer ready: $venv/bin/python"
-  "$venv/bin/python" -m pip list 2>/dev/null | grep -i -E "^${peer}[[:space:]]" || true
+  # the peer's own package, its name compared without case, '-', '_' or '.' (llmguard: llm-guard)
+  "$venv/bin/python" -m pip list 2>/dev/null \
+    | awk -v p="$peer" '{ n = tolower($1); gsub(/[-_.]/, "", n) } n == p' || true
 }
 
 [[ $# -ge 1 ]] || { usage; exit 2; }
