@@ -95,6 +95,13 @@ def test_a_card_number_is_redacted_before_the_provider_sees_it(
     sent = fake_provider.calls(reply.deployment)[0]["messages"][0]["content"]
     assert CARD not in sent and "[CREDIT_CARD]" in sent
     assert CARD not in reply.body["choices"][0]["message"]["content"]
+    from click.testing import CliRunner
+
+    from loopml.cli.main import cli
+
+    gw.log.flush()
+    one = ["-w", str(gw.workspace.root), "llm", "show", reply.request_id]
+    assert "policy default v1: input redacted (credit_card)" in CliRunner().invoke(cli, one).stdout
     spans = spans_of(gw, reply.request_id)
     guard = spans["guardrails input"]["attributes"]
     assert guard["loopml.guardrails.redacted"] is True
@@ -199,6 +206,10 @@ def test_an_identical_request_is_answered_from_the_cache_at_no_cost(
     assert today["saved_usd"] == pytest.approx(first.cost_usd)
     shown = CliRunner().invoke(cli, ["-w", str(gw.workspace.root), "llm", "costs"]).stdout
     assert "Cache hits" in shown and "Saved (USD)" in shown
+    one = ["-w", str(gw.workspace.root), "llm", "show", again.request_id]
+    shown = CliRunner().invoke(cli, one).stdout
+    assert f"exact hit of {first.request_id}, saved $" in shown
+    assert "policy default v1: input allowed" in shown
 
 
 def test_a_near_question_is_a_semantic_hit_and_another_number_is_not(gw: Gateway) -> None:

@@ -277,6 +277,8 @@ def show_command(ws: Workspace, request_id: str, as_json: bool) -> None:
             "reasoning)" + (", estimated" if found["usage_estimated"] else "")
         ),
         "Cost": cost(found["cost_usd"]),
+        "Cache": _cache_text(found.get("cache"), found.get("saved_usd")),
+        "Guardrails": _guardrails_text(found.get("guardrails")),
         "Trace": found["trace_id"] or "",
     }
     out.print(key_values({k: v for k, v in fields.items() if v != ""}))
@@ -307,6 +309,39 @@ def show_command(ws: Workspace, request_id: str, as_json: bool) -> None:
     if found["request"] is None and found["response"] is None:
         out.print()
         out.print(text("(content not logged for this request)", "dim"))
+
+
+def _cache_text(entry: Any, saved: float | None) -> str:
+    """``semantic hit (similarity 0.93) of req_…, saved $0.0012``."""
+    if not isinstance(entry, dict):
+        return ""
+    what = f"{entry.get('kind', '?')} hit"
+    if entry.get("kind") == "semantic" and entry.get("similarity") is not None:
+        what += f" (similarity {entry['similarity']:.3f})"
+    if entry.get("matched_request_id"):
+        what += f" of {entry['matched_request_id']}"
+    return what + (f", saved {cost(saved)}" if saved else "")
+
+
+def _guardrails_text(entry: Any) -> str:
+    """``policy default v1: input redacted (credit_card); output allowed``."""
+    if not isinstance(entry, dict):
+        return ""
+    parts = []
+    for stage in ("input", "output"):
+        verdict = entry.get(stage)
+        if not isinstance(verdict, dict):
+            continue
+        if verdict.get("blocked_by"):
+            said = f"blocked by {verdict['blocked_by']}"
+        elif verdict.get("redacted"):
+            said = "redacted"
+        else:
+            said = "allowed"
+        kinds = sorted({f.get("kind") for f in verdict.get("findings") or () if f.get("kind")})
+        parts.append(f"{stage} {said}" + (f" ({', '.join(kinds)})" if kinds else ""))
+    head = f"policy {entry.get('policy')} v{entry.get('version')}"
+    return head + (": " + "; ".join(parts) if parts else "")
 
 
 def _pretty(value: Any) -> str:
