@@ -50,11 +50,10 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import delete
 
-from loopml.exceptions import InvalidConfig, InvalidInput, StoreUnavailable, missing_dependency
+from loopml.exceptions import InvalidConfig, InvalidInput, StoreUnavailable
 from loopml.llm.config import Budget, Limits
 from loopml.llm.errors import BudgetExceeded, RateLimited
 from loopml.llm.tables import llm_counters
@@ -373,27 +372,13 @@ class RedisCounters:
     gateways' counters apart (default ``loopml:llm:``)."""
 
     def __init__(self, url: str) -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise missing_dependency("redis", "redis", "Gateway limits in Redis") from exc
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        self.prefix = next((v for k, v in query if k == "prefix"), "loopml:llm:")
-        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-        self.url = urlunsplit(parts._replace(query=rest))
-        self._error = redis.RedisError
-        # Seconds, unless the URL says otherwise: a Redis that is gone must fail a request
-        # fast, not hang it.
-        try:
-            self.client = redis.Redis.from_url(
-                self.url, socket_timeout=2.0, socket_connect_timeout=2.0
-            )
-        except ValueError as exc:
-            raise InvalidConfig(f"[gateway] limits_url {url!r} is not a Redis URL: {exc}") from exc
-        host = parts.hostname or ""
-        netloc = f"{host}:{parts.port}" if parts.port else host
-        self._safe_url = urlunsplit(parts._replace(netloc=netloc, query=""))  # no password
+        from loopml.llm.redis_url import connect
+
+        # 2 s timeouts, unless the URL says otherwise
+        redis = connect(url, default_prefix="loopml:llm:", timeout=2.0, what="[gateway] limits_url")
+        self.client = redis.client
+        self.prefix, self.url, self._safe_url = redis.prefix, redis.url, redis.safe_url
+        self._error = redis.error
         self._admit = self.client.register_script(_ADMIT)
         self._lease = self.client.register_script(
             _LEASE % {"most": LEASE_MOST, "share": LEASE_SHARE}

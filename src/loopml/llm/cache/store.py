@@ -21,16 +21,13 @@ import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy import bindparam, delete, func, insert, or_, select, update
 
 from loopml.exceptions import (
     BlobNotFound,
     CorruptBlob,
-    InvalidConfig,
     StoreUnavailable,
-    missing_dependency,
 )
 from loopml.llm.tables import llm_cache_entries
 
@@ -371,30 +368,13 @@ class RedisStore:
     miss, not a wait."""
 
     def __init__(self, url: str, *, timeout: float = 0.5) -> None:
-        try:
-            import redis
-        except ImportError as exc:
-            raise missing_dependency("redis", "redis", "The gateway's cache in Redis") from exc
-        parts = urlsplit(url)
-        query = parse_qsl(parts.query, keep_blank_values=True)
-        self.prefix = next((v for k, v in query if k == "prefix"), "loopml:llm:cache:")
-        rest = urlencode([(k, v) for k, v in query if k != "prefix"])
-        try:
-            # Any: redis-py's annotations union every reply type of every command.
-            self.client: Any = redis.Redis.from_url(
-                urlunsplit(parts._replace(query=rest)),
-                socket_timeout=timeout,
-                socket_connect_timeout=timeout,
-            )
-        except ValueError as exc:
-            raise InvalidConfig(
-                f"[gateway.cache] backend {url!r} is not a Redis URL: {exc}"
-            ) from exc
-        host = parts.hostname or ""
-        self.safe_url = urlunsplit(
-            parts._replace(netloc=f"{host}:{parts.port}" if parts.port else host, query="")
+        from loopml.llm.redis_url import connect
+
+        redis = connect(
+            url, default_prefix="loopml:llm:cache:", timeout=timeout, what="[gateway.cache] backend"
         )
-        self._error = redis.RedisError
+        self.client: Any = redis.client
+        self.prefix, self.safe_url, self._error = redis.prefix, redis.safe_url, redis.error
         self._put = self.client.register_script(_PUT)
         self._log = f"{self.prefix}log"
         self._lru = f"{self.prefix}lru"
