@@ -365,3 +365,24 @@ def test_a_json_schema_rule_asks_once_more_and_bills_both_calls(
         )
         assert json.loads(row["guardrails"])["output"]["reasked"] is True
         assert len(json.loads(row["attempts"])) == 2
+
+
+def test_the_semantic_cache_can_embed_through_the_gateways_own_embeddings_route(
+    sqlite_ws: Workspace, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llm.test_gateway import deployment
+
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake")
+    config = table(fake_provider, cache={"semantic": True, "embedder": "gateway:emb"})
+    config["models"]["emb"] = {
+        "deployments": [deployment(fake_provider, "emb-d", "fake-embedding")]
+    }
+    with Gateway.from_config(config, workspace=sqlite_ws) as gw:
+        first = gw.chat(ask("Which plan fits a team of five?"))
+        gw.flush_cache()
+        assert gw.chat(ask("Which plan fits a team of five?")).cache == "exact"
+        embedded = [c["input"] for c in fake_provider.calls("emb-d")]
+        assert ["Which plan fits a team of five?"] in embedded  # the question, embedded upstream
+        rows = {r["id"]: r for r in logged(gw)}
+        assert rows[first.request_id]["model_requested"] == "cheap"
+        assert any(r["endpoint"] == "embeddings" for r in rows.values())  # logged like any call
