@@ -56,6 +56,7 @@ from typing import Any
 from loopml.data.settings import DataSettings
 from loopml.exceptions import InvalidConfig, WorkspaceNotFound
 from loopml.features.settings import FeaturesSettings
+from loopml.llm.prompts.settings import PromptsSettings
 from loopml.monitoring.settings import MonitorSettings
 from loopml.registry.settings import RegistrySettings
 from loopml.server.settings import ServerSettings
@@ -157,6 +158,7 @@ SECTIONS: dict[str, type] = {
     "serving": ServingSettings,
     "monitor": MonitorSettings,
     "server": ServerSettings,
+    "prompts": PromptsSettings,
 }
 #: Tables of named tables, each checked by the area that reads it (``[gates.churn]``:
 #: :meth:`loopml.registry.gates.GatePolicy.from_dict`).
@@ -188,6 +190,7 @@ class Settings:
     serving: ServingSettings = field(default_factory=ServingSettings)
     monitor: MonitorSettings = field(default_factory=MonitorSettings)
     server: ServerSettings = field(default_factory=ServerSettings)
+    prompts: PromptsSettings = field(default_factory=PromptsSettings)
     #: ``[gates.NAME]`` tables as written; each is checked when it is used
     #: (:meth:`loopml.registry.gates.GatePolicy.from_dict`) or by ``loopml config show``.
     gates: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)

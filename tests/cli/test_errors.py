@@ -77,6 +77,7 @@ FAILING = [
     (("llm", "show", "nosuch"), "No request 'nosuch'"),
     (("llm", "requests", "--since", "yesterday"), "duration back from now like 30m"),
     (("traces", "show", "nosuch"), "No trace 'nosuch'"),
+    (("prompts", "show", "support/nosuch"), "No prompt 'support/nosuch'"),
 ]
 
 

@@ -36,6 +36,7 @@ COMMANDS = {
     "monitor": "loopml.cli.monitor:monitor",
     "pipelines": "loopml.cli.pipelines:pipelines",
     "predict": "loopml.cli.predict:predict",
+    "prompts": "loopml.cli.prompts:prompts",
     "runs": "loopml.cli.runs:runs",
     "scheduler": "loopml.cli.scheduler:scheduler",
     "serve": "loopml.cli.serve:serve",

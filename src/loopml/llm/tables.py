@@ -169,3 +169,55 @@ llm_cache_entries = Table(
     Index("ix_llm_cache_entries_expires_at", "expires_at"),
     Index("ix_llm_cache_entries_route", "route"),
 )
+
+
+# The prompt registry (loopml.llm.prompts): immutable, content-addressed versions per name
+# (re-registering the same template, model, params and schema is a no-op).
+llm_prompts = Table(
+    "llm_prompts",
+    metadata,
+    Column("name", String(KEY), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("digest", String(64), nullable=False),  # SHA-256 of the canonical JSON content
+    Column("kind", String(8), nullable=False),  # text | chat
+    Column("template", Text, nullable=False),  # the text, or the messages as JSON
+    Column("model", String(KEY), nullable=True),
+    Column("params", Text, nullable=True),  # JSON object
+    Column("output_schema", Text, nullable=True),  # JSON
+    Column("commit_message", Text, nullable=True),
+    Column("created_by", String(KEY), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", "version", name="pk_llm_prompts"),
+    UniqueConstraint("name", "digest", name="uq_llm_prompts_name_digest"),
+)
+
+# Where each label of a prompt points now (one row per name and label).
+llm_prompt_labels = Table(
+    "llm_prompt_labels",
+    metadata,
+    Column("name", String(KEY), nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", "label", name="pk_llm_prompt_labels"),
+)
+
+# Append-only: every label move (set, rollback, override) and every move a gate blocked,
+# with who, when, why and the gate's verdict. Replaying it answers "what was production then".
+llm_prompt_label_history = Table(
+    "llm_prompt_label_history",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("name", String(KEY), nullable=False),
+    Column("label", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),  # set | rollback | override | blocked
+    Column("version", Integer, nullable=False),  # the version moved to (or refused)
+    Column("previous_version", Integer, nullable=True),  # the holder before (NULL: none)
+    Column("actor", String(KEY), nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("verdict", Text, nullable=True),  # JSON: the gate's verdict
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_llm_prompt_label_history_name_label", "name", "label", "id"),
+)

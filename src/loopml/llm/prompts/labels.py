@@ -1,0 +1,333 @@
+"""Labels of prompts (``production``, ``staging``, any name): pointers at versions, with an
+append-only history of every move — who, when, why and the gate's verdict.
+
+    set_label("support/answer", "staging", 4, reason="new tone")
+    set_label("support/answer", "production", 4, gate=eval_gate)   # a protected label
+    rollback("support/answer", "production")                        # back to its holder before
+    label_history("support/answer", "production")
+
+A label listed in ``[prompts] protected_labels`` moves only when a promotion gate passes
+(:mod:`loopml.llm.prompts.gate`), or with ``force=True`` and a reason, recorded as an
+override. Moves of one prompt are serialized (SQLite's ``BEGIN IMMEDIATE``; a row lock on
+PostgreSQL): two concurrent moves are both recorded, in order, the later one wins, and each
+history row's ``previous_version`` is the version the row before it moved the label to.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import insert, select
+
+from loopml.exceptions import Conflict, InvalidInput
+from loopml.llm.prompts.gate import GateVerdict, LabelBlocked, PromotionGate, judge
+from loopml.llm.prompts.refs import PromptRef, check_label, check_name
+from loopml.llm.prompts.versions import PromptVersion, _actor, resolve
+from loopml.llm.tables import llm_prompt_label_history, llm_prompt_labels, llm_prompts
+from loopml.store.clock import now_ms, to_datetime
+from loopml.store.db import upsert
+from loopml.workspace import Workspace, WorkspaceLike, resolve_workspace
+
+if TYPE_CHECKING:
+    from sqlalchemy import Connection
+
+#: Kinds of history rows: a plain move, a move back, a forced move past the gate, and a
+#: move the gate refused (which moved nothing).
+SET, ROLLBACK, OVERRIDE, BLOCKED = "set", "rollback", "override", "blocked"
+
+
+@dataclass(frozen=True)
+class LabelMove:
+    """One row of a label's history."""
+
+    id: int
+    name: str
+    label: str
+    kind: str
+    version: int
+    previous_version: int | None
+    actor: str | None
+    reason: str | None
+    verdict: GateVerdict | None
+    created_at: datetime
+
+    @property
+    def moved(self) -> bool:
+        return self.kind != BLOCKED
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "label": self.label,
+            "kind": self.kind,
+            "version": self.version,
+            "previous_version": self.previous_version,
+            "actor": self.actor,
+            "reason": self.reason,
+            "verdict": self.verdict.to_dict() if self.verdict else None,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+def _move(row: Any) -> LabelMove:
+    created = to_datetime(row.created_at)
+    assert created is not None
+    return LabelMove(
+        id=int(row.id),
+        name=row.name,
+        label=row.label,
+        kind=row.kind,
+        version=int(row.version),
+        previous_version=row.previous_version,
+        actor=row.actor,
+        reason=row.reason,
+        verdict=GateVerdict.from_dict(json.loads(row.verdict)) if row.verdict else None,
+        created_at=created,
+    )
+
+
+def protected_labels(ws: Workspace) -> tuple[str, ...]:
+    """The labels ``[prompts] protected_labels`` of the workspace's ``loopml.toml`` names."""
+    return tuple(ws.settings.prompts.protected_labels)
+
+
+def _lock(conn: Connection, name: str) -> None:
+    """Serialize label moves of one prompt: SQLite's write transactions already are
+    (``BEGIN IMMEDIATE``); on PostgreSQL lock the prompt's first version row."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            select(llm_prompts.c.version)
+            .where(llm_prompts.c.name == name)
+            .order_by(llm_prompts.c.version)
+            .limit(1)
+            .with_for_update()
+        )
+
+
+def _holder(conn: Connection, name: str, label: str) -> int | None:
+    found = conn.execute(
+        select(llm_prompt_labels.c.version).where(
+            llm_prompt_labels.c.name == name, llm_prompt_labels.c.label == label
+        )
+    ).scalar()
+    return None if found is None else int(found)
+
+
+def _record(
+    conn: Connection,
+    name: str,
+    label: str,
+    kind: str,
+    version: int,
+    previous: int | None,
+    reason: str | None,
+    verdict: GateVerdict | None,
+) -> LabelMove:
+    at = now_ms()
+    if kind != BLOCKED:
+        stmt = upsert(conn.dialect.name, llm_prompt_labels).values(
+            name=name, label=label, version=version, updated_at=at
+        )
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[llm_prompt_labels.c.name, llm_prompt_labels.c.label],
+                set_={"version": version, "updated_at": at},
+            )
+        )
+    new_id = conn.execute(
+        insert(llm_prompt_label_history).values(
+            name=name,
+            label=label,
+            kind=kind,
+            version=version,
+            previous_version=previous,
+            actor=_actor(),
+            reason=reason,
+            verdict=verdict.to_json() if verdict is not None else None,
+            created_at=at,
+        )
+    ).inserted_primary_key[0]  # type: ignore[index]
+    row = conn.execute(
+        select(llm_prompt_label_history).where(llm_prompt_label_history.c.id == new_id)
+    ).one()
+    return _move(row)
+
+
+def _read_state(
+    ws: Workspace, name: str, label: str, version: int
+) -> tuple[PromptVersion, PromptVersion | None]:
+    with ws.db.read() as conn:
+        candidate = resolve(conn, PromptRef(name, version=version))
+        current = _holder(conn, name, label)
+        holder = resolve(conn, PromptRef(name, version=current)) if current is not None else None
+    return candidate, holder
+
+
+def set_label(
+    name: str,
+    label: str,
+    version: int,
+    *,
+    reason: str | None = None,
+    gate: PromotionGate | Callable[..., GateVerdict] | None = None,
+    force: bool = False,
+    workspace: WorkspaceLike = None,
+) -> LabelMove:
+    """Point ``label`` of prompt ``name`` at ``version`` and record the move (a label already
+    there records nothing). A protected label moves only when ``gate`` passes; its verdict is
+    recorded either way and a failing one raises :class:`LabelBlocked`. ``force=True`` (with
+    a ``reason``) moves it anyway, recorded as an override."""
+    check_name(name)
+    check_label(label)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise InvalidInput(f"A prompt version is a whole number, got {version!r}")
+    if force and not (reason and reason.strip()):
+        raise InvalidInput("A forced label move needs a reason (--reason '...'); it is recorded")
+    ws = resolve_workspace(workspace)
+    protected = label in protected_labels(ws)
+    for _ in range(3):
+        candidate, holder = _read_state(ws, name, label, version)
+        current = holder.version if holder is not None else None
+        if current == version:
+            return _unchanged(ws, name, label, version)
+        verdict: GateVerdict | None = None
+        kind = SET
+        if protected:
+            if gate is not None:
+                verdict = judge(gate, candidate=candidate, label=label, current=holder)
+            if force:
+                kind = OVERRIDE
+                verdict = GateVerdict(
+                    passed=verdict.passed if verdict else False,
+                    summary=verdict.summary if verdict else "no gate ran",
+                    details=verdict.details if verdict else {},
+                    forced=True,
+                    reason=reason,
+                )
+            elif verdict is None:
+                raise LabelBlocked(
+                    f"{label!r} is a protected label ([prompts] protected_labels): moving "
+                    f"{name}@{label} to version {version} needs a promotion gate (an eval "
+                    "suite) to pass, and none was given. To move it anyway, record an "
+                    f"override: `loopml prompts label {name} {label} {version} --force "
+                    "--reason '...'`"
+                )
+            elif not verdict.passed:
+                kind = BLOCKED
+
+        def tx(
+            conn: Connection, kind: str = kind, verdict: GateVerdict | None = verdict,
+            expected: int | None = current,
+        ) -> LabelMove | None:  # fmt: skip
+            _lock(conn, name)
+            resolve(conn, PromptRef(name, version=version))
+            now = _holder(conn, name, label)
+            if protected and gate is not None and now != expected:
+                return None  # the label moved while the gate ran: judge again
+            return _record(conn, name, label, kind, version, now, reason, verdict)
+
+        move = ws.db.transact(tx)
+        if move is None:
+            continue
+        if move.kind == BLOCKED:
+            assert verdict is not None
+            raise LabelBlocked(
+                f"The promotion gate refused {name}/{version} for {label!r}: "
+                f"{verdict.summary or 'failed'}. {name}@{label} stays at "
+                f"{'version ' + str(current) if current is not None else 'no version'}; the "
+                "verdict is in `loopml prompts history`.",
+                verdict,
+            )
+        return move
+    raise Conflict(f"{name}@{label} kept moving while the gate ran; try again")
+
+
+def _unchanged(ws: Workspace, name: str, label: str, version: int) -> LabelMove:
+    """The last recorded move that put ``label`` at ``version`` (nothing new is recorded)."""
+    for move in reversed(label_history(name, label, workspace=ws)):
+        if move.moved and move.version == version:
+            return move
+    raise Conflict(f"{name}@{label} points at {version} but its history has no such move")
+
+
+def rollback(
+    name: str, label: str, *, reason: str | None = None, workspace: WorkspaceLike = None
+) -> LabelMove:
+    """Move ``label`` back to the version that held it before the current one, recorded as
+    a ``rollback`` move. Rollbacks undo in turn: 1 → 2 → 3, then rollback gives 2, and
+    again gives 1. A rollback returns to a version that held the label, so it needs no
+    gate, even on a protected label."""
+    check_name(name)
+    check_label(label)
+    ws = resolve_workspace(workspace)
+
+    def tx(conn: Connection) -> LabelMove:
+        _lock(conn, name)
+        current = _holder(conn, name, label)
+        if current is None:
+            resolve(conn, PromptRef(name))  # PromptNotFound for an unknown prompt
+            raise Conflict(f"{name}@{label} points at no version: nothing to roll back")
+        rows = conn.execute(
+            select(llm_prompt_label_history.c.kind, llm_prompt_label_history.c.version)
+            .where(
+                llm_prompt_label_history.c.name == name,
+                llm_prompt_label_history.c.label == label,
+                llm_prompt_label_history.c.kind != BLOCKED,
+            )
+            .order_by(llm_prompt_label_history.c.id)
+        ).all()
+        held: list[int] = []
+        for kind, version in rows:
+            if kind == ROLLBACK:
+                if held:
+                    held.pop()
+            else:
+                held.append(int(version))
+        if len(held) < 2:
+            raise Conflict(
+                f"{name}@{label} has no earlier version to roll back to (it holds {current}; "
+                f"see `loopml prompts history {name} {label}`)"
+            )
+        target = held[-2]
+        why = reason or f"rollback from version {current}"
+        return _record(conn, name, label, ROLLBACK, target, current, why, None)
+
+    return ws.db.transact(tx)
+
+
+def label_history(
+    name: str, label: str | None = None, *, workspace: WorkspaceLike = None
+) -> list[LabelMove]:
+    """Every move of ``name``'s labels (of ``label`` only, when given), oldest first,
+    including moves a gate blocked (``kind == "blocked"``)."""
+    check_name(name)
+    if label is not None:
+        check_label(label)
+    ws = resolve_workspace(workspace)
+    query = select(llm_prompt_label_history).where(llm_prompt_label_history.c.name == name)
+    if label is not None:
+        query = query.where(llm_prompt_label_history.c.label == label)
+    with ws.db.read() as conn:
+        rows = conn.execute(query.order_by(llm_prompt_label_history.c.id)).all()
+        if not rows:
+            resolve(conn, PromptRef(name))  # PromptNotFound for an unknown prompt
+    return [_move(row) for row in rows]
+
+
+def label_state(
+    name: str, *, at: datetime | None = None, workspace: WorkspaceLike = None
+) -> dict[str, int]:
+    """Every label of ``name`` → its version, now or at ``at`` (time travel)."""
+    from loopml.llm.prompts.versions import _ms, labels_at
+
+    check_name(name)
+    at_ms = _ms(at)
+    ws = resolve_workspace(workspace)
+    with ws.db.read() as conn:
+        resolve(conn, PromptRef(name), at_ms)  # PromptNotFound (or "no version yet then")
+        return labels_at(conn, name, at_ms)
