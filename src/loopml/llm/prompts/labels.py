@@ -194,7 +194,8 @@ def set_label(
         candidate, holder = _read_state(ws, name, label, version)
         current = holder.version if holder is not None else None
         if current == version:
-            return _unchanged(ws, name, label, version)
+            with ws.db.read() as conn:
+                return _last_move(conn, name, label, version)
         verdict: GateVerdict | None = None
         kind = SET
         if protected:
@@ -227,6 +228,8 @@ def set_label(
             _lock(conn, name)
             resolve(conn, PromptRef(name, version=version))
             now = _holder(conn, name, label)
+            if now == version:  # another writer put it there meanwhile
+                return _last_move(conn, name, label, version)
             if protected and gate is not None and now != expected:
                 return None  # the label moved while the gate ran: judge again
             return _record(conn, name, label, kind, version, now, reason, verdict)
@@ -247,12 +250,20 @@ def set_label(
     raise Conflict(f"{name}@{label} kept moving while the gate ran; try again")
 
 
-def _unchanged(ws: Workspace, name: str, label: str, version: int) -> LabelMove:
-    """The last recorded move that put ``label`` at ``version`` (nothing new is recorded)."""
-    for move in reversed(label_history(name, label, workspace=ws)):
-        if move.moved and move.version == version:
-            return move
-    raise Conflict(f"{name}@{label} points at {version} but its history has no such move")
+def _last_move(conn: Connection, name: str, label: str, version: int) -> LabelMove:
+    """The recorded move that put ``label`` at ``version``, where it still is: setting a
+    label to the version it holds records nothing new."""
+    row = conn.execute(
+        select(llm_prompt_label_history)
+        .where(
+            llm_prompt_label_history.c.name == name,
+            llm_prompt_label_history.c.label == label,
+            llm_prompt_label_history.c.kind != BLOCKED,
+        )
+        .order_by(llm_prompt_label_history.c.id.desc())
+        .limit(1)
+    ).one()
+    return _move(row)
 
 
 def rollback(
