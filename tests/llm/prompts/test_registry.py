@@ -319,3 +319,12 @@ def test_concurrent_registrations_number_once(
     assert sorted(set(results)) == [1, 2, 3]
     assert [v.version for v in list_versions(NAME, workspace=ws)] == [1, 2, 3]
     assert len({v.digest for v in list_versions(NAME, workspace=ws)}) == 3
+
+
+def test_a_verdict_is_stored_as_strict_json(sqlite_ws: Workspace) -> None:
+    _three(sqlite_ws)
+    _protect(sqlite_ws, "production")
+    verdict = GateVerdict(True, "ok", {"score": float("nan"), "cases": [1, float("inf")]})
+    set_label(NAME, "production", 1, gate=lambda **_: verdict, workspace=sqlite_ws)
+    stored = label_history(NAME, workspace=sqlite_ws)[-1].verdict
+    assert stored is not None and dict(stored.details) == {"score": None, "cases": [1, None]}

@@ -61,10 +61,18 @@ class GateVerdict:
         )
 
     def to_json(self) -> str:
-        def finite(value: Any) -> Any:
-            return None if isinstance(value, float) and not math.isfinite(value) else str(value)
+        """Strict JSON (a non-finite number becomes null; anything else not JSON, text)."""
+        return json.dumps(_finite(self.to_dict()), default=str, allow_nan=False)
 
-        return json.dumps(self.to_dict(), default=finite)
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 class PromotionGate(Protocol):
