@@ -222,9 +222,11 @@ def set_label(
                 kind = BLOCKED
 
         def tx(
-            conn: Connection, kind: str = kind, verdict: GateVerdict | None = verdict,
+            conn: Connection,
+            kind: str = kind,
+            verdict: GateVerdict | None = verdict,
             expected: int | None = current,
-        ) -> LabelMove | None:  # fmt: skip
+        ) -> LabelMove | None:
             _lock(conn, name)
             resolve(conn, PromptRef(name, version=version))
             now = _holder(conn, name, label)

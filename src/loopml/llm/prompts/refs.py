@@ -81,8 +81,9 @@ class PromptRef:
     @classmethod
     def parse(cls, ref: str) -> PromptRef:
         if not isinstance(ref, str):
-            raise InvalidInput(f"A prompt reference is text like 'support/answer@production', "
-                               f"got {ref!r}")  # fmt: skip
+            raise InvalidInput(
+                f"A prompt reference is text like 'support/answer@production', got {ref!r}"
+            )
         text = ref.strip()
         name, at, label = text.partition("@")
         if at:

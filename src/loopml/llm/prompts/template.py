@@ -179,8 +179,9 @@ def render_text(parsed: Parsed, variables: Mapping[str, Any]) -> str:
 def canonical(value: Any, what: str) -> str:
     """``value`` as canonical JSON (sorted keys, no spaces); not JSON-able: InvalidInput."""
     try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                          allow_nan=False)  # fmt: skip
+        return json.dumps(
+            value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+        )
     except (TypeError, ValueError) as exc:
         raise InvalidInput(f"The prompt's {what} must be JSON data: {exc}") from None
 

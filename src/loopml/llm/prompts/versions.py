@@ -302,8 +302,9 @@ def resolve(conn: Connection, ref: PromptRef, at_ms: int | None = None) -> Promp
         query = query.where(llm_prompts.c.created_at <= at_ms)
     moment = to_datetime(at_ms)
     then = "" if moment is None else f" at {moment.isoformat(timespec='seconds')}"
-    versions = [int(v) for v in conn.execute(query.with_only_columns(llm_prompts.c.version))
-                .scalars()]  # fmt: skip
+    versions = [
+        int(v) for v in conn.execute(query.with_only_columns(llm_prompts.c.version)).scalars()
+    ]
     if not versions:
         if at_ms is not None and ref.name in _names(conn):
             raise PromptNotFound(f"Prompt {ref.name!r} had no version yet{then}.")
