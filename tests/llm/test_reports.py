@@ -66,7 +66,7 @@ def logged(ws: Workspace) -> Workspace:
         rec("1" * 32, DAY1, key_id=KEY_A, team="growth", user="alice", tags=["faq"],
             usage=Usage(100, 10, cached_read_tokens=50), cost_usd=0.01),
         rec("2" * 32, DAY1 + timedelta(minutes=1), key_id=KEY_A, team="growth", user="bob",
-            tags=["faq", "beta"], usage=Usage(200, 20, reasoning_tokens=5, estimated=True),
+            tags=["faq", "beta"], prompt="support/answer_v/12", usage=Usage(200, 20, reasoning_tokens=5, estimated=True),
             cost_usd=0.02, stream=True),
         rec("3" * 32, DAY2, key_id=KEY_B, team="search", user="alice", model_requested="frontier",
             model_used="claude-sonnet", provider="anthropic", deployment="frontier-anthropic",
@@ -182,6 +182,11 @@ def test_requests_filtered_newest_first(logged: Workspace) -> None:
     assert [r["id"][0] for r in reports.requests(logged, tag="beta")] == ["2"]
     assert reports.requests(logged, tag="fa") == []  # a whole tag, not a part of one
     assert reports.requests(logged, tag='faq"') == []
+    assert [r["id"][0] for r in reports.requests(logged, prompt="support/answer_v")] == ["2"]
+    assert [r["id"][0] for r in reports.requests(logged, prompt="support/answer_v/12")] == ["2"]
+    assert reports.requests(logged, prompt="support/answer_v/1") == []
+    assert reports.requests(logged, prompt="support") == []
+    assert reports.requests(logged, prompt="support/answer%v") == []  # % is a character
     two = reports.requests(logged, user="bob")
     assert two[0]["tags"] == ["faq", "beta"] and two[0]["stream"] is True
     assert two[0]["usage_estimated"] is True

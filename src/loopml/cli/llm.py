@@ -164,6 +164,11 @@ def _cells(label: Any, row: dict[str, Any], cached: bool = False) -> list[Any]:
 @click.option(
     "--tag", help="Only requests with this tag (metadata.tags or the x-loopml-tags header)."
 )
+@click.option(
+    "--prompt",
+    metavar="NAME[/VERSION]",
+    help="Only requests made from this registered prompt (any version, or that one).",
+)
 @click.option("--since", metavar="TIME", help=SINCE_HELP)
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @json_option
@@ -177,6 +182,7 @@ def requests_command(
     status: int | None,
     errors_only: bool,
     tag: str | None,
+    prompt: str | None,
     since: str | None,
     limit: int,
     as_json: bool,
@@ -194,6 +200,7 @@ def requests_command(
         status=status,
         errors_only=errors_only,
         tag=tag,
+        prompt=prompt,
         limit=limit,
     )
     if as_json:
@@ -277,6 +284,7 @@ def show_command(ws: Workspace, request_id: str, as_json: bool) -> None:
             "reasoning)" + (", estimated" if found["usage_estimated"] else "")
         ),
         "Cost": cost(found["cost_usd"]),
+        "Prompt": found.get("prompt") or "",
         "Cache": _cache_text(found.get("cache"), found.get("saved_usd")),
         "Guardrails": _guardrails_text(found.get("guardrails")),
         "Trace": found["trace_id"] or "",

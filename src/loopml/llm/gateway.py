@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from loopml.exceptions import LoopmlError
 from loopml.llm import tokens
 from loopml.llm.config import Deployment, GatewayConfig, Limits, load_gateway_config
 from loopml.llm.errors import (
@@ -76,6 +77,8 @@ T = TypeVar("T")
 
 #: ``max_tokens`` assumed for the pre-dispatch budget estimate when a request sets none.
 DEFAULT_MAX_TOKENS_ESTIMATE = 1024
+#: Seconds a prompt reference's resolution is reused (a label moved is seen within this).
+PROMPT_TTL = 5.0
 #: Longest a retry waits for a ``Retry-After`` on the same deployment (seconds).
 MAX_RETRY_WAIT = 5.0
 
@@ -135,6 +138,7 @@ class _Call:
     tenant: str = ""
     cache_entry: dict[str, Any] | None = None  # the log's `cache` column when it answered
     saved_usd: float | None = None
+    prompt: str | None = None  # NAME/VERSION of the registered prompt it was made from
     recorded: bool = False  # logged already (an answer blocked after it was billed)
 
 
@@ -180,6 +184,7 @@ class Gateway:
         self._lock = threading.Lock()
         self._closed = False
         self._unpriced: set[str] = set()
+        self._prompts: dict[str, tuple[float, Any]] = {}  # reference -> (read at, version)
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- construction ------------------------------------------------------------------------
@@ -299,6 +304,8 @@ class Gateway:
     ) -> GatewayResponse:
         """Check, admit and dispatch a non-streamed request; log it however it ends."""
         try:
+            if "prompt" in call.body and call.endpoint != "embeddings":
+                await self._apply_prompt(call)
             check(call.body)
             if call.endpoint != "embeddings":
                 hit = await self._protect(call)
@@ -336,6 +343,8 @@ class Gateway:
         :class:`StreamInterrupted` from the iterator."""
         call = self._begin(body, api_key, headers, endpoint)
         try:
+            if "prompt" in call.body:
+                await self._apply_prompt(call)
             self._check_chat_body(call.body)
             hit = await self._protect(call)
             if hit is not None:
@@ -564,6 +573,59 @@ class Gateway:
         if call.user is not None and _limited(self.config.user_limits):
             subjects.append((f"user:{call.user}", self.config.user_limits))
         return subjects
+
+    # -- registered prompts (loopml.llm.prompts) ---------------------------------------------
+
+    async def _apply_prompt(self, call: _Call) -> None:
+        """``{"prompt": "support/answer@production", "variables": {...}}`` instead of (or
+        ahead of) ``messages``: the version the reference names now, rendered; its model and
+        params apply where the request sets none. A label's move is seen within
+        :data:`PROMPT_TTL` seconds."""
+        body = call.body
+        ref, variables = body.get("prompt"), body.get("variables", {})
+        if not isinstance(ref, str) or not ref.strip():
+            raise BadRequest(
+                "'prompt' must name a registered prompt: NAME, NAME@LABEL or NAME/VERSION."
+            )
+        if not isinstance(variables, dict):
+            raise BadRequest("'variables' must be an object of the prompt's variables.")
+        found = self._prompts.get(ref)
+        if found is None or time.monotonic() - found[0] > PROMPT_TTL:
+            from loopml.llm.prompts import get_prompt
+
+            try:
+                version = await asyncio.to_thread(get_prompt, ref, workspace=self.workspace)
+            except LoopmlError as exc:
+                raise BadRequest(f"prompt {ref!r}: {exc}") from exc
+            if len(self._prompts) > 1000:
+                self._prompts.clear()
+            self._prompts[ref] = found = (time.monotonic(), version)
+        version = found[1]
+        try:
+            rendered = version.render(**variables)
+        except LoopmlError as exc:
+            raise BadRequest(str(exc)) from exc
+        messages = (
+            [{"role": "user", "content": rendered}] if isinstance(rendered, str) else rendered
+        )
+        given = body.get("messages")
+        if given is not None and not isinstance(given, list):
+            raise BadRequest("'messages' must be a list (they follow the prompt's).")
+        out = {k: v for k, v in body.items() if k not in ("prompt", "variables")}
+        out["messages"] = [*messages, *(given or [])]
+        if not out.get("model"):
+            if not version.model:
+                raise BadRequest(
+                    f"prompt {version.ref} names no model: send 'model' with the request."
+                )
+            out["model"] = version.model
+        for key, value in (version.params or {}).items():
+            out.setdefault(key, value)
+        call.body, call.prompt = out, version.ref
+        if call.span is not None:
+            call.span.set_attribute("loopml.prompt.name", version.name)
+            call.span.set_attribute("loopml.prompt.version", version.version)
+            call.span.set_attribute("gen_ai.request.model", str(out["model"]))
 
     # -- guardrails and the cache (loopml.llm.stages) ------------------------------------------
 
@@ -1232,6 +1294,7 @@ class Gateway:
                 cache=call.cache_entry,
                 saved_usd=call.saved_usd,
                 guardrails=call.guard.log_entry() if call.guard is not None else None,
+                prompt=call.prompt,
             )
         )
         call.recorded = True

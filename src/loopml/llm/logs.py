@@ -123,6 +123,8 @@ class RequestRecord:
     saved_usd: float | None = None
     #: The guardrail policy that judged the request (name, version) and its findings.
     guardrails: dict[str, Any] | None = None
+    #: The registered prompt version it was made from (``NAME/VERSION``).
+    prompt: str | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The ``llm_requests`` row: JSON columns encoded, content kept as ``log_content``
@@ -162,6 +164,7 @@ class RequestRecord:
             "cache": _json(self.cache) if self.cache else None,
             "saved_usd": self.saved_usd,
             "guardrails": _json(self.guardrails) if self.guardrails else None,
+            "prompt": self.prompt,
         }
         if self.log_content == "none":
             return row

@@ -257,12 +257,14 @@ def requests(
     status: int | None = None,
     errors_only: bool = False,
     tag: str | None = None,
+    prompt: str | None = None,
     limit: int = 50,
 ) -> list[dict[str, Any]]:
     """The logged requests, newest first, without their content (see :func:`request`).
     ``model`` matches the model asked for or the one used; ``key`` is a key id;
     ``errors_only`` keeps those answered with an HTTP status >= 400; ``tag`` keeps those
-    with that tag among theirs."""
+    with that tag among theirs; ``prompt`` keeps those made from a registered prompt
+    (``NAME``: any of its versions, ``NAME/VERSION``: that one)."""
     if limit < 1:
         raise InvalidInput(f"limit={limit}: ask for at least one request.")
     ws = resolve_workspace(workspace)
@@ -286,6 +288,16 @@ def requests(
         query = query.where(_R.status >= 400)
     if tag is not None:
         query = query.where(_has_tag(ws.db.engine.dialect.name, tag))
+    if prompt is not None:
+        name, _, version = prompt.rpartition("/")
+        if name and version.isdigit():
+            query = query.where(_R.prompt == prompt)
+        else:  # NAME/VERSION of this name, not of a longer one (support vs support/answer)
+            name = prompt.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            query = query.where(
+                _R.prompt.like(f"{name}/%", escape="\\"),
+                ~_R.prompt.like(f"{name}/%/%", escape="\\"),
+            )
     query = query.order_by(_R.created_at.desc(), _R.id.desc()).limit(limit)
     with ws.db.engine.connect() as conn:
         return [_request_dict(row) for row in conn.execute(query).mappings()]

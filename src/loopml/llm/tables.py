@@ -98,10 +98,13 @@ llm_requests = Table(
     Column("saved_usd", Float, nullable=True),  # a cache hit's cost had it gone upstream
     # JSON: the guardrail policy (name, version) that judged the request and its findings
     Column("guardrails", Text, nullable=True),
+    # The registered prompt version the request was made from (NAME/VERSION), if any
+    Column("prompt", String(KEY), nullable=True),
     Index("ix_llm_requests_created_at", "created_at"),
     Index("ix_llm_requests_key_id_created_at", "key_id", "created_at"),
     Index("ix_llm_requests_team_created_at", "team", "created_at"),
     Index("ix_llm_requests_trace_id", "trace_id"),
+    Index("ix_llm_requests_prompt", "prompt"),
 )
 
 # Spans of traces: the gateway's (gateway → router → attempt) and applications' own.
