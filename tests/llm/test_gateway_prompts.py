@@ -91,3 +91,24 @@ def test_bad_prompt_references_are_clear(gw: Gateway) -> None:
             gw.chat(body)
     statuses = {r["status"] for r in logged(gw)}
     assert statuses == {400}
+
+
+def test_a_prompt_reference_over_http_with_the_openai_sdk(gw: Gateway) -> None:
+    import openai
+    from starlette.testclient import TestClient
+
+    from loopml.llm.keys import create_key
+    from loopml.llm.server import create_gateway_app
+
+    register_prompt("greet", "Greet {{ who }}", model="cheap", workspace=gw.workspace)
+    _, secret = create_key(gw.workspace, name="sdk")
+    with TestClient(create_gateway_app(gw, watch_config=False), base_url="http://t") as http:
+        client = openai.OpenAI(api_key=secret, base_url="http://t/v1", http_client=http)
+        reply = client.chat.completions.create(
+            model="", messages=[], extra_body={"prompt": "greet", "variables": {"who": "Ana"}}
+        )
+        assert reply.choices[0].message.content == "echo: Greet Ana"
+        with pytest.raises(openai.BadRequestError, match="who"):
+            client.chat.completions.create(
+                model="", messages=[], extra_body={"prompt": "greet", "variables": {}}
+            )
