@@ -57,6 +57,7 @@ def test_every_kind_is_documented_once_in_its_namespace() -> None:
         "deployment",
         "alert",
         "llm",
+        "rag",
     } == set(NAMESPACES)
     for name, kind in KINDS.items():
         assert kind.name == name and kind.meaning and kind.subject

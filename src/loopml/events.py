@@ -12,7 +12,7 @@ event together, or neither.
 
 The kinds loopml writes are listed once, in :data:`KINDS`; a kind in one of their namespaces
 (``run.``, ``data.``, ``model.``, ``pipeline.``, ``feature.``,
-``deployment.``, ``alert``) must be one of them, so a typo is an error
+``deployment.``, ``llm.``, ``rag.``, ``alert``) must be one of them, so a typo is an error
 rather than an event nobody reads. Any other kind (``"retrain"``,
 ``"team.nightly"``) is yours.
 """
@@ -230,6 +230,12 @@ KINDS: Final[Mapping[str, EventKind]] = {
             "key:ID, team:NAME or user:NAME",
             ("budget_usd", "spent_usd", "fraction", "period", "period_start"),
             "an LLM gateway budget's spend crossed 50, 80 or 100% (once per period and step)",
+        ),
+        EventKind(
+            "rag.index_stale",
+            "index",
+            ("version", "corpus", "current", "added", "changed", "deleted", "served_stale"),
+            "a RAG index's corpus changed since its build (once per build and corpus state)",
         ),
     )
 }

@@ -224,3 +224,36 @@ llm_prompt_label_history = Table(
     Column("created_at", BigInteger, nullable=False),
     Index("ix_llm_prompt_label_history_name_label", "name", "label", "id"),
 )
+
+
+# RAG indexes (loopml.llm.rag): one row per registered build of an index — the corpus it was
+# built from (its source, and the BLAKE3 manifest digest: the same content address
+# `loopml data add` gives a folder). Re-registering a name makes its next version.
+llm_rag_indexes = Table(
+    "llm_rag_indexes",
+    metadata,
+    Column("name", String(KEY), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("source", Text, nullable=False),  # the absolute path or glob the corpus came from
+    Column("root", Text, nullable=False),  # the folder manifest paths are relative to
+    Column("corpus", String(64), nullable=False),  # manifest digest (a blob)
+    Column("files", Integer, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("created_by", String(KEY), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", "version", name="pk_llm_rag_indexes"),
+)
+
+# The manifest of each index version, one row per corpus file: what `check_index` compares
+# with the corpus now (mtime and size let an unchanged file skip re-hashing).
+llm_rag_documents = Table(
+    "llm_rag_documents",
+    metadata,
+    Column("name", String(KEY), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("path", String(1024), nullable=False),  # relative to the index's root, posix
+    Column("digest", String(64), nullable=False),  # BLAKE3 of the file
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    PrimaryKeyConstraint("name", "version", "path", name="pk_llm_rag_documents"),
+)
