@@ -78,6 +78,7 @@ FAILING = [
     (("llm", "requests", "--since", "yesterday"), "duration back from now like 30m"),
     (("traces", "show", "nosuch"), "No trace 'nosuch'"),
     (("prompts", "show", "support/nosuch"), "No prompt 'support/nosuch'"),
+    (("rag", "check", "nosuch"), "No index 'nosuch'"),
 ]
 
 

@@ -37,6 +37,7 @@ COMMANDS = {
     "pipelines": "loopml.cli.pipelines:pipelines",
     "predict": "loopml.cli.predict:predict",
     "prompts": "loopml.cli.prompts:prompts",
+    "rag": "loopml.cli.rag:rag",
     "runs": "loopml.cli.runs:runs",
     "scheduler": "loopml.cli.scheduler:scheduler",
     "serve": "loopml.cli.serve:serve",
