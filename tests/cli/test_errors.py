@@ -65,6 +65,7 @@ FAILING = [
     (("deploy", "canary", "churn", "--candidate", "churn/2", "--abort", "latency > 3"), "latency"),
     (("deploy", "canary", "churn", "--candidate", "churn/2", "--steps", "50,5"), "5 follows 50"),
     (("deploy", "ab", "churn", "--variant", "a=churn/1:x", "--variant", "b=churn/2"), "'x'"),
+    (("evals", "run", "nosuch.yaml", "--prompt", "qa/1"), "No suite file 'nosuch.yaml'"),
     (("predict", "nosuch", "--input", "x.csv", "--output", "y.parquet"), "'nosuch'"),
     (("labels", "ingest", "nosuch.csv", "--deployment", "churn"), "nosuch.csv"),
     (("monitor", "run", "nosuch"), "No deployment 'nosuch'"),

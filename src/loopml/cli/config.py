@@ -89,6 +89,12 @@ def _check_gates(settings: Settings) -> None:
 
     path = settings.config_path or settings.root / CONFIG_FILE
     for name, table_ in settings.gates.items():
+        if name == "prompts":  # [gates.prompts.NAME]: the eval gates of prompt labels
+            from loopml.llm.evals.gate import EvalGatePolicy
+
+            for prompt, policy in table_.items():
+                EvalGatePolicy.from_dict(policy, f"{path} [gates.prompts.{prompt!r}]")
+            continue
         GatePolicy.from_dict(dict(table_), f"{path} [gates.{name}]")
 
 

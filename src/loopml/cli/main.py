@@ -27,6 +27,7 @@ COMMANDS = {
     "config": "loopml.cli.config:config",
     "data": "loopml.cli.data:data",
     "deploy": "loopml.cli.deploy:deploy",
+    "evals": "loopml.cli.evals:evals",
     "experiments": "loopml.cli.experiments:experiments",
     "features": "loopml.cli.features:features",
     "gateway": "loopml.cli.gateway:gateway",

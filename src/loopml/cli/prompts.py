@@ -304,9 +304,11 @@ def label(
 ) -> None:
     """Point LABEL of NAME at VERSION. A protected label ([prompts] protected_labels) moves
     only through a gate, or with --force --reason (recorded as an override)."""
+    from loopml.llm.evals.gate import gate_for
     from loopml.llm.prompts import set_label
 
-    move = set_label(name, label, version, reason=reason, force=force, workspace=ws)
+    gate = gate_for(ws, name, label)  # an eval gate when the label is protected and one is set
+    move = set_label(name, label, version, reason=reason, gate=gate, force=force, workspace=ws)
     if as_json:
         emit_json(move.to_dict())
         return

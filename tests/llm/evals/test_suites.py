@@ -1,0 +1,101 @@
+"""Suite files: YAML and JSONL, inline cases and dataset files, and malformed suites as one
+clear error naming the case and the field."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from loopml.exceptions import InvalidInput
+from loopml.llm.evals import load_suite
+from loopml.llm.evals.suites import suite_from_dict
+
+
+def test_yaml_suite_with_defaults_and_a_dataset(tmp_path: Path) -> None:
+    (tmp_path / "more.jsonl").write_text(
+        json.dumps({"id": "b", "variables": {"q": "two"}, "expected": "echo: two"}) + "\n\n"
+    )
+    (tmp_path / "suite.yaml").write_text(
+        "name: smoke\n"
+        "prompt: qa/1\n"
+        "thresholds: {min_pass_rate: 0.5}\n"
+        "assert: [{type: latency, max_ms: 5000}]\n"
+        "cases:\n"
+        "  - id: a\n"
+        "    variables: {q: one}\n"
+        "    expected: 'echo: one'\n"
+        "    assert: [exact, {type: contains, value: one, name: has-one}]\n"
+        "dataset: more.jsonl\n"
+    )
+    suite = load_suite(tmp_path / "suite.yaml")
+    assert suite.name == "smoke" and suite.prompt == "qa/1"
+    assert [c.id for c in suite.cases] == ["a", "b"]
+    assert [a.name for a in suite.cases[0].assertions] == ["latency", "exact", "has-one"]
+    assert [a.name for a in suite.cases[1].assertions] == ["latency"]
+    assert suite.thresholds == {"min_pass_rate": 0.5}
+    assert suite.assertion_names == ["latency", "exact", "has-one"]
+    again = load_suite(tmp_path / "suite.yaml")
+    assert again.digest == suite.digest
+
+
+def test_jsonl_suite_is_cases(tmp_path: Path) -> None:
+    path = tmp_path / "cases.jsonl"
+    path.write_text(
+        "\n".join(
+            json.dumps({"variables": {"q": str(i)}, "assert": [{"type": "regex", "value": r"\d"}]})
+            for i in range(3)
+        )
+    )
+    suite = load_suite(path)
+    assert suite.name == "cases" and [c.id for c in suite.cases] == ["#1", "#2", "#3"]
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"cases": [{"id": "x", "variables": ["q"]}]}, "case 'x', field 'variables'"),
+        ({"cases": [{"id": "x", "assert": [{"type": "contans"}]}]}, "Did you mean 'contains'?"),
+        ({"cases": [{"id": "x", "assert": [{"type": "contains"}]}]}, "field 'value' is required"),
+        ({"cases": [{"id": "x", "assert": [{"type": "regex", "value": "("}]}]}, "not a regex"),
+        ({"cases": [{"id": "x", "assert": [{"type": "latency"}]}]}, "'max_ms' is required"),
+        (
+            {"cases": [{"id": "x", "assert": [{"type": "json_schema", "schema": {"type": 3}}]}]},
+            "invalid schema",
+        ),
+        (
+            {"cases": [{"id": "x", "assert": [{"type": "exact", "valu": 1}]}]},
+            "unknown field 'valu'",
+        ),
+        ({"cases": [{}, {"variable": {}}]}, "case #2, field 'variable'"),
+        ({"cases": [{"id": "x"}, {"id": "x"}]}, "'id' is used twice"),
+        ({"cases": []}, "has no cases"),
+        ({"cases": [{"id": "x"}], "thresholds": {"min_pass": 1}}, "unknown threshold"),
+        ({"case": []}, "Did you mean 'cases'?"),
+        ({"cases": [{"id": "x", "assert": [{"type": "judge"}]}]}, "'rubric' is required"),
+        (
+            {"cases": [{"id": "x", "assert": [{"type": "similar", "value": "a", "threshold": 2}]}]},
+            "between 0 and 1",
+        ),
+    ],
+)
+def test_malformed_suites_name_the_case_and_field(data: dict, fragment: str) -> None:
+    with pytest.raises(InvalidInput) as caught:
+        suite_from_dict(data, "suite.yaml")
+    assert fragment in str(caught.value)
+    assert str(caught.value).startswith("suite.yaml")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="No suite file"):
+        load_suite(tmp_path / "nosuch.yaml")
+    (tmp_path / "bad.yaml").write_text("cases: [\n")
+    with pytest.raises(InvalidInput, match="not valid YAML"):
+        load_suite(tmp_path / "bad.yaml")
+    (tmp_path / "bad.jsonl").write_text('{"id": 1}\n{oops\n')
+    with pytest.raises(InvalidInput, match="line 2: not JSON"):
+        load_suite(tmp_path / "bad.jsonl")
+    (tmp_path / "s.yaml").write_text("cases: [{id: a}]\ndataset: none.jsonl\n")
+    with pytest.raises(InvalidInput, match="No suite file .*none.jsonl"):
+        load_suite(tmp_path / "s.yaml")
