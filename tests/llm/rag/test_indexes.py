@@ -54,9 +54,7 @@ def _age(path: Path, seconds: float = 60) -> None:
     os.utime(path, (then, then))
 
 
-def test_a_folder_is_registered_with_its_manifest_and_versions(
-    ws: Workspace, corpus: Path
-) -> None:
+def test_a_folder_is_registered_with_its_manifest_and_versions(ws: Workspace, corpus: Path) -> None:
     first = register_index("docs", corpus, workspace=ws)
     assert (first.name, first.version, first.files) == ("docs", 1, 4)
     assert first.root == str(corpus) and first.source == str(corpus)
@@ -88,9 +86,7 @@ def test_globs_and_single_files(ws: Workspace, corpus: Path) -> None:
     shallow = register_index("top", str(corpus / "*.md"), workspace=ws)
     assert list(index_manifest("top", 1, workspace=ws)) == ["policy.md"] and shallow.files == 1
     one = register_index("one", corpus / "policy.md", workspace=ws)
-    assert one.root == str(corpus) and list(index_manifest("one", 1, workspace=ws)) == [
-        "policy.md"
-    ]
+    assert one.root == str(corpus) and list(index_manifest("one", 1, workspace=ws)) == ["policy.md"]
 
 
 def test_a_missing_source_or_index_is_an_error_naming_it(ws: Workspace, tmp_path: Path) -> None:
@@ -146,9 +142,7 @@ def test_check_reports_added_changed_deleted_and_emits_once(ws: Workspace, corpu
     assert not check_index("docs", workspace=ws).stale
 
 
-def test_a_same_size_edit_within_the_same_second_is_still_seen(
-    ws: Workspace, corpus: Path
-) -> None:
+def test_a_same_size_edit_within_the_same_second_is_still_seen(ws: Workspace, corpus: Path) -> None:
     register_index("docs", corpus, workspace=ws)
     hours = corpus / "faq" / "hours.md"
     st = hours.stat()
@@ -173,7 +167,10 @@ def test_served_stale_share_from_stored_retrieval_spans(ws: Workspace, corpus: P
     with trace("answer", workspace=ws):
         record_retrieval(
             "refunds?",
-            [doc(refunds, source_hash=hash_file(refunds)), doc(hours, source_hash=hash_file(hours))],
+            [
+                doc(refunds, source_hash=hash_file(refunds)),
+                doc(hours, source_hash=hash_file(hours)),
+            ],
             index="docs",
             index_version=index.version,
         )
@@ -232,6 +229,8 @@ def test_retrieval_attributes_and_the_trace_they_share(ws: Workspace) -> None:
     ]
     with pytest.raises(InvalidInput, match="there is none"):
         record_retrieval("q", ["a"], index="docs")
-    with pytest.raises(InvalidInput, match=r"document 0 \('a'\) has unknown key\(s\) url"):
-        with retrieval_span("q", [{"id": "a", "url": "x"}], index="docs", workspace=ws):
-            pass
+    with (
+        pytest.raises(InvalidInput, match=r"document 0 \('a'\) has unknown key\(s\) url"),
+        retrieval_span("q", [{"id": "a", "url": "x"}], index="docs", workspace=ws),
+    ):
+        pass

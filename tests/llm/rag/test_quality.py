@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -16,9 +18,20 @@ from loopml.llm.rag import (
     load_labels,
     ndcg_at_k,
     precision_at_k,
+    rag_metrics,
     recall_at_k,
     reciprocal_rank,
+    retrieval_span,
 )
+from loopml.llm.tracing import close_traces, flush_traces
+from loopml.workspace import Workspace
+
+
+@pytest.fixture(autouse=True)
+def _app_traces_closed() -> Iterator[None]:
+    yield
+    close_traces()
+
 
 RETRIEVED = ["d3", "d1", "d7", "d2", "d9"]
 RELEVANT = {"d1", "d2", "d4"}
@@ -94,3 +107,27 @@ def test_labelled_queries_with_their_own_retrievals_need_no_store() -> None:
     assert result.scores.queries == 1 and result.unmatched == ()
     assert result.scores.recall == pytest.approx(2 / 3)
     assert result.per_query[0]["rr"] == 0.5
+
+
+def test_rag_metrics_from_cited_ids_and_feedback(ws: Workspace) -> None:
+    with retrieval_span("a?", ["d1", "d2", "d3"], index="docs", cited=["d2"], workspace=ws):
+        pass
+    with retrieval_span("b?", ["d4", "d5"], index="docs", cited=["d9"], workspace=ws):
+        pass
+    with retrieval_span("c?", ["d6", "d7"], index="docs", workspace=ws):  # no label
+        pass
+    with retrieval_span("d?", ["d8"], index="other", cited=["d8"], workspace=ws):
+        pass
+    flush_traces(ws)
+    metrics = rag_metrics(ws, index="docs", days=1, k=5)
+    assert (metrics.retrievals, metrics.labelled) == (3, 2)
+    assert metrics.hit_rate == 0.5 and metrics.mrr == pytest.approx(0.25)
+    (day,) = metrics.series
+    assert day.queries == 2 and day.day == date.today().isoformat()
+    # feedback (by query or trace id) labels the unlabelled one and overrides a citation
+    fed = rag_metrics(ws, index="docs", k=1, feedback={"c?": ["d6"], "b?": ["d4"]})
+    assert (fed.labelled, fed.hit_rate, fed.mrr) == (3, 2 / 3, 2 / 3)
+    everything = rag_metrics(ws, days=1)
+    assert (everything.retrievals, everything.labelled) == (4, 3)
+    with pytest.raises(InvalidInput, match="days is a positive number"):
+        rag_metrics(ws, days=0)
