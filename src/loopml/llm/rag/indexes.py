@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import getpass
+import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from loopml.events import emit, read
+from loopml.events import emit, events
 from loopml.exceptions import InvalidInput, NotFound
 from loopml.llm.rag.corpus import (
     Changes,
@@ -334,15 +335,15 @@ def check_index(
 def _emit_once(conn: Connection, name: str, payload: dict[str, Any]) -> int | None:
     """Emit ``rag.index_stale`` unless the last one of ``name`` reported the same build and
     corpus state (a check run every hour fires one re-index, not 24)."""
-    last = None
-    after = 0
-    while True:  # the newest event of this subject and kind
-        batch = read(conn, after, kinds=STALE_EVENT, subject=name, limit=1000)
-        if not batch:
-            break
-        last, after = batch[-1], batch[-1].id
-    if last is not None and last.payload is not None:
-        seen = (last.payload.get("version"), last.payload.get("current"))
+    last = conn.execute(
+        select(events.c.payload)
+        .where(events.c.kind == STALE_EVENT, events.c.subject == name)
+        .order_by(events.c.id.desc())
+        .limit(1)
+    ).scalar()
+    if last:
+        before = json.loads(last)
+        seen = (before.get("version"), before.get("current"))
         if seen == (payload["version"], payload["current"]):
             return None
     return emit(conn, STALE_EVENT, name, payload)
