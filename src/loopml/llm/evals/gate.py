@@ -135,9 +135,11 @@ class EvalGate:
         current: PromptVersion | None,
         **future_kwargs: Any,
     ) -> GateVerdict:
-        from loopml.llm.evals.runner import run_sync
+        from loopml.llm.evals.runner import on_gateway
 
-        return run_sync(self.averdict(candidate=candidate, label=label, current=current))
+        return on_gateway(
+            self.gateway, self.averdict(candidate=candidate, label=label, current=current)
+        )
 
     async def averdict(
         self, *, candidate: PromptVersion, label: str, current: PromptVersion | None

@@ -570,6 +570,15 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
         return pool.submit(asyncio.run, coro).result()
 
 
+def on_gateway(gateway: Gateway | None, coro: Coroutine[Any, Any, T]) -> T:
+    """Run ``coro`` from synchronous code: on ``gateway``'s own event loop when one is given
+    (the loop of its synchronous calls: its connections are pooled across runs and closed
+    with it), else on a loop of its own."""
+    if gateway is None:
+        return run_sync(coro)
+    return gateway._run(coro)
+
+
 def run_suite(suite: Suite, prompt: str | None = None, **kwargs: Any) -> SuiteResult:
     """:func:`arun_suite` from synchronous code."""
-    return run_sync(arun_suite(suite, prompt, **kwargs))
+    return on_gateway(kwargs.get("gateway"), arun_suite(suite, prompt, **kwargs))
