@@ -180,7 +180,10 @@ def test_a_judge_answering_garbage_is_a_judge_error_never_a_pass(
     result = run_suite(judged(), "qa/1", gateway=gw)  # the built-in judge, echoed: no verdict
     (case,) = result.cases
     assert case.status == "judge_error" and result.pass_rate == 0.0
-    assert case.scores[0].passed is None and "judge error" in case.scores[0].detail
+    assert (
+        case.scores[0].passed is None
+        and "no verdict in the judge's answer" in case.scores[0].detail
+    )
     (sent,) = fake_provider.calls("judge-d")
     assert "Rubric:\npolite" in sent["messages"][-1]["content"]
     from loopml.llm.prompts import get_prompt

@@ -121,6 +121,11 @@ def _is_json(a: Assertion, case: Case, answer: Answer) -> tuple[bool, float | No
     return True, None, ""
 
 
+def validator(schema: Any) -> Any:
+    """The (cached) jsonschema validator of ``schema``."""
+    return _validator(json.dumps(schema, sort_keys=True))
+
+
 @cache
 def _validator(schema_json: str) -> Any:
     from jsonschema import validators
@@ -134,8 +139,7 @@ def _json_schema(a: Assertion, case: Case, answer: Answer) -> tuple[bool, float 
         data = parse_json(answer.text)
     except ValueError as exc:
         return False, None, f"not JSON: {exc}"
-    validator = _validator(json.dumps(a.options["schema"], sort_keys=True))
-    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.path))
+    errors = sorted(validator(a.options["schema"]).iter_errors(data), key=lambda e: list(e.path))
     if errors:
         where = "/".join(map(str, errors[0].path)) or "(root)"
         return False, None, f"{where}: {_short(errors[0].message)}"

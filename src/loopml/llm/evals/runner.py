@@ -377,6 +377,21 @@ class _Runner:
     async def call(self, body: dict[str, Any], repeat: int) -> tuple[Reply, bool]:
         return await self.cache.get(CallCache.key(body, repeat), lambda: self._send(body))
 
+    def prepare(self) -> None:
+        """Resolve (and register, for the built-in one) every judge prompt, and load what
+        the checks need (the embedder, the schema validators), before the cases run: doing
+        it inside the loop would stall the calls in flight and inflate their latency."""
+        from loopml.llm.evals.assertions import similarity, validator
+
+        for case in self.suite.cases:
+            for assertion in case.assertions:
+                if assertion.type == "judge":
+                    self._judge_ref(assertion.options.get("prompt"))
+                elif assertion.type == "similar":
+                    similarity("", "")
+                elif assertion.type == "json_schema":
+                    validator(assertion.options["schema"])
+
     def _judge_ref(self, prompt: str | None) -> tuple[str, tuple[str, ...]]:
         from loopml.llm.prompts import get_prompt
 
@@ -414,12 +429,19 @@ class _Runner:
             )
         cost = 0.0 if cached else reply.cost_usd
         if reply.error is not None:
-            return Score(assertion.name, "judge", None, None, f"judge error: {reply.error}", cost)
+            return Score(
+                assertion.name, "judge", None, None, f"the judge's call failed: {reply.error}", cost
+            )
         verdict = parse_verdict(reply.text or "", float(options.get("threshold", 0.5)))
         if verdict is None:
             shown = (reply.text or "")[:80]
             return Score(
-                assertion.name, "judge", None, None, f"judge error: unreadable {shown!r}", cost
+                assertion.name,
+                "judge",
+                None,
+                None,
+                f"no verdict in the judge's answer {shown!r}",
+                cost,
             )
         return Score(assertion.name, "judge", verdict.passed, verdict.score, verdict.reason, cost)
 
@@ -499,6 +521,12 @@ async def arun_suite(
     gw = Gateway.from_config(None, workspace=ws) if gateway is None else gateway
     cache = CallCache() if cache is None else cache
     runner = _Runner(ws, gw, suite, version, chosen, cache, concurrency)
+    try:
+        runner.prepare()
+    except BaseException:
+        if own:
+            await gw.aclose()
+        raise
     started = time.perf_counter()
     try:
         tasks = [runner.case(case, r) for r in range(repeat) for case in suite.cases]
