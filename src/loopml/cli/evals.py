@@ -176,3 +176,88 @@ def run(
         _show(result)
     if failures:
         raise CliError("the suite's thresholds failed: " + "; ".join(failures))
+
+
+@evals.command("calibrate")
+@click.argument("suite_path", metavar="SUITE")
+@click.option(
+    "--prompt", "prompt", help="NAME/VERSION or NAME@LABEL (default: the suite's prompt)."
+)
+@click.option("--model", help="A model of the gateway (default: the suite's, else the prompt's).")
+@click.option("--concurrency", type=click.IntRange(min=1), default=16, show_default=True,
+              help="Calls in flight at most.")  # fmt: skip
+@click.option("--min-kappa", type=click.FloatRange(-1, 1),
+              help="Exit 1 when a judge's Cohen's kappa is below this.")  # fmt: skip
+@click.option("--experiment", help="The experiment of the tracked run (default: evals).")
+@json_option
+@pass_workspace
+def calibrate_(
+    ws: Workspace,
+    suite_path: str,
+    prompt: str | None,
+    model: str | None,
+    concurrency: int,
+    min_kappa: float | None,
+    experiment: str | None,
+    as_json: bool,
+) -> None:
+    """Run SUITE and report how far each judge agrees with the human labels of its cases
+    (`human: pass` / `human: fail`): accuracy and Cohen's kappa; a low kappa is flagged."""
+    from loopml.llm.evals.calibration import LOW_KAPPA, calibrate
+    from loopml.llm.evals.runner import record, run_suite
+    from loopml.llm.evals.suites import load_suite
+
+    suite = load_suite(suite_path)
+    if not any(case.human is not None for case in suite.cases):
+        raise CliError(
+            f"Suite {suite.name!r} has no human-labelled case: add `human: pass` or "
+            "`human: fail` to the cases a person has judged."
+        )
+    if not any(a.type == "judge" for case in suite.cases for a in case.assertions):
+        raise CliError(f"Suite {suite.name!r} has no judge assertion to calibrate.")
+    result = run_suite(
+        suite, prompt, model=model, concurrency=concurrency, track=False, workspace=ws
+    )
+    found = calibrate(result)
+    extra: dict[str, float] = {}
+    for name, a in found.items():
+        if a.accuracy is not None:
+            extra[f"judge/{name}/accuracy"] = a.accuracy
+        if a.kappa is not None:
+            extra[f"judge/{name}/kappa"] = a.kappa
+        extra[f"judge/{name}/labelled"] = float(a.n)
+    record(result, ws, experiment=experiment, extra=extra)
+    if as_json:
+        emit_json(
+            {
+                "suite": suite.name,
+                "prompt": result.prompt,
+                "run_id": result.run_id,
+                "judges": {name: a.to_dict() for name, a in found.items()},
+            }
+        )
+    else:
+        grid = table(
+            "judge", "labelled", "accuracy", "kappa", "judge errors", "", title="judge vs humans"
+        )
+        for name, a in found.items():
+            grid.add_row(
+                text(name),
+                text(str(a.n)),
+                text("-" if a.accuracy is None else f"{a.accuracy:.1%}"),
+                text("-" if a.kappa is None else f"{a.kappa:.2f}"),
+                text(str(a.judge_errors)),
+                text(f"low (kappa < {LOW_KAPPA})", "red") if a.low else text(""),
+            )
+        console().print(grid)
+        console().print(text(f"{result.prompt} · run {result.run_id}"))
+    low = [
+        name
+        for name, a in found.items()
+        if min_kappa is not None and (a.kappa is None or a.kappa < min_kappa)
+    ]
+    if low:
+        raise CliError(
+            f"judge agreement with the human labels is below --min-kappa {min_kappa}: "
+            + ", ".join(low)
+        )

@@ -78,3 +78,16 @@ def test_judge_verdicts() -> None:
     assert parse_verdict('{"score": 7}') is None  # out of range, no pass
     assert parse_verdict("[1, 2]") is None
     assert parse_verdict("echo: looks good") is None
+
+
+def test_agreement_edge_cases() -> None:
+    from loopml.llm.evals import agreement
+
+    perfect = agreement([(True, True), (False, False)])
+    assert perfect.accuracy == 1.0 and perfect.kappa == 1.0
+    same = agreement([(True, True), (True, True)])  # no variation: kappa is undefined
+    assert same.accuracy == 1.0 and same.kappa is None
+    opposite = agreement([(True, False), (False, True)])
+    assert opposite.kappa == -1.0 and opposite.low
+    empty = agreement([], judge_errors=2)
+    assert empty.n == 0 and empty.accuracy is None and empty.judge_errors == 2

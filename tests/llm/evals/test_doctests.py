@@ -7,7 +7,11 @@ import importlib
 
 import pytest
 
-MODULES = ["loopml.llm.evals.assertions", "loopml.llm.evals.judge"]
+MODULES = [
+    "loopml.llm.evals.assertions",
+    "loopml.llm.evals.calibration",
+    "loopml.llm.evals.judge",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -174,3 +174,35 @@ def test_evals_run_exit_codes_table_and_compare(project: Workspace) -> None:
     assert missing.exit_code == 1 and "No suite file" in missing.stderr
     no_prompt = invoke("evals", "run", "evals/qa.yaml")
     assert no_prompt.exit_code == 1 and "--prompt" in no_prompt.stderr
+
+
+CALIBRATION = """\
+name: judge-calibration
+model: evalm
+cases:
+  - {id: a, variables: {q: x}, expected: "true", human: pass, assert: [{type: judge, rubric: r, prompt: cal/judge}]}
+  - {id: b, variables: {q: x}, expected: "true", human: fail, assert: [{type: judge, rubric: r, prompt: cal/judge}]}
+  - {id: c, variables: {q: x}, expected: "false", human: fail, assert: [{type: judge, rubric: r, prompt: cal/judge}]}
+  - {id: d, variables: {q: x}, expected: "false", human: fail, assert: [{type: judge, rubric: r, prompt: cal/judge}]}
+  - {id: e, variables: {q: x}, expected: "true", assert: [{type: judge, rubric: r, prompt: cal/judge}]}
+"""
+
+
+def test_evals_calibrate_reports_judge_agreement(project: Workspace) -> None:
+    register_prompt("qa", "{{ q }}", workspace=project)
+    # The fake echoes the judge prompt: this one answers the case's expected as its verdict.
+    register_prompt("cal/judge", '{"pass": {{ expected }}}', workspace=project)
+    Path("cal.yaml").write_text(CALIBRATION)
+    shown = invoke("evals", "calibrate", "cal.yaml", "--prompt", "qa/1", "--json")
+    assert shown.exit_code == 0, shown.output
+    judge = json.loads(shown.stdout)["judges"]["judge"]
+    assert judge["n"] == 4 and judge["accuracy"] == 0.75 and judge["kappa"] == pytest.approx(0.5)
+    assert judge["judge_pass_human_fail"] == 1 and not judge["low"]
+    run = project.runs.get(json.loads(shown.stdout)["run_id"])
+    assert run.metrics["judge/judge/kappa"] == pytest.approx(0.5)
+    strict = invoke("evals", "calibrate", "cal.yaml", "--prompt", "qa/1", "--min-kappa", "0.8")
+    assert strict.exit_code == 1 and "judge vs humans" in strict.stdout
+    assert "below --min-kappa 0.8: judge" in strict.stderr
+    Path("plain.yaml").write_text(SUITE)
+    unlabelled = invoke("evals", "calibrate", "plain.yaml", "--prompt", "qa/1")
+    assert unlabelled.exit_code == 1 and "no human-labelled case" in unlabelled.stderr

@@ -99,3 +99,14 @@ def test_unreadable_files(tmp_path: Path) -> None:
     (tmp_path / "s.yaml").write_text("cases: [{id: a}]\ndataset: none.jsonl\n")
     with pytest.raises(InvalidInput, match="No suite file .*none.jsonl"):
         load_suite(tmp_path / "s.yaml")
+
+
+def test_human_labels() -> None:
+    suite = suite_from_dict(
+        {"cases": [{"id": "a", "human": "pass"}, {"id": "b", "human": False}, {"id": "c"}]}
+    )
+    assert [c.human for c in suite.cases] == [True, False, None]
+    with pytest.raises(InvalidInput, match="case 'x', field 'human'.*pass or fail"):
+        suite_from_dict({"cases": [{"id": "x", "human": "maybe"}]})
+    with pytest.raises(InvalidInput, match="field 'human'"):
+        suite_from_dict({"cases": [{"id": "x", "human": ["pass"]}]})

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from loopml.exports import lazy_exports
 
 if TYPE_CHECKING:
+    from loopml.llm.evals.calibration import Agreement, agreement, calibrate
     from loopml.llm.evals.gate import EvalGate, EvalGatePolicy, gate_for
     from loopml.llm.evals.judge import JudgeUnavailable
     from loopml.llm.evals.runner import (
@@ -32,6 +33,9 @@ if TYPE_CHECKING:
     from loopml.llm.evals.suites import Assertion, Case, Suite, load_suite
 
 _LAZY = {
+    "Agreement": "loopml.llm.evals.calibration",
+    "agreement": "loopml.llm.evals.calibration",
+    "calibrate": "loopml.llm.evals.calibration",
     "Assertion": "loopml.llm.evals.suites",
     "CallCache": "loopml.llm.evals.runner",
     "Case": "loopml.llm.evals.suites",
@@ -50,6 +54,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "Agreement",
     "Assertion",
     "CallCache",
     "Case",
@@ -60,7 +65,9 @@ __all__ = [
     "JudgeUnavailable",
     "Suite",
     "SuiteResult",
+    "agreement",
     "arun_suite",
+    "calibrate",
     "compare",
     "gate_for",
     "load_suite",

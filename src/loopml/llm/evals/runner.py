@@ -556,9 +556,15 @@ async def arun_suite(
     return result
 
 
-def record(result: SuiteResult, ws: Workspace, *, experiment: str | None = None) -> str:
-    """Record ``result`` as one tracked run (params, metrics, the cases as an artifact);
-    returns its id, also set on ``result.run_id``."""
+def record(
+    result: SuiteResult,
+    ws: Workspace,
+    *,
+    experiment: str | None = None,
+    extra: Mapping[str, float] | None = None,
+) -> str:
+    """Record ``result`` as one tracked run (params, metrics and ``extra`` metrics, the cases
+    as an artifact); returns its id, also set on ``result.run_id``."""
     suite = result.suite
     runs = ws.runs
     run = runs.start(
@@ -581,7 +587,7 @@ def record(result: SuiteResult, ws: Workspace, *, experiment: str | None = None)
                 "cases": len(suite.cases),
             }
         )
-        run.log_metrics(result.metrics())
+        run.log_metrics({**result.metrics(), **(extra or {})})
         result.run_id = run.id
         run.log_dict(result.to_dict(), ARTIFACT)
     return run.id

@@ -71,7 +71,9 @@ _SUITE_KEYS = (
     "dataset",
     "experiment",
 )
-_CASE_KEYS = ("id", "variables", "expected", "assert", "tags")
+_CASE_KEYS = ("id", "variables", "expected", "assert", "tags", "human")
+#: A human's label of a case (for ``loopml evals calibrate``): did the answer deserve to pass.
+_HUMAN = {True: True, False: False, "pass": True, "fail": False, "passed": True, "failed": False}
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ class Case:
     expected: Any = None
     assertions: tuple[Assertion, ...] = ()
     tags: tuple[str, ...] = ()
+    #: A human's verdict on the answer (``human: pass``/``fail``), to calibrate judges.
+    human: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -238,8 +242,16 @@ def parse_case(raw: Any, where: str, position: int, defaults: Sequence[Any] = ()
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise InvalidInput(f"{_where(where, label, 'tags')}: must be a list of text")
+    human = raw.get("human")
+    if human is not None and not (
+        isinstance(human, bool) or (isinstance(human, str) and human in _HUMAN)
+    ):
+        raise InvalidInput(
+            f"{_where(where, label, 'human')}: a human label is pass or fail, got {human!r}"
+        )
     return Case(
         id=case_id,
+        human=None if human is None else _HUMAN[human],
         variables=dict(variables),
         expected=raw.get("expected"),
         assertions=(*own, *parsed),
