@@ -110,3 +110,41 @@ def test_human_labels() -> None:
         suite_from_dict({"cases": [{"id": "x", "human": "maybe"}]})
     with pytest.raises(InvalidInput, match="field 'human'"):
         suite_from_dict({"cases": [{"id": "x", "human": ["pass"]}]})
+
+
+def _git(root: Path, *args: str) -> None:
+    import os
+    import subprocess
+
+    identity = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+                "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}  # fmt: skip
+    subprocess.run(["git", *args], cwd=root, check=True, capture_output=True,
+                   env={**os.environ, **identity})  # fmt: skip
+
+
+def test_a_dataset_version_kept_by_loopml_data(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import loopml.data
+    from loopml.config import write_default_config
+
+    root = tmp_path / "project"
+    write_default_config(root)
+    _git(root, "init", "-q")
+    monkeypatch.chdir(root)
+    cases = root / "cases.jsonl"
+    cases.write_text(json.dumps({"id": "old", "variables": {"q": "1"}}) + "\n")
+    loopml.data.add("cases.jsonl")
+    _git(root, "add", "-A")
+    _git(root, "commit", "-qm", "v1")
+    cases.unlink()
+    cases.write_text(json.dumps({"id": "new", "variables": {"q": "2"}}) + "\n")
+    loopml.data.add("cases.jsonl")
+    (root / "suite.yaml").write_text("dataset: {path: cases.jsonl, rev: HEAD}\n")
+    pinned = load_suite(root / "suite.yaml")
+    assert [c.id for c in pinned.cases] == ["old"] and pinned.dataset == "cases.jsonl@HEAD"
+    (root / "now.yaml").write_text("dataset: cases.jsonl\n")
+    assert [c.id for c in load_suite(root / "now.yaml").cases] == ["new"]
+    (root / "bad.yaml").write_text("dataset: {path: cases.jsonl, revision: HEAD}\n")
+    with pytest.raises(InvalidInput, match="rev: ..."):
+        load_suite(root / "bad.yaml")

@@ -580,6 +580,7 @@ def record(
                 "suite": suite.name,
                 "suite_path": suite.path or "",
                 "suite_digest": suite.digest,
+                "dataset": suite.dataset or "",
                 "prompt": result.prompt,
                 "model": result.model or "",
                 "repeat": result.repeat,

@@ -19,6 +19,7 @@ A YAML suite::
           - {type: contains}            # value defaults to the case's expected
           - {type: judge, rubric: "Polite and short"}
     dataset: more_cases.jsonl           # and/or cases from a file, one JSON object a line
+    # dataset: {path: cases.jsonl, rev: v1.0}   a version kept by `loopml data add` (git rev)
 
 A ``.jsonl`` suite is cases alone, one a line. A malformed case is an
 :class:`~loopml.exceptions.InvalidInput` naming the file, the case and the field.
@@ -115,6 +116,8 @@ class Suite:
     judge_model: str | None = None
     thresholds: Mapping[str, float] = field(default_factory=dict)
     experiment: str | None = None
+    #: The dataset file the cases came from, ``PATH@REV`` for a versioned one.
+    dataset: str | None = None
     path: str | None = None
     digest: str = ""
 
@@ -303,13 +306,28 @@ def suite_from_dict(data: Any, source: str = "the suite", base: Path | None = No
         raise InvalidInput(f"{source}: field 'cases' must be a list of cases")
     cases = [parse_case(c, source, i + 1, defaults) for i, c in enumerate(raw_cases)]
     dataset = data.get("dataset")
+    dataset_ref: str | None = None
     if dataset is not None:
+        rev = None
+        if isinstance(dataset, Mapping):
+            unknown = set(dataset) - {"path", "rev"}
+            if unknown or not isinstance(dataset.get("path"), str):
+                raise InvalidInput(
+                    f"{source}: field 'dataset' is a file path, or {{path: ..., rev: ...}} "
+                    "for a version of a file versioned with `loopml data add`"
+                )
+            rev = dataset.get("rev")
+            if rev is not None and not isinstance(rev, str):
+                raise InvalidInput(f"{source}: dataset.rev is a git revision (text), got {rev!r}")
+            dataset = dataset["path"]
         if not isinstance(dataset, str):
             raise InvalidInput(f"{source}: field 'dataset' must be a file path")
         path = (base or Path.cwd()) / dataset
-        rows = _dataset_rows(path)
+        rows = _dataset_rows(path, rev)
+        dataset_ref = dataset if rev is None else f"{dataset}@{rev}"
         offset = len(cases)
-        cases += [parse_case(c, str(path), offset + i + 1, defaults) for i, c in enumerate(rows)]
+        where = str(path) if rev is None else f"{path}@{rev}"
+        cases += [parse_case(c, where, offset + i + 1, defaults) for i, c in enumerate(rows)]
     if not cases:
         raise InvalidInput(f"{source}: the suite has no cases ('cases:' or 'dataset:')")
     seen: set[str] = set()
@@ -358,13 +376,28 @@ def suite_from_dict(data: Any, source: str = "the suite", base: Path | None = No
         judge_model=data.get("judge_model"),
         thresholds={k: float(v) for k, v in thresholds.items()},
         experiment=data.get("experiment"),
+        dataset=dataset_ref,
         path=source,
         digest=digest,
     )
 
 
-def _dataset_rows(path: Path) -> list[Any]:
-    text = _read(path)
+def _dataset_rows(path: Path, rev: str | None = None) -> list[Any]:
+    """The cases in ``path``; with ``rev``, in the version of it that git revision's
+    ``loopml data`` pointer names (read from the data cache)."""
+    if rev is None:
+        text = _read(path)
+    else:
+        import loopml.data
+
+        opened = loopml.data.open(path, rev=rev)
+        if isinstance(opened, Path):
+            raise InvalidInput(f"{path}@{rev} is a folder; a dataset is one file of cases")
+        with opened as fh:
+            try:
+                text = fh.read().decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInput(f"{path}@{rev} is not UTF-8 text") from None
     if path.suffix.lower() == ".jsonl":
         return _jsonl(text, str(path))
     data = _yaml(text, str(path))
