@@ -201,3 +201,43 @@ def test_a_judge_provider_that_is_down_fails_the_suite(
     fake_provider.fail("judge-d", "503", times=5)
     with pytest.raises(JudgeUnavailable, match="could not be reached.*not scored"):
         run_suite(judged(), "qa/1", gateway=gw)
+
+
+def test_pairwise_against_the_production_version(gw: Gateway, fake_provider: FakeProvider) -> None:
+    from loopml.llm.evals.judge import candidate_first
+    from loopml.llm.prompts import set_label
+
+    ws = gw.workspace
+    register_prompt("qa", "{{ q }}", model="evalm", workspace=ws)
+    register_prompt("qa", "short {{ q }}", model="evalm", workspace=ws)
+    set_label("qa", "production", 1, workspace=ws)
+    # The fake echoes the judge prompt: this one always names A the winner.
+    register_prompt("pick/a", '{"winner": "A", "reason": "first"} {{ answer_a }}', workspace=ws)
+    register_prompt("pick/tie", '{"winner": "tie"}', workspace=ws)
+
+    def pairwise(**options: Any) -> Any:
+        check = {"type": "pairwise", "rubric": "better", "model": "judge", **options}
+        ids = ["x", "y", "z", "w"]
+        return suite([{"id": i, "variables": {"q": i}, "assert": [check]} for i in ids])
+
+    result = run_suite(pairwise(prompt="pick/a"), "qa/2", gateway=gw, track=False)
+    for case in result.cases:
+        won = candidate_first(case.case_id, 0)
+        assert case.scores[0].passed is won
+        assert case.scores[0].detail.startswith("beats qa/1" if won else "loses to qa/1")
+        assert case.judge_cost_usd > 0
+    assert {c.scores[0].passed for c in result.cases} == {True, False}  # both positions seen
+    shown = {c["messages"][-1]["content"].split("} ")[1] for c in fake_provider.calls("judge-d")}
+    expected_a = {
+        f"echo: short {i}" if candidate_first(i, 0) else f"echo: {i}" for i in ("x", "y", "z", "w")
+    }
+    assert shown == expected_a  # answer A is the candidate's or the baseline's, as drawn
+    ties = run_suite(pairwise(prompt="pick/tie"), "qa/2", gateway=gw, track=False)
+    assert ties.pass_rate == 1.0 and ties.cases[0].scores[0].detail.startswith("tie with qa/1")
+    garbage = run_suite(pairwise(), "qa/2", gateway=gw, track=False)  # built-in, echoed
+    assert {c.status for c in garbage.cases} == {"judge_error"}
+    assert "no winner" in garbage.cases[0].scores[0].detail
+    unset = run_suite(pairwise(against="staging"), "qa/2", gateway=gw, track=False)
+    assert unset.pass_rate == 1.0 and "no baseline" in unset.cases[0].scores[0].detail
+    same = run_suite(pairwise(), "qa/1", gateway=gw, track=False)
+    assert same.pass_rate == 1.0

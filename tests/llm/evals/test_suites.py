@@ -74,6 +74,11 @@ def test_jsonl_suite_is_cases(tmp_path: Path) -> None:
         ({"cases": [{"id": "x"}], "thresholds": {"min_pass": 1}}, "unknown threshold"),
         ({"case": []}, "Did you mean 'cases'?"),
         ({"cases": [{"id": "x", "assert": [{"type": "judge"}]}]}, "'rubric' is required"),
+        ({"cases": [{"id": "x", "assert": [{"type": "pairwise"}]}]}, "(pairwise): field 'rubric'"),
+        (
+            {"cases": [{"id": "x", "assert": [{"type": "pairwise", "rubric": "r", "against": 3}]}]},
+            "field 'against' must be text",
+        ),
         (
             {"cases": [{"id": "x", "assert": [{"type": "similar", "value": "a", "threshold": 2}]}]},
             "between 0 and 1",

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -119,3 +120,75 @@ def judge_variables(
         "expected": "" if expected is None else str(expected),
     }
     return {name: given.get(name, "") for name in wanted}
+
+
+# -- pairwise: the candidate's answer against the current production version's ---------------
+
+PAIRWISE_PROMPT = "loopml/pairwise"
+PAIRWISE_TEMPLATE = [
+    {
+        "role": "system",
+        "content": (
+            "You compare two answers of AI assistants to the same request against a rubric. "
+            "Be impartial: the order of the answers means nothing, nor does their length. "
+            "Reply with a single JSON object and nothing else, with the keys "
+            '"winner" ("A", "B" or "tie") and "reason" (one short sentence).'
+        ),
+    },
+    {
+        "role": "user",
+        "content": (
+            "Rubric:\n{{ rubric }}\n\nThe request:\n{{ input }}\n\n"
+            "A reference answer (may be empty):\n{{ expected }}\n\n"
+            "Answer A:\n{{ answer_a }}\n\nAnswer B:\n{{ answer_b }}"
+        ),
+    },
+]
+
+
+def pairwise_prompt_ref(workspace: Any) -> str:
+    """``loopml/pairwise/N``: the built-in pairwise judge prompt, registered on first use."""
+    from loopml.llm.prompts import register_prompt
+
+    version = register_prompt(
+        PAIRWISE_PROMPT,
+        PAIRWISE_TEMPLATE,
+        params={"temperature": 0},
+        commit_message="loopml's built-in pairwise judge prompt",
+        workspace=workspace,
+    )
+    return version.ref
+
+
+def candidate_first(case_id: str, repeat: int) -> bool:
+    """Whether the candidate's answer is shown as A (else B): fixed per case and repetition,
+    half the cases each way, so a judge's liking for one position evens out.
+
+    >>> [candidate_first(c, 0) for c in ("a", "b", "c", "d")]
+    [False, True, False, True]
+    """
+    return zlib.crc32(f"{case_id}\x00{repeat}".encode()) % 2 == 0
+
+
+def parse_winner(text: str) -> tuple[str, str] | None:
+    """``(winner, reason)`` from a pairwise judge's answer — winner ``A``, ``B`` or ``tie``
+    — or None when it holds no readable one.
+
+    >>> parse_winner('{"winner": "b", "reason": "shorter"}')
+    ('B', 'shorter')
+    >>> parse_winner("B is better") is None
+    True
+    """
+    match = _OBJECT.search(text)
+    if match is None:
+        return None
+    try:
+        data = json.loads(match.group(0))
+    except ValueError:
+        return None
+    if not isinstance(data, Mapping):
+        return None
+    winner = str(data.get("winner", "")).strip().upper()
+    if winner not in ("A", "B", "TIE"):
+        return None
+    return ("tie" if winner == "TIE" else winner), str(data.get("reason", ""))

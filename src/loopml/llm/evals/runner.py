@@ -34,9 +34,12 @@ from loopml.llm.evals.assertions import (
 )
 from loopml.llm.evals.judge import (
     JudgeUnavailable,
+    candidate_first,
     judge_prompt_ref,
     judge_variables,
+    pairwise_prompt_ref,
     parse_verdict,
+    parse_winner,
 )
 from loopml.llm.evals.suites import Assertion, Case, Suite
 from loopml.workspace import WorkspaceLike, resolve_workspace
@@ -354,6 +357,7 @@ class _Runner:
         self.max_in_flight = 0
         self.upstream = 0
         self._judge_refs: dict[str, tuple[str, tuple[str, ...]]] = {}
+        self._baselines: dict[str, PromptVersion | None] = {}
 
     async def _send(self, body: dict[str, Any]) -> Reply:
         from loopml.llm.errors import BadRequest, GatewayError
@@ -387,37 +391,57 @@ class _Runner:
             for assertion in case.assertions:
                 if assertion.type == "judge":
                     self._judge_ref(assertion.options.get("prompt"))
+                elif assertion.type == "pairwise":
+                    self._judge_ref(assertion.options.get("prompt"), pairwise=True)
+                    self._baseline(assertion.options.get("against", "production"))
                 elif assertion.type == "similar":
                     similarity("", "")
                 elif assertion.type == "json_schema":
                     validator(assertion.options["schema"])
 
-    def _judge_ref(self, prompt: str | None) -> tuple[str, tuple[str, ...]]:
+    def _judge_ref(self, prompt: str | None, pairwise: bool = False) -> tuple[str, tuple[str, ...]]:
         from loopml.llm.prompts import get_prompt
 
-        key = prompt or ""
+        key = f"{'pairwise' if pairwise else 'judge'}:{prompt or ''}"
         if key not in self._judge_refs:
-            ref = judge_prompt_ref(self.ws) if prompt is None else prompt
+            if prompt is not None:
+                ref = prompt
+            else:
+                ref = pairwise_prompt_ref(self.ws) if pairwise else judge_prompt_ref(self.ws)
             version = get_prompt(ref, workspace=self.ws)
             self._judge_refs[key] = (version.ref, version.variables)
         return self._judge_refs[key]
 
-    async def judge(
-        self, assertion: Assertion, case: Case, rendered: str, output: str, repeat: int
-    ) -> Score:
-        options = assertion.options
-        ref, wanted = self._judge_ref(options.get("prompt"))
-        model = options.get("model") or self.suite.judge_model or self.model or self.version.model
-        body: dict[str, Any] = {
-            "prompt": ref,
-            "variables": judge_variables(
-                wanted,
-                rubric=str(options["rubric"]),
-                input=rendered,
-                output=output,
-                expected=case.expected,
-            ),
-        }
+    def _baseline(self, against: str) -> PromptVersion | None:
+        """The version a pairwise check compares with: ``against`` is a label of the
+        candidate's prompt (``production``) or a whole reference; None when the label points
+        nowhere yet."""
+        from loopml.llm.prompts import PromptNotFound, get_prompt
+
+        if against not in self._baselines:
+            if against.isdigit():
+                ref = f"{self.version.name}/{against}"
+            elif "@" in against or "/" in against:
+                ref = against
+            else:
+                ref = f"{self.version.name}@{against}"
+            try:
+                self._baselines[against] = get_prompt(ref, workspace=self.ws)
+            except PromptNotFound:
+                if "@" not in ref:
+                    raise
+                self._baselines[against] = None
+        return self._baselines[against]
+
+    def _judge_model(self, options: Mapping[str, Any]) -> str | None:
+        return options.get("model") or self.suite.judge_model or self.model or self.version.model
+
+    async def _ask(
+        self, ref: str, variables: dict[str, str], model: str | None, repeat: int
+    ) -> tuple[Reply, float]:
+        """A judge's call (cached like any other): its reply and what it cost this case.
+        A judge that can't be reached raises :class:`JudgeUnavailable`."""
+        body: dict[str, Any] = {"prompt": ref, "variables": variables}
         if model:
             body["model"] = model
         reply, cached = await self.call(body, repeat)
@@ -427,7 +451,21 @@ class _Runner:
                 f"{reply.error}. The suite {self.suite.name!r} is not scored; check the "
                 "judge model's provider (`loopml gateway status`) and run it again."
             )
-        cost = 0.0 if cached else reply.cost_usd
+        return reply, 0.0 if cached else reply.cost_usd
+
+    async def judge(
+        self, assertion: Assertion, case: Case, rendered: str, output: str, repeat: int
+    ) -> Score:
+        options = assertion.options
+        ref, wanted = self._judge_ref(options.get("prompt"))
+        variables = judge_variables(
+            wanted,
+            rubric=str(options["rubric"]),
+            input=rendered,
+            output=output,
+            expected=case.expected,
+        )
+        reply, cost = await self._ask(ref, variables, self._judge_model(options), repeat)
         if reply.error is not None:
             return Score(
                 assertion.name, "judge", None, None, f"the judge's call failed: {reply.error}", cost
@@ -444,6 +482,61 @@ class _Runner:
                 cost,
             )
         return Score(assertion.name, "judge", verdict.passed, verdict.score, verdict.reason, cost)
+
+    async def pairwise(
+        self,
+        assertion: Assertion,
+        case: Case,
+        rendered: str,
+        output: str,
+        body: dict[str, Any],
+        repeat: int,
+    ) -> Score:
+        """The candidate's answer against the baseline version's to the same case, judged
+        side by side; passes on a win or a tie."""
+        options = assertion.options
+        baseline = self._baseline(options.get("against", "production"))
+        name = assertion.name
+        if baseline is None:
+            return Score(name, "pairwise", True, None, "no baseline version to compare with")
+        if baseline.ref == self.version.ref:
+            return Score(name, "pairwise", True, 0.5, f"the candidate is {baseline.ref}")
+        theirs, cached = await self.call({**body, "prompt": baseline.ref}, repeat)
+        spent = 0.0 if cached else theirs.cost_usd  # the baseline's answer, costed to the check
+        if theirs.error is not None or theirs.text is None:
+            return Score(name, "pairwise", None, None, f"{baseline.ref} failed: {theirs.error}")
+        first = candidate_first(case.id, repeat)
+        a, b = (output, theirs.text) if first else (theirs.text, output)
+        ref, wanted = self._judge_ref(options.get("prompt"), pairwise=True)
+        given = {
+            "rubric": str(options["rubric"]),
+            "input": rendered,
+            "expected": "" if case.expected is None else str(case.expected),
+            "answer_a": a,
+            "answer_b": b,
+        }
+        variables = {key: given.get(key, "") for key in wanted}
+        reply, cost = await self._ask(ref, variables, self._judge_model(options), repeat)
+        cost += spent
+        if reply.error is not None:
+            return Score(
+                name, "pairwise", None, None, f"the judge's call failed: {reply.error}", cost
+            )
+        found = parse_winner(reply.text or "")
+        if found is None:
+            shown = (reply.text or "")[:80]
+            return Score(
+                name, "pairwise", None, None, f"no winner in the judge's answer {shown!r}", cost
+            )
+        winner, reason = found
+        ours = "A" if first else "B"
+        if winner == "tie":
+            return Score(name, "pairwise", True, 0.5, f"tie with {baseline.ref}: {reason}", cost)
+        won = winner == ours
+        verdict = "beats" if won else "loses to"
+        return Score(
+            name, "pairwise", won, 1.0 if won else 0.0, f"{verdict} {baseline.ref}: {reason}", cost
+        )
 
     async def case(self, case: Case, repeat: int) -> CaseResult:
         result = CaseResult(case.id, repeat, case.variables, case.expected, ERROR)
@@ -471,6 +564,10 @@ class _Runner:
         for assertion in case.assertions:
             if assertion.type == "judge":
                 scores.append(await self.judge(assertion, case, rendered, reply.text, repeat))
+            elif assertion.type == "pairwise":
+                scores.append(
+                    await self.pairwise(assertion, case, rendered, reply.text, body, repeat)
+                )
             else:
                 scores.append(check(assertion, case, answer))
         result.scores = scores

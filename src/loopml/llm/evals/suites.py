@@ -49,6 +49,7 @@ ASSERTION_OPTIONS: dict[str, tuple[str, ...]] = {
     "latency": ("max_ms",),
     "cost": ("max_usd",),
     "judge": ("rubric", "prompt", "model", "threshold"),
+    "pairwise": ("rubric", "against", "prompt", "model"),
 }
 #: Options each type must have (``value`` may come from the case's ``expected`` instead).
 _REQUIRED: dict[str, tuple[str, ...]] = {
@@ -56,6 +57,7 @@ _REQUIRED: dict[str, tuple[str, ...]] = {
     "latency": ("max_ms",),
     "cost": ("max_usd",),
     "judge": ("rubric",),
+    "pairwise": ("rubric",),
 }
 _NEEDS_VALUE = ("exact", "contains", "not_contains", "regex", "numeric", "similar")
 THRESHOLDS = ("min_pass_rate", "max_cost_per_case", "max_latency_ms", "max_judge_errors")
@@ -208,8 +210,11 @@ def _check_options(kind: str, options: Mapping[str, Any], here: str) -> None:
                 raise InvalidInput(
                     f"{here} ({kind}): field 'threshold' must be between 0 and 1, got {value!r}"
                 )
-    if kind == "judge" and not isinstance(options["rubric"], str):
-        raise InvalidInput(f"{here} (judge): field 'rubric' must be text")
+    if kind in ("judge", "pairwise") and not isinstance(options["rubric"], str):
+        raise InvalidInput(f"{here} ({kind}): field 'rubric' must be text")
+    for key in ("against", "prompt", "model"):
+        if key in options and not (isinstance(options[key], str) and options[key]):
+            raise InvalidInput(f"{here} ({kind}): field {key!r} must be text")
 
 
 def parse_case(raw: Any, where: str, position: int, defaults: Sequence[Any] = ()) -> Case:
