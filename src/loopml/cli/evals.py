@@ -3,6 +3,7 @@
     loopml evals run evals/support.yaml --prompt support/answer/4 --model cheap
     loopml evals run evals/support.yaml --prompt support/answer@staging --compare production
     loopml evals run evals/support.yaml --prompt support/answer/4 --repeat 3 --json
+    loopml evals calibrate evals/judged.yaml --prompt support/answer/4 --min-kappa 0.6
 
 Exit 0 when the suite's thresholds hold, 1 when one fails (or the suite can't be scored).
 """

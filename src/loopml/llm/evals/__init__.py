@@ -1,7 +1,8 @@
 """Eval suites for prompts: cases with assertions (exact, contains, regex, JSON, JSON
-schema, numeric closeness, similarity, latency and cost ceilings, LLM-as-judge), run
-concurrently through the gateway and recorded as one tracked run; comparison against
-another version; and :class:`EvalGate`, the promotion gate of protected prompt labels.
+schema, numeric closeness, similarity, latency and cost ceilings, LLM-as-judge, pairwise
+against the production version), run concurrently through the gateway and recorded as one
+tracked run; comparison against another version; judge calibration against human labels
+(accuracy, Cohen's kappa); and :class:`EvalGate`, the promotion gate of protected labels.
 
     from loopml.llm.evals import load_suite, run_suite
 
