@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import subprocess
 import sys
 import time
 from typing import Any
@@ -272,6 +273,22 @@ async def serve(host: str, port: int) -> None:
         loop.add_signal_handler(sig, stop.set)
     async with server:
         await stop.wait()
+
+
+def start(delay: float = 0.0) -> tuple[subprocess.Popen[str], int]:
+    """This fake provider in a subprocess on a free port (``delay`` seconds per POST):
+    (the process, its port). Stop it with ``proc.terminate()``."""
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--port", "0", "--delay", str(delay)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if not line.startswith("listening on "):
+        proc.kill()
+        raise RuntimeError(f"the fake provider did not start: {line!r}")
+    return proc, int(line.split()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:

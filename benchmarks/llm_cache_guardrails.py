@@ -37,23 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+from fake_llm import start as start_fake_provider  # benchmarks/fake_llm.py, beside this
 
 HERE = Path(__file__).resolve().parent
 SLOW = 0.3  # seconds the slow provider takes to answer
-
-
-def start_fake(delay: float) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_llm.py"), "--port", "0", "--delay", str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise RuntimeError(f"the fake provider did not start: {line!r}")
-    return proc, int(line.split()[-1])
 
 
 def config(fast: int, slow: int) -> dict[str, Any]:
@@ -113,8 +100,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     import loopml
     from loopml.llm import Gateway
 
-    fast_proc, fast = start_fake(0.0)
-    slow_proc, slow = start_fake(SLOW)
+    fast_proc, fast = start_fake_provider(0.0)
+    slow_proc, slow = start_fake_provider(SLOW)
     os.environ.setdefault("FAKE_LLM_KEY", "sk-fake")
     work = Path(tempfile.mkdtemp(prefix="loopml-bench-"))
     ws = loopml.Workspace.init(work / "ws")

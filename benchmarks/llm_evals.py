@@ -36,23 +36,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from fake_llm import start as start_fake_provider  # benchmarks/fake_llm.py, beside this
+
 HERE = Path(__file__).resolve().parent
 PROMPTFOO = HERE / ".venvs" / "promptfoo" / "node_modules" / ".bin" / "promptfoo"
 ANSWER_WORD = "Hello"  # benchmarks/fake_llm.py answers "Hello from the fake provider."
-
-
-def start_fake(delay: float) -> tuple[subprocess.Popen[str], int]:
-    proc = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_llm.py"), "--port", "0", "--delay", str(delay)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith("listening on "):
-        proc.kill()
-        raise RuntimeError(f"the fake provider did not start: {line!r}")
-    return proc, int(line.split()[-1])
 
 
 def gateway_config(port: int) -> dict[str, Any]:
@@ -189,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, help="also write the figures to this file")
     args = ap.parse_args(argv)
     limit = args.cases * args.delay / args.concurrency
-    proc, port = start_fake(args.delay)
+    proc, port = start_fake_provider(args.delay)
     try:
         ours = run_loopml(port, args.cases, args.concurrency)
         peer = run_promptfoo(port, args.cases, args.concurrency)

@@ -673,9 +673,24 @@ class Gateway:
 
     def _serve_hit(self, call: _Call, hit: CacheHit) -> GatewayResponse:
         """A cached answer: no provider, no cost (what it saved is logged)."""
+        model = str(hit.body.get("model") or call.body.get("model"))
+        usage = openai_usage(hit.body.get("usage"))
+        return self._free_answer(call, None, hit.body, usage, model, hit.kind)
+
+    def _free_answer(
+        self,
+        call: _Call,
+        deployment: Deployment | None,
+        body: Body,
+        usage: Usage,
+        model: str,
+        cache: str,
+    ) -> GatewayResponse:
+        """Log and return an answer no provider was paid for (a cache hit, a coalesced
+        request): cost 0, the answer's own ``usage`` reported to the client."""
         self._record(
             call,
-            None,
+            deployment,
             Usage(),
             0.0,
             status=200,
@@ -683,16 +698,16 @@ class Gateway:
             stream=False,
             truncated=False,
             ttft_ms=None,
-            response=hit.body,
+            response=body,
         )
         return GatewayResponse(
-            body=hit.body,
+            body=body,
             request_id=call.request_id,
-            usage=openai_usage(hit.body.get("usage")),
+            usage=usage,
             cost_usd=0.0,
-            deployment="",
-            model=str(hit.body.get("model") or call.body.get("model")),
-            cache=hit.kind,
+            deployment=deployment.name if deployment is not None else "",
+            model=model,
+            cache=cache,
         )
 
     async def _replay(self, call: _Call, hit: CacheHit) -> AsyncIterator[Body]:
@@ -768,26 +783,8 @@ class Gateway:
                     raise verdict.error()
                 if verdict.redacted and verdict.text is not None:
                     body = with_answer_text(body, verdict.text)
-        self._record(
-            call,
-            deployment,
-            Usage(),
-            0.0,
-            status=200,
-            error=None,
-            stream=False,
-            truncated=False,
-            ttft_ms=None,
-            response=body,
-        )
-        return GatewayResponse(
-            body=body,
-            request_id=call.request_id,
-            usage=completion.usage,
-            cost_usd=0.0,
-            deployment=deployment.name,
-            model=deployment.model,
-            cache="coalesced",
+        return self._free_answer(
+            call, deployment, body, completion.usage, deployment.model, "coalesced"
         )
 
     async def _judge_answer(
