@@ -202,6 +202,9 @@ llm_prompt_labels = Table(
     Column("label", String(64), nullable=False),
     Column("version", Integer, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    # JSON [[version, weight], ...]: an A/B test — the label's traffic split between these
+    # versions, sticky per end user; NULL: every request gets ``version``
+    Column("split", Text, nullable=True),
     PrimaryKeyConstraint("name", "label", name="pk_llm_prompt_labels"),
 )
 
@@ -222,6 +225,7 @@ llm_prompt_label_history = Table(
     Column("reason", Text, nullable=True),
     Column("verdict", Text, nullable=True),  # JSON: the gate's verdict
     Column("created_at", BigInteger, nullable=False),
+    Column("split", Text, nullable=True),  # JSON [[version, weight], ...] of an A/B move
     Index("ix_llm_prompt_label_history_name_label", "name", "label", "id"),
 )
 
@@ -256,4 +260,47 @@ llm_rag_documents = Table(
     Column("size", BigInteger, nullable=False),
     Column("mtime_ns", BigInteger, nullable=False),
     PrimaryKeyConstraint("name", "version", "path", name="pk_llm_rag_documents"),
+)
+
+
+# Feedback on gateway requests (thumbs, ratings, any named score): what prompt A/B reports
+# and retrieval weak labels read. Append-only; a request may get several.
+llm_feedback = Table(
+    "llm_feedback",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("request_id", String(ID), nullable=False),
+    Column("name", String(64), nullable=False),  # "user" unless told
+    Column("value", Float, nullable=False),
+    Column("comment", Text, nullable=True),
+    Column("actor", String(KEY), nullable=True),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_llm_feedback_request_id", "request_id"),
+    Index("ix_llm_feedback_created_at", "created_at"),
+)
+
+# Online evaluation of sampled traffic (loopml.llm.rag.online): one row per request and
+# evaluator (context_relevance, groundedness, answer_relevance), judged off the response path.
+llm_online_evals = Table(
+    "llm_online_evals",
+    metadata,
+    Column("request_id", String(ID), nullable=False),
+    Column("evaluator", String(64), nullable=False),
+    Column("trace_id", String(ID), nullable=True),
+    Column("route", String(KEY), nullable=False),  # the model alias requested
+    Column("prompt", String(KEY), nullable=True),  # NAME/VERSION, when made from one
+    Column("rag_index", String(KEY), nullable=True),  # from the trace's retrieval span
+    Column("index_version", Integer, nullable=True),
+    Column("status", String(16), nullable=False),  # ok | judge_error | skipped
+    Column("score", Float, nullable=True),  # 0..1
+    Column("passed", Boolean, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("judge_request_id", String(ID), nullable=True),
+    Column("judge_cost_usd", Float, nullable=False),
+    Column("request_at", BigInteger, nullable=False),  # the judged request's created_at
+    Column("evaluated_at", BigInteger, nullable=False),
+    PrimaryKeyConstraint("request_id", "evaluator", name="pk_llm_online_evals"),
+    Index("ix_llm_online_evals_request_at", "request_at"),
 )

@@ -7,7 +7,12 @@ import importlib
 
 import pytest
 
-MODULES = ["loopml.llm.rag.spans", "loopml.llm.rag.corpus", "loopml.llm.rag.quality"]
+MODULES = [
+    "loopml.llm.rag.spans",
+    "loopml.llm.rag.corpus",
+    "loopml.llm.rag.quality",
+    "loopml.llm.rag.judges",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)
