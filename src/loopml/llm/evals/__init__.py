@@ -1,6 +1,7 @@
 """Eval suites for prompts: cases with assertions (exact, contains, regex, JSON, JSON
 schema, numeric closeness, similarity, latency and cost ceilings, LLM-as-judge, pairwise
-against the production version), run concurrently through the gateway and recorded as one
+against the production version, and the RAG judges: groundedness, context relevance and
+answer relevance), run concurrently through the gateway and recorded as one
 tracked run; comparison against another version; judge calibration against human labels
 (accuracy, Cohen's kappa); and :class:`EvalGate`, the promotion gate of protected labels.
 

@@ -16,6 +16,7 @@ import asyncio
 import concurrent.futures
 import hashlib
 import json
+import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ from loopml.llm.evals.judge import (
     parse_verdict,
     parse_winner,
 )
-from loopml.llm.evals.suites import Assertion, Case, Suite
+from loopml.llm.evals.suites import RAG_TYPES, Assertion, Case, Suite
 from loopml.workspace import WorkspaceLike, resolve_workspace
 
 if TYPE_CHECKING:
@@ -337,6 +338,53 @@ def _reply_text(body: Mapping[str, Any]) -> str:
     return content if isinstance(content, str) else json.dumps(content)
 
 
+def _context_text(value: Any) -> str:
+    """The retrieved text a case holds: text as is, a list of chunks (text, or mappings
+    with ``text``/``content``) joined by blank lines, anything else as JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        parts = []
+        for chunk in value:
+            if isinstance(chunk, Mapping):
+                chunk = chunk.get("text", chunk.get("content", chunk))
+            parts.append(chunk if isinstance(chunk, str) else json.dumps(chunk, default=str))
+        return "\n\n".join(parts)
+    return json.dumps(value, default=str)
+
+
+def _question(case: Case, options: Mapping[str, Any], messages: str | list[dict[str, Any]]) -> str:
+    """The question a RAG judge is given: the case variable ``question:`` names (default
+    ``question``), else the rendered prompt's last user message."""
+    name = str(options.get("question", "question"))
+    if name in case.variables:
+        return _context_text(case.variables[name])
+    if isinstance(messages, str):
+        return messages
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            content = message.get("content", "")
+            return content if isinstance(content, str) else json.dumps(content, default=str)
+    return _as_text(messages)
+
+
+def _claim_count(text: str) -> tuple[int, int] | None:
+    """``(supported, total)`` when a groundedness judge's answer lists claims (the verdict
+    itself is read by :func:`~loopml.llm.rag.judges.parse_rag_verdict`)."""
+    match = re.search(r"\{.*\}", text, re.DOTALL)
+    try:
+        data = json.loads(match.group(0)) if match else None
+    except ValueError:
+        return None
+    claims = data.get("claims") if isinstance(data, Mapping) else None
+    if not isinstance(claims, list) or not claims:
+        return None
+    marks = [str(c.get("supported")).lower() if isinstance(c, Mapping) else "" for c in claims]
+    return marks.count("true"), len(claims)
+
+
 class _Runner:
     """One run's state: the gateway, the call cache, the limit and the in-flight count."""
 
@@ -394,18 +442,28 @@ class _Runner:
                 elif assertion.type == "pairwise":
                     self._judge_ref(assertion.options.get("prompt"), pairwise=True)
                     self._baseline(assertion.options.get("against", "production"))
+                elif assertion.type in RAG_TYPES:
+                    self._judge_ref(assertion.options.get("prompt"), rag=assertion.type)
                 elif assertion.type == "similar":
                     similarity("", "")
                 elif assertion.type == "json_schema":
                     validator(assertion.options["schema"])
 
-    def _judge_ref(self, prompt: str | None, pairwise: bool = False) -> tuple[str, tuple[str, ...]]:
+    def _judge_ref(
+        self, prompt: str | None, pairwise: bool = False, rag: str | None = None
+    ) -> tuple[str, tuple[str, ...]]:
+        """The judge prompt's reference and variables: ``prompt``, else the built-in one of
+        the check (registered on first use)."""
         from loopml.llm.prompts import get_prompt
+        from loopml.llm.rag.judges import rag_judge_ref
 
-        key = f"{'pairwise' if pairwise else 'judge'}:{prompt or ''}"
+        kind = rag or ("pairwise" if pairwise else "judge")
+        key = f"{kind}:{prompt or ''}"
         if key not in self._judge_refs:
             if prompt is not None:
                 ref = prompt
+            elif rag is not None:
+                ref = rag_judge_ref(rag, self.ws)
             else:
                 ref = pairwise_prompt_ref(self.ws) if pairwise else judge_prompt_ref(self.ws)
             version = get_prompt(ref, workspace=self.ws)
@@ -538,10 +596,49 @@ class _Runner:
             name, "pairwise", won, 1.0 if won else 0.0, f"{verdict} {baseline.ref}: {reason}", cost
         )
 
+    async def rag(
+        self,
+        assertion: Assertion,
+        case: Case,
+        messages: str | list[dict[str, Any]],
+        output: str,
+        repeat: int,
+    ) -> Score:
+        """A RAG judge (groundedness, context or answer relevance) on the case's retrieved
+        text (the variable ``context:`` names), its question and the answer."""
+        from loopml.llm.rag.judges import parse_rag_verdict, rag_variables
+
+        options, kind, name = assertion.options, assertion.type, assertion.name
+        ref, wanted = self._judge_ref(options.get("prompt"), rag=kind)
+        variables = rag_variables(
+            wanted,
+            question=_question(case, options, messages),
+            context=_context_text(case.variables.get(str(options.get("context", "context")))),
+            answer=output,
+        )
+        reply, cost = await self._ask(ref, variables, self._judge_model(options), repeat)
+        if reply.error is not None:
+            return Score(name, kind, None, None, f"the judge's call failed: {reply.error}", cost)
+        text = reply.text or ""
+        verdict = parse_rag_verdict(kind, text, float(options.get("threshold", 0.5)))
+        if verdict is None:
+            return Score(
+                name, kind, None, None, f"no verdict in the judge's answer {text[:80]!r}", cost
+            )
+        detail = verdict.reason
+        if kind == "groundedness":
+            claims = _claim_count(text)
+            if claims is not None and verdict.score == claims[0] / claims[1]:
+                supported, total = claims
+                counted = f"{supported} of {total} claim{'' if total == 1 else 's'} supported"
+                detail = f"{counted}: {detail}" if detail else counted
+        return Score(name, kind, verdict.passed, verdict.score, detail, cost)
+
     async def case(self, case: Case, repeat: int) -> CaseResult:
         result = CaseResult(case.id, repeat, case.variables, case.expected, ERROR)
         try:
-            rendered = _as_text(self.version.render(**case.variables))
+            messages = self.version.render(**case.variables)
+            rendered = _as_text(messages)
         except InvalidInput as exc:
             result.error = str(exc)
             return result
@@ -568,6 +665,8 @@ class _Runner:
                 scores.append(
                     await self.pairwise(assertion, case, rendered, reply.text, body, repeat)
                 )
+            elif assertion.type in RAG_TYPES:
+                scores.append(await self.rag(assertion, case, messages, reply.text, repeat))
             else:
                 scores.append(check(assertion, case, answer))
         result.scores = scores

@@ -18,6 +18,9 @@ A YAML suite::
         assert:
           - {type: contains}            # value defaults to the case's expected
           - {type: judge, rubric: "Polite and short"}
+      - id: refund                      # a RAG case: the retrieved text is a variable
+        variables: {question: "Refund?", context: "Refunds within 30 days."}
+        assert: [{type: groundedness, threshold: 0.8}]   # context: NAME for another one
     dataset: more_cases.jsonl           # and/or cases from a file, one JSON object a line
     # dataset: {path: cases.jsonl, rev: v1.0}   a version kept by `loopml data add` (git rev)
 
@@ -50,7 +53,13 @@ ASSERTION_OPTIONS: dict[str, tuple[str, ...]] = {
     "cost": ("max_usd",),
     "judge": ("rubric", "prompt", "model", "threshold"),
     "pairwise": ("rubric", "against", "prompt", "model"),
+    "groundedness": ("context", "question", "threshold", "prompt", "model"),
+    "context_relevance": ("context", "question", "threshold", "prompt", "model"),
+    "answer_relevance": ("context", "question", "threshold", "prompt", "model"),
 }
+#: The RAG judges (:mod:`loopml.llm.rag.judges`), and those of them judging the context.
+RAG_TYPES = ("groundedness", "context_relevance", "answer_relevance")
+_NEEDS_CONTEXT = ("groundedness", "context_relevance")
 #: Options each type must have (``value`` may come from the case's ``expected`` instead).
 _REQUIRED: dict[str, tuple[str, ...]] = {
     "json_schema": ("schema",),
@@ -212,9 +221,34 @@ def _check_options(kind: str, options: Mapping[str, Any], here: str) -> None:
                 )
     if kind in ("judge", "pairwise") and not isinstance(options["rubric"], str):
         raise InvalidInput(f"{here} ({kind}): field 'rubric' must be text")
-    for key in ("against", "prompt", "model"):
+    for key in ("against", "prompt", "model", "context", "question"):
         if key in options and not (isinstance(options[key], str) and options[key]):
             raise InvalidInput(f"{here} ({kind}): field {key!r} must be text")
+
+
+def _check_rag_variables(assertion: Assertion, variables: Mapping[str, Any], here: str) -> None:
+    """A RAG judge's case must hold the retrieved text (``context``, or the variable its
+    ``context:`` names) and any ``question:`` variable it names."""
+    if assertion.type not in RAG_TYPES:
+        return
+    options = assertion.options
+    wanted = []
+    if assertion.type in _NEEDS_CONTEXT or "context" in options:
+        wanted.append(("context", str(options.get("context", "context"))))
+    if "question" in options:
+        wanted.append(("question", str(options["question"])))
+    for role, name in wanted:
+        if name not in variables:
+            what = (
+                "the retrieved text the answer is judged against"
+                if role == "context"
+                else ("the question")
+            )
+            raise InvalidInput(
+                f"{here} ({assertion.type}): the case has no variable {name!r} ({what}); add "
+                f"it to the case's variables, or name the variable that holds it with "
+                f"'{role}:'."
+            )
 
 
 def parse_case(raw: Any, where: str, position: int, defaults: Sequence[Any] = ()) -> Case:
@@ -247,6 +281,10 @@ def parse_case(raw: Any, where: str, position: int, defaults: Sequence[Any] = ()
     own = [
         parse_assertion(a, _where(where, label), i, has_expected) for i, a in enumerate(defaults)
     ]
+    for i, a in enumerate(own):
+        _check_rag_variables(a, variables, f"{_where(where, label)}, assertion {i + 1}")
+    for i, a in enumerate(parsed):
+        _check_rag_variables(a, variables, f"{_where(where, label)}, assertion {i + 1}")
     tags = raw.get("tags", [])
     if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
         raise InvalidInput(f"{_where(where, label, 'tags')}: must be a list of text")
