@@ -174,6 +174,13 @@ class EvalGate:
         failures = []
         if result.pass_rate < min_pass:
             failures.append(f"pass rate {result.pass_rate:.1%} < {min_pass:.1%}")
+            errored = [c for c in result.cases if c.status == "error"]
+            if errored:
+                first = errored[0]
+                failures[-1] += (
+                    f" ({len(errored)} of {len(result.cases)} cases could not run; case "
+                    f"{first.case_id!r}: {first.error})"
+                )
         details: dict[str, Any] = {
             "suite": suite.name,
             "suite_path": policy.suite,
@@ -209,11 +216,15 @@ class EvalGate:
             failures.append(
                 f"cost per case ${result.cost_per_case:.6f} > ${policy.max_cost_per_case:g}"
             )
-        summary = f"suite {suite.name}: pass rate {result.pass_rate:.1%}"
+        # A failing pass rate opens the summary (it names the rate), else the rate does.
+        opening = failures[:1] if result.pass_rate < min_pass else []
+        summary = f"suite {suite.name}: " + (
+            opening[0] if opening else f"pass rate {result.pass_rate:.1%}"
+        )
         if baseline is not None:
             summary += f" (was {baseline.pass_rate:.1%} on {baseline.prompt})"
-        if failures:
-            summary += "; " + "; ".join(failures)
+        if failures[len(opening) :]:
+            summary += "; " + "; ".join(failures[len(opening) :])
         details["failures"] = failures
         return GateVerdict(passed=not failures, summary=summary, details=details)
 
