@@ -1,13 +1,14 @@
 """Traces: the gateway's span tree stored with its parents, an incoming traceparent honoured,
 applications' own spans (``trace`` as a decorator of sync and async functions and as a
-context manager) joining the same trace, and OTLP export to a real HTTP collector."""
+context manager) joining the same trace, OTLP export to a real HTTP collector, and spans
+stored out of order or twice assembled into one trace."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -354,3 +355,61 @@ def test_store_tracer_ids_are_valid_and_nest_under_an_sdk_span(
     assert inner["trace_id"] == f"{parent.get_span_context().trace_id:032x}"
     assert inner["parent_id"] == f"{parent.get_span_context().span_id:016x}"
     assert headers["traceparent"].split("-")[2] == inner["span_id"]
+
+
+# -- spans that arrive out of order, or twice ------------------------------------------------
+
+
+@pytest.mark.parametrize("store", ["sqlite-file", "postgres"])
+def test_spans_out_of_order_or_twice_assemble_into_one_trace(
+    store: str, workspace_factory: Callable[..., Workspace]
+) -> None:
+    """A child stored before its parent, and a span delivered twice (a retried batch), make
+    one trace with each span once, nested as recorded, in the reader and `traces show`."""
+    from click.testing import CliRunner
+
+    from loopml.cli.main import cli
+    from loopml.llm.reports import trace_tree
+    from loopml.llm.tracing import SpanRecord
+
+    ws = workspace_factory(store)
+    trace_id, t0 = "1" * 32, 1_700_000_000_000_000
+
+    def span(span_id: str, parent: str | None, name: str, start_ms: int) -> SpanRecord:
+        start = t0 + start_ms * 1000
+        return SpanRecord(trace_id, span_id, parent, name, "internal", start, start + 5000, "ok")
+
+    root = span("a" * 16, None, "rag answer", 0)
+    retrieval = span("b" * 16, root.span_id, "retrieval", 1)
+    embed = span("c" * 16, retrieval.span_id, "embed query", 2)
+    generate = span("d" * 16, root.span_id, "gateway chat", 3)
+    log = RequestLog(ws, flush_interval=3600)
+    try:
+        log.add_spans([embed, generate, embed])  # children first; one span twice in a batch
+        log.flush()
+        early = trace_tree(ws, trace_id)  # what a reader sees before the parents arrive
+        assert sorted(r["name"] for r in early["roots"]) == ["embed query", "gateway chat"]
+        log.add_spans([retrieval, root, generate])  # the parents, and a span again
+        log.flush()
+        log.add_spans([root])  # a whole batch again
+        log.flush()
+        assert log.spans_written == 4 and log.rejected == 3  # the copies, refused alone
+    finally:
+        log.close()
+
+    def shape(nodes: list[dict[str, Any]]) -> list[Any]:
+        return [(n["name"], shape(n["children"])) for n in nodes]
+
+    tree = trace_tree(ws, trace_id)
+    assert tree["spans"] == 4 and tree["name"] == "rag answer"
+    assert shape(tree["roots"]) == [
+        ("rag answer", [("retrieval", [("embed query", [])]), ("gateway chat", [])])
+    ]
+    if store == "sqlite-file":  # the CLI opens a workspace folder (the Postgres one has none)
+        where = ["-w", str(ws.root)]
+        shown = CliRunner().invoke(cli, [*where, "traces", "show", trace_id[:12], "--json"])
+        assert shown.exit_code == 0, shown.output
+        assert shape(json.loads(shown.stdout)["roots"]) == shape(tree["roots"])
+        text = CliRunner().invoke(cli, [*where, "traces", "show", trace_id]).stdout
+        lines = [line for line in text.splitlines() if "embed query" in line]
+        assert len(lines) == 1 and "4 span(s)" in text
