@@ -131,6 +131,21 @@ def test_the_built_in_judges_are_registered_once_and_an_echo_is_a_judge_error(
         assert get_prompt(f"loopml/{kind}", workspace=gw.workspace).version == 1
 
 
+def test_a_case_built_without_its_context_is_not_judged(
+    gw: Gateway, fake_provider: FakeProvider
+) -> None:
+    from loopml.llm.evals import Assertion, Case, Suite
+
+    answerer(gw)
+    check = Assertion("groundedness", "grounded", {"context": "docs"})
+    case = Case("bare", {"question": "q", "context": "c"}, assertions=(check,))
+    result = run_suite(Suite("py", (case,), judge_model="judge"), "rag/answer/1", gateway=gw)
+    (score,) = result.cases[0].scores
+    assert result.cases[0].status == "judge_error"
+    assert (score.passed, score.detail) == (None, "the case has no variable 'docs'")
+    assert fake_provider.calls("judge-d") == []
+
+
 def test_a_rag_judge_provider_that_is_down_fails_the_suite(
     gw: Gateway, fake_provider: FakeProvider
 ) -> None:

@@ -609,11 +609,15 @@ class _Runner:
         from loopml.llm.rag.judges import parse_rag_verdict, rag_variables
 
         options, kind, name = assertion.options, assertion.type, assertion.name
+        held = str(options.get("context", "context"))
+        if held not in case.variables and (kind != "answer_relevance" or "context" in options):
+            # A loaded suite refuses such a case; one built in Python is not judged.
+            return Score(name, kind, None, None, f"the case has no variable {held!r}")
         ref, wanted = self._judge_ref(options.get("prompt"), rag=kind)
         variables = rag_variables(
             wanted,
             question=_question(case, options, messages),
-            context=_context_text(case.variables.get(str(options.get("context", "context")))),
+            context=_context_text(case.variables.get(held)),
             answer=output,
         )
         reply, cost = await self._ask(ref, variables, self._judge_model(options), repeat)
