@@ -44,6 +44,7 @@ from sqlalchemy.exc import DataError, IntegrityError
 
 from loopml.llm.tables import llm_requests, llm_spans
 from loopml.llm.types import Attempt, Usage
+from loopml.store.db import upsert
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import ReadableSpan
@@ -529,4 +530,5 @@ def _insert(conn: Connection, requests: list[dict[str, Any]], spans: list[dict[s
     if requests:
         conn.execute(insert(llm_requests), requests)
     if spans:
-        conn.execute(insert(llm_spans), spans)
+        # A span delivered twice (an exporter's retry, a replayed batch) is stored once.
+        conn.execute(upsert(conn.dialect.name, llm_spans).on_conflict_do_nothing(), spans)
