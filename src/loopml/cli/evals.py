@@ -204,7 +204,7 @@ def calibrate_(
 ) -> None:
     """Run SUITE and report how far each judge agrees with the human labels of its cases
     (`human: pass` / `human: fail`): accuracy and Cohen's kappa; a low kappa is flagged."""
-    from loopml.llm.evals.calibration import LOW_KAPPA, calibrate
+    from loopml.llm.evals.calibration import JUDGED, LOW_KAPPA, calibrate
     from loopml.llm.evals.runner import record, run_suite
     from loopml.llm.evals.suites import load_suite
 
@@ -214,8 +214,10 @@ def calibrate_(
             f"Suite {suite.name!r} has no human-labelled case: add `human: pass` or "
             "`human: fail` to the cases a person has judged."
         )
-    if not any(a.type == "judge" for case in suite.cases for a in case.assertions):
-        raise CliError(f"Suite {suite.name!r} has no judge assertion to calibrate.")
+    if not any(a.type in JUDGED for case in suite.cases for a in case.assertions):
+        raise CliError(
+            f"Suite {suite.name!r} has no judge assertion to calibrate ({', '.join(JUDGED)})."
+        )
     result = run_suite(
         suite, prompt, model=model, concurrency=concurrency, track=False, workspace=ws
     )

@@ -234,3 +234,31 @@ def test_the_rag_suite_in_the_docs_loads(tmp_path: Path) -> None:
         ["groundedness", "answer_relevance"],
         ["groundedness", "answer_relevance", "context_relevance"],
     ]
+
+
+def test_calibration_covers_the_rag_judges(gw: Gateway) -> None:
+    from loopml.llm.evals.calibration import calibrate
+
+    answerer(gw)
+    # This judge answers the case's own "verdict" variable: 3 of 4 agree with the humans.
+    register_prompt(
+        "my/relevance",
+        '{"score": {{ context }}} {{ question }} {{ answer }}',
+        workspace=gw.workspace,
+    )
+    cases = [
+        {
+            "id": f"c{i}",
+            "variables": {"question": "q", "context": verdict},
+            "human": human,
+            "assert": [{"type": "context_relevance", "prompt": "my/relevance"}],
+        }
+        for i, (verdict, human) in enumerate(
+            [("0.9", "pass"), ("0.8", "pass"), ("0.1", "fail"), ("0.7", "fail")]
+        )
+    ]
+    suite = suite_from_dict({"name": "cal", "cases": cases, "judge_model": "judge"}, "c.yaml")
+    found = calibrate(run_suite(suite, "rag/answer/1", gateway=gw, track=False))
+    agreement = found["context_relevance"]
+    assert agreement.n == 4 and agreement.accuracy == 0.75
+    assert agreement.judge_pass_human_fail == 1

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from loopml.llm.evals.runner import SuiteResult
 
+#: The model-graded assertions whose verdicts are calibrated against human labels.
+JUDGED = ("judge", "groundedness", "context_relevance", "answer_relevance")
+
 #: Below this kappa a judge is flagged: Landis & Koch's "fair" agreement or worse.
 LOW_KAPPA = 0.4
 
@@ -70,7 +73,8 @@ def agreement(pairs: Sequence[tuple[bool, bool]], judge_errors: int = 0) -> Agre
 
 
 def calibrate(result: SuiteResult) -> dict[str, Agreement]:
-    """Each judge assertion of ``result`` (by name) against the human labels of its cases."""
+    """Each model-graded assertion of ``result`` (:data:`JUDGED`, by name) against the
+    human labels of its cases."""
     labels = {case.id: case.human for case in result.suite.cases}
     pairs: dict[str, list[tuple[bool, bool]]] = {}
     errors: dict[str, int] = {}
@@ -79,7 +83,7 @@ def calibrate(result: SuiteResult) -> dict[str, Agreement]:
         if human is None:
             continue
         for score in case.scores:
-            if score.type != "judge":
+            if score.type not in JUDGED:
                 continue
             pairs.setdefault(score.name, [])
             if score.passed is None:
