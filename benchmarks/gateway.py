@@ -8,6 +8,8 @@ Run it with the project's interpreter (the one where ``pip install -e .`` put lo
     python benchmarks/gateway.py --requests 5000 --concurrency 50 --json /tmp/gateway.json
     python benchmarks/gateway.py --sides direct,litellm --cases stream
     python benchmarks/gateway.py --memory        # also RSS after 1,000 and 100,000 requests
+    python benchmarks/gateway.py --sides direct,loopml --cases non-stream --concurrency 1 \
+        --requests 500 --online-eval 0.1           # added p50 with 10% judged online vs none
 
 LiteLLM runs from its own virtualenv, ``benchmarks/.venvs/litellm`` (make it with
 ``benchmarks/setup_peer.sh litellm``: ``litellm[proxy]==1.108.*``), so it never becomes a
@@ -44,6 +46,13 @@ rounds' summed wall time; percentiles are over every request. *Added* latency is
 percentile minus the direct side's same percentile (paired by percentile). ``CPU/req`` is the
 CPU time (user + system, from ``/proc``) the side's server process tree spent per request:
 unlike latency it hardly moves with load from elsewhere on a shared machine.
+
+With ``--online-eval SHARE``, a second loopml side, ``loopml-eval``, runs the same config
+plus ``[gateway.online_eval]`` sampling ``SHARE`` of the requests, judged by a model group
+``judge`` on the same fake provider (three evaluators, so about ``3 × SHARE`` judge calls a
+request, each logged), over a workspace of its own; its added p50 is compared with the
+``loopml`` side's, measured in the same rounds (the target: unchanged, within
+``TARGET_ONLINE_EVAL_MS``).
 
 Also measured:
 
@@ -103,6 +112,8 @@ TARGET_P99_MS = 5.0
 TARGET_RATIO = 5.0
 TARGET_INPROCESS_MS = 0.3
 TARGET_GROWTH_MB = 50.0
+TARGET_ONLINE_EVAL_MS = 0.25  # online evaluation at --online-eval may move added p50 this much
+EVAL_SIDE = "loopml-eval"
 
 # ----------------------------------------------------------------------------------------------
 # Server processes
@@ -255,7 +266,25 @@ def start_fake() -> Server:
     return server
 
 
-def loopml_config(fake_port: int) -> str:
+def loopml_config(fake_port: int, online_eval: float | None = None) -> str:
+    judged = ""
+    if online_eval is not None:
+        judged = f"""
+[gateway.models.judge]
+
+[[gateway.models.judge.deployments]]
+name = "fake-judge"
+provider = "openai"
+model = "{UPSTREAM}"
+base_url = "http://127.0.0.1:{fake_port}/v1"
+api_key_env = "FAKE_LLM_KEY"
+
+[gateway.online_eval]
+sample = {online_eval}
+judge_model = "judge"
+routes = ["{MODEL}"]
+delay_s = 0.0  # no retrieval span to wait for: judge during the measured rounds
+"""
     return f"""\
 [gateway]
 require_key = true
@@ -273,7 +302,7 @@ provider = "openai"
 model = "{UPSTREAM}"
 base_url = "http://127.0.0.1:{fake_port}/v1"
 api_key_env = "FAKE_LLM_KEY"
-"""
+{judged}"""
 
 
 def litellm_config(fake_port: int) -> str:
@@ -295,12 +324,15 @@ general_settings:
 """
 
 
-def setup_loopml(workdir: Path, fake_port: int, timeout: float) -> tuple[Path, str]:
+def setup_loopml(
+    workdir: Path, fake_port: int, timeout: float, online_eval: float | None = None
+) -> tuple[Path, str]:
     """A workspace, the config file and a virtual key; (config path, key secret).
     Raises RuntimeError with the CLI's own words when a step fails."""
+    workdir.mkdir(parents=True, exist_ok=True)
     ws = workdir / "ws"
     config = workdir / "gateway.toml"
-    config.write_text(loopml_config(fake_port))
+    config.write_text(loopml_config(fake_port, online_eval))
     env = peer_env("loopml")
     cli = [sys.executable, "-m", "loopml.cli"]
     steps = [
@@ -342,10 +374,10 @@ def find_secret(text: str) -> str | None:
     return match.group(0) if match else None
 
 
-def start_loopml(workdir: Path, config: Path) -> Server:
+def start_loopml(workdir: Path, config: Path, name: str = "loopml") -> Server:
     cmd = [sys.executable, "-m", "loopml.cli", "-w", str(workdir / "ws"), "gateway", "serve"]
     cmd += ["--config", str(config), "--host", "127.0.0.1", "--port", "{port}"]
-    return Server("loopml", cmd, peer_env("loopml"), workdir)
+    return Server(name, cmd, peer_env("loopml"), workdir)
 
 
 def start_litellm(workdir: Path, fake_port: int) -> Server:
@@ -729,7 +761,7 @@ def report(
 ) -> tuple[list[tuple[str, ...]], list[tuple[str, ...]]]:
     figures: list[tuple[str, ...]] = []
     for case in cases:
-        for side in SIDES:
+        for side in (*SIDES, EVAL_SIDE):
             if case not in results.get(side, {}):
                 continue
             rps = fig(results, side, case, "rps")
@@ -781,6 +813,21 @@ def report(
                 text,
                 f">= {TARGET_RATIO:g}x",
                 verdict(None if ratio is None else ratio >= TARGET_RATIO),
+            )
+        )
+    for case in cases:
+        if case not in results.get(EVAL_SIDE, {}):
+            continue
+        a50 = added(results, "loopml", case, "p50_ms")
+        e50 = added(results, EVAL_SIDE, case, "p50_ms")
+        moved = None if a50 is None or e50 is None else e50 - a50
+        targets.append(
+            (
+                case,
+                "added p50 with online eval - without",
+                ms(moved, True),
+                f"<= {TARGET_ONLINE_EVAL_MS:g} ms",
+                verdict(None if moved is None else moved <= TARGET_ONLINE_EVAL_MS),
             )
         )
     if inproc and "error" not in inproc:
@@ -907,6 +954,13 @@ def main(argv: list[str] | None = None) -> int:
         default=10_000,
         help="N for --memory, LiteLLM (10,000: it serves ~30 requests/s on 2 busy cores)",
     )
+    ap.add_argument(
+        "--online-eval",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="also run loopml with [gateway.online_eval] sampling SHARE (0..1) of requests",
+    )
     ap.add_argument("--no-inprocess", action="store_true", help="skip the in-process case")
     ap.add_argument("--timeout", type=float, default=120, help="seconds for a server to start")
     ap.add_argument("--json", type=Path, default=None, help="also write every figure here")
@@ -932,6 +986,10 @@ def main(argv: list[str] | None = None) -> int:
         concurrencies = []
     if not concurrencies or min(concurrencies) < 1:
         ap.error(f"--concurrency: whole numbers >= 1, comma-separated (got {args.concurrency!r})")
+    if args.online_eval is not None and not 0 < args.online_eval <= 1:
+        ap.error(f"--online-eval: a share in (0, 1] (got {args.online_eval})")
+    if args.online_eval is not None and "loopml" not in sides:
+        ap.error("--online-eval compares with the loopml side: keep loopml in --sides")
     if args.rounds < 1 or (args.requests is not None and args.requests < args.rounds):
         ap.error("--rounds must be >= 1 and --requests >= --rounds")
     labels = [(f"{kind}, c={c}", kind == "stream", c) for kind in cases for c in concurrencies]
@@ -975,6 +1033,27 @@ def main(argv: list[str] | None = None) -> int:
             except (RuntimeError, subprocess.TimeoutExpired) as exc:
                 errors["loopml"] = str(exc)
                 print(f"  loopml: {exc}", flush=True)
+        if args.online_eval is not None:
+            try:
+                where = WORK / "eval"
+                config, keys[EVAL_SIDE] = setup_loopml(
+                    where, fake.port, args.timeout, args.online_eval
+                )
+                server = start_loopml(where, config, EVAL_SIDE)
+                auth = {"Authorization": f"Bearer {keys[EVAL_SIDE]}"}
+                problem = server.wait_ready("/v1/models", auth, args.timeout)
+                if problem:
+                    server.stop()
+                    raise RuntimeError(problem)
+                servers[EVAL_SIDE] = server
+                print(
+                    f"  loopml gateway with online eval at {args.online_eval:g} ready on port "
+                    f"{server.port}",
+                    flush=True,
+                )
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                errors[EVAL_SIDE] = str(exc)
+                print(f"  {EVAL_SIDE}: {exc}", flush=True)
         if "litellm" in sides:
             if not (VENVS / "litellm" / "bin" / "litellm").exists():
                 errors["litellm"] = (

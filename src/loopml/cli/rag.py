@@ -5,6 +5,7 @@ freshness (exit 1 when stale, so it can gate a job), list indexes, score retriev
     loopml rag check docs --days 7
     loopml rag indexes
     loopml rag eval --labels queries.jsonl --k 5
+    loopml rag online --index docs --days 1
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ if TYPE_CHECKING:
 
 @click.group()
 def rag() -> None:
-    """RAG monitoring: index freshness against its corpus, retrieval quality."""
+    """RAG monitoring: index freshness against its corpus, retrieval quality, online
+    evaluation of sampled traffic."""
 
 
 @rag.command("register-index")
@@ -185,3 +187,65 @@ def eval_(ws: Workspace, labels_path: Path, k: int, index: str | None, as_json: 
             }
         )
     )
+
+
+def _share(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+@rag.command("online")
+@click.option("--route", help="Only this model alias's requests.")
+@click.option("--index", help="Only requests whose retrieval searched this index.")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=7.0,
+    show_default=True,
+    help="How far back to read.",
+)
+@click.option(
+    "--window",
+    help="Width of a window: 15m, 1h, 1d (default: [gateway.online_eval] window, else 1h).",
+)
+@json_option
+@pass_workspace
+def online(
+    ws: Workspace,
+    route: str | None,
+    index: str | None,
+    days: float,
+    window: str | None,
+    as_json: bool,
+) -> None:
+    """The online evaluation of sampled gateway traffic: per window and evaluator, the
+    requests judged, their mean score, pass rate and judge errors. Closed windows (of the
+    configured width) are first written as monitoring windows (llm:ROUTE, rag:INDEX) and the
+    alert rules evaluated."""
+    from loopml.llm.rag.online import online_series, roll_windows
+
+    configured = (ws.settings.gateway or {}).get("online_eval") or {}
+    rolled_window = str(configured.get("window", "1h"))  # the alerts' windows: one size
+    rolled = roll_windows(ws, window=rolled_window, days=days)
+    points = online_series(route, index, days=days, window=window or rolled_window, workspace=ws)
+    if as_json:
+        emit_json([point.to_dict() for point in points])
+        return
+    for change in rolled.alerts:
+        console().print(f"Alert {change.kind}: {change.alert.message}")
+    if not points:
+        console().print(
+            "No online evaluation yet: set [gateway.online_eval] sample and judge_model, "
+            "and send traffic through the gateway."
+        )
+        return
+    grid = table("Window", "Evaluator", "Judged", "Mean score", "Pass rate", "Errors")
+    for point in points:
+        grid.add_row(
+            format_time(point.start),
+            point.evaluator,
+            str(point.count),
+            _metric(point.mean_score),
+            _share(point.pass_rate),
+            str(point.errors),
+        )
+    console().print(grid)

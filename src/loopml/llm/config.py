@@ -203,6 +203,41 @@ class GuardrailsConfig:
 
 
 @dataclass(frozen=True)
+class OnlineEvalConfig:
+    """``[gateway.online_eval]``: judge a share of the traffic, off the response path
+    (:mod:`loopml.llm.rag.online`).
+
+    ::
+
+        [gateway.online_eval]
+        sample = 0.1                 # share of chat requests judged (0: off)
+        judge_model = "judge"        # a model alias of this gateway
+        evaluators = ["context_relevance", "groundedness", "answer_relevance"]
+        prompts = { groundedness = "my/grounded@production" }   # instead of the built-in
+        routes = ["support"]         # model aliases sampled (default: every one)
+        delay_s = 2.0                # wait for the application's retrieval span
+        window = "1h"                # width of the time-series windows
+        threshold = 0.5              # a score at or above it passes
+        max_queue = 1000             # sampled requests waiting beyond it are dropped
+    """
+
+    sample: float = 0.0
+    evaluators: tuple[str, ...] = ("context_relevance", "groundedness", "answer_relevance")
+    judge_model: str = ""
+    prompts: Mapping[str, str] = field(default_factory=dict)
+    routes: tuple[str, ...] = ()
+    delay_s: float = 2.0
+    window: str = "1h"
+    threshold: float = 0.5
+    max_queue: int = 1000
+
+    @property
+    def active(self) -> bool:
+        """Whether any request is sampled at all."""
+        return self.sample > 0
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     """The whole ``[gateway]`` table, checked."""
 
@@ -230,6 +265,8 @@ class GatewayConfig:
     cache: Any = None
     #: ``[gateway.guardrails]``: its policies and which requests each judges.
     guardrails: GuardrailsConfig = field(default_factory=lambda: GuardrailsConfig())
+    #: ``[gateway.online_eval]``: which share of the traffic is judged, and how.
+    online_eval: OnlineEvalConfig = field(default_factory=lambda: OnlineEvalConfig())
     #: Where it was read from (shown in errors), and the raw table (compared on reload).
     source: str = "loopml.toml"
     raw: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -280,6 +317,18 @@ _TOP_KEYS = (
     "prices",
     "cache",
     "guardrails",
+    "online_eval",
+)
+_ONLINE_EVAL_KEYS = (
+    "sample",
+    "evaluators",
+    "judge_model",
+    "prompts",
+    "routes",
+    "delay_s",
+    "window",
+    "threshold",
+    "max_queue",
 )
 _GUARDRAILS_KEYS = ("policies", "default", "routes", "teams", "keys")
 _GROUP_KEYS = ("deployments", "strategy", "fallbacks", "context_window", "larger_context")
@@ -628,6 +677,92 @@ def _parse_guardrails(check: _Checker, table: Any) -> GuardrailsConfig:
     return GuardrailsConfig(policies=policies, default=default, **attached)
 
 
+def _parse_online_eval(check: _Checker, table: Any) -> OnlineEvalConfig:
+    from loopml.llm.rag.judges import KINDS
+    from loopml.monitoring.settings import duration_seconds
+
+    path = "online_eval"
+    table = check.table(table, path)
+    check.keys(table, _ONLINE_EVAL_KEYS, path)
+    values: dict[str, Any] = {}
+    for key in ("sample", "threshold"):
+        if key in table:
+            value = table[key]
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not 0 <= value <= 1:
+                raise check.fail(path, f"{key} must be a share from 0 to 1, got {value!r}")
+            values[key] = float(value)
+    if "evaluators" in table:
+        evaluators = check.strings(table, "evaluators", path)
+        for name in evaluators:
+            if name not in KINDS:
+                close = difflib.get_close_matches(name, list(KINDS), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise check.fail(
+                    path, f"unknown evaluator {name!r}{hint}; use any of {', '.join(KINDS)}"
+                )
+        if not evaluators:
+            raise check.fail(path, f"evaluators is empty; name one or more of {', '.join(KINDS)}")
+        values["evaluators"] = tuple(dict.fromkeys(evaluators))
+    if "judge_model" in table:
+        values["judge_model"] = check.string(table, "judge_model", path)
+    if "routes" in table:
+        values["routes"] = check.strings(table, "routes", path)
+    if "prompts" in table:
+        prompts = check.table(table["prompts"], f"{path}.prompts")
+        for kind, ref in prompts.items():
+            if kind not in KINDS:
+                raise check.fail(
+                    f"{path}.prompts",
+                    f"unknown evaluator {kind!r}{_did_you_mean(str(kind), list(KINDS))}",
+                )
+            if not isinstance(ref, str) or not ref.strip():
+                raise check.fail(
+                    f"{path}.prompts",
+                    f"{kind} must name a registered prompt (NAME, NAME@LABEL or NAME/VERSION), "
+                    f"got {ref!r}",
+                )
+        values["prompts"] = {str(k): str(v) for k, v in prompts.items()}
+    if "delay_s" in table:
+        values["delay_s"] = check.number(table, "delay_s", path, zero=True)
+    if "window" in table:
+        window = table["window"]
+        try:
+            seconds = duration_seconds(window) if isinstance(window, str) else 0.0
+        except InvalidConfig:
+            seconds = 0.0
+        if seconds < 60 or seconds % 60:
+            raise check.fail(
+                path, f"window must be whole minutes, at least one (15m, 1h, 1d), got {window!r}"
+            )
+        values["window"] = window
+    if "max_queue" in table:
+        values["max_queue"] = check.integer(table, "max_queue", path)
+    config = OnlineEvalConfig(**values)
+    if config.active and not config.judge_model:
+        raise check.fail(
+            path,
+            f"sample = {config.sample:g} needs judge_model: the model alias that judges "
+            '(e.g. judge_model = "judge")',
+        )
+    return config
+
+
+def _check_online_eval(check: _Checker, config: GatewayConfig) -> None:
+    """The judge model and the sampled routes are model aliases of this gateway."""
+    online = config.online_eval
+    aliases = [*config.models, *config.routers]
+    names = ([online.judge_model] if online.judge_model else []) + list(online.routes)
+    for i, name in enumerate(names):
+        if name not in aliases:
+            key = "judge_model" if online.judge_model and i == 0 else "routes"
+            raise check.fail(
+                "online_eval",
+                f"{key} {name!r} is not a model alias of this gateway"
+                + _did_you_mean(name, aliases).replace("Valid:", "Aliases:"),
+            )
+
+
 def _check_names(check: _Checker, config: GatewayConfig) -> None:
     """Every name a group or router points at is a group; no two deployments share a name."""
     groups = list(config.models)
@@ -753,6 +888,8 @@ def _parse(cls: type[GatewayConfig], table: Any, source: str, root: str) -> Gate
         values["cache"] = _parse_cache(check, table["cache"])
     if "guardrails" in table:
         values["guardrails"] = _parse_guardrails(check, table["guardrails"])
+    if "online_eval" in table:
+        values["online_eval"] = _parse_online_eval(check, table["online_eval"])
     config = cls(
         models=models,
         routers=routers,
@@ -763,6 +900,7 @@ def _parse(cls: type[GatewayConfig], table: Any, source: str, root: str) -> Gate
         **values,
     )
     _check_names(check, config)
+    _check_online_eval(check, config)
     return config
 
 

@@ -34,7 +34,8 @@ class _Children:
 
 
 class GatewayMetrics:
-    """Requests, tokens, cost, latency, time to first token, provider errors, cache hits."""
+    """Requests, tokens, cost, latency, time to first token, provider errors, cache hits,
+    online evaluations."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -81,6 +82,18 @@ class GatewayMetrics:
             "loopml_gateway_cache_hits",
             "Answers served from the cache, by model",
             ["model"],
+            registry=r,
+        )
+        self.online_evals = Counter(
+            "loopml_gateway_online_evals",
+            "Online evaluations of sampled requests, by evaluator and status "
+            "(ok, judge_error, error, skipped)",
+            ["evaluator", "status"],
+            registry=r,
+        )
+        self.online_dropped = Counter(
+            "loopml_gateway_online_evals_dropped",
+            "Sampled requests not evaluated because the online evaluation queue was full",
             registry=r,
         )
         self._children: dict[tuple[str, str, int], _Children] = {}
@@ -130,3 +143,9 @@ class GatewayMetrics:
 
     def provider_error(self, deployment: Deployment, kind: str) -> None:
         self.errors.labels(deployment.name, kind).inc()
+
+    def online_eval(self, evaluator: str, status: str) -> None:
+        self.online_evals.labels(evaluator, status).inc()
+
+    def online_eval_dropped(self) -> None:
+        self.online_dropped.inc()

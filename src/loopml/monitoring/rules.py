@@ -71,6 +71,11 @@ WINDOW_METRICS = (
     "r2",
     "accuracy_drop",
     "estimated_accuracy",
+    # the online evaluation of LLM traffic (deployments llm:<route>, rag:<index>)
+    "context_relevance",
+    "groundedness",
+    "answer_relevance",
+    "evaluated",
 )
 AGGREGATES = ("max", "min", "mean", "any", "all")
 SEVERITIES = ("info", "warning", "critical")

@@ -1,4 +1,5 @@
-"""RAG monitoring: retrieval spans, index freshness and retrieval quality.
+"""RAG monitoring: retrieval spans, index freshness, retrieval quality and the online
+evaluation of sampled gateway traffic (``[gateway.online_eval]``).
 
     from loopml.llm import trace
     from loopml.llm.rag import check_index, record_retrieval, register_index
@@ -37,6 +38,14 @@ if TYPE_CHECKING:
         list_indexes,
         register_index,
     )
+    from loopml.llm.rag.online import (
+        OnlineEvaluator,
+        OnlinePoint,
+        Rolled,
+        online_series,
+        roll_windows,
+        sampled,
+    )
     from loopml.llm.rag.quality import (
         LabelledEval,
         LabelledQuery,
@@ -70,9 +79,12 @@ _LAZY = {
     "IndexVersion": "loopml.llm.rag.indexes",
     "LabelledEval": "loopml.llm.rag.quality",
     "LabelledQuery": "loopml.llm.rag.quality",
+    "OnlineEvaluator": "loopml.llm.rag.online",
+    "OnlinePoint": "loopml.llm.rag.online",
     "RagMetrics": "loopml.llm.rag.quality",
     "Retrieval": "loopml.llm.rag.spans",
     "RetrievalScores": "loopml.llm.rag.quality",
+    "Rolled": "loopml.llm.rag.online",
     "SourceNotFound": "loopml.llm.rag.corpus",
     "StaleDocument": "loopml.llm.rag.indexes",
     "check_index": "loopml.llm.rag.indexes",
@@ -84,6 +96,7 @@ _LAZY = {
     "list_indexes": "loopml.llm.rag.indexes",
     "load_labels": "loopml.llm.rag.quality",
     "ndcg_at_k": "loopml.llm.rag.quality",
+    "online_series": "loopml.llm.rag.online",
     "precision_at_k": "loopml.llm.rag.quality",
     "rag_metrics": "loopml.llm.rag.quality",
     "recall_at_k": "loopml.llm.rag.quality",
@@ -92,6 +105,8 @@ _LAZY = {
     "register_index": "loopml.llm.rag.indexes",
     "retrieval_attributes": "loopml.llm.rag.spans",
     "retrieval_span": "loopml.llm.rag.spans",
+    "roll_windows": "loopml.llm.rag.online",
+    "sampled": "loopml.llm.rag.online",
     "stored_retrievals": "loopml.llm.rag.spans",
 }
 
@@ -106,9 +121,12 @@ __all__ = [
     "IndexVersion",
     "LabelledEval",
     "LabelledQuery",
+    "OnlineEvaluator",
+    "OnlinePoint",
     "RagMetrics",
     "Retrieval",
     "RetrievalScores",
+    "Rolled",
     "SourceNotFound",
     "StaleDocument",
     "check_index",
@@ -120,6 +138,7 @@ __all__ = [
     "list_indexes",
     "load_labels",
     "ndcg_at_k",
+    "online_series",
     "precision_at_k",
     "rag_metrics",
     "recall_at_k",
@@ -128,5 +147,7 @@ __all__ = [
     "register_index",
     "retrieval_attributes",
     "retrieval_span",
+    "roll_windows",
+    "sampled",
     "stored_retrievals",
 ]

@@ -15,6 +15,8 @@ first; a missing score, source, hash or timestamp is ``""``/``NaN`` in its list)
                                    index's root)
 ``loopml.rag.document_hashes``     the BLAKE3 of that file as indexed
 ``loopml.rag.document_timestamps`` when each was indexed (ISO 8601 or epoch seconds)
+``loopml.rag.document_texts``      the retrieved texts themselves, when given (what the
+                                   online evaluation judges the answer against)
 ``loopml.rag.cited_ids``           the ids the answer cited (weak relevance labels)
 =================================  ======================================================
 
@@ -47,9 +49,10 @@ DOCUMENT_SCORES = "loopml.rag.document_scores"
 DOCUMENT_SOURCES = "loopml.rag.document_sources"
 DOCUMENT_HASHES = "loopml.rag.document_hashes"
 DOCUMENT_TIMESTAMPS = "loopml.rag.document_timestamps"
+DOCUMENT_TEXTS = "loopml.rag.document_texts"
 CITED_IDS = "loopml.rag.cited_ids"
 
-_DOCUMENT_KEYS = frozenset({"id", "score", "source", "source_hash", "timestamp"})
+_DOCUMENT_KEYS = frozenset({"id", "score", "source", "source_hash", "timestamp", "text"})
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Document:
     source: str | None = None
     source_hash: str | None = None
     timestamp: str | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +123,7 @@ def retrieval_attributes(
         (DOCUMENT_SOURCES, "source"),
         (DOCUMENT_HASHES, "source_hash"),
         (DOCUMENT_TIMESTAMPS, "timestamp"),
+        (DOCUMENT_TEXTS, "text"),
     ):
         values = [getattr(d, field) for d in docs]
         if any(v is not None for v in values):
@@ -136,13 +141,13 @@ def _document(item: Mapping[str, Any] | str, i: int) -> Document:
     if not isinstance(item, Mapping) or "id" not in item:
         raise InvalidInput(
             f"Retrieved document {i} must be an id or a mapping with 'id' (and optionally "
-            f"score, source, source_hash, timestamp), got {shown(item)}."
+            f"score, source, source_hash, timestamp, text), got {shown(item)}."
         )
     extra = sorted(set(item) - _DOCUMENT_KEYS)
     if extra:
         raise InvalidInput(
             f"Retrieved document {i} ({item['id']!r}) has unknown key(s) {', '.join(extra)}; "
-            "a document has id, score, source, source_hash, timestamp."
+            "a document has id, score, source, source_hash, timestamp, text."
         )
     score = item.get("score")
     if score is not None:
@@ -161,6 +166,7 @@ def _document(item: Mapping[str, Any] | str, i: int) -> Document:
         source=None if item.get("source") is None else str(item["source"]),
         source_hash=None if item.get("source_hash") is None else str(item["source_hash"]),
         timestamp=None if timestamp is None else str(timestamp),
+        text=None if item.get("text") is None else str(item["text"]),
     )
 
 
@@ -228,9 +234,11 @@ def stored_retrievals(
     *,
     index: str | None = None,
     since_us: int | None = None,
+    trace_id: str | None = None,
 ) -> list[Retrieval]:
     """The retrieval spans stored in the workspace (oldest first), of ``index`` (any when
-    None), started at or after ``since_us`` (microseconds since the epoch)."""
+    None), started at or after ``since_us`` (microseconds since the epoch), of one trace
+    (``trace_id``, 32 hex digits) when given."""
     from loopml.llm.tables import llm_spans
 
     ws = resolve_workspace(workspace)
@@ -246,6 +254,8 @@ def stored_retrievals(
     )
     if since_us is not None:
         stmt = stmt.where(llm_spans.c.start_us >= since_us)
+    if trace_id is not None:
+        stmt = stmt.where(llm_spans.c.trace_id == trace_id)
     with ws.db.read() as conn:
         rows = conn.execute(stmt).all()
     found = []
@@ -270,6 +280,7 @@ def _parse(trace_id: str, span_id: str, start_us: int, raw: str | None) -> Retri
     sources = _strings(attributes.get(DOCUMENT_SOURCES))
     hashes = _strings(attributes.get(DOCUMENT_HASHES))
     stamps = _strings(attributes.get(DOCUMENT_TIMESTAMPS))
+    texts = _strings(attributes.get(DOCUMENT_TEXTS))
 
     def item(values: list[Any], i: int) -> Any:
         value = values[i] if i < len(values) else None
@@ -282,6 +293,7 @@ def _parse(trace_id: str, span_id: str, start_us: int, raw: str | None) -> Retri
             source=item(sources, i),
             source_hash=item(hashes, i),
             timestamp=item(stamps, i),
+            text=item(texts, i),
         )
         for i, doc_id in enumerate(ids)
     )
