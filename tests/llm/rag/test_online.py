@@ -382,3 +382,12 @@ def test_docstring_examples() -> None:
 
     result = doctest.testmod(online, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_a_request_made_from_a_registered_prompt_names_it(make_gw: MakeGateway) -> None:
+    gw = make_gw(evaluators=["answer_relevance"], delay_s=0)
+    register_prompt("app/answer", "Answer briefly: {{ q }}", model="cheap", workspace=gw.workspace)
+    gw.chat({"prompt": "app/answer", "variables": {"q": "refunds?"}})
+    assert gw.flush_online_evals()
+    (row,) = rows(gw.workspace)
+    assert (row.prompt, row.route, row.status) == ("app/answer/1", "cheap", "ok")
