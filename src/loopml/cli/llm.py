@@ -4,6 +4,7 @@ and one request in full.
     loopml llm costs --by team --since 7d
     loopml llm requests --model cheap --errors --limit 20
     loopml llm show 3f2a9c1e
+    loopml llm feedback req_3f2a9c1e… 1 --comment "right answer"
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ SINCE_HELP = f"From this time, or this long ago (7d, 12h, 30m). {TIME_HELP}"
     },
 )
 def llm() -> None:
-    """What the LLM gateway recorded: costs, the request log, one request in full
-    (`loopml traces` shows the traces)."""
+    """What the LLM gateway recorded: costs, the request log, one request in full, and
+    feedback on requests (`loopml traces` shows the traces)."""
 
 
 def cost(value: float | None) -> str:
@@ -317,6 +318,45 @@ def show_command(ws: Workspace, request_id: str, as_json: bool) -> None:
     if found["request"] is None and found["response"] is None:
         out.print()
         out.print(text("(content not logged for this request)", "dim"))
+
+
+def _feedback_value(value: str) -> float | bool:
+    """VALUE: a number, or true/false (also up/down, yes/no) for a thumbs up or down."""
+    from loopml.exceptions import InvalidInput
+
+    words = {"true": True, "up": True, "yes": True, "false": False, "down": False, "no": False}
+    if value.strip().lower() in words:
+        return words[value.strip().lower()]
+    try:
+        return float(value)
+    except ValueError:
+        raise InvalidInput(
+            f"VALUE is a number (a rating, a score) or true/false (a thumbs up or down), got "
+            f"{value!r}"
+        ) from None
+
+
+@llm.command("feedback")
+@click.argument("request_id")
+@click.argument("value")
+@click.option("--name", default="user", show_default=True, help="What the feedback measures.")
+@click.option("--comment", help="Free text kept with the feedback.")
+@json_option
+@pass_workspace
+def feedback_command(
+    ws: Workspace, request_id: str, value: str, name: str, comment: str | None, as_json: bool
+) -> None:
+    """Record feedback on a gateway request (its id, or a unique prefix): VALUE is a number
+    or true/false (a thumbs up is 1). `loopml prompts ab` compares prompt versions on it."""
+    from loopml.llm.feedback import record_feedback
+    from loopml.llm.reports import request
+
+    full = request(ws, request_id)["id"]
+    stored = record_feedback(full, _feedback_value(value), name=name, comment=comment, workspace=ws)
+    if as_json:
+        emit_json(stored.to_dict())
+        return
+    click.echo(f"Feedback {stored.name}={stored.value:g} on {stored.request_id} (#{stored.id})")
 
 
 def _cache_text(entry: Any, saved: float | None) -> str:

@@ -6,6 +6,8 @@ gate for protected ones), roll back, read the history, time travel, diff and ren
     loopml prompts show support/answer@production --at 2026-11-30T16:32:07-05:00
     loopml prompts diff support/answer 3 4
     loopml prompts render support/answer@production --var question="Where is my order?"
+    loopml prompts split support/answer production 4=50 5=50 --reason "new tone"
+    loopml prompts ab support/answer --label production --metric feedback
 """
 
 from __future__ import annotations
@@ -173,7 +175,9 @@ def list_(ws: Workspace, as_json: bool) -> None:
         return
     grid = table("Name", "Versions", "Latest", "Labels", "Updated", no_wrap={"Name", "Updated"})
     for row in rows:
-        labels = ", ".join(f"{label} → {v}" for label, v in row["labels"].items())
+        labels = ", ".join(
+            _label_text(label, v, row["splits"].get(label)) for label, v in row["labels"].items()
+        )
         grid.add_row(
             text(row["name"]),
             str(row["versions"]),
@@ -182,6 +186,15 @@ def list_(ws: Workspace, as_json: bool) -> None:
             format_time(row["updated_at"]),
         )
     console().print(grid)
+
+
+def _label_text(label: str, version: int, split: Any = None) -> str:
+    """``production → 4``, or during an A/B test ``production: 4 (50%) / 5 (50%)``."""
+    from loopml.llm.prompts.refs import split_text
+
+    if split:
+        return f"{label}: {split_text(tuple((int(v), w) for v, w in split))}"
+    return f"{label} → {version}"
 
 
 def _end_of_second(moment: datetime) -> datetime:
@@ -229,22 +242,41 @@ def _print_version(version: PromptVersion) -> None:
 def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
     """Show a version: NAME (the latest), NAME@LABEL, NAME@latest or NAME/VERSION, with its
     template; with --at, as it was then."""
-    from loopml.llm.prompts import PromptRef, get_prompt, label_state
+    from loopml.llm.prompts import PromptRef, get_prompt, label_splits
 
     parsed = PromptRef.parse(ref)
     moment = parse_time(at, "--at") if at is not None else None
     when = _end_of_second(moment) if moment is not None else None
     version = get_prompt(parsed, at=when, workspace=ws)
     if moment is not None:
-        state = label_state(parsed.name, at=when, workspace=ws)
+        state = label_splits(parsed.name, at=when, workspace=ws)
         if as_json:
-            emit_json({**version.to_dict(), "at": moment, "labels_at": state})
+            emit_json(
+                {
+                    **version.to_dict(),
+                    "at": moment,
+                    "labels_at": {label: s.version for label, s in state.items()},
+                    "splits_at": {
+                        label: s.to_dict()["split"] for label, s in state.items() if s.split
+                    },
+                }
+            )
             return
-        shown = ", ".join(f"{label} → {v}" for label, v in state.items()) or "none"
+        shown = (
+            ", ".join(_label_text(label, s.version, s.split) for label, s in state.items())
+            or "none"
+        )
         click.echo(f"{parsed.name} at {format_time(moment)}: labels {shown}")
     elif as_json:
         emit_json(version.to_dict())
         return
+    elif parsed.label is not None:
+        split = label_splits(parsed.name, workspace=ws)[parsed.label].split
+        if split:
+            click.echo(
+                f"{parsed} is an A/B test: {_label_text(parsed.label, version.version, split)} "
+                f"(showing the control, {version.ref})"
+            )
     _print_version(version)
 
 
@@ -278,7 +310,7 @@ def versions(ws: Workspace, name: str, as_json: bool) -> None:
 
 def _move_line(move: LabelMove) -> str:
     before = f"{move.previous_version}" if move.previous_version is not None else "none"
-    return f"{move.name}@{move.label}: {before} → {move.version}"
+    return f"{move.name}@{move.label}: {before} → {move.target}"
 
 
 @prompts.command("label")
@@ -314,6 +346,113 @@ def label(
         return
     suffix = " (override)" if move.kind == "override" else ""
     click.echo(_move_line(move) + suffix)
+
+
+@prompts.command("split")
+@click.argument("name")
+@click.argument("label")
+@click.argument("weights", nargs=-1, required=True, metavar="VERSION=PERCENT...")
+@click.option("--reason", help="Why; recorded in the history (required with --force).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Split a protected label without a passing gate; recorded as an override.",
+)
+@json_option
+@pass_workspace
+def split(
+    ws: Workspace,
+    name: str,
+    label: str,
+    weights: tuple[str, ...],
+    reason: str | None,
+    force: bool,
+    as_json: bool,
+) -> None:
+    """Start an A/B test: LABEL of NAME shares its traffic between versions by percent
+    (4=50 5=50), sticky per end user; the label's current version, when in the split, stays
+    its control. `loopml prompts label` to one version ends the test; `loopml prompts ab`
+    compares them. A protected label splits only when every new version passes its gate."""
+    from loopml.exceptions import InvalidInput
+    from loopml.llm.evals.gate import gate_for
+    from loopml.llm.prompts import split_label
+
+    parsed: list[tuple[int, float]] = []
+    for item in weights:
+        version, eq, weight = item.partition("=")
+        try:
+            number = float(weight)
+            parsed.append((int(version), int(number) if number.is_integer() else number))
+        except ValueError:
+            raise InvalidInput(
+                f"Weights are VERSION=PERCENT like 4=50 5=50, got {item!r}"
+                + ("" if eq else " (no '=')")
+            ) from None
+    gate = gate_for(ws, name, label)
+    move = split_label(name, label, parsed, reason=reason, gate=gate, force=force, workspace=ws)
+    if as_json:
+        emit_json(move.to_dict())
+        return
+    suffix = " (override)" if move.kind == "override" else ""
+    click.echo(_move_line(move) + suffix)
+
+
+@prompts.command("ab")
+@click.argument("name")
+@click.option("--label", default="production", show_default=True, help="The label split.")
+@click.option(
+    "--metric",
+    default="feedback",
+    show_default=True,
+    help="feedback (the requests' feedback), online:EVALUATOR (e.g. online:groundedness), "
+    "or eval (eval-suite runs of each version).",
+)
+@click.option(
+    "--feedback-name",
+    default="user",
+    show_default=True,
+    help="Which feedback (its name) the feedback metric reads.",
+)
+@click.option(
+    "--since",
+    metavar="TIME",
+    help="From this time, or this long ago (7d); default: when the split started. " + TIME_HELP,
+)
+@click.option("--mde", type=float, help="Minimum detectable effect: sizes the planned sample.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level.")
+@json_option
+@pass_workspace
+def ab(
+    ws: Workspace,
+    name: str,
+    label: str,
+    metric: str,
+    feedback_name: str,
+    since: str | None,
+    mde: float | None,
+    alpha: float,
+    as_json: bool,
+) -> None:
+    """Compare the versions LABEL of NAME is split between: requests, end users, outcomes,
+    the test of each version against the control (z test for thumbs, Welch's t for scores),
+    an always-valid sequential p-value, and what to do next."""
+    from loopml.cli.llm import parse_since
+    from loopml.llm.prompts import prompt_ab
+
+    found = prompt_ab(
+        name,
+        label,
+        metric=metric,
+        feedback_name=feedback_name,
+        since=parse_since(since),
+        alpha=alpha,
+        mde=mde,
+        workspace=ws,
+    )
+    if as_json:
+        emit_json(found.to_dict())
+        return
+    click.echo(found.render(format_time))
 
 
 @prompts.command("rollback")
@@ -360,7 +499,7 @@ def history(ws: Workspace, name: str, label: str | None, as_json: bool) -> None:
             text(m.label),
             m.kind,
             str(m.previous_version) if m.previous_version is not None else "-",
-            str(m.version),
+            text(m.target),
             text(m.actor or ""),
             text(why),
         )

@@ -4,11 +4,13 @@
     POST /v1/embeddings         OpenAI embeddings
     GET  /v1/models             the model names this key may use
     POST /v1/messages           Anthropic Messages (SSE when "stream": true)
+    POST /v1/feedback           feedback on a request: {"request_id", "value", "name", "comment"}
     GET  /health                {"status": "ok"}
     GET  /metrics               Prometheus
 
 Any OpenAI or Anthropic SDK pointed at it works (``base_url="http://127.0.0.1:4000/v1"``;
 for Anthropic's SDK ``base_url="http://127.0.0.1:4000"``), with a virtual key as its API key.
+Every answer carries its request id in ``x-request-id`` (what feedback is given on).
 The config file (``--config``, else ``loopml.toml``) is re-read when it changes: a config
 that doesn't check out is refused with its error in the log, and the running one stays.
 SIGTERM stops taking requests, lets streams in flight finish, then writes the request log.
@@ -33,7 +35,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loopml.exceptions import LoopmlError
-from loopml.llm.errors import BadRequest, GatewayError, RateLimited
+from loopml.llm.errors import BadRequest, GatewayError, PermissionDenied, RateLimited
 
 if TYPE_CHECKING:
     from loopml.llm.gateway import Gateway
@@ -90,6 +92,18 @@ def _error(exc: Exception, flavour: str) -> Response:
     return _json(body, exc.status, headers)
 
 
+class RequestUnknown(GatewayError):
+    """Feedback named a request id the request log does not hold."""
+
+    status, type, code = 404, "invalid_request_error", "request_not_found"
+
+
+class FeedbackRefused(PermissionDenied):
+    """The key did not make the request it gives feedback on (nor did its team)."""
+
+    code = "feedback_not_allowed"
+
+
 def _sse_openai(chunk: Any) -> bytes:
     return b"data: " + orjson.dumps(chunk) + b"\n\n"
 
@@ -106,11 +120,13 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, events: AsyncIterator[bytes]) -> None:
+    def __init__(self, events: AsyncIterator[bytes], request_id: str | None = None) -> None:
         self.events = events
         self.status_code = 200
         self.background = None
-        self.init_headers(_SSE_HEADERS)
+        self.init_headers(
+            {**_SSE_HEADERS, "x-request-id": request_id} if request_id else _SSE_HEADERS
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         task = asyncio.current_task()
@@ -154,6 +170,8 @@ class GatewayApp:
                 Route("/v1/models", self.models, methods=["GET"]),
                 Route("/models", self.models, methods=["GET"]),
                 Route("/v1/messages", self.messages, methods=["POST"]),
+                Route("/v1/feedback", self.feedback, methods=["POST"]),
+                Route("/feedback", self.feedback, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
             ],
@@ -248,7 +266,7 @@ class GatewayApp:
             key, headers = _api_key(request), _trace_headers(request)
             if body.get("stream"):
                 chunks = await self.gateway.astream(body, api_key=key, headers=headers)
-                return EventStream(_openai_events(chunks))
+                return EventStream(_openai_events(chunks), _stream_id(chunks))
             reply = await self.gateway.achat(body, api_key=key, headers=headers)
         except Exception as exc:
             return _error(exc, "openai")
@@ -278,7 +296,7 @@ class GatewayApp:
                 chunks = await self.gateway.astream(
                     body, api_key=key, headers=headers, endpoint="messages"
                 )
-                return EventStream(_anthropic_events(chunks, model))
+                return EventStream(_anthropic_events(chunks, model), _stream_id(chunks))
             reply = await self.gateway.achat(
                 body, api_key=key, headers=headers, endpoint="messages"
             )
@@ -286,6 +304,55 @@ class GatewayApp:
         except Exception as exc:
             return _error(exc, "anthropic")
         return _json(message, headers=reply.headers())
+
+    async def feedback(self, request: Request) -> Response:
+        """``{"request_id", "value", "name"?, "comment"?}`` → 201 and the stored feedback.
+        With a key (required when the gateway requires keys), only on a request that key or
+        its team made."""
+        from loopml.llm.feedback import FeedbackNotAllowed, RequestNotFound, record_feedback
+
+        gw = self.gateway
+        try:
+            body = await _body(request)
+            api_key = _api_key(request)
+            key = None if api_key is None and not gw.require_key else gw.keys.authenticate(api_key)
+            unknown = set(body) - {"request_id", "value", "name", "comment"}
+            if unknown:
+                raise BadRequest(
+                    f"Unknown field(s) {', '.join(sorted(unknown))}: feedback takes request_id, "
+                    "value, name and comment."
+                )
+            if "request_id" not in body or "value" not in body:
+                raise BadRequest("Feedback needs 'request_id' and 'value' (a number or a bool).")
+            args: dict[str, Any] = {
+                "name": body.get("name") or "user",
+                "comment": body.get("comment"),
+                "key": key,
+                "workspace": gw.workspace,
+            }
+            try:
+                stored = await asyncio.to_thread(
+                    record_feedback, body["request_id"], body["value"], **args
+                )
+            except RequestNotFound:
+                # The request may still wait in the log's batch: write it out, look again.
+                await asyncio.to_thread(gw.log.flush)
+                stored = await asyncio.to_thread(
+                    record_feedback, body["request_id"], body["value"], **args
+                )
+        except RequestNotFound as exc:
+            return _error(RequestUnknown(str(exc)), "openai")
+        except FeedbackNotAllowed as exc:
+            return _error(FeedbackRefused(str(exc)), "openai")
+        except Exception as exc:
+            return _error(exc, "openai")
+        return _json(stored.to_dict(), 201)
+
+
+def _stream_id(chunks: AsyncIterator[Any]) -> str | None:
+    """The request id of a stream the gateway opened (its ``GatewayStream.request_id``)."""
+    found = getattr(chunks, "request_id", None)
+    return found if isinstance(found, str) else None
 
 
 def _trace_headers(request: Request) -> dict[str, str]:

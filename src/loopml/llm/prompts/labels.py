@@ -5,6 +5,13 @@ append-only history of every move — who, when, why and the gate's verdict.
     set_label("support/answer", "production", 4, gate=eval_gate)   # a protected label
     rollback("support/answer", "production")                        # back to its holder before
     label_history("support/answer", "production")
+    split_label("support/answer", "production", {4: 50, 5: 50})      # an A/B test
+
+A split label shares its traffic between versions by weight, sticky per end user
+(:func:`~loopml.llm.prompts.refs.choose`); ``version`` is then the control (the holder before
+the split, when it is in it, else the first version listed): what a request without an end
+user gets. Setting the label to one version ends the test; a rollback returns to the state
+before, split or not.
 
 A label listed in ``[prompts] protected_labels`` moves only when a promotion gate passes
 (:mod:`loopml.llm.prompts.gate`), or with ``force=True`` and a reason, recorded as an
@@ -16,7 +23,7 @@ history row's ``previous_version`` is the version the row before it moved the la
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -25,8 +32,23 @@ from sqlalchemy import insert, select
 
 from loopml.exceptions import Conflict, InvalidInput
 from loopml.llm.prompts.gate import GateVerdict, LabelBlocked, PromotionGate, judge
-from loopml.llm.prompts.refs import PromptRef, check_label, check_name
-from loopml.llm.prompts.versions import PromptVersion, _actor, resolve
+from loopml.llm.prompts.refs import (
+    PromptRef,
+    Split,
+    check_label,
+    check_name,
+    check_split,
+    split_text,
+)
+from loopml.llm.prompts.versions import (
+    LabelState,
+    PromptVersion,
+    _actor,
+    dump_split,
+    load_split,
+    resolve,
+    states_at,
+)
 from loopml.llm.tables import llm_prompt_label_history, llm_prompt_labels, llm_prompts
 from loopml.store.clock import now_ms, to_datetime
 from loopml.store.db import upsert
@@ -54,10 +76,17 @@ class LabelMove:
     reason: str | None
     verdict: GateVerdict | None
     created_at: datetime
+    #: The A/B split the move set (``version`` is its control); None: one version.
+    split: Split | None = None
 
     @property
     def moved(self) -> bool:
         return self.kind != BLOCKED
+
+    @property
+    def target(self) -> str:
+        """Where the move pointed the label: ``4``, or ``4 (50%) / 5 (50%)``."""
+        return split_text(self.split) if self.split else str(self.version)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -71,6 +100,7 @@ class LabelMove:
             "reason": self.reason,
             "verdict": self.verdict.to_dict() if self.verdict else None,
             "created_at": self.created_at.isoformat(),
+            "split": [list(pair) for pair in self.split] if self.split else None,
         }
 
 
@@ -88,6 +118,7 @@ def _move(row: Any) -> LabelMove:
         reason=row.reason,
         verdict=GateVerdict.from_dict(json.loads(row.verdict)) if row.verdict else None,
         created_at=created,
+        split=load_split(row.split),
     )
 
 
@@ -109,13 +140,13 @@ def _lock(conn: Connection, name: str) -> None:
         )
 
 
-def _holder(conn: Connection, name: str, label: str) -> int | None:
+def _state(conn: Connection, name: str, label: str) -> LabelState | None:
     found = conn.execute(
-        select(llm_prompt_labels.c.version).where(
+        select(llm_prompt_labels.c.version, llm_prompt_labels.c.split).where(
             llm_prompt_labels.c.name == name, llm_prompt_labels.c.label == label
         )
-    ).scalar()
-    return None if found is None else int(found)
+    ).first()
+    return None if found is None else LabelState(int(found.version), load_split(found.split))
 
 
 def _record(
@@ -127,16 +158,18 @@ def _record(
     previous: int | None,
     reason: str | None,
     verdict: GateVerdict | None,
+    split: Split | None = None,
 ) -> LabelMove:
     at = now_ms()
+    stored = dump_split(split)
     if kind != BLOCKED:
         stmt = upsert(conn.dialect.name, llm_prompt_labels).values(
-            name=name, label=label, version=version, updated_at=at
+            name=name, label=label, version=version, updated_at=at, split=stored
         )
         conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=[llm_prompt_labels.c.name, llm_prompt_labels.c.label],
-                set_={"version": version, "updated_at": at},
+                set_={"version": version, "updated_at": at, "split": stored},
             )
         )
     new_id = conn.execute(
@@ -150,6 +183,7 @@ def _record(
             reason=reason,
             verdict=verdict.to_json() if verdict is not None else None,
             created_at=at,
+            split=stored,
         )
     ).inserted_primary_key[0]  # type: ignore[index]
     row = conn.execute(
@@ -160,12 +194,14 @@ def _record(
 
 def _read_state(
     ws: Workspace, name: str, label: str, version: int
-) -> tuple[PromptVersion, PromptVersion | None]:
+) -> tuple[PromptVersion, PromptVersion | None, LabelState | None]:
     with ws.db.read() as conn:
         candidate = resolve(conn, PromptRef(name, version=version))
-        current = _holder(conn, name, label)
-        holder = resolve(conn, PromptRef(name, version=current)) if current is not None else None
-    return candidate, holder
+        state = _state(conn, name, label)
+        holder = (
+            resolve(conn, PromptRef(name, version=state.version)) if state is not None else None
+        )
+    return candidate, holder, state
 
 
 def set_label(
@@ -179,9 +215,10 @@ def set_label(
     workspace: WorkspaceLike = None,
 ) -> LabelMove:
     """Point ``label`` of prompt ``name`` at ``version`` and record the move (a label already
-    there records nothing). A protected label moves only when ``gate`` passes; its verdict is
-    recorded either way and a failing one raises :class:`LabelBlocked`. ``force=True`` (with
-    a ``reason``) moves it anyway, recorded as an override."""
+    there records nothing; a label split between versions ends its A/B test). A protected
+    label moves only when ``gate`` passes; its verdict is recorded either way and a failing
+    one raises :class:`LabelBlocked`. ``force=True`` (with a ``reason``) moves it anyway,
+    recorded as an override. Ending a split at its control version needs no gate."""
     check_name(name)
     check_label(label)
     if isinstance(version, bool) or not isinstance(version, int):
@@ -191,14 +228,14 @@ def set_label(
     ws = resolve_workspace(workspace)
     protected = label in protected_labels(ws)
     for _ in range(3):
-        candidate, holder = _read_state(ws, name, label, version)
+        candidate, holder, state = _read_state(ws, name, label, version)
         current = holder.version if holder is not None else None
-        if current == version:
+        if state is not None and state == LabelState(version):
             with ws.db.read() as conn:
                 return _last_move(conn, name, label, version)
         verdict: GateVerdict | None = None
         kind = SET
-        if protected:
+        if protected and current != version:
             if gate is not None:
                 verdict = judge(gate, candidate=candidate, label=label, current=holder)
             if force:
@@ -229,8 +266,9 @@ def set_label(
         ) -> LabelMove | None:
             _lock(conn, name)
             resolve(conn, PromptRef(name, version=version))
-            now = _holder(conn, name, label)
-            if now == version:  # another writer put it there meanwhile
+            now_state = _state(conn, name, label)
+            now = now_state.version if now_state is not None else None
+            if now_state == LabelState(version):  # another writer put it there meanwhile
                 return _last_move(conn, name, label, version)
             if protected and gate is not None and now != expected:
                 return None  # the label moved while the gate ran: judge again
@@ -250,6 +288,129 @@ def set_label(
             )
         return move
     raise Conflict(f"{name}@{label} kept moving while the gate ran; try again")
+
+
+def split_label(
+    name: str,
+    label: str,
+    weights: Mapping[int, float] | Sequence[tuple[int, float]],
+    *,
+    reason: str | None = None,
+    gate: PromotionGate | Callable[..., GateVerdict] | None = None,
+    force: bool = False,
+    workspace: WorkspaceLike = None,
+) -> LabelMove:
+    """Start (or re-weight) an A/B test: ``label`` of ``name`` shares its traffic between
+    the versions of ``weights`` (``{4: 50, 5: 50}``; two or more, each above 0, summing to
+    100), sticky per end user. The control — what a request without an end user gets, and
+    what the report compares with — is the label's current version when it is in the split,
+    else the first one listed. On a protected label every version of the split but the
+    current one must pass ``gate`` (all verdicts are recorded together; one failing moves
+    nothing and raises :class:`LabelBlocked`), or ``force=True`` with a ``reason``.
+
+    >>> split_label("support/answer", "production", {4: 90, 5: 10})  # doctest: +SKIP
+    """
+    check_name(name)
+    check_label(label)
+    split = check_split(weights)
+    if force and not (reason and reason.strip()):
+        raise InvalidInput("A forced label move needs a reason (--reason '...'); it is recorded")
+    ws = resolve_workspace(workspace)
+    protected = label in protected_labels(ws)
+    for _ in range(3):
+        with ws.db.read() as conn:
+            candidates = [resolve(conn, PromptRef(name, version=v)) for v, _ in split]
+            state = _state(conn, name, label)
+            holder = (
+                resolve(conn, PromptRef(name, version=state.version)) if state is not None else None
+            )
+        current = state.version if state is not None else None
+        control = (
+            current if current is not None and any(v == current for v, _ in split) else split[0][0]
+        )
+        if state == LabelState(control, split):
+            with ws.db.read() as conn:
+                return _last_move(conn, name, label, control)
+        verdict: GateVerdict | None = None
+        kind = SET
+        new = [c for c in candidates if c.version != current]
+        if protected and new:
+            if gate is not None:
+                verdict = _joint_verdict(
+                    [
+                        (c.version, judge(gate, candidate=c, label=label, current=holder))
+                        for c in new
+                    ]
+                )
+            if force:
+                kind = OVERRIDE
+                verdict = GateVerdict(
+                    passed=verdict.passed if verdict else False,
+                    summary=verdict.summary if verdict else "no gate ran",
+                    details=verdict.details if verdict else {},
+                    forced=True,
+                    reason=reason,
+                )
+            elif verdict is None:
+                raise LabelBlocked(
+                    f"{label!r} is a protected label ([prompts] protected_labels): splitting "
+                    f"{name}@{label} to {split_text(split)} needs a promotion gate (an eval "
+                    f"suite) to pass for version(s) {', '.join(str(c.version) for c in new)}, "
+                    "and none was given. To split it anyway, record an override: `loopml "
+                    f"prompts split {name} {label} "
+                    + " ".join(f"{v}={w:g}" for v, w in split)
+                    + " --force --reason '...'`"
+                )
+            elif not verdict.passed:
+                kind = BLOCKED
+
+        def tx(
+            conn: Connection,
+            kind: str = kind,
+            verdict: GateVerdict | None = verdict,
+            expected: LabelState | None = state,
+            control: int = control,
+        ) -> LabelMove | None:
+            _lock(conn, name)
+            for v, _ in split:
+                resolve(conn, PromptRef(name, version=v))
+            now = _state(conn, name, label)
+            if now == LabelState(control, split):
+                return _last_move(conn, name, label, control)
+            if now != expected:
+                return None  # the label moved meanwhile: decide again
+            previous = now.version if now is not None else None
+            return _record(conn, name, label, kind, control, previous, reason, verdict, split)
+
+        move = ws.db.transact(tx)
+        if move is None:
+            continue
+        if move.kind == BLOCKED:
+            assert verdict is not None
+            raise LabelBlocked(
+                f"The promotion gate refused the split {split_text(split)} of {name}@{label}: "
+                f"{verdict.summary or 'failed'}. {name}@{label} stays at "
+                f"{'version ' + str(current) if current is not None else 'no version'}; the "
+                "verdict is in `loopml prompts history`.",
+                verdict,
+            )
+        return move
+    raise Conflict(f"{name}@{label} kept moving while the split was decided; try again")
+
+
+def _joint_verdict(verdicts: list[tuple[int, GateVerdict]]) -> GateVerdict:
+    """One verdict for the versions a split adds: passed when every one passed."""
+    if len(verdicts) == 1:
+        return verdicts[0][1]
+    return GateVerdict(
+        passed=all(v.passed for _, v in verdicts),
+        summary="; ".join(
+            f"version {n}: {'PASS' if v.passed else 'FAIL'}"
+            + (f" {v.summary}" if v.summary else "")
+            for n, v in verdicts
+        ),
+        details={str(n): v.to_dict() for n, v in verdicts},
+    )
 
 
 def _last_move(conn: Connection, name: str, label: str, version: int) -> LabelMove:
@@ -281,12 +442,17 @@ def rollback(
 
     def tx(conn: Connection) -> LabelMove:
         _lock(conn, name)
-        current = _holder(conn, name, label)
-        if current is None:
+        state = _state(conn, name, label)
+        if state is None:
             resolve(conn, PromptRef(name))  # PromptNotFound for an unknown prompt
             raise Conflict(f"{name}@{label} points at no version: nothing to roll back")
+        current = state.version
         rows = conn.execute(
-            select(llm_prompt_label_history.c.kind, llm_prompt_label_history.c.version)
+            select(
+                llm_prompt_label_history.c.kind,
+                llm_prompt_label_history.c.version,
+                llm_prompt_label_history.c.split,
+            )
             .where(
                 llm_prompt_label_history.c.name == name,
                 llm_prompt_label_history.c.label == label,
@@ -294,21 +460,26 @@ def rollback(
             )
             .order_by(llm_prompt_label_history.c.id)
         ).all()
-        held: list[int] = []
-        for kind, version in rows:
+        held: list[LabelState] = []
+        for kind, version, split in rows:
             if kind == ROLLBACK:
                 if held:
                     held.pop()
             else:
-                held.append(int(version))
+                held.append(LabelState(int(version), load_split(split)))
+        now = split_text(state.split) if state.split else str(current)
         if len(held) < 2:
             raise Conflict(
-                f"{name}@{label} has no earlier version to roll back to (it holds {current}; "
+                f"{name}@{label} has no earlier version to roll back to (it holds {now}; "
                 f"see `loopml prompts history {name} {label}`)"
             )
         target = held[-2]
-        why = reason or f"rollback from version {current}"
-        return _record(conn, name, label, ROLLBACK, target, current, why, None)
+        why = reason or (
+            f"rollback from split {now}" if state.split else f"rollback from version {current}"
+        )
+        return _record(
+            conn, name, label, ROLLBACK, target.version, current, why, None, target.split
+        )
 
     return ws.db.transact(tx)
 
@@ -335,12 +506,21 @@ def label_history(
 def label_state(
     name: str, *, at: datetime | None = None, workspace: WorkspaceLike = None
 ) -> dict[str, int]:
-    """Every label of ``name`` → its version, now or at ``at`` (time travel)."""
-    from loopml.llm.prompts.versions import _ms, labels_at
+    """Every label of ``name`` → its version (a split label's control), now or at ``at``
+    (time travel); :func:`label_splits` adds the splits."""
+    return {label: s.version for label, s in label_splits(name, at=at, workspace=workspace).items()}
+
+
+def label_splits(
+    name: str, *, at: datetime | None = None, workspace: WorkspaceLike = None
+) -> dict[str, LabelState]:
+    """Every label of ``name`` → where it points (its version, and its A/B split if it has
+    one), now or at ``at`` (time travel)."""
+    from loopml.llm.prompts.versions import _ms
 
     check_name(name)
     at_ms = _ms(at)
     ws = resolve_workspace(workspace)
     with ws.db.read() as conn:
         resolve(conn, PromptRef(name), at_ms)  # PromptNotFound (or "no version yet then")
-        return labels_at(conn, name, at_ms)
+        return states_at(conn, name, at_ms)

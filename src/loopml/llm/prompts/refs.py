@@ -109,3 +109,78 @@ class PromptRef:
         if self.label is not None:
             return f"{self.name}@{self.label}"
         return self.name
+
+
+# -- A/B splits of a label -------------------------------------------------------------------
+
+#: A label's traffic split: ``((version, weight), ...)``, weights in percent summing to 100,
+#: in the order their bucket ranges are laid out.
+Split = tuple[tuple[int, float], ...]
+
+
+def check_split(weights: object) -> Split:
+    """``weights`` (``{4: 50, 5: 50}`` or ``[(4, 50), (5, 50)]``) as a :data:`Split`: two or
+    more distinct versions, each weight above 0, the weights summing to 100.
+
+    >>> check_split({4: 90, 5: 10})
+    ((4, 90), (5, 10))
+    """
+    items = list(weights.items()) if isinstance(weights, dict) else weights
+    if not isinstance(items, list | tuple) or not all(
+        isinstance(item, list | tuple) and len(item) == 2 for item in items
+    ):
+        raise InvalidInput(
+            f"A split maps versions to percent weights, like {{4: 50, 5: 50}}, got {weights!r}"
+        )
+    out: list[tuple[int, float]] = []
+    for version, weight in items:
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInput(f"A split's versions are whole numbers from 1, got {version!r}")
+        if isinstance(weight, bool) or not isinstance(weight, int | float):
+            raise InvalidInput(
+                f"The weight of version {version} is {weight!r}: a percentage above 0"
+            )
+        if not (weight > 0 and weight <= 100):  # also refuses NaN
+            raise InvalidInput(
+                f"The weight of version {version} is {weight!r}: a percentage above 0 and at "
+                "most 100"
+            )
+        if any(v == version for v, _ in out):
+            raise InvalidInput(f"Version {version} is in the split twice")
+        out.append((version, weight))
+    if len(out) < 2:
+        raise InvalidInput(
+            f"A split needs two or more versions, got {len(out)}; to point the label at one "
+            "version, set it (`loopml prompts label NAME LABEL VERSION`)"
+        )
+    total = sum(w for _, w in out)
+    if abs(total - 100) > 1e-9:
+        shown = " + ".join(f"{w:g} (version {v})" for v, w in out)
+        raise InvalidInput(f"A split's weights sum to 100; {shown} = {total:g}")
+    return tuple(out)
+
+
+def split_text(split: Split) -> str:
+    """``4 (50%) / 5 (50%)``: how listings show a split.
+
+    >>> split_text(((4, 90), (5, 10)))
+    '4 (90%) / 5 (10%)'
+    """
+    return " / ".join(f"{v} ({w:g}%)" for v, w in split)
+
+
+def choose(split: Split, name: str, label: str, key: str) -> int:
+    """The version of ``split`` that answers the end user ``key`` under ``NAME@LABEL``: the
+    key hashes (as a serving A/B test's does, :func:`loopml.serving.router.bucket` of
+    ``"NAME@LABEL"``) to a bucket in [0, 100); the versions own consecutive ranges of it, in
+    the split's order, as wide as their weights. The same key always gets the same version;
+    changing the weights moves only the keys whose range changed hands."""
+    from loopml.serving.router import bucket
+
+    place = bucket(f"{name}@{label}", key)
+    edge = 0.0
+    for version, weight in split:
+        edge += weight
+        if place < edge:
+            return version
+    return split[-1][0]  # a sum of 99.99999… within rounding

@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from loopml.exceptions import InvalidInput, NotFound
-from loopml.llm.prompts.refs import PromptRef, check_name
+from loopml.llm.prompts.refs import PromptRef, Split, check_name, choose
 from loopml.llm.prompts.template import (
     Parsed,
     Template,
@@ -265,18 +265,52 @@ def _no_prompt(conn: Connection, name: str) -> PromptNotFound:
     )
 
 
-def labels_at(conn: Connection, name: str, at_ms: int | None) -> dict[str, int]:
-    """Every label of ``name`` → the version it pointed at ``at_ms`` (now when None), by
-    replaying the label history (moves a gate blocked moved nothing)."""
+@dataclass(frozen=True)
+class LabelState:
+    """Where a label points: ``version``, and during an A/B test ``split`` — the versions
+    sharing its traffic with their percent weights (``version`` is then the control, what a
+    request without an end user gets)."""
+
+    version: int
+    split: Split | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "split": [list(pair) for pair in self.split] if self.split else None,
+        }
+
+
+def load_split(text: str | None) -> Split | None:
+    """A stored split (JSON ``[[version, weight], ...]``; NULL: none)."""
+    if not text:
+        return None
+    return tuple((int(v), w) for v, w in json.loads(text))
+
+
+def dump_split(split: Split | None) -> str | None:
+    return None if split is None else json.dumps([[v, w] for v, w in split])
+
+
+def states_at(conn: Connection, name: str, at_ms: int | None) -> dict[str, LabelState]:
+    """Every label of ``name`` → where it pointed at ``at_ms`` (now when None), by replaying
+    the label history (moves a gate blocked moved nothing)."""
     if at_ms is None:
         rows = conn.execute(
-            select(llm_prompt_labels.c.label, llm_prompt_labels.c.version).where(
-                llm_prompt_labels.c.name == name
-            )
+            select(
+                llm_prompt_labels.c.label, llm_prompt_labels.c.version, llm_prompt_labels.c.split
+            ).where(llm_prompt_labels.c.name == name)
         ).all()
-        return {label: int(version) for label, version in sorted(rows)}
+        return {
+            label: LabelState(int(version), load_split(split))
+            for label, version, split in sorted(rows, key=lambda row: row[0])
+        }
     history = conn.execute(
-        select(llm_prompt_label_history.c.label, llm_prompt_label_history.c.version)
+        select(
+            llm_prompt_label_history.c.label,
+            llm_prompt_label_history.c.version,
+            llm_prompt_label_history.c.split,
+        )
         .where(
             llm_prompt_label_history.c.name == name,
             llm_prompt_label_history.c.created_at <= at_ms,
@@ -284,19 +318,28 @@ def labels_at(conn: Connection, name: str, at_ms: int | None) -> dict[str, int]:
         )
         .order_by(llm_prompt_label_history.c.id)
     ).all()
-    state: dict[str, int] = {}
-    for label, version in history:
-        state[label] = int(version)
+    state: dict[str, LabelState] = {}
+    for label, version, split in history:
+        state[label] = LabelState(int(version), load_split(split))
     return dict(sorted(state.items()))
+
+
+def labels_at(conn: Connection, name: str, at_ms: int | None) -> dict[str, int]:
+    """Every label of ``name`` → the version it pointed at ``at_ms`` (now when None); a label
+    split between versions → its control version."""
+    return {label: state.version for label, state in states_at(conn, name, at_ms).items()}
 
 
 def _labels_of(conn: Connection, name: str, version: int, at_ms: int | None) -> tuple[str, ...]:
     return tuple(label for label, v in labels_at(conn, name, at_ms).items() if v == version)
 
 
-def resolve(conn: Connection, ref: PromptRef, at_ms: int | None = None) -> PromptVersion:
+def resolve(
+    conn: Connection, ref: PromptRef, at_ms: int | None = None, key: str | None = None
+) -> PromptVersion:
     """The version ``ref`` means now, or at ``at_ms`` (a version registered later did not
-    exist then; a label pointed where its history says)."""
+    exist then; a label pointed where its history says). A label split between versions
+    gives the end user ``key`` their version of the split, and the control without a key."""
     query = select(llm_prompts).where(llm_prompts.c.name == ref.name)
     if at_ms is not None:
         query = query.where(llm_prompts.c.created_at <= at_ms)
@@ -317,15 +360,18 @@ def resolve(conn: Connection, ref: PromptRef, at_ms: int | None = None) -> Promp
                 f"{_span(sorted(versions))}."
             )
     elif ref.label is not None:
-        labels = labels_at(conn, ref.name, at_ms)
-        if ref.label not in labels:
-            shown = ", ".join(f"{label} → {v}" for label, v in labels.items())
+        states = states_at(conn, ref.name, at_ms)
+        if ref.label not in states:
+            shown = ", ".join(f"{label} → {s.version}" for label, s in states.items())
             raise PromptNotFound(
                 f"Prompt {ref.name!r} has no label {ref.label!r}{then}; its labels: "
                 f"{shown or 'none'} (`loopml prompts label {ref.name} {ref.label} VERSION` "
                 "sets one)."
             )
-        wanted = labels[ref.label]
+        found = states[ref.label]
+        wanted = found.version
+        if found.split is not None and key is not None:
+            wanted = choose(found.split, ref.name, ref.label, key)
     else:
         wanted = max(versions)
     row = conn.execute(
@@ -341,16 +387,62 @@ def _span(versions: list[int]) -> str:
 
 
 def get_prompt(
-    ref: str | PromptRef, *, at: datetime | None = None, workspace: WorkspaceLike = None
+    ref: str | PromptRef,
+    *,
+    at: datetime | None = None,
+    key: str | None = None,
+    workspace: WorkspaceLike = None,
 ) -> PromptVersion:
     """The version ``ref`` names: ``NAME`` or ``NAME@latest`` (the newest), ``NAME@LABEL``,
     ``NAME/VERSION``. With ``at`` (an aware datetime): what it named then — time travel
-    through the labels' history. :class:`PromptNotFound` lists what exists."""
+    through the labels' history. :class:`PromptNotFound` lists what exists.
+
+    A label in an A/B test (:func:`~loopml.llm.prompts.split_label`) gives the end user
+    ``key`` their version, the same one every time; without ``key``, its control version::
+
+        get_prompt("support/answer@production", key="user-42")
+    """
     parsed = PromptRef.parse(ref) if isinstance(ref, str) else ref
     at_ms = _ms(at)
     ws = resolve_workspace(workspace)
     with ws.db.read() as conn:
-        return resolve(conn, parsed, at_ms)
+        return resolve(conn, parsed, at_ms, key)
+
+
+@dataclass(frozen=True)
+class PromptChoices:
+    """What a reference resolves to now, for choosing per request (the gateway keeps one per
+    reference for a few seconds): the control version, and a label's split with every
+    version in it."""
+
+    ref: PromptRef
+    control: PromptVersion
+    split: Split | None = None
+    versions: Mapping[int, PromptVersion] = field(default_factory=dict)
+
+    def choose(self, key: str | None) -> PromptVersion:
+        """The version for the end user ``key`` (the control without a key or a split)."""
+        if self.split is None or key is None or self.ref.label is None:
+            return self.control
+        return self.versions[choose(self.split, self.ref.name, self.ref.label, key)]
+
+
+def prompt_choices(ref: str | PromptRef, *, workspace: WorkspaceLike = None) -> PromptChoices:
+    """:class:`PromptChoices` of ``ref`` now (:class:`PromptNotFound` as :func:`get_prompt`)."""
+    parsed = PromptRef.parse(ref) if isinstance(ref, str) else ref
+    ws = resolve_workspace(workspace)
+    with ws.db.read() as conn:
+        control = resolve(conn, parsed)
+        if parsed.label is None:
+            return PromptChoices(parsed, control)
+        split = states_at(conn, parsed.name, None)[parsed.label].split
+        if split is None:
+            return PromptChoices(parsed, control)
+        versions = {
+            v: control if v == control.version else resolve(conn, PromptRef(parsed.name, v))
+            for v, _ in split
+        }
+        return PromptChoices(parsed, control, split, versions)
 
 
 def list_versions(name: str, *, workspace: WorkspaceLike = None) -> list[PromptVersion]:
@@ -385,16 +477,26 @@ def list_prompts(*, workspace: WorkspaceLike = None) -> list[dict[str, Any]]:
             .order_by(llm_prompts.c.name)
         ).all()
         labels: dict[str, dict[str, int]] = {}
-        for name, label, version in conn.execute(
-            select(llm_prompt_labels.c.name, llm_prompt_labels.c.label, llm_prompt_labels.c.version)
+        splits: dict[str, dict[str, list[list[Any]]]] = {}
+        for name, label, version, split in conn.execute(
+            select(
+                llm_prompt_labels.c.name,
+                llm_prompt_labels.c.label,
+                llm_prompt_labels.c.version,
+                llm_prompt_labels.c.split,
+            )
         ):
             labels.setdefault(name, {})[label] = int(version)
+            found = load_split(split)
+            if found is not None:
+                splits.setdefault(name, {})[label] = [list(pair) for pair in found]
     return [
         {
             "name": name,
             "versions": int(count),
             "latest": int(latest),
             "labels": dict(sorted(labels.get(name, {}).items())),
+            "splits": dict(sorted(splits.get(name, {}).items())),
             "updated_at": to_datetime(int(updated)),
         }
         for name, count, latest, updated in rows
