@@ -105,7 +105,12 @@ class HelpDesk:
             record_retrieval(
                 question,
                 [
-                    {"id": chunk.id, "score": round(score, 4), "source": chunk.source}
+                    {
+                        "id": chunk.id,
+                        "score": round(score, 4),
+                        "source": chunk.source,
+                        "text": chunk.text,  # what the online judges read as the context
+                    }
                     for chunk, score in hits
                 ],
                 index=INDEX,

@@ -1,6 +1,7 @@
 """A small RAG help desk, end to end: the index's corpus registered, the prompt promoted to
 production through an eval gate (a first cut is refused, the second passes), answers traced
-with their retrieval, then the corpus changes and `loopml rag check` reports the index stale.
+with their retrieval and judged for groundedness off the response path, then the corpus
+changes and `loopml rag check` reports the index stale.
 
     export OPENAI_API_KEY=sk-…
     python examples/rag_app/run.py [FOLDER]    # default: a fresh temporary folder
@@ -97,11 +98,15 @@ def main(folder: Path) -> None:
         for (question, _), reply in zip(QUESTIONS, replies, strict=True):
             print(f"\nQ: {question}\nA: {reply.text}\n   cited {reply.cited or '-'}, "
                   f"trace {reply.trace_id}")  # fmt: skip
-    flush_traces(ws)
+        # The judges of [gateway.online_eval] read the stored retrieval spans: store them,
+        # then judge what was sampled now rather than after delay_s.
+        flush_traces(ws)
+        gateway.flush_online_evals()
 
     loopml(folder, "prompts", "history", PROMPT, "production")
     loopml(folder, "traces", "show", replies[0].trace_id)
     loopml(folder, "llm", "requests", "--prompt", PROMPT)
+    loopml(folder, "rag", "online", "--index", INDEX)
 
     # 4. The corpus moves on without a rebuild: the index now answers from old text.
     refunds = corpus / "refunds.md"

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from llm.fake_provider import FakeProvider, start_fake_provider
 from loopml.llm.prompts import label_history
 from loopml.llm.rag import check_index, stored_retrievals
-from loopml.llm.tables import llm_requests, llm_spans
+from loopml.llm.tables import llm_online_evals, llm_requests, llm_spans
 from loopml.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,19 @@ def test_the_rag_app_example(tmp_path: Path, fake_provider: FakeProvider) -> Non
     with ws.db.read() as conn:
         prompts = [r.prompt for r in conn.execute(select(llm_requests.c.prompt))]
         spans = conn.execute(select(llm_spans.c.trace_id, llm_spans.c.name)).all()
+        judged = conn.execute(
+            select(llm_online_evals.c.evaluator, llm_online_evals.c.status).where(
+                llm_online_evals.c.rag_index == "helpdesk"
+            )
+        ).all()
     assert prompts.count("helpdesk/answer/2") == 4 + 4  # the answers, and the gate's suite run
+    # Every answer judged off the response path; the fake's echo is no verdict: judge_error.
+    assert sorted(judged) == sorted(
+        (kind, "judge_error")
+        for kind in ("context_relevance", "groundedness", "answer_relevance")
+        for _ in range(4)
+    )
+    assert "$ loopml rag online --index helpdesk" in shown
     retrievals = stored_retrievals(ws, index="helpdesk")
     assert len(retrievals) == 4
     names = {name for trace, name in spans if trace == retrievals[0].trace_id}

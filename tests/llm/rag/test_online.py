@@ -131,11 +131,14 @@ def test_a_request_is_judged_by_each_evaluator_against_its_retrieval(
     assert any(text.endswith("refund time?") for text in sent)  # the span's query
     with ws.db.read() as conn:
         judged = conn.execute(
-            select(llm_requests.c.id, llm_requests.c.tags).where(
+            select(llm_requests.c.id, llm_requests.c.tags, llm_requests.c.trace_id).where(
                 llm_requests.c.id == found["groundedness"].judge_request_id
             )
         ).one()
     assert "loopml:online-eval" in judged.tags
+    # The judges' calls are traces of their own: the judged request's trace (and its cost)
+    # holds only the application's retrieval and the generation.
+    assert judged.trace_id and judged.trace_id != found["groundedness"].trace_id
 
 
 def test_without_a_retrieval_span_the_messages_are_the_context(make_gw: MakeGateway) -> None:

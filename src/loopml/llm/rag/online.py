@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import logging
 import math
@@ -184,7 +185,9 @@ class OnlineEvaluator:
                 self._pending += 1
                 loop = self._loop if self._loop is not None else self._start()
             item = _Sampled(request_id, trace_id, route, prompt, created_at, messages, answer)
-            loop.call_soon_threadsafe(self._spawn, item)
+            # A context of its own: the judges' calls start traces of their own rather than
+            # nesting under the judged request's (whose cost they would inflate).
+            loop.call_soon_threadsafe(self._spawn, item, context=contextvars.Context())
             return True
         except Exception:  # the request path never pays for the evaluation
             log.exception("Could not queue request %s for online evaluation", request_id)
