@@ -286,21 +286,30 @@ def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
 @pass_workspace
 def versions(ws: Workspace, name: str, as_json: bool) -> None:
     """Every version of NAME: when, by whom, its labels and message."""
-    from loopml.llm.prompts import list_versions
+    from loopml.llm.prompts import label_splits, list_versions
 
     found = list_versions(name, workspace=ws)
     if as_json:
         emit_json([v.to_dict() for v in found])
         return
+    # an A/B test's label shows on every version of its split, with the version's share
+    splits = {label: s.split for label, s in label_splits(name, workspace=ws).items() if s.split}
     grid = table(
         "Version", "Kind", "Model", "Labels", "Registered", "By", "Message", no_wrap={"Registered"}
     )
     for v in found:
+        labels = [label for label in v.labels if label not in splits]
+        labels += [
+            f"{label} ({weight:g}%)"
+            for label, split in splits.items()
+            for version, weight in split
+            if version == v.version
+        ]
         grid.add_row(
             str(v.version),
             v.kind,
             text(v.model or "-"),
-            text(", ".join(v.labels) or "-"),
+            text(", ".join(labels) or "-"),
             format_time(v.created_at),
             text(v.created_by or "-"),
             text(v.commit_message or ""),

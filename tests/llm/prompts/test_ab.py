@@ -261,35 +261,39 @@ def test_the_gateway_gives_each_end_user_their_version(served: tuple[str, Gatewa
 # -- the report ------------------------------------------------------------------------------
 
 
-def _log(ws: Workspace, rows: list[tuple[str, int, str | None]]) -> list[str]:
+def _log(ws: Workspace, rows: list[tuple[int, int, str | None]]) -> list[str]:
     """Log answered requests (version, ms after now, end user) as the gateway does; → ids."""
     start = now_ms()
     ids = [f"req_test{i:06d}" for i in range(len(rows))]
     values = [
-        {
-            "id": ident,
-            "created_at": start + offset,
-            "endpoint": "chat",
-            "user": user,
-            "model_requested": "cheap",
-            "status": 200,
-            "stream": False,
-            "truncated": False,
-            "latency_ms": 1.0,
-            "input_tokens": 1,
-            "output_tokens": 1,
-            "cached_read_tokens": 0,
-            "cached_write_tokens": 0,
-            "reasoning_tokens": 0,
-            "usage_estimated": False,
-            "cost_usd": 0.0,
-            "cache_hit": False,
-            "prompt": f"{NAME}/{version}",
-        }  # fmt: skip
+        _row(ident, version, start + offset, user)
         for ident, (version, offset, user) in zip(ids, rows, strict=True)
     ]
     ws.db.transact(lambda conn: conn.execute(insert(llm_requests), values))
     return ids
+
+
+def _row(ident: str, version: int, at: int, user: str | None) -> dict[str, Any]:
+    """An answered request's row of the request log, made from ``NAME/version``."""
+    zero = dict.fromkeys(("cached_read_tokens", "cached_write_tokens", "reasoning_tokens"), 0)
+    return {
+        "id": ident,
+        "created_at": at,
+        "endpoint": "chat",
+        "user": user,
+        "model_requested": "cheap",
+        "status": 200,
+        "stream": False,
+        "truncated": False,
+        "latency_ms": 1.0,
+        "input_tokens": 1,
+        "output_tokens": 1,
+        **zero,
+        "usage_estimated": False,
+        "cost_usd": 0.0,
+        "cache_hit": False,
+        "prompt": f"{NAME}/{version}",
+    }
 
 
 def _thumbs(ws: Workspace, rates: dict[int, float], n: int, seed: int = 7) -> list[str]:
@@ -361,6 +365,28 @@ def test_too_little_feedback_says_so(sqlite_ws: Workspace) -> None:
         prompt_ab(NAME, "canary", workspace=ws)
 
 
+def test_a_version_swapped_out_of_the_test_is_still_reported(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    _ab_ready(ws)
+    _log(ws, [(1, 0, "a"), (2, 1, "b")])
+    split_label(NAME, "production", {1: 50, 3: 50}, workspace=ws)
+    ws.db.transact(
+        lambda conn: conn.execute(insert(llm_requests), [_row("req_more", 3, now_ms(), "c")])
+    )
+    found = prompt_ab(NAME, workspace=ws)
+    assert [(v.version, v.weight, v.requests) for v in found.versions] == [
+        (1, 50, 1),
+        (3, 50, 1),
+        (2, None, 1),
+    ]
+    assert [c.treatment for c in found.comparisons] == ["3", "2"]
+    assert any("each compared with 1" in note for note in found.notes)
+    set_label(NAME, "production", 3, workspace=ws)  # the test ended: its last one is reported
+    ended = prompt_ab(NAME, workspace=ws)
+    assert ended.control == 3 and ended.split is None
+    assert any("no longer split" in note for note in ended.notes)
+
+
 def test_online_eval_scores_compare_with_welch(sqlite_ws: Workspace) -> None:
     ws = sqlite_ws
     _ab_ready(ws)
@@ -428,6 +454,7 @@ def test_cli_split_list_show_and_ab(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert done.stdout.strip() == f"{NAME}@production: 1 → 1 (50%) / 2 (50%)"
     listed = run("list")
     assert "production: 1 (50%) / 2 (50%)" in listed.stdout.replace("\n", " ")
+    assert run("versions", NAME).stdout.count("production (50%)") == 2
     moment = datetime.now(UTC).isoformat()
     shown = json.loads(run("show", NAME, "--at", moment, "--json").stdout)
     assert shown["labels_at"] == {"production": 1}

@@ -89,7 +89,9 @@ class VersionOutcome:
 
 @dataclass(frozen=True)
 class PromptABReport:
-    """What :func:`prompt_ab` found. ``recommendation`` is ``not enough data``, ``keep
+    """What :func:`prompt_ab` found: one :class:`VersionOutcome` per version of the split
+    (the control first; a version the test held earlier has no weight), one
+    :class:`~loopml.serving.report.Comparison` per other version. ``recommendation`` is ``not enough data``, ``keep
     collecting``, ``winner`` (``winner`` names the version) or ``no difference``;
     ``summary`` says it in a sentence, with the command that ends the test."""
 
@@ -199,9 +201,10 @@ def check_metric(metric: object) -> str:
     )
 
 
-def _started(conn: Connection, name: str, label: str) -> tuple[int | None, Split | None]:
-    """When the label's latest A/B test started (the first of its run of split moves) and
-    its latest split; (None, None) when it never had one."""
+def _started(conn: Connection, name: str, label: str) -> tuple[int | None, Split | None, list[int]]:
+    """When the label's latest A/B test started (the first of its run of split moves), its
+    latest split, and every version its splits held since then (re-weighted or swapped);
+    (None, None, []) when it never had one."""
     rows = conn.execute(
         select(llm_prompt_label_history.c.split, llm_prompt_label_history.c.created_at)
         .where(
@@ -214,14 +217,16 @@ def _started(conn: Connection, name: str, label: str) -> tuple[int | None, Split
     start: int | None = None
     latest: Split | None = None
     previous: Split | None = None
+    held: list[int] = []
     for split_json, at in rows:
         split = load_split(split_json)
         if split is not None:
             latest = split
             if previous is None:
-                start = int(at)
+                start, held = int(at), []
+            held += [v for v, _ in split if v not in held]
         previous = split
-    return start, latest
+    return start, latest, held
 
 
 def prompt_ab(
@@ -258,12 +263,15 @@ def prompt_ab(
     with ws.db.read() as conn:
         resolve(conn, PromptRef(name, label=label))  # PromptNotFound names the labels
         state = states_at(conn, name, None)[label]
-        started, last_split = _started(conn, name, label)
+        started, last_split, held = _started(conn, name, label)
         split = state.split or last_split
         if since_ms is None:
             since_ms = started
         control = state.version
-        order = [control, *(v for v, _ in split or () if v != control)]
+        order = [control]
+        for v in [*(v for v, _ in split or ()), *held]:
+            if v not in order:
+                order.append(v)
         refs = {f"{name}/{v}": v for v in order}
         requests = _requests(conn, list(refs), since_ms, until_ms)
         binary: bool
