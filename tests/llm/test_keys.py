@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -76,11 +77,15 @@ def test_list_by_team_and_revoked_only_when_asked(ws: Workspace) -> None:
     a, _ = create_key(ws, team="growth")
     b, _ = create_key(ws, team="search")
     c, _ = create_key(ws, team="growth")
-    assert [k.id for k in list_keys(ws)] == [a.id, b.id, c.id]
-    assert [k.id for k in list_keys(ws, team="growth")] == [a.id, c.id]
+
+    def ordered(*keys: Any) -> list[str]:  # by creation time; keys of one millisecond by id
+        return [k.id for k in sorted(keys, key=lambda k: (k.created_at, k.id))]
+
+    assert [k.id for k in list_keys(ws)] == ordered(a, b, c)
+    assert [k.id for k in list_keys(ws, team="growth")] == ordered(a, c)
     revoke_key(ws, a.id)
     assert [k.id for k in list_keys(ws, team="growth")] == [c.id]
-    assert [k.id for k in list_keys(ws, include_revoked=True)] == [a.id, b.id, c.id]
+    assert [k.id for k in list_keys(ws, include_revoked=True)] == ordered(a, b, c)
 
 
 def test_revoke_is_idempotent(sqlite_ws: Workspace) -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import logging
 import os
 import random
@@ -69,6 +70,7 @@ if TYPE_CHECKING:
     from loopml.llm.cache.engine import Cache
     from loopml.llm.keys import KeyCache, VirtualKey
     from loopml.llm.limits import Crossing, Limiter
+    from loopml.llm.rag.online import OnlineEvaluator
     from loopml.llm.tracing import Tracing
     from loopml.workspace import Workspace, WorkspaceLike
 
@@ -81,6 +83,11 @@ DEFAULT_MAX_TOKENS_ESTIMATE = 1024
 PROMPT_TTL = 5.0
 #: Longest a retry waits for a ``Retry-After`` on the same deployment (seconds).
 MAX_RETRY_WAIT = 5.0
+#: Set in the gateway's own background calls (the online evaluation's judges): they need
+#: no virtual key even where every client request does.
+INTERNAL_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "loopml_gateway_internal_call", default=False
+)
 
 
 class StreamInterrupted(GatewayError):
@@ -115,6 +122,26 @@ class GatewayResponse:
         if self.cache is not None:
             headers["x-loopml-cache"] = self.cache
         return headers
+
+
+class GatewayStream:
+    """A streamed answer's chunks (an async iterator) and the request id the gateway gave
+    it, which the HTTP server sends as ``x-request-id`` before the first chunk."""
+
+    def __init__(self, chunks: AsyncIterator[Body], request_id: str) -> None:
+        self._chunks = chunks
+        self.request_id = request_id
+
+    def __aiter__(self) -> GatewayStream:
+        return self
+
+    async def __anext__(self) -> Body:
+        return await self._chunks.__anext__()
+
+    async def aclose(self) -> None:
+        closer = getattr(self._chunks, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 @dataclass
@@ -184,8 +211,10 @@ class Gateway:
         self._lock = threading.Lock()
         self._closed = False
         self._unpriced: set[str] = set()
-        self._prompts: dict[str, tuple[float, Any]] = {}  # reference -> (read at, version)
+        # reference -> (read at, its PromptChoices: a label's versions and split)
+        self._prompts: dict[str, tuple[float, Any]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.online: OnlineEvaluator | None = self._open_online(self.config)
 
     # -- construction ------------------------------------------------------------------------
 
@@ -228,6 +257,19 @@ class Gateway:
             if self.cache is not None:
                 self.cache.close()
         self.config, self.router, self.cache = config, router, cache
+        if self.online is not None:
+            self.online.configure(config.online_eval)
+        else:
+            self.online = self._open_online(config)
+
+    def _open_online(self, config: GatewayConfig) -> OnlineEvaluator | None:
+        """The online evaluation of sampled requests, when ``[gateway.online_eval]`` samples
+        any (its thread starts with the first sampled request)."""
+        if not config.online_eval.active:
+            return None
+        from loopml.llm.rag.online import OnlineEvaluator
+
+        return OnlineEvaluator(self, config.online_eval)
 
     def _versioned(self, config: GatewayConfig) -> GatewayConfig:
         """``config`` with each guardrail policy in use saved as a version in the metadata
@@ -348,14 +390,14 @@ class Gateway:
             self._check_chat_body(call.body)
             hit = await self._protect(call)
             if hit is not None:
-                return self._replay(call, hit)
+                return GatewayStream(self._replay(call, hit), call.request_id)
             plan = await self._admit(call)
             budget = await self._stream_budget(call)
             opened, deployment = await self._dispatch(call, plan, self._open_stream)
         except BaseException as exc:
             self._fail(call, exc)
             raise
-        return self._relay(call, opened, deployment, budget)
+        return GatewayStream(self._relay(call, opened, deployment, budget), call.request_id)
 
     async def _stream_budget(self, call: _Call) -> tuple[str, float] | None:
         """(subject, USD left) of the tightest budget when streams are cut at it, else None."""
@@ -410,12 +452,16 @@ class Gateway:
 
     async def aclose(self) -> None:
         """Close the providers' connections, write what the log still holds, stop tracing."""
+        if self.online is not None:
+            await asyncio.to_thread(self.online.close)
         for provider in self.providers.values():
             await provider.aclose()
         self._close_sync()
 
     def close(self) -> None:
         """:meth:`aclose` from synchronous code; idempotent."""
+        if self.online is not None:
+            self.online.close()  # its judges go through this gateway: first
         with self._lock:
             loop, self._loop = self._loop, None
         if loop is not None:
@@ -449,7 +495,7 @@ class Gateway:
     # -- the steps -------------------------------------------------------------------------
 
     def _authenticate(self, api_key: str | None) -> VirtualKey | None:
-        if api_key is None and not self.require_key:
+        if api_key is None and (not self.require_key or INTERNAL_CALL.get()):
             return None
         return self.keys.authenticate(api_key)
 
@@ -580,7 +626,8 @@ class Gateway:
         """``{"prompt": "support/answer@production", "variables": {...}}`` instead of (or
         ahead of) ``messages``: the version the reference names now, rendered; its model and
         params apply where the request sets none. A label's move is seen within
-        :data:`PROMPT_TTL` seconds."""
+        :data:`PROMPT_TTL` seconds. A label in an A/B test gives each end user (the request's
+        ``user``, else its request id) their version of the split, the same every time."""
         body = call.body
         ref, variables = body.get("prompt"), body.get("variables", {})
         if not isinstance(ref, str) or not ref.strip():
@@ -591,16 +638,17 @@ class Gateway:
             raise BadRequest("'variables' must be an object of the prompt's variables.")
         found = self._prompts.get(ref)
         if found is None or time.monotonic() - found[0] > PROMPT_TTL:
-            from loopml.llm.prompts import get_prompt
+            from loopml.llm.prompts.versions import prompt_choices
 
             try:
-                version = await asyncio.to_thread(get_prompt, ref, workspace=self.workspace)
+                choices = await asyncio.to_thread(prompt_choices, ref, workspace=self.workspace)
             except LoopmlError as exc:
                 raise BadRequest(f"prompt {ref!r}: {exc}") from exc
             if len(self._prompts) > 1000:
                 self._prompts.clear()
-            self._prompts[ref] = found = (time.monotonic(), version)
-        version = found[1]
+            self._prompts[ref] = found = (time.monotonic(), choices)
+        choices = found[1]
+        version = choices.choose(call.user or call.request_id)
         try:
             rendered = version.render(**variables)
         except LoopmlError as exc:
@@ -625,6 +673,8 @@ class Gateway:
         if call.span is not None:
             call.span.set_attribute("loopml.prompt.name", version.name)
             call.span.set_attribute("loopml.prompt.version", version.version)
+            if choices.ref.label is not None:
+                call.span.set_attribute("loopml.prompt.label", choices.ref.label)
             call.span.set_attribute("gen_ai.request.model", str(out["model"]))
 
     # -- guardrails and the cache (loopml.llm.stages) ------------------------------------------
@@ -1199,6 +1249,17 @@ class Gateway:
         if self._loop is not None:
             self._run(self.aflush_cache())
 
+    def flush_online_evals(self, timeout: float | None = None) -> bool:
+        """Judge every request sampled so far for online evaluation now (not after
+        ``delay_s``) and wait until its rows are written; whether all were, within
+        ``timeout`` seconds. Store the application's retrieval spans first
+        (:func:`loopml.llm.tracing.flush_traces`) for them to be found."""
+        if self.online is None:
+            return True
+        done = self.online.flush(timeout)
+        self.log.flush()  # the judges' own requests
+        return done
+
     def flush_books(self) -> None:
         """Write every booked token and dollar to the shared counters now, and the events of
         the budget thresholds that crossed (the books are otherwise written in batches)."""
@@ -1306,6 +1367,19 @@ class Gateway:
             usage=usage,
             cost=cost,
         )
+        if self.online is not None and status == 200:  # sampled or not: O(1), never raises
+            self.online.offer(
+                request_id=call.request_id,
+                endpoint=call.endpoint,
+                status=status,
+                tags=call.tags,
+                route=model,
+                prompt=call.prompt,
+                trace_id=trace_id,
+                created_at=call.created_at,
+                body=call.body,
+                response=response,
+            )
 
     # -- spans -----------------------------------------------------------------------------
 
