@@ -258,6 +258,15 @@ def test_console_script_prints_no_traceback(project: Path) -> None:
         ("git failed: bad revision 'v9'..", "git failed: bad revision 'v9'."),
         ("Wait for it...", "Wait for it..."),
         ("Fine.", "Fine."),
+        (
+            "A split's weights sum to 100; 60 + 50 = 110",
+            "A split's weights sum to 100; 60 + 50 = 110.",
+        ),
+        (
+            "Run `loopml prompts label NAME LABEL VERSION`",
+            "Run `loopml prompts label NAME LABEL VERSION`.",
+        ),
+        ('He said "stop."', 'He said "stop."'),
     ],
 )
 def test_error_line_has_one_full_stop(message: str, shown: str) -> None:

@@ -76,6 +76,15 @@ def test_values_are_checked_and_unknown_requests_named(gw: Gateway) -> None:
     assert len(feedback_for(reply.request_id, workspace=ws)) == 3  # nothing else stored
 
 
+def test_in_process_feedback_right_after_the_answer(gw: Gateway) -> None:
+    # The request log is written in batches: the gateway's own feedback writes it first.
+    reply = gw.chat(_ask())
+    stored = gw.feedback(reply.request_id, True, comment="spot on")
+    assert (stored.request_id, stored.value, stored.comment) == (reply.request_id, 1.0, "spot on")
+    with pytest.raises(RequestNotFound, match=r"Gateway.feedback"):
+        gw.feedback("req_nosuch", 1)
+
+
 @pytest.fixture
 def served(
     sqlite_ws: Workspace, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch

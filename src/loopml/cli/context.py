@@ -31,6 +31,8 @@ R = TypeVar("R")
 
 
 _DOUBLE_STOP = re.compile(r"(?<!\.)\.\.$")
+#: How a finished sentence (or an ellipsis, a quoted sentence) ends.
+_TERMINAL = (".", "!", "?", '."', ".'", ".)", "…")
 
 
 class CliError(click.ClickException):
@@ -38,8 +40,11 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         # A message built from another ("git said: x.") plus our own full stop must not end
-        # in "..": one full stop, an ellipsis left alone.
-        super().__init__(_DOUBLE_STOP.sub(".", message.rstrip()))
+        # in "..": one full stop, an ellipsis left alone. One that ends without a stop gets one.
+        message = _DOUBLE_STOP.sub(".", message.rstrip())
+        if message and not message.endswith(_TERMINAL):
+            message += "."
+        super().__init__(message)
         if exit_code != self.exit_code:
             # click >= 8.5 declares exit_code a ClassVar; click's main() reads the instance.
             setattr(self, "exit_code", exit_code)  # noqa: B010

@@ -133,7 +133,7 @@ def _request(conn: Connection, request_id: str) -> Any:
         raise RequestNotFound(
             f"No gateway request {request_id!r} in the request log: feedback goes on the id "
             "the gateway answered with (the x-request-id header); `loopml llm requests` lists "
-            "recent ones."
+            "recent ones. In-process, `Gateway.feedback(...)` writes the request log first."
         )
     return found
 

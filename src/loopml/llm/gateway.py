@@ -1249,6 +1249,25 @@ class Gateway:
         if self._loop is not None:
             self._run(self.aflush_cache())
 
+    def feedback(
+        self,
+        request_id: str,
+        value: float | bool,
+        *,
+        name: str = "user",
+        comment: str | None = None,
+        actor: str | None = None,
+    ) -> Any:
+        """Store feedback on one of this gateway's requests (:func:`loopml.llm.feedback.
+        record_feedback`), writing the request log first: a request answered a moment ago
+        is found even before the log's next batch."""
+        from loopml.llm.feedback import record_feedback
+
+        self.log.flush()
+        return record_feedback(
+            request_id, value, name=name, comment=comment, actor=actor, workspace=self.workspace
+        )
+
     def flush_online_evals(self, timeout: float | None = None) -> bool:
         """Judge every request sampled so far for online evaluation now (not after
         ``delay_s``) and wait until its rows are written; whether all were, within

@@ -104,6 +104,12 @@ class LabelMove:
         }
 
 
+def _unmoved(name: str, label: str, current: int | None) -> str:
+    if current is None:
+        return f"{name}@{label} still points at no version"
+    return f"{name}@{label} stays at version {current}"
+
+
 def _move(row: Any) -> LabelMove:
     created = to_datetime(row.created_at)
     assert created is not None
@@ -281,13 +287,12 @@ def set_label(
             assert verdict is not None
             raise LabelBlocked(
                 f"The promotion gate refused {name}/{version} for {label!r}: "
-                f"{verdict.summary or 'failed'}. {name}@{label} stays at "
-                f"{'version ' + str(current) if current is not None else 'no version'}; the "
-                "verdict is in `loopml prompts history`.",
+                f"{verdict.summary or 'failed'}. {_unmoved(name, label, current)}; the verdict is "
+                "in `loopml prompts history`.",
                 verdict,
             )
         return move
-    raise Conflict(f"{name}@{label} kept moving while the gate ran; try again")
+    raise Conflict(f"{name}@{label} kept moving while the gate ran; try again.")
 
 
 def split_label(
@@ -389,13 +394,12 @@ def split_label(
             assert verdict is not None
             raise LabelBlocked(
                 f"The promotion gate refused the split {split_text(split)} of {name}@{label}: "
-                f"{verdict.summary or 'failed'}. {name}@{label} stays at "
-                f"{'version ' + str(current) if current is not None else 'no version'}; the "
-                "verdict is in `loopml prompts history`.",
+                f"{verdict.summary or 'failed'}. {_unmoved(name, label, current)}; the verdict is "
+                "in `loopml prompts history`.",
                 verdict,
             )
         return move
-    raise Conflict(f"{name}@{label} kept moving while the split was decided; try again")
+    raise Conflict(f"{name}@{label} kept moving while the split was decided; try again.")
 
 
 def _joint_verdict(verdicts: list[tuple[int, GateVerdict]]) -> GateVerdict:
