@@ -295,6 +295,7 @@ def test_concurrent_label_moves_are_all_recorded_in_order(
     for before, after in zip(history, history[1:], strict=False):
         assert after.previous_version == before.version  # one chain, no lost move
         assert after.version != before.version
+    assert {1, 3} <= {move.version for move in history}  # each writer's own moves recorded
     assert get_prompt(f"{NAME}@production", workspace=ws).version == history[-1].version
 
 
