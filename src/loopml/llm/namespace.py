@@ -5,15 +5,21 @@
     ws.llm.requests(errors_only=True, limit=20); ws.llm.request("3f2a9c1e")
     ws.llm.traces(since="1h"); ws.llm.trace_tree("4bf92f35")
     with ws.llm.trace("retrieval") as span: ...
+    ws.llm.prompts.get("support/answer@production"); ws.llm.rag.check_index("docs")
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
 
 from loopml.llm import reports
 from loopml.namespaces import Namespace, WithWorkspace
+
+if TYPE_CHECKING:
+    from loopml.llm.prompts.namespace import Prompts
+    from loopml.llm.rag.namespace import Rag
 
 
 class LLM(Namespace):
@@ -22,6 +28,27 @@ class LLM(Namespace):
     costs = WithWorkspace(reports.costs)
     requests = WithWorkspace(reports.requests)
     traces = WithWorkspace(reports.traces)
+
+    @cached_property
+    def prompts(self) -> Prompts:
+        """The prompt registry (:class:`loopml.llm.prompts.namespace.Prompts`)."""
+        from loopml.llm.prompts.namespace import Prompts
+
+        return Prompts(self.workspace)
+
+    @cached_property
+    def rag(self) -> Rag:
+        """RAG monitoring (:class:`loopml.llm.rag.namespace.Rag`)."""
+        from loopml.llm.rag.namespace import Rag
+
+        return Rag(self.workspace)
+
+    def feedback(self, request_id: str, value: float | bool, **options: Any) -> Any:
+        """Store feedback on a logged gateway request (:func:`loopml.llm.feedback.
+        record_feedback`; in-process right after the answer, ``Gateway.feedback``)."""
+        from loopml.llm.feedback import record_feedback
+
+        return record_feedback(request_id, value, workspace=self.workspace, **options)
 
     def request(self, request_id: str) -> dict[str, Any]:
         """One logged request with its messages, response and attempts
