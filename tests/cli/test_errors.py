@@ -80,6 +80,8 @@ FAILING = [
     (("traces", "show", "nosuch"), "No trace 'nosuch'"),
     (("prompts", "show", "support/nosuch"), "No prompt 'support/nosuch'"),
     (("rag", "check", "nosuch"), "No index 'nosuch'"),
+    (("demo", "--dir", "loopml.toml"), "not a folder"),
+    (("status", "--model", "nosuch"), "No model 'nosuch'"),
 ]
 
 
