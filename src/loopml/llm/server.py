@@ -5,6 +5,8 @@
     GET  /v1/models             the model names this key may use
     POST /v1/messages           Anthropic Messages (SSE when "stream": true)
     POST /v1/feedback           feedback on a request: {"request_id", "value", "name", "comment"}
+    POST /v1/traces             OTLP/HTTP trace export (protobuf or JSON, gzip or not): an
+                                application's spans, stored like the gateway's own
     GET  /health                {"status": "ok"}
     GET  /metrics               Prometheus
 
@@ -39,6 +41,7 @@ from loopml.llm.errors import BadRequest, GatewayError, PermissionDenied, RateLi
 
 if TYPE_CHECKING:
     from loopml.llm.gateway import Gateway
+    from loopml.llm.otlp import Encoding
     from loopml.workspace import Workspace
 
 log = logging.getLogger("loopml.llm.server")
@@ -172,6 +175,7 @@ class GatewayApp:
                 Route("/v1/messages", self.messages, methods=["POST"]),
                 Route("/v1/feedback", self.feedback, methods=["POST"]),
                 Route("/feedback", self.feedback, methods=["POST"]),
+                Route("/v1/traces", self.traces, methods=["POST"]),
                 Route("/health", self.health, methods=["GET"]),
                 Route("/metrics", self.metrics, methods=["GET"]),
             ],
@@ -347,6 +351,102 @@ class GatewayApp:
         except Exception as exc:
             return _error(exc, "openai")
         return _json(stored.to_dict(), 201)
+
+    async def traces(self, request: Request) -> Response:
+        """OTLP/HTTP trace export (what an OpenTelemetry SDK's OTLP/HTTP exporter posts):
+        the spans are stored in the request log's span batches, and the answer is an
+        ``ExportTraceServiceResponse`` whose ``partial_success`` counts the spans that could
+        not be stored, and says why. Errors are a ``google.rpc.Status`` in the request's
+        encoding: 400 not OTLP, 401 no valid key (when one is required, or one is sent),
+        413 over the size limit, 415 an unsupported content type or encoding."""
+        from loopml.llm import otlp
+
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        encoding = _OTLP_ENCODINGS.get(media)
+        if encoding is None:
+            return _otlp_error(
+                415,
+                f"Content-Type {media or '(none)'!r} is not an OTLP encoding: send "
+                "application/x-protobuf or application/json (OTLP/JSON).",
+                "json",
+            )
+        gw = self.gateway
+        try:
+            api_key = _api_key(request)
+            if api_key is not None or gw.require_key:
+                gw.keys.authenticate(api_key)
+            coding = request.headers.get("content-encoding", "").strip().lower()
+            if coding not in ("", "identity", *otlp.COMPRESSIONS):
+                return _otlp_error(
+                    415,
+                    f"Content-Encoding {coding!r} is not supported: send gzip, deflate or "
+                    "no encoding.",
+                    encoding,
+                )
+            body = await _capped_body(request, otlp.MAX_EXPORT_BYTES)
+
+            def read(body: bytes) -> otlp.Received:  # off the event loop: CPU-bound
+                if coding in otlp.COMPRESSIONS:
+                    body = otlp.decompress(body, coding, otlp.MAX_EXPORT_BYTES)
+                return otlp.read_export(body, encoding)
+
+            received = await asyncio.to_thread(read, body)
+        except GatewayError as exc:
+            return _otlp_error(exc.status, exc.message, encoding)
+        except otlp.BodyTooLarge as exc:
+            return _otlp_error(413, str(exc), encoding)
+        except otlp.NotOtlp as exc:
+            return _otlp_error(400, str(exc), encoding)
+        except Exception as exc:
+            log.exception("Unexpected error in the gateway's OTLP receiver")
+            return _otlp_error(500, f"Internal error: {type(exc).__name__}: {exc}", encoding)
+        if received.spans:
+            gw.log.add_spans(received.spans)  # written in batches, off the request path
+        if received.rejected:
+            log.warning("OTLP export: %s", received.error_message)
+        return Response(otlp.encode_response(received, encoding), media_type=_OTLP_MEDIA[encoding])
+
+
+_OTLP_ENCODINGS: dict[str, Encoding] = {
+    "application/x-protobuf": "protobuf",
+    "application/protobuf": "protobuf",
+    "application/json": "json",
+}
+_OTLP_MEDIA: dict[Encoding, str] = {
+    "protobuf": "application/x-protobuf",
+    "json": "application/json",
+}
+
+
+def _otlp_error(status: int, message: str, encoding: Encoding) -> Response:
+    from loopml.llm.otlp import encode_status
+
+    return Response(
+        encode_status(status, message, encoding),
+        status_code=status,
+        media_type=_OTLP_MEDIA[encoding],
+    )
+
+
+async def _capped_body(request: Request, limit: int) -> bytes:
+    """The request's body; :class:`~loopml.llm.otlp.BodyTooLarge` as soon as it passes
+    ``limit`` bytes (announced or sent), without reading the rest into memory."""
+    from loopml.llm.otlp import BodyTooLarge
+
+    too_large = BodyTooLarge(
+        f"The export request is over {limit} bytes: send smaller batches "
+        "(OTEL_BSP_MAX_EXPORT_BATCH_SIZE) or compress them (OTEL_EXPORTER_OTLP_COMPRESSION=gzip)."
+    )
+    announced = request.headers.get("content-length", "")
+    if announced.isdigit() and int(announced) > limit:
+        raise too_large
+    parts, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _stream_id(chunks: AsyncIterator[Any]) -> str | None:
