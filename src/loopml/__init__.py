@@ -57,6 +57,7 @@ if TYPE_CHECKING:
     from loopml.pipelines import emit_event, run_pipeline, task
     from loopml.pipelines.pipeline import pipeline
     from loopml.registry import GatePolicy, ModelVersion, PythonModel
+    from loopml.status import workspace_status as workspace_status
     from loopml.tracking import ArtifactInfo, DatasetRef, Experiment, Run, RunRecord, RunStatus
     from loopml.workspace import Workspace, default_workspace, set_default_workspace
 
@@ -114,6 +115,7 @@ _LAZY = {
     "set_alias": "loopml.fluent",
     "get_model_version": "loopml.fluent",
     "lineage": "loopml.fluent",
+    "workspace_status": "loopml.status",
 }
 
 

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from loopml.monitoring.namespace import Monitors
     from loopml.pipelines.namespace import Pipelines
     from loopml.serving.namespace import Deployments
+    from loopml.status import WorkspaceStatus
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -312,6 +313,14 @@ class Workspace:
         from loopml.llm.namespace import LLM
 
         return self._namespace("llm", LLM)
+
+    def status(self, *, model: str | None = None) -> WorkspaceStatus:
+        """Where the loop stands, graded against the maturity levels
+        (:func:`loopml.status.workspace_status`): ``ws.status().maturity.missing``."""
+        self._not_served("ws.status()")
+        from loopml.status import workspace_status
+
+        return workspace_status(self, model=model)
 
     # -- the module-level functions' names, forwarding to the namespaces ---------------------
 
