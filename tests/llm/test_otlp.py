@@ -11,7 +11,7 @@ import json
 import math
 import re
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -42,6 +42,7 @@ from loopml.exceptions import InvalidInput
 from loopml.llm import otlp
 from loopml.llm.gateway import Gateway
 from loopml.llm.keys import create_key
+from loopml.llm.logs import RequestLog
 from loopml.llm.otlp import (
     BodyTooLarge,
     NotOtlp,
@@ -501,6 +502,35 @@ def test_answers() -> None:
     assert json.loads(encode_status(401, "no key", "json")) == {"code": 16, "message": "no key"}
 
 
+@pytest.mark.parametrize("store", ["sqlite-file", "postgres"])
+def test_received_spans_fit_the_span_table(
+    store: str, workspace_factory: Callable[..., Workspace]
+) -> None:
+    """The longest name and request id accepted are stored; a span received twice (in one
+    batch, or replayed) is one row, and the database refuses nothing."""
+    ws = workspace_factory(store)
+    request = _request(
+        _span("n" * otlp.MAX_NAME_CHARS, attributes={"loopml.request_id": "r" * 32, **RAG}),
+        _span("n" * otlp.MAX_NAME_CHARS, attributes={"loopml.request_id": "r" * 32, **RAG}),
+        _span("child", span_id=CHILD, parent=ROOT),
+    )
+    received = read_export(request.SerializeToString(), "protobuf")
+    assert received.rejected == 0 and len(received.spans) == 3
+    log = RequestLog(ws)
+    try:
+        log.add_spans(received.spans)
+        log.add_spans(read_export(request.SerializeToString(), "protobuf").spans)
+        log.flush()
+        assert log.rejected == 0
+    finally:
+        log.close()
+    with ws.db.read() as conn:
+        rows = conn.execute(select(llm_spans.c.span_id, llm_spans.c.request_id)).all()
+    assert sorted(rows) == [(ROOT.hex(), "r" * 32), (CHILD.hex(), None)]
+    (retrieval,) = stored_retrievals(ws)
+    assert retrieval.document_ids == ["faq#2", "policy#7"]
+
+
 # -- POST /v1/traces on a real gateway -------------------------------------------------------
 
 
@@ -683,7 +713,12 @@ def test_refusals(served: tuple[str, Gateway, str], monkeypatch: pytest.MonkeyPa
     assert too_big.status_code == 413 and "once decompressed" in status(too_big).message
     with monkeypatch.context() as patched:
         patched.setattr(otlp, "MAX_EXPORT_BYTES", len(body) - 1)
-        assert post(body, proto).status_code == 413
+        assert post(body, proto).status_code == 413  # as announced by Content-Length
+        chunked = httpx.post(
+            f"{url}/v1/traces", content=iter([body[:10], body[10:]]), headers=proto, timeout=10
+        )
+        assert "content-length" not in chunked.request.headers
+        assert chunked.status_code == 413  # as it comes
     # the SDK's exporter without a key: a failed export, nothing stored
     provider, results = _sdk(url)
     with provider.get_tracer("t").start_as_current_span("unsent"):

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
@@ -397,6 +397,8 @@ class GatewayApp:
             return _otlp_error(413, str(exc), encoding)
         except otlp.NotOtlp as exc:
             return _otlp_error(400, str(exc), encoding)
+        except ClientDisconnect:  # the exporter gave up mid-body: no one to answer
+            return Response(status_code=400)
         except Exception as exc:
             log.exception("Unexpected error in the gateway's OTLP receiver")
             return _otlp_error(500, f"Internal error: {type(exc).__name__}: {exc}", encoding)
