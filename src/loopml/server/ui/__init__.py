@@ -9,7 +9,8 @@ Pages: ``/`` (experiments), ``/experiments/{id}`` (runs: filter, sort, columns, 
 ``/compare?runs=…``, ``/models``, ``/models/{name}``, ``/models/{name}/versions/{n}`` (gate
 verdicts, lineage graph), ``/pipelines``, ``/pipelines/{name}``, ``/pipeline-runs/{id}``,
 ``/data``, ``/data/versions?path=…``, and the LLM gateway's ``/traces``, ``/traces/{id}``,
-``/llm/costs`` and ``/llm/requests/{id}`` (:mod:`loopml.server.ui.llm`). Each page checks
+``/llm/costs`` and ``/llm/requests/{id}`` (:mod:`loopml.server.ui.llm`), and ``/status``
+(where the loop stands and its maturity level, :mod:`loopml.server.ui.status`). Each page checks
 access through the server's :class:`~loopml.server.context.Access` like the API does.
 """
 
@@ -41,6 +42,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
     from loopml.server.ui.models import ModelPages
     from loopml.server.ui.pipelines import PipelinePages
     from loopml.server.ui.render import STATIC, Renderer
+    from loopml.server.ui.status import StatusPages
     from loopml.server.ui.tracking import TrackingPages
 
     renderer = Renderer()
@@ -56,6 +58,7 @@ def routes(ctx: ServerContext) -> list[BaseRoute]:
         *PipelinePages(ctx, renderer).routes(),
         *DataPages(ctx, renderer).routes(),
         *LlmPages(ctx, renderer).routes(),
+        *StatusPages(ctx, renderer).routes(),
         Mount("/static", StaticFiles(directory=STATIC), name="ui_static"),
         Route("/{path:path}", not_found, methods=ANY_METHOD),
     ]
