@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -61,9 +62,24 @@ def demo(folder: Path | None, fast: bool, seed: int, as_json: bool) -> None:
         emit_json(summary)
         return
     narrator.say("")
-    narrator.say(f"Done in {summary['seconds']:.0f}s. The workspace is {root}:", style="bold")
-    narrator.say(f"  report    {summary['report']}")
+    narrator.say(f"Done in {summary['seconds']:.0f}s. What happened:", style="bold")
+    for line in story(summary):
+        narrator.say(f"  {line}")
+    narrator.say("Explore the workspace:", style="bold")
+    narrator.say(f"  cd {root}")
     for command in summary["explore"]:
-        narrator.say(
-            f"  cd {root} && {command}" if command == summary["explore"][0] else f"  {command}"
-        )
+        narrator.say(f"  {command}")
+
+
+def story(summary: dict[str, Any]) -> list[str]:
+    """The loop in three lines, from the demo's summary."""
+    alert, retrain, production = summary["alert"], summary["retrain"], summary["production"]
+    commit = production.get("code_commit")
+    return [
+        f"drift at {summary['drift_time']} → alert #{alert['id']} (event "
+        f"#{alert['event_id']}) → pipeline run {retrain['pipeline_run_id'][:8]} → "
+        f"churn/{retrain['version']} → canary → gate → Production",
+        f"Production churn/{production['version']} ← run {str(production['run_id'])[:8]} ← "
+        f"data {production['data_version'][:12]}" + (f" + code {commit[:8]}" if commit else ""),
+        f"monitoring report: {summary['report']}",
+    ]

@@ -181,7 +181,16 @@ class Demo:
 
     def _git(self, *args: str) -> str:
         done = subprocess.run(
-            ["git", "-c", "user.name=loopml demo", "-c", "user.email=demo@loopml.invalid", *args],
+            [
+                "git",
+                "-c",
+                "user.name=loopml demo",
+                "-c",
+                "user.email=demo@loopml.invalid",
+                "-c",
+                "commit.gpgsign=false",
+                *args,
+            ],
             cwd=self.root,
             capture_output=True,
             text=True,
