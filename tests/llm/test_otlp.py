@@ -21,7 +21,6 @@ from google.protobuf import json_format
 from google.rpc.status_pb2 import Status as RpcStatus
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -551,11 +550,14 @@ def served(
     gateway.close()
 
 
-def _sdk(url: str, **exporter: Any) -> tuple[TracerProvider, list[SpanExportResult]]:
-    """The OpenTelemetry SDK exporting each span as it ends to the gateway at ``url`` with
-    its OTLP/HTTP exporter → (its provider, the result of each export, in order)."""
+def _sdk(url: str | None, **exporter: Any) -> tuple[TracerProvider, list[SpanExportResult]]:
+    """The OpenTelemetry SDK exporting each span as it ends to the gateway at ``url`` (None:
+    where the OTEL_EXPORTER_OTLP_* variables say) with its OTLP/HTTP exporter → (its
+    provider, the result of each export, in order)."""
     results: list[SpanExportResult] = []
-    sink = OTLPSpanExporter(endpoint=f"{url}/v1/traces", timeout=10, **exporter)
+    if url is not None:
+        exporter["endpoint"] = f"{url}/v1/traces"
+    sink = OTLPSpanExporter(timeout=10, **exporter)
 
     class Exporting(SpanProcessor):
         def on_end(self, span: ReadableSpan) -> None:
@@ -576,12 +578,16 @@ def _stored(ws: Workspace) -> list[tuple[str, str]]:
 
 
 def test_an_sdks_retrieval_span_joins_the_generation_in_one_trace(
-    served: tuple[str, Gateway, str],
+    served: tuple[str, Gateway, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     url, gateway, secret = served
     ws = gateway.workspace
     auth = {"authorization": f"Bearer {secret}"}
-    provider, results = _sdk(url, headers=auth, compression=Compression.Gzip)
+    # configured as docs/rag.md says: the variables (the header's space URL-encoded)
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", f"{url}/v1/traces")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"authorization=Bearer%20{secret}")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip")
+    provider, results = _sdk(None)
     tracer = provider.get_tracer("rag-app")
     try:
         with tracer.start_as_current_span("retrieval", kind=SpanKind.CLIENT) as span:
