@@ -298,3 +298,39 @@ def test_json_of_a_pandas_free_status(ws: Workspace) -> None:
     """The status holds plain values only: its dict is JSON as it is."""
     ws.models.register("churn", Doubler(), input_example=pd.DataFrame({"x": [1]}))
     json.dumps(ws.status().to_dict())
+
+
+@task
+def noop(rows: int) -> int:
+    return rows
+
+
+@pipeline(triggers=[on_event("alert", subject="*")])
+def broken(rows: int = 1):
+    return noop(rows)
+
+
+@pytest.mark.parametrize("store", ["sqlite-file", "sqlite-memory", "postgres"])
+def test_the_same_status_on_every_metadata_backend(
+    store: str, workspace_factory: Callable[..., Workspace]
+) -> None:
+    """Every query of the status runs on SQLite and PostgreSQL alike."""
+    from loopml.llm.keys import create_key
+
+    ws = workspace_factory(store)
+    ws.settings = ws.settings.with_overrides(monitor=MonitorSettings(alerts=(RULE,)))
+    with ws.runs.start(experiment="by-hand"):
+        ws.models.register("churn", Doubler())
+    ws.models.promote("churn", 1)
+    ws.deployments.create("churn", "churn@production")
+    ws.pipelines.run(broken, executor="inline")
+    Scheduler([broken], ws).tick()
+    create_key(ws, name="bot", budget="1/day")
+    status = ws.status()
+    (model,) = status.models
+    assert model.production == 1 and model.alert_rules == {"churn": ("input drift",)}
+    assert model.retrain_triggers == ("broken (event:alert:*)",)
+    assert [p.name for p in status.pipelines] == ["broken"]
+    assert status.pipelines[0].last_run is not None and status.pipelines[0].runs == 1
+    assert status.llm is not None and status.llm.budgets[0].subject == "key:bot"
+    assert status.maturity.level == 0
