@@ -60,7 +60,7 @@ def status(ws: Workspace, model: str | None, as_json: bool) -> None:
         _model_block(out, item)
     if found.pipelines:
         out.print(text("Pipelines", "bold"))
-        out.print(key_values({p.name: _pipeline_line(p) for p in found.pipelines}))
+        out.print(key_values({f"  {p.name}": _pipeline_line(p) for p in found.pipelines}))
         out.print()
     if found.llm is not None:
         _llm_block(out, found.llm)
@@ -203,17 +203,24 @@ def _llm_block(out: Any, llm: LlmStatus) -> None:
 
 
 def _maturity(out: Any, found: WorkspaceStatus) -> None:
+    from rich.table import Table
+
     grade = found.maturity
     line = text("Maturity: ", "bold")
     line.append(f"level {grade.level} ({grade.name})", LEVEL_STYLES[grade.level])
     if grade.model is not None and len(found.models) > 1:
         line.append(f", reached by {grade.model}")
     out.print(line)
+    # Marker and line in a grid: a long line wraps under its own start, not under the marker.
+    lines = Table.grid(padding=(0, 1))
+    lines.add_column(no_wrap=True)
+    lines.add_column()
     for evidence in grade.evidence:
-        out.print(text(f"  ✓ {evidence}", "green"))
+        lines.add_row(text("  ✓", "green"), text(evidence, "green"))
     if grade.missing:
-        out.print(text(f"  missing for level {grade.level + 1}:"))
+        lines.add_row(text(" "), text(f"missing for level {grade.level + 1}:"))
         for missing in grade.missing:
-            out.print(text(f"  - {missing}", "yellow"))
+            lines.add_row(text("  -", "yellow"), text(missing, "yellow"))
     else:
-        out.print(text("  the loop closes by itself: level 2 is the top level"))
+        lines.add_row(text(" "), text("the loop closes by itself: level 2 is the top level"))
+    out.print(lines)
