@@ -394,10 +394,10 @@ def test_one_bad_span_never_takes_the_good_ones_with_it() -> None:
     assert received.rejected == len(bad) == len(received.errors)
     reasons = "\n".join(received.errors)
     for expected in (
-        "[0][0][1] ('short trace'): trace_id is 16 bytes, got 8",
+        "resource_spans[0].scope_spans[0].spans[1] ('short trace'): trace_id is 16 bytes, got 8",
         "('zero span'): span_id is all zeros",
         "('bad parent'): parent_span_id is 8 bytes (or empty), got 4",
-        "[0][0][4]: the span has no name",
+        "spans[4]: the span has no name",
         "('backwards'): the span ends before it starts",
         "('unstarted'): the span has no start time",
         "name is over 250 characters",
@@ -405,7 +405,7 @@ def test_one_bad_span_never_takes_the_good_ones_with_it() -> None:
     ):
         assert expected in reasons
     message = received.error_message
-    assert message.startswith("8 span(s) rejected: [0][0][1] ('short trace')")
+    assert message.startswith("8 span(s) rejected: resource_spans[0].scope_spans[0].spans[1] (")
     assert message.endswith("; and 3 more.") and message.count(";") == 5
     # OTLP/JSON: ids that are not hex of the right length, values that don't parse, a span
     # that is not an object
@@ -484,12 +484,12 @@ def test_answers() -> None:
     assert encode_response(Received(), "json") == b"{}"
     assert encode_response(Received(), "protobuf") == b""
     received = Received()
-    received.reject("[0][0][0]: the span has no name")
+    received.reject("spans[0]: the span has no name")
     answer = json.loads(encode_response(received, "json"))
     assert answer == {
         "partialSuccess": {
             "rejectedSpans": "1",
-            "errorMessage": "1 span(s) rejected: [0][0][0]: the span has no name.",
+            "errorMessage": "1 span(s) rejected: spans[0]: the span has no name.",
         }
     }
     parsed = ExportTraceServiceResponse.FromString(encode_response(received, "protobuf"))

@@ -157,7 +157,8 @@ def read_export(body: bytes, encoding: Encoding) -> Received:
             service = _service(_attributes(resource_spans.resource.attributes))
             for s, scope_spans in enumerate(resource_spans.scope_spans):
                 for i, span in enumerate(scope_spans.spans):
-                    _store(_protobuf_parts(span), service, f"[{r}][{s}][{i}]", received)
+                    place = f"resource_spans[{r}].scope_spans[{s}].spans[{i}]"
+                    _store(_protobuf_parts(span), service, place, received)
         return received
     return _read_json(body)
 
@@ -214,7 +215,7 @@ def _store(parts: _Parts, service: Any, place: str, received: Received) -> None:
         if len(request_id) > MAX_REQUEST_ID_CHARS:
             received.reject(
                 f"{where}: {LOOPML_REQUEST_ID} is over {MAX_REQUEST_ID_CHARS} characters "
-                f"({request_id[:40]!r}); a gateway request id looks like req_…"
+                f"({request_id[:40]!r}): a gateway request id looks like req_…"
             )
             return
     received.spans.append(
