@@ -60,9 +60,9 @@ def _config(ws: Workspace, path: str | None) -> GatewayConfig:
 )
 @pass_workspace
 def serve(ws: Workspace, config_path: str | None, host: str, port: int, workers: int) -> None:
-    """Serve the gateway: POST /v1/chat/completions, /v1/embeddings, /v1/messages, GET
-    /v1/models and /metrics. Point any OpenAI or Anthropic client at http://HOST:PORT/v1 with
-    a virtual key. The config is reloaded when it changes; SIGTERM drains requests in flight
+    """Serve the gateway: POST /v1/chat/completions, /v1/embeddings, /v1/messages,
+    /v1/feedback (on a request id) and /v1/traces (OTLP/HTTP spans), GET /v1/models and
+    /metrics. Point any OpenAI or Anthropic client at http://HOST:PORT/v1 with a virtual key. The config is reloaded when it changes; SIGTERM drains requests in flight
     and flushes the request log."""
     from loopml.llm.server import serve as run_gateway
 
