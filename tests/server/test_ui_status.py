@@ -49,7 +49,10 @@ def test_the_status_page_shows_each_model_pipelines_and_the_grade(
     page = text_of(html)
     assert "Maturity: level 1 (automated training pipeline)" in page
     assert "Missing for level 2:" in page and "no drift alert is wired" in page
-    assert 'href="/models/churn/versions/1"' in html and "(gate passed)" in page
+    assert (
+        'href="/models/churn/versions/1"' in html
+        and "(promoted; its gate checked only the signature)" in page
+    )
     assert "pipeline train_churn , run" in page
     assert "churn rev 1, single: primary churn@production 100%" in page
     assert "no window computed ; rules: input drift" in page

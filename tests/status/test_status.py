@@ -89,6 +89,7 @@ def test_a_model_promoted_by_hand_is_level_0(ws: Workspace) -> None:
     status = ws.status()
     (model,) = status.models
     assert model.production == 2 and model.production_since is not None
+    assert model.production_how == "promoted; its gate checked only the signature"
     assert model.trained_by is not None and model.trained_by.pipeline is None
     assert model.maturity.level == 0
     (missing,) = model.maturity.missing
@@ -151,6 +152,7 @@ def test_the_closed_loop_is_level_2(ws: Workspace) -> None:
     assert model.alert_rules == {"churn": ("input drift",)}
     assert model.retrain_triggers == ("train_churn (event:alert:churn)",)
     assert model.gate == f"churn/{version} passed the gate (min_score, beat_champion)"
+    assert model.production_how == "gate passed"
     assert model.maturity.level == 2 and model.maturity.missing == ()
     assert status.maturity.level == 2
     (pipe,) = status.pipelines

@@ -157,6 +157,8 @@ def _model(
             since = to_datetime(moved.created_at)
             how = _how(moved.kind, moved.reason)
         gate = _gate(ws, conn, mid, name, production.version)
+        if how == "gate passed" and gate is None:
+            how = "promoted; its gate checked only the signature"
     trained = production if production is not None else latest
     trained_by = _training_run(conn, trained.run_id) if trained and trained.run_id else None
     with_run = next((r for r in reversed(rows) if r.run_id), None)
