@@ -25,8 +25,12 @@ from loopml.demo.loop import Demo, StageFailed
 from loopml.demo.narration import Narrator
 
 
-def run_demo(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run_demo(
+    *args: str, cwd: Path | None = None, path: str | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
+    if path is not None:
+        env["PATH"] = path
     return subprocess.run(
         [sys.executable, "-m", "loopml.cli", "demo", *args],
         capture_output=True,
@@ -138,6 +142,22 @@ def git(root: Path, *args: str) -> str:
     return subprocess.run(
         ["git", *args], cwd=root, capture_output=True, text=True, check=True
     ).stdout
+
+
+@pytest.mark.slow
+def test_piped_without_git_it_narrates_plainly_and_carries_on(tmp_path: Path) -> None:
+    empty = tmp_path / "bin"  # a PATH with no git on it
+    empty.mkdir()
+    root = tmp_path / "ws"
+    done = run_demo("--fast", "--dir", str(root), path=str(empty))
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    out = done.stdout
+    assert "\x1b[" not in out and "\r" not in out  # no colours, no spinner
+    assert "git is not installed" in out
+    lines = [line for line in out.splitlines() if line[:1] in ("✔", "✘")]
+    assert [line.split()[1] for line in lines] == [f"{n}/8" for n in range(1, 9)]
+    assert "Production churn/2" in out and "+ code" not in out
+    assert not (root / ".git").exists()
 
 
 @pytest.mark.parametrize("kind", ["file", "non-empty"])

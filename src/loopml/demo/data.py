@@ -62,7 +62,7 @@ def customers(
     region = rng.choice(REGIONS, rows)
     score = -0.06 * tenure + 0.03 * charges + 0.6 * calls + 0.5 * (plan == "basic") - 2.0
     if drifted:  # a competitor opens in the south; the price rise is partly absorbed
-        score = score + 2.5 * (region == "south") - 1.2
+        score = score + 3.0 * (region == "south") - 1.0 * (plan == "basic") - 0.8
     churned = (rng.random(rows) < 1 / (1 + np.exp(-score))).astype(int)
     return pd.DataFrame(
         {

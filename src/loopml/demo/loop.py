@@ -113,6 +113,7 @@ class Demo:
 
     def __post_init__(self) -> None:
         self.scale = FAST if self.fast else FULL
+        self.notices = _Captured()
         self.time = Timeline.make(self.scale)
         self.stages: list[tuple[str, str, Callable[[Stage], None]]] = [
             ("data", "Generating and versioning the first batch", self.stage_data),
@@ -144,7 +145,7 @@ class Demo:
         self.narrator.say(f"loopml demo: the whole loop in {self.root}", style="bold")
         here = Path.cwd()
         alerts_log = logging.getLogger("loopml.monitoring.alerts")
-        captured = _Captured()
+        captured = self.notices
         alerts_log.addHandler(captured)
         alerts_log.propagate = False  # the narration tells of the alert, not a log line
         for var in [v for v in os.environ if v.startswith("LOOPML_")]:
@@ -410,7 +411,10 @@ class Demo:
         logged += log_history(ws, after, model=f"{MODEL}/1", revision=revision, seed=2)
         stage.doing("loopml labels ingest (labels known 2 hours later)")
         path = history_labels(
-            _concat(before, after), self.root / ".loopml" / "demo-labels.csv", timedelta(hours=2)
+            _concat(before, after),
+            self.root / ".loopml" / "demo-labels.csv",
+            timedelta(hours=2),
+            now=t.now,
         )
         ingested = ingest_labels(path, DEPLOYMENT, workspace=ws)
         # the drifted hours' customers, now labelled, are the next batch of data
@@ -439,11 +443,16 @@ class Demo:
         ws.monitors.report(DEPLOYMENT, report, since=t.monitor_start, until=t.monitor_end)
         event = next(iter(ws.events.read(kinds=["alert"], subject=DEPLOYMENT)), None)
         drifted = _drifted_features(windows, t.drift)
+        accuracy = {
+            when: _mean([w.value("accuracy") for w in windows if (w.start < t.drift) == early])
+            for when, early in (("before", True), ("after", False))
+        }
         self.summary["monitor"] = {
             "logged": logged,
             "labels_ingested": ingested.ingested,
             "windows": [{"start": s.isoformat(), "max_psi": round(p, 4)} for s, p in worst],
             "drifted_features": drifted,
+            "accuracy": accuracy,
             "report": str(report),
         }
         self.summary["alert"] = {
@@ -461,7 +470,13 @@ class Demo:
             f"{', '.join(drifted) or '?'} → alert #{alert.id} ({alert.severity}) for "
             f"{alert.window_start:%H:%M} UTC, event #{event.id if event else '?'}"
         )
-        stage.note(f"labels of {ingested.ingested:,} requests arrived 2 hours after them")
+        stage.note(
+            f"labels of {ingested.ingested:,} requests arrived 2 hours after them: churn/1's "
+            f"accuracy {_fmt(accuracy['before'])} before the drift, {_fmt(accuracy['after'])} "
+            "after"
+        )
+        for notice in self.notices.lines:
+            stage.note(f"alert channel 'log': {notice}")
         stage.note(f"report: {report}")
 
     # -- 6. retrain ------------------------------------------------------------------------
@@ -682,6 +697,15 @@ def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     return pd.concat(frames, ignore_index=True)
+
+
+def _mean(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None and v == v]
+    return sum(known) / len(known) if known else None
+
+
+def _fmt(value: float | None) -> str:
+    return "unknown" if value is None else f"{value:.2f}"
 
 
 def _max_psi(window: Any) -> float:

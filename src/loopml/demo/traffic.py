@@ -222,16 +222,16 @@ def log_history(
     return len(frame)
 
 
-def history_labels(frame: pd.DataFrame, path: Path, delay: timedelta) -> Path:
+def history_labels(frame: pd.DataFrame, path: Path, delay: timedelta, *, now: datetime) -> Path:
     """The labels of the past traffic ``frame`` as a file for ``loopml labels ingest``: each
-    known ``delay`` after its prediction."""
+    known ``delay`` after its prediction (or ``now``, when that is sooner)."""
     import pandas as pd
 
     out = pd.DataFrame(
         {
             "request_id": [f"h-{c}" for c in frame["customer_id"]],
             "label": frame[LABEL].astype(int),
-            "time": [(t.to_pydatetime() + delay).isoformat() for t in frame["event_ts"]],
+            "time": [min(t.to_pydatetime() + delay, now).isoformat() for t in frame["event_ts"]],
         }
     )
     path.parent.mkdir(parents=True, exist_ok=True)
