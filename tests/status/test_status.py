@@ -208,13 +208,68 @@ def test_data_added_since_the_last_training(ws: Workspace) -> None:
 
 def test_llm_spend_against_budgets(ws: Workspace) -> None:
     from loopml.llm.keys import create_key
+    from loopml.llm.logs import RequestLog, RequestRecord
+    from loopml.store.clock import now_ms
 
-    create_key(ws, name="ci-bot", budget="5/month")
+    assert ws.status().llm is None  # nothing logged, no budget: no LLM section
+    key = create_key(ws, name="ci-bot", budget="5/month")[0]
+    with open(Path(ws.root) / "loopml.toml", "a") as fh:  # for the command, which reads it
+        fh.write('\n[gateway.teams.growth]\nbudget = "2/day"\n')
     ws.settings = ws.settings.with_overrides(gateway={"teams": {"growth": {"budget": "2/day"}}})
+    log = RequestLog(ws)
+    for n, (key_id, team, cost) in enumerate(
+        [(key.id, None, 1.25), (key.id, "growth", 0.5), (None, "growth", 2.5), (None, None, 0.1)]
+    ):
+        log.add(
+            RequestRecord(
+                id=f"r{n}",
+                created_at=now_ms(),
+                endpoint="chat",
+                model_requested="cheap",
+                status=200,
+                latency_ms=10.0,
+                key_id=key_id,
+                team=team,
+                cost_usd=cost,
+            )
+        )
+    log.close()
     llm = ws.status().llm
-    assert llm is not None and llm.requests == 0 and llm.cost_usd == 0
-    assert sorted(b.subject for b in llm.budgets) == ["key:ci-bot", "team:growth"]
-    assert all(b.spent_usd == 0 for b in llm.budgets)
+    assert llm is not None and llm.requests == 4 and llm.cost_usd == pytest.approx(4.35)
+    # Most used first: the team is over its daily budget.
+    assert [(b.subject, b.spent_usd, b.period) for b in llm.budgets] == [
+        ("team:growth", 3.0, "day"),
+        ("key:ci-bot", 1.75, "month"),
+    ]
+    assert llm.budgets[0].fraction == 1.5
+    done = cli(ws.root, "status")
+    assert "LLM spend since " in done.output and "$4.35 over 4 request(s)" in done.output
+    assert "team:growth  $3 of $2/day (150%)" in done.output
+
+
+def test_schedules_running_runs_and_the_last_failure(ws: Workspace) -> None:
+    from loopml.pipelines import on_schedule
+
+    @task
+    def explode(day: str) -> int:
+        raise ValueError(f"no data for {day}")
+
+    @pipeline(triggers=[on_schedule("0 3 * * *")])
+    def nightly(day: str = "2026-11-30"):
+        return explode(day)
+
+    ws.pipelines.run(nightly, executor="inline", raise_on_failure=False)
+    Scheduler([nightly], ws).tick()
+    (pipe,) = ws.status().pipelines
+    assert pipe.triggers == ("schedule:0 3 * * *",)
+    next_run = pipe.next_runs["schedule:0 3 * * *"]
+    assert (next_run.hour, next_run.minute) == (3, 0) and next_run > ws.status().at
+    assert pipe.last_run is not None and pipe.last_run[1] == "FAILED"
+    assert pipe.last_failure is not None and pipe.last_failure[0] == pipe.last_run[0]
+    assert pipe.last_failure[2] is not None and "no data for 2026-11-30" in pipe.last_failure[2]
+    assert pipe.running == ()
+    done = cli(ws.root, "status")
+    assert "schedule:0 3 * * * (next " in done.output and "last failure" in done.output
 
 
 def test_an_unknown_model_names_the_registered_ones(ws: Workspace) -> None:
