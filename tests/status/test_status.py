@@ -391,3 +391,25 @@ def test_the_same_status_on_every_metadata_backend(
     assert status.pipelines[0].last_run is not None and status.pipelines[0].runs == 1
     assert status.llm is not None and status.llm.budgets[0].subject == "key:bot"
     assert status.maturity.level == 0
+
+
+@pytest.mark.slow
+def test_the_demo_ends_at_level_2(tmp_path: Path) -> None:
+    """`loopml demo` closes the loop; the status grades its workspace at the top level."""
+    import subprocess
+    import sys
+
+    folder = tmp_path / "demo"
+    done = subprocess.run(
+        [sys.executable, "-m", "loopml.cli", "demo", "--fast", "--dir", str(folder), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with Workspace.open(folder) as ws:
+        status = ws.status()
+    assert status.maturity.level == 2, status.maturity
+    (model,) = status.models
+    assert model.trained_by is not None and model.trained_by.trigger == "event:alert:churn"
+    assert model.windows and model.retrain_triggers and model.gate is not None
