@@ -191,15 +191,22 @@ def test_the_narration_is_plain_when_piped(capsys: pytest.CaptureFixture[str]) -
     assert Narrator.for_output(2, as_json=True).mode == "quiet"
 
 
-def test_a_stage_that_does_not_close_names_itself(tmp_path: Path) -> None:
+def test_a_stage_that_does_not_close_names_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPML_STORE_URL", "sqlite:///elsewhere.db")
+    here = Path.cwd()
     demo = Demo(tmp_path, Narrator(1, "quiet"), fast=True)
 
     def broken(stage: Any) -> None:
         raise ValueError("no alert fired")
 
     demo.stages = [("monitor", "Monitoring", broken)]
-    with pytest.raises(StageFailed, match="demo stage 'monitor' did not close: ValueError"):
+    with pytest.raises(StageFailed, match="demo stage 'monitor' did not close: ValueError") as e:
         demo.run()
+    assert str(e.value).endswith(f"no alert fired. The workspace is kept in {tmp_path}.")
+    assert Path.cwd() == here  # back where it started, with the environment it had
+    assert os.environ["LOOPML_STORE_URL"] == "sqlite:///elsewhere.db"
 
 
 def test_the_data_is_deterministic_and_drifts_where_told() -> None:

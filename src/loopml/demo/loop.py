@@ -53,6 +53,11 @@ class StageFailed(LoopmlError):
     def __init__(self, stage: str, why: str) -> None:
         super().__init__(f"demo stage '{stage}' did not close: {why}")
         self.stage = stage
+        self.why = why
+
+
+class GitFailed(LoopmlError):
+    """A git command of the demo's workspace failed."""
 
 
 @dataclass(frozen=True)
@@ -147,21 +152,25 @@ class Demo:
         alerts_log = logging.getLogger("loopml.monitoring.alerts")
         captured = self.notices
         alerts_log.addHandler(captured)
-        alerts_log.propagate = False  # the narration tells of the alert, not a log line
-        for var in [v for v in os.environ if v.startswith("LOOPML_")]:
-            del os.environ[var]  # the embedded workspace of the demo, whatever the shell says
+        propagate, alerts_log.propagate = (
+            alerts_log.propagate,
+            False,
+        )  # the narration tells of the alert, not a log line
+        # the embedded workspace of the demo, whatever the shell says; put back at the end
+        hidden = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("LOOPML_")}
         os.chdir(self.root)
         try:
             for number, (name, title, fn) in enumerate(self.stages, 1):
                 with self.narrator.stage(number, name, title) as stage:
                     try:
                         fn(stage)
-                    except StageFailed:
-                        raise
+                    except StageFailed as exc:
+                        raise StageFailed(name, self.kept(exc.why)) from exc
                     except LoopmlError as exc:
-                        raise StageFailed(name, str(exc)) from exc
+                        raise StageFailed(name, self.kept(str(exc))) from exc
                     except Exception as exc:  # a stage's own failure: name it, keep the cause
-                        raise StageFailed(name, f"{type(exc).__name__}: {exc}") from exc
+                        why = f"{type(exc).__name__}: {exc}"
+                        raise StageFailed(name, self.kept(why)) from exc
                 self.summary["stages"][name] = {"result": stage.line, "ok": True}
         finally:
             if self.server is not None:
@@ -169,11 +178,16 @@ class Demo:
             if self.ws is not None:
                 self.ws.close()
             os.chdir(here)
+            os.environ.update(hidden)
             alerts_log.removeHandler(captured)
-            alerts_log.propagate = True
+            alerts_log.propagate = propagate
         self.summary["alert_notices"] = captured.lines
         self.summary["seconds"] = round(time.monotonic() - started, 1)
         return self.summary
+
+    def kept(self, why: str) -> str:
+        """``why``, and where to look at what the demo did so far."""
+        return f"{why.rstrip('.')}. The workspace is kept in {self.root}."
 
     @property
     def workspace(self) -> Workspace:
@@ -197,7 +211,7 @@ class Demo:
             text=True,
         )
         if done.returncode != 0:
-            raise StageFailed("data", f"git {' '.join(args)}: {done.stderr.strip()}")
+            raise GitFailed(f"git {' '.join(args)}: {done.stderr.strip()}")
         return done.stdout.strip()
 
     def commit(self, message: str, *paths: str) -> str | None:
