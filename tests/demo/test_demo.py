@@ -219,3 +219,14 @@ def test_the_data_is_deterministic_and_drifts_where_told() -> None:
     rise = drifted["monthly_charges"].mean() - a["monthly_charges"].mean()
     assert 25 < rise < 45
     assert (drifted["plan"] == "basic").mean() > (a["plan"] == "basic").mean() + 0.2
+
+
+def test_plain_narration_survives_an_ascii_pipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    monkeypatch.setattr(sys, "stdout", stream)
+    with Narrator(1, "plain").stage(1, "retrain", "Retraining") as stage:
+        stage.result("alert → pipeline run → churn/2")
+    stream.flush()
+    assert stream.buffer.getvalue().startswith(b"? 1/1 retrain  alert ? pipeline run ? churn/2")  # type: ignore[attr-defined]

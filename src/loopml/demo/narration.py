@@ -74,7 +74,7 @@ class Narrator:
         if self._out is not None:
             self._out.print(line, style=style or None, soft_wrap=True)
         else:
-            print(line, flush=True)
+            _plain(line)
 
     @contextmanager
     def stage(self, number: int, name: str, title: str) -> Iterator[Stage]:
@@ -126,7 +126,7 @@ class Narrator:
                 soft_wrap=True,
             )
         else:
-            print(f"{mark} {label:<12} {text} ({took:.1f}s)", flush=True)
+            _plain(f"{mark} {label:<12} {text} ({took:.1f}s)")
 
 
 def _stderr() -> Any:
@@ -141,7 +141,8 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def plain_mark_ok() -> bool:
-    """Whether stdout can print the check marks (a non-UTF-8 pipe cannot)."""
-    encoding = (getattr(sys.stdout, "encoding", None) or "").lower()
-    return "utf" in encoding
+def _plain(line: str) -> None:
+    """Print ``line`` on stdout; characters its encoding lacks (a pipe in the C locale: the
+    check marks, the arrows) become ``?`` rather than an error."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    print(line.encode(encoding, "replace").decode(encoding), flush=True)
