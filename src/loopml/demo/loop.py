@@ -91,11 +91,12 @@ class Timeline:
 
     @classmethod
     def make(cls, scale: Scale, now: datetime | None = None) -> Timeline:
-        end = synth.hour_floor(now or datetime.now(UTC))
+        now = now or datetime.now(UTC)
+        end = synth.hour_floor(now)
         drift = end - timedelta(hours=scale.windows_after)
         start = drift - timedelta(hours=scale.windows_before)
         return cls(
-            now=now or datetime.now(UTC),
+            now=now,
             monitor_start=start,
             drift=drift,
             monitor_end=end,
@@ -538,9 +539,18 @@ class Demo:
             raise StageFailed("retrain", f"churn/{candidate} is not in Production: {steps}")
         assert self.server is not None
         self.server.wait_for_model(f"{MODEL}/{candidate}")
+        gate = _beats_champion(ws.models.verdict(f"models:/{MODEL}/{candidate}"))
+        self.summary["retrain"]["gate"] = gate
         stage.result(
             f"churn/{candidate} retrained by the alert, canary "
-            f"{' → '.join(s['action'] for s in steps)}: gate passed, Production"
+            f"{' → '.join(s['action'] for s in steps)}, gate passed"
+            + (
+                f" (accuracy {gate['score']:.3f} vs churn/{gate['champion_version']}'s "
+                f"{gate['champion_score']:.3f} on the new holdout)"
+                if gate
+                else ""
+            )
+            + ": Production"
         )
 
     def canary(self, stage: Stage, candidate: int, what: str) -> list[dict[str, Any]]:
@@ -711,6 +721,16 @@ def _concat(*frames: pd.DataFrame) -> pd.DataFrame:
     import pandas as pd
 
     return pd.concat(frames, ignore_index=True)
+
+
+def _beats_champion(verdict: Any) -> dict[str, Any] | None:
+    """The details of the gate's beats-champion check, when it ran."""
+    if verdict is None:
+        return None
+    for check in verdict.checks:
+        if check.name == "beats_champion" and check.details.get("champion_score") is not None:
+            return dict(check.details)
+    return None
 
 
 def _mean(values: list[float | None]) -> float | None:
