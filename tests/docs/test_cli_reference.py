@@ -59,3 +59,23 @@ def test_module_prints_the_page() -> None:
     )
     assert done.stdout == render()
     assert done.stderr == ""
+
+
+def test_help_text_is_markdown_safe() -> None:
+    from loopml.cli.reference import _escape, _help
+
+    # Python-Markdown would read these as a link, a tag and emphasis; code spans stay as written.
+    assert _escape("[1<=x<=256] a *b* `x <y> *z*` LOOPML_STORE_URL _x_") == (
+        "\\[1&lt;=x&lt;=256\\] a \\*b\\* `x <y> *z*` LOOPML_STORE_URL \\_x\\_"
+    )
+    indented = "Intro.\n\n\b\n  loopml data add data/raw\n  loopml data status\n"
+    assert _help(indented) == [
+        "Intro.",
+        "",
+        "```text",
+        "loopml data add data/raw\nloopml data status",
+        "```",
+        "",
+    ]
+    prose = "Intro.\n\n\bA paragraph kept\nfrom rewrapping.\n"
+    assert _help(prose) == ["Intro.", "", "A paragraph kept from rewrapping.", ""]

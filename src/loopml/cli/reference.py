@@ -20,7 +20,7 @@ REGENERATE = "python -m loopml.cli.reference > docs/cli.md"
 
 _CODE_SPAN = re.compile(r"(`[^`\n]*`)")
 # `_` inside a word (LOOPML_STORE_URL) is never emphasis in Python-Markdown: left alone.
-_MARKDOWN_SPECIAL = re.compile(r"([\\*<>\[\]|]|(?<!\w)_|_(?!\w))")
+_MARKDOWN_SPECIAL = re.compile(r"[\\*<>&\[\]]|(?<!\w)_|_(?!\w)")
 
 
 def render(root: click.Command | None = None) -> str:
@@ -92,12 +92,18 @@ def _help(text: str) -> list[str]:
     for paragraph in re.split(r"\n\s*\n", text):
         if not paragraph.strip():
             continue
-        if paragraph.startswith("\b"):
-            block = inspect.cleandoc(paragraph[1:].lstrip("\n"))
-            lines += ["```text", block, "```", ""]
-        else:
+        if paragraph.startswith("\b") and _indented(paragraph[1:]):
+            # Kept as written: examples and config, indented in the docstring.
+            lines += ["```text", inspect.cleandoc(paragraph[1:].lstrip("\n")), "```", ""]
+        else:  # prose (a `\b` paragraph that isn't indented is only kept from rewrapping)
+            paragraph = paragraph.removeprefix("\b")
             lines += [_escape(" ".join(paragraph.split())), ""]
     return lines
+
+
+def _indented(block: str) -> bool:
+    lines = [line for line in block.splitlines() if line.strip()]
+    return bool(lines) and all(line[0].isspace() for line in lines)
 
 
 def _escape(text: str) -> str:
@@ -105,9 +111,15 @@ def _escape(text: str) -> str:
     `code spans`, which stay as they are."""
     parts = _CODE_SPAN.split(text)
     return "".join(
-        part if index % 2 else _MARKDOWN_SPECIAL.sub(r"\\\1", part)
+        part if index % 2 else _MARKDOWN_SPECIAL.sub(_escaped, part)
         for index, part in enumerate(parts)
     )
+
+
+def _escaped(match: re.Match[str]) -> str:
+    # Python-Markdown has no backslash escape for `<` (nor `&`): entities.
+    char = match.group(0)
+    return {"<": "&lt;", ">": "&gt;", "&": "&amp;"}.get(char, "\\" + char)
 
 
 def _slug(heading: str) -> str:
