@@ -230,3 +230,9 @@ def test_plain_narration_survives_an_ascii_pipe(monkeypatch: pytest.MonkeyPatch)
         stage.result("alert → pipeline run → churn/2")
     stream.flush()
     assert stream.buffer.getvalue().startswith(b"? 1/1 retrain  alert ? pipeline run ? churn/2")  # type: ignore[attr-defined]
+
+
+def test_the_data_module_examples() -> None:
+    import doctest
+
+    assert doctest.testmod(synth).failed == 0
