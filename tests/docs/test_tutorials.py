@@ -25,9 +25,11 @@ import shlex
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -144,12 +146,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for_port(port: int, process: subprocess.Popen[str], block: Block) -> None:
+def _wait_for_port(port: int, process: subprocess.Popen[str], log: IO[str], block: Block) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            out, _ = process.communicate()
-            pytest.fail(f"{block.where}: the background command exited:\n{out}")
+            log.seek(0)
+            pytest.fail(f"{block.where}: the background command exited:\n{log.read()}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -167,14 +169,15 @@ def _check(done: subprocess.CompletedProcess[str], block: Block, code: str) -> N
         )
 
 
-def follow(page: str, folder: Path) -> dict[str, int]:
-    """Do what ``page`` says in ``folder``; counts of the blocks run, written and skipped."""
+def follow(page: str, folder: Path, found: list[Block] | None = None) -> dict[str, int]:
+    """Do what ``page`` says (or the blocks ``found`` in it) in ``folder``; counts of the
+    blocks run, written and skipped."""
     env = _env()
     counts = {"run": 0, "written": 0, "skipped": 0}
     ports: dict[str, str] = {}
-    background: list[subprocess.Popen[str]] = []
+    background: list[tuple[subprocess.Popen[str], IO[str]]] = []
     try:
-        for block in blocks(page):
+        for block in blocks(page) if found is None else found:
             body = block.body
             for doc_port, port in ports.items():
                 body = body.replace(doc_port, port)
@@ -205,16 +208,19 @@ def follow(page: str, folder: Path) -> dict[str, int]:
                 doc_port = block.args["port"]
                 ports[doc_port] = str(_free_port())
                 (command,) = console_commands(body.replace(doc_port, ports[doc_port]))
+                # Its output goes to a file outside the folder: a pipe nobody reads
+                # would fill up and stop the server.
+                log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below)
                 process = subprocess.Popen(
                     ["bash", "-c", "exec " + command],
                     cwd=folder,
                     env=env,
-                    stdout=subprocess.PIPE,
+                    stdout=log,
                     stderr=subprocess.STDOUT,
                     text=True,
                 )
-                background.append(process)
-                _wait_for_port(int(ports[doc_port]), process, block)
+                background.append((process, log))
+                _wait_for_port(int(ports[doc_port]), process, log, block)
                 counts["run"] += 1
             elif block.lang in ("console", "bash"):
                 commands = console_commands(body) if block.lang == "console" else [body]
@@ -230,13 +236,14 @@ def follow(page: str, folder: Path) -> dict[str, int]:
                     _check(done, block, command)
                 counts["run"] += 1
     finally:
-        for process in background:
+        for process, log in background:
             process.terminate()
             try:
-                process.communicate(timeout=30)
+                process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
-                process.communicate()
+                process.wait()
+            log.close()
     return counts
 
 
@@ -276,3 +283,16 @@ def test_blocks_are_found_with_their_marks() -> None:
     assert found[3].args == {"port": "8000"}
     assert console_commands(found[4].body) == ["echo a \\\n  b"]
     assert shlex.split(console_commands(found[1].body)[0])[:2] == ["loopml", "gateway"]
+
+
+def test_a_rotted_block_fails_naming_its_line(tmp_path: Path) -> None:
+    text = (
+        "# Rot\n\n```console\n$ loopml init\n```\n\n"
+        '```python title="helper.py"\nVALUE = 1\n```\n\n'
+        "```python\nimport helper\nassert helper.VALUE == 1\n```\n\n"
+        "<!-- docs-test: skip -->\n```console\n$ loopml gateway serve\n```\n\n"
+        "```console\n$ loopml runs list --no-such-option\n```\n"
+    )
+    with pytest.raises(pytest.fail.Exception, match=r"docs/rot.md, line 21 \(```console\)"):
+        follow("rot.md", tmp_path, parse("rot.md", text))
+    assert (tmp_path / "loopml.toml").is_file() and (tmp_path / "helper.py").is_file()
