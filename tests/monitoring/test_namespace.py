@@ -37,6 +37,7 @@ def test_reference_run_windows_metrics_and_alerts(sqlite_ws: Workspace) -> None:
     reference = ws.monitors.reference("churn/1")
     assert reference is not None and set(reference.profile.features) == {"x", "z", "c"}
     assert ws.monitors.reference("churn") == reference  # the latest version
+    assert ws.monitors.reference("models:/churn/1") == reference  # a URI as it is
     rule = AlertRule(name="drift", when="max(psi) > 0.25", deployment="churn")
     ws.settings = ws.settings.with_overrides(monitor=MonitorSettings(alerts=(rule,), window="30m"))
     every = timedelta(seconds=30)

@@ -51,6 +51,22 @@ def test_predict_answers_with_request_id_model_and_variant(
         assert len(generated) == 32 and columns.headers["x-request-id"] == generated
 
 
+def test_the_sticky_key_field_routes_but_is_not_an_input(
+    serving_ws: Workspace, serve: Callable[..., str]
+) -> None:
+    # `loopml deploy create --key customer_id`: the model's signature has no customer_id, so
+    # the field picks the variant and is left out of the model's inputs (it was a 422).
+    serving_ws.deployments.create("keyed", "double/1", key="customer_id")
+    url = serve(serving_ws, "keyed")
+    rows = [{**row, "customer_id": f"c-{i}"} for i, row in enumerate(ROWS)]
+    with httpx.Client(base_url=url) as client:
+        reply = client.post("/predict", json={"records": rows})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["predictions"] == [3.0, 5.0]
+        wrong = client.post("/predict", json={"records": [{"customer_id": "c-9", "x": 1.0}]})
+        assert wrong.status_code == 422 and "customer_id" not in wrong.text
+
+
 @pytest.mark.parametrize(
     "body",
     [

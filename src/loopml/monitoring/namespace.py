@@ -47,10 +47,13 @@ class Monitors(Namespace):
         )
 
     def reference(self, model: str) -> Reference | None:
-        """The reference profile of ``model`` (``churn/4``, ``churn@production``), or None."""
+        """The reference profile of ``model`` (``churn/4``, ``churn@production``,
+        ``models:/churn/4``), or None."""
         from loopml.monitoring.profile import get_reference
 
-        version = self.workspace.models.get(model if "://" in model else f"models:/{model}")
+        version = self.workspace.models.get(
+            model if model.startswith("models:/") or "://" in model else f"models:/{model}"
+        )
         return get_reference(version.name, version.version, workspace=self.workspace)
 
     def run(

@@ -519,6 +519,8 @@ def create_app(
             key = str(rows[0][key_field])
         routing = server.routing(served, key)
         loaded = served.loaded[routing.answer]
+        if key_field:
+            rows = _without_key(rows, key_field, loaded.signature)
         started = time.perf_counter()
         try:
             if server.inline(served, loaded, rows):
@@ -709,3 +711,17 @@ def app_from_env() -> Starlette:
         raise InvalidInput(f"{DEPLOYMENT_ENV} names no deployment: run `loopml serve NAME`.")
     workspace = Workspace.open(os.environ.get("LOOPML_WORKSPACE") or None)
     return create_app(workspace, name, poll_interval=float(os.environ.get(POLL_ENV, "1.0")))
+
+
+def _without_key(rows: list[Any], key_field: str, signature: Any) -> list[Any]:
+    """``rows`` without the deployment's sticky-assignment field when the model does not take
+    it as an input (it routes the request; it is not a feature). A model whose signature
+    lists it, or one without a signature, gets the rows as they are."""
+    if signature is None or any(column == key_field for column, _ in signature.inputs):
+        return rows
+    if not any(isinstance(row, Mapping) and key_field in row for row in rows):
+        return rows
+    return [
+        {k: v for k, v in row.items() if k != key_field} if isinstance(row, Mapping) else row
+        for row in rows
+    ]
