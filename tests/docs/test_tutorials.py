@@ -15,6 +15,14 @@ follows it:
 background port=8000 -->`` before a console block starts its command in the background (a
 server) for the rest of the page, on a free port that replaces 8000 in the page's later blocks,
 and waits until that port answers.
+
+A page in :data:`FAKE_PROVIDER` (the LLM gateway's) calls LLM providers, which a test can't
+reach: for it the harness starts the tests' fake provider (``tests/llm/fake_provider.py``, a
+real HTTP server on 127.0.0.1 speaking OpenAI's and Anthropic's APIs), replaces the
+providers' URLs in the page's blocks (``https://api.openai.com/v1`` and
+``https://api.anthropic.com``) with the fake's, and sets ``OPENAI_API_KEY`` and
+``ANTHROPIC_API_KEY`` to dummy keys, as ``tests/examples/test_llm_gateway.py`` does for the
+example. Everything else on the page (the gateway, its keys, the SDKs, the CLI) is real.
 """
 
 from __future__ import annotations
@@ -27,11 +35,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import pytest
+
+from llm.fake_provider import FakeProvider, start_fake_provider
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -46,10 +58,27 @@ TUTORIALS = [
     "features.md",
     "serving.md",
     "monitoring.md",
+    "server.md",
+    "gateway.md",
 ]
 
-#: Blocks marked ``<!-- docs-test: skip -->``, per page (a page not listed skips none).
-SKIPPED: dict[str, int] = {"index.md": 1, "getting-started.md": 1}
+#: Blocks marked ``<!-- docs-test: skip -->``, per page (a page not listed skips none); each
+#: skip of server.md and gateway.md says why in a comment above its mark.
+SKIPPED: dict[str, int] = {
+    "index.md": 1,
+    "getting-started.md": 1,
+    "server.md": 4,
+    "gateway.md": 4,
+}
+
+#: The pages followed with a fake LLM provider, and the provider URLs of theirs it replaces:
+#: the URL in the page → (deployment name on the fake, its flavour).
+FAKE_PROVIDER: dict[str, dict[str, tuple[str, str]]] = {
+    "gateway.md": {
+        "https://api.openai.com/v1": ("openai", "openai"),
+        "https://api.anthropic.com": ("anthropic", "anthropic"),
+    },
+}
 
 _FENCE = re.compile(
     r"^(?P<indent>[ \t]*)```(?P<lang>[\w-]*)(?P<attrs>[^\n]*)\n(?P<body>.*?)^(?P=indent)```[ \t]*$",
@@ -140,6 +169,16 @@ def _env() -> dict[str, str]:
     return env
 
 
+def substitute(body: str, mapping: dict[str, str]) -> str:
+    """``body`` with each key of ``mapping`` replaced by its value, in one pass (a value put in
+    is never replaced again) and never inside a longer number (port 8000 is replaced in
+    ``:8000/``, not in ``18000``)."""
+    if not mapping:
+        return body
+    keys = "|".join(re.escape(key) for key in sorted(mapping, key=len, reverse=True))
+    return re.sub(rf"(?<!\d)(?:{keys})(?!\d)", lambda m: mapping[m.group(0)], body)
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -169,18 +208,24 @@ def _check(done: subprocess.CompletedProcess[str], block: Block, code: str) -> N
         )
 
 
-def follow(page: str, folder: Path, found: list[Block] | None = None) -> dict[str, int]:
+def follow(
+    page: str,
+    folder: Path,
+    found: list[Block] | None = None,
+    *,
+    replace: dict[str, str] | None = None,
+    env: dict[str, str] | None = None,
+) -> dict[str, int]:
     """Do what ``page`` says (or the blocks ``found`` in it) in ``folder``; counts of the
-    blocks run, written and skipped."""
-    env = _env()
+    blocks run, written and skipped. ``replace`` maps text of the page's blocks to what the
+    test runs instead (a provider's URL), ``env`` adds to a new user's environment."""
+    env = {**_env(), **(env or {})}
     counts = {"run": 0, "written": 0, "skipped": 0}
     ports: dict[str, str] = {}
     background: list[tuple[subprocess.Popen[str], IO[str]]] = []
     try:
         for block in blocks(page) if found is None else found:
-            body = block.body
-            for doc_port, port in ports.items():
-                body = body.replace(doc_port, port)
+            body = substitute(block.body, {**ports, **(replace or {})})
             if block.mark == "skip":
                 counts["skipped"] += 1
                 continue
@@ -207,7 +252,7 @@ def follow(page: str, folder: Path, found: list[Block] | None = None) -> dict[st
             elif block.lang == "console" and block.mark == "background":
                 doc_port = block.args["port"]
                 ports[doc_port] = str(_free_port())
-                (command,) = console_commands(body.replace(doc_port, ports[doc_port]))
+                (command,) = console_commands(substitute(body, {doc_port: ports[doc_port]}))
                 # Its output goes to a file outside the folder: a pipe nobody reads
                 # would fill up and stop the server.
                 log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed below)
@@ -247,10 +292,31 @@ def follow(page: str, folder: Path, found: list[Block] | None = None) -> dict[st
     return counts
 
 
+@contextmanager
+def _fake_provider(page: str) -> Iterator[FakeProvider | None]:
+    """A fake LLM provider running while ``page`` is followed, if it is in FAKE_PROVIDER."""
+    if page not in FAKE_PROVIDER:
+        yield None
+        return
+    fake = start_fake_provider()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("page", TUTORIALS)
 def test_tutorial_runs_as_written(page: str, tmp_path: Path) -> None:
-    counts = follow(page, tmp_path)
+    with _fake_provider(page) as fake:
+        urls = FAKE_PROVIDER.get(page, {})
+        replace = {url: fake.base_url(*where) for url, where in urls.items()} if fake else {}
+        env = {"OPENAI_API_KEY": "sk-docs-test", "ANTHROPIC_API_KEY": "sk-ant-docs-test"}
+        counts = follow(page, tmp_path, replace=replace, env=env if fake else None)
+        for name, _ in urls.values():
+            assert fake is not None and fake.calls(name), (
+                f"docs/{page}: no request reached the fake provider's {name!r} deployment"
+            )
     assert counts["run"] > 0, f"docs/{page} has no block the test runs"
     assert counts["skipped"] == SKIPPED.get(page, 0), (
         f"docs/{page} skips {counts['skipped']} blocks; SKIPPED says {SKIPPED.get(page, 0)}"
@@ -283,6 +349,14 @@ def test_blocks_are_found_with_their_marks() -> None:
     assert found[3].args == {"port": "8000"}
     assert console_commands(found[4].body) == ["echo a \\\n  b"]
     assert shlex.split(console_commands(found[1].body)[0])[:2] == ["loopml", "gateway"]
+
+
+def test_ports_and_urls_are_replaced_once_and_whole() -> None:
+    body = "curl http://127.0.0.1:5000/x http://127.0.0.1:5001 18000 https://api.openai.com/v1/"
+    mapping = {"5000": "50012", "5001": "40001", "https://api.openai.com/v1": "http://h:5001/o/v1"}
+    assert substitute(body, mapping) == (
+        "curl http://127.0.0.1:50012/x http://127.0.0.1:40001 18000 http://h:5001/o/v1/"
+    )
 
 
 def test_a_rotted_block_fails_naming_its_line(tmp_path: Path) -> None:
