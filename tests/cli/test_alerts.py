@@ -144,5 +144,5 @@ def test_bad_input_is_one_error_line(
     (line,) = error_lines(invoke("alerts", "list"))
     assert line.endswith(
         'loopml.toml [[monitor.alerts]] #1 "input drift": for = 0: the number of consecutive '
-        "windows must be a whole number, at least 1"
+        "windows must be a whole number, at least 1."
     )

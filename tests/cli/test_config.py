@@ -131,7 +131,7 @@ def test_show_reports_a_bad_variable(
     assert result.exit_code == 1
     assert result.stderr == (
         "error: LOOPML_TRACKING_CAPTURE_ENVIRONMENT must be true or false (or 1/0), "
-        "got 'sometimes'\n"
+        "got 'sometimes'.\n"
     )
 
 

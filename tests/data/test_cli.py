@@ -157,7 +157,7 @@ def test_os_errors_are_one_line(ws: Path, monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setattr(loopml.data.versions, "add", full)
     result = CliRunner().invoke(data, ["add", "data"])
     assert result.exit_code == 1
-    assert result.output == "error: No space left on device: /cache/ab/cd\n"
+    assert result.output == "error: No space left on device: /cache/ab/cd.\n"
 
 
 def test_git_add_hint_quotes_paths_for_the_shell(ws: Path, make_tree: Callable[..., Path]) -> None:

@@ -40,9 +40,10 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         # A message built from another ("git said: x.") plus our own full stop must not end
-        # in "..": one full stop, an ellipsis left alone. One that ends without a stop gets one.
+        # in "..": one full stop, an ellipsis left alone. A one-line message without a stop gets
+        # one (a message drawing a caret under its input ends with the drawing).
         message = _DOUBLE_STOP.sub(".", message.rstrip())
-        if message and not message.endswith(_TERMINAL):
+        if message and "\n" not in message and not message.endswith(_TERMINAL):
             message += "."
         super().__init__(message)
         if exit_code != self.exit_code:

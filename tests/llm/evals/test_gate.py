@@ -150,7 +150,7 @@ def test_evals_run_exit_codes_table_and_compare(project: Workspace) -> None:
     assert worse.exit_code == 1
     assert "regression: plain passed → failed" in worse.stdout
     assert worse.stderr.strip() == (
-        "error: the suite's thresholds failed: pass rate 50.0% is below min_pass_rate 100.0%"
+        "error: the suite's thresholds failed: pass rate 50.0% is below min_pass_rate 100.0%."
     )
     data = json.loads(
         invoke(
