@@ -62,6 +62,13 @@ def test_gate_from_config_blocks_and_passes(
     ok = invoke("models", "promote", "churn", "1")
     assert ok.exit_code == 0, ok.output
     assert "PASS" in ok.stdout and "now in Production" in ok.stdout
+    dry = invoke("models", "promote", "churn", "2", "--dry-run")
+    assert dry.exit_code == 1 and "beats_champion" in dry.stdout and "FAIL" in dry.stdout
+    assert dry.stderr == "error: The gate would block churn/2; nothing was moved.\n"
+    assert [e["kind"] for e in invoke_json("models", "history", "churn")].count("gate") == 1
+    assert invoke_json("models", "promote", "churn", "1", "--dry-run")["passed"] is True
+    both = invoke("models", "promote", "churn", "2", "--dry-run", "--force")
+    assert both.exit_code == 1 and "leave out --force" in both.stderr
     blocked = invoke("models", "promote", "churn", "2")
     assert blocked.exit_code == 1
     assert "beats_champion" in blocked.stdout and "FAIL" in blocked.stdout

@@ -164,6 +164,24 @@ def test_gate_blocks_the_worse_model_and_promotes_the_better(
     assert stored is not None and not stored.passed and stored.holdout_digest
 
 
+def test_check_gate_is_a_dry_run_that_moves_and_records_nothing(
+    registry_store_ws: Workspace, data, holdout_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    ws = registry_store_ws
+    gate = policy(holdout_path, min_score=0.6, margin=0.01)
+    ws.register_model("m", good_model(data), input_example=data[0][FEATURES].head())
+    ws.register_model("m", bad_model(data), input_example=data[0][FEATURES].head())
+    ws.promote("m", 1, policy=gate)
+    before = ws.models.history("m")
+    worse = ws.models.check_gate("m", 2, policy=gate)
+    assert not worse.passed
+    assert {c.name for c in worse.checks if not c.passed} >= {"beats_champion"}
+    assert ws.models.check_gate("m", 1, policy=gate).passed  # the champion itself
+    assert ws.models.history("m") == before  # nothing recorded
+    assert ws.models.verdict("models:/m/2") is None
+    assert ws.get_model_version("models:/m@production").version == 1
+
+
 def test_force_needs_a_reason_and_is_recorded(
     registry_store_ws: Workspace, data, holdout_path: Path
 ) -> None:  # type: ignore[no-untyped-def]

@@ -207,15 +207,41 @@ def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
 )
 @click.option("--force", is_flag=True, help="Move even if the gate fails (needs --reason).")
 @click.option("--reason", help="Why; required with --force and recorded in the history.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Run the gate and print its verdict; move and record nothing (exit 1 if it fails).",
+)
 @json_option
 @pass_workspace
 def promote(
-    ws: Workspace, name: str, version: int, to: str, force: bool, reason: str | None, as_json: bool
+    ws: Workspace,
+    name: str,
+    version: int,
+    to: str,
+    force: bool,
+    reason: str | None,
+    dry_run: bool,
+    as_json: bool,
 ) -> None:
     """Promote VERSION of NAME. To production only if the gate passes: candidate and champion
-    are scored on the same holdout; the verdict is recorded either way."""
+    are scored on the same holdout; the verdict is recorded either way. --dry-run only runs
+    the gate (before a canary, say)."""
     from loopml.exceptions import PromotionBlocked
 
+    if dry_run:
+        if force or to.lower() != "production":
+            raise CliError("--dry-run runs the production gate: leave out --force and --to.")
+        checked = ws.models.check_gate(name, version)
+        if as_json:
+            emit_json(checked.to_dict())
+        else:
+            _print_verdict(checked)
+        if not checked.passed:
+            raise CliError(f"The gate would block {name}/{version}; nothing was moved.")
+        if not as_json:
+            click.echo(f"The gate passes {name}/{version}; nothing was moved (a dry run).")
+        return
     try:
         verdict = ws.models.promote(name, version, to=to, force=force, reason=reason)
     except PromotionBlocked as blocked:

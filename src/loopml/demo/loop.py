@@ -10,7 +10,8 @@ checks that its part closed; one that did not raises :class:`StageFailed` naming
 5. monitor: the past hours of traffic, quiet then drifted, in hourly windows; PSI above
    0.25 after the drift fires the alert rule (an ``alert`` event); the HTML report;
 6. retrain: the drifted data becomes a new data version; the scheduler sees the alert event
-   and runs the pipeline; a canary of the new version ramps up, completes and passes the gate;
+   and runs the pipeline; the new version passes the gate (a dry run), then a canary ramps it
+   up and completes, promoting it through the gate;
 7. rollback: a bad candidate's canary is rolled back by the controller; ``loopml models
    rollback churn`` in one command, then the good version promoted again;
 8. summary: what happened and the lineage of the Production version.
@@ -534,6 +535,18 @@ class Demo:
             f"alert event → scheduler → pipeline run {run.id[:8]} ({runs[0].trigger}) → "
             f"churn/{candidate} on data {version.hash[:12]}"
         )
+        # The gate first, before the candidate sees any traffic (a dry run: nothing moves);
+        # the canary's completion runs it again and records it with the promotion.
+        stage.doing(f"loopml models promote churn {candidate} --dry-run")
+        precheck = ws.models.check_gate(MODEL, candidate)
+        if not precheck.passed:
+            failed = ", ".join(c.name for c in precheck.checks if not c.passed)
+            raise StageFailed("retrain", f"the gate would block churn/{candidate}: {failed}")
+        self.summary["retrain"]["gate_before_canary"] = True
+        stage.note(
+            f"$ loopml models promote churn {candidate} --dry-run → the gate passes "
+            "(nothing moved); now the canary"
+        )
         steps = self.canary(stage, candidate, "good")
         if ws.models.get(f"models:/{MODEL}@production").version != candidate:
             raise StageFailed("retrain", f"churn/{candidate} is not in Production: {steps}")
@@ -542,8 +555,8 @@ class Demo:
         gate = _beats_champion(ws.models.verdict(f"models:/{MODEL}/{candidate}"))
         self.summary["retrain"]["gate"] = gate
         stage.result(
-            f"churn/{candidate} retrained by the alert, canary "
-            f"{' → '.join(s['action'] for s in steps)}, gate passed"
+            f"churn/{candidate} retrained by the alert, gate passed, canary "
+            f"{' → '.join(s['action'] for s in steps)}, gate passed again at promotion"
             + (
                 f" (accuracy {gate['score']:.3f} vs churn/{gate['champion_version']}'s "
                 f"{gate['champion_score']:.3f} on the new holdout)"

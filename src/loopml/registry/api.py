@@ -315,6 +315,19 @@ class Models:
             verdict,
         )
 
+    def check_gate(
+        self, name: str, version: int, *, policy: gates.GatePolicy | None = None
+    ) -> gates.Verdict:
+        """Run the gate on ``version`` as a promotion to Production would — against the
+        current champion, on the same holdout — and return the verdict, moving and recording
+        nothing: the check before a canary sends the candidate real traffic (the promotion at
+        the canary's end runs the gate again and records it)."""
+        from loopml.registry import gates
+
+        chosen = policy or self.policy(name) or gates.GatePolicy(beat_champion=False)
+        verdict, _ = self._evaluate(name, version, chosen)
+        return verdict
+
     def _evaluate(
         self, name: str, version: int, policy: gates.GatePolicy, *, force: bool = False
     ) -> tuple[gates.Verdict, int | None]:
