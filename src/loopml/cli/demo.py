@@ -78,7 +78,7 @@ def story(summary: dict[str, Any]) -> list[str]:
     return [
         f"drift at {summary['drift_time']} → alert #{alert['id']} (event "
         f"#{alert['event_id']}) → pipeline run {retrain['pipeline_run_id'][:8]} → "
-        f"churn/{retrain['version']} → canary → gate → Production",
+        f"churn/{retrain['version']} → gate (dry run) → canary → gate → Production",
         f"Production churn/{production['version']} ← run {str(production['run_id'])[:8]} ← "
         f"data {production['data_version'][:12]}" + (f" + code {commit[:8]}" if commit else ""),
         f"monitoring report: {summary['report']}",
