@@ -408,48 +408,20 @@ def _ab(
     )
     alpha, power, mde = common["alpha"], common["power"], common["mde"]
     control = names[0]
-    comparisons = []
-    for treatment in names[1:]:
-        a, b = np.asarray(outcomes[control]), np.asarray(outcomes[treatment])
-        if min(a.size, b.size) < MIN_OUTCOMES:
-            comparisons.append(Comparison(control, treatment, "not enough data"))
-            continue
-        if binary:
-            test = stats.two_proportion_ztest(
-                int(a.sum()), a.size, int(b.sum()), b.size, alpha=alpha
-            )
-            rate = float(np.concatenate([a, b]).mean())
-            scale = math.sqrt(rate * (1 - rate))
-            base = float(a.mean())
-            planned = (
-                stats.sample_size_proportions(base, mde, alpha=alpha, power=power)
-                if mde is not None and 0 < base < 1 and 0 < base + mde < 1
-                else None
-            )
-            var_a, var_b = base * (1 - base), float(b.mean()) * (1 - float(b.mean()))
-        else:
-            test = stats.welch_ttest(a, b, alpha=alpha)
-            var_a, var_b = float(a.var(ddof=1)), float(b.var(ddof=1))
-            scale = math.sqrt((var_a + var_b) / 2)
-            planned = (
-                stats.sample_size_means(scale, mde, alpha=alpha, power=power)
-                if mde is not None and scale > 0
-                else None
-            )
-        tau = mde if mde is not None else stats.MSPRT_DEFAULT_EFFECT * scale
-        pairs = [(int(v == treatment), y) for v, y in timeline if v in (control, treatment)]
-        sequential = (
-            stats.sequential_test(
-                [p[0] for p in pairs], [p[1] for p in pairs], binary=binary, tau=tau, alpha=alpha
-            )
-            if tau > 0
-            else None
+    comparisons = [
+        compare_arms(
+            control,
+            treatment,
+            outcomes[control],
+            outcomes[treatment],
+            timeline,
+            binary=binary,
+            alpha=alpha,
+            power=power,
+            mde=mde,
         )
-        detectable = stats.detectable_effect(var_a, a.size, var_b, b.size, alpha=alpha, power=power)
-        verdict, by = _verdict(test, sequential, planned, min(a.size, b.size), lower_better=False)
-        comparisons.append(
-            Comparison(control, treatment, verdict, test, sequential, planned, detectable, by)
-        )
+        for treatment in names[1:]
+    ]
     notes = []
     if unusable:
         want = "0 or 1" if binary else "a number"
@@ -473,6 +445,68 @@ def _ab(
         summary=summary,
         notes=tuple(notes),
         **common,
+    )
+
+
+def compare_arms(
+    control: Any,
+    treatment: Any,
+    a: Sequence[float],
+    b: Sequence[float],
+    timeline: Sequence[tuple[Any, float]] | None,
+    *,
+    binary: bool,
+    alpha: float,
+    power: float,
+    mde: float | None,
+) -> Comparison:
+    """``treatment``'s outcomes ``b`` against ``control``'s ``a``: the fixed-horizon test
+    (two-proportion z for 0/1 outcomes, else Welch's t), the planned sample for ``mde``, the
+    detectable effect, and the mSPRT over ``timeline`` (every outcome as ``(arm, value)`` in
+    the order it arrived). Without a timeline (outcomes with no request order, such as eval
+    runs) there is no sequential test and a significant fixed test decides. Used by the
+    serving A/B report and the prompt A/B report alike."""
+    import numpy as np
+
+    xa, xb = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if min(xa.size, xb.size) < MIN_OUTCOMES:
+        return Comparison(str(control), str(treatment), "not enough data")
+    base = float(xa.mean())
+    if binary:
+        test = stats.two_proportion_ztest(
+            int(xa.sum()), xa.size, int(xb.sum()), xb.size, alpha=alpha
+        )
+        rate = float(np.concatenate([xa, xb]).mean())
+        scale = math.sqrt(rate * (1 - rate))
+        planned = (
+            stats.sample_size_proportions(base, mde, alpha=alpha, power=power)
+            if mde is not None and 0 < base < 1 and 0 < base + mde < 1
+            else None
+        )
+        var_a, var_b = base * (1 - base), float(xb.mean()) * (1 - float(xb.mean()))
+    else:
+        test = stats.welch_ttest(xa, xb, alpha=alpha)
+        var_a, var_b = float(xa.var(ddof=1)), float(xb.var(ddof=1))
+        scale = math.sqrt((var_a + var_b) / 2)
+        planned = (
+            stats.sample_size_means(scale, mde, alpha=alpha, power=power)
+            if mde is not None and scale > 0
+            else None
+        )
+    tau = mde if mde is not None else stats.MSPRT_DEFAULT_EFFECT * scale
+    sequential = None
+    if timeline is not None and tau > 0:
+        pairs = [(int(arm == treatment), y) for arm, y in timeline if arm in (control, treatment)]
+        if pairs:
+            sequential = stats.sequential_test(
+                [p[0] for p in pairs], [p[1] for p in pairs], binary=binary, tau=tau, alpha=alpha
+            )
+    detectable = stats.detectable_effect(var_a, xa.size, var_b, xb.size, alpha=alpha, power=power)
+    verdict, by = _verdict(test, sequential, planned, min(xa.size, xb.size), lower_better=False)
+    if timeline is None and by is None and test.significant:
+        verdict, by = ("better" if test.difference > 0 else "worse"), "fixed test"
+    return Comparison(
+        str(control), str(treatment), verdict, test, sequential, planned, detectable, by
     )
 
 

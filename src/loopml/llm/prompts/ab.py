@@ -46,7 +46,7 @@ from loopml.llm.tables import (
     llm_requests,
 )
 from loopml.serving import stats
-from loopml.serving.report import MIN_OUTCOMES, Comparison, _p, _verdict
+from loopml.serving.report import MIN_OUTCOMES, Comparison, _p, compare_arms
 from loopml.workspace import WorkspaceLike, resolve_workspace
 
 if TYPE_CHECKING:
@@ -312,13 +312,13 @@ def prompt_ab(
         for v in order
     )
     comparisons = [
-        _compare(
+        compare_arms(
             control,
             v,
-            outcomes,
-            timeline,
+            outcomes[control],
+            outcomes[v],
+            timeline if metric != "eval" else None,  # eval runs have no request order
             binary=binary,
-            sequential=metric != "eval",
             alpha=alpha,
             power=power,
             mde=mde,
@@ -454,61 +454,6 @@ def _eval_outcomes(
         passed, cases = int(figures.get("passed", 0)), int(figures.get("cases", 0))
         outcomes[version] += [1.0] * passed + [0.0] * max(cases - passed, 0)
     return outcomes, []
-
-
-def _compare(
-    control: int,
-    treatment: int,
-    outcomes: dict[int, list[float]],
-    timeline: Sequence[tuple[int, float]],
-    *,
-    binary: bool,
-    sequential: bool,
-    alpha: float,
-    power: float,
-    mde: float | None,
-) -> Comparison:
-    """``treatment`` against ``control``, as a serving A/B report compares two variants."""
-    import numpy as np
-
-    a, b = np.asarray(outcomes[control]), np.asarray(outcomes[treatment])
-    if min(a.size, b.size) < MIN_OUTCOMES:
-        return Comparison(str(control), str(treatment), "not enough data")
-    base = float(a.mean())
-    if binary:
-        test = stats.two_proportion_ztest(int(a.sum()), a.size, int(b.sum()), b.size, alpha=alpha)
-        rate = float(np.concatenate([a, b]).mean())
-        scale = math.sqrt(rate * (1 - rate))
-        planned = (
-            stats.sample_size_proportions(base, mde, alpha=alpha, power=power)
-            if mde is not None and 0 < base < 1 and 0 < base + mde < 1
-            else None
-        )
-        var_a, var_b = base * (1 - base), float(b.mean()) * (1 - float(b.mean()))
-    else:
-        test = stats.welch_ttest(a, b, alpha=alpha)
-        var_a, var_b = float(a.var(ddof=1)), float(b.var(ddof=1))
-        scale = math.sqrt((var_a + var_b) / 2)
-        planned = (
-            stats.sample_size_means(scale, mde, alpha=alpha, power=power)
-            if mde is not None and scale > 0
-            else None
-        )
-    tau = mde if mde is not None else stats.MSPRT_DEFAULT_EFFECT * scale
-    pairs = [(int(v == treatment), y) for v, y in timeline if v in (control, treatment)]
-    seq = (
-        stats.sequential_test(
-            [p[0] for p in pairs], [p[1] for p in pairs], binary=binary, tau=tau, alpha=alpha
-        )
-        if sequential and tau > 0 and pairs
-        else None
-    )
-    detectable = stats.detectable_effect(var_a, a.size, var_b, b.size, alpha=alpha, power=power)
-    verdict, by = _verdict(test, seq, planned, min(a.size, b.size), lower_better=False)
-    if seq is None and by is None and test.significant and not sequential:
-        # eval runs have no request order to read sequentially: the fixed test decides
-        verdict, by = ("better" if test.difference > 0 else "worse"), "fixed test"
-    return Comparison(str(control), str(treatment), verdict, test, seq, planned, detectable, by)
 
 
 def _summary(
