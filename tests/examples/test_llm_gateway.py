@@ -6,21 +6,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from llm.fake_provider import FakeProvider, start_fake_provider
+from llm.fake_provider import FakeProvider
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def fake_provider() -> Iterator[FakeProvider]:
-    fake = start_fake_provider()
-    yield fake
-    fake.stop()
 
 
 @pytest.mark.slow

@@ -8,13 +8,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from llm.fake_provider import FakeProvider, start_fake_provider
+from llm.fake_provider import FakeProvider
 from loopml.llm.prompts import label_history
 from loopml.llm.rag import check_index, stored_retrievals
 from loopml.llm.tables import llm_online_evals, llm_requests, llm_spans
@@ -22,13 +21,6 @@ from loopml.workspace import Workspace
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "rag_app"
-
-
-@pytest.fixture
-def fake_provider() -> Iterator[FakeProvider]:
-    fake = start_fake_provider()
-    yield fake
-    fake.stop()
 
 
 @pytest.mark.slow
