@@ -26,6 +26,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import insert, select
@@ -242,27 +243,19 @@ def set_label(
         verdict: GateVerdict | None = None
         kind = SET
         if protected and current != version:
-            if gate is not None:
-                verdict = judge(gate, candidate=candidate, label=label, current=holder)
-            if force:
-                kind = OVERRIDE
-                verdict = GateVerdict(
-                    passed=verdict.passed if verdict else False,
-                    summary=verdict.summary if verdict else "no gate ran",
-                    details=verdict.details if verdict else {},
-                    forced=True,
-                    reason=reason,
-                )
-            elif verdict is None:
-                raise LabelBlocked(
+            kind, verdict = _gated(
+                gate,
+                partial(judge, candidate=candidate, label=label, current=holder),
+                force=force,
+                reason=reason,
+                refusal=(
                     f"{label!r} is a protected label ([prompts] protected_labels): moving "
                     f"{name}@{label} to version {version} needs a promotion gate (an eval "
                     "suite) to pass, and none was given. To move it anyway, record an "
                     f"override: `loopml prompts label {name} {label} {version} --force "
                     "--reason '...'`"
-                )
-            elif not verdict.passed:
-                kind = BLOCKED
+                ),
+            )
 
         def tx(
             conn: Connection,
@@ -340,24 +333,12 @@ def split_label(
         kind = SET
         new = [c for c in candidates if c.version != current]
         if protected and new:
-            if gate is not None:
-                verdict = _joint_verdict(
-                    [
-                        (c.version, judge(gate, candidate=c, label=label, current=holder))
-                        for c in new
-                    ]
-                )
-            if force:
-                kind = OVERRIDE
-                verdict = GateVerdict(
-                    passed=verdict.passed if verdict else False,
-                    summary=verdict.summary if verdict else "no gate ran",
-                    details=verdict.details if verdict else {},
-                    forced=True,
-                    reason=reason,
-                )
-            elif verdict is None:
-                raise LabelBlocked(
+            kind, verdict = _gated(
+                gate,
+                partial(_judge_each, candidates=new, label=label, current=holder),
+                force=force,
+                reason=reason,
+                refusal=(
                     f"{label!r} is a protected label ([prompts] protected_labels): splitting "
                     f"{name}@{label} to {split_text(split)} needs a promotion gate (an eval "
                     f"suite) to pass for version(s) {', '.join(str(c.version) for c in new)}, "
@@ -365,9 +346,8 @@ def split_label(
                     f"prompts split {name} {label} "
                     + " ".join(f"{v}={w:g}" for v, w in split)
                     + " --force --reason '...'`"
-                )
-            elif not verdict.passed:
-                kind = BLOCKED
+                ),
+            )
 
         def tx(
             conn: Connection,
@@ -400,6 +380,45 @@ def split_label(
             )
         return move
     raise Conflict(f"{name}@{label} kept moving while the split was decided; try again.")
+
+
+def _gated(
+    gate: PromotionGate | Callable[..., GateVerdict] | None,
+    judged: Callable[[Any], GateVerdict],
+    *,
+    force: bool,
+    reason: str | None,
+    refusal: str,
+) -> tuple[str, GateVerdict]:
+    """The kind and verdict of a move on a protected label: the gate's verdict
+    (``judged(gate)``, when there is a gate) — a plain move when it passed, a refused one
+    when not — or, forced, an override carrying the reason (and the verdict, if a gate ran).
+    Neither a gate nor force raises :class:`LabelBlocked` with ``refusal``."""
+    verdict = judged(gate) if gate is not None else None
+    if force:
+        return OVERRIDE, GateVerdict(
+            passed=verdict.passed if verdict else False,
+            summary=verdict.summary if verdict else "no gate ran",
+            details=verdict.details if verdict else {},
+            forced=True,
+            reason=reason,
+        )
+    if verdict is None:
+        raise LabelBlocked(refusal)
+    return (SET if verdict.passed else BLOCKED), verdict
+
+
+def _judge_each(
+    gate: PromotionGate | Callable[..., GateVerdict],
+    *,
+    candidates: Sequence[PromptVersion],
+    label: str,
+    current: PromptVersion | None,
+) -> GateVerdict:
+    """The gate's joint verdict on every version a split adds."""
+    return _joint_verdict(
+        [(c.version, judge(gate, candidate=c, label=label, current=current)) for c in candidates]
+    )
 
 
 def _joint_verdict(verdicts: list[tuple[int, GateVerdict]]) -> GateVerdict:
