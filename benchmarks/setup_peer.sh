@@ -19,6 +19,9 @@ declare -A PEERS=(
   [feast]="feast[duckdb]==0.67.*"
   [evidently]="evidently==0.7.23 pandas<3"
   [litellm]="litellm[proxy]==1.108.*"
+  # GPTCache imports its sqlite store (SQLAlchemy) and faiss lazily, pip-installing them on
+  # first use when missing; installed here instead
+  [gptcache]="gptcache==0.1.44 faiss-cpu sqlalchemy"
   # llm-guard 0.3.16 hard-requires torch and transformers==4.51.3; torch pinned to the CPU wheel
   [llmguard]="torch==2.13.0 llm-guard==0.3.16"
 )
