@@ -542,6 +542,8 @@ def main() -> None:
     print_report(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if isinstance(result["gptcache"], str) and GPTCACHE_PYTHON.exists():
+        sys.exit(1)  # the venv is there but its worker failed (the tail of its stderr is printed)
 
 
 if __name__ == "__main__":
