@@ -195,43 +195,45 @@ class Report:
             lines.append(
                 f"  {v.name:<{width}}  {model:<20} {v.requests:>9} {v.outcomes:>9} {mean:>10}"
             )
+        unit = "pairs" if self.paired else "per variant"
         for c in self.comparisons:
-            lines += ["", f"  {c.treatment} vs {c.control}: {c.verdict}"]
-            if c.test is not None:
-                t = c.test
-                relative = (
-                    f" ({t.relative_difference:+.1%})" if t.relative_difference is not None else ""
-                )
-                lines.append(
-                    f"    difference {t.difference:+.4g}{relative}, "
-                    f"{1 - t.alpha:.0%} CI [{t.ci_low:+.4g}, {t.ci_high:+.4g}]"
-                    + (
-                        f", {t.effect_size_kind} {t.effect_size:+.3g}"
-                        if t.effect_size is not None
-                        else ""
-                    )
-                )
-                lines.append(
-                    f"    {t.test}: statistic {t.statistic:.4g}, p {_p(t.p_value)} "
-                    "(valid at the planned sample only)"
-                )
-            if c.sequential is not None:
-                s = c.sequential
-                lines.append(
-                    f"    {s.test}: always-valid p {_p(s.p_value)}"
-                    + (" (crossed alpha)" if s.crossed else "")
-                    + f" over {s.looks} looks, tau {s.tau:.3g}"
-                )
-            unit = "pairs" if self.paired else "per variant"
-            if c.sample_size is not None:
-                lines.append(f"    planned sample: {c.sample_size} {unit} to detect {self.mde:g}")
-            if c.detectable_effect is not None:
-                lines.append(
-                    f"    detectable now with power {self.power:g}: {c.detectable_effect:.4g}"
-                )
+            lines += comparison_lines(c, unit=unit, mde=self.mde, power=self.power)
         lines += ["", f"  {self.recommendation}: {self.summary}"]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
+
+
+def comparison_lines(c: Comparison, *, unit: str, mde: float | None, power: float) -> list[str]:
+    """The text of one comparison in a report: verdict, the fixed test with its interval and
+    effect size, the sequential test, the planned sample (``unit``: "per variant", "pairs",
+    "per version") and the effect detectable now. Shared by the serving and prompt A/B
+    reports."""
+    lines: list[str] = []
+    lines += ["", f"  {c.treatment} vs {c.control}: {c.verdict}"]
+    if c.test is not None:
+        t = c.test
+        relative = f" ({t.relative_difference:+.1%})" if t.relative_difference is not None else ""
+        lines.append(
+            f"    difference {t.difference:+.4g}{relative}, "
+            f"{1 - t.alpha:.0%} CI [{t.ci_low:+.4g}, {t.ci_high:+.4g}]"
+            + (f", {t.effect_size_kind} {t.effect_size:+.3g}" if t.effect_size is not None else "")
+        )
+        lines.append(
+            f"    {t.test}: statistic {t.statistic:.4g}, p {_p(t.p_value)} "
+            "(valid at the planned sample only)"
+        )
+    if c.sequential is not None:
+        s = c.sequential
+        lines.append(
+            f"    {s.test}: always-valid p {_p(s.p_value)}"
+            + (" (crossed alpha)" if s.crossed else "")
+            + f" over {s.looks} looks, tau {s.tau:.3g}"
+        )
+    if c.sample_size is not None:
+        lines.append(f"    planned sample: {c.sample_size} {unit} to detect {mde:g}")
+    if c.detectable_effect is not None:
+        lines.append(f"    detectable now with power {power:g}: {c.detectable_effect:.4g}")
+    return lines
 
 
 def _p(value: float) -> str:

@@ -46,7 +46,7 @@ from loopml.llm.tables import (
     llm_requests,
 )
 from loopml.serving import stats
-from loopml.serving.report import MIN_OUTCOMES, Comparison, _p, compare_arms
+from loopml.serving.report import MIN_OUTCOMES, Comparison, compare_arms, comparison_lines
 from loopml.workspace import WorkspaceLike, resolve_workspace
 
 if TYPE_CHECKING:
@@ -159,31 +159,7 @@ class PromptABReport:
                 f"{mean:>10}{control}"
             )
         for c in self.comparisons:
-            lines += ["", f"  {c.treatment} vs {c.control}: {c.verdict}"]
-            if c.test is not None:
-                t = c.test
-                relative = (
-                    f" ({t.relative_difference:+.1%})" if t.relative_difference is not None else ""
-                )
-                lines.append(
-                    f"    difference {t.difference:+.4g}{relative}, "
-                    f"{1 - t.alpha:.0%} CI [{t.ci_low:+.4g}, {t.ci_high:+.4g}]"
-                )
-                lines.append(
-                    f"    {t.test}: statistic {t.statistic:.4g}, p {_p(t.p_value)} "
-                    "(valid at the planned sample only)"
-                )
-            if c.sequential is not None:
-                s = c.sequential
-                lines.append(
-                    f"    {s.test}: always-valid p {_p(s.p_value)}"
-                    + (" (crossed alpha)" if s.crossed else "")
-                    + f" over {s.looks} looks"
-                )
-            if c.sample_size is not None:
-                lines.append(
-                    f"    planned sample: {c.sample_size} per version to detect {self.mde:g}"
-                )
+            lines += comparison_lines(c, unit="per version", mde=self.mde, power=self.power)
         lines += ["", f"  {self.recommendation}: {self.summary}"]
         lines += [f"  note: {n}" for n in self.notes]
         return "\n".join(lines)
