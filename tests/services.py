@@ -62,6 +62,29 @@ def chromium() -> str:
     return path
 
 
+def watch_page(page: Any, origin: str, problems: list[str], foreign: list[str]) -> None:
+    """Collect what a Playwright ``page`` does wrong: console errors and warnings, page
+    errors and HTTP errors into ``problems``, and requests leaving ``origin`` (a page that
+    must load nothing from elsewhere) into ``foreign``."""
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"{page.url}: {m.type}: {m.text}")
+            if m.type in {"error", "warning"}
+            else None
+        ),
+    )
+    page.on("pageerror", lambda e: problems.append(f"{page.url}: pageerror: {e}"))
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((origin, "data:")) else foreign.append(r.url),
+    )
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None,
+    )
+
+
 def _require_env(var: str, what: str) -> str:
     value = os.environ.get(var, "").strip()
     if not value:

@@ -14,7 +14,7 @@ import pytest
 
 from loopml.workspace import Workspace
 from server.test_ui_pages import populate
-from services import chromium, require_module
+from services import chromium, require_module, watch_page
 
 COUNT_COLOURS = """
 async (data) => {
@@ -56,23 +56,7 @@ def test_click_through_the_ui_in_chromium(
     shots: dict[str, int] = {}
 
     def watch(page: Any) -> None:
-        page.on(
-            "console",
-            lambda m: (
-                problems.append(f"{page.url}: {m.type}: {m.text}")
-                if m.type in {"error", "warning"}
-                else None
-            ),
-        )
-        page.on("pageerror", lambda e: problems.append(f"{page.url}: pageerror: {e}"))
-        page.on(
-            "request",
-            lambda r: None if r.url.startswith((url, "data:")) else foreign.append(r.url),
-        )
-        page.on(
-            "response",
-            lambda r: problems.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None,
-        )
+        watch_page(page, url, problems, foreign)
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])

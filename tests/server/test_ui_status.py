@@ -14,7 +14,7 @@ from loopml.monitoring.settings import MonitorSettings
 from loopml.workspace import Workspace
 from server.test_ui_browser import COUNT_COLOURS
 from server.test_ui_pages import OnlyAccess, get, text_of
-from services import chromium, require_module
+from services import chromium, require_module, watch_page
 from status.test_status import RULE, by_pipeline
 
 
@@ -89,23 +89,7 @@ def test_the_status_page_in_chromium(
     foreign: list[str] = []
 
     def watch(page: Any) -> None:
-        page.on(
-            "console",
-            lambda m: (
-                problems.append(f"{page.url}: {m.type}: {m.text}")
-                if m.type in {"error", "warning"}
-                else None
-            ),
-        )
-        page.on("pageerror", lambda e: problems.append(f"{page.url}: pageerror: {e}"))
-        page.on(
-            "request",
-            lambda r: None if r.url.startswith((url, "data:")) else foreign.append(r.url),
-        )
-        page.on(
-            "response",
-            lambda r: problems.append(f"{r.url}: HTTP {r.status}") if r.status >= 400 else None,
-        )
+        watch_page(page, url, problems, foreign)
 
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=browser_path, args=["--no-sandbox"])
