@@ -266,3 +266,40 @@ def test_an_mlflow_script_against_loopml_server(
     client = mlflow.MlflowClient()
     assert client.get_model_version("churn", str(out["version"])).current_stage == "Production"
     assert client.get_model_version("churn", str(out["worse_version"])).current_stage == "None"
+
+
+def test_runs_loopml_started_show_their_name_as_mlflow_run_name(
+    tmp_path: Path, server: Callable[..., str], client_env: Callable[[str], None]
+) -> None:
+    """MLflow's server shows every run's name as the ``mlflow.runName`` tag, and scripts
+    read ``tags.mlflow.runName`` off search_runs' DataFrame: runs loopml itself started (no
+    such tag stored) must show it too, filter and sort by it, and a rename must show."""
+    ws = Workspace.init(tmp_path / "ws")
+    try:
+        for name in ("beta", "alpha", "gamma"):
+            with ws.runs.start(experiment="names", name=name, log_environment=False) as run:
+                run.log_param("p", name)
+        url = server(ws)
+        client_env(url)
+        exp = mlflow.get_experiment_by_name("names")
+        frame = mlflow.search_runs(
+            experiment_ids=[exp.experiment_id], order_by=["tags.mlflow.runName ASC"]
+        )
+        assert list(frame["tags.mlflow.runName"]) == ["alpha", "beta", "gamma"]
+        found = mlflow.search_runs(
+            experiment_ids=[exp.experiment_id], filter_string="tags.mlflow.runName = 'beta'"
+        )
+        assert list(found["params.p"]) == ["beta"]
+        found = mlflow.search_runs(
+            experiment_ids=[exp.experiment_id],
+            filter_string="tags.`mlflow.runName` LIKE 'g%'",
+        )
+        assert list(found["tags.mlflow.runName"]) == ["gamma"]
+        run_id = found["run_id"][0]
+        mlflow.MlflowClient().set_tag(run_id, "mlflow.runName", "delta")
+        run = mlflow.get_run(run_id)
+        assert run.info.run_name == "delta"
+        assert run.data.tags["mlflow.runName"] == "delta"
+        assert ws.runs.get(run_id).name == "delta"
+    finally:
+        ws.close()

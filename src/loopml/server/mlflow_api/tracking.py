@@ -333,15 +333,22 @@ def key_values(items: Any, what: str) -> list[tuple[Any, Any]]:
 
 
 def translate_filter(text_: str | None) -> str | None:
-    """MLflow's run filter in loopml's language: ``attributes.user_id`` is the
-    ``mlflow.user`` tag and ``attributes.created`` the start time; the rest is the same."""
+    """MLflow's run filter (or one ``order_by`` item) in loopml's language:
+    ``attributes.user_id`` is the ``mlflow.user`` tag, ``attributes.created`` the start time
+    and the ``mlflow.runName`` tag the run's name; the rest is the same."""
     if not text_ or not text_.strip():
         return None
+    text_ = _RUN_NAME_TAG_RE.sub("attributes.run_name", text_)
     return re.sub(
         r"(?i)\b(?:attributes|attribute|attr|run)\.(?:`(\w+)`|\"(\w+)\"|(\w+))",
         _translate_attribute,
         text_,
     )
+
+
+_RUN_NAME_TAG_RE = re.compile(
+    r"\b(?:tags|tag)\.(?:`mlflow\.runName`|\"mlflow\.runName\"|mlflow\.runName\b)"
+)
 
 
 def _translate_attribute(match: re.Match[str]) -> str:
@@ -783,7 +790,7 @@ class TrackingApi:
         if view not in _VIEW_TYPES.values():
             raise bad(f"run_view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {view!r}.")
         filter_ = translate_filter(text(body, "filter", required=False))
-        order_by = string_list(body, "order_by") or None
+        order_by = [translate_filter(o) or o for o in string_list(body, "order_by")] or None
         token = text(body, "page_token", required=False) or None
 
         def find() -> dict[str, Any]:
@@ -1527,7 +1534,14 @@ def _runs_json(conn: Connection, ids: list[str], slots: str) -> list[dict[str, A
         if row is None:
             continue
         _, exp_id, name, status, start_time, end_time, deleted_at = row
-        run_tags = tags_of[run_id]
+        # MLflow's server always shows the run's name as the ``mlflow.runName`` tag (scripts
+        # read ``tags.mlflow.runName`` from search_runs' DataFrame); runs loopml started have
+        # no such tag, and the name column is the one a rename updates.
+        run_tags = sorted(
+            [t for t in tags_of[run_id] if t["key"] != RUN_NAME_TAG]
+            + [{"key": RUN_NAME_TAG, "value": name}],
+            key=lambda t: t["key"],
+        )
         user = next((t["value"] for t in run_tags if t["key"] == USER_TAG), "")
         run_information: dict[str, Any] = {
             "run_id": run_id,
