@@ -10,8 +10,8 @@ hours ``start_run`` would take), starts ``loopml server``'s app in a thread on 1
 measures:
 
 * the runs page's server time (its ``Server-Timing`` header) for the plain listing, a filter,
-  an order by a metric, and both; the median of ``--repeats`` requests each (target: under
-  300 ms);
+  an order by a metric, and both, an order by and a filter on a tag, an order by a param of
+  few values; the median of ``--repeats`` requests each (target: under 300 ms);
 * the time to a usable page in headless Chromium (Debian's ``chromium``, driven by Playwright):
   from navigation start to ``DOMContentLoaded`` with the runs table in the DOM (target: under
   1.5 s);
@@ -273,6 +273,9 @@ def main() -> int:
             "filter": {"filter": FILTER},
             "order by metric": {"order": ORDER},
             "filter + order": {"filter": FILTER, "order": ORDER},
+            "order by tag (5 values)": {"order": "tags.team"},
+            "filter on tag": {"filter": "tags.team = 'c'"},
+            "order by param (7 values)": {"order": "params.p2 DESC"},
             "10 picked columns": {"cols": [f"metrics.m{k}" for k in range(5)]
                                   + [f"params.p{k}" for k in range(5)]},
         }  # fmt: skip

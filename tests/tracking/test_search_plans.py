@@ -39,6 +39,24 @@ ORDERS: list[list[str] | None] = [
 ]
 PAGES = [(1, 0), (7, 14), (1000, 0)]
 SCOPES: list[list[str] | None] = [["e1"], ["e1", "e2"]]
+# Tags: t (3 values), u (40 values, missing on 1 run in 7), g ('a' on 9 runs in 10: a tie
+# longer than a walk's reach, so its runs come by their own plan, after the 'b's DESC).
+TAG_FILTERS = [
+    None,
+    "tags.t = 'x'",
+    "tags.u LIKE 'u1%' and metrics.m > 0.3",
+    "tags.g = 'b' or tags.u IS NULL",
+    "tags.g = 'a' and params.p IN ('a', 'b')",
+]
+TAG_ORDERS: list[list[str] | None] = [
+    ["tags.u"],
+    ["tags.u DESC", "params.p"],
+    ["tags.g"],
+    ["tags.g DESC"],
+    ["tags.g", "params.p DESC", "metrics.m"],
+    ["params.q", "tags.t DESC"],
+]
+TAG_PAGES = [(1, 0), (7, 35), (20, 25), (1000, 0)]
 
 
 @pytest.fixture
@@ -76,6 +94,9 @@ def many(workspace_factory: Any, request: pytest.FixtureRequest) -> Workspace:
                     {"run_id": run_id, "key": "m", "value": value, "step": 0, "timestamp": 0}
                 )
             tag_rows.append({"run_id": run_id, "key": "t", "value": "xyz"[i % 3]})
+            if i % 7:
+                tag_rows.append({"run_id": run_id, "key": "u", "value": f"u{rng.randrange(40):02}"})
+            tag_rows.append({"run_id": run_id, "key": "g", "value": "ab"[rng.random() < 0.1]})
         conn.execute(insert(runs), run_rows)
         conn.execute(insert(params), param_rows)
         conn.execute(insert(latest_metrics), metric_rows)
@@ -93,11 +114,13 @@ def plain(ws: Workspace, *args: Any) -> list[str]:
         return search.search_run_ids(ws.db, *args)
 
 
-def check_every_plan(ws: Workspace, quick: bool = False) -> int:
+def check_every_plan(ws: Workspace, quick: bool = False, tags: bool = False) -> int:
     checked = 0
     cases = itertools.product(SCOPES, FILTERS, ORDERS, PAGES, [False, True])
     if quick:
         cases = itertools.product(SCOPES[:1], FILTERS[:6], ORDERS[:4], PAGES[1:2], [False])
+    if tags:
+        cases = itertools.product(SCOPES, TAG_FILTERS, TAG_ORDERS, TAG_PAGES, [False, True])
     for scope, text, order, (limit, offset), include_deleted in cases:
         args = (scope, text, order, limit, include_deleted, offset)
         expected = plain(ws, *args)
@@ -167,6 +190,36 @@ def test_the_plans_run_as_planned(many: Workspace, monkeypatch: pytest.MonkeyPat
 @pytest.mark.parametrize("many", ["postgres"], indirect=True)
 def test_every_plan_gives_the_plain_page_on_postgres(many: Workspace) -> None:
     check_every_plan(many)
+
+
+@pytest.mark.parametrize(
+    "many", ["sqlite-file", pytest.param("postgres", marks=pytest.mark.slow)], indirect=True
+)
+def test_tag_orders_and_filters_give_the_plain_page(many: Workspace) -> None:
+    """Sorted by a tag (walking its (key, value, run_id) index), by a tie longer than the
+    walk's reach (taken by its own plan), filtered on tags: the plain query's page."""
+    checked = check_every_plan(many, tags=True)
+    assert checked == len(SCOPES) * len(TAG_FILTERS) * len(TAG_ORDERS) * len(TAG_PAGES) * 2
+
+
+def test_a_long_tie_is_taken_by_its_own_plan(
+    many: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sorted by a tag or param of few values, the page comes from the runs before the tie
+    and the tie's own newest-first walk, not from sorting every run of the tie."""
+    tied: list[list[str] | None] = []
+    real = search._with_ties
+
+    def spy(*args: Any) -> Any:
+        tied.append(real(*args))
+        return tied[-1]
+
+    monkeypatch.setattr(search, "_with_ties", spy)
+    for order in (["tags.g"], ["tags.g DESC"], ["params.q DESC"]):
+        tied.clear()
+        page = search.search_run_ids(many.db, ["e1"], None, order, 10, False, 20)
+        assert page == plain(many, ["e1"], None, order, 10, False, 20)
+        assert len(tied) == 1 and tied[0] == page, order
 
 
 def test_a_page_from_many_runs_reads_back_whole(many: Workspace) -> None:

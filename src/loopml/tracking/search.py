@@ -329,6 +329,11 @@ def _order_terms(
 # filter is broad; when it doesn't, it counts (index-only range scans, capped) how many runs its
 # conditions match and how long a walk would be, and picks. A bad guess costs a bounded detour,
 # never a wrong answer: a walk that can't fill the page gives way to the plain query.
+#
+# A param or tag of a few values ties most runs: the walk's reach ends inside one value, and
+# sorting all its runs by the clauses left (then newest first) is the cost the walk meant to
+# avoid. So the walk stops before that value, and the page goes on with that value's runs,
+# found by a search of their own (the filter and ``key = value``, sorted by the clauses left).
 
 _COUNT_CAP = 100_000  # counting stops here: past it a condition is "broad" anyway
 _WALK_SLACK = 4  # a walk may visit this many times the index entries it expects to need
@@ -377,8 +382,9 @@ class _Walk:
 
     column: Any  # the value sorted on
     descending: bool
-    source: Any  # the FROM clause (runs, or the metric/param table joined to runs)
+    source: Any  # the FROM clause (runs, or the metric/param/tag table joined to runs)
     where: list[ColumnElement[bool]]  # the index's own conditions (its key)
+    key: Key | None = None  # the metric, param or tag walked (None: runs by start time)
 
     def entries(self) -> Select[Any]:
         """The index entries the walk visits, in no order (to count them)."""
@@ -390,14 +396,19 @@ class _Walk:
         stmt = self.entries().order_by(ordered).offset(visit - 1).limit(1)
         return conn.execute(stmt).scalar()
 
+    def ties(self, conn: Any, value: Any, cap: int) -> int:
+        """How many entries hold ``value`` (counted no further than ``cap``)."""
+        stmt = self.entries().where(self.column == value).limit(cap)
+        return int(conn.execute(select(func.count()).select_from(stmt.subquery())).scalar_one())
+
 
 def _walk_for(
     order: list[OrderBy], exp_ids: list[int] | None
 ) -> tuple[_Walk | None, list[OrderBy]]:
     """The index to walk for ``order`` (and the clauses left to sort by), if one fits:
-    ``ix_latest_metrics_key_value`` / ``ix_params_key_value`` for a first clause on a metric
-    or param, ``ix_runs_experiment_start`` for newest-first (the default) or start_time
-    within one experiment."""
+    ``ix_latest_metrics_key_value`` / ``ix_params_key_value_run`` / ``ix_tags_key_value_run``
+    for a first clause on a metric, param or tag, ``ix_runs_experiment_start`` for
+    newest-first (the default) or start_time within one experiment."""
     first = order[0] if order else OrderBy(Key("attribute", "start_time"), descending=True)
     rest = order[1:]
     key = first.key
@@ -406,12 +417,10 @@ def _walk_for(
             return None, order
         where = [runs.c.experiment_id == exp_ids[0]]
         return _Walk(runs.c.start_time, first.descending, runs, where), rest
-    if key.kind not in {"metric", "param"}:
-        return None, order  # tags have no (key, value) index
     table = _TABLES[key.kind].alias("walk")
     where = [table.c.key == key.name, table.c.value.is_not(None)]
     source = table.join(runs, runs.c.id == table.c.run_id)
-    return _Walk(table.c.value, first.descending, source, where), rest
+    return _Walk(table.c.value, first.descending, source, where, key), rest
 
 
 def _base_conditions(
@@ -444,19 +453,71 @@ def _walked(
     of the index (so that a longer walk might)."""
     bound = walk.bound(conn, visit)
     where = list(walk.where)
-    if bound is not None:
-        # Every run past the bound sorts after every run before it (ties included: >=), so
-        # a full page inside the bound is the page.
-        where.append(walk.column >= bound if walk.descending else walk.column <= bound)
     sqlite = conn.dialect.name == "sqlite"
     where += _base_conditions(exp_ids, include_deleted, hint=sqlite and walk.source is not runs)
     if expr is not None:
         where.append(_compile(expr, probe=True))
-    stmt = select(runs.c.id).select_from(walk.source).where(*where)
-    stmt, terms = _order_terms(stmt, rest, first=1)
+    stmt = select(runs.c.id).select_from(walk.source)
     first = walk.column.desc() if walk.descending else walk.column.asc()
-    found = list(conn.execute(stmt.order_by(first, *terms).limit(limit).offset(offset)).scalars())
+
+    def page(stop: ColumnElement[bool] | None, limit: int, offset: int) -> list[str]:
+        ordered, terms = _order_terms(stmt.where(*where, true() if stop is None else stop), rest, 1)
+        return list(
+            conn.execute(ordered.order_by(first, *terms).limit(limit).offset(offset)).scalars()
+        )
+
+    if bound is None:
+        found = page(None, limit, offset)
+    elif walk.key is not None and walk.ties(conn, bound, visit + 1) > visit:
+        # The bound's value fills the reach (a param or tag of a few values): walk to it,
+        # then take its runs in the order of the clauses left, by their own plan, rather
+        # than sort them all.
+        before = walk.column > bound if walk.descending else walk.column < bound
+        return _with_ties(
+            conn,
+            walk.key,
+            bound,
+            page(before, offset + limit, 0),
+            rest,
+            expr,
+            exp_ids,
+            include_deleted,
+            limit,
+            offset,
+        ), True
+    else:
+        # Every run past the bound sorts after every run before it (ties included: >=), so
+        # a full page inside the bound is the page.
+        found = page(
+            walk.column >= bound if walk.descending else walk.column <= bound, limit, offset
+        )
     return (found if len(found) == limit else None), bound is not None
+
+
+def _with_ties(
+    conn: Any,
+    key: Key,
+    value: Any,
+    before: list[str],
+    rest: list[OrderBy],
+    expr: Expr | None,
+    exp_ids: list[int] | None,
+    include_deleted: bool,
+    limit: int,
+    offset: int,
+) -> list[str] | None:
+    """The page that follows ``before`` (the runs sorted ahead of ``key`` = ``value``, the
+    first ``offset + limit`` of them) with the runs whose ``key`` is ``value``, sorted by
+    ``rest`` then as every search ends; None when those two lists don't fill it."""
+    skip = max(0, offset - len(before))
+    want = offset + limit - len(before) - skip
+    if want <= 0:
+        return before[offset:]
+    tie = Comparison(key, "=", value)
+    tied = _run_ids(
+        conn, exp_ids, BoolOp("and", (*_conjuncts(expr), tie)), rest, want, skip, include_deleted
+    )
+    return before[offset:] + tied if len(tied) == want else None
 
 
 def _run_ids(
@@ -520,8 +581,9 @@ def _run_ids(
     # Start from the filter's matches: the runs its narrowest conditions match (from their
     # indexes; those about as narrow as the narrowest are intersected before any run is
     # read), the other conditions probe each run left, and those are sorted. Reading a run id
-    # from a (key, value) index costs a row lookup (the indexes don't hold run_id), so a
-    # broad list is dearer than probing the few runs the narrow one leaves.
+    # from a metric's (key, value) index costs a row lookup (it doesn't hold run_id; the param
+    # and tag indexes do), so a broad list is dearer than probing the few runs the narrow one
+    # leaves.
     selective = estimate * 4 < runs_in_scope
     narrow = [leaf for leaf, n in counts.items() if selective and n <= 2 * estimate]
     return _plain(conn, exp_ids, expr, order, limit, offset, include_deleted, narrow, selective)

@@ -46,7 +46,8 @@ params = Table(
     Column("run_id", String(RUN_ID), ForeignKey("runs.id"), primary_key=True),
     Column("key", String(KEY), primary_key=True),
     Column("value", Text, nullable=False),
-    Index("ix_params_key_value", "key", "value"),
+    # Covering: run search walks it in value order and reads run ids without the table.
+    Index("ix_params_key_value_run", "key", "value", "run_id"),
 )
 
 tags = Table(
@@ -55,7 +56,7 @@ tags = Table(
     Column("run_id", String(RUN_ID), ForeignKey("runs.id"), primary_key=True),
     Column("key", String(KEY), primary_key=True),
     Column("value", Text, nullable=False),
-    Index("ix_tags_key", "key"),
+    Index("ix_tags_key_value_run", "key", "value", "run_id"),
 )
 
 metrics = Table(
