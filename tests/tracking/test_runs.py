@@ -64,6 +64,23 @@ def test_end_run_with_status(ws: Workspace) -> None:
     assert ws.get_run(run.id).status == "KILLED"
 
 
+def test_a_run_whose_end_cannot_be_recorded_is_no_longer_active(
+    sqlite_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = sqlite_ws.start_run()
+
+    def refuse(status: object, error: object) -> None:
+        raise RuntimeError("the store is gone")
+
+    monkeypatch.setattr(run, "_record_end", refuse)
+    with pytest.raises(RuntimeError, match="the store is gone"):
+        run.end()
+    assert sqlite_ws.active_run() is None  # a new run can start in this thread
+    with sqlite_ws.start_run() as second:
+        second.log_metric("loss", 1.0)
+    assert sqlite_ws.get_run(second.id).status == "FINISHED"
+
+
 def test_params_are_immutable(ws: Workspace) -> None:
     with ws.start_run() as run:
         run.log_param("lr", 0.1)

@@ -10,19 +10,14 @@ is the one any other client would get. These need the server: nothing is spooled
 from __future__ import annotations
 
 import builtins
-import platform
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from loopml.client import wire
 from loopml.client.errors import not_served
 from loopml.client.transport import segment
-from loopml.exceptions import InvalidInput
 from loopml.registry import versions as v
 from loopml.registry.api import Models
-from loopml.registry.flavors import flavor_for, flavor_named
-from loopml.registry.models import ModelContext, PythonModel
-from loopml.registry.packages import library_versions, save_package
 
 if TYPE_CHECKING:
     from loopml.client.session import Session
@@ -57,8 +52,6 @@ class RemoteModels(Models):
     ) -> v.ModelVersion:
         """Register a new version of ``name`` on the server (see ``Models.register``).
         ``schema``, ``features`` and ``reference_data`` are not available over HTTP yet."""
-        from loopml.registry.signature import infer_signature
-
         for given, what in (
             (schema, "register_model(schema=...)"),
             (features, "register_model(features=...)"),
@@ -73,44 +66,25 @@ class RemoteModels(Models):
         if run_id is not None:
             self._ws.runs.flush()  # a run started while the server was away reaches it first
             self._ws.runs.get(run_id)  # RunNotFound for a bad id
-        if model is None:
-            if run_id is None or artifact_path is None:
-                raise InvalidInput("register_model needs a model, or run_id and artifact_path")
-            model = self._model_from_artifact(run_id, artifact_path)
-        chosen = flavor_named(flavor) if flavor else flavor_for(model)
-        signature = None
-        if input_example is not None:
-            if isinstance(model, PythonModel):
-                model.load_context(ModelContext(artifacts=dict(artifacts or {})))
-            output = model.predict(input_example)
-            signature = infer_signature(input_example, output)
-        environment = {
-            "python": platform.python_version(),
-            "libraries": library_versions(chosen.libraries),
-        }
-        digest, _meta = save_package(
-            self._session.blobs,
-            model,
-            chosen,
-            artifacts or {},
-            {"name": name, "run_id": run_id, "environment": environment},
+        package = self._package(
+            name, model, run_id, artifact_path, input_example, artifacts, flavor
         )
         answer = self._call(
             "POST",
             f"/models/{segment(name)}/versions",
             {
-                "flavor": chosen.name,
-                "digest": digest,
+                "flavor": package.flavor.name,
+                "digest": package.digest,
                 "run_id": run_id,
-                "signature": signature.to_dict() if signature else None,
-                "environment": environment,
+                "signature": package.signature.to_dict() if package.signature else None,
+                "environment": package.environment,
                 "description": description,
             },
         )
         return wire.version_from_json(answer)
 
-    # The blob store and the cache are the seams load() uses: the server's blobs, fetched
-    # into this machine's cache.
+    # The blob store and the cache are the seams register() and load() use: the server's
+    # blobs, fetched into this machine's cache.
     @property
     def blobs(self) -> Any:
         return self._session.blobs

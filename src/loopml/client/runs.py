@@ -18,7 +18,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import os
-import sys
 import tempfile
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -161,31 +160,17 @@ class RemoteRun(Run):
         self._send("seed", {"seed": seed})
         self.set_tag("loopml.seed", seed)
 
-    def end(self, status: str | RunStatus = RunStatus.FINISHED, error: str | None = None) -> None:
-        """End the run: send its metrics and its status (or spool them). A second call does
-        nothing."""
-        final = RunStatus(str(status).upper())
-        with self._end_lock:
-            if self.status is not RunStatus.RUNNING:
-                return
-            if self._sampler is not None:
-                self._sampler.stop()
-            try:
-                self._api.flush()
-            finally:
-                self.status = final
-                try:
-                    self._send(
-                        "end",
-                        {
-                            "status": final.value,
-                            "error": error,
-                            "end_time": now_ms(),
-                            "owner": liveness.owner_token(),
-                        },
-                    )
-                finally:
-                    self._api._forget(self)
+    def _record_end(self, status: RunStatus, error: str | None) -> None:
+        """Send the run's end to the server (or spool it); ``end`` has sent its metrics."""
+        self._send(
+            "end",
+            {
+                "status": status.value,
+                "error": error,
+                "end_time": now_ms(),
+                "owner": liveness.owner_token(),
+            },
+        )
 
 
 class RemoteRuns(Runs):
@@ -195,20 +180,14 @@ class RemoteRuns(Runs):
         super().__init__(workspace)
         self._session = session
 
-    def _writer(self) -> MetricWriter:
-        writer = self._tracking.writer
-        if writer is None:
-            with self._tracking.lock:
-                if self._tracking.writer is None:
-                    settings = self._ws.settings
-                    self._tracking.writer = RemoteMetricWriter(
-                        self._session.outbox,
-                        settings.flush_interval,
-                        settings.flush_max_points,
-                        heartbeat=self._heartbeat,
-                    )
-                writer = self._tracking.writer
-        return writer
+    def _new_writer(self) -> MetricWriter:
+        settings = self._ws.settings
+        return RemoteMetricWriter(
+            self._session.outbox,
+            settings.flush_interval,
+            settings.flush_max_points,
+            heartbeat=self._heartbeat,
+        )
 
     def _heartbeat(self) -> None:
         live = list(self._tracking.live)
@@ -241,36 +220,9 @@ class RemoteRuns(Runs):
         keys.check_key(exp_name, "experiment name")
         run_id = uuid.uuid4().hex
         run_name = name or generate_name()
-        settings = self._ws.settings
-        capture = settings.capture_environment if log_environment is None else log_environment
-        env: dict[str, Any] | None = None
-        diff: str | None = None
-        system_tags: dict[str, str] = {}
-        if capture:
-            from loopml.tracking import environment
-
-            env = environment.capture()
-            git = env.get("git")
-            if git:
-                diff = git.pop("diff", None)
-                system_tags.update(
-                    {
-                        "loopml.git.commit": git.get("commit") or "",
-                        "loopml.git.branch": git.get("branch") or "",
-                        "loopml.git.dirty": str(bool(git.get("dirty"))).lower(),
-                    }
-                )
-            system_tags.update(
-                {
-                    "loopml.user": env.get("user") or "",
-                    "loopml.host": env.get("host") or "",
-                    "loopml.source": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "",
-                }
-            )
-            system_tags = {k: v for k, v in system_tags.items() if v}
-            if not self._tracking.packages_stored:
-                self._session.spooling_blobs.put_bytes(environment.packages_text().encode())
-                self._tracking.packages_stored = True
+        env, diff, system_tags = self._environment(
+            log_environment, self._session.spooling_blobs.put_bytes
+        )
         extra = {
             keys.check_key(k, "tag key"): keys.tag_value(k, v) for k, v in (user_tags or {}).items()
         }

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -98,33 +97,19 @@ class RemoteMetricWriter(MetricWriter):
                 )
                 self._thread.start()
 
-    # The sender thread's side.
+    # The sender thread's side; its loop is MetricWriter's. A round sends at every wake-up
+    # (a heartbeat's too), and none once close() has stopped the thread: close sends the rest.
+    _flush_when_stopped = False
+    _flush_only_when_due = False
 
-    def _loop(self) -> None:
-        now = time.monotonic()
-        next_flush = now + self.interval
-        next_beat = now + self.heartbeat_interval
-        while not self._stopped.is_set():
-            due = min(next_flush, next_beat) if self.heartbeat else next_flush
-            self._wake.wait(max(0.0, due - time.monotonic()))
-            self._wake.clear()
-            now = time.monotonic()
-            if self._stopped.is_set():
-                break
-            next_flush = now + self.interval
-            try:
-                self._drain()
-                if self.outbox.backlog:
-                    self.outbox.replay()
-            except Exception as exc:  # kept; the next round tries again
-                self.last_error = exc
-                log.warning("loopml: sending metrics failed, will retry: %s", exc)
-            if self.heartbeat is not None and now >= next_beat:
-                next_beat = now + self.heartbeat_interval
-                try:
-                    self.heartbeat()
-                except Exception as exc:  # unreachable: the next beat will do
-                    log.debug("loopml: heartbeat failed: %s", exc)
+    def _background_flush(self) -> None:
+        try:
+            self._drain()
+            if self.outbox.backlog:
+                self.outbox.replay()
+        except Exception as exc:  # kept; the next round tries again
+            self.last_error = exc
+            log.warning("loopml: sending metrics failed, will retry: %s", exc)
 
     def _drain(self) -> int:
         """Send (or spool) everything queued; → how many points."""

@@ -7,6 +7,7 @@ import os
 import platform
 import tempfile
 import warnings
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +31,22 @@ from loopml.registry.tables import model_versions
 if TYPE_CHECKING:
     from loopml.config import Settings
     from loopml.registry import gates
+    from loopml.registry.flavors import Flavor
+    from loopml.registry.signature import Signature
     from loopml.store.blobs import BlobStore
     from loopml.store.db import Database
     from loopml.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class _Package:
+    """A model packaged for registration (:meth:`Models._package`)."""
+
+    model: Any
+    flavor: Flavor
+    digest: str
+    signature: Signature | None
+    environment: dict[str, Any]
 
 
 class Models:
@@ -92,8 +106,6 @@ class Models:
         >>> mv.version, mv.uri
         (1, 'models:/churn/1')
         """
-        from loopml.registry.signature import infer_signature
-
         if run_id is None:
             active = self._ws.runs.active()
             run_id = active.id if active is not None else None
@@ -107,6 +119,51 @@ class Models:
         feature_service = (
             self._ws.features.service_version(features) if features is not None else None
         )
+        package = self._package(
+            name, model, run_id, artifact_path, input_example, artifacts, flavor
+        )
+        version = v.create_version(
+            self.db,
+            name,
+            flavor=package.flavor.name,
+            digest=package.digest,
+            run_id=run_id,
+            signature=package.signature,
+            environment=package.environment,
+            description=description,
+            feature_service=feature_service,
+        )
+        if schema is not None:
+            self._ws.schemas.attach(schema, model=version.uri)
+        if reference is not None:
+            from loopml.monitoring.profile import set_reference
+
+            source = reference_data if isinstance(reference_data, (str, os.PathLike)) else None
+            set_reference(
+                version.uri,
+                reference,
+                source=os.fspath(source) if source is not None else None,
+                # A PythonModel predicts once its context is loaded: let the registry do it.
+                model=None if isinstance(package.model, PythonModel) else package.model,
+                workspace=self._ws,
+            )
+        return version
+
+    def _package(
+        self,
+        name: str,
+        model: Any,
+        run_id: str | None,
+        artifact_path: str | None,
+        input_example: Any,
+        artifacts: dict[str, str] | None,
+        flavor: str | None,
+    ) -> _Package:
+        """Package a version of ``name`` into :attr:`blobs`: the model (or the pickle that
+        run ``run_id`` logged at ``artifact_path``), its flavor, the signature inferred from
+        ``input_example`` and the Python and library versions (what ``register`` records)."""
+        from loopml.registry.signature import infer_signature
+
         if model is None:
             if run_id is None or artifact_path is None:
                 raise InvalidInput("register_model needs a model, or run_id and artifact_path")
@@ -129,32 +186,7 @@ class Models:
             artifacts or {},
             {"name": name, "run_id": run_id, "environment": environment},
         )
-        version = v.create_version(
-            self.db,
-            name,
-            flavor=chosen.name,
-            digest=digest,
-            run_id=run_id,
-            signature=signature,
-            environment=environment,
-            description=description,
-            feature_service=feature_service,
-        )
-        if schema is not None:
-            self._ws.schemas.attach(schema, model=version.uri)
-        if reference is not None:
-            from loopml.monitoring.profile import set_reference
-
-            source = reference_data if isinstance(reference_data, (str, os.PathLike)) else None
-            set_reference(
-                version.uri,
-                reference,
-                source=os.fspath(source) if source is not None else None,
-                # A PythonModel predicts once its context is loaded: let the registry do it.
-                model=None if isinstance(model, PythonModel) else model,
-                workspace=self._ws,
-            )
-        return version
+        return _Package(model, chosen, digest, signature, environment)
 
     def _model_from_artifact(self, run_id: str, artifact_path: str) -> Any:
         import pickle

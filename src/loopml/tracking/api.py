@@ -12,7 +12,7 @@ import random
 import sys
 import threading
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,7 @@ from loopml.tracking.runs import (
     heartbeat,
     now_ms,
     reap_dead_runs,
+    reopen,
     upsert_tags,
 )
 from loopml.tracking.search import RecordPage, RunRecord
@@ -81,15 +82,19 @@ class Runs:
         if writer is None:
             with self._tracking.lock:
                 if self._tracking.writer is None:
-                    settings = self._ws.settings
-                    self._tracking.writer = MetricWriter(
-                        self.db,
-                        settings.flush_interval,
-                        settings.flush_max_points,
-                        heartbeat=lambda: heartbeat(self.db, list(self._tracking.live)),
-                    )
+                    self._tracking.writer = self._new_writer()
                 writer = self._tracking.writer
         return writer
+
+    def _new_writer(self) -> MetricWriter:
+        """The metric writer of this workspace's runs (made once, on first use)."""
+        settings = self._ws.settings
+        return MetricWriter(
+            self.db,
+            settings.flush_interval,
+            settings.flush_max_points,
+            heartbeat=lambda: heartbeat(self.db, list(self._tracking.live)),
+        )
 
     def _stack(self) -> list[Run]:
         stack: list[Run] | None = getattr(self._tracking.local, "stack", None)
@@ -178,37 +183,7 @@ class Runs:
         exp_id = experiments.experiment_id(self.db, exp_name)
         run_id = uuid.uuid4().hex
         run_name = name or generate_name()
-        settings = self._ws.settings
-        capture = settings.capture_environment if log_environment is None else log_environment
-        env: dict[str, Any] | None = None
-        diff: str | None = None
-        system_tags: dict[str, str] = {}
-        if capture:
-            from loopml.tracking import environment  # psutil and friends: only when capturing
-
-            env = environment.capture()
-            git = env.get("git")
-            if git:
-                diff = git.pop("diff", None)
-                system_tags.update(
-                    {
-                        "loopml.git.commit": git.get("commit") or "",
-                        "loopml.git.branch": git.get("branch") or "",
-                        "loopml.git.dirty": str(bool(git.get("dirty"))).lower(),
-                    }
-                )
-            system_tags.update(
-                {
-                    "loopml.user": env.get("user") or "",
-                    "loopml.host": env.get("host") or "",
-                    "loopml.source": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "",
-                }
-            )
-            # No empty tags: a repository without commits has no commit or branch to show.
-            system_tags = {k: v for k, v in system_tags.items() if v}
-            if not self._tracking.packages_stored:
-                self.blobs.put_bytes(environment.packages_text().encode())
-                self._tracking.packages_stored = True
+        env, diff, system_tags = self._environment(log_environment, self.blobs.put_bytes)
         from loopml.tracking import keys
 
         extra = {
@@ -238,40 +213,31 @@ class Runs:
             run.log_text(diff, "loopml/git.diff")
         return run
 
+    def _environment(
+        self, log_environment: bool | None, put_bytes: Callable[[bytes], object]
+    ) -> tuple[dict[str, Any] | None, str | None, dict[str, str]]:
+        """The environment record, git diff and system tags of a run being started
+        (:func:`loopml.tracking.environment.for_run`), or ``(None, None, {})`` when the run
+        does not capture them (``log_environment``, else the ``capture_environment``
+        setting). The package list goes to ``put_bytes`` once per workspace."""
+        settings = self._ws.settings
+        capture = settings.capture_environment if log_environment is None else log_environment
+        if not capture:
+            return None, None, {}
+        from loopml.tracking import environment  # psutil and friends: only when capturing
+
+        stored = self._tracking.packages_stored
+        found = environment.for_run(None if stored else put_bytes)
+        self._tracking.packages_stored = True
+        return found
+
     def _resume(self, run_id: str) -> Run:
         record = search.get_run(self.db, run_id)
         if record.deleted:
             raise Conflict(f"Run {run_id} is deleted; restore it before resuming.")
         if run_id in self._tracking.live:
             raise Conflict(f"Run {run_id} is already active in this process.")
-        owner = liveness.owner_token()
-
-        def tx(conn: Connection) -> None:
-            row = conn.execute(
-                select(runs.c.status, runs.c.owner, runs.c.heartbeat_at).where(runs.c.id == run_id)
-            ).one()
-            if (
-                row.status == RunStatus.RUNNING
-                and row.owner != owner
-                and liveness.owner_alive(row.owner, row.heartbeat_at)
-            ):
-                raise Conflict(
-                    f"Run {run_id} is running in another process ({row.owner}); wait for it "
-                    "to end, or end that process first."
-                )
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == run_id)
-                .values(
-                    status=RunStatus.RUNNING.value,
-                    end_time=None,
-                    error=None,
-                    owner=owner,
-                    heartbeat_at=now_ms(),
-                )
-            )
-
-        self.db.transact(tx)
+        reopen(self.db, run_id, liveness.owner_token())
         run = Run(
             self, run_id, record.name, record.experiment_id, record.experiment, record.parent_run_id
         )

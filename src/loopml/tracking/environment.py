@@ -15,8 +15,9 @@ import shutil
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 import blake3
@@ -208,3 +209,42 @@ def capture(cwd: str | None = None) -> dict[str, Any]:
     env["package_count"] = len(installed_packages())
     env["git"] = git_state(cwd or source_dir())
     return env
+
+
+def for_run(
+    store_packages: Callable[[bytes], object] | None,
+) -> tuple[dict[str, Any], str | None, dict[str, str]]:
+    """What a run being started records about where it runs: the :func:`capture` record
+    (without the git diff), the git diff (None when the checkout is clean or there is none),
+    and the run's system tags (``loopml.git.commit``/``branch``/``dirty``, ``loopml.user``,
+    ``loopml.host``, ``loopml.source``, the empty ones left out).
+
+    ``store_packages``, when given, is called with the installed-package list, the blob
+    that ``packages_digest`` names (the caller stores it once per store, and passes None
+    once it has).
+    """
+    env = capture()
+    diff: str | None = None
+    tags: dict[str, str] = {}
+    git = env.get("git")
+    if git:
+        diff = git.pop("diff", None)
+        tags.update(
+            {
+                "loopml.git.commit": git.get("commit") or "",
+                "loopml.git.branch": git.get("branch") or "",
+                "loopml.git.dirty": str(bool(git.get("dirty"))).lower(),
+            }
+        )
+    tags.update(
+        {
+            "loopml.user": env.get("user") or "",
+            "loopml.host": env.get("host") or "",
+            "loopml.source": Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "",
+        }
+    )
+    # No empty tags: a repository without commits has no commit or branch to show.
+    tags = {k: v for k, v in tags.items() if v}
+    if store_packages is not None:
+        store_packages(packages_text().encode())
+    return env, diff, tags

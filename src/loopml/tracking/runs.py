@@ -13,11 +13,11 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, func, insert, select, update
 from sqlalchemy.exc import DBAPIError
 
 from loopml.events import emit
-from loopml.exceptions import LoopmlError, ParamConflict, RunNotActive, RunNotFound
+from loopml.exceptions import Conflict, LoopmlError, ParamConflict, RunNotActive, RunNotFound
 from loopml.store import liveness
 from loopml.store.clock import now_ms
 from loopml.store.db import Database, upsert
@@ -142,6 +142,22 @@ def upsert_tags(conn: Connection, run_id: str, items: dict[str, str]) -> None:
     conn.execute(stmt, [{"run_id": run_id, "key": k, "value": v} for k, v in items.items()])
 
 
+def run_row(
+    conn: Connection, run_id: str, *columns: ColumnElement[Any]
+) -> Row[*tuple[Any, ...]] | None:
+    """Run ``run_id``'s ``columns`` and its experiment's name (``.experiment``), or None
+    when there is no such run.
+
+    >>> run_row(conn, run_id, runs.c.status).experiment
+    'churn'
+    """
+    return conn.execute(
+        select(*columns, experiments.c.name.label("experiment"))
+        .join(experiments, experiments.c.id == runs.c.experiment_id)
+        .where(runs.c.id == run_id)
+    ).first()
+
+
 def require_running(conn: Connection, run_id: str) -> None:
     status = conn.execute(select(runs.c.status).where(runs.c.id == run_id)).scalar()
     if status is None:
@@ -151,6 +167,38 @@ def require_running(conn: Connection, run_id: str) -> None:
             f"Run {run_id} is {status}: nothing more can be logged to it. "
             "Start a new run, or resume this one with start_run(run_id=...)."
         )
+
+
+def reopen(db: Database, run_id: str, owner: str) -> None:
+    """Mark run ``run_id`` RUNNING again, owned by ``owner`` (a resume): its end time and
+    error are cleared. Raises Conflict while another live process still runs it."""
+
+    def tx(conn: Connection) -> None:
+        row = conn.execute(
+            select(runs.c.status, runs.c.owner, runs.c.heartbeat_at).where(runs.c.id == run_id)
+        ).one()
+        if (
+            row.status == RunStatus.RUNNING
+            and row.owner != owner
+            and liveness.owner_alive(row.owner, row.heartbeat_at)
+        ):
+            raise Conflict(
+                f"Run {run_id} is running in another process ({row.owner}); wait for it "
+                "to end, or end that process first."
+            )
+        conn.execute(
+            update(runs)
+            .where(runs.c.id == run_id)
+            .values(
+                status=RunStatus.RUNNING.value,
+                end_time=None,
+                error=None,
+                owner=owner,
+                heartbeat_at=now_ms(),
+            )
+        )
+
+    db.transact(tx)
 
 
 # -- liveness: a RUNNING run whose process died is KILLED ------------------------------------
@@ -430,7 +478,8 @@ class Run:
     # -- ending ------------------------------------------------------------------------------
 
     def end(self, status: str | RunStatus = RunStatus.FINISHED, error: str | None = None) -> None:
-        """End the run: flush its metrics and record its status. A second call does nothing."""
+        """End the run: flush its metrics and record its status. A second call does nothing.
+        The run stops being this process's active run even when recording the end fails."""
         final = RunStatus(str(status).upper())
         with self._end_lock:
             if self.status is not RunStatus.RUNNING:
@@ -441,17 +490,24 @@ class Run:
                 self._api.flush()
             finally:
                 self.status = final
+                try:
+                    self._record_end(final, error)
+                finally:
+                    self._api._forget(self)
 
-                def tx(conn: Connection) -> None:
-                    conn.execute(
-                        update(runs)
-                        .where(runs.c.id == self.id)
-                        .values(status=final.value, end_time=now_ms(), error=error)
-                    )
-                    emit_run_ended(conn, self.experiment, self.id, self.name, final, error)
+    def _record_end(self, status: RunStatus, error: str | None) -> None:
+        """Store the run's end (status, end time, error) with its ``run.finished``,
+        ``run.failed`` or ``run.killed`` event."""
 
-                self._api.db.transact(tx)
-                self._api._forget(self)
+        def tx(conn: Connection) -> None:
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == self.id)
+                .values(status=status.value, end_time=now_ms(), error=error)
+            )
+            emit_run_ended(conn, self.experiment, self.id, self.name, status, error)
+
+        self._api.db.transact(tx)
 
     def __enter__(self) -> Run:
         return self

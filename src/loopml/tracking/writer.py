@@ -175,7 +175,16 @@ class MetricWriter:
                 )
                 self._thread.start()
 
+    #: The thread flushes once more when :meth:`close` wakes it (False: it stops at once and
+    #: leaves the last flush to ``close``).
+    _flush_when_stopped = True
+    #: The thread flushes only when woken or when ``interval`` has passed (False: at every
+    #: wake-up, a heartbeat's included).
+    _flush_only_when_due = True
+
     def _loop(self) -> None:
+        """The thread: :meth:`_background_flush` every ``interval`` seconds or when woken,
+        the heartbeat every ``heartbeat_interval`` seconds, until :meth:`close`."""
         now = time.monotonic()
         next_flush = now + self.interval
         next_beat = now + self.heartbeat_interval
@@ -184,18 +193,24 @@ class MetricWriter:
             woken = self._wake.wait(max(0.0, due - time.monotonic()))
             self._wake.clear()
             now = time.monotonic()
-            if woken or now >= next_flush:
+            if self._stopped.is_set() and not self._flush_when_stopped:
+                break
+            if woken or now >= next_flush or not self._flush_only_when_due:
                 next_flush = now + self.interval
-                try:
-                    self.flush()
-                except Exception as exc:  # kept for the next explicit flush to raise
-                    log.warning("loopml: metric flush failed, will retry: %s", exc)
+                self._background_flush()
             if self.heartbeat is not None and now >= next_beat and not self._stopped.is_set():
                 next_beat = now + self.heartbeat_interval
                 try:
                     self.heartbeat()
                 except Exception as exc:  # a busy or unreachable store: the next beat will do
                     log.debug("loopml: heartbeat failed: %s", exc)
+
+    def _background_flush(self) -> None:
+        """One flush of the thread's: an error is logged, never raised."""
+        try:
+            self.flush()
+        except Exception as exc:  # kept for the next explicit flush to raise
+            log.warning("loopml: metric flush failed, will retry: %s", exc)
 
     def flush(self) -> int:
         """Write everything buffered so far; returns the number of points written.

@@ -19,15 +19,14 @@ from loopml.server.batches import apply_batch
 from loopml.server.context import EDIT, EXPERIMENT, READ
 from loopml.server.errors import ApiError
 from loopml.server.http import query, read_json, reply
-from loopml.store import liveness
 from loopml.store.blobs import check_digest
 from loopml.store.clock import now_ms
 from loopml.store.db import upsert
 from loopml.tracking import experiments as experiments_module
 from loopml.tracking import keys, search
 from loopml.tracking.artifacts import _clean_artifact_path, upsert_artifacts
-from loopml.tracking.runs import Run, RunStatus, emit_run_ended, upsert_tags
-from loopml.tracking.tables import experiments, metrics, run_inputs, runs
+from loopml.tracking.runs import Run, RunStatus, emit_run_ended, reopen, run_row, upsert_tags
+from loopml.tracking.tables import metrics, run_inputs, runs
 from loopml.tracking.writer import Point, point_problem
 
 if TYPE_CHECKING:
@@ -97,16 +96,7 @@ class _Runs:
         """The run of the URL as a handle on the server's store, after the access check."""
         run_id = self.run_id(request)
         with self.db.read() as conn:
-            row = conn.execute(
-                select(
-                    runs.c.name,
-                    runs.c.experiment_id,
-                    runs.c.parent_run_id,
-                    experiments.c.name.label("experiment"),
-                )
-                .join(experiments, experiments.c.id == runs.c.experiment_id)
-                .where(runs.c.id == run_id)
-            ).first()
+            row = run_row(conn, run_id, runs.c.name, runs.c.experiment_id, runs.c.parent_run_id)
         if row is None:
             raise RunNotFound(f"No run {run_id!r}.")
         self.ctx.access.check(request, EXPERIMENT, str(row.experiment_id), level)
@@ -182,34 +172,7 @@ class _Runs:
         if record.deleted:
             raise Conflict(f"Run {handle.id} is deleted; restore it before resuming.")
 
-        def tx(conn: Connection) -> None:
-            row = conn.execute(
-                select(runs.c.status, runs.c.owner, runs.c.heartbeat_at).where(
-                    runs.c.id == handle.id
-                )
-            ).one()
-            if (
-                row.status == RunStatus.RUNNING
-                and row.owner != owner
-                and liveness.owner_alive(row.owner, row.heartbeat_at)
-            ):
-                raise Conflict(
-                    f"Run {handle.id} is running in another process ({row.owner}); wait for "
-                    "it to end, or end that process first."
-                )
-            conn.execute(
-                update(runs)
-                .where(runs.c.id == handle.id)
-                .values(
-                    status=RunStatus.RUNNING.value,
-                    end_time=None,
-                    error=None,
-                    owner=owner,
-                    heartbeat_at=now_ms(),
-                )
-            )
-
-        self.db.transact(tx)
+        reopen(self.db, handle.id, owner)
         return {
             "run": wire.run_to_json(search.get_run(self.db, handle.id)),
             "steps": search.metric_steps(self.db, handle.id),

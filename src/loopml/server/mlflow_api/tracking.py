@@ -55,7 +55,13 @@ from loopml.store.clock import now_ms
 from loopml.store.db import upsert
 from loopml.tracking import keys
 from loopml.tracking.experiments import DEFAULT_EXPERIMENT
-from loopml.tracking.runs import RunStatus, emit_run_ended, generate_name, upsert_tags
+from loopml.tracking.runs import (
+    RunStatus,
+    emit_run_ended,
+    generate_name,
+    run_row,
+    upsert_tags,
+)
 from loopml.tracking.search import page_offset, page_token_for, search_run_ids
 from loopml.tracking.tables import (
     artifacts,
@@ -1037,17 +1043,7 @@ class TrackingApi:
     def writable(self, conn: Connection, run_id: str) -> Any:
         """The run's row (status, name, experiment name) for a write; a deleted run takes
         nothing (MLflow: "must be in the 'active' state")."""
-        row = conn.execute(
-            select(
-                runs.c.deleted_at,
-                runs.c.status,
-                runs.c.name,
-                runs.c.end_time,
-                experiments.c.name.label("experiment"),
-            )
-            .join(experiments, experiments.c.id == runs.c.experiment_id)
-            .where(runs.c.id == run_id)
-        ).first()
+        row = run_row(conn, run_id, runs.c.deleted_at, runs.c.status, runs.c.name, runs.c.end_time)
         if row is None:
             raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
         if row.deleted_at is not None:
