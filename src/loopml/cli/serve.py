@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from loopml.cli.context import pass_workspace
+from loopml.heap import settle_for_serving
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
@@ -56,6 +57,7 @@ def serve(
     signal.signal(signal.SIGTERM, _stopped)
     if workers == 1:
         app = create_app(ws, deployment, poll_interval=poll_interval)  # DeploymentNotFound
+        settle_for_serving()
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
     ws.deployments.get(deployment)  # an unknown name fails here, not in every worker

@@ -11,6 +11,7 @@ import click
 
 from loopml.cli.context import CliError, pass_workspace
 from loopml.cli.serve import _stopped
+from loopml.heap import settle_for_serving
 
 if TYPE_CHECKING:
     from loopml.workspace import Workspace
@@ -88,6 +89,7 @@ def server(
     click.echo(f"loopml server on http://{host}:{port} (auth {'on' if auth else 'off'})", err=True)
     if workers == 1:
         app = create_app(ws, auth=auth)
+        settle_for_serving()
         uvicorn.run(app, host=host, port=port, log_level="warning")
         return
     ws.db.connect()  # create and migrate once, not in every worker at the same time

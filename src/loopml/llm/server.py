@@ -37,6 +37,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from loopml.exceptions import LoopmlError
+from loopml.heap import settle_for_serving
 from loopml.llm.errors import BadRequest, GatewayError, PermissionDenied, RateLimited
 
 if TYPE_CHECKING:
@@ -523,7 +524,9 @@ def app_from_env() -> Starlette:
     gateway = Gateway.from_config(
         os.environ.get(_ENV_CONFIG) or None, workspace=ws, require_key=None
     )
-    return create_gateway_app(gateway)
+    app = create_gateway_app(gateway)
+    settle_for_serving()
+    return app
 
 
 def serve(
@@ -561,10 +564,12 @@ def serve(
         )
         return
     gateway = Gateway.from_config(config_path, workspace=workspace, require_key=None)
+    app = create_gateway_app(gateway)
+    settle_for_serving()
     if announce is not None:
         announce()
     uvicorn.run(
-        create_gateway_app(gateway),
+        app,
         host=host,
         port=port,
         log_level=log_level,

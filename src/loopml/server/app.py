@@ -235,6 +235,9 @@ class _Wrapped:
 def app_from_env() -> Starlette:
     """The app of ``loopml server --workers N``: each worker process builds its own, over the
     workspace in ``LOOPML_WORKSPACE`` (``[server] auth`` / ``LOOPML_SERVER_AUTH`` decides auth)."""
+    from loopml.heap import settle_for_serving
     from loopml.workspace import Workspace
 
-    return create_app(Workspace.open(os.environ.get(WORKSPACE_ENV) or None))
+    app = create_app(Workspace.open(os.environ.get(WORKSPACE_ENV) or None))
+    settle_for_serving()
+    return app

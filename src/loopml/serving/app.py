@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from loopml.exceptions import InvalidInput, LoopmlError, NotFound, StoreUnavailable
+from loopml.heap import settle_for_serving
 from loopml.serving.deployments import Deployment, Variant
 from loopml.serving.log import PredictionLogger, to_json
 from loopml.serving.requests import (
@@ -710,7 +711,9 @@ def app_from_env() -> Starlette:
     if not name:
         raise InvalidInput(f"{DEPLOYMENT_ENV} names no deployment: run `loopml serve NAME`.")
     workspace = Workspace.open(os.environ.get("LOOPML_WORKSPACE") or None)
-    return create_app(workspace, name, poll_interval=float(os.environ.get(POLL_ENV, "1.0")))
+    app = create_app(workspace, name, poll_interval=float(os.environ.get(POLL_ENV, "1.0")))
+    settle_for_serving()
+    return app
 
 
 def _without_key(rows: list[Any], key_field: str, signature: Any) -> list[Any]:
