@@ -8,6 +8,7 @@ Run it with the project's interpreter (the one where ``pip install -e .`` put lo
     python benchmarks/gateway.py --requests 5000 --concurrency 50 --json /tmp/gateway.json
     python benchmarks/gateway.py --sides direct,litellm --cases stream
     python benchmarks/gateway.py --memory        # also RSS after 1,000 and 100,000 requests
+    python benchmarks/gateway.py --rate 100,300  # also open loop at 100 and 300 requests/s
     python benchmarks/gateway.py --sides direct,loopml --cases non-stream --concurrency 1 \
         --requests 500 --online-eval 0.1           # added p50 with 10% judged online vs none
 
@@ -22,7 +23,9 @@ Sides, each its own process on 127.0.0.1:
 * ``loopml``: ``python -m loopml.cli -w WS gateway serve --config CFG --port P`` over a fresh
   temporary workspace, with a virtual key (``loopml gateway keys create --rpm 1000000 --budget
   1000000/month``), so that every request is authenticated, rate-limited, budget-checked,
-  priced and logged (the request log on, with content), as in production;
+  priced and logged (the request log on, with content), as in production; one worker
+  process unless ``--loopml-workers N`` (``--workers N``: the replicas share keys, limits
+  and budgets through the workspace's store);
 * ``litellm``: ``litellm --config CFG --port P --num_workers 1`` with the same model
   (``openai/gpt-4o-mini`` at the fake provider's ``api_base``) and a master key. LiteLLM's
   virtual keys, budgets and spend logs need its PostgreSQL database and Prisma (whose engine
@@ -38,6 +41,15 @@ gateway's own cost per request, c=20 adds queueing behind it). It is not httpx o
 a 2-core machine would be taken from the servers being measured; this client costs ~0.05 ms
 (its CPU per request is printed). Every answer is checked (status 200; a ``choices`` object,
 or a stream ending in ``data: [DONE]``).
+
+With ``--rate R[,R...]``, every case also runs **open loop**: the i-th request is due at
+``i / R`` seconds and is sent then over the first free of the largest ``--concurrency``
+connections, and its latency counts from when it was due (waiting for a free connection
+included: no coordinated omission, as wrk2 does it). A closed loop at c=20 keeps 20 requests
+queued at every moment, so its latency is mostly queueing: by Little's law, 20 / throughput,
+i.e. the server's CPU per request times 20 on a saturated machine. An open loop below
+saturation shows what a request pays at that load instead. A side that can't keep up with
+``R`` falls behind, and its latencies grow with the run (reported as they are).
 
 All servers run at once. Each case is split into ``--rounds`` rounds (10) after a warm-up,
 and each round sends its share to every side in turn, the order rotating, so that load from
@@ -374,9 +386,10 @@ def find_secret(text: str) -> str | None:
     return match.group(0) if match else None
 
 
-def start_loopml(workdir: Path, config: Path, name: str = "loopml") -> Server:
+def start_loopml(workdir: Path, config: Path, name: str = "loopml", workers: int = 1) -> Server:
     cmd = [sys.executable, "-m", "loopml.cli", "-w", str(workdir / "ws"), "gateway", "serve"]
     cmd += ["--config", str(config), "--host", "127.0.0.1", "--port", "{port}"]
+    cmd += ["--workers", str(workers)]
     return Server(name, cmd, peer_env("loopml"), workdir)
 
 
@@ -455,19 +468,38 @@ def check(stream: bool, status: int, body: bytes) -> bool:
 
 
 async def load_async(
-    port: int, request: bytes, stream: bool, total: int, concurrency: int
+    port: int,
+    request: bytes,
+    stream: bool,
+    total: int,
+    concurrency: int,
+    rate: float | None = None,
 ) -> dict[str, Any]:
+    """``total`` requests over ``concurrency`` keep-alive connections: back to back (closed
+    loop), or with ``rate``, the i-th request due at ``i / rate`` seconds (open loop) and timed
+    from when it was due, so that waiting for a free connection counts (no coordinated
+    omission)."""
     connections = [await open_connection(port) for _ in range(min(concurrency, total))]
     latencies: list[int] = []
     firsts: list[int] = []
     statuses: dict[str, int] = {}
     bad: list[str] = []
     left = [total]
+    start = time.perf_counter_ns()
+    interval = int(1e9 / rate) if rate else 0
 
     async def worker(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         while left[0] > 0:
+            index = total - left[0]
             left[0] -= 1
-            t0 = time.perf_counter_ns()
+            if interval:
+                due = start + index * interval
+                wait = due - time.perf_counter_ns()
+                if wait > 0:
+                    await asyncio.sleep(wait / 1e9)
+                t0 = due
+            else:
+                t0 = time.perf_counter_ns()
             writer.write(request)
             status, body, first = await read_response(reader)
             t1 = time.perf_counter_ns()
@@ -498,12 +530,17 @@ async def load_async(
 
 
 def load(
-    server: Server, request: bytes, stream: bool, total: int, concurrency: int
+    server: Server,
+    request: bytes,
+    stream: bool,
+    total: int,
+    concurrency: int,
+    rate: float | None = None,
 ) -> dict[str, Any]:
     """``total`` requests to ``server``: the figures of :func:`load_async`, and the server's
     own CPU seconds over them (its process tree's, from /proc)."""
     cpu0 = server.cpu_seconds()
-    out = asyncio.run(load_async(server.port, request, stream, total, concurrency))
+    out = asyncio.run(load_async(server.port, request, stream, total, concurrency, rate))
     out["server_cpu"] = server.cpu_seconds() - cpu0
     return out
 
@@ -560,15 +597,15 @@ def bodies(side: str, stream: bool) -> dict[str, Any]:
 def measure_all(
     servers: dict[str, Server],
     keys: dict[str, str | None],
-    cases: list[tuple[str, bool, int]],
+    cases: list[tuple[str, bool, int, float | None]],
     total: int,
     rounds: int,
 ) -> dict[str, Any]:
-    """Every case (label, streaming, concurrency) on every side, interleaved by rounds with
-    the order rotating."""
+    """Every case (label, streaming, concurrency, open-loop rate or None) on every side,
+    interleaved by rounds with the order rotating."""
     out: dict[str, dict[str, Any]] = {name: {} for name in servers}
     names = list(servers)
-    for case, stream, concurrency in cases:
+    for case, stream, concurrency, rate in cases:
         requests = {
             n: http_request("/v1/chat/completions", bodies(n, stream), keys.get(n)) for n in names
         }
@@ -581,7 +618,9 @@ def measure_all(
         t0 = time.perf_counter()
         for i, n in enumerate(per_round):
             for name in names[i % len(names) :] + names[: i % len(names)]:
-                chunks[name].append(load(servers[name], requests[name], stream, n, concurrency))
+                chunks[name].append(
+                    load(servers[name], requests[name], stream, n, concurrency, rate)
+                )
         print(f" {time.perf_counter() - t0:.0f} s")
         for name in names:
             out[name][case] = summary(chunks[name])
@@ -942,6 +981,12 @@ def main(argv: list[str] | None = None) -> int:
         "--concurrency", default="1,20", help="connections, one or more comma-separated (1,20)"
     )
     ap.add_argument("--rounds", type=int, default=10, help="rounds each case is split into (10)")
+    ap.add_argument(
+        "--rate",
+        default="",
+        help="also run each case open loop at these requests/s (comma-separated), over the "
+        "largest --concurrency connections",
+    )
     ap.add_argument("--sides", default=",".join(SIDES), help="subset of " + ",".join(SIDES))
     ap.add_argument("--cases", default=",".join(CASES), help="subset of " + ",".join(CASES))
     ap.add_argument("--memory", action="store_true", help="RSS after 1,000 and N requests")
@@ -960,6 +1005,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         metavar="SHARE",
         help="also run loopml with [gateway.online_eval] sampling SHARE (0..1) of requests",
+    )
+    ap.add_argument(
+        "--loopml-workers", type=int, default=1, help="loopml gateway worker processes (1)"
     )
     ap.add_argument("--no-inprocess", action="store_true", help="skip the in-process case")
     ap.add_argument("--timeout", type=float, default=120, help="seconds for a server to start")
@@ -992,7 +1040,20 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--online-eval compares with the loopml side: keep loopml in --sides")
     if args.rounds < 1 or (args.requests is not None and args.requests < args.rounds):
         ap.error("--rounds must be >= 1 and --requests >= --rounds")
-    labels = [(f"{kind}, c={c}", kind == "stream", c) for kind in cases for c in concurrencies]
+    try:
+        rates = [float(r) for r in args.rate.split(",") if r.strip()]
+    except ValueError:
+        rates = [0.0]
+    if any(r <= 0 for r in rates):
+        ap.error(f"--rate: requests per second > 0, comma-separated (got {args.rate!r})")
+    labels: list[tuple[str, bool, int, float | None]] = [
+        (f"{kind}, c={c}", kind == "stream", c, None) for kind in cases for c in concurrencies
+    ]
+    labels += [
+        (f"{kind}, {r:g}/s (<= {max(concurrencies)} open)", kind == "stream", max(concurrencies), r)
+        for kind in cases
+        for r in rates
+    ]
     if "direct" not in sides:
         sides.insert(0, "direct")  # the reference every added figure is measured against
     total = args.requests or (300 if args.quick else 2000)
@@ -1022,7 +1083,7 @@ def main(argv: list[str] | None = None) -> int:
         if "loopml" in sides:
             try:
                 config, keys["loopml"] = setup_loopml(WORK, fake.port, args.timeout)
-                server = start_loopml(WORK, config)
+                server = start_loopml(WORK, config, workers=args.loopml_workers)
                 auth = {"Authorization": f"Bearer {keys['loopml']}"}
                 problem = server.wait_ready("/v1/models", auth, args.timeout)
                 if problem:
@@ -1101,7 +1162,7 @@ def main(argv: list[str] | None = None) -> int:
             f"MB after {m['requests']:,} ({m['errors']} errors)."
         )
     v = versions()
-    figures, targets = report(results, [label for label, _, _ in labels], inproc, memory)
+    figures, targets = report(results, [label for label, *_ in labels], inproc, memory)
     print()
     print_table(
         ("case", "side", "req/s", "p50", "p99", "added p50", "added p99", "TTFB p50", "CPU/req"),

@@ -39,6 +39,14 @@ and one case of loopml's own client (this file, ``--loopml-client``, the project
    queues points and a thread sends them in batches), and the total through the end of the
    run (everything sent and stored) for information. The points stored are counted.
 
+and, for cases 1 to 3, the same client script a third time against a **replaying proxy**
+(this file, ``--proxy``, standard library only) in front of loopml's server: it answers the
+timed calls at once from what loopml's server answered (``{}`` for log-metric and log-batch,
+the recorded bytes for a search body it has seen) and passes everything else (creating the
+run, reading history) through. What that side measures is the MLflow client's own cost
+(encoding, HTTP, decoding) with a server that takes no time at all, so MLflow's time over it
+is the highest ratio *any* server could reach with this client: the "ceiling" column.
+
 Targets (the issue's): loopml >= 10x MLflow's server on 1, 2 and 3; loopml's client < 5 us a
 call. On a shared machine every figure moves with the load: read the ratios as provisional.
 The exit code is 0 even when a target is missed (this is a report); it is 1 when a server
@@ -225,6 +233,76 @@ def mlflow_client(case: str, size: int) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------------------------
+# The replaying proxy: the MLflow client's own cost, with a server that takes no time
+# ----------------------------------------------------------------------------------------------
+
+PROXY_CANNED = {"/log-metric": b"{}", "/log-batch": b"{}"}  # MLflow's own answer to both
+PROXY_RECORDED = ("/runs/search",)  # answered from the recording once a body has been seen
+
+
+def serve_proxy(upstream: str, port_file: Path) -> None:
+    """Serve on a free port (written to ``port_file``) until killed; see the module's
+    docstring. Keep-alive HTTP/1.1, as the MLflow client's session expects."""
+    import http.client
+    import http.server
+    import urllib.parse
+
+    target = urllib.parse.urlsplit(upstream)
+    recorded: dict[tuple[str, bytes], tuple[int, bytes]] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # one write per answer, no 40 ms delayed-ACK waits
+
+        def log_message(self, *args: Any) -> None:  # quiet
+            pass
+
+        def answer(self, status: int, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def forward(self, body: bytes) -> tuple[int, bytes]:
+            conn = http.client.HTTPConnection(target.hostname, target.port, timeout=600)
+            try:
+                headers = {
+                    k: v
+                    for k, v in self.headers.items()
+                    if k.lower() not in ("host", "connection", "content-length")
+                }
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                reply = conn.getresponse()
+                return reply.status, reply.read()
+            finally:
+                conn.close()
+
+        def handle_any(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            path = self.path.split("?", 1)[0]
+            for suffix, canned in PROXY_CANNED.items():
+                if path.endswith(suffix):
+                    return self.answer(200, canned)
+            key = (self.path, body)
+            if key in recorded:
+                return self.answer(*recorded[key])
+            status, payload = self.forward(body)
+            if status == 200 and path.endswith(PROXY_RECORDED):
+                recorded[key] = (status, payload)
+            self.answer(status, payload)
+
+        do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = handle_any
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(str(server.server_address[1]))
+    tmp.replace(port_file)
+    server.serve_forever()
+
+
+# ----------------------------------------------------------------------------------------------
 # loopml's own client (project interpreter), against the loopml server
 # ----------------------------------------------------------------------------------------------
 
@@ -325,6 +403,29 @@ class Server:
         self.log.close()
 
 
+def start_proxy(upstream: str, me: str, work: Path) -> Server | str:
+    """The replaying proxy in front of ``upstream`` (a :class:`Server` on the port it picked),
+    or why it did not start."""
+    port_file = work / "proxy.port"
+    proxy = Server(
+        "proxy", [sys.executable, me, "--proxy", upstream, "--dir", str(port_file)], work, work
+    )
+    deadline = time.monotonic() + 30
+    while not port_file.exists():
+        if proxy.process.poll() is not None or time.monotonic() > deadline:
+            problem = (
+                f"exited with {proxy.process.returncode}"
+                if proxy.process.poll() is not None
+                else "no port after 30 s"
+            )
+            proxy.stop()
+            return f"{problem}: {proxy.tail()}"
+        time.sleep(0.05)
+    proxy.port = int(port_file.read_text())
+    proxy.url = f"http://127.0.0.1:{proxy.port}"
+    return proxy
+
+
 def run_json(cmd: list[str], env: dict[str, str], timeout: float, cwd: Path) -> dict[str, Any]:
     """Run a worker; its last stdout line is its JSON result (or an ``error``)."""
     try:
@@ -403,7 +504,7 @@ def verdict(ok: bool | None) -> str:
 
 
 def print_table(rows: list[tuple[str, ...]]) -> None:
-    header = ("case", "loopml", "mlflow", "ratio", "target", "verdict")
+    header = ("case", "loopml", "mlflow", "ratio", "client alone", "ceiling", "target", "verdict")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(r: tuple[str, ...]) -> str:
@@ -431,12 +532,15 @@ def report(results: dict[str, dict[str, Any]], sizes: dict[str, int]) -> list[di
             continue
         mine = results[case].get("loopml", {}).get("seconds")
         theirs = results[case].get("mlflow", {}).get("seconds")
+        alone = results[case].get("client alone", {}).get("seconds")
         speedup = ratio(theirs, mine)
         out.append(
             {
                 "case": label,
                 "loopml": mine,
                 "mlflow": theirs,
+                "alone": alone,
+                "ceiling": ratio(theirs, alone),
                 "ratio": speedup,
                 "target": f">= {TARGETS[case]:.0f}x",
                 "ok": None if speedup is None else speedup >= TARGETS[case],
@@ -445,11 +549,14 @@ def report(results: dict[str, dict[str, Any]], sizes: dict[str, int]) -> list[di
         if case == "search":
             mine = results[case].get("loopml", {}).get("client_seconds")
             theirs = results[case].get("mlflow", {}).get("client_seconds")
+            alone = results[case].get("client alone", {}).get("client_seconds")
             out.append(
                 {
                     "case": "   MlflowClient.search_runs (no df)",
                     "loopml": mine,
                     "mlflow": theirs,
+                    "alone": alone,
+                    "ceiling": ratio(theirs, alone),
                     "ratio": ratio(theirs, mine),
                     "target": "info",
                     "ok": None,
@@ -498,6 +605,7 @@ def main(argv: list[str] | None = None) -> int:
         "--client", choices=["log_metric", "log_batch", "search"], help=argparse.SUPPRESS
     )
     ap.add_argument("--loopml-client", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--proxy", metavar="UPSTREAM", help=argparse.SUPPRESS)
     ap.add_argument("--dir", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--size", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -511,6 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.loopml_client:
         print(json.dumps(loopml_client(args.size)))
+        return 0
+    if args.proxy:
+        serve_proxy(args.proxy, args.dir)
         return 0
 
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -565,12 +676,17 @@ def main(argv: list[str] | None = None) -> int:
                 errors[f"{name} server"] = problem
         if errors:
             raise RuntimeError("a server did not start")
+        proxy = start_proxy(servers["loopml"].url, me, work)
+        if isinstance(proxy, str):
+            errors["replaying proxy"] = proxy
+            raise RuntimeError("the proxy did not start")
+        servers["client alone"] = proxy
 
         for case in cases:
             if case == "client":
                 continue
             results[case] = {}
-            for side in ("mlflow", "loopml"):
+            for side in ("mlflow", "loopml", "client alone"):
                 print(f"{case} against {side} ...", file=sys.stderr)
                 cmd = [str(peer), me, "--client", case, "--size", str(sizes[case])]
                 before = route_times(servers[side].url) if side == "loopml" else {}
@@ -600,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(work, ignore_errors=True)
 
     rows = report(results, sizes)
-    notes = notes_for(results, sizes)
+    notes = notes_for(results, sizes, rows)
     print()
     print_table(
         [
@@ -609,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['per_call_us']:.2f} us" if r.get("per_call_us") is not None else fmt_s(r["loopml"]),
                 fmt_s(r["mlflow"]),
                 "n/a" if r["ratio"] is None else f"{r['ratio']:.1f}x",
+                fmt_s(r.get("alone")),
+                "n/a" if r.get("ceiling") is None else f"{r['ceiling']:.1f}x",
                 r["target"],
                 "" if r["target"] == "info" else verdict(r["ok"]),
             )
@@ -629,10 +747,14 @@ def main(argv: list[str] | None = None) -> int:
     return 1 if errors else 0
 
 
-def notes_for(results: dict[str, dict[str, Any]], sizes: dict[str, int]) -> list[str]:
+def notes_for(
+    results: dict[str, dict[str, Any]], sizes: dict[str, int], rows: list[dict[str, Any]]
+) -> list[str]:
     notes = []
     for case, expected in (("log_metric", sizes["log_metric"]), ("log_batch", sizes["log_batch"])):
         for side, found in results.get(case, {}).items():
+            if side == "client alone":
+                continue  # the proxy answers the timed calls itself: nothing is stored
             stored = found.get("stored")
             if stored is not None and stored != expected:
                 notes.append(f"{case} on {side}: {stored:,} points stored of {expected:,}")
@@ -666,6 +788,12 @@ def notes_for(results: dict[str, dict[str, Any]], sizes: dict[str, int]) -> list
     client = results.get("client", {}).get("loopml", {})
     if "stored" in client:
         notes.append(f"loopml client: {client['stored']:,} points stored of {client['n']:,}")
+    if any(r.get("ceiling") for r in rows):
+        notes.append(
+            "client alone: the same MLflow client script against a proxy that answers the timed "
+            "calls at once (loopml's recorded answers); ceiling = MLflow's time / that time, the "
+            "highest ratio any server could reach with this client"
+        )
     notes.append("figures from one run on a shared machine: provisional")
     return notes
 
