@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import json
 import os
 import random
 import sys
@@ -16,7 +15,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from loopml.exceptions import Conflict, RunNotFound
 from loopml.store import liveness
@@ -27,10 +26,10 @@ from loopml.tracking.runs import (
     RunStatus,
     generate_name,
     heartbeat,
+    insert_running,
     now_ms,
     reap_dead_runs,
     reopen,
-    upsert_tags,
 )
 from loopml.tracking.search import RecordPage, RunRecord
 from loopml.tracking.tables import runs
@@ -191,21 +190,17 @@ class Runs:
         }
 
         def tx(conn: Connection) -> None:
-            now = now_ms()
-            conn.execute(
-                insert(runs).values(
-                    id=run_id,
-                    experiment_id=exp_id,
-                    name=run_name,
-                    status=RunStatus.RUNNING.value,
-                    start_time=now,
-                    parent_run_id=parent,
-                    environment=json.dumps(env) if env is not None else None,
-                    owner=liveness.owner_token(),
-                    heartbeat_at=now,
-                )
+            insert_running(
+                conn,
+                run_id,
+                exp_id,
+                run_name,
+                start=now_ms(),
+                parent=parent,
+                owner=liveness.owner_token(),
+                tags={**system_tags, **extra},
+                environment=env,
             )
-            upsert_tags(conn, run_id, {**system_tags, **extra})
 
         self.db.transact(tx)
         run = Run(self, run_id, run_name, exp_id, exp_name, parent)

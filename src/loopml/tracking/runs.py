@@ -169,6 +169,37 @@ def require_running(conn: Connection, run_id: str) -> None:
         )
 
 
+def insert_running(
+    conn: Connection,
+    run_id: str,
+    experiment_id: int,
+    name: str,
+    *,
+    start: int,
+    parent: str | None,
+    owner: str,
+    tags: dict[str, str],
+    environment: dict[str, Any] | None = None,
+) -> None:
+    """Insert run ``run_id`` as RUNNING, owned by ``owner`` (its heartbeat now), with its
+    tags: the one way a run row is created (the Python API, loopml's client API and MLflow's
+    REST API)."""
+    conn.execute(
+        insert(runs).values(
+            id=run_id,
+            experiment_id=experiment_id,
+            name=name,
+            status=RunStatus.RUNNING.value,
+            start_time=start,
+            parent_run_id=parent,
+            environment=json.dumps(environment) if environment is not None else None,
+            owner=owner,
+            heartbeat_at=now_ms(),
+        )
+    )
+    upsert_tags(conn, run_id, tags)
+
+
 def reopen(db: Database, run_id: str, owner: str) -> None:
     """Mark run ``run_id`` RUNNING again, owned by ``owner`` (a resume): its end time and
     error are cleared. Raises Conflict while another live process still runs it."""

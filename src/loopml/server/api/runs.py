@@ -5,12 +5,11 @@ tags are idempotent, ending an ended run does nothing."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, select, update
 
 from loopml.client import wire
 from loopml.exceptions import AlreadyExists, Conflict, InvalidInput, RunNotFound
@@ -25,7 +24,7 @@ from loopml.store.db import upsert
 from loopml.tracking import experiments as experiments_module
 from loopml.tracking import keys, search
 from loopml.tracking.artifacts import _clean_artifact_path, upsert_artifacts
-from loopml.tracking.runs import Run, RunStatus, emit_run_ended, reopen, run_row, upsert_tags
+from loopml.tracking.runs import Run, RunStatus, emit_run_ended, insert_running, reopen, run_row
 from loopml.tracking.tables import metrics, run_inputs, runs
 from loopml.tracking.writer import Point, point_problem
 
@@ -134,20 +133,17 @@ class _Runs:
                 and conn.execute(select(runs.c.id).where(runs.c.id == parent)).first() is None
             ):
                 raise RunNotFound(f"No parent run {parent!r}.")
-            conn.execute(
-                insert(runs).values(
-                    id=run_id,
-                    experiment_id=exp_id,
-                    name=name,
-                    status=RunStatus.RUNNING.value,
-                    start_time=start,
-                    parent_run_id=parent,
-                    environment=json.dumps(environment) if environment is not None else None,
-                    owner=owner,
-                    heartbeat_at=now_ms(),
-                )
+            insert_running(
+                conn,
+                run_id,
+                exp_id,
+                name,
+                start=start,
+                parent=parent,
+                owner=owner,
+                tags=tags,
+                environment=environment,
             )
-            upsert_tags(conn, run_id, tags)
 
         self.db.transact(tx)
         return {"run_id": run_id, "experiment_id": exp_id, "experiment": exp_name, "name": name}

@@ -59,6 +59,7 @@ from loopml.tracking.runs import (
     RunStatus,
     emit_run_ended,
     generate_name,
+    insert_running,
     run_row,
     upsert_tags,
 )
@@ -1006,19 +1007,9 @@ class TrackingApi:
             parent_id = None
             if parent and conn.execute(select(runs.c.id).where(runs.c.id == parent)).first():
                 parent_id = parent
-            conn.execute(
-                insert(runs).values(
-                    id=run_id,
-                    experiment_id=exp_id,
-                    name=name,
-                    status=RunStatus.RUNNING.value,
-                    start_time=start,
-                    parent_run_id=parent_id,
-                    owner=owner,
-                    heartbeat_at=now_ms(),
-                )
+            insert_running(
+                conn, run_id, exp_id, name, start=start, parent=parent_id, owner=owner, tags=items
             )
-            upsert_tags(conn, run_id, items)
 
         await self.ctx.call(self.db.transact, tx)
         self._run_experiment[run_id] = exp_id
