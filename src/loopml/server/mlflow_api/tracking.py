@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 import threading
 import uuid
@@ -43,12 +42,48 @@ from loopml.exceptions import AlreadyExists, InvalidInput, ParamConflict
 from loopml.server.context import EDIT, EXPERIMENT, MANAGE, READ, ServerContext
 from loopml.server.errors import ApiError
 from loopml.server.http import query, read_json, reply
+from loopml.server.mlflow_api.experiment_search import (
+    experiment_filter,
+    experiment_order,
+)
 from loopml.server.mlflow_api.tables import (
     logged_models,
     mlflow_dataset_inputs,
     mlflow_experiment_state,
     mlflow_experiment_tags,
-    mlflow_run_models,
+)
+from loopml.server.mlflow_api.values import (
+    DEFAULT_SEARCH_EXPERIMENTS,
+    DEFAULT_SEARCH_RUNS,
+    LOG_MODEL_TAG,
+    MAX_ENTITIES_PER_BATCH,
+    MAX_METRICS_PER_BATCH,
+    MAX_PARAMS_TAGS_PER_BATCH,
+    MAX_RESULTS,
+    NOTE_TAG,
+    PARENT_TAG,
+    RUN_ID_RE,
+    RUN_NAME_TAG,
+    RUN_STATUSES,
+    TERMINAL_STATUSES,
+    USER_TAG,
+    VIEW_TYPES,
+    add_model_metrics,
+    bad,
+    check_key,
+    integer,
+    key_values,
+    link_models,
+    metric_json,
+    model_metrics,
+    param_text,
+    point,
+    points_of,
+    run_name,
+    string_list,
+    tag_text,
+    text,
+    translate_filter,
 )
 from loopml.store import liveness
 from loopml.store.clock import now_ms
@@ -82,291 +117,6 @@ if TYPE_CHECKING:
     from loopml.store.db import Database
 
 logger = logging.getLogger(__name__)
-
-# MLflow's limits (mlflow/utils/validation.py).
-MAX_METRICS_PER_BATCH = 1000
-MAX_PARAMS_TAGS_PER_BATCH = 100
-MAX_ENTITIES_PER_BATCH = 1000
-MAX_RESULTS = 50_000
-DEFAULT_SEARCH_RUNS = 1000
-DEFAULT_SEARCH_EXPERIMENTS = 1000
-
-RUN_NAME_TAG = "mlflow.runName"
-PARENT_TAG = "mlflow.parentRunId"
-USER_TAG = "mlflow.user"
-NOTE_TAG = "mlflow.note.content"
-LOG_MODEL_TAG = "mlflow.log-model.history"
-
-_TERMINAL = {"FINISHED", "FAILED", "KILLED"}
-_STATUSES = {"RUNNING", "SCHEDULED", *_TERMINAL}
-_VIEW_TYPES = {"1": "ACTIVE_ONLY", "2": "DELETED_ONLY", "3": "ALL"}
-_RUN_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-# -- request values --------------------------------------------------------------------------
-
-
-def bad(message: str) -> ApiError:
-    return ApiError("INVALID_PARAMETER_VALUE", message)
-
-
-def text(body: dict[str, Any], name: str, *, required: bool = True, default: str = "") -> str:
-    """A string field of the request (MLflow's "Missing value for required parameter")."""
-    value = body.get(name)
-    if value is None or value == "":
-        if required:
-            raise bad(f"Missing value for required parameter '{name}'.")
-        return default
-    if isinstance(value, list):
-        value = value[0] if len(value) == 1 else value
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        raise bad(f"Parameter '{name}' must be a string, got {type(value).__name__}.")
-    return str(value)
-
-
-def integer(body: dict[str, Any], name: str, default: int | None = None) -> int | None:
-    """An int64 field (protobuf JSON writes them as numbers or as strings of digits)."""
-    value = body.get(name)
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise bad(f"Parameter '{name}' must be an integer, got {value!r}.")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and re.fullmatch(r"[-+]?\d+", value.strip()):
-        return int(value)
-    raise bad(f"Parameter '{name}' must be an integer, got {value!r}.")
-
-
-def string_list(body: dict[str, Any], name: str) -> list[str]:
-    value = body.get(name)
-    if value is None or value == "":
-        return []
-    if isinstance(value, str | int):
-        return [str(value)]
-    if isinstance(value, list) and all(isinstance(v, str | int) for v in value):
-        return [str(v) for v in value]
-    raise bad(f"Parameter '{name}' must be a list of strings, got {value!r}.")
-
-
-def metric_number(key: str, value: Any) -> float | None:
-    """A metric value as stored: a float, or None for NaN (``"NaN"``, ``"Infinity"`` and
-    numbers as strings are protobuf JSON's spellings)."""
-    if isinstance(value, bool) or value is None:
-        raise bad(f"Got invalid value {value!r} for metric '{key}': expected a number.")
-    if isinstance(value, int | float):
-        number = float(value)
-    elif isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise bad(
-                f"Got invalid value {value!r} for metric '{key}': expected a number."
-            ) from None
-    else:
-        raise bad(f"Got invalid value {value!r} for metric '{key}': expected a number.")
-    return None if math.isnan(number) else number
-
-
-def metric_json(value: float | None) -> float | str:
-    """A stored metric value in protobuf JSON: NaN and infinities are strings there."""
-    if value is None or value != value:
-        return "NaN"
-    if value == math.inf:
-        return "Infinity"
-    if value == -math.inf:
-        return "-Infinity"
-    return value
-
-
-def check_key(key: Any, what: str) -> str:
-    try:
-        return keys.check_key(key, what)
-    except InvalidInput as exc:
-        raise bad(str(exc)) from None
-
-
-def model_metrics(
-    run_id: str, items: list[Any], points: list[tuple[str, str, float | None, int, int]]
-) -> list[tuple[str, dict[str, Any]]]:
-    """The points of a request that name a logged model (``model_id``), as (model id,
-    MLflow Metric) pairs; usually none."""
-    out = []
-    for item, (_run, key, value, step, ts) in zip(items, points, strict=True):
-        model_id = item.get("model_id") if isinstance(item, dict) else None
-        if not model_id:
-            continue
-        metric: dict[str, Any] = {
-            "key": key,
-            "value": metric_json(value),
-            "timestamp": ts,
-            "step": step,
-            "run_id": run_id,
-            "model_id": str(model_id),
-        }
-        for extra in ("dataset_name", "dataset_digest"):
-            if item.get(extra):
-                metric[extra] = str(item[extra])
-        out.append((str(model_id), metric))
-    return out
-
-
-def add_model_metrics(conn: Connection, pairs: list[tuple[str, dict[str, Any]]]) -> None:
-    """Append metrics to logged models' ``metrics`` (a JSON list of MLflow Metrics, what the
-    logged-models API answers with), in the caller's transaction; an unknown logged model is
-    RESOURCE_DOES_NOT_EXIST."""
-    by_model: dict[str, list[dict[str, Any]]] = {}
-    for model_id, metric in pairs:
-        by_model.setdefault(model_id, []).append(metric)
-    for model_id, new in by_model.items():
-        row = conn.execute(
-            select(logged_models.c.metrics).where(logged_models.c.id == model_id)
-        ).first()
-        if row is None:
-            raise ApiError(
-                "RESOURCE_DOES_NOT_EXIST", f"Logged model with ID '{model_id}' not found."
-            )
-        current = json.loads(row[0]) if row[0] else []
-        conn.execute(
-            update(logged_models)
-            .where(logged_models.c.id == model_id)
-            .values(metrics=json.dumps(current + new), updated_at=now_ms())
-        )
-
-
-def link_models(conn: Connection, rows: list[dict[str, Any]]) -> None:
-    """Record logged models a run used or produced (``mlflow_run_models`` rows), in the
-    caller's transaction; logging one again updates its step."""
-    stmt = upsert(conn.dialect.name, mlflow_run_models)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=[
-                mlflow_run_models.c.run_id,
-                mlflow_run_models.c.model_id,
-                mlflow_run_models.c.direction,
-            ],
-            set_={"step": stmt.excluded.step},
-        ),
-        rows,
-    )
-
-
-def run_name(name: str) -> str:
-    """A run name: any text (as in MLflow and loopml), up to the name column's 250
-    characters."""
-    if len(name) > keys.MAX_KEY:
-        raise bad(f"The run name {name[:40]!r}… is {len(name)} characters; the limit is 250.")
-    return name
-
-
-def param_text(key: str, value: Any) -> str:
-    if value is None:
-        raise bad(f"Missing value for param '{key}'.")
-    try:
-        return keys.param_value(key, value)
-    except InvalidInput as exc:
-        raise bad(str(exc)) from None
-
-
-def tag_text(key: str, value: Any) -> str:
-    if value is None:
-        raise bad(f"Missing value for tag '{key}'.")
-    try:
-        return keys.tag_value(key, value)
-    except InvalidInput as exc:
-        raise bad(str(exc)) from None
-
-
-def point(run_id: str, item: dict[str, Any]) -> tuple[str, str, float | None, int, int]:
-    """One MLflow metric ``{key, value, timestamp, step}`` as loopml's writer takes it."""
-    if not isinstance(item, dict):
-        raise bad(f"A metric must be an object with key, value, timestamp and step: {item!r}")
-    key = check_key(item.get("key"), "metric key")
-    value = metric_number(key, item.get("value"))
-    step = integer(item, "step", 0)
-    timestamp = integer(item, "timestamp")
-    assert step is not None
-    if timestamp is None:
-        raise bad(f"Missing value for required parameter 'timestamp' of metric '{key}'.")
-    if not keys.STEP_MIN <= step <= keys.STEP_MAX:
-        raise bad(f"The step of metric '{key}' ({step}) is outside the 64-bit range.")
-    if not keys.TIMESTAMP_MIN_MS <= timestamp < keys.TIMESTAMP_MAX_MS:
-        raise bad(
-            f"The timestamp of metric '{key}' ({timestamp}) is not milliseconds between "
-            "1970 and 2262."
-        )
-    return (run_id, key, value, step, timestamp)
-
-
-def points_of(run_id: str, items: list[Any]) -> list[tuple[str, str, float | None, int, int]]:
-    """:func:`point` for each item, with the usual case (a float value, integer or digit
-    string step and timestamp, a key seen before) checked inline: a 1000-point batch spends
-    most of its parsing time here otherwise."""
-    out: list[tuple[str, str, float | None, int, int]] = []
-    append = out.append
-    step_min, step_max = keys.STEP_MIN, keys.STEP_MAX
-    ts_min, ts_max = keys.TIMESTAMP_MIN_MS, keys.TIMESTAMP_MAX_MS
-    for item in items:
-        if type(item) is dict:
-            value = item.get("value")
-            step = item.get("step", 0)
-            ts = item.get("timestamp")
-            if type(step) is str and step.isdigit():
-                step = int(step)
-            if type(ts) is str and ts.isdigit():
-                ts = int(ts)
-            if (
-                type(value) is float
-                and type(step) is int
-                and type(ts) is int
-                and step_min <= step <= step_max
-                and ts_min <= ts < ts_max
-            ):
-                key = check_key(item.get("key"), "metric key")
-                append((run_id, key, None if value != value else value, step, ts))
-                continue
-        append(point(run_id, item))
-    return out
-
-
-def key_values(items: Any, what: str) -> list[tuple[Any, Any]]:
-    if items is None:
-        return []
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise bad(f"'{what}' must be a list of objects with key and value.")
-    return [(i.get("key"), i.get("value")) for i in items]
-
-
-def translate_filter(text_: str | None) -> str | None:
-    """MLflow's run filter (or one ``order_by`` item) in loopml's language:
-    ``attributes.user_id`` is the ``mlflow.user`` tag, ``attributes.created`` the start time
-    and the ``mlflow.runName`` tag the run's name; the rest is the same."""
-    if not text_ or not text_.strip():
-        return None
-    text_ = _RUN_NAME_TAG_RE.sub("attributes.run_name", text_)
-    return re.sub(
-        r"(?i)\b(?:attributes|attribute|attr|run)\.(?:`(\w+)`|\"(\w+)\"|(\w+))",
-        _translate_attribute,
-        text_,
-    )
-
-
-_RUN_NAME_TAG_RE = re.compile(
-    r"\b(?:tags|tag)\.(?:`mlflow\.runName`|\"mlflow\.runName\"|mlflow\.runName\b)"
-)
-
-
-def _translate_attribute(match: re.Match[str]) -> str:
-    name = next(g for g in match.groups() if g)
-    lowered = name.lower()
-    if lowered == "user_id":
-        return f"tags.`{USER_TAG}`"
-    if lowered in {"created", "creation_time"}:
-        return "attributes.start_time"
-    return f"attributes.{name}"
-
 
 # -- the API ---------------------------------------------------------------------------------
 
@@ -541,8 +291,8 @@ class TrackingApi:
         assert max_results is not None
         if not 0 < max_results <= MAX_RESULTS:
             raise bad(f"max_results must be between 1 and {MAX_RESULTS}, got {max_results}.")
-        view = _VIEW_TYPES.get(str(body.get("view_type") or "1"), str(body.get("view_type")))
-        if view not in _VIEW_TYPES.values():
+        view = VIEW_TYPES.get(str(body.get("view_type") or "1"), str(body.get("view_type")))
+        if view not in VIEW_TYPES.values():
             raise bad(f"view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {view!r}.")
         matcher = experiment_filter(text(body, "filter", required=False))
         order = experiment_order(string_list(body, "order_by"))
@@ -724,7 +474,7 @@ class TrackingApi:
         found = self._run_experiment.get(run_id)
         if found is not None:
             return found
-        if not isinstance(run_id, str) or not _RUN_ID.match(run_id):
+        if not isinstance(run_id, str) or not RUN_ID_RE.match(run_id):
             raise ApiError("RESOURCE_DOES_NOT_EXIST", f"Run with id={run_id} not found")
         with self.db.read() as conn:
             found = conn.execute(select(runs.c.experiment_id).where(runs.c.id == run_id)).scalar()
@@ -791,10 +541,8 @@ class TrackingApi:
         assert max_results is not None
         if not 0 < max_results <= MAX_RESULTS:
             raise bad(f"Invalid value {max_results} for parameter 'max_results' supplied.")
-        view = _VIEW_TYPES.get(
-            str(body.get("run_view_type") or "1"), str(body.get("run_view_type"))
-        )
-        if view not in _VIEW_TYPES.values():
+        view = VIEW_TYPES.get(str(body.get("run_view_type") or "1"), str(body.get("run_view_type")))
+        if view not in VIEW_TYPES.values():
             raise bad(f"run_view_type must be ACTIVE_ONLY, DELETED_ONLY or ALL, got {view!r}.")
         filter_ = translate_filter(text(body, "filter", required=False))
         order_by = [translate_filter(o) or o for o in string_list(body, "order_by")] or None
@@ -1172,8 +920,8 @@ class TrackingApi:
         body = await self.body(request)
         run_id = await self.run_for(request, body, EDIT)
         status = text(body, "status", required=False).upper() or None
-        if status is not None and status not in _STATUSES:
-            raise bad(f"Invalid run status {status!r}: one of {', '.join(sorted(_STATUSES))}.")
+        if status is not None and status not in RUN_STATUSES:
+            raise bad(f"Invalid run status {status!r}: one of {', '.join(sorted(RUN_STATUSES))}.")
         if status == "SCHEDULED":
             status = "RUNNING"  # loopml has no queue of scheduled runs: it runs
         end_time = integer(body, "end_time")
@@ -1191,7 +939,7 @@ class TrackingApi:
                 upsert_tags(conn, run_id, {RUN_NAME_TAG: name})
             if status is not None:
                 values["status"] = status
-                if status in _TERMINAL:
+                if status in TERMINAL_STATUSES:
                     values["end_time"] = end_time if end_time is not None else now_ms()
                 else:
                     values["end_time"] = None
@@ -1199,7 +947,7 @@ class TrackingApi:
                 values["end_time"] = end_time
             if values:
                 conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
-            if status in _TERMINAL and row.status != status:
+            if status in TERMINAL_STATUSES and row.status != status:
                 emit_run_ended(
                     conn, row.experiment, run_id, values.get("name", row.name), RunStatus(status)
                 )
@@ -1584,154 +1332,6 @@ def dataset_input_json(
             "profile": profile or "",
         },
     }
-
-
-# -- experiment search: MLflow's filter and order over a few experiments -----------------------
-
-
-def experiment_filter(text_: str | None) -> Callable[[dict[str, Any]], bool]:
-    """MLflow's experiment filter (``name LIKE 'x%' AND tags.team = 'a'``, with
-    ``creation_time`` / ``last_update_time`` comparisons) as a predicate."""
-    if not text_ or not text_.strip():
-        return lambda _e: True
-    from loopml.tracking.filter import tokenize
-
-    tokens = tokenize(text_)
-    clauses: list[Callable[[dict[str, Any]], bool]] = []
-    i = 0
-    while i < len(tokens):
-        if clauses:
-            if tokens[i].kind != "and":
-                raise bad(f"Invalid experiment filter {text_!r}: clauses are joined by AND.")
-            i += 1
-        if i + 3 > len(tokens):
-            raise bad(f"Invalid experiment filter {text_!r}: expected key, operator, value.")
-        key_tok, op_tok, value_tok = tokens[i], tokens[i + 1], tokens[i + 2]
-        op = op_tok.text.lower()
-        if op_tok.kind not in {"op", "like", "ilike"}:
-            raise bad(f"Invalid experiment filter {text_!r}: unknown operator {op_tok.text!r}.")
-        if value_tok.kind == "string":
-            value: Any = value_tok.text[1:-1].replace("''", "'")
-        elif value_tok.kind == "number":
-            value = float(value_tok.text)
-        else:
-            raise bad(f"Invalid experiment filter {text_!r}: {value_tok.text!r} is not a value.")
-        clauses.append(_experiment_clause(key_tok.text, op, value, text_))
-        i += 3
-    return lambda e: all(c(e) for c in clauses)
-
-
-def _like(pattern: str, case: bool) -> re.Pattern[str]:
-    parts = (".*" if ch == "%" else "." if ch == "_" else re.escape(ch) for ch in pattern)
-    return re.compile("^" + "".join(parts) + "$", 0 if case else re.IGNORECASE)
-
-
-def _experiment_clause(
-    key: str, op: str, value: Any, text_: str
-) -> Callable[[dict[str, Any]], bool]:
-    prefix, _, name = key.partition(".")
-    if not name:
-        prefix, name = "attribute", key
-    name = name.strip('`"')
-    prefix = prefix.lower()
-    if prefix in {"attribute", "attributes", "attr"} and name in {
-        "name",
-        "creation_time",
-        "last_update_time",
-    }:
-
-        def get(e: dict[str, Any]) -> Any:
-            return e[name]
-    elif prefix in {"tag", "tags"}:
-
-        def get(e: dict[str, Any]) -> Any:
-            return next((t["value"] for t in e["tags"] if t["key"] == name), None)
-    else:
-        raise bad(
-            f"Invalid experiment filter {text_!r}: {key!r} is not name, creation_time, "
-            "last_update_time or tags.<key>."
-        )
-    if op in {"like", "ilike"}:
-        regex = _like(str(value), op == "like")
-        return lambda e: (v := get(e)) is not None and regex.match(str(v)) is not None
-    compare: dict[str, Callable[[Any, Any], bool]] = {
-        "=": lambda a, b: a == b,
-        "==": lambda a, b: a == b,
-        "!=": lambda a, b: a != b,
-        "<>": lambda a, b: a != b,
-        "<": lambda a, b: a < b,
-        "<=": lambda a, b: a <= b,
-        ">": lambda a, b: a > b,
-        ">=": lambda a, b: a >= b,
-    }
-    fn = compare[op]
-
-    def test(e: dict[str, Any]) -> bool:
-        v = get(e)
-        if v is None:
-            return False
-        try:
-            return fn(type(value)(v), value)
-        except (TypeError, ValueError):
-            return False
-
-    return test
-
-
-def experiment_order(
-    clauses: list[str],
-) -> Callable[[dict[str, Any]], tuple[Any, ...]]:
-    """MLflow's experiment order (``name``, ``experiment_id``, ``creation_time``,
-    ``last_update_time``, each ASC or DESC); default: newest first, as MLflow."""
-    fields: list[tuple[str, bool]] = []
-    for clause in clauses:
-        words = clause.split()
-        if not words or len(words) > 2:
-            raise bad(f"Invalid order_by clause {clause!r}.")
-        field_ = words[0].split(".", 1)[-1].strip('`"')
-        if field_ not in {"name", "experiment_id", "creation_time", "last_update_time"}:
-            raise bad(
-                f"Invalid order_by clause {clause!r}: order by name, experiment_id, "
-                "creation_time or last_update_time."
-            )
-        direction = words[1].upper() if len(words) == 2 else "ASC"
-        if direction not in {"ASC", "DESC"}:
-            raise bad(f"Invalid order_by clause {clause!r}: expected ASC or DESC.")
-        fields.append((field_, direction == "DESC"))
-    if not fields:
-        fields = [("creation_time", True), ("experiment_id", False)]
-    elif all(f != "experiment_id" for f, _ in fields):
-        fields.append(("experiment_id", False))
-
-    def sort_key(e: dict[str, Any]) -> tuple[Any, ...]:
-        out: list[Any] = []
-        for f, desc in fields:
-            v: Any = int(e["experiment_id"]) if f == "experiment_id" else e[f]
-            if isinstance(v, str):
-                out.append(_Reverse(v) if desc else v)
-            else:
-                out.append(-v if desc else v)
-        return tuple(out)
-
-    return sort_key
-
-
-class _Reverse:
-    """A string that sorts backwards (DESC on a text field)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self, value: str) -> None:
-        self.value = value
-
-    def __lt__(self, other: _Reverse) -> bool:
-        return self.value > other.value
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, _Reverse) and self.value == other.value
-
-    def __hash__(self) -> int:
-        return hash(self.value)
 
 
 def routes(ctx: ServerContext) -> list[BaseRoute]:
