@@ -84,7 +84,7 @@ def test_an_interrupted_materialization_resumes(
         task = pickle.loads(payload)
         if task.index in (1, 3) and task.index not in failed:
             failed.append(task.index)
-            raise RuntimeError(f"worker lost (partition {task.index})")
+            raise RuntimeError(f"Worker lost (partition {task.index}).")
         return real(payload)
 
     monkeypatch.setattr(mat, "run_partition", flaky)
@@ -92,6 +92,7 @@ def test_an_interrupted_materialization_resumes(
     with pytest.raises(MaterializationFailed, match="2 partition") as caught:
         feature_ws.features.materialize(start, NOW, partitions=4)
     assert "run the same materialization again" in str(caught.value)
+    assert "(partition 1); " in str(caught.value) and ".." not in str(caught.value)
     assert mat.last_done_end(feature_ws.db, "customer_stats") is None
     assert events.read(feature_ws.db, kinds="feature.materialized") == []
     (result,) = feature_ws.features.materialize(start, NOW, partitions=4)

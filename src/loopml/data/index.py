@@ -28,6 +28,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from loopml.store.wal import enable_wal
+
 RACY_NS = 2_000_000_000  # covers 2 s timestamp granularity (FAT); ext4/xfs/apfs are finer
 SCHEMA_VERSION = 3
 
@@ -90,7 +92,7 @@ class StatIndex:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            enable_wal(conn)
             conn.execute("PRAGMA synchronous=OFF")  # a lost write costs one re-hash
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 conn.execute("DROP TABLE IF EXISTS stats")

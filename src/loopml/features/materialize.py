@@ -355,7 +355,7 @@ def materialize_views(
                 errors.append(outcome.error or RuntimeError("failed"))
                 failures.append(
                     f"{task.view.name} partition {task.index}/{partitions}: "
-                    f"{type(outcome.error).__name__}: {outcome.error}"
+                    f"{type(outcome.error).__name__}: {str(outcome.error).rstrip('.')}"
                 )
                 report(files=1)
     finally:

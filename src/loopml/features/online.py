@@ -43,6 +43,7 @@ from loopml.config import STATE_DIR
 from loopml.exceptions import InvalidConfig, missing_dependency
 from loopml.features.definitions import Field
 from loopml.features.errors import OnlineStoreUnavailable
+from loopml.store.wal import enable_wal
 
 SQLITE_FILE = "online.sqlite"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -256,7 +257,7 @@ class SqliteOnlineStore:
             con.execute(f"PRAGMA busy_timeout = {_BUSY_MS}")
             with self._setup:
                 if not self._ready:
-                    con.execute("PRAGMA journal_mode = WAL")
+                    enable_wal(con, _BUSY_MS / 1000)
                     con.execute(_SCHEMA)
                     self._ready = True
             con.execute("PRAGMA synchronous = NORMAL")

@@ -767,7 +767,8 @@ def run(
                     results[outcome.job.id] = result
                 else:
                     failures.append(
-                        f"{task.start.isoformat()}: {type(outcome.error).__name__}: {outcome.error}"
+                        f"{task.start.isoformat()}: {type(outcome.error).__name__}: "
+                        f"{str(outcome.error).rstrip('.')}"
                     )
                 report(files=1)
         finally:

@@ -25,6 +25,7 @@ from sqlalchemy.pool import StaticPool
 from loopml.config import STATE_DIR, ensure_state_dir
 from loopml.exceptions import InvalidConfig, StoreNotFound, StoreUnavailable, missing_dependency
 from loopml.store.migrations import head_revision
+from loopml.store.wal import enable_wal
 
 T = TypeVar("T")
 
@@ -138,7 +139,7 @@ class Database:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves, below
             cur = dbapi_conn.cursor()
             if not self.in_memory:
-                cur.execute("PRAGMA journal_mode=WAL")
+                enable_wal(cur)
                 cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
             cur.execute("PRAGMA foreign_keys=ON")
