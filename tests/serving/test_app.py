@@ -169,6 +169,26 @@ def test_ready_health_and_deployment(serving_ws: Workspace, serve: Callable[...,
         assert client.post("/deployment", json={}).status_code == 405  # no endpoint changes it
 
 
+def test_a_request_during_the_first_load_waits_for_it(
+    serving_ws: Workspace, serve: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With --workers N the kernel may hand a request to a worker still loading while another
+    # already answers /ready: that request waits for the load instead of getting a 503.
+    real = serving_ws.models.load
+
+    def slow(uri: str) -> Any:
+        time.sleep(1.0)
+        return real(uri)
+
+    monkeypatch.setattr(serving_ws.models, "load", slow)
+    url = serve(serving_ws, "churn", ready=False)
+    with httpx.Client(base_url=url, timeout=30) as client:
+        assert client.get("/ready").status_code == 503  # still loading
+        reply = client.post("/predict", json={"records": ROWS})
+        assert reply.status_code == 200, reply.text
+        assert reply.json()["model"] == "double/1"
+
+
 def test_an_unknown_deployment_is_refused_with_a_hint(serving_ws: Workspace) -> None:
     with pytest.raises(DeploymentNotFound, match="Did you mean 'churn'"):
         create_app(serving_ws, "chrun")

@@ -193,6 +193,17 @@ class ModelServer:
         # (model uri, rows.bit_length()) -> moving average of score() in seconds
         self.timings: dict[tuple[str, int], float] = {}
         self._children: dict[tuple[str, str], tuple[Any, Any, Any]] = {}
+        self.polling = False  # the lifespan started the poller that loads the models
+        self.tried = asyncio.Event()  # set once the first load has been tried
+
+    async def wait_loaded(self) -> Served | None:
+        """What is served, waiting up to ``[serving] load_wait`` seconds for the first load:
+        with ``--workers N`` each worker loads its own models, and a request the kernel hands
+        to one still loading should wait for it, not fail while the others are ready."""
+        if self.served is None and self.polling and self.settings.load_wait > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.tried.wait(), self.settings.load_wait)
+        return self.served
 
     # -- loading ---------------------------------------------------------------------------
 
@@ -276,6 +287,7 @@ class ModelServer:
                 await asyncio.to_thread(self.refresh)
             except Exception as exc:  # a DB hiccup: keep serving, try again next tick
                 logger.warning("deployment %s: could not check for changes: %s", self.name, exc)
+            self.tried.set()
             await asyncio.sleep(self.poll_interval)
 
     # -- scoring ---------------------------------------------------------------------------
@@ -505,7 +517,7 @@ def create_app(
             return refused.response, request_id, None, None, []
         except BadRequest as exc:
             return error(400, exc, request_id), request_id, None, None, []
-        served = server.served
+        served = server.served or await server.wait_loaded()
         if served is None:
             return (
                 error(503, "The models are still loading.", request_id),
@@ -668,6 +680,7 @@ def create_app(
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         server.log.start()
         poller = asyncio.create_task(server.poll())
+        server.polling = True
         try:
             yield
         finally:

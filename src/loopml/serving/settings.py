@@ -7,6 +7,7 @@
     max_body_bytes = 10485760     # LOOPML_SERVING_MAX_BODY_BYTES: larger requests get a 413
     log_flush_interval = 1.0      # LOOPML_SERVING_LOG_FLUSH_INTERVAL: seconds between writes
     log_batch_rows = 5000         # LOOPML_SERVING_LOG_BATCH_ROWS: rows that force a write
+    load_wait = 30.0              # LOOPML_SERVING_LOAD_WAIT: seconds a request waits for loading
 
 Loaded and checked by :func:`loopml.config.load_settings`; read as ``settings.serving``.
 """
@@ -43,4 +44,13 @@ class ServingSettings:
     log_batch_rows: int = field(
         default=5000,
         metadata={"min": 1, "help": "logged rows that trigger a write before the interval"},
+    )
+    load_wait: float = field(
+        default=30.0,
+        metadata={
+            "min": 0,
+            "unit": "s",
+            "help": "seconds a request that arrives while the models are still loading waits "
+            "for them before it gets a 503 (each worker of --workers N loads its own)",
+        },
     )
