@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 import loopml
+from demo_runs import DemoRun, run_demo
 from loopml.workspace import Workspace, set_default_workspace
 from services import (
     drop_postgres_database,
@@ -150,3 +152,33 @@ def ray_cluster() -> Iterator[ModuleType]:
         ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> DemoRun:
+    """``loopml demo --fast --dir ROOT --json`` run once for the whole test session (~30 s on
+    a slow machine): the xdist workers share one run through a file lock, or the run of
+    .ci/run's demo step (``LOOPML_TEST_DEMO_RUN``). Tests only read its workspace."""
+    ready = os.environ.get("LOOPML_TEST_DEMO_RUN")
+    if ready:  # .ci/run's own step ran it (a folder: ws/, stdout, stderr, returncode)
+        folder = Path(ready)
+        return DemoRun(
+            folder / "ws",
+            int((folder / "returncode").read_text()),
+            (folder / "stdout").read_text(encoding="utf-8"),
+            (folder / "stderr").read_text(encoding="utf-8"),
+        )
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base if worker_id == "master" else base.parent
+    root, record = shared / "shared-demo" / "ws", shared / "shared-demo.json"
+    with FileLock(str(shared / "shared-demo.lock")):
+        if not record.exists():
+            root.parent.mkdir(exist_ok=True)
+            done = run_demo("--fast", "--dir", str(root), "--json")
+            record.write_text(
+                json.dumps([done.returncode, done.stdout, done.stderr]), encoding="utf-8"
+            )
+    returncode, stdout, stderr = json.loads(record.read_text(encoding="utf-8"))
+    return DemoRun(root, returncode, stdout, stderr)

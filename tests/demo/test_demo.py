@@ -20,42 +20,17 @@ from typing import Any
 
 import pytest
 
+from demo_runs import DemoRun, run_demo
 from loopml.demo import data as synth
 from loopml.demo.loop import Demo, StageFailed
 from loopml.demo.narration import Narrator
 
 
-def run_demo(
-    *args: str, cwd: Path | None = None, path: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPML_")}
-    if path is not None:
-        env["PATH"] = path
-    return subprocess.run(
-        [sys.executable, "-m", "loopml.cli", "demo", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=cwd,
-        env=env,
-    )
-
-
-@pytest.fixture(scope="module")
-def finished(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any], str]:
-    root = tmp_path_factory.mktemp("demo") / "ws"
-    done = run_demo("--fast", "--dir", str(root), "--json")
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return root, json.loads(done.stdout), done.stderr
-
-
 @pytest.mark.slow
-def test_the_loop_closes_in_the_workspace_records(
-    finished: tuple[Path, dict[str, Any], str],
-) -> None:
+def test_the_loop_closes_in_the_workspace_records(demo_run: DemoRun) -> None:
     from loopml.workspace import Workspace
 
-    root, summary, _ = finished
+    root, summary = demo_run.root, demo_run.check()
     drift = datetime.fromisoformat(summary["drift_time"])
     ws = Workspace.open(root)
     try:
@@ -107,8 +82,8 @@ def test_the_loop_closes_in_the_workspace_records(
 
 
 @pytest.mark.slow
-def test_the_json_summary_and_the_quiet_output(finished: tuple[Path, dict[str, Any], str]) -> None:
-    root, summary, stderr = finished
+def test_the_json_summary_and_the_quiet_output(demo_run: DemoRun) -> None:
+    root, summary, stderr = demo_run.root, demo_run.check(), demo_run.stderr
     assert stderr == ""  # --json: no narration, no progress, no alert log line
     assert set(summary["stages"]) == {
         "data",

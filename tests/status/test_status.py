@@ -15,6 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import loopml
+from demo_runs import DemoRun
 from loopml.exceptions import ModelNotFound
 from loopml.monitoring.rules import AlertRule
 from loopml.monitoring.settings import MonitorSettings
@@ -394,19 +395,10 @@ def test_the_same_status_on_every_metadata_backend(
 
 
 @pytest.mark.slow
-def test_the_demo_ends_at_level_2(tmp_path: Path) -> None:
+def test_the_demo_ends_at_level_2(demo_run: DemoRun) -> None:
     """`loopml demo` closes the loop; the status grades its workspace at the top level."""
-    import subprocess
-    import sys
-
-    folder = tmp_path / "demo"
-    done = subprocess.run(
-        [sys.executable, "-m", "loopml.cli", "demo", "--fast", "--dir", str(folder), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    demo_run.check()
+    folder = demo_run.root
     with Workspace.open(folder) as ws:
         status = ws.status()
     assert status.maturity.level == 2, status.maturity
