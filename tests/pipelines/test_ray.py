@@ -7,7 +7,7 @@ from types import ModuleType
 import pytest
 
 import loopml
-from loopml.pipelines import pipeline, run_pipeline, task
+from loopml.pipelines import ClusterUnavailable, pipeline, run_pipeline, task
 from loopml.pipelines import records as rec
 from loopml.workspace import Workspace
 
@@ -66,3 +66,54 @@ def test_failure_on_ray_keeps_the_remote_traceback(ray_ws: Workspace) -> None:
     assert run.tasks["broken"].error == "RuntimeError: broken on 10"
     assert "in broken" in (run.tasks["broken"].traceback or "")
     assert run.tasks["combine"].status == "COMPLETED"  # an independent branch
+
+
+class _FlakyRay:
+    """Stands in for the ``ray`` module's init/shutdown: the server-side failures a loaded
+    ``ray://`` head gives (its client server couldn't start this client's process)."""
+
+    def __init__(self, failures: list[str]) -> None:
+        self.failures = failures
+        self.inits = 0
+        self.shutdowns = 0
+
+    def init(self, address: str | None = None, **kwargs: object) -> None:
+        self.inits += 1
+        if self.failures:
+            raise ConnectionError(self.failures.pop(0))
+
+    def shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+SERVER_SIDE = (
+    "Initialization failure from server:\nRuntimeError: Starting Ray client server failed."
+)
+
+
+def test_a_client_server_that_failed_to_start_is_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopml.pipelines import ray_executor
+
+    monkeypatch.setattr(ray_executor.time, "sleep", lambda s: None)
+    ray = _FlakyRay([SERVER_SIDE, SERVER_SIDE])
+    ray_executor._connect(ray, "ray://127.0.0.1:1", {})
+    assert (ray.inits, ray.shutdowns) == (3, 2)
+
+    ray = _FlakyRay([SERVER_SIDE] * 3)
+    with pytest.raises(ClusterUnavailable, match="Starting Ray client server failed"):
+        ray_executor._connect(ray, "ray://127.0.0.1:1", {})
+    assert ray.inits == ray_executor.CONNECT_ATTEMPTS
+
+
+def test_an_address_nothing_answers_on_is_not_asked_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from loopml.pipelines import ray_executor
+
+    monkeypatch.setattr(ray_executor.time, "sleep", lambda s: None)
+    ray = _FlakyRay(["ray client connection timeout"])
+    with pytest.raises(ClusterUnavailable, match="Cannot reach the Ray cluster"):
+        ray_executor._connect(ray, "ray://127.0.0.1:1", {})
+    assert ray.inits == 1

@@ -69,6 +69,21 @@ FLOW = textwrap.dedent(
 )
 
 
+#: The head's temp folder, for its client servers' logs when a test fails.
+HEAD_TEMP: list[Path] = []
+
+
+def server_logs() -> str:
+    """The tails of the head's ``ray_client_server*.err`` logs (why a client's server died)."""
+    out = []
+    for temp in HEAD_TEMP:
+        for err in sorted(temp.glob("session_*/logs/ray_client_server*.err")):
+            text = err.read_text(errors="replace")[-1500:]
+            if text.strip():
+                out.append(f"--- {err.name}\n{text}")
+    return "\n".join(out)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -93,6 +108,7 @@ def ray_client_address() -> Iterator[tuple[str, dict[str, str]]]:
     port = free_port()
     temp = tempfile.mkdtemp(prefix="lray", dir="/tmp")  # Ray's socket paths must stay short
     log = Path(temp) / "head.log"
+    HEAD_TEMP[:] = [Path(temp)]
     ray_cli = Path(sys.executable).with_name("ray")
     with log.open("w") as out:
         head = subprocess.Popen(
@@ -171,7 +187,7 @@ def test_pipeline_runs_on_a_cluster_reached_through_ray_client(
 ) -> None:
     address, env = ray_client_address
     done = run_flow(tmp_path, address, env)
-    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:] + server_logs()
     # Tasks ran on the cluster's workers and logged to the workspace's SQLite file.
     assert f"RESULT 270 {address} [1.0, 2.0, 3.0]" in done.stdout
 

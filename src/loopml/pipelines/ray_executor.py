@@ -51,6 +51,28 @@ def _unreachable(address: str | None, exc: BaseException) -> ClusterUnavailable:
     )
 
 
+#: Attempts to connect to a ``ray://`` cluster whose client server answered but failed to
+#: start this client's own server process (a loaded head: transient more often than not).
+CONNECT_ATTEMPTS = 3
+
+
+def _connect(ray: Any, address: str | None, kwargs: dict[str, Any]) -> None:
+    """``ray.init(address, **kwargs)``; a ``ray://`` cluster that failed to start this
+    client's server is asked again (``CONNECT_ATTEMPTS``, 1 s then 2 s apart). An address
+    nothing answers on is not retried here: Ray's client already waits for it."""
+    for attempt in range(1, CONNECT_ATTEMPTS + 1):
+        try:
+            ray.init(address=address, **kwargs)
+            return
+        except ConnectionError as exc:
+            server_side = "Initialization failure from server" in str(exc)
+            if not server_side or attempt == CONNECT_ATTEMPTS:
+                raise _unreachable(address, exc) from exc
+        with contextlib.suppress(Exception):
+            ray.shutdown()
+        time.sleep(attempt)
+
+
 class RayExecutor(Executor):
     """Submits jobs as Ray tasks; ``max_workers`` (optional) caps how many run at once."""
 
@@ -69,10 +91,7 @@ class RayExecutor(Executor):
             kwargs: dict[str, Any] = {"ignore_reinit_error": True, "log_to_driver": True}
             if address is None or not address.startswith("ray://"):
                 kwargs["include_dashboard"] = False
-            try:
-                ray.init(address=address, **kwargs)
-            except ConnectionError as exc:
-                raise _unreachable(address, exc) from exc
+            _connect(ray, address, kwargs)
         self.max_workers = max_workers or 0  # 0: as many as the cluster schedules
         self._remote = ray.remote(max_retries=0)(_ray_call)
         self._lock = threading.Lock()
