@@ -149,6 +149,8 @@ def test_the_fallbacks_agree(
     monkeypatch.setattr(search, "_WALK_SLACK", slack)
     monkeypatch.setattr(search, "_NARROW", 0)
     monkeypatch.setattr(search, "_COUNT_CAP", cap)
+    if slack == 1:
+        monkeypatch.setattr(search, "_LONG_WALK", 0)  # no walk sized by the first one's matches
     second: list[bool] = []
     real = search._walked
 
@@ -171,9 +173,9 @@ def test_the_plans_run_as_planned(many: Workspace, monkeypatch: pytest.MonkeyPat
     real = search._walked
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        found, more = real(*args, **kwargs)
+        found, more, matched = real(*args, **kwargs)
         walked.append(found is not None)
-        return found, more
+        return found, more, matched
 
     monkeypatch.setattr(search, "_walked", spy)
     search.search_run_ids(many.db, ["e1"], "metrics.m > 0.2", ["metrics.m DESC"], 10)
@@ -184,6 +186,62 @@ def test_the_plans_run_as_planned(many: Workspace, monkeypatch: pytest.MonkeyPat
     walked.clear()
     search.search_run_ids(many.db, ["e1"], "metrics.m > 0.95", ["metrics.m ASC"], 10)
     assert walked and not walked[-1]
+
+
+@pytest.mark.parametrize("backend", ["sqlite-file", "postgres"])
+def test_a_short_walk_that_saw_some_matches_walks_as_far_as_they_need(
+    workspace_factory: Any, monkeypatch: pytest.MonkeyPatch, backend: str
+) -> None:
+    """A filter matching 1 run in 12, sorted by a tag, a page of 20: the first walk (180
+    entries) sees 15 matches; the next one goes as far as that rate needs (460) and fills the
+    page, without counting and without the plain query (on PostgreSQL a metric's walk isn't
+    taken that far: its index lacks run_id)."""
+    ws: Workspace = workspace_factory(backend)
+
+    def fill(conn: Any) -> None:
+        exp = conn.execute(
+            insert(experiments).values(name="e", created_at=0).returning(experiments.c.id)
+        ).scalar_one()
+        ids = [f"{i:032x}" for i in range(1200)]
+        conn.execute(
+            insert(runs),
+            [
+                {"id": r, "experiment_id": exp, "name": r, "status": "FINISHED", "start_time": i}
+                for i, r in enumerate(ids)
+            ],
+        )
+        conn.execute(
+            insert(latest_metrics),
+            [
+                {"run_id": r, "key": "m", "value": i / 1200, "step": 0, "timestamp": 0}
+                for i, r in enumerate(ids)
+            ],
+        )
+        conn.execute(
+            insert(tags),
+            [
+                {"run_id": r, "key": "k", "value": "y" if i % 12 == 0 else "n"}
+                for i, r in enumerate(ids)
+            ]
+            + [{"run_id": r, "key": "o", "value": f"{i:05}"} for i, r in enumerate(ids)],
+        )
+
+    ws.db.transact(fill)
+    args = (None, "tags.k = 'y'", ["tags.o DESC"], 20, False, 0)
+    expected = plain(ws, *args)
+    walks: list[tuple[int, bool]] = []
+    real = search._walked
+
+    def spy(*args: Any) -> Any:
+        found = real(*args)
+        walks.append((args[-1], found[0] is not None))
+        return found
+
+    monkeypatch.setattr(search, "_walked", spy)
+    monkeypatch.setattr(search, "_count", lambda *a: pytest.fail("counted"))
+    page = search.search_run_ids(ws.db, *args)
+    assert walks == [(180, False), (460, True)]
+    assert page == expected and len(page) == 20
 
 
 @pytest.mark.slow
