@@ -444,7 +444,8 @@ def ab(
 ) -> None:
     """Compare the versions LABEL of NAME is split between: requests, end users, outcomes,
     the test of each version against the control (z test for thumbs, Welch's t for scores),
-    an always-valid sequential p-value, and what to do next."""
+    an always-valid sequential p-value, and what to do next. Only requests made through
+    NAME@LABEL count (not those that named a version directly)."""
     from loopml.cli.llm import parse_since
     from loopml.llm.prompts import prompt_ab
 

@@ -166,6 +166,7 @@ class _Call:
     cache_entry: dict[str, Any] | None = None  # the log's `cache` column when it answered
     saved_usd: float | None = None
     prompt: str | None = None  # NAME/VERSION of the registered prompt it was made from
+    prompt_label: str | None = None  # the label it was resolved through ("" if none)
     recorded: bool = False  # logged already (an answer blocked after it was billed)
 
 
@@ -669,7 +670,7 @@ class Gateway:
             out["model"] = version.model
         for key, value in (version.params or {}).items():
             out.setdefault(key, value)
-        call.body, call.prompt = out, version.ref
+        call.body, call.prompt, call.prompt_label = out, version.ref, choices.ref.label or ""
         if call.span is not None:
             call.span.set_attribute("loopml.prompt.name", version.name)
             call.span.set_attribute("loopml.prompt.version", version.version)
@@ -1372,6 +1373,7 @@ class Gateway:
                 saved_usd=call.saved_usd,
                 guardrails=call.guard.log_entry() if call.guard is not None else None,
                 prompt=call.prompt,
+                prompt_label=call.prompt_label,
             )
         )
         call.recorded = True

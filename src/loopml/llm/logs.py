@@ -126,6 +126,8 @@ class RequestRecord:
     guardrails: dict[str, Any] | None = None
     #: The registered prompt version it was made from (``NAME/VERSION``).
     prompt: str | None = None
+    #: The label ``prompt`` was resolved through (``NAME@LABEL``); "" when named directly.
+    prompt_label: str | None = None
 
     def to_row(self) -> dict[str, Any]:
         """The ``llm_requests`` row: JSON columns encoded, content kept as ``log_content``
@@ -166,6 +168,7 @@ class RequestRecord:
             "saved_usd": self.saved_usd,
             "guardrails": _json(self.guardrails) if self.guardrails else None,
             "prompt": self.prompt,
+            "prompt_label": self.prompt_label,
         }
         if self.log_content == "none":
             return row

@@ -100,6 +100,9 @@ llm_requests = Table(
     Column("guardrails", Text, nullable=True),
     # The registered prompt version the request was made from (NAME/VERSION), if any
     Column("prompt", String(KEY), nullable=True),
+    # The label that prompt was resolved through (NAME@LABEL); "" when the request named the
+    # version itself; NULL when logged before this column (schema 0021) or made from no prompt
+    Column("prompt_label", String(KEY), nullable=True),
     Index("ix_llm_requests_created_at", "created_at"),
     Index("ix_llm_requests_key_id_created_at", "key_id", "created_at"),
     Index("ix_llm_requests_team_created_at", "team", "created_at"),

@@ -235,6 +235,7 @@ def test_the_gateway_gives_each_end_user_their_version(served: tuple[str, Gatewa
     gateway.tracing.force_flush()
     with ws.db.read() as conn:
         logged = conn.execute(select(llm_requests.c.user, llm_requests.c.prompt)).all()
+        labels = set(conn.execute(select(llm_requests.c.prompt_label)).scalars())
         attributes = [
             json.loads(a)
             for a in conn.execute(
@@ -242,7 +243,7 @@ def test_the_gateway_gives_each_end_user_their_version(served: tuple[str, Gatewa
             ).scalars()
         ]
     assert {(u, p) for u, p in logged} == {(u, f"{NAME}/{expected[u]}") for u in users}
-    assert len(logged) == 24
+    assert len(logged) == 24 and labels == {"production"}
     assert {a["loopml.prompt.label"] for a in attributes} == {"production"}
     # no end user: each request's id decides, so both versions still get traffic
     for _ in range(20):
@@ -256,6 +257,19 @@ def test_the_gateway_gives_each_end_user_their_version(served: tuple[str, Gatewa
             select(llm_requests.c.prompt).where(llm_requests.c.user.is_(None))
         ).scalars()
         assert set(anonymous) == {f"{NAME}/1", f"{NAME}/2"}
+    # a request naming a version itself is logged as not made through a label
+    client.chat.completions.create(
+        model="cheap", messages=[], user="direct",
+        extra_body={"prompt": f"{NAME}/2", "variables": {"question": "x"}},
+    )  # fmt: skip
+    gateway.log.flush()
+    with ws.db.read() as conn:
+        direct = conn.execute(
+            select(llm_requests.c.prompt, llm_requests.c.prompt_label).where(
+                llm_requests.c.user == "direct"
+            )
+        ).all()
+    assert [tuple(r) for r in direct] == [(f"{NAME}/2", "")]
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -273,8 +287,11 @@ def _log(ws: Workspace, rows: list[tuple[int, int, str | None]]) -> list[str]:
     return ids
 
 
-def _row(ident: str, version: int, at: int, user: str | None) -> dict[str, Any]:
-    """An answered request's row of the request log, made from ``NAME/version``."""
+def _row(
+    ident: str, version: int, at: int, user: str | None, label: str | None = "production"
+) -> dict[str, Any]:
+    """An answered request's row of the request log, made from ``NAME/version`` through
+    ``label`` ("": the version named directly; None: logged before labels were)."""
     zero = dict.fromkeys(("cached_read_tokens", "cached_write_tokens", "reasoning_tokens"), 0)
     return {
         "id": ident,
@@ -293,6 +310,7 @@ def _row(ident: str, version: int, at: int, user: str | None) -> dict[str, Any]:
         "cost_usd": 0.0,
         "cache_hit": False,
         "prompt": f"{NAME}/{version}",
+        "prompt_label": label,
     }
 
 
@@ -335,6 +353,29 @@ def test_a_clearly_better_version_wins_on_feedback(sqlite_ws: Workspace) -> None
     assert f"`loopml prompts label {NAME} production 2`" in found.summary
     # an older thumb on the same request is replaced by the newest
     assert found.to_dict()["versions"][1]["outcomes"] == 400
+
+
+def test_only_the_labels_requests_are_counted(sqlite_ws: Workspace) -> None:
+    """Requests that named a version directly (an eval suite, a pinned client) are not the A/B
+    test's traffic; rows logged before the label was recorded (NULL) still count."""
+    ws = sqlite_ws
+    _ab_ready(ws)
+    ids = _thumbs(ws, {1: 0.30, 2: 0.50}, 100)
+    start = now_ms()
+    extra = [
+        _row("req_direct", 2, start, "pinned", label=""),
+        _row("req_staging", 2, start, "stager", label="staging"),
+        _row("req_old", 1, start, "old", label=None),
+    ]
+    ws.db.transact(lambda conn: conn.execute(insert(llm_requests), extra))
+    thumbs = [
+        {"request_id": r["id"], "name": "user", "value": 0.0, "created_at": now_ms()} for r in extra
+    ]
+    ws.db.transact(lambda conn: conn.execute(insert(llm_feedback), thumbs))
+    one, two = prompt_ab(NAME, workspace=ws).versions
+    assert (one.requests, one.outcomes) == (101, 101)  # the old row counts
+    assert (two.requests, two.outcomes) == (100, 100)  # the direct and staging ones don't
+    assert two.mean == pytest.approx(0.50) and len(ids) == 200
 
 
 def test_equal_rates_are_no_difference(sqlite_ws: Workspace) -> None:

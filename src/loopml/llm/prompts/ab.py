@@ -7,7 +7,9 @@ statistics of a serving A/B test (:mod:`loopml.serving.stats`).
     print(report.render()); report.to_dict()                          # plain text / --json
 
 The requests are the gateway's (``llm_requests``) made from each version (their ``prompt`` is
-``NAME/VERSION``) since the split started (``since`` overrides it), answered without error.
+``NAME/VERSION``) through the label (``prompt_label``; a request that named the version
+itself, an eval suite's or a pinned client's, is not the test's traffic) since the split
+started (``since`` overrides it), answered without error.
 The metric is
 
 - ``feedback`` (default): feedback named ``feedback_name`` (``user``) on the request
@@ -34,7 +36,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 
 from loopml.exceptions import InvalidInput
 from loopml.llm.prompts.refs import PromptRef, Split, check_label, check_name, split_text
@@ -249,16 +251,17 @@ def prompt_ab(
             if v not in order:
                 order.append(v)
         refs = {f"{name}/{v}": v for v in order}
-        requests = _requests(conn, list(refs), since_ms, until_ms)
+        made = _through(label)
+        requests = _requests(conn, list(refs), made, since_ms, until_ms)
         binary: bool
         if metric == "eval":
             outcomes, timeline = _eval_outcomes(conn, refs)
             binary = True
         else:
             values = (
-                _feedback(conn, list(refs), feedback_name, since_ms, until_ms)
+                _feedback(conn, list(refs), made, feedback_name, since_ms, until_ms)
                 if metric == "feedback"
-                else _online(conn, list(refs), metric[len(ONLINE) :], since_ms, until_ms)
+                else _online(conn, list(refs), made, metric[len(ONLINE) :], since_ms, until_ms)
             )
             outcomes = {v: [] for v in order}
             timeline = []
@@ -355,14 +358,26 @@ def _window(query: Any, since_ms: int | None, until_ms: int | None) -> Any:
     return query
 
 
+def _through(label: str) -> ColumnElement[bool]:
+    """Requests whose prompt was resolved through ``label`` (the A/B test's traffic), not
+    those that named a version directly; rows logged before the label was recorded (NULL,
+    schema 0021) count as the label's."""
+    column = llm_requests.c.prompt_label
+    return or_(column == label, column.is_(None))
+
+
 def _requests(
-    conn: Connection, refs: list[str], since_ms: int | None, until_ms: int | None
+    conn: Connection,
+    refs: list[str],
+    made: ColumnElement[bool],
+    since_ms: int | None,
+    until_ms: int | None,
 ) -> list[tuple[str, int, str | None, str]]:
-    """(id, created_at, user, prompt) of the answered requests made from ``refs``, oldest
-    first."""
+    """(id, created_at, user, prompt) of the answered requests made from ``refs`` (as
+    ``made`` says), oldest first."""
     query = select(
         llm_requests.c.id, llm_requests.c.created_at, llm_requests.c.user, llm_requests.c.prompt
-    ).where(llm_requests.c.prompt.in_(refs), llm_requests.c.status < 400)
+    ).where(llm_requests.c.prompt.in_(refs), made, llm_requests.c.status < 400)
     query = _window(query, since_ms, until_ms).order_by(
         llm_requests.c.created_at, llm_requests.c.id
     )
@@ -370,20 +385,30 @@ def _requests(
 
 
 def _feedback(
-    conn: Connection, refs: list[str], name: str, since_ms: int | None, until_ms: int | None
+    conn: Connection,
+    refs: list[str],
+    made: ColumnElement[bool],
+    name: str,
+    since_ms: int | None,
+    until_ms: int | None,
 ) -> dict[str, float]:
     """Request id → its newest feedback ``name``."""
     query = (
         select(llm_feedback.c.request_id, llm_feedback.c.value)
         .join(llm_requests, llm_requests.c.id == llm_feedback.c.request_id)
-        .where(llm_requests.c.prompt.in_(refs), llm_feedback.c.name == name)
+        .where(llm_requests.c.prompt.in_(refs), made, llm_feedback.c.name == name)
     )
     query = _window(query, since_ms, until_ms).order_by(llm_feedback.c.id)
     return {r.request_id: float(r.value) for r in conn.execute(query)}
 
 
 def _online(
-    conn: Connection, refs: list[str], evaluator: str, since_ms: int | None, until_ms: int | None
+    conn: Connection,
+    refs: list[str],
+    made: ColumnElement[bool],
+    evaluator: str,
+    since_ms: int | None,
+    until_ms: int | None,
 ) -> dict[str, float]:
     """Request id → the online evaluator's score (judged ``ok``)."""
     query = (
@@ -391,6 +416,7 @@ def _online(
         .join(llm_requests, llm_requests.c.id == llm_online_evals.c.request_id)
         .where(
             llm_requests.c.prompt.in_(refs),
+            made,
             llm_online_evals.c.evaluator == evaluator,
             llm_online_evals.c.status == "ok",
             llm_online_evals.c.score.is_not(None),
