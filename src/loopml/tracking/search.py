@@ -337,6 +337,7 @@ def _order_terms(
 
 _COUNT_CAP = 100_000  # counting stops here: past it a condition is "broad" anyway
 _WALK_SLACK = 4  # a walk may visit this many times the index entries it expects to need
+_COVERED = ("param", "tag")  # walks whose index holds run_id (covering, on PostgreSQL too)
 _LONG_WALK = 20  # a second walk, sized by the first one's matches, visits at most this x need
 _NARROW = 1_000  # a condition matching this few rows is started from, whatever the store size
 
@@ -553,7 +554,7 @@ def _run_ids(
         # query there (measured, 30,000 runs, a 10 % tag filter, a page of 50: ordered by a
         # tag 39 -> 16 ms; by a metric 36 -> 40 ms, so not taken; SQLite 14 -> 9 ms for both).
         cheap = conn.dialect.name == "sqlite" or (
-            walk.key is not None and walk.key.kind in ("param", "tag")
+            walk.key is not None and walk.key.kind in _COVERED
         )
         if more and matched and cheap:
             reach = visited * need * 3 // (2 * matched) + 100
