@@ -300,7 +300,7 @@ def test_api_keys_guard_predict_invocations_and_feedback(
 def _wait_for(client: httpx.Client, model: str, deadline: float) -> float:
     while True:
         reply = client.post("/predict", json={"records": ROWS})
-        if reply.json()["model"] == model:
+        if reply.json().get("model") == model:
             return time.monotonic()
         assert time.monotonic() < deadline, f"{client.base_url} still serves {reply.json()}"
         time.sleep(0.05)
@@ -373,6 +373,36 @@ def test_a_model_that_fails_to_load_gets_no_traffic_and_an_event(
         "models:/broken/1",
     )
     assert "not in the blob store" in payload["error"]
+
+
+def test_a_primary_that_fails_to_load_is_not_ready_and_says_why(
+    serving_ws: Workspace, serve: Callable[..., str]
+) -> None:
+    # It answered /ready with 200 and /predict with a bare 500 (KeyError) before.
+    broken = serving_ws.models.register("broken", model_for_broken(), input_example=_example())
+    serving_ws.blobs.delete(broken.digest)
+    current = serving_ws.deployments.get("churn")
+    serving_ws.deployments.update(
+        replace(current, variants=(Variant("primary", "broken/1"),)), reason="broken"
+    )
+    url = serve(serving_ws, "churn", ready=False)
+    with httpx.Client(base_url=url) as client:
+        deadline = time.monotonic() + 30
+        while (ready := client.get("/ready")).json()["status"] == "loading":
+            assert time.monotonic() < deadline, "the first load never ended"
+            time.sleep(0.05)
+        body = ready.json()
+        assert ready.status_code == 503 and body["status"] == "failed"
+        assert body["loaded"] == [] and "ModelFilesMissing" in body["failed"]["primary"]
+        reply = client.post("/predict", json={"records": ROWS})
+        assert reply.status_code == 503, reply.text
+        detail = reply.json()["detail"]
+        assert "primary model models:/broken/1 failed to load" in detail
+        assert "loopml deploy rollback churn" in detail and reply.json()["request_id"]
+        # rolled back to a model that loads: followed without a restart
+        serving_ws.deployments.rollback("churn")
+        _wait_for(client, "double/1", time.monotonic() + 20)
+        assert client.get("/ready").json()["status"] == "ready"
 
 
 def model_for_broken() -> Any:

@@ -15,7 +15,9 @@ Endpoints:
   With several replicas, a request another replica answered reaches the log at its next
   flush: feedback sent sooner gets the 404, and is accepted when retried after ``[serving]
   log_flush_interval``.
-- ``GET /health`` (alive), ``GET /ready`` (503 until the primary's model is loaded),
+- ``GET /health`` (alive), ``GET /ready`` (503 until the primary's model is loaded:
+  ``loading``, or ``failed`` naming why — then ``/predict`` is a 503 saying so; a request
+  arriving while it loads waits up to ``[serving] load_wait`` seconds),
   ``GET /metrics`` (Prometheus), ``GET /deployment`` (the configuration served, with its
   revision and the model version each variant resolved to).
 
@@ -258,6 +260,18 @@ class ModelServer:
         for uri in [u for u in self.models if u not in in_use]:
             del self.models[uri]
         return True
+
+    def not_loaded(self, served: Served) -> str:
+        """Why ``served`` can't answer: its primary failed to load (and nothing was served
+        before it, or the previous models would still answer)."""
+        primary = served.deployment.primary
+        why = served.failed.get(primary.name, "it is not loaded")
+        return (
+            f"Deployment {self.name!r} can't answer: its primary model {primary.model} failed "
+            f"to load: {why.rstrip('.')}. Point the deployment at a model that loads "
+            f"(`loopml deploy rollback {self.name}`, or move the alias it follows): the server "
+            "follows the change; or restart it once the model can load."
+        )
 
     def _report(self, deployment: Deployment, variant: Variant, uri: str, error: str) -> None:
         key = (deployment.revision, variant.name, uri)
@@ -531,7 +545,9 @@ def create_app(
         if key_field and rows and isinstance(rows[0], Mapping) and key_field in rows[0]:
             key = str(rows[0][key_field])
         routing = server.routing(served, key)
-        loaded = served.loaded[routing.answer]
+        loaded = served.loaded.get(routing.answer)
+        if loaded is None:  # the primary failed to load and nothing was served before it
+            return error(503, server.not_loaded(served), request_id), request_id, None, None, []
         if key_field:
             rows = _without_key(rows, key_field, loaded.signature)
         started = time.perf_counter()
@@ -650,13 +666,16 @@ def create_app(
         served = server.served
         if served is None:
             return reply({"status": "loading", "deployment": server.name}, 503)
+        up = served.deployment.primary.name in served.loaded
         return reply(
             {
-                "status": "ready",
+                "status": "ready" if up else "failed",
                 "revision": served.deployment.revision,
                 "loaded": sorted(served.loaded),
                 "failed": dict(served.failed),
-            }
+                **({} if up else {"detail": server.not_loaded(served)}),
+            },
+            200 if up else 503,
         )
 
     async def metrics(request: Request) -> Response:
