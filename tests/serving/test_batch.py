@@ -154,6 +154,27 @@ def test_a_bad_value_in_a_later_chunk_leaves_no_output_and_no_log(
     assert read_predictions(serving_ws, "double").empty
 
 
+def test_a_csv_value_its_column_cannot_hold_is_named_with_its_row(
+    serving_ws: Workspace, folder: Path
+) -> None:
+    # Arrow's CSV reader names the column's position and the value only: "In CSV column #1:
+    # CSV conversion error to int64: invalid value 'x4'".
+    frame = inputs(200_000).astype({"n": object})
+    frame.loc[150_000, "n"] = "x4"  # past the reader's first blocks
+    frame.to_csv(folder / "deep.csv", index=False)
+    with pytest.raises(
+        SchemaMismatch,
+        match=r"deep\.csv as the model's inputs: column 'n', row 150001 \(1 is the file's first "
+        r"row\): 'x4' can't be int64\. Fix or drop that row first\.",
+    ):
+        batch_predict("double/1", folder / "deep.csv", folder / "out", workspace=serving_ws)
+    (folder / "first.csv").write_text("x,n\n0.5,1\nabc,2\n")  # in the block read at open
+    with pytest.raises(SchemaMismatch, match=r"column 'x', row 2 .*'abc' can't be float64"):
+        batch_predict("double/1", folder / "first.csv", folder / "out", workspace=serving_ws)
+    assert "out" not in listing(folder)
+    assert read_predictions(serving_ws, "double").empty
+
+
 def test_a_model_that_raises_on_a_chunk_names_its_rows_and_writes_nothing(
     serving_ws: Workspace, folder: Path
 ) -> None:

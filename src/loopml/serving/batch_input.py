@@ -271,7 +271,6 @@ class Plan:
 def _batches(source: Source, path: str, plan: Plan, chunk_rows: int) -> Iterator[pa.RecordBatch]:
     import pyarrow as pa
 
-    where = source.name(path)
     try:
         with source.fs.open(path, "rb", compression="infer") as fh:
             if source.format == "parquet":
@@ -290,13 +289,63 @@ def _batches(source: Source, path: str, plan: Plan, chunk_rows: int) -> Iterator
                     except StopIteration:
                         return
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-        raise SchemaMismatch(f"Cannot read {where} as the model's inputs: {exc}") from exc
+        raise _unreadable(source, path, plan, exc) from exc
 
 
-def _csv_reader(fh: Any, plan: Plan) -> Any:
+def _unreadable(source: Source, path: str, plan: Plan, exc: BaseException) -> SchemaMismatch:
+    bad = _csv_bad_value(source, path, plan) if source.format == "csv" else None
+    if bad:
+        return SchemaMismatch(
+            f"Cannot read {source.name(path)} as the model's inputs: {bad}. Fix or drop that "
+            "row first."
+        )
+    return SchemaMismatch(f"Cannot read {source.name(path)} as the model's inputs: {exc}")
+
+
+def _csv_reader(fh: Any, plan: Plan, types: dict[str, Any] | None = None) -> Any:
     import pyarrow.csv as pacsv
 
-    return pacsv.open_csv(fh, convert_options=pacsv.ConvertOptions(column_types=plan.csv_types()))
+    column_types = plan.csv_types() if types is None else types
+    return pacsv.open_csv(fh, convert_options=pacsv.ConvertOptions(column_types=column_types))
+
+
+def _csv_bad_value(source: Source, path: str, plan: Plan) -> str | None:
+    """Where the first value of a CSV file that its column's type can't hold is (Arrow's CSV
+    reader names the column's position and the value, not the row): the file read again as
+    text, each typed column cast batch by batch. None if it can't be found so."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    wanted = plan.csv_types()
+    rows = 0
+    try:
+        with source.fs.open(path, "rb", compression="infer") as fh:
+            reader = _csv_reader(fh, plan, {c: pa.string() for c in wanted})
+            for batch in reader:
+                for column, kind in wanted.items():
+                    if column not in batch.schema.names:
+                        continue
+                    values = batch.column(column)
+                    try:
+                        pc.cast(values, kind, safe=True)
+                        continue
+                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                        pass
+                    for i, value in enumerate(values.to_pylist()):
+                        if value in (None, ""):
+                            continue
+                        try:
+                            pc.cast(pa.array([value]), kind, safe=True)
+                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                            dtype = plan.dtypes[plan.columns.index(column)]
+                            return (
+                                f"column {column!r}, row {rows + i + 1} (1 is the file's "
+                                f"first row): {value[:60]!r} can't be {dtype}"
+                            )
+                rows += batch.num_rows
+    except (OSError, pa.ArrowException):
+        return None
+    return None
 
 
 def inspect_input(source: Source, plan: Plan) -> tuple[int | None, pa.Schema]:
@@ -320,7 +369,7 @@ def inspect_input(source: Source, plan: Plan) -> tuple[int | None, pa.Schema]:
                     schema = _csv_reader(fh, plan).schema
                     total = None
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise SchemaMismatch(f"Cannot read {where} as the model's inputs: {exc}") from exc
+            raise _unreadable(source, path, plan, exc) from exc
         plan.check(schema, where)
         taken = [c for c in ADDED if c in schema.names]
         if taken:
