@@ -144,6 +144,7 @@ def test_a_broken_features_module_is_one_error_line(project: Path) -> None:
     result = run("features", "apply")
     assert result.exit_code == 1
     assert "features.py" in result.stderr and "nosuchmodule" in result.stderr
+    assert "pipeline" not in result.stderr  # it is the feature definitions' module
     (project / "features.py").write_text(FEATURES.format(ttl=0))
     zero = run("features", "apply")
     assert zero.exit_code == 1 and "ttl must be a positive timedelta" in zero.stderr

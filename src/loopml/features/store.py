@@ -96,7 +96,7 @@ class FeatureStore(Namespace):
             )
         _forget_file_module(target, self.root)  # read the file as it is now
         try:
-            loaded = load_module(target, self.root)
+            loaded = load_module(target, self.root, "module")
         except LoopmlError as exc:
             raise FeatureDefinitionError(f"Feature definitions {target}: {exc}") from exc
         items = [

@@ -67,28 +67,29 @@ def _pipelines(module: ModuleType) -> list[Pipeline]:
     return list(seen.values())
 
 
-def load_module(target: str, root: Path | None) -> ModuleType:
+def load_module(target: str, root: Path | None, what: str = "pipeline module") -> ModuleType:
     """Import ``target``: a module name, or a file (relative to the cwd, then ``root``); a
-    file is loaded once per process. Failures are one-line errors naming file and line."""
+    file is loaded once per process. Failures are one-line errors naming file and line (and
+    ``what`` the module is to the caller)."""
     if target.endswith(".py") or "/" in target or "\\" in target:
-        return _load_file(target, root)
+        return _load_file(target, root, what)
     try:
         return importlib.import_module(target)
     except ModuleNotFoundError as exc:
         if exc.name and target.startswith(exc.name):
             candidate = Path(target.replace(".", "/") + ".py")
             if candidate.is_file() or (root is not None and (root / candidate).is_file()):
-                return _load_file(str(candidate), root)
+                return _load_file(str(candidate), root, what)
             raise PipelineNotFound(
                 f"Cannot import module {target!r} ({exc}). Give a module importable from here "
                 "(is its folder on PYTHONPATH?) or a file: path/to/file.py:NAME."
             ) from exc
-        raise import_failed(target, exc) from exc
+        raise import_failed(target, exc, what) from exc
     except Exception as exc:  # a syntax error, a failed import or a crash in the module
-        raise import_failed(target, exc) from exc
+        raise import_failed(target, exc, what) from exc
 
 
-def _load_file(target: str, root: Path | None) -> ModuleType:
+def _load_file(target: str, root: Path | None, what: str) -> ModuleType:
     path = Path(target).expanduser()
     if not path.is_absolute() and not path.is_file() and root is not None:
         path = root / path
@@ -114,14 +115,16 @@ def _load_file(target: str, root: Path | None) -> ModuleType:
         spec.loader.exec_module(module)
     except Exception as exc:  # a syntax error, a failed import or a crash in the module
         sys.modules.pop(name, None)
-        raise import_failed(str(path), exc) from exc
+        raise import_failed(str(path), exc, what) from exc
     except BaseException:
         sys.modules.pop(name, None)
         raise
     return module
 
 
-def import_failed(target: str, exc: BaseException) -> PipelineImportError:
+def import_failed(
+    target: str, exc: BaseException, what: str = "pipeline module"
+) -> PipelineImportError:
     """The error for a pipeline module that can't be imported: the file and line where it
     failed (the module's own, or one it imports) and the error, in one line."""
     file, line = target, None
@@ -146,7 +149,7 @@ def import_failed(target: str, exc: BaseException) -> PipelineImportError:
         hint = f"Install {exc.name!r} or fix the import"
     where = f" ({where})" if where else ""
     detail = detail.rstrip(".")
-    return PipelineImportError(f"Cannot load pipeline module {target}: {detail}{where}. {hint}.")
+    return PipelineImportError(f"Cannot load {what} {target}: {detail}{where}. {hint}.")
 
 
 def _same(file: Any, path: Path) -> bool:
