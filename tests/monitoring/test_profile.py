@@ -219,6 +219,30 @@ def test_bad_references(registered: tuple[Workspace, pd.DataFrame, LogisticRegre
         set_reference("churn", {"a": [1]}, workspace=ws)
 
 
+def test_numbers_read_as_text_are_numbers_and_a_stray_word_is_refused(
+    registered: tuple[Workspace, pd.DataFrame, LogisticRegression], tmp_path: Path
+) -> None:
+    # One 'abc' in a float column made pandas read it as text: the column was profiled as
+    # categorical (every value a category), so its drift in every window was meaningless.
+    ws, train, _ = registered
+    path = tmp_path / "train.csv"
+    bad = train.astype({"a": object})
+    bad.loc[2, "a"] = "abc"
+    bad.loc[5, "a"] = " n/a "
+    bad.to_csv(path, index=False)
+    with pytest.raises(
+        InvalidInput,
+        match=r"Column 'a' of .*train\.csv holds 2 value\(s\) that aren't numbers, but "
+        r"models:/churn/1 takes float64 \(row 3: 'abc'; row 6: ' n/a '; rows count from 1\)",
+    ):
+        set_reference("churn", path, workspace=ws)
+    assert ws.monitors.reference("churn") is None  # nothing stored
+    text = train.astype({"a": str})  # numbers as text: read as the numbers they are
+    ref = set_reference("churn", text, workspace=ws)
+    assert ref.profile.features["a"].kind == "numeric"
+    assert ref.profile.features["a"].mean == pytest.approx(train["a"].mean())
+
+
 def test_a_model_that_cannot_predict_is_warned_about(sqlite_ws: Workspace) -> None:
     class Picky(PythonModel):
         def predict(self, data):  # type: ignore[no-untyped-def]

@@ -483,6 +483,43 @@ def _model_columns(version: Any, frame: pd.DataFrame) -> list[str]:
     return named
 
 
+def _as_signed(version: Any, frame: pd.DataFrame, source: str | None) -> pd.DataFrame:
+    """``frame`` with the text columns the signature says are numbers read as numbers; a
+    value that isn't one is an error naming it (else one stray 'abc' in a float column made
+    the whole column categorical, and every window's drift of it meaningless)."""
+    import numpy as np
+    import pandas as pd
+
+    signature = version.signature
+    if signature is None:
+        return frame
+    out = frame
+    for column, dtype in signature.inputs:
+        if column not in frame.columns or frame[column].dtype.kind not in "OSU":
+            continue
+        try:
+            kind = np.dtype(dtype).kind
+        except TypeError:
+            continue
+        if kind not in "iuf":
+            continue
+        values = frame[column]
+        numbers = pd.to_numeric(values, errors="coerce")
+        text = values.astype("string").str.strip()
+        bad = values.notna() & (text != "") & numbers.isna()
+        if bad.any():
+            rows = [int(i) + 1 for i in np.flatnonzero(bad.to_numpy())[:3]]
+            shown = "; ".join(f"row {r}: {values.iloc[r - 1]!r}" for r in rows)
+            where = f" of {source}" if source else ""
+            raise InvalidInput(
+                f"Column {column!r}{where} holds {int(bad.sum())} value(s) that aren't "
+                f"numbers, but {version.uri} takes {dtype} ({shown}; rows count from 1). "
+                "Fix or drop those rows: the reference is what monitoring compares with."
+            )
+        out = out.assign(**{column: numbers})
+    return out
+
+
 def set_reference(
     model_ref: str,
     data: Any,
@@ -519,6 +556,7 @@ def set_reference(
     frame = frame[_model_columns(version, frame)]
     if source is None and isinstance(data, (str, os.PathLike)):
         source = os.fspath(data)
+    frame = _as_signed(version, frame, source)
     positions = sample_positions(len(frame), sample_rows)
     sample = frame.iloc[positions].reset_index(drop=True)
     predicted: pd.Series | None = None
