@@ -21,7 +21,7 @@ from loopml.registry.lifecycle import create_model
 from loopml.server.app import create_app
 from loopml.server.context import OpenAccess, Principal
 from loopml.server.errors import ApiError
-from loopml.server.mlflow_api.registry import matches, page, parse_filter
+from loopml.server.mlflow_api.registry_search import matches, page, parse_filter
 from loopml.server.mlflow_api.tables import proxied_artifacts
 from loopml.store.clock import now_ms
 from loopml.workspace import Workspace

@@ -28,7 +28,7 @@ from sqlalchemy import Connection, insert, select, update
 from loopml.server.context import EDIT, EXPERIMENT, MANAGE, READ, ServerContext
 from loopml.server.errors import ApiError
 from loopml.server.http import query, read_json, reply
-from loopml.server.mlflow_api.registry import matches, page, parse_filter, sort_records
+from loopml.server.mlflow_api.registry_search import matches, page, parse_filter, sort_records
 from loopml.server.mlflow_api.tables import logged_models
 from loopml.store.clock import now_ms
 from loopml.tracking.tables import experiments, runs
