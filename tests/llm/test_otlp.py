@@ -6,10 +6,12 @@ retrieval span sent over OTLP and the generation made inside it land in one trac
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import json
 import math
 import re
+import socket
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -752,3 +754,75 @@ def test_without_required_keys_a_key_is_optional(
         stop()
         gateway.close()
     assert [name for name, _ in _stored(sqlite_ws)] == ["retrieval"]
+
+
+def test_received_exports_are_forwarded_to_the_gateways_collector(
+    sqlite_ws: Workspace, fake_provider: FakeProvider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With [gateway] otlp_endpoint the collector sees whole traces: an application's spans
+    sent to the gateway go on to it as they came (encoding and compression kept), beside the
+    gateway's own; a forwarded export is not forwarded again (no loop)."""
+    from llm.test_tracing import Collector
+
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake")
+    collector = Collector()
+    config = table(fake_provider)
+    config["otlp_endpoint"] = collector.url
+    gateway = Gateway.from_config(config, workspace=sqlite_ws)
+    url, stop = start_server(create_gateway_app(gateway, watch_config=False))
+    protobuf = _request(_span("retrieval", span_id=b"\x01" * 8)).SerializeToString()
+    as_json = json.dumps(_as_json(_request(_span("rerank", span_id=b"\x02" * 8)))).encode()
+    zipped = gzip.compress(as_json)
+    looped = _request(_span("looped", span_id=b"\x03" * 8)).SerializeToString()
+    try:
+        sent = [
+            (protobuf, {"content-type": "application/x-protobuf"}),
+            (
+                zipped,
+                {"content-type": "application/json", "content-encoding": "gzip"},
+            ),
+            (looped, {"content-type": "application/x-protobuf", "x-loopml-forwarded": "1"}),
+        ]
+        for body, headers in sent:
+            assert httpx.post(f"{url}/v1/traces", content=body, headers=headers).status_code == 200
+        gateway.tracing.force_flush()
+    finally:
+        stop()
+        gateway.close()
+        collector.close()
+    forwarded = [
+        (body, headers["content-type"], headers.get("content-encoding"))
+        for body, headers in zip(collector.bodies, collector.headers, strict=True)
+        if headers.get("x-loopml-forwarded") == "1"
+    ]
+    assert forwarded == [  # in the order received, as received
+        (protobuf, "application/x-protobuf", None),
+        (zipped, "application/json", "gzip"),
+    ]
+    assert [n for n, _ in _stored(sqlite_ws)] == ["looped", "rerank", "retrieval"]  # all stored
+
+
+def test_a_collector_that_is_down_costs_no_span(sqlite_ws: Workspace) -> None:
+    from loopml.llm.tracing import Tracing
+
+    log = RequestLog(sqlite_ws, flush_interval=3600)
+    with socket_closed() as dead:
+        tracing = Tracing(log, otlp_endpoint=dead)
+        try:
+            assert tracing.forward(b"\x0a\x00", "application/x-protobuf")
+            tracing.force_flush()
+            forwarder = tracing._forwarder
+            assert forwarder is not None and (forwarder.forwarded, forwarder.failed) == (0, 1)
+        finally:
+            tracing.shutdown()
+            log.close()
+    assert not tracing.forward(b"", "application/x-protobuf")  # shut down: refused, no raise
+
+
+@contextlib.contextmanager
+def socket_closed() -> Iterator[str]:
+    """An OTLP URL on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    yield f"http://127.0.0.1:{port}/v1/traces"

@@ -15,6 +15,7 @@ that holds its provider key (``api_key_env``).
     cooldown_failures = 3       # failures in a row that take a deployment out …
     cooldown_seconds = 30.0     # … for this long (circuit breaker)
     otlp_endpoint = ""          # http://collector:4318/v1/traces: also export spans over OTLP
+                                # (the gateway's, and those applications send to /v1/traces)
     budget_alerts = [0.5, 0.8, 1.0]
     cut_streams_at_budget = false  # end a stream with an error event when its budget runs out
 

@@ -405,6 +405,12 @@ class GatewayApp:
             return _otlp_error(500, f"Internal error: {type(exc).__name__}: {exc}", encoding)
         if received.spans:
             gw.log.add_spans(received.spans)  # written in batches, off the request path
+            # and on to the gateway's collector, as received, so its traces are whole there
+            # (not what another gateway forwarded: an endpoint pointing back can't loop)
+            from loopml.llm.otlp_forward import FORWARDED_HEADER
+
+            if FORWARDED_HEADER not in request.headers:
+                gw.tracing.forward(body, media, coding)
         if received.rejected:
             log.warning("OTLP export: %s", received.error_message)
         return Response(otlp.encode_response(received, encoding), media_type=_OTLP_MEDIA[encoding])

@@ -52,6 +52,7 @@ except ImportError as exc:  # the `llm` extra is not installed
 from loopml.llm.logs import RequestLog
 
 if TYPE_CHECKING:
+    from loopml.llm.otlp_forward import OtlpForwarder
     from loopml.workspace import Workspace, WorkspaceLike
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -352,7 +353,23 @@ class Tracing:
             self.tracer = self.provider.get_tracer("loopml.llm")
         else:
             self.tracer = StoreTracer(log)
+        self._forwarder: OtlpForwarder | None = None
+        self._forwarder_lock = threading.Lock()
         self._shut = False
+
+    def forward(self, body: bytes, content_type: str, content_encoding: str = "") -> bool:
+        """Send an OTLP export request the gateway received on to ``otlp_endpoint`` as it
+        came (:mod:`loopml.llm.otlp_forward`), so the collector sees the applications' spans
+        beside the gateway's; False without an endpoint, or when it was dropped."""
+        if not self.otlp_endpoint or self._shut:
+            return False
+        if self._forwarder is None:
+            with self._forwarder_lock:
+                if self._forwarder is None:
+                    from loopml.llm.otlp_forward import OtlpForwarder
+
+                    self._forwarder = OtlpForwarder(self.otlp_endpoint)
+        return self._forwarder.forward(body, content_type, content_encoding)
 
     def context_from_headers(self, headers: Mapping[str, str]) -> Context | None:
         """The trace context of an incoming request's W3C ``traceparent`` (and
@@ -378,6 +395,8 @@ class Tracing:
             self.provider.force_flush()
         else:
             self.log.flush()
+        if self._forwarder is not None:
+            self._forwarder.flush()
 
     def shutdown(self) -> None:
         """Export what is pending and stop the exporters; idempotent. The request log is
@@ -386,6 +405,8 @@ class Tracing:
             self._shut = True
             if self.provider is not None:
                 self.provider.shutdown()
+            if self._forwarder is not None:
+                self._forwarder.close()
 
 
 def inject_headers(headers: dict[str, str] | None = None) -> dict[str, str]:
