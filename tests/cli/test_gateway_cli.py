@@ -219,6 +219,27 @@ def test_serve_refuses_a_busy_port_in_one_line_without_announcing_itself(
     assert "loopml gateway on" not in result.stderr
 
 
+def test_serve_warns_of_a_provider_key_variable_that_is_not_set(
+    invoke: Invoke, workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
+    config = tmp_path / "gateway.toml"
+    config.write_text(GOOD)
+    monkeypatch.delenv("LOOPML_TEST_NO_SUCH_KEY", raising=False)
+    with socket.socket() as busy:  # so that it stops right after the warnings
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("gateway", "serve", "--config", str(config), "--port", str(port))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == [
+        "warning: LOOPML_TEST_NO_SUCH_KEY is not set: deployment cheap/gpt-4o-mini (model "
+        "group cheap) sends its provider no key (`loopml gateway check` lists every "
+        "deployment's)."
+    ]
+
+
 def test_help_of_every_command(invoke: Invoke) -> None:
     for args in (
         ("gateway",),

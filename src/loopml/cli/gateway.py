@@ -7,6 +7,7 @@ keys its clients use.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -66,7 +67,16 @@ def serve(ws: Workspace, config_path: str | None, host: str, port: int, workers:
     and flushes the request log."""
     from loopml.llm.server import serve as run_gateway
 
-    _config(ws, config_path)  # a bad config is one error line, before anything starts
+    config = _config(ws, config_path)  # a bad config is one error line, before anything starts
+    for group in config.models.values():
+        for deployment in group.deployments:
+            if deployment.api_key_env and not os.environ.get(deployment.api_key_env):
+                click.echo(
+                    f"warning: {deployment.api_key_env} is not set: deployment {deployment.name} "
+                    f"(model group {group.name}) sends its provider no key "
+                    "(`loopml gateway check` lists every deployment's).",
+                    err=True,
+                )
 
     def announce() -> None:
         click.echo(f"loopml gateway on http://{host}:{port}/v1 (Ctrl+C to stop)", err=True)
