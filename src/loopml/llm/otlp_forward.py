@@ -60,7 +60,7 @@ class OtlpForwarder:
                 self._busy -= 1
                 self._idle.notify_all()
             self.dropped += 1
-            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+            if _worth_saying(self.dropped):
                 log.warning(
                     "OTLP forwarding to %s is behind: %d export(s) dropped so far (they are "
                     "stored in the workspace)",
@@ -112,7 +112,7 @@ class OtlpForwarder:
                     self.forwarded += 1
                 except Exception as exc:
                     self.failed += 1
-                    if self.failed in (1, 10, 100) or self.failed % 1000 == 0:
+                    if _worth_saying(self.failed):
                         log.warning(
                             "Could not forward an OTLP export to %s (%d so far; the spans are "
                             "stored in the workspace): %s",
@@ -124,3 +124,8 @@ class OtlpForwarder:
                     with self._idle:
                         self._busy -= 1
                         self._idle.notify_all()
+
+
+def _worth_saying(count: int) -> bool:
+    """Log the 1st, 10th, 100th and every 1,000th of a repeated problem, not each one."""
+    return count in (1, 10, 100) or count % 1000 == 0
