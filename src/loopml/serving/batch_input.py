@@ -314,7 +314,6 @@ def _csv_bad_value(source: Source, path: str, plan: Plan) -> str | None:
     reader names the column's position and the value, not the row): the file read again as
     text, each typed column cast batch by batch. None if it can't be found so."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
     wanted = plan.csv_types()
     rows = 0
@@ -326,17 +325,10 @@ def _csv_bad_value(source: Source, path: str, plan: Plan) -> str | None:
                     if column not in batch.schema.names:
                         continue
                     values = batch.column(column)
-                    try:
-                        pc.cast(values, kind, safe=True)
+                    if _fits(values, kind):
                         continue
-                    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                        pass
                     for i, value in enumerate(values.to_pylist()):
-                        if value in (None, ""):
-                            continue
-                        try:
-                            pc.cast(pa.array([value]), kind, safe=True)
-                        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                        if value not in (None, "") and not _fits(pa.array([value]), kind):
                             dtype = plan.dtypes[plan.columns.index(column)]
                             return (
                                 f"column {column!r}, row {rows + i + 1} (1 is the file's "
@@ -346,6 +338,18 @@ def _csv_bad_value(source: Source, path: str, plan: Plan) -> str | None:
     except (OSError, pa.ArrowException):
         return None
     return None
+
+
+def _fits(values: Any, kind: Any) -> bool:
+    """Whether every value of ``values`` (text) casts to ``kind`` without change."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    try:
+        pc.cast(values, kind, safe=True)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
 
 
 def inspect_input(source: Source, plan: Plan) -> tuple[int | None, pa.Schema]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, select, update
@@ -201,19 +202,19 @@ def run_name(name: str) -> str:
 
 
 def param_text(key: str, value: Any) -> str:
-    if value is None:
-        raise bad(f"Missing value for param '{key}'.")
-    try:
-        return keys.param_value(key, value)
-    except InvalidInput as exc:
-        raise bad(str(exc)) from None
+    return _text("param", keys.param_value, key, value)
 
 
 def tag_text(key: str, value: Any) -> str:
+    return _text("tag", keys.tag_value, key, value)
+
+
+def _text(kind: str, check: Callable[[str, Any], str], key: str, value: Any) -> str:
+    """A param's or tag's value as stored, or MLflow's INVALID_PARAMETER_VALUE saying why."""
     if value is None:
-        raise bad(f"Missing value for tag '{key}'.")
+        raise bad(f"Missing value for {kind} '{key}'.")
     try:
-        return keys.tag_value(key, value)
+        return check(key, value)
     except InvalidInput as exc:
         raise bad(str(exc)) from None
 
