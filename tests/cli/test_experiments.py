@@ -43,6 +43,9 @@ def test_rename_by_name_and_by_id(
     exp_id = invoke_json("experiments", "list")[0]["id"]
     assert invoke("experiments", "rename", str(exp_id), "churn-v3").exit_code == 0
     assert invoke_json("runs", "show", run_id)["experiment"] == "churn-v3"
+    same = invoke("experiments", "rename", "churn-v3", "churn-v3")  # it said "'churn-v3' exists"
+    assert same.exit_code == 0 and "to 'churn-v3'" in same.stdout
+    assert invoke_json("runs", "show", run_id)["experiment"] == "churn-v3"
 
 
 def test_rename_errors(

@@ -103,6 +103,8 @@ def list_experiments(db: Database) -> list[Experiment]:
 def rename_experiment(db: Database, old: str | int, new: str) -> Experiment:
     check_key(new, "experiment name")
     current = get_experiment(db, old)
+    if current.name == new:  # already so named: nothing to do (as a model's rename)
+        return current
 
     def tx(conn: Connection) -> None:
         if _find(conn, new) is not None:
