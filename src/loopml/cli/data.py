@@ -465,7 +465,7 @@ def gc(force: bool, grace: float, workspace_only: bool, all_commits: bool, as_js
     for note in r.notes:
         click.echo(f"note: {note}.", err=True)
     if not force and r.removed:
-        click.echo("Run `loopml data gc --force` to delete them.")
+        click.echo(f"Run `loopml data gc --force` to remove {what}.")
 
 
 def _git_scope(history: Any) -> str:
