@@ -49,6 +49,11 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def one_character_off(token: str) -> str:
+    """The token with its last character changed (to a different one, always)."""
+    return token[:-1] + ("B" if token.endswith("A") else "A")
+
+
 def assert_401(answer: httpx.Response) -> None:
     assert answer.status_code == 401, (answer.status_code, answer.text)
     assert answer.json()["error_code"] == "UNAUTHENTICATED"
@@ -89,7 +94,7 @@ def test_no_credentials_wrong_token_and_bad_headers_are_401(
     assert httpx.get(f"{url}/health").status_code == 200  # the one open door
     assert_401(httpx.get(whoami))
     assert_401(httpx.get(whoami, headers=bearer("lml_" + "x" * 43)))
-    assert_401(httpx.get(whoami, headers=bearer(team.tokens["bob"][:-1] + "A")))
+    assert_401(httpx.get(whoami, headers=bearer(one_character_off(team.tokens["bob"]))))
     assert_401(httpx.get(whoami, headers={"Authorization": "Bearer"}))
     assert_401(httpx.get(whoami, headers={"Authorization": "Basic !!notbase64"}))
     # A token sent without its scheme is refused and not echoed back.
