@@ -465,6 +465,21 @@ def test_bodies_that_are_not_otlp_are_refused(body: bytes, encoding: Any, messag
     assert isinstance(caught.value, InvalidInput) and str(caught.value).endswith(".")
 
 
+def test_the_sender_is_stamped_and_never_taken_from_the_span() -> None:
+    forged = {**RAG, "loopml.sent_by.key": "key_ceo", "loopml.sent_by.other": "x"}
+    body = _request(_span(attributes=forged), _span("b", span_id=b"\x02" * 8)).SerializeToString()
+    received = read_export(body, "protobuf")
+    otlp.stamp_sender(received, "key_app", "support")
+    for span in received.spans:
+        sent_by = {k: v for k, v in span.attributes.items() if k.startswith("loopml.sent_by.")}
+        assert sent_by == {"loopml.sent_by.key": "key_app", "loopml.sent_by.team": "support"}
+    assert received.spans[0].attributes["loopml.rag.index"] == "docs"  # the rest is kept
+    otlp.stamp_sender(received, None, "support")  # no key: "" and no team
+    assert {k: v for k, v in received.spans[1].attributes.items() if "sent_by" in k} == {
+        "loopml.sent_by.key": ""
+    }
+
+
 def test_empty_exports_hold_no_spans() -> None:
     for body, encoding in ((b"", "protobuf"), (b"{}", "json"), (b'{"resourceSpans": []}', "json")):
         assert read_export(body, encoding) == Received()  # type: ignore[arg-type]

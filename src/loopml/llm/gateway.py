@@ -1400,6 +1400,8 @@ class Gateway:
                 created_at=call.created_at,
                 body=call.body,
                 response=response,
+                key_id=call.key.id if call.key is not None else None,
+                team=call.key.team if call.key is not None else None,
             )
 
     # -- spans -----------------------------------------------------------------------------

@@ -21,6 +21,12 @@ the gateway's own spans have them, attributes as a flat dict (arrays as lists, k
 lists as dicts, bytes as base64), plus the resource's ``service.name``; a
 ``loopml.request_id`` attribute fills the row's ``request_id``. Events and links are not
 stored (nor are they of the gateway's own spans).
+
+:func:`stamp_sender` marks every span with the virtual key that sent it
+(``loopml.sent_by.key``, ``""`` when none, and ``loopml.sent_by.team``), replacing whatever
+the sender put there: readers that act on received spans (the online evaluator takes a
+request's context from its trace's retrieval spans) trust only the spans that the request's
+own key, or its team, sent.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 
 from loopml.exceptions import InvalidInput, missing_dependency
+from loopml.llm.rag.spans import SENT_BY_KEY, SENT_BY_TEAM
 from loopml.llm.tracing import LOOPML_REQUEST_ID, SpanRecord
 
 try:
@@ -161,6 +168,20 @@ def read_export(body: bytes, encoding: Encoding) -> Received:
                     _store(_protobuf_parts(span), service, place, received)
         return received
     return _read_json(body)
+
+
+_SENT_BY_PREFIX = SENT_BY_KEY.rpartition(".")[0] + "."
+
+
+def stamp_sender(received: Received, key_id: str | None, team: str | None) -> None:
+    """Mark the received spans as sent by the virtual key ``key_id`` (None: no key) of
+    ``team``, dropping any ``loopml.sent_by.*`` attributes the sender set itself."""
+    for span in received.spans:
+        attributes = {k: v for k, v in span.attributes.items() if not k.startswith(_SENT_BY_PREFIX)}
+        attributes[SENT_BY_KEY] = key_id or ""
+        if key_id and team:
+            attributes[SENT_BY_TEAM] = team
+        span.attributes = attributes
 
 
 class _Parts(NamedTuple):

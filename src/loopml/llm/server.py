@@ -374,8 +374,7 @@ class GatewayApp:
         gw = self.gateway
         try:
             api_key = _api_key(request)
-            if api_key is not None or gw.require_key:
-                gw.keys.authenticate(api_key)
+            key = gw.keys.authenticate(api_key) if api_key is not None or gw.require_key else None
             coding = request.headers.get("content-encoding", "").strip().lower()
             if coding not in ("", "identity", *otlp.COMPRESSIONS):
                 return _otlp_error(
@@ -389,7 +388,12 @@ class GatewayApp:
             def read(body: bytes) -> otlp.Received:  # off the event loop: CPU-bound
                 if coding in otlp.COMPRESSIONS:
                     body = otlp.decompress(body, coding, otlp.MAX_EXPORT_BYTES)
-                return otlp.read_export(body, encoding)
+                received = otlp.read_export(body, encoding)
+                if key is None:
+                    otlp.stamp_sender(received, None, None)
+                else:
+                    otlp.stamp_sender(received, key.id, key.team)
+                return received
 
             received = await asyncio.to_thread(read, body)
         except GatewayError as exc:

@@ -7,11 +7,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
@@ -376,6 +378,102 @@ def test_the_judges_need_no_key_where_clients_do(
         assert gw.flush_online_evals()
         (row,) = rows(ws)
         assert row.status == "ok" and row.score == 0.8
+
+
+def _otlp_json(trace_id: str, span_id: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """One span as an OTLP/JSON export request."""
+
+    def value(item: Any) -> dict[str, Any]:
+        if isinstance(item, list):
+            return {"arrayValue": {"values": [value(v) for v in item]}}
+        if isinstance(item, bool):
+            return {"boolValue": item}
+        if isinstance(item, int):
+            return {"intValue": str(item)}
+        if isinstance(item, float):
+            return {"doubleValue": item}
+        return {"stringValue": str(item)}
+
+    now = time.time_ns()
+    span = {
+        "traceId": trace_id,
+        "spanId": span_id,
+        "name": "retrieval",
+        "kind": 3,
+        "startTimeUnixNano": str(now - 5_000_000),
+        "endTimeUnixNano": str(now),
+        "attributes": [{"key": k, "value": value(v)} for k, v in attributes.items()],
+    }
+    return {"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}
+
+
+def test_a_retrieval_span_another_key_sends_into_the_trace_is_not_the_context(
+    workspace_factory: Callable[..., Workspace],
+    fake_provider: FakeProvider,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Trace ids travel in headers: a key holder who learns one may send spans into that
+    trace, even claiming another key sent them. The judges read only what the request's own
+    key (or its team) sent."""
+    from loopml.llm.keys import create_key
+    from loopml.llm.rag import retrieval_attributes, stored_retrievals
+    from loopml.llm.rag.spans import SENT_BY_KEY
+    from loopml.llm.server import create_gateway_app
+    from server.conftest import start_server
+
+    monkeypatch.setenv("FAKE_PROVIDER_KEY", "sk-fake")
+    ws = workspace_factory()
+    config = online_table(fake_provider, prompts=judges(ws), evaluators=["context_relevance"])
+    config["require_key"] = True
+    app_key, app_secret = create_key(ws, name="app", team="support")
+    _, teammate = create_key(ws, name="app-indexer", team="support")
+    _, other = create_key(ws, name="elsewhere", team="sales")
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+    def retrieval(text: str, **extra: Any) -> dict[str, Any]:
+        documents = [{"id": "doc", "text": text}]
+        return {**retrieval_attributes("refunds?", documents, index="docs"), **extra}
+
+    with Gateway.from_config(config, workspace=ws, require_key=True) as gw:
+        url, stop = start_server(create_gateway_app(gw, watch_config=False))
+        try:
+            sent = [
+                (app_secret, "a1" * 8, retrieval("Refunds take 30 days.")),
+                (teammate, "a2" * 8, retrieval("Refunds need a receipt.")),
+                (other, "b1" * 8, retrieval("Refunds are instant.")),
+                (other, "b2" * 8, retrieval("Refunds are doubled.", **{SENT_BY_KEY: app_key.id})),
+            ]
+            for secret, span_id, attributes in sent:
+                answer = httpx.post(
+                    f"{url}/v1/traces",
+                    json=_otlp_json(trace_id, span_id, attributes),
+                    headers={"authorization": f"Bearer {secret}"},
+                    timeout=10,
+                )
+                assert answer.status_code == 200 and answer.json() == {}, answer.text
+            gw.log.flush()
+            assert len(stored_retrievals(ws, trace_id=trace_id)) == 4  # all kept, marked
+            reply = httpx.post(
+                f"{url}/v1/chat/completions",
+                json={"model": "cheap", "messages": [{"role": "user", "content": "Refunds?"}]},
+                headers={
+                    "authorization": f"Bearer {app_secret}",
+                    "traceparent": f"00-{trace_id}-{'c1' * 8}-01",
+                },
+                timeout=10,
+            )
+            assert reply.status_code == 200, reply.text
+            gw.log.flush()
+            assert gw.flush_online_evals()
+        finally:
+            stop()
+    (row,) = rows(ws)
+    assert row.status == "ok" and row.trace_id == trace_id
+    (judged,) = [c["messages"][-1]["content"] for c in fake_provider.calls("judge-d")]
+    assert "Refunds take 30 days." in judged and "Refunds need a receipt." in judged
+    assert "instant" not in judged and "doubled" not in judged
+    senders = sorted(r.sent_by for r in stored_retrievals(ws, trace_id=trace_id))
+    assert [team for _, team in senders].count("sales") == 2  # the claim was overwritten
 
 
 def test_docstring_examples() -> None:

@@ -101,6 +101,8 @@ class _Sampled:
     created_at: int
     messages: Sequence[Any]
     answer: str
+    key_id: str | None = None  # the virtual key it was made with
+    team: str | None = None
 
 
 @dataclass(frozen=True)
@@ -157,9 +159,12 @@ class OnlineEvaluator:
         created_at: int,
         body: Any,
         response: Any,
+        key_id: str | None = None,
+        team: str | None = None,
     ) -> bool:
         """Keep a logged request for judging when it is sampled; whether it was kept. Never
-        raises, never blocks."""
+        raises, never blocks. ``key_id`` and ``team``: the virtual key it was made with (its
+        context is read only from retrieval spans that key or its team sent)."""
         config = self.config
         try:
             if (
@@ -184,7 +189,9 @@ class OnlineEvaluator:
                     return False
                 self._pending += 1
                 loop = self._loop if self._loop is not None else self._start()
-            item = _Sampled(request_id, trace_id, route, prompt, created_at, messages, answer)
+            item = _Sampled(
+                request_id, trace_id, route, prompt, created_at, messages, answer, key_id, team
+            )
             # A context of its own: the judges' calls start traces of their own rather than
             # nesting under the judged request's (whose cost they would inflate).
             loop.call_soon_threadsafe(self._spawn, item, context=contextvars.Context())
@@ -444,7 +451,16 @@ def _context(ws: Workspace, item: _Sampled) -> _Context:
     when there are any, else from its messages."""
     from loopml.llm.rag.spans import stored_retrievals
 
-    retrievals = stored_retrievals(ws, trace_id=item.trace_id) if item.trace_id else []
+    found = stored_retrievals(ws, trace_id=item.trace_id) if item.trace_id else []
+    # Not a span another tenant sent into this trace (trace ids travel in headers).
+    retrievals = [r for r in found if r.sent_for(item.key_id, item.team)]
+    if len(retrievals) < len(found):
+        log.warning(
+            "Request %s: %d retrieval span(s) in its trace were sent by another key; not used "
+            "as its context.",
+            item.request_id,
+            len(found) - len(retrievals),
+        )
     messages = [m for m in item.messages if isinstance(m, Mapping)]
     users = [_text(m.get("content")) for m in messages if m.get("role") == "user"]
     question = next((r.query for r in retrievals if r.query), None) or (users[-1] if users else "")

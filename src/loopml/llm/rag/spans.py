@@ -51,6 +51,10 @@ DOCUMENT_HASHES = "loopml.rag.document_hashes"
 DOCUMENT_TIMESTAMPS = "loopml.rag.document_timestamps"
 DOCUMENT_TEXTS = "loopml.rag.document_texts"
 CITED_IDS = "loopml.rag.cited_ids"
+#: Who sent a span over OTLP, set by the gateway's receiver (never taken from the sender):
+#: the virtual key's id ("" when the span came without a key) and the key's team.
+SENT_BY_KEY = "loopml.sent_by.key"
+SENT_BY_TEAM = "loopml.sent_by.team"
 
 _DOCUMENT_KEYS = frozenset({"id", "score", "source", "source_hash", "timestamp", "text"})
 
@@ -79,6 +83,18 @@ class Retrieval:
     index_version: int | None
     documents: tuple[Document, ...]
     cited_ids: tuple[str, ...] | None
+    #: Who sent the span over OTLP: (the virtual key's id, "" for none; its team). None: not
+    #: received over OTLP (written by loopml itself, in-process).
+    sent_by: tuple[str, str | None] | None = None
+
+    def sent_for(self, key_id: str | None, team: str | None) -> bool:
+        """Whether a request made with the virtual key ``key_id`` (of ``team``) may use this
+        span: one written in-process, or sent by that key or a key of that team; any span
+        for a request made without a key."""
+        if self.sent_by is None or key_id is None:
+            return True
+        sender, sender_team = self.sent_by
+        return sender == key_id or (team is not None and sender_team == team)
 
     @property
     def at(self) -> datetime:
@@ -266,6 +282,14 @@ def stored_retrievals(
     return found
 
 
+def _sent_by(attributes: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    key = attributes.get(SENT_BY_KEY)
+    if key is None:
+        return None
+    team = attributes.get(SENT_BY_TEAM)
+    return str(key), team if isinstance(team, str) else None
+
+
 def _parse(trace_id: str, span_id: str, start_us: int, raw: str | None) -> Retrieval | None:
     try:
         attributes = json.loads(raw or "{}")
@@ -308,6 +332,7 @@ def _parse(trace_id: str, span_id: str, start_us: int, raw: str | None) -> Retri
         index_version=version if isinstance(version, int) else None,
         documents=documents,
         cited_ids=tuple(_strings(cited)) if isinstance(cited, list) else None,
+        sent_by=_sent_by(attributes),
     )
 
 
