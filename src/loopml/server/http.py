@@ -79,3 +79,11 @@ def query(request: Request) -> dict[str, Any]:
         values = request.query_params.getlist(key)
         out[key] = values if len(values) > 1 or key.endswith("_ids") else values[0]
     return out
+
+
+async def request_args(request: Request, limit: int) -> dict[str, Any]:
+    """An MLflow endpoint's arguments: a GET's query string; else the JSON body (at most
+    ``limit`` bytes) over the query string's."""
+    if request.method == "GET":
+        return query(request)
+    return {**query(request), **await read_json(request, limit)}

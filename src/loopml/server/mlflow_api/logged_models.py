@@ -27,7 +27,7 @@ from sqlalchemy import Connection, insert, select, update
 
 from loopml.server.context import EDIT, EXPERIMENT, MANAGE, READ, ServerContext
 from loopml.server.errors import ApiError
-from loopml.server.http import query, read_json, reply
+from loopml.server.http import reply, request_args
 from loopml.server.mlflow_api.registry_search import matches, page, parse_filter, sort_records
 from loopml.server.mlflow_api.tables import logged_models
 from loopml.store.clock import now_ms
@@ -156,9 +156,7 @@ class LoggedModelsApi:
         self.db = ctx.workspace.db
 
     async def _body(self, request: Request) -> dict[str, Any]:
-        if request.method == "GET":
-            return query(request)
-        return {**query(request), **await read_json(request, self.ctx.settings.max_request_bytes)}
+        return await request_args(request, self.ctx.settings.max_request_bytes)
 
     async def _checked(self, request: Request, level: Any) -> Any:
         """The logged model of the URL, after checking access to its experiment."""

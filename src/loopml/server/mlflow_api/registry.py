@@ -35,7 +35,7 @@ from loopml.registry.tables import model_aliases, model_events, model_versions, 
 from loopml.server.auth import grants
 from loopml.server.context import EDIT, MANAGE, MODEL, READ, ServerContext
 from loopml.server.errors import ApiError
-from loopml.server.http import query, read_json, reply
+from loopml.server.http import reply, request_args
 from loopml.server.mlflow_api.registry_search import matches, page, parse_filter, sort_records
 from loopml.server.mlflow_api.tables import (
     logged_models,
@@ -454,10 +454,7 @@ class RegistryApi:
         self.ws = ctx.workspace
 
     async def _args(self, request: Request) -> dict[str, Any]:
-        if request.method == "GET":
-            return query(request)
-        body = await read_json(request, self.ctx.settings.max_request_bytes)
-        return {**query(request), **body}
+        return await request_args(request, self.ctx.settings.max_request_bytes)
 
     async def _read(self, fn: Callable[[Connection], Any]) -> Any:
         def run() -> Any:
