@@ -14,8 +14,9 @@ import pytest
 from click.testing import Result
 
 from loopml.llm.config import Budget, Limits
+from loopml.llm.counters import SqlCounters
 from loopml.llm.keys import KeyCache, get_key
-from loopml.llm.limits import Limiter, SqlCounters
+from loopml.llm.limits import Limiter
 from loopml.workspace import Workspace
 
 Invoke = Callable[..., Result]

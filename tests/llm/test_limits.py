@@ -18,16 +18,9 @@ import pytest
 
 from loopml.exceptions import InvalidConfig, StoreUnavailable
 from loopml.llm.config import Budget, Limits
+from loopml.llm.counters import Counters, RedisCounters, SqlCounters, open_counters
 from loopml.llm.errors import BudgetExceeded, RateLimited
-from loopml.llm.limits import (
-    MINUTE_TTL_MS,
-    Counters,
-    Limiter,
-    RedisCounters,
-    SqlCounters,
-    open_counters,
-    period_start,
-)
+from loopml.llm.limits import MINUTE_TTL_MS, Limiter, period_start
 from loopml.workspace import Workspace
 from services import redis_url, require_module
 
@@ -137,7 +130,8 @@ HAMMER = textwrap.dedent(
     import os, sys, time
     from loopml.llm.config import Limits
     from loopml.llm.errors import RateLimited
-    from loopml.llm.limits import Limiter, RedisCounters, SqlCounters
+    from loopml.llm.counters import RedisCounters, SqlCounters
+    from loopml.llm.limits import Limiter
     from loopml.store.db import Database
 
     kind, url, go, tries, limit = sys.argv[1:6]
@@ -508,7 +502,8 @@ BOOKER = textwrap.dedent(
     """
     import os, sys, time
     from loopml.llm.config import Budget, Limits
-    from loopml.llm.limits import Limiter, SqlCounters
+    from loopml.llm.counters import SqlCounters
+    from loopml.llm.limits import Limiter
     from loopml.store.db import Database
 
     url, go = sys.argv[1:3]

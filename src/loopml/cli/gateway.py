@@ -415,8 +415,9 @@ def _spend(ws: Workspace, key: VirtualKey) -> dict[str, Any]:
 def show(ws: Workspace, key_id: str, config_path: str | None, as_json: bool) -> None:
     """Show key ID (its id k_… or prefix sk-lml-…): its limits, what it has spent, and what
     is left of its rate limits and budget now (and of its team's, from the config)."""
+    from loopml.llm.counters import open_counters
     from loopml.llm.keys import get_key
-    from loopml.llm.limits import Limiter, open_counters
+    from loopml.llm.limits import Limiter
 
     key = get_key(ws, key_id)
     config = _config(ws, config_path)

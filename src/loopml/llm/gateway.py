@@ -181,8 +181,9 @@ class Gateway:
         require_key: bool | None = None,
         config_path: str | os.PathLike[str] | None = None,
     ) -> None:
+        from loopml.llm.counters import open_counters
         from loopml.llm.keys import KeyCache
-        from loopml.llm.limits import Limiter, open_counters
+        from loopml.llm.limits import Limiter
         from loopml.llm.providers import PROVIDERS
         from loopml.llm.tracing import Tracing
 
