@@ -115,6 +115,8 @@ def test_failed_run_exits_1_and_resume_finishes_it(
     detail = invoke_json("pipelines", "show-run", run["id"])
     assert detail["attempt"] == 2  # type: ignore[index]
     assert [t["attempts"] for t in detail["tasks"]] == [1, 1, 1]  # type: ignore[index]
+    again = invoke("pipelines", "resume", run["id"][:8])
+    assert again.exit_code == 0 and "finished already: nothing to resume" in again.stderr
 
 
 @pytest.mark.slow
@@ -196,6 +198,87 @@ def test_bad_input_is_one_error_line(
     result = invoke("pipelines", "runs")
     assert "No pipeline runs yet." in result.stdout
     assert json.loads(invoke("pipelines", "runs", "--json").stdout) == []
+
+
+BODIES = {
+    "raises.py": """
+from loopml.pipelines import pipeline, task
+
+@task
+def a(n: int) -> int:
+    return n + 1
+
+@pipeline
+def raises(n: int = 1):
+    a(n)
+    raise KeyError("in body")
+""",
+    "loop.py": """
+from loopml.pipelines import pipeline, task
+
+@task
+def a(n: int) -> int:
+    return n + 1
+
+@pipeline
+def itself(n: int = 1):
+    a(n)
+    return outer(n=n)
+
+@pipeline
+def outer(n: int = 1):
+    return itself(n=n)
+""",
+    # found while the module loads (the DAG is drawn then): the whole file is refused
+    "positional.py": """
+from loopml.pipelines import pipeline, task
+
+@task
+def a(n: int) -> int:
+    return n + 1
+
+@pipeline
+def inner(n: int = 1):
+    return a(n)
+
+@pipeline
+def positional(n: int = 1):
+    return inner(n)
+""",
+    "computes.py": """
+from loopml.pipelines import pipeline, task
+
+@task
+def a() -> int:
+    return 1
+
+@pipeline
+def f():
+    return a() + 1
+""",
+}
+
+
+@pytest.mark.slow
+def test_a_pipeline_body_that_fails_is_one_error_line(
+    invoke: Callable[..., Result],
+    error_lines: Callable[[Result], list[str]],
+    workspace: Workspace,
+) -> None:
+    for name, source in BODIES.items():
+        (workspace.root / name).write_text(source)
+    for command in ("run", "show"):
+        (raised,) = error_lines(invoke("pipelines", command, "raises.py:raises", "-p", "n=2"))
+        assert raised.startswith("error: Building pipeline 'raises' failed: KeyError: 'in body'")
+        assert "(raises.py, line 11)" in raised and "inside a @task" in raised
+    (loop,) = error_lines(invoke("pipelines", "run", "loop.py:outer"))
+    assert "Pipeline 'outer' calls itself (outer -> itself -> outer)" in loop
+    (positional,) = error_lines(invoke("pipelines", "run", "positional.py:positional"))
+    assert "Pipeline 'inner' takes its params by name: call inner(n=...) (line 14)" in positional
+    (math,) = error_lines(invoke("pipelines", "show", "computes.py:f"))
+    assert "Cannot compute with the output of task 'a'" in math and "(line 10)" in math
+    bogus = invoke("pipelines", "runs", "--status", "bogus")
+    assert bogus.exit_code == 2 and "'bogus' is not one of" in bogus.stderr
 
 
 CONSTANT_FLOW = """
@@ -288,6 +371,12 @@ def test_a_backfill_of_more_than_1000_runs_needs_yes(
 BROKEN = {
     "syntax.py": ("from loopml.pipelines import pipeline\n\ndef flow(:\n    pass\n", 3),
     "imports.py": ("from loopml.pipelines import pipeline\nimport no_such_module_here\n", 2),
+    # loopml's own check fails: the line is the user's decorator, not loopml's raise
+    "cron.py": (
+        "from loopml.pipelines import pipeline, task\n\n@task\ndef a() -> int:\n"
+        "    return 1\n\n@pipeline(schedule='not a cron')\ndef flow():\n    a()\n",
+        7,
+    ),
 }
 
 
@@ -318,6 +407,8 @@ def test_a_broken_pipeline_module_is_one_error_line(
     assert f"(line {line})" in message
     if name == "syntax.py":
         assert "SyntaxError: invalid syntax: 'def flow(:'" in message
+    elif name == "cron.py":
+        assert "InvalidSchedule: Not a cron expression: 'not a cron'" in message
     else:
         assert "ModuleNotFoundError: No module named 'no_such_module_here'" in message
         assert "Install 'no_such_module_here' or fix the import." in message

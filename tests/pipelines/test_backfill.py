@@ -41,6 +41,9 @@ def test_partitions_between() -> None:
         partitions_between("2026-02-01", "2026-01-01")
     with pytest.raises(PipelineDefinitionError, match="is not a date"):
         partitions_between("yesterday", "2026-01-01")
+    # hours in a format of days: refused, not three runs quietly made one
+    with pytest.raises(PipelineDefinitionError, match="can't tell one hour from the next"):
+        partitions_between("2026-10-01T05:00", "2026-10-01T07:00", "hour")
 
 
 @task

@@ -286,7 +286,12 @@ def _pipeline_json(pipe: Pipeline, build: Any, missing: set[str]) -> dict[str, A
 
 @pipelines.command("runs")
 @click.argument("name", required=False)
-@click.option("--status", "-s", metavar="STATUS", help="Only runs with this status (e.g. FAILED).")
+@click.option(
+    "--status",
+    "-s",
+    type=click.Choice(["QUEUED", "RUNNING", "FINISHED", "FAILED", "KILLED"], case_sensitive=False),
+    help="Only runs with this status.",
+)
 @click.option("--partition", metavar="KEY", help="Only runs of this partition.")
 @click.option(
     "--current", is_flag=True, help="Hide runs replaced by a later run of their partition."
@@ -554,9 +559,17 @@ def resume_command(
     as_json: bool,
 ) -> None:
     """Resume RUN (failed or killed): reuse every task that completed, rerun the rest."""
+    from loopml.pipelines import records
     from loopml.pipelines.runner import resume
 
     use_workspace(ws)
+    record = records.get_run(ws.db, records.resolve_run_id(ws.db, run))
+    if record.status == records.FINISHED and not as_json:
+        click.echo(
+            f"Pipeline run {record.id[:8]} finished already: nothing to resume (run the "
+            "pipeline again to make a new run).",
+            err=True,
+        )
     result = resume(
         run,
         executor=executor,

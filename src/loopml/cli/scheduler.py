@@ -131,7 +131,7 @@ def run(
         pipes = [load_pipeline(ref, ws.root) for ref in refs]
 
     def log(line: str) -> None:
-        stamp = datetime.now(UTC).astimezone().strftime("%H:%M:%S")
+        stamp = datetime.now(UTC).astimezone().isoformat(timespec="seconds")
         click.echo(f"[{stamp}] {line}")
 
     sched = Scheduler(

@@ -60,18 +60,27 @@ def partitions_between(
         raise PipelineDefinitionError(
             f"The backfill end {last:%Y-%m-%d} is before its start {first:%Y-%m-%d}."
         )
-    keys: list[str] = []
+    keys: dict[str, datetime] = {}
     index = 0
     current = first
     while current <= last:
-        keys.append(current.strftime(fmt))
+        key = current.strftime(fmt)
+        if key in keys:
+            raise PipelineDefinitionError(
+                f"The partition format {fmt!r} can't tell one {step} from the next: "
+                f"{keys[key]:%Y-%m-%dT%H:%M} and {current:%Y-%m-%dT%H:%M} are both partition "
+                f"{key!r}. Use a --step the format can hold, or give the pipeline a finer "
+                "partition_format (e.g. @pipeline(partition=..., partition_format="
+                "'%Y-%m-%dT%H') for hours)."
+            )
+        keys[key] = current
         if len(keys) > MAX_PARTITIONS:
             raise PipelineDefinitionError(
                 f"The range has more than {MAX_PARTITIONS:,} partitions: split it."
             )
         index += 1
         current = _add_months(first, index) if step == "month" else first + index * _STEP[step]
-    return list(dict.fromkeys(keys))
+    return list(keys)
 
 
 _STEP = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(weeks=1)}

@@ -13,15 +13,19 @@ logic on params in the body is fine: it runs then).
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import inspect
 import json
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from loopml.exceptions import LoopmlError
 from loopml.pipelines.dag import DAG
 from loopml.pipelines.exceptions import PipelineDefinitionError, shown
 from loopml.pipelines.tasks import (
@@ -63,6 +67,12 @@ def _handles(value: Any, out: list[str]) -> None:
     elif isinstance(value, dict):
         for item in value.values():
             _handles(item, out)
+
+
+#: The pipelines being expanded into the DAG being built, outermost first.
+_EXPANDING: contextvars.ContextVar[tuple[str, ...]] = contextvars.ContextVar(
+    "loopml_pipelines_expanding", default=()
+)
 
 
 class Pipeline:
@@ -212,9 +222,37 @@ class Pipeline:
     # -- building --------------------------------------------------------------------------
 
     def build(self, params: Mapping[str, Any] | None = None) -> Build:
-        """Run the body with ``params`` (bound over the defaults) and return its DAG."""
+        """Run the body with ``params`` (bound over the defaults) and return its DAG. An
+        exception in the body is a :class:`PipelineDefinitionError` naming it and where."""
         values = self.bind(params)
-        return self._build(values)
+        try:
+            return self._build(values)
+        except LoopmlError:
+            raise
+        except Exception as exc:
+            raise PipelineDefinitionError(
+                f"Building pipeline {self.name!r} failed: {type(exc).__name__}: {exc}"
+                f"{self._where(exc)}. The body runs once, to define the DAG: it may only "
+                "call tasks (and sub-pipelines) and pass their outputs on; do the work inside "
+                "a @task."
+            ) from exc
+
+    def _where(self, exc: BaseException) -> str:
+        """`` (file, line N)``: the body's deepest line in the exception's traceback."""
+        code = getattr(self.fn, "__code__", None)
+        if code is None:
+            return ""
+        lines = [
+            frame.lineno
+            for frame in traceback.extract_tb(exc.__traceback__)
+            if frame.filename == code.co_filename
+        ]
+        if not lines:
+            return ""
+        path = Path(code.co_filename)
+        with contextlib.suppress(ValueError):
+            path = path.resolve().relative_to(Path.cwd().resolve())
+        return f" ({path}, line {lines[-1]})"
 
     def _build(self, values: dict[str, Any]) -> Build:
         with building(self.name) as builder:
@@ -253,10 +291,26 @@ class Pipeline:
 
     # -- running ---------------------------------------------------------------------------
 
-    def __call__(self, **params: Any) -> Any:
+    def __call__(self, *args: Any, **params: Any) -> Any:
+        if args:
+            raise PipelineDefinitionError(
+                f"Pipeline {self.name!r} takes its params by name: call "
+                f"{self.name}({', '.join(f'{n}=...' for n in self.param_names) or ''})."
+            )
         builder = current_builder()
         if builder is not None:  # a sub-pipeline: its calls join the outer DAG
-            return self.fn(**self.bind(params))
+            outer = _EXPANDING.get() or (builder.pipeline,)
+            if self.name in outer:
+                chain = " -> ".join((*outer[outer.index(self.name) :], self.name))
+                raise PipelineDefinitionError(
+                    f"Pipeline {self.name!r} calls itself ({chain}): a pipeline may call "
+                    "other pipelines, not itself, directly or through another."
+                )
+            token = _EXPANDING.set((*outer, self.name))
+            try:
+                return self.fn(**self.bind(params))
+            finally:
+                _EXPANDING.reset(token)
         from loopml.pipelines.runner import run_pipeline
 
         return run_pipeline(self, params=params)

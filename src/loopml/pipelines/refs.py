@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import importlib.util
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -131,8 +132,9 @@ def import_failed(
     if isinstance(exc, SyntaxError) and exc.filename:
         file, line = exc.filename, exc.lineno
     else:
-        frames = traceback.extract_tb(exc.__traceback__)
-        user = [f for f in frames if not f.filename.startswith("<")]
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename[:1] != "<"]
+        # the user's line, not loopml's own that raised the error (a decorator's check)
+        user = [f for f in frames if not _in_loopml(f.filename)] or frames
         if user:
             file, line = user[-1].filename, user[-1].lineno
     same = _same(file, Path(target).resolve()) if Path(target).suffix == ".py" else False
@@ -150,6 +152,13 @@ def import_failed(
     where = f" ({where})" if where else ""
     detail = detail.rstrip(".")
     return PipelineImportError(f"Cannot load {what} {target}: {detail}{where}. {hint}.")
+
+
+_LOOPML = str(Path(__file__).resolve().parent.parent) + os.sep
+
+
+def _in_loopml(file: str) -> bool:
+    return file.startswith(_LOOPML)
 
 
 def _same(file: Any, path: Path) -> bool:

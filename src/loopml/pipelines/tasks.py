@@ -106,6 +106,14 @@ class Handle:
     def __getitem__(self, key: Any) -> Any:
         raise self._misuse("Cannot index")
 
+    def _compute(self, *_: Any) -> Any:
+        raise self._misuse("Cannot compute with")
+
+    __add__ = __radd__ = __sub__ = __rsub__ = __mul__ = __rmul__ = _compute
+    __truediv__ = __rtruediv__ = __floordiv__ = __rfloordiv__ = __mod__ = __rmod__ = _compute
+    __pow__ = __rpow__ = __neg__ = __pos__ = __abs__ = __lt__ = __le__ = __gt__ = _compute
+    __ge__ = __int__ = __float__ = __index__ = __round__ = _compute
+
 
 class Param:
     """A placeholder for a pipeline param while the DAG is built without values."""
