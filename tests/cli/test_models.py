@@ -206,6 +206,28 @@ def test_tables_show_stages_and_aliases_as_words(
     assert "(no stage, sklearn)" in lineage
 
 
+@pytest.mark.slow
+def test_a_model_without_a_gate_is_promoted_with_one_warning_line(
+    two_versions: Workspace,
+    invoke: Callable[..., Result],
+    error_lines: Callable[[Result], list[str]],
+) -> None:
+    config = two_versions.root / "loopml.toml"
+    config.write_text(config.read_text().replace("[gates.churn]", "[gates.chrun]"))  # a typo
+    promoted = invoke("models", "promote", "churn", "1")
+    assert promoted.exit_code == 0, promoted.output
+    assert promoted.stderr.splitlines() == [
+        "warning: No gate is configured for 'churn': only the signature is checked. Add "
+        "[gates.churn] to loopml.toml (metric, holdout, label) to score candidates against the "
+        "champion ([gates.chrun] names no registered model: a typo for churn?)."
+    ]
+    assert "No checks ran" in promoted.stdout and "Check" not in promoted.stdout
+    (again,) = error_lines(invoke("models", "promote", "churn", "1"))
+    assert again == "error: churn/1 is already in Production: nothing to promote."
+    (at,) = error_lines(invoke("models", "show", "churn/1", "--at", "2026-01-01"))
+    assert "give the model's name alone (churn), not churn/1" in at
+
+
 def test_history_stays_legible_in_80_columns(
     two_versions: Workspace, invoke: Callable[..., Result]
 ) -> None:

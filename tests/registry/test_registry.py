@@ -82,6 +82,32 @@ def test_register_and_load(registry_store_ws: Workspace, data) -> None:  # type:
     assert [m.version for m in registry_store_ws.models.versions("churn")] == [1, 2]
 
 
+def test_a_run_started_through_another_workspace_object_is_the_versions_run(
+    tmp_path: Path, data, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """`loopml.start_run` uses the default workspace; a script's `Workspace.open()` is another
+    object on the same store: what it registers inside the run is that run's."""
+    import loopml
+
+    Workspace.init(tmp_path / "proj").close()
+    monkeypatch.chdir(tmp_path / "proj")
+    ws = Workspace.open()
+    try:
+        with loopml.start_run(experiment="churn") as run:
+            assert ws.runs.active() is run
+            mv = ws.models.register("churn", good_model(data))
+        assert mv.run_id == run.id
+        assert ws.runs.active() is None
+        other = Workspace.init(tmp_path / "other")  # another store: not its run
+        with loopml.start_run(experiment="churn"):
+            assert other.runs.active() is None
+        other.close()
+    finally:
+        ws.close()
+        loopml.workspace.default_workspace().close()
+        loopml.set_default_workspace(None)
+
+
 def test_python_function_model_with_artifacts(registry_ws: Workspace, tmp_path: Path) -> None:
     weights = tmp_path / "w.txt"
     weights.write_text("3")
@@ -222,6 +248,12 @@ def test_rollback_history_and_time_travel(registry_store_ws: Workspace, data) ->
     assert (
         registry_store_ws.models.state_at("m", datetime(2000, 1, 1, tzinfo=UTC))["versions"] == []
     )
+    # rollbacks walk back like undo: never to the version just rolled back from
+    assert registry_store_ws.rollback("m") == 1
+    with pytest.raises(Conflict, match="each one before m/1 was rolled back from already"):
+        registry_store_ws.rollback("m")
+    registry_store_ws.promote("m", 3)
+    assert registry_store_ws.rollback("m") == 1
 
 
 def test_approval(registry_ws: Workspace, data, holdout_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -306,9 +338,17 @@ def test_bad_references(sqlite_ws: Workspace, data) -> None:  # type: ignore[no-
         sqlite_ws.promote("m", 7)
     with pytest.raises(InvalidInput, match="Not a model reference"):
         sqlite_ws.load_model("models:/a/b/c")
-    with pytest.raises(Conflict, match="no earlier Production"):
+    with pytest.warns(LoopmlWarning, match="No gate is configured for 'm'"):
         sqlite_ws.promote("m", 1)
+    with pytest.raises(Conflict, match="no earlier Production"):
         sqlite_ws.rollback("m")
+    with pytest.raises(Conflict, match="m/1 is already in Production: nothing to promote"):
+        sqlite_ws.promote("m", 1)
+    assert [e.kind for e in sqlite_ws.models.history("m")].count("gate") == 1  # nothing recorded
+    with pytest.raises(InvalidInput, match="looks like a version number"):
+        sqlite_ws.models.set_alias("m", "2", 1)
+    with pytest.raises(ModelVersionNotFound, match="has no version in Staging"):
+        sqlite_ws.get_model_version("models:/m@staging")
 
 
 def test_missing_blob_and_library_drift(registry_ws: Workspace, data) -> None:  # type: ignore[no-untyped-def]

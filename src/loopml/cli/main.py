@@ -12,6 +12,7 @@ import errno
 import gc
 import importlib
 import importlib.util
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import click
 
 from loopml import __version__
 from loopml.cli.context import WORKSPACE_ENV, CliError, WorkspaceState
-from loopml.exceptions import LoopmlError
+from loopml.exceptions import LoopmlError, LoopmlWarning
 
 #: Subcommand groups: name → ``"module:attribute"`` of a click command, imported when used.
 COMMANDS = {
@@ -111,13 +112,34 @@ class RootGroup(LazyGroup):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                return super().invoke(ctx)
         except LoopmlError as exc:
             raise CliError.from_error(exc) from exc
         except OSError as exc:
             if isinstance(exc, BrokenPipeError):  # `loopml runs list | head`: not an error
                 raise
             raise CliError(os_error_message(exc)) from exc
+
+
+_SHOW_WARNING = warnings.showwarning
+
+
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """loopml's own warnings as one ``warning:`` line on stderr, as its errors are; any
+    other warning as Python shows it."""
+    if issubclass(category, LoopmlWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _SHOW_WARNING(message, category, filename, lineno, file, line)
 
 
 _OS_HINTS = {

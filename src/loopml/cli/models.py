@@ -54,6 +54,9 @@ def _print_verdict(verdict: Verdict) -> None:
         state += " (forced: " + (verdict.reason or "") + ")"
     champion = f"version {verdict.champion}" if verdict.champion else "none"
     out.print(f"Gate for {verdict.model}/{verdict.version} vs champion {champion}: {state}")
+    if not verdict.checks:
+        out.print("No checks ran (no gate configured, no champion to compare with).")
+        return
     grid = table("Check", "Result", "Numbers")
     for check in verdict.checks:
         numbers = ", ".join(
@@ -163,6 +166,11 @@ def show(ws: Workspace, ref: str, at: str | None, as_json: bool) -> None:
     verdict; with --at, which versions held Production and each alias at that time."""
     if at is not None:
         name = ref.removeprefix("models:/").split("@")[0].split("/")[0]
+        if name != ref.removeprefix("models:/"):
+            raise CliError(
+                f"--at shows what held each stage and alias of a model at a time: give the "
+                f"model's name alone ({name}), not {ref}."
+            )
         moment = parse_time(at, "--at")
         state = ws.models.state_at(name, _end_of_second(moment))
         if as_json:

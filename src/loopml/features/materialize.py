@@ -313,7 +313,7 @@ def materialize_views(
     outcomes: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
     run_id = uuid.uuid4().hex
     payload = function_payload(run_partition)
-    failures: list[str] = []
+    failures: list[tuple[tuple[int, int], str]] = []  # ((view, partition), what failed)
     errors: list[BaseException] = []
     try:
         jobs: dict[int, tuple[int, Partition]] = {}
@@ -354,8 +354,11 @@ def materialize_views(
                 )
                 errors.append(outcome.error or RuntimeError("failed"))
                 failures.append(
-                    f"{task.view.name} partition {task.index}/{partitions}: "
-                    f"{type(outcome.error).__name__}: {str(outcome.error).rstrip('.')}"
+                    (
+                        (i, task.index),
+                        f"{task.view.name} partition {task.index}/{partitions}: "
+                        f"{type(outcome.error).__name__}: {str(outcome.error).rstrip('.')}",
+                    )
                 )
                 report(files=1)
     finally:
@@ -366,7 +369,8 @@ def materialize_views(
             # An unreachable store fails every partition alike: say it once.
             raise OnlineStoreUnavailable(str(errors[0])) from errors[0]
         raise MaterializationFailed(
-            f"{len(failures)} partition(s) failed: {'; '.join(failures[:5])}. The others are "
+            f"{len(failures)} partition(s) failed: "
+            f"{'; '.join(text for _, text in sorted(failures)[:5])}. The others are "
             "done; run the same materialization again to finish it."
         )
     return _finish(db, results)

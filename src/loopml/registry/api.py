@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import difflib
 import os
 import platform
 import tempfile
@@ -313,11 +314,12 @@ class Models:
         stage = v.stage_name(to)
         if force and not (reason and reason.strip()):
             raise InvalidInput("A forced promotion needs a reason (--reason '...'); it is recorded")
-        self.get(f"models:/{name}/{version}")
+        if self.get(f"models:/{name}/{version}").stage == stage:
+            raise Conflict(f"{name}/{version} is already in {stage}: nothing to promote")
         if stage != v.PRODUCTION:
             self.db.transact(lambda conn: v.move_stage(conn, name, version, stage, reason=reason))
             return None
-        chosen = policy or self.policy(name) or gates.GatePolicy(beat_champion=False)
+        chosen = policy or self._configured_gate(name)
         for _ in range(3):
             verdict, champion = self._evaluate(name, version, chosen, force=force)
             if force:
@@ -354,11 +356,37 @@ class Models:
         current champion, on the same holdout — and return the verdict, moving and recording
         nothing: the check before a canary sends the candidate real traffic (the promotion at
         the canary's end runs the gate again and records it)."""
-        from loopml.registry import gates
 
-        chosen = policy or self.policy(name) or gates.GatePolicy(beat_champion=False)
+        chosen = policy or self._configured_gate(name)
         verdict, _ = self._evaluate(name, version, chosen)
         return verdict
+
+    def _configured_gate(self, name: str) -> gates.GatePolicy:
+        """``[gates.<name>]`` of loopml.toml; without one, a gate of the checks every version
+        can take (the signature's), with a warning: a misspelt section would otherwise
+        switch the gate off without a word."""
+        from loopml.registry import gates
+
+        found = self.policy(name)
+        if found is not None:
+            return found
+        others = sorted(set(self.settings.gates) - {m["name"] for m in self.list()})
+        hint = ""
+        if others:
+            close = difflib.get_close_matches(name, others, n=1)
+            hint = (
+                f" ([gates.{close[0]}] names no registered model: a typo for {name}?)"
+                if close
+                else f" ({', '.join(f'[gates.{o}]' for o in others)} name no registered model)"
+            )
+        warnings.warn(
+            f"No gate is configured for {name!r}: only the signature is checked. Add "
+            f"[gates.{name}] to loopml.toml (metric, holdout, label) to score candidates "
+            f"against the champion{hint}.",
+            LoopmlWarning,
+            stacklevel=3,
+        )
+        return gates.GatePolicy(beat_champion=False)
 
     def _evaluate(
         self, name: str, version: int, policy: gates.GatePolicy, *, force: bool = False
@@ -500,12 +528,20 @@ class Models:
         return verdict
 
     def rollback(self, name: str, reason: str | None = None) -> int:
-        """Move Production back to the version that held it before; returns that version."""
-        history = [
-            e.to_version
-            for e in v.events(self.db, name)
-            if e.kind in {"stage", "override", "rollback"} and e.target == v.PRODUCTION
-        ]
+        """Move Production back to the version that held it before; returns that version.
+        Rollbacks walk back like undo: rolling back twice from 3 (after 1 → 2 → 3) gives 2,
+        then 1, never the version just rolled back from."""
+        held: list[int] = []  # the Production holders still to go back through, oldest first
+        for e in v.events(self.db, name):
+            if e.target != v.PRODUCTION or e.to_version is None:
+                continue
+            if e.kind == "rollback":
+                while held and held[-1] != e.to_version:
+                    held.pop()
+                if not held:
+                    held.append(e.to_version)
+            elif e.kind in {"stage", "override"}:
+                held.append(e.to_version)
 
         def tx(conn: Connection) -> int:
             mid = v.model_id(conn, name)
@@ -516,9 +552,15 @@ class Models:
             ).scalar()
             if current is None:
                 raise Conflict(f"{name!r} has no Production version to roll back")
-            earlier = [h for h in history if h is not None and h != current]
+            earlier = list(held)
+            while earlier and earlier[-1] == current:
+                earlier.pop()
             if not earlier:
-                raise Conflict(f"{name!r} has no earlier Production version to roll back to")
+                raise Conflict(
+                    f"{name!r} has no earlier Production version to roll back to (each one "
+                    f"before {name}/{current} was rolled back from already); promote the "
+                    f"version you want: `loopml models promote {name} VERSION`"
+                )
             target = earlier[-1]
             v.move_stage(
                 conn,

@@ -196,14 +196,16 @@ def resolve(conn: Connection, ref: ModelRef) -> ModelVersion:
                 model_aliases.c.model_id == mid, model_aliases.c.alias == ref.alias
             )
         ).scalar()
+        what = f"alias or stage {ref.alias!r}"
         if alias_version is not None:
             stmt = stmt.where(model_versions.c.version == alias_version)
         elif ref.alias.lower() in _STAGE_BY_LOWER and ref.alias.lower() != "none":
-            stmt = stmt.where(model_versions.c.stage == _STAGE_BY_LOWER[ref.alias.lower()])
+            stage = _STAGE_BY_LOWER[ref.alias.lower()]
+            stmt = stmt.where(model_versions.c.stage == stage)
             stmt = stmt.order_by(model_versions.c.version.desc()).limit(1)
+            what = f"version in {stage}"
         else:
             stmt = stmt.where(false())
-        what = f"alias or stage {ref.alias!r}"
     else:
         stmt = stmt.order_by(model_versions.c.version.desc()).limit(1)
         what = "any version"
@@ -374,6 +376,11 @@ def set_alias(db: Database, name: str, alias: str, version: int, reason: str | N
     check_name(alias, "alias")
     if alias.lower() in _STAGE_BY_LOWER:
         raise InvalidInput(f"{alias!r} names a stage; choose another alias (e.g. 'champion')")
+    if alias.isdigit():
+        raise InvalidInput(
+            f"Alias {alias!r} looks like a version number ({name}/{alias} is version {alias}); "
+            "choose a name with a letter in it (e.g. 'champion')"
+        )
 
     def tx(conn: Connection) -> None:
         mid = model_id(conn, name)

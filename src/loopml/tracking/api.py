@@ -45,10 +45,13 @@ if TYPE_CHECKING:
 DEFAULT_EXPERIMENT_ENV = "LOOPML_EXPERIMENT"
 
 
+#: Each thread's active runs, per store (see :meth:`Runs._stack`).
+_THREAD = threading.local()
+
+
 class _TrackingState:
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.local = threading.local()
         self.live: dict[str, Run] = {}
         self.writer: MetricWriter | None = None
         self.packages_stored = False
@@ -65,6 +68,7 @@ class Runs:
     def __init__(self, workspace: Workspace) -> None:
         self._ws = workspace
         self._tracking = _TrackingState()
+        self._store_key: str | None = None  # the store's URL, once read (see _stack)
 
     @property
     def db(self) -> Database:
@@ -96,10 +100,18 @@ class Runs:
         )
 
     def _stack(self) -> list[Run]:
-        stack: list[Run] | None = getattr(self._tracking.local, "stack", None)
-        if stack is None:
-            stack = self._tracking.local.stack = []
-        return stack
+        """This thread's active runs in this workspace's store, innermost last: one stack
+        per store, whichever :class:`Workspace` object started them (``loopml.start_run``
+        uses the default one, a script's ``ws = Workspace.open()`` is another)."""
+        stacks: dict[str, list[Run]] | None = getattr(_THREAD, "stacks", None)
+        if stacks is None:
+            stacks = _THREAD.stacks = {}
+        key = self._store_key
+        if key is None:
+            db = self.db
+            # an in-memory database is its object's alone
+            key = self._store_key = f"{db.url}#{id(db)}" if db.in_memory else db.url
+        return stacks.setdefault(key, [])
 
     def _forget(self, run: Run) -> None:
         self._tracking.live.pop(run.id, None)
@@ -281,8 +293,9 @@ class Runs:
     def log_metric(
         self, key: str, value: float, step: int | None = None, timestamp: Any = None
     ) -> None:
-        stack = getattr(self._tracking.local, "stack", None)  # _run(), inlined: a hot path
-        run = stack[-1] if stack else self.start()
+        stacks = getattr(_THREAD, "stacks", None)  # _run(), inlined: a hot path
+        stack = stacks.get(self._store_key) if stacks else None
+        run = stack[-1] if stack else self._run()
         run.log_metric(key, value, step, timestamp)
 
     def log_metrics(
