@@ -166,6 +166,9 @@ def test_check_shows_the_config(
     invoke: Invoke, workspace: Workspace, tmp_path: Path, error_lines: Lines
 ) -> None:
     config = tmp_path / "gateway.toml"
+    config.write_text("")  # an empty config: what to add, its brackets kept
+    empty = invoke("gateway", "check", "--config", str(config))
+    assert "add [gateway.models.NAME] with its [[gateway.models.NAME.deployments]]" in empty.stdout
     config.write_text(GOOD)
     result = invoke("gateway", "check", "--config", str(config))
     assert result.exit_code == 0, result.output

@@ -146,7 +146,10 @@ def check(ws: Workspace, config_path: str | None, as_json: bool) -> None:
     out = console()
     out.print(text(f"{config.source}: OK"))
     if not groups:
-        out.print("No model groups: add [gateway.models.NAME] with its [[…deployments]].")
+        out.print(
+            "No model groups: add \\[gateway.models.NAME] with its \\[\\[gateway.models.NAME."
+            "deployments]] (docs/gateway.md)."
+        )
         return
     grid = table("Group", "Strategy", "Deployment", "Provider", "Model", "Base URL", "Key env")
     for group in groups:

@@ -173,6 +173,9 @@ def list_(ws: Workspace, as_json: bool) -> None:
     if as_json:
         emit_json(rows)
         return
+    if not rows:
+        console().print("No prompts yet: `loopml prompts register NAME --file F` adds one.")
+        return
     grid = table("Name", "Versions", "Latest", "Labels", "Updated", no_wrap={"Name", "Updated"})
     for row in rows:
         labels = ", ".join(

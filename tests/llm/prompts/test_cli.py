@@ -62,6 +62,7 @@ def _error(result: Result, fragment: str) -> None:
 
 
 def test_register_list_show_versions(project: Path, invoke: Invoke) -> None:
+    assert _ok(invoke("prompts", "list")).startswith("No prompts yet: `loopml prompts register")
     out = _ok(invoke("prompts", "register", "support/answer", "--file", "answer.txt", "-m", "v1"))
     assert out.strip() == "Registered support/answer/1 (text; variables: question)"
     again = _ok(invoke("prompts", "register", "support/answer", "-f", "answer.txt"))
