@@ -11,9 +11,12 @@ from typing import Any
 
 import blake3
 import pytest
+from click.testing import CliRunner
 
 import loopml.data
+from loopml.cli.data import data
 from loopml.data import DataNotFound, DataVersion
+from loopml.data.errors import LinkNotFollowed
 from loopml.exceptions import InvalidInput
 from loopml.store.blobs import hash_file
 from loopml.store.manifest import manifest_bytes
@@ -177,6 +180,90 @@ def test_outside_the_workspace(ws: Path, tmp_path: Path) -> None:
     (tmp_path / "outside.txt").write_text("x")
     with pytest.raises(InvalidInput, match="not inside the workspace"):
         loopml.data.add(tmp_path / "outside.txt", workspace=ws)
+
+
+def test_a_link_that_leads_outside_is_refused(
+    ws: Path, make_tree: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The trial's repro: `ln -s /tmp/outside d && loopml data add d` versioned the outside
+    folder (and checkout then wrote into it); `ln -s /etc e` versioned 1,068 files of /etc."""
+    outside = make_tree(tmp_path / "outside", {"a.txt": b"hello"})
+    (ws / "d").symlink_to(outside)
+    with pytest.raises(LinkNotFollowed) as info:
+        loopml.data.add("d")
+    assert str(info.value) == (
+        f"d is a symbolic link to {outside}, outside the workspace at {ws}; only data inside "
+        f"the workspace can be versioned. Copy the data into the workspace in place of the "
+        f"link (`rm d && cp -R {outside} d`)."
+    )
+    (ws / "f").symlink_to(outside / "a.txt")
+    with pytest.raises(LinkNotFollowed, match="f is a symbolic link to .*outside the workspace"):
+        loopml.data.add("f")
+    with pytest.raises(LinkNotFollowed) as through:
+        loopml.data.add("d/a.txt")
+    assert str(through.value).startswith(
+        f"d/a.txt is reached through the symbolic link {ws / 'd'} → {outside}, which leads "
+        f"outside the workspace at {ws}"
+    )
+    assert not list(ws.glob("?*.loopml")) and objects(ws) == set()
+    result = CliRunner().invoke(data, ["add", "d"])
+    assert result.exit_code == 1 and result.output.startswith("error: d is a symbolic link to ")
+    assert result.output.count("\n") == 1
+
+
+def test_a_link_to_a_folder_inside_is_refused_a_link_to_a_file_versioned(
+    ws: Path, make_tree: Callable[..., Path]
+) -> None:
+    # As inside a folder being added (the README): links to folders are not versioned,
+    # links to files are, as files.
+    make_tree(ws / "data/real", {"a": b"a"})
+    (ws / "alias").symlink_to(ws / "data/real")
+    with pytest.raises(LinkNotFollowed) as info:
+        loopml.data.add("alias")
+    assert str(info.value) == (
+        "alias is a symbolic link to the folder data/real; links to folders are not versioned "
+        "(a checkout would write through them). Version the folder itself: "
+        "`loopml data add data/real`."
+    )
+    (ws / "a-link").symlink_to(ws / "data/real/a")
+    version = loopml.data.add("a-link")
+    assert version.kind == "file" and version.hash == hash_file(ws / "data/real/a")
+
+
+@pytest.mark.parametrize(
+    ("path", "message"),
+    [
+        (
+            ".",
+            "error: . is the workspace root ({ws}), which can't be versioned itself; version a "
+            "folder or file inside it, e.g. `loopml data add data/raw`.",
+        ),
+        ("", "error: The path is empty: name a file or folder inside the workspace."),
+        ("../", "error: {up} is not inside the workspace at {ws}; version data inside it."),
+        ("data/../..", "error: {up} is not inside the workspace at {ws}; version data inside it."),
+    ],
+)
+def test_add_names_what_is_wrong_with_the_path(
+    ws: Path, make_tree: Callable[..., Path], path: str, message: str
+) -> None:
+    """`add .` said ". is not inside the workspace", `add ''` the same, and `add ../`
+    walked the parent folder ("/tmp/d/.. contains versioned data (/tmp/d/../d/data/raw)")."""
+    make_tree(ws / "data/raw", {"a": b"a"})
+    loopml.data.add("data/raw")
+    result = CliRunner().invoke(data, ["add", path])
+    assert result.exit_code == 1
+    assert result.output == message.format(ws=ws, up=ws.parent) + "\n"
+
+
+def test_paths_relative_to_a_named_workspace_are_normalized(
+    ws: Path, make_tree: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tree(tmp_path / "sibling", {"x": b"x"})
+    monkeypatch.chdir(tmp_path / "sibling")
+    with pytest.raises(InvalidInput, match=f"^{tmp_path} is not inside the workspace at {ws};"):
+        loopml.data.add("..", workspace=ws)
+    with pytest.raises(InvalidInput, match="is the workspace root"):
+        loopml.data.add("../project", workspace=ws)
 
 
 def test_loopml_state_is_not_data(ws: Path) -> None:

@@ -9,9 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 import loopml.data
-from loopml.data import DataNotFound, UncommittedChanges
+from loopml.cli.data import data
+from loopml.data import UncommittedChanges
+from loopml.data.errors import LinkNotFollowed, NotInRevision, RevisionNotFound
 from loopml.exceptions import BlobNotFound, CorruptBlob, InvalidConfig
 from loopml.store.blobs import hash_file
 
@@ -117,13 +120,112 @@ def test_rev_reads_the_pointer_from_git(
 def test_rev_errors(ws: Path, versioned: dict[str, bytes], git: Callable[..., str]) -> None:
     git(ws, "add", "-A")
     git(ws, "commit", "-qm", "v1")
-    with pytest.raises(DataNotFound, match="at git revision 'nope'") as info:
+    with pytest.raises(RevisionNotFound) as info:
         loopml.data.checkout("data", rev="nope")
-    assert ".." not in str(info.value), "one full stop after git's message"
+    assert str(info.value) == (
+        "No git revision 'nope' in this repository. List the commits with `git log --oneline` "
+        "and the tags with `git tag`."
+    )
+    with pytest.raises(RevisionNotFound, match="No git revision 'nope'"):
+        loopml.data.checkout(rev="nope")  # every path: checked once, before any
+    with pytest.raises(RevisionNotFound, match="No git revision 'nope'"):
+        loopml.data.verify(rev="nope")
     (ws / "later.txt").write_text("x")
     loopml.data.add("later.txt")
-    with pytest.raises(DataNotFound, match="later.txt.loopml at git revision 'HEAD'"):
+    with pytest.raises(NotInRevision) as missing:
         loopml.data.checkout("later.txt", rev="HEAD")
+    assert str(missing.value) == (
+        "later.txt has no version at git revision 'HEAD': later.txt.loopml is not in that "
+        "revision. List the revisions that have it with `git log --oneline -- later.txt.loopml`."
+    )
+
+
+def test_rev_without_paths_leaves_what_the_revision_lacks(
+    ws: Path, make_tree: Callable[..., Path], git: Callable[..., str]
+) -> None:
+    """The trial's repro: a pointer file added after the tag stopped `checkout --rev v1.0`
+    (git: "exists on disk, but not in 'v1.0'"). The paths the tag has are restored; the
+    others are left as they are, and named."""
+    make_tree(ws / "data", {"a.csv": b"1\n"})
+    loopml.data.add("data/a.csv")
+    git(ws, "add", "-A")
+    git(ws, "commit", "-qm", "v1")
+    git(ws, "tag", "v1.0")
+    (ws / "data/a.csv").unlink()
+    (ws / "data/a.csv").write_bytes(b"one\n")
+    loopml.data.add("data/a.csv")
+    (ws / "b.csv").write_bytes(b"2\n")
+    loopml.data.add("b.csv")
+    notes: list[str] = []
+    (result,) = loopml.data.checkout(rev="v1.0", warn=notes.append)
+    assert result.path == ws / "data/a.csv" and result.written == 1
+    assert (ws / "data/a.csv").read_bytes() == b"1\n"
+    assert (ws / "b.csv").read_bytes() == b"2\n"
+    assert notes == [
+        "git revision 'v1.0' has no pointer file for 1 versioned path, left as it is: b.csv"
+    ]
+    with pytest.warns(UserWarning, match="left as it is: b.csv"):
+        loopml.data.checkout(rev="v1.0")
+    (checked,) = loopml.data.verify(rev="v1.0", warn=notes.append)
+    assert checked.ok and checked.path == ws / "data/a.csv"
+    result_cli = CliRunner().invoke(data, ["checkout", "--rev", "v1.0"])
+    assert result_cli.exit_code == 0, result_cli.output
+    assert result_cli.stderr == (
+        "note: git revision 'v1.0' has no pointer file for 1 versioned path, left as it is: b.csv\n"
+    )
+    named = CliRunner().invoke(data, ["checkout", "--rev", "v1.0", "b.csv"])
+    assert named.exit_code == 1
+    assert named.output == (
+        "error: b.csv has no version at git revision 'v1.0': b.csv.loopml is not in that "
+        "revision. List the revisions that have it with `git log --oneline -- b.csv.loopml`.\n"
+    )
+    bad = CliRunner().invoke(data, ["checkout", "--rev", "nosuchrev", "data/a.csv"])
+    assert bad.exit_code == 1
+    assert bad.output == (
+        "error: No git revision 'nosuchrev' in this repository. List the commits with "
+        "`git log --oneline` and the tags with `git tag`.\n"
+    )
+
+
+def test_checkout_never_writes_through_a_link(
+    ws: Path, versioned: dict[str, bytes], tmp_path: Path
+) -> None:
+    """A versioned folder replaced by a link to a folder outside: checkout (even --force)
+    refuses instead of writing into that folder."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "a.bin").write_bytes(b"someone else's")
+    shutil.rmtree(ws / "data")
+    (ws / "data").symlink_to(outside)
+    with pytest.raises(LinkNotFollowed) as info:
+        loopml.data.checkout("data", force=True)
+    assert str(info.value) == (
+        f"data is a symbolic link to {outside}; checkout never writes through a link. Remove "
+        "the link (`rm data`) and check out again to restore the data in its place."
+    )
+    assert sorted(p.name for p in outside.iterdir()) == ["a.bin"]
+    assert (outside / "a.bin").read_bytes() == b"someone else's"
+    result = CliRunner().invoke(data, ["checkout", "-f"])
+    assert result.exit_code == 1 and result.output.startswith("error: data is a symbolic link")
+    (ws / "data").unlink()
+    loopml.data.checkout("data")
+    assert snapshot(ws / "data") == versioned and not (ws / "data").is_symlink()
+
+
+def test_checkout_replaces_a_linked_folder_inside_the_version(
+    ws: Path, make_tree: Callable[..., Path], tmp_path: Path
+) -> None:
+    """data/x replaced by a link to an outside folder that has y/: the restored x/y/z goes
+    into a real data/x, not through the link into the outside folder."""
+    make_tree(ws / "data", {"x/y/z": b"ours", "top": b"t"})
+    loopml.data.add("data")
+    outside = make_tree(tmp_path / "outside", {"y/z": b"theirs"})
+    shutil.rmtree(ws / "data/x")
+    (ws / "data/x").symlink_to(outside)
+    loopml.data.checkout("data", force=True)
+    assert (outside / "y/z").read_bytes() == b"theirs"
+    assert not (ws / "data/x").is_symlink()
+    assert snapshot(ws / "data") == {"x/y/z": b"ours", "top": b"t"}
 
 
 def test_corrupted_cache_object_is_never_served(ws: Path, versioned: dict[str, bytes]) -> None:

@@ -72,6 +72,22 @@ def test_add_status_checkout(ws: Path, make_tree: Callable[..., Path]) -> None:
     assert invoke("status").output == "data: up to date\n"
 
 
+def test_status_json_names_paths_as_the_text_does(
+    ws: Path, make_tree: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`status --json` gave absolute paths, the text workspace-relative ones: the JSON is
+    relative to the workspace root, wherever it is run from."""
+    make_tree(ws / "data/raw", {"a.txt": b"a"})
+    invoke("add", "data/raw")
+    assert invoke("status").output == "data/raw: up to date\n"
+    assert invoke("status", ".").output == "data/raw: up to date\n"  # the root: every path
+    (row,) = json.loads(invoke("status", "--json").output)
+    assert row["path"] == "data/raw"
+    monkeypatch.chdir(ws / "data")
+    (row,) = json.loads(invoke("status", "--json").output)
+    assert row["path"] == "data/raw"
+
+
 def test_errors_are_one_line(ws: Path) -> None:
     result = CliRunner().invoke(data, ["add", "missing"])
     assert result.exit_code == 1

@@ -92,11 +92,37 @@ def test_cli_reports_and_exits_1(ws: Path, versioned: Path) -> None:
     bad = runner.invoke(data, ["verify", "data"], catch_exceptions=False)
     assert bad.exit_code == 1
     assert "1 corrupt, 0 missing of 4 objects" in bad.output
-    assert obj.parent.name + obj.name in bad.output and "loopml data pull data" in bad.output
+    assert f"  corrupt: data/a.bin ({obj.parent.name + obj.name[:10]}…)\n" in bad.output
+    assert "loopml data pull data" in bad.output
     as_json = runner.invoke(data, ["verify", "--json"], catch_exceptions=False)
     assert as_json.exit_code == 1
     (row,) = json.loads(as_json.stdout)
     assert row["ok"] is False and row["corrupt"] == [obj.parent.name + obj.name]
+    assert row["path"] == "data" and row["files"] == {obj.parent.name + obj.name: ["a.bin"]}
+
+
+def test_missing_objects_are_named_by_their_files(ws: Path, versioned: Path) -> None:
+    """`verify` printed `missing: cdc7eae6…` (a hash), `checkout` "(e.g. cdc7eae6…)": both
+    name the file now, the short hash after it."""
+    obj = object_of(ws, versioned / "sub/b.bin")
+    digest = obj.parent.name + obj.name
+    obj.unlink()
+    (r,) = loopml.data.verify("data")
+    assert r.missing == (digest,) and r.files == {digest: ("sub/b.bin",)}
+    result = CliRunner().invoke(data, ["verify"])
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1] == f"  missing: data/sub/b.bin ({digest[:12]}…)"
+    (versioned / "sub/b.bin").unlink()
+    checkout = CliRunner().invoke(data, ["checkout", "data"])
+    assert checkout.exit_code == 1
+    assert checkout.output == (
+        f"error: 1 file of data is not in the cache: data/sub/b.bin ({digest[:12]}…). Fetch it "
+        "with `loopml data pull data`.\n"
+    )
+    manifest = loopml.data.status("data")[0].hash
+    (ws / ".loopml/blobs" / manifest[:2] / manifest[2:]).unlink()
+    result = CliRunner().invoke(data, ["verify"])
+    assert result.output.splitlines()[1] == f"  missing: the manifest of data ({manifest[:12]}…)"
 
 
 def test_a_file_version(ws: Path) -> None:

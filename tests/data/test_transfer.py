@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -175,6 +176,66 @@ def test_pull_of_objects_never_pushed(versioned: Path, tmp_path: Path) -> None:
     with pytest.raises(BlobNotFound, match="never pushed"):
         loopml.data.pull(workspace=other)
     assert not (other / "data").exists()
+
+
+def test_pull_names_the_files_never_pushed(versioned: Path, tmp_path: Path) -> None:
+    loopml.data.push("data")
+    other = clone(versioned, tmp_path)
+    digest = hash_file(versioned / "labels.csv")
+    with pytest.raises(BlobNotFound) as info:
+        loopml.data.pull("labels.csv", workspace=other)
+    assert f": {os.path.relpath(other / 'labels.csv')} ({digest[:12]}…); never pushed" in str(
+        info.value
+    )
+
+
+def test_push_of_objects_missing_from_the_cache_fails(
+    ws: Path, make_tree: Callable[..., Path], tmp_path: Path
+) -> None:
+    """The trial's repro: an object deleted from the cache was "not pushed" with a warning,
+    and push exited 0. It is counted apart, named by its file, and the command exits 1."""
+    from click.testing import CliRunner
+
+    from loopml.cli.data import data
+
+    make_tree(ws / "data/raw", {"1.csv": b"1\n", "2.csv": b"2\n", "3.csv": b"3\n"})
+    loopml.data.add("data/raw")
+    digest = hash_file(ws / "data/raw/2.csv")
+    (ws / ".loopml/blobs" / digest[:2] / digest[2:]).unlink()
+    loopml.data.add_remote("team", str(tmp_path / "team-remote"), default=True)
+    pushed = loopml.data.push()
+    assert (pushed.transferred, pushed.present) == (3, 0), "2 files and the manifest"
+    assert pushed.missing == (digest,) and pushed.missing_files == ("data/raw/2.csv",)
+    assert pushed.missing_versions == (ws / "data/raw",)
+    shutil.rmtree(tmp_path / "team-remote")
+    result = CliRunner().invoke(data, ["push"])
+    assert result.exit_code == 1
+    assert result.stdout == (
+        "Pushed 3 objects (223 bytes) to team; 0 already there; 1 not in the local cache.\n"
+    )
+    assert result.stderr == (
+        f"error: 1 object could not be pushed: it is not in the local cache: data/raw/2.csv "
+        f"({digest[:12]}…). Add the files again if you still have them (`loopml data add "
+        "data/raw`), or pull them from a remote that has them (`loopml data pull -r NAME "
+        "data/raw`), then push again; the other objects were pushed.\n"
+    )
+    as_json = CliRunner().invoke(data, ["push", "--json"])
+    assert as_json.exit_code == 1 and as_json.stderr.startswith("error: 1 object could not")
+    assert json.loads(as_json.stdout) == [
+        {
+            "remote": "team",
+            "url": str(tmp_path / "team-remote"),
+            "pushed": 0,
+            "already_there": 3,
+            "bytes": 0,
+            "replaced": [],
+            "missing": [{"object": digest, "files": "data/raw/2.csv"}],
+        }
+    ]
+    loopml.data.add("data/raw")  # the file is still there: its object is cached again
+    again = CliRunner().invoke(data, ["push"])
+    assert again.exit_code == 0 and again.stderr == ""
+    assert again.stdout == "Pushed 1 object (2 bytes) to team; 3 already there.\n"
 
 
 def closed_port() -> int:

@@ -50,6 +50,25 @@ def _workspace() -> str | None:
     return location if location and "://" not in location else None
 
 
+def _note(message: str) -> None:
+    """A line for the user that is not the command's result (stderr, like warnings)."""
+    click.echo(f"note: {message}", err=True)
+
+
+def _in_workspace(path: Any) -> str:
+    """A data path relative to the root of the workspace that holds it (posix), as the JSON
+    output names paths whatever the current directory."""
+    from pathlib import Path
+
+    from loopml.config import CONFIG_FILE
+
+    path = Path(path)
+    for folder in path.parents:
+        if (folder / CONFIG_FILE).is_file():
+            return path.relative_to(folder).as_posix()
+    return str(path)
+
+
 def _size(n: int) -> str:
     """Sizes as every command prints them (``0 bytes``, ``1.0 kB``, ``2.1 GB``)."""
     from loopml.cli.render import format_size
@@ -130,7 +149,7 @@ def status(paths: tuple[str, ...], verbose: bool, as_json: bool, jobs: int | Non
 
         rows = [
             {
-                "path": str(s.path),
+                "path": _in_workspace(s.path),
                 "hash": s.hash,
                 "clean": s.clean,
                 "added": list(s.added),
@@ -205,6 +224,7 @@ def checkout(
                 workspace=_workspace(),
                 jobs=jobs,
                 progress=tracker,
+                warn=_note,
             )
         for r in results:
             how = ", ".join(f"{n} by {s}" for s, n in sorted(r.strategies.items()))
@@ -235,12 +255,21 @@ def unprotect(paths: tuple[str, ...], jobs: int | None) -> None:
     help="Hash every local object, and download and hash every object the remote already "
     "has, replacing a remote copy that fails (reads every byte on both sides).",
 )
+@_json_option
 @_jobs_option
-def push(paths: tuple[str, ...], remote: str | None, verify: bool, jobs: int | None) -> None:
-    """Upload the cached objects of versions (default: all) that the remote lacks."""
+def push(
+    paths: tuple[str, ...], remote: str | None, verify: bool, as_json: bool, jobs: int | None
+) -> None:
+    """Upload the cached objects of versions (default: all) that the remote lacks.
+
+    \b
+    Exits with 1 when an object a version needs is not in the local cache (so it could not
+    be pushed); the others are pushed.
+    """
     from loopml.cli.progress import progress_bar
     from loopml.data.transfer import push as data_push
 
+    results = []
     for path in paths or (None,):
         with progress_bar(f"Pushing {path or 'data'}") as tracker:
             r = data_push(
@@ -251,10 +280,14 @@ def push(paths: tuple[str, ...], remote: str | None, verify: bool, jobs: int | N
                 workspace=_workspace(),
                 progress=tracker,
             )
+        results.append(r)
+        if as_json:
+            continue
         checked = " (verified)" if verify else ""
+        not_cached = f"; {len(r.missing)} not in the local cache" if r.missing else ""
         click.echo(
             f"Pushed {_count(r.transferred, 'object')} ({_size(r.bytes)}) to {r.remote}; "
-            f"{r.present} already there{checked}."
+            f"{r.present} already there{checked}{not_cached}."
         )
         if r.replaced:
             click.echo(
@@ -262,12 +295,41 @@ def push(paths: tuple[str, ...], remote: str | None, verify: bool, jobs: int | N
                 f"corrupt: {', '.join(r.replaced[:5])}"
                 + (f" and {len(r.replaced) - 5} more" if len(r.replaced) > 5 else "")
             )
-        if r.missing:
-            click.echo(
-                f"warning: {_count(len(r.missing), 'object')} not in the local cache "
-                f"{'was' if len(r.missing) == 1 else 'were'} not pushed (e.g. {r.missing[0]}).",
-                err=True,
-            )
+    if as_json:
+        from loopml.cli.render import emit_json
+
+        emit_json(
+            [
+                {
+                    "remote": r.remote,
+                    "url": r.url,
+                    "pushed": r.transferred,
+                    "already_there": r.present,
+                    "bytes": r.bytes,
+                    "replaced": list(r.replaced),
+                    "missing": [
+                        {"object": d, "files": f}
+                        for d, f in zip(r.missing, r.missing_files, strict=True)
+                    ],
+                }
+                for r in results
+            ]
+        )
+    missing = [(d, f) for r in results for d, f in zip(r.missing, r.missing_files, strict=True)]
+    if missing:
+        versions = list(dict.fromkeys(v for r in results for v in r.missing_versions))
+        shown = ", ".join(f"{f} ({d[:12]}…)" for d, f in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        again = " ".join(os.path.relpath(v) for v in versions) or "PATH"
+        click.echo(
+            f"error: {_count(len(missing), 'object')} could not be pushed: "
+            f"{'it is' if len(missing) == 1 else 'they are'} not in the local cache: "
+            f"{shown}{more}. Add the files again if you still have them (`loopml data add "
+            f"{again}`), or pull them from a remote that has them (`loopml data pull -r NAME "
+            f"{again}`), then push again; the other objects were pushed.",
+            err=True,
+        )
+        raise SystemExit(1)
 
 
 @data.command()
@@ -303,6 +365,7 @@ def pull(
                 jobs=jobs,
                 workspace=_workspace(),
                 progress=tracker,
+                warn=_note,
             )
         click.echo(
             f"Pulled {_count(r.transferred, 'object')} ({_size(r.bytes)}) from {r.remote}; "
@@ -500,19 +563,20 @@ def verify(paths: tuple[str, ...], rev: str | None, as_json: bool, jobs: int | N
 
     results = []
     for path in paths or (None,):
-        results.extend(data_verify(path, rev=rev, workspace=_workspace(), jobs=jobs))
+        results.extend(data_verify(path, rev=rev, workspace=_workspace(), jobs=jobs, warn=_note))
     if as_json:
         from loopml.cli.render import emit_json
 
         rows = [
             {
-                "path": str(r.path),
+                "path": _in_workspace(r.path),
                 "hash": r.hash,
                 "ok": r.ok,
                 "objects": r.objects,
                 "bytes": r.size,
                 "missing": list(r.missing),
                 "corrupt": list(r.corrupt),
+                "files": {d: list(rels) for d, rels in r.files.items()},
             }
             for r in results
         ]
@@ -534,7 +598,13 @@ def verify(paths: tuple[str, ...], rev: str | None, as_json: bool, jobs: int | N
             )
             for label, digests in (("corrupt", r.corrupt), ("missing", r.missing)):
                 for digest in digests:
-                    click.echo(f"  {label + ':':<9}{digest}")
+                    rels = r.files.get(digest, ())
+                    held = ", ".join(f"{name}/{rel}" if rel else name for rel in rels[:3])
+                    if len(rels) > 3:
+                        held += f" and {len(rels) - 3} more with the same bytes"
+                    click.echo(
+                        f"  {label + ':':<9}{held or f'the manifest of {name}'} ({digest[:12]}…)"
+                    )
             click.echo(f"  Replace them from a remote: loopml data pull {name}")
     if not all(r.ok for r in results):
         raise SystemExit(1)

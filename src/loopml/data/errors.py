@@ -2,8 +2,12 @@
 
     NotFound
     └── DataNotFound          the path, its pointer file, or the pointer in a git revision
+        ├── RevisionNotFound  ``--rev`` names no commit of the git repository
+        └── NotInRevision     the revision exists but holds no such pointer file
     InvalidInput (ValueError)
-    └── InvalidPointer        a pointer file that is not what ``loopml data add`` wrote
+    ├── InvalidPointer        a pointer file that is not what ``loopml data add`` wrote
+    └── LinkNotFollowed       a symbolic link that leads out of the workspace, or that a
+                              checkout would have to write through
     Conflict
     └── UncommittedChanges    checkout would discard data that is in no version
 
@@ -21,8 +25,21 @@ class DataNotFound(NotFound):
     """No such data path, pointer file, or pointer file in that git revision."""
 
 
+class RevisionNotFound(DataNotFound):
+    """``--rev`` names no commit (or tree) of the git repository."""
+
+
+class NotInRevision(DataNotFound):
+    """The git revision exists, but the pointer file is not in it (added later, or removed)."""
+
+
 class InvalidPointer(InvalidInput):
     """A ``*.loopml`` pointer file is corrupted, edited by hand, or disagrees with its manifest."""
+
+
+class LinkNotFollowed(InvalidInput):
+    """A data path is a symbolic link (or is reached through one) that loopml won't follow:
+    it leads out of the workspace, or a checkout would have to write through it."""
 
 
 class UncommittedChanges(Conflict):

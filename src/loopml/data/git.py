@@ -9,8 +9,14 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from loopml.data.errors import DataNotFound, InvalidPointer
-from loopml.data.pointers import POINTER_SUFFIX, Pointer, is_pointer, parse_pointer
+from loopml.data.errors import DataNotFound, InvalidPointer, NotInRevision, RevisionNotFound
+from loopml.data.pointers import (
+    POINTER_SUFFIX,
+    Pointer,
+    is_pointer,
+    parse_pointer,
+    target_path,
+)
 from loopml.exceptions import InvalidInput
 
 _GLOB_SPECIAL = re.compile(r"([*?\[\]\\!#])")
@@ -40,7 +46,10 @@ def ignore_in_git(target: Path) -> Path:
 
 
 def pointer_at_rev(pointer: Path, rev: str) -> Pointer:
-    """The pointer file as it was in git revision ``rev`` (``git show REV:./path``)."""
+    """The pointer file as it was in git revision ``rev`` (``git show REV:./path``).
+
+    :class:`RevisionNotFound` when ``rev`` names no commit, :class:`NotInRevision` when the
+    revision has no such pointer file."""
     if not rev or rev.startswith("-"):
         raise InvalidInput(f"Not a git revision: {rev!r}")
     spec = f"{rev}:./{pointer.name}"
@@ -56,13 +65,52 @@ def pointer_at_rev(pointer: Path, rev: str) -> Pointer:
     except NotADirectoryError as exc:
         raise DataNotFound(f"{pointer.parent} is not a folder.") from exc
     if done.returncode != 0:
+        check_rev(pointer.parent, rev)
+        shown = _shown(pointer)
+        if _git_run(pointer.parent, "cat-file", "-e", spec).returncode != 0:
+            raise NotInRevision(
+                f"{_shown(target_path(pointer))} has no version at git revision {rev!r}: "
+                f"{shown} is not in that revision. List the revisions that have it with "
+                f"`git log --oneline -- {shown}`."
+            )
         message = done.stderr.decode(errors="replace").strip().splitlines()
         why = message[-1].rstrip(".") if message else f"git exited with {done.returncode}"
         raise DataNotFound(
             f"Cannot read {pointer.name} at git revision {rev!r}: {why}. "
-            f"List the revisions that have it with `git log --oneline -- {pointer}`."
+            f"List the revisions that have it with `git log --oneline -- {shown}`."
         )
     return parse_pointer(done.stdout, f"{rev}:{pointer}")
+
+
+def check_rev(folder: Path, rev: str) -> None:
+    """Raise :class:`RevisionNotFound` unless ``rev`` names a commit (or tree) of the git
+    repository that holds ``folder``."""
+    if not rev or rev.startswith("-"):
+        raise InvalidInput(f"Not a git revision: {rev!r}")
+    try:
+        found = _git_run(folder, "rev-parse", "--verify", "--quiet", f"{rev}^{{tree}}")
+    except FileNotFoundError as exc:
+        raise InvalidInput("--rev needs git, which is not installed or not on PATH.") from exc
+    except NotADirectoryError as exc:
+        raise DataNotFound(f"{folder} is not a folder.") from exc
+    if found.returncode == 0:
+        return
+    if _git_run(folder, "rev-parse", "--git-dir").returncode != 0:
+        raise RevisionNotFound(
+            f"No git revision {rev!r}: {folder} is not in a git repository (--rev reads the "
+            "pointer files from git history)."
+        )
+    raise RevisionNotFound(
+        f"No git revision {rev!r} in this repository. List the commits with "
+        "`git log --oneline` and the tags with `git tag`."
+    )
+
+
+def _shown(path: Path) -> str:
+    try:
+        return os.path.relpath(path)
+    except ValueError:
+        return os.fspath(path)
 
 
 @dataclass(frozen=True)

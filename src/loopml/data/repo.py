@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from loopml.config import STATE_DIR, Settings, find_config, load_settings
 from loopml.data.cache import Cache
-from loopml.data.errors import DataNotFound
+from loopml.data.errors import DataNotFound, LinkNotFollowed
 from loopml.data.index import StatIndex
 from loopml.data.parallel import threads_for
 from loopml.data.pointers import find_pointers, is_pointer, pointer_path, target_path
@@ -107,18 +107,30 @@ class DataRepo:
     def target(self, path: str | os.PathLike[str]) -> Path:
         """The absolute data path for a user's path (or its pointer's), checked to be ours.
 
-        A relative path is relative to the current directory, or else to the root.
+        A relative path is relative to the current directory, or else to the root. Its folders
+        are resolved (a link among them must stay inside the workspace); its own name is not.
         """
-        given = Path(os.path.abspath(path))
-        if not Path(path).is_absolute() and self.root not in given.parents:
-            given = self.root / path  # relative to a workspace named explicitly
+        given = self._given(path)
+        if given == self.root:
+            raise InvalidInput(
+                f"{path} is the workspace root ({self.root}), which can't be versioned itself; "
+                "version a folder or file inside it, e.g. `loopml data add data/raw`."
+            )
         if is_pointer(given):
             given = target_path(given)
         # Resolve the folder (symlinks such as /tmp → /private/tmp) but keep the name itself.
         target = given.parent.resolve() / given.name
         if target == self.root or self.root not in target.parents:
+            link = _link_between(self.root, given)
+            if link is not None:
+                raise LinkNotFollowed(
+                    f"{path} is reached through the symbolic link {link} → "
+                    f"{os.path.realpath(link)}, which leads outside the workspace at "
+                    f"{self.root}; only data inside the workspace can be versioned. Copy the "
+                    "data into the workspace in place of the link."
+                )
             raise InvalidInput(
-                f"{path} is not inside the workspace at {self.root}; version data inside it."
+                f"{target} is not inside the workspace at {self.root}; version data inside it."
             )
         for inner in (self.state_dir, self.cache_dir()):
             if target == inner or inner in target.parents:
@@ -127,13 +139,29 @@ class DataRepo:
                 )
         return target
 
+    def _given(self, path: str | os.PathLike[str]) -> Path:
+        """A user's path made absolute and normalized (``..`` removed), nothing resolved."""
+        if not os.fspath(path):
+            raise InvalidInput(
+                "The path is empty: name a file or folder inside the workspace "
+                f"({self.root}), e.g. `data/raw`."
+            )
+        given = Path(os.path.abspath(path))
+        if not Path(path).is_absolute() and not (given == self.root or self.root in given.parents):
+            given = Path(os.path.abspath(self.root / path))  # relative to a workspace named
+        return given
+
     def targets(self, paths: list[str] | tuple[str, ...] | None) -> list[Path]:
         """Versioned data named by ``paths`` (data paths, pointer files, or folders holding
-        pointer files); every versioned path in the workspace when ``paths`` is empty."""
+        pointer files); every versioned path in the workspace when ``paths`` is empty (or
+        names the workspace root)."""
         if not paths:
             return [target_path(p) for p in sorted(find_pointers(self.root))]
         found: list[Path] = []
         for path in paths:
+            if self._given(path) == self.root:
+                found.extend(target_path(p) for p in sorted(find_pointers(self.root)))
+                continue
             target = self.target(path)
             if pointer_path(target).is_file():
                 found.append(target)
@@ -157,3 +185,14 @@ class DataRepo:
             return os.path.relpath(path)
         except ValueError:
             return os.fspath(path)
+
+
+def _link_between(root: Path, path: Path) -> Path | None:
+    """The first symbolic link on the way from ``root`` down to ``path`` (``path`` itself
+    included), if ``path`` is below ``root`` as written."""
+    if root not in path.parents:
+        return None
+    for step in [*reversed(path.parents), path]:
+        if root in step.parents and step.is_symlink():
+            return step
+    return None

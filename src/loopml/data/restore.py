@@ -21,12 +21,14 @@ import os
 import shutil
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from shlex import quote
 from typing import IO
 
-from loopml.data.errors import UncommittedChanges
-from loopml.data.git import pointer_at_rev
+from loopml.data.errors import LinkNotFollowed, NotInRevision, UncommittedChanges
+from loopml.data.git import check_rev, pointer_at_rev
 from loopml.data.index import Stamp, is_racy, stamp
 from loopml.data.links import Linker, copy_file
 from loopml.data.manifest import version_files
@@ -61,26 +63,91 @@ def checkout(
     workspace: WorkspaceLike = None,
     jobs: int | None = None,
     progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> list[CheckoutResult]:
     """Make the data at ``path`` (default: every versioned path) match its pointer file, or
     the pointer file as it was in git revision ``rev``.
 
     ``verify``: hash every object served and every file left in place, instead of trusting
     stats recorded when they were hashed (see the module docstring). ``progress`` is called
-    with ``files=``/``bytes=`` as files are written (totals first).
+    with ``files=``/``bytes=`` as files are written (totals first). With ``rev``, a versioned
+    path that revision has no pointer file for is left as it is (unless ``path`` names it),
+    and ``warn`` is called with a line naming them (default: a :class:`UserWarning`).
+    A path that is a symbolic link is never written through: :class:`LinkNotFollowed`.
     """
     near = Path(path) if path is not None else None
     with DataRepo.open(workspace, near=near, jobs=jobs) as repo:
         linker = repo.linker(link)
         targets = repo.targets([os.fspath(path)] if path is not None else None)
+        pointers = load_pointers(repo, targets, rev, path, warn)
         return [
-            checkout_in(repo, t, load_pointer(t, rev), linker, force, verify, progress)
-            for t in targets
+            checkout_in(repo, t, pointer, linker, force, verify, progress)
+            for t, pointer in pointers.items()
         ]
 
 
 def load_pointer(target: Path, rev: str | None) -> Pointer:
     return pointer_at_rev(pointer_path(target), rev) if rev else read_pointer(pointer_path(target))
+
+
+def load_pointers(
+    repo: DataRepo,
+    targets: list[Path],
+    rev: str | None,
+    path: str | os.PathLike[str] | None,
+    warn: Callable[[str], None] | None,
+) -> dict[Path, Pointer]:
+    """The pointer of each target, as it is or at git revision ``rev``. A target ``rev`` has
+    no pointer file for is left out and named to ``warn``, unless ``path`` names it: then
+    :class:`NotInRevision` says so."""
+    if not rev:
+        return {t: read_pointer(pointer_path(t)) for t in targets}
+    check_rev(repo.root, rev)
+    named = repo.target(path) if path is not None else None
+    found: dict[Path, Pointer] = {}
+    absent: list[Path] = []
+    for target in targets:
+        try:
+            found[target] = pointer_at_rev(pointer_path(target), rev)
+        except NotInRevision:
+            if target == named:
+                raise
+            absent.append(target)
+    if absent:
+        shown = ", ".join(repo.display(t) for t in absent[:10])
+        more = f" and {len(absent) - 10} more" if len(absent) > 10 else ""
+        message = (
+            f"git revision {rev!r} has no pointer file for {counted(len(absent), 'versioned path')}"
+            f", left as {'it is' if len(absent) == 1 else 'they are'}: {shown}{more}"
+        )
+        if warn is not None:
+            warn(message)
+        else:
+            import warnings
+
+            warnings.warn(message, UserWarning, stacklevel=3)
+    return found
+
+
+def file_names(
+    repo: DataRepo, target: Path, files: dict[str, tuple[str, int]], into: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Add ``digest → [the files of target that hold it]`` (as shown) to ``into``."""
+    for rel, (digest, _) in sorted(files.items()):
+        into.setdefault(digest, []).append(repo.display(target / rel if rel else target))
+    return into
+
+
+def describe_objects(digests: list[str], names: dict[str, list[str]]) -> str:
+    """``data/raw/2.csv (b9a1a3183dd3…), …``: the files that need these objects (the first
+    five), each with its object's short hash; an object no file holds is a manifest."""
+    shown = []
+    for digest in digests[:5]:
+        held = names.get(digest) or ["a folder's manifest"]
+        also = f" and {len(held) - 3} more with the same bytes" if len(held) > 3 else ""
+        shown.append(f"{', '.join(held[:3])}{also} ({digest[:12]}…)")
+    more = f" and {len(digests) - 5} more" if len(digests) > 5 else ""
+    return ", ".join(shown) + more
 
 
 def needed_files(repo: DataRepo, target: Path, pointer: Pointer) -> dict[str, tuple[str, int]]:
@@ -93,15 +160,28 @@ def needed_files(repo: DataRepo, target: Path, pointer: Pointer) -> dict[str, tu
     return files
 
 
-def verify_objects(repo: DataRepo, target: Path, digests: list[str], deep: bool = False) -> None:
+def verify_objects(
+    repo: DataRepo,
+    target: Path,
+    digests: list[str],
+    deep: bool = False,
+    files: dict[str, tuple[str, int]] | None = None,
+) -> None:
+    """Refuse (:class:`BlobNotFound`, :class:`CorruptBlob`) unless every object is intact;
+    ``files`` (``rel → (digest, size)``) names the files that need a missing one."""
     missing, corrupt = repo.cache.verify(digests, repo.jobs, deep=deep)
     if corrupt:
         raise repo.cache.corrupt(corrupt)
     if missing:
+        names = file_names(repo, target, files or {}, {})
+        for digest in missing:
+            names.setdefault(digest, [f"the manifest of {repo.display(target)}"])
         raise BlobNotFound(
             f"{counted(len(missing), 'file')} of {repo.display(target)} "
-            f"{'is' if len(missing) == 1 else 'are'} not in the cache (e.g. "
-            f"{missing[0]}). Fetch them with `loopml data pull {repo.display(target)}`."
+            f"{'is' if len(missing) == 1 else 'are'} not in the cache: "
+            f"{describe_objects(missing, names)}. Fetch "
+            f"{'it' if len(missing) == 1 else 'them'} with "
+            f"`loopml data pull {repo.display(target)}`."
         )
 
 
@@ -117,8 +197,11 @@ def checkout_in(
     if verify and pointer.kind == "folder":
         verify_objects(repo, target, [pointer.hash], deep=True)  # the manifest
     wanted = needed_files(repo, target, pointer)
+    linked = target.is_symlink()
     tree = scan(repo, target, deep=verify)
     if tree.kind is not None and tree.kind != pointer.kind:
+        if linked:
+            raise _linked(repo, target)
         at_risk = [rel for rel, (d, _) in tree.files.items() if not repo.cache.has(d)]
         if at_risk and not force:
             raise _uncommitted(repo, target, at_risk)
@@ -127,13 +210,15 @@ def checkout_in(
     now = tree.files
     write = sorted(rel for rel, (d, _) in wanted.items() if now.get(rel, ("",))[0] != d)
     remove = sorted(rel for rel in now if rel not in wanted)
+    if linked and (write or remove):
+        raise _linked(repo, target)
     if verify:  # a corrupt object is the news, before any refusal over the workspace
-        verify_objects(repo, target, [wanted[rel][0] for rel in write], deep=True)
+        verify_objects(repo, target, [wanted[rel][0] for rel in write], True, wanted)
     at_risk = [r for r in [*write, *remove] if r in now and not repo.cache.has(now[r][0])]
     if at_risk and not force:
         raise _uncommitted(repo, target, at_risk)
     if not verify:
-        verify_objects(repo, target, [wanted[rel][0] for rel in write])
+        verify_objects(repo, target, [wanted[rel][0] for rel in write], files=wanted)
     if progress is not None:
         progress(total_files=len(write), total_bytes=sum(wanted[rel][1] for rel in write))
 
@@ -146,7 +231,7 @@ def checkout_in(
     if pointer.kind == "folder":
         target.mkdir(exist_ok=True)
         for folder in sorted({rel.rsplit("/", 1)[0] for rel in write if "/" in rel}):
-            _make_folder(target / folder)
+            _make_folder(target, folder)
     dst_dev = os.stat(target if pointer.kind == "folder" else target.parent).st_dev
     seen_ns = time.time_ns()
 
@@ -187,10 +272,25 @@ def _uncommitted(repo: DataRepo, target: Path, rels: list[str]) -> UncommittedCh
     )
 
 
-def _make_folder(folder: Path) -> None:
-    if folder.is_file() or folder.is_symlink():  # a file where the version has a folder
-        folder.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+def _make_folder(target: Path, rel: str) -> None:
+    """Make ``target/rel`` a real folder: a file or a symbolic link (to a folder, say, which
+    the scan did not enter) where the version has a folder is replaced, never written
+    through."""
+    folder = target
+    for part in rel.split("/"):
+        folder = folder / part
+        if folder.is_symlink() or folder.is_file():  # a file where the version has a folder
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
+
+
+def _linked(repo: DataRepo, target: Path) -> LinkNotFollowed:
+    shown = repo.display(target)
+    return LinkNotFollowed(
+        f"{shown} is a symbolic link to {os.path.realpath(target)}; checkout never writes "
+        f"through a link. Remove the link (`rm {quote(shown)}`) and check out again to restore "
+        "the data in its place."
+    )
 
 
 def _remove_path(path: Path) -> None:
@@ -235,7 +335,7 @@ def open_version(
             tree = scan(repo, target)
             if tree.files.get(FILE, ("",))[0] == pointer.hash:
                 return open(target, "rb")  # noqa: SIM115
-            verify_objects(repo, target, [pointer.hash])  # raises BlobNotFound
+            verify_objects(repo, target, [pointer.hash], files={FILE: (pointer.hash, 0)})
         wanted = needed_files(repo, target, pointer)
         if rev is None:
             tree = scan(repo, target)
@@ -252,7 +352,7 @@ def _materialize(
     final = repo.state_dir / "checkouts" / pointer.hash
     if final.is_dir():
         return final
-    verify_objects(repo, target, [d for d, _ in wanted.values()])
+    verify_objects(repo, target, [d for d, _ in wanted.values()], files=wanted)
     tmp = final.with_name(f".tmp-{pointer.hash[:12]}-{os.getpid()}-{time.time_ns()}")
     tmp.mkdir(parents=True)
     try:

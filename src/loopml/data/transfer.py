@@ -13,17 +13,24 @@ import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from loopml.data.manifest import version_files
+from loopml.data.manifest import FILE, version_files
 from loopml.data.parallel import default_jobs, parallel_map
 from loopml.data.pointers import Pointer, pointer_path
 from loopml.data.progress import Progress
 from loopml.data.remotes import Remote, pick_remote
 from loopml.data.repo import DataRepo, WorkspaceLike
-from loopml.data.restore import checkout_in, load_pointer
+from loopml.data.restore import (
+    checkout_in,
+    describe_objects,
+    file_names,
+    load_pointer,
+    load_pointers,
+)
 from loopml.exceptions import (
     BlobNotFound,
     InvalidConfig,
@@ -48,7 +55,10 @@ _STREAM_ABOVE = 8 << 20  # objects larger than this are streamed, smaller ones f
 class TransferResult:
     """What a push or pull moved: ``transferred`` objects (``bytes`` of them), ``present``
     ones that were there already, ``missing`` ones that could not be found, and (push with
-    ``verify``) the ``replaced`` ones whose remote copy was corrupt, counted as transferred."""
+    ``verify``) the ``replaced`` ones whose remote copy was corrupt, counted as transferred.
+    ``missing_files`` names, for each ``missing`` object in the same order, the files that
+    need it (as shown to the user; or the folder whose manifest it is), and
+    ``missing_versions`` the versioned paths they belong to."""
 
     remote: str
     url: str
@@ -58,6 +68,8 @@ class TransferResult:
     missing: tuple[str, ...] = ()
     checked_out: tuple[Path, ...] = field(default_factory=tuple)
     replaced: tuple[str, ...] = ()  # remote copies that failed verification (push --verify)
+    missing_files: tuple[str, ...] = ()
+    missing_versions: tuple[Path, ...] = ()
 
 
 class RemoteStore:
@@ -193,17 +205,33 @@ class RemoteStore:
         return int(self._call("download", stream))
 
 
-def _objects(repo: DataRepo, target: Path, pointer: Pointer) -> tuple[dict[str, int], list[str]]:
-    """(file objects → size, manifest objects) of one version; needs its manifest cached."""
+def _objects(
+    repo: DataRepo, target: Path, pointer: Pointer
+) -> tuple[dict[str, tuple[str, int]], list[str]]:
+    """(``rel → (digest, size)`` of the files, manifest objects) of one version; needs its
+    manifest cached."""
     if pointer.kind == "file":
-        return {pointer.hash: pointer.size}, []
+        return {FILE: (pointer.hash, pointer.size)}, []
     files = version_files(repo, pointer, str(pointer_path(target)))
     if files is None:
         raise BlobNotFound(
             f"The manifest of {repo.display(target)} ({pointer.hash[:12]}…) is not in the "
             "cache, so its files can't be pushed."
         )
-    return {d: s for d, s in files.values()}, [pointer.hash]
+    return files, [pointer.hash]
+
+
+def _missing(
+    gone: list[str], names: dict[str, list[str]], owners: dict[str, list[Path]]
+) -> tuple[tuple[str, ...], tuple[Path, ...]]:
+    """(the files that need each object in ``gone``, the versioned paths they belong to)."""
+    files = []
+    for digest in gone:
+        held = names.get(digest) or ["a folder's manifest"]
+        also = f" and {len(held) - 3} more with the same bytes" if len(held) > 3 else ""
+        files.append(", ".join(held[:3]) + also)
+    versions = dict.fromkeys(t for d in gone for t in owners.get(d, ()))
+    return tuple(files), tuple(versions)
 
 
 def push(
@@ -230,10 +258,17 @@ def push(
         store = RemoteStore(chosen)
         sizes: dict[str, int] = {}
         manifests: list[str] = []
+        names: dict[str, list[str]] = {}  # digest → the files that hold it, as shown
+        owners: dict[str, list[Path]] = {}  # digest → the versioned paths that need it
         for target in targets:
             files, extra = _objects(repo, target, load_pointer(target, None))
-            sizes.update(files)
+            sizes.update({d: s for d, s in files.values()})
             manifests.extend(extra)
+            file_names(repo, target, files, names)
+            for digest in extra:
+                names.setdefault(digest, [f"the manifest of {repo.display(target)}"])
+            for digest in {d for d, _ in files.values()} | set(extra):
+                owners.setdefault(digest, []).append(target)
         local_missing, corrupt = repo.cache.verify([*sizes, *manifests], repo.jobs, deep=verify)
         if corrupt:
             raise repo.cache.corrupt(corrupt)
@@ -263,6 +298,7 @@ def push(
         # Files first, then the manifests that name them.
         sent = parallel_map(send, [d for d in sizes if d not in gone], workers)
         sent += parallel_map(send, [d for d in dict.fromkeys(manifests) if d not in gone], workers)
+        missing_files, missing_versions = _missing(sorted(gone), names, owners)
         return TransferResult(
             chosen.name,
             chosen.url,
@@ -271,6 +307,8 @@ def push(
             bytes=sum(n for n in sent if n > 0),
             missing=tuple(sorted(gone)),
             replaced=tuple(sorted(replaced)),
+            missing_files=missing_files,
+            missing_versions=missing_versions,
         )
 
 
@@ -285,12 +323,14 @@ def pull(
     jobs: int | None = None,
     workspace: WorkspaceLike = None,
     progress: Progress | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> TransferResult:
     """Fetch the objects of ``path``'s version (default: every versioned path) that the cache
     lacks (or holds corrupted), verifying each, then check the data out.
 
     ``progress`` is called with ``files=``/``bytes=`` per object downloaded (the total once
-    the folders' manifests are in).
+    the folders' manifests are in). With ``rev``, a versioned path that revision has no
+    pointer file for is left alone and named to ``warn``, as by ``checkout``.
     """
     near = Path(path) if path is not None else None
     with DataRepo.open(workspace, near=near) as repo:
@@ -298,7 +338,7 @@ def pull(
         chosen = pick_remote(repo, remote)
         store = RemoteStore(chosen)
         workers = jobs or default_jobs(io_bound=True)
-        pointers = {t: load_pointer(t, rev) for t in targets}
+        pointers = load_pointers(repo, targets, rev, path, warn)
         moved: list[int] = []
         missing: list[str] = []
         announced = [0, 0]  # files and bytes announced to progress so far
@@ -334,19 +374,25 @@ def pull(
         folders = [t for t, p in pointers.items() if p.kind == "folder"]
         fetch_all({pointers[t].hash: None for t in folders})
         wanted: dict[str, int | None] = {}
+        names: dict[str, list[str]] = {}
+        for target in folders:
+            names.setdefault(pointers[target].hash, [f"the manifest of {repo.display(target)}"])
         for target, pointer in pointers.items():
             if pointer.kind == "file":
                 wanted[pointer.hash] = pointer.size
+                file_names(repo, target, {FILE: (pointer.hash, pointer.size)}, names)
             elif pointer.hash not in missing:
                 files = version_files(repo, pointer, str(pointer_path(target))) or {}
                 wanted.update({d: s for d, s in files.values()})
+                file_names(repo, target, files, names)
         fetch_all(wanted)
         if missing:
+            gone = sorted(set(missing))
             raise BlobNotFound(
-                f"{counted(len(missing), 'object')} {'is' if len(missing) == 1 else 'are'} "
-                f"not on the data remote {chosen.name} "
-                f"({chosen.url}), e.g. {missing[0]}; never pushed (run "
-                "`loopml data push` where the data was added). The rest were fetched."
+                f"{counted(len(gone), 'object')} {'is' if len(gone) == 1 else 'are'} "
+                f"not on the data remote {chosen.name} ({chosen.url}): "
+                f"{describe_objects(gone, names)}; never pushed (run `loopml data push` where "
+                "the data was added). The rest were fetched."
             )
         done: list[Path] = []
         if checkout:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopml.data.cache import SMALL_FILE, Stored
-from loopml.data.errors import DataNotFound
+from loopml.data.errors import DataNotFound, LinkNotFollowed
 from loopml.data.git import ignore_in_git
 from loopml.data.index import Stamp, digest_if_unchanged, is_racy, stamp
 from loopml.data.manifest import (
@@ -70,6 +70,8 @@ def add(
     ``log_input`` doesn't) are not versioned; ``warn`` is called with a line naming them
     (default: a :class:`UserWarning`).
     """
+    if not os.fspath(path):
+        raise InvalidInput("The path is empty: name a file or folder inside the workspace.")
     given = Path(path)
     if is_pointer(given):
         raise InvalidInput(
@@ -87,6 +89,8 @@ def add_in(
     progress: Progress | None = None,
     warn: Callable[[str], None] | None = None,
 ) -> DataVersion:
+    if os.path.islink(target):
+        _check_link(repo, target)
     if not os.path.exists(target):
         raise DataNotFound(f"Cannot add {target}: no such file or folder.")
     ancestor = tracked_ancestor(target, repo.root)
@@ -163,6 +167,34 @@ def add_in(
     )
     ignore_in_git(target)
     return version
+
+
+def _check_link(repo: DataRepo, target: Path) -> None:
+    """A symbolic link is versioned only as a link to a file inside the workspace: one that
+    leads outside would be versioned (and checked out) through the link, and a link to a
+    folder is not versioned (as inside a folder being added)."""
+    from shlex import quote
+
+    dest = Path(os.path.realpath(target))
+    shown = repo.display(target)
+    if dest == repo.root:
+        raise LinkNotFollowed(
+            f"{shown} is a symbolic link to the workspace root ({repo.root}), which can't be "
+            "versioned itself; version a folder or file inside it."
+        )
+    if repo.root not in dest.parents:
+        raise LinkNotFollowed(
+            f"{shown} is a symbolic link to {dest}, outside the workspace at {repo.root}; only "
+            "data inside the workspace can be versioned. Copy the data into the workspace in "
+            f"place of the link (`rm {quote(shown)} && cp -R {quote(str(dest))} {quote(shown)}`)."
+        )
+    if dest.is_dir():
+        inside = repo.display(dest)
+        raise LinkNotFollowed(
+            f"{shown} is a symbolic link to the folder {inside}; links to folders are not "
+            f"versioned (a checkout would write through them). Version the folder itself: "
+            f"`loopml data add {inside}`."
+        )
 
 
 def _check_names(walked: list[WalkedFile], target: Path) -> None:
