@@ -98,6 +98,22 @@ def test_push_then_pull_into_a_clone(versioned: Path, tmp_path: Path) -> None:
     assert again.transferred == 0 and again.present == 15
 
 
+def test_a_relative_remote_folder_is_relative_to_the_workspace(
+    ws: Path, make_tree: Callable[..., Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As written in loopml.toml (and committed for a team), wherever the command runs."""
+    make_tree(ws / "data", {"a.bin": 100})
+    loopml.data.add("data")
+    loopml.data.add_remote("team", "../team-remote", default=True)
+    assert 'team = "../team-remote"' in (ws / "loopml.toml").read_text()  # kept as written
+    (remote,) = loopml.data.list_remotes()
+    assert remote.url == str(ws.parent / "team-remote")
+    monkeypatch.chdir(ws / "data")  # from a subfolder: the same place
+    assert loopml.data.push().transferred == 2  # the file and the manifest
+    assert len([p for p in (ws.parent / "team-remote").rglob("*") if p.is_file()]) == 2
+    assert not (ws / "team-remote").exists()
+
+
 def test_push_sends_only_missing_objects(versioned: Path, remote: RemoteSpec) -> None:
     loopml.data.push("data")
     again = loopml.data.push("data")

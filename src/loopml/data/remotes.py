@@ -21,6 +21,7 @@ import re
 import tomllib
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from loopml.config import CONFIG_FILE, parse_config
@@ -49,16 +50,24 @@ def list_remotes(workspace: WorkspaceLike = None) -> list[Remote]:
 
 
 def remotes_of(repo: DataRepo) -> list[Remote]:
+    """The configured remotes; a relative folder (``../team-remote``) is relative to the
+    workspace, as written in its loopml.toml, wherever the command runs from."""
     data = repo.settings.data  # checked when loopml.toml was loaded
     return [
         Remote(
             name,
-            str(spec["url"]),
+            _anchored(str(spec["url"]), repo.root),
             {k: v for k, v in spec.items() if k != "url"},
             name == data.default_remote,
         )
         for name, spec in data.remotes.items()
     ]
+
+
+def _anchored(url: str, root: Path) -> str:
+    if "://" in url or os.path.isabs(os.path.expanduser(url)):
+        return url
+    return os.path.normpath(root / url)
 
 
 def pick_remote(repo: DataRepo, name: str | None) -> Remote:
