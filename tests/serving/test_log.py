@@ -144,3 +144,23 @@ def test_a_bad_time_is_refused(sqlite_ws: Workspace) -> None:
 
     with pytest.raises(InvalidInput, match="not an ISO 8601 time"):
         read_predictions(sqlite_ws, "churn", start="yesterday")
+
+
+def test_a_row_that_cannot_be_stored_is_dropped_and_the_others_are_written(
+    sqlite_ws: Workspace,
+) -> None:
+    logger = PredictionLogger(sqlite_ws.blobs, flush_interval=60, batch_rows=1000)
+    logger.log(row(0, T0, inputs=[{"x": 10**23}]))  # JSON text can't hold it (orjson: 64 bits)
+    logger.log(row(1, T0, inputs=[{"x": 1}]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert logger.flush(warn=True) == 1
+    messages = [str(w.message) for w in caught if issubclass(w.category, LoopmlWarning)]
+    assert len(messages) == 1, messages
+    assert "1 row(s)" in messages[0] and "'r0'" in messages[0] and "dropped" in messages[0]
+    assert logger.pending() == 0 and logger.dropped == 1  # not kept, not retried forever
+    logger.log(row(2, T0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        logger.close()  # the last write is clean: no warning, no error
+    assert list(read_predictions(sqlite_ws, "churn")["request_id"]) == ["r1", "r2"]

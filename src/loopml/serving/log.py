@@ -118,7 +118,10 @@ class PredictionLogger:
 
     :meth:`log` and :meth:`feedback` only append to a list (no I/O on the caller's path);
     a daemon thread writes. Open it with :meth:`start`, finish with :meth:`close` (which
-    writes what is left). A write that fails keeps its rows for the next try and warns.
+    writes what is left). A write that fails keeps its rows for the next try and warns. A
+    row that can't be stored at all (an input JSON can't hold, such as an integer beyond 64
+    bits) is dropped with a warning and counted in :attr:`dropped`: one bad row never keeps
+    the others from being written.
     """
 
     def __init__(
@@ -134,6 +137,7 @@ class PredictionLogger:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.written = 0  # rows written so far (both logs)
+        self.dropped = 0  # rows that could not be stored (see the class doc)
 
     @classmethod
     def for_workspace(cls, workspace: Workspace) -> PredictionLogger:
@@ -196,8 +200,11 @@ class PredictionLogger:
                     hour = row["time"].astimezone(UTC).strftime(_HOUR)
                     groups.setdefault((row["deployment"], hour), []).append(row)
                 for (deployment, hour), group in groups.items():
+                    table = self._table(log, deployment, group)
+                    if table is None:
+                        continue
                     try:
-                        self._write(log, deployment, hour, group)
+                        write_table(self.blobs, log, deployment, hour, table)
                     except Exception as exc:
                         with self._lock:
                             self._rows[log][:0] = group
@@ -211,19 +218,55 @@ class PredictionLogger:
                             stacklevel=2,
                         )
                     else:
-                        written += len(group)
+                        written += table.num_rows
             self.written += written
             return written
 
-    def _write(self, log: str, deployment: str, hour: str, rows: list[dict[str, Any]]) -> None:
+    def _table(self, log: str, deployment: str, rows: list[dict[str, Any]]) -> Any:
+        """``rows`` as an Arrow table of the log's schema (None: no row could be stored).
+        A row that can't be encoded is dropped from ``rows`` (so it isn't retried), counted
+        and named in one warning."""
         import pyarrow as pa
 
         schema = _schemas()[log]
-        table = pa.Table.from_pylist(
-            [{name: _cell(name, row.get(name)) for name in schema.names} for row in rows],
-            schema=schema,
-        )
-        write_table(self.blobs, log, deployment, hour, table)
+        names = schema.names
+        cells: list[dict[str, Any]] = []
+        kept: list[dict[str, Any]] = []
+        bad: list[tuple[dict[str, Any], BaseException]] = []
+        for row in rows:
+            try:
+                cells.append({name: _cell(name, row.get(name)) for name in names})
+            except Exception as exc:  # e.g. orjson: Integer exceeds 64-bit range
+                bad.append((row, exc))
+            else:
+                kept.append(row)
+        try:
+            table = pa.Table.from_pylist(cells, schema=schema)
+        except Exception:  # a value of the wrong type or range: find the rows, row by row
+            good_cells, good_rows = [], []
+            for row, cell in zip(kept, cells, strict=True):
+                try:
+                    pa.Table.from_pylist([cell], schema=schema)
+                except Exception as exc:
+                    bad.append((row, exc))
+                else:
+                    good_cells.append(cell)
+                    good_rows.append(row)
+            kept = good_rows
+            table = pa.Table.from_pylist(good_cells, schema=schema)
+        if bad:
+            rows[:] = kept  # a failed write keeps (and retries) only the rows that can be stored
+            self.dropped += len(bad)
+            row, exc = bad[0]
+            ids = ", ".join(repr(r.get("request_id")) for r, _ in bad[:5])
+            warnings.warn(
+                f"{len(bad)} row(s) of the {log} log of {deployment!r} could not be stored "
+                f"and were dropped (request id(s) {ids}{', ...' if len(bad) > 5 else ''}; "
+                f"{type(exc).__name__}: {exc}); the other rows are written.",
+                LoopmlWarning,
+                stacklevel=3,
+            )
+        return table if table.num_rows else None
 
     def close(self) -> None:
         """Stop the writer thread and write what is queued (raises if that last write
