@@ -12,7 +12,12 @@ import pytest
 
 from features.conftest import NOW, customer_stats, stats_view
 from loopml import events
-from loopml.features import InvalidEntityFrame, MaterializationFailed, OnlineStoreUnavailable
+from loopml.features import (
+    FileSource,
+    InvalidEntityFrame,
+    MaterializationFailed,
+    OnlineStoreUnavailable,
+)
 from loopml.features import materialize as mat
 from loopml.workspace import Workspace
 
@@ -104,6 +109,40 @@ def test_an_interrupted_materialization_resumes(
 
 
 @pytest.mark.slow
+def test_a_cause_every_partition_shares_is_said_once(
+    feature_ws_factory: Callable[..., Workspace],
+) -> None:
+    missing = stats_view(source=FileSource("data/missing.parquet", timestamp_field="event_ts"))
+    ws = feature_ws_factory("sqlite", None, missing)
+    with pytest.raises(MaterializationFailed) as caught:
+        ws.features.materialize(NOW - timedelta(days=1), NOW, partitions=8)
+    message = str(caught.value)
+    assert message.startswith("all 8 partitions of customer_stats failed: SourceNotFound: ")
+    assert message.count("SourceNotFound") == 1 and "missing.parquet" in message
+    assert "The others are done" not in message and "Nothing was materialized" in message
+
+
+def test_a_shared_cause_of_some_partitions_names_them_and_the_done_rest(
+    feature_ws: Workspace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = mat.run_partition
+
+    def flaky(payload: bytes) -> int:
+        import pickle
+
+        if pickle.loads(payload).index in (0, 2):
+            raise RuntimeError("Worker lost.")
+        return real(payload)
+
+    monkeypatch.setattr(mat, "run_partition", flaky)
+    with pytest.raises(MaterializationFailed) as caught:
+        feature_ws.features.materialize(NOW - timedelta(days=1), NOW, partitions=4)
+    assert str(caught.value) == (
+        "2 of 4 partitions of customer_stats (0, 2) failed: RuntimeError: Worker lost. The "
+        "others are done; run the same materialization again to finish it."
+    )
+
+
 def test_incremental_starts_where_the_last_run_ended(
     feature_ws_factory: Callable[..., Workspace],
 ) -> None:

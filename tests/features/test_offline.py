@@ -466,6 +466,27 @@ def test_csv_file(ws: Workspace) -> None:
     )
 
 
+def test_an_empty_csv_source_is_called_empty(ws: Workspace) -> None:
+    (ws.root / "data").mkdir(exist_ok=True)
+    (ws.root / "data" / "empty.csv").write_text("")
+    view = stats_view(FileSource("data/empty.csv", "event_ts", "created_ts"))
+    with pytest.raises(FeatureDefinitionError) as caught:
+        ws.features.use(view).get_historical_features(entities((1, at(1))), ["stats:spend"])
+    assert str(caught.value).startswith(
+        "The source of view 'stats' is empty: 'data/empty.csv' has no header line and no rows"
+    )
+    assert "column0" not in str(caught.value)
+    # an empty file beside others holds no rows: the others are read
+    frame = stats_frame()
+    for column in ("event_ts", "created_ts"):
+        frame[column] = frame[column].map(lambda t: t.isoformat())
+    write(ws, "data/parts/a.csv", frame)
+    (ws.root / "data" / "parts" / "b.csv").write_text("\n")
+    view = stats_view(FileSource("data/parts/*.csv", "event_ts", "created_ts"))
+    result = ws.features.use(view).get_historical_features(entities(*PROBE), ["stats:spend"])
+    assert spend(result) == EXPECTED
+
+
 def test_sql_source(ws: Workspace) -> None:
     path = write(ws, "data/raw.parquet", stats_frame().rename(columns={"spend": "amount"}))
     query = f"select *, amount as spend from read_parquet('{path}');"

@@ -85,10 +85,15 @@ def test_skew_is_counted_per_feature_with_examples(store: Workspace, tmp_path: P
     assert (spend.mismatches, spend.rate) == (2, 0.5)
     assert spend.examples[0]["served"] == 19.0 and spend.examples[0]["offline"] == 20.0
     assert spend.examples[1]["customer_id"] == 3 and spend.examples[1]["offline"] is None
+    # ISO 8601 with the offset, like every time in the CLI's JSON
+    assert spend.examples[0]["event_timestamp"] == (T0 + timedelta(days=3)).isoformat()
+    assert spend.examples[0]["event_timestamp"].endswith("T00:00:00+00:00")
     assert report.features[1].mismatches == 0
     csv = tmp_path / "served.csv"
     log.to_csv(csv, index=False)
-    assert skew_check(store.features, "churn", csv).features[0].mismatches == 2
+    from_csv = skew_check(store.features, "churn", csv).features[0]
+    assert from_csv.mismatches == 2
+    assert from_csv.examples[0]["event_timestamp"] == "2026-01-04T00:00:00+00:00"
 
 
 def test_a_log_without_a_feature_column_or_file_is_a_clear_error(

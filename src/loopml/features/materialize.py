@@ -356,7 +356,6 @@ def materialize_views(
                 failures.append(
                     (
                         (i, task.index),
-                        f"{task.view.name} partition {task.index}/{partitions}: "
                         f"{type(outcome.error).__name__}: {str(outcome.error).rstrip('.')}",
                     )
                 )
@@ -369,11 +368,49 @@ def materialize_views(
             # An unreachable store fails every partition alike: say it once.
             raise OnlineStoreUnavailable(str(errors[0])) from errors[0]
         raise MaterializationFailed(
-            f"{len(failures)} partition(s) failed: "
-            f"{'; '.join(text for _, text in sorted(failures)[:5])}. The others are "
-            "done; run the same materialization again to finish it."
+            _failed(failures, [view.name for view in views], partitions, len(views) * partitions)
         )
     return _finish(db, results)
+
+
+def _failed(
+    failures: list[tuple[tuple[int, int], str]], names: list[str], partitions: int, total: int
+) -> str:
+    """What :class:`MaterializationFailed` says: each failure in (view, partition) order, a
+    cause shared by every failed partition of a view said once, and "the others are done"
+    only when some are."""
+    ordered = sorted(failures)
+    causes = {text for _, text in ordered}
+    failed_views = sorted({i for (i, _), _ in ordered})
+    if len(causes) == 1:
+        (cause,) = causes
+        if len(failed_views) == 1:
+            name = names[failed_views[0]]
+            count = len(ordered)
+            which = (
+                f"all {partitions} partitions of {name}"
+                if count == partitions and partitions > 1
+                else f"the only partition of {name}"
+                if count == partitions
+                else f"{count} of {partitions} partitions of {name} "
+                f"({', '.join(str(p) for (_, p), _ in ordered)})"
+            )
+        else:
+            which = (
+                f"all {len(ordered)} partitions"
+                if len(ordered) == total
+                else f"{len(ordered)} partition(s)"
+            ) + f" of {', '.join(names[i] for i in failed_views)}"
+        head = f"{which} failed: {cause}"
+    else:
+        head = f"{len(ordered)} partition(s) failed: " + "; ".join(
+            f"{names[i]} partition {p}/{partitions}: {text}" for (i, p), text in ordered[:5]
+        )
+        if len(ordered) > 5:
+            head += f"; and {len(ordered) - 5} more"
+    if len(ordered) < total:
+        return f"{head}. The others are done; run the same materialization again to finish it."
+    return f"{head}. Nothing was materialized; fix that and run it again."
 
 
 def _finish(db: Database, results: list[Materialized]) -> list[Materialized]:

@@ -123,6 +123,35 @@ def _file_list(source: FileSource, ctx: SourceContext, con: duckdb.DuckDBPyConne
     return files
 
 
+def _non_empty_csv(view: str, source: FileSource, files: list[str]) -> list[str]:
+    """``files`` less the local CSV files that hold nothing (no header, no rows: DuckDB
+    would read them as one column named ``column0``); an error when all of them are."""
+
+    def empty(file: str) -> bool:
+        if "://" in file:
+            return False
+        try:
+            if os.path.getsize(file) > 4096:
+                return False
+            with open(file, "rb") as fh:
+                return not fh.read().strip()
+        except OSError:
+            return False
+
+    kept = [f for f in files if not empty(f)]
+    if not kept:
+        where = (
+            repr(source.path)
+            if len(files) == 1
+            else f"each of the {len(files)} files of {source.path!r}"
+        )
+        raise FeatureDefinitionError(
+            f"The source of view {view!r} is empty: {where} has no header line and no rows. "
+            "Write the data there (a header line naming the columns, then one row per line)."
+        )
+    return kept
+
+
 def source_select(
     view: FeatureView, con: duckdb.DuckDBPyConnection, ctx: SourceContext, prefix: str
 ) -> str:
@@ -138,7 +167,10 @@ def source_with_key_types(
     """:func:`source_select` and the DuckDB types of the view's join keys in it."""
     source = view.source
     if isinstance(source, FileSource):
-        files = "[" + ", ".join(literal(f) for f in _file_list(source, ctx, con)) + "]"
+        listed = _file_list(source, ctx, con)
+        if source.format == "csv":
+            listed = _non_empty_csv(view.name, source, listed)
+        files = "[" + ", ".join(literal(f) for f in listed) + "]"
         if source.format == "csv":
             raw = f"SELECT * FROM read_csv({files}, auto_detect = true, union_by_name = true)"
         else:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from loopml.features.errors import InvalidEntityFrame, SourceNotFound
-from loopml.features.offline import DEFAULT_TIMESTAMP_COLUMN
+from loopml.features.offline import DEFAULT_TIMESTAMP_COLUMN, utc_times
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -140,6 +140,8 @@ def skew_check(
         frame[request].reset_index(drop=True), chosen, event_timestamp_column=timestamp_column
     )
     served = frame.reset_index(drop=True)
+    # Example times as ISO 8601 with their offset, read as the offline lookup read them.
+    times = utc_times(served[timestamp_column], timestamp_column)
     results = []
     for name in names:
         bad = [
@@ -150,7 +152,7 @@ def skew_check(
         shown = [
             {
                 **{k: _plain(served.at[i, k]) for k in keys},
-                timestamp_column: str(served.at[i, timestamp_column]),
+                timestamp_column: None if _missing(times.iat[i]) else times.iat[i].isoformat(),
                 "served": _plain(served.at[i, name]),
                 "offline": _plain(offline.at[i, name]),
             }
