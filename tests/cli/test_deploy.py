@@ -60,11 +60,13 @@ def test_create_status_list(
     shown = ok(invoke("deploy", "status", "churn")).stdout
     assert "churn  revision 1  single" in shown and "launch" in shown
     assert "key: request id" in shown and "churn@production" in shown
-    ok(invoke("deploy", "create", "pricing", "--model", "churn/2", "--feature-service", "fs"))
+    unknown = invoke("deploy", "create", "pricing", "--model", "churn/2", "--feature-service", "fs")
+    assert unknown.exit_code == 1 and "No feature definition named 'fs'" in unknown.stderr
+    ok(invoke("deploy", "create", "pricing", "--model", "churn/2"))
     listed = invoke_json("deploy", "list")
     assert [(x["name"], x["feature_service"]) for x in listed] == [
         ("churn", None),
-        ("pricing", "fs"),
+        ("pricing", None),
     ]
     table = ok(invoke("deploy", "list")).stdout
     assert "pricing" in table and "churn/2 100%" in table

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -165,6 +166,33 @@ def test_rollback_restores_the_previous_configuration(churn: Workspace) -> None:
         "deployment.rolled_back",
         {"revision": 4, "strategy": "shadow", "reason": "p99 too high"},
     )
+
+
+def test_rolling_back_a_canary_goes_back_to_what_served_before_it(churn: Workspace) -> None:
+    """Not to the canary's previous step; and rollbacks walk back, never back and forth."""
+    deps = churn.deployments
+    created = deps.get("churn")  # churn@production alone
+    pinned = deps.single("churn", "churn/1")
+    deps.canary("churn", "churn/2", steps=[10, 50, 100])
+    for step in (1, 2):  # the controller advances it
+        current = deps.get("churn")
+        deps.update(replace(current, settings={**current.settings, "step": step}))
+    assert deps.rollback("churn").config() == pinned.config()  # not the canary at 50%
+    # a completed canary (its candidate now served alone) goes back to what served before
+    deps.canary("churn", "churn/3", steps=[50, 100])
+    deps.single("churn", "churn/3", reason="canary complete")
+    assert deps.rollback("churn").config() == pinned.config()
+    assert deps.rollback("churn").config() == created.config()
+    with pytest.raises(Conflict, match="If a promotion was the change, roll the model back"):
+        deps.rollback("churn")
+
+
+def test_a_feature_service_must_exist(churn: Workspace) -> None:
+    from loopml.features.errors import FeatureNotFound
+
+    with pytest.raises(FeatureNotFound, match="No feature definition named 'nosvc'"):
+        churn.deployments.create("other", "churn/1", feature_service="nosvc")
+    assert [d.name for d in churn.deployments.list()] == ["churn"]  # nothing stored
 
 
 @pytest.mark.parametrize(

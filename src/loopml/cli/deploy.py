@@ -340,7 +340,8 @@ def history(ws: Workspace, name: str, as_json: bool) -> None:
 @json_option
 @pass_workspace
 def rollback(ws: Workspace, name: str, reason: str | None, as_json: bool) -> None:
-    """Make the previous configuration of NAME current again, at once."""
+    """Make what served before NAME's current setup current again, at once: a canary (at any
+    step, or completed) goes back to what served before it; rollbacks walk back."""
     _changed(ws.deployments.rollback(name, reason=reason), as_json)
 
 

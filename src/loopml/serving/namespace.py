@@ -12,7 +12,7 @@ change is a new revision of the configuration (:mod:`loopml.serving.deployments`
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, select
 
@@ -69,6 +69,11 @@ class Deployments:
             name, (Variant("primary", model),), key=key, feature_service=feature_service
         )
         self._check_model(model)
+        if feature_service is not None:
+            from loopml.features.registry import history
+
+            # FeatureNotFound, with "did you mean", for a service never applied
+            history(self.workspace.db, feature_service.partition(":")[0], "feature_service")
 
         def tx(conn: Connection) -> Deployment:
             if _latest_row(conn, name) is not None:
@@ -137,20 +142,31 @@ class Deployments:
         return [Deployment.from_row(r) for r in rows]
 
     def rollback(self, name: str, *, reason: str | None = None) -> Deployment:
-        """Make the previous revision's configuration current again (as a new revision)."""
+        """Make the configuration that served before the current one current again (as a new
+        revision): the state before the current rollout, not its previous step — rolling a
+        canary back sends all traffic to the primary, and a completed canary goes back to
+        what served before it. Rollbacks walk back like undo (never to the state just rolled
+        back from)."""
 
         def tx(conn: Connection) -> Deployment:
             rows = conn.execute(
                 select(deployments)
                 .where(deployments.c.name == name)
-                .order_by(deployments.c.revision.desc())
-                .limit(2)
+                .order_by(deployments.c.revision)
             ).all()
             if not rows:
                 get(conn, name)  # raises DeploymentNotFound
-            if len(rows) < 2:
-                raise Conflict(f"Deployment {name!r} has no earlier revision to roll back to.")
-            previous = Deployment.from_row(rows[1])
+            states = _states([Deployment.from_row(row) for row in rows])
+            earlier = [d for d in states[:-1] if d.strategy != "canary"]  # steps: transitional
+            if not earlier:
+                current = states[-1]
+                raise Conflict(
+                    f"Deployment {name!r} has no earlier revision to roll back to: it serves "
+                    f"what it served before its last change ({_serving_text(current)}). If a "
+                    "promotion was the change, roll the model back: `loopml models rollback "
+                    "NAME`."
+                )
+            previous = earlier[-1]
             why = reason or f"rollback to revision {previous.revision}"
             return save(conn, previous, reason=why, event="deployment.rolled_back")
 
@@ -316,3 +332,29 @@ class Deployments:
     def _check_model(self, model: str) -> None:
         ref = model if model.startswith("models:/") else f"models:/{model}"
         self.workspace.models.get(ref)  # ModelNotFound / ModelVersionNotFound with a hint
+
+
+def _states(history: Sequence[Deployment]) -> list[Deployment]:
+    """The configurations a deployment went through, oldest first, as an undo stack: one
+    entry per setup (strategy and which model plays which part; a canary's steps are one
+    setup, its last revision kept), and a return to an earlier setup (a rollback, an abort,
+    a switch back) drops what came after it."""
+    stack: list[tuple[tuple[Any, ...], Deployment]] = []
+    for revision in history:
+        setup = (
+            revision.strategy,
+            tuple((v.name, v.model, v.role) for v in revision.variants),
+            revision.key,
+            revision.feature_service,
+        )
+        at = next((i for i in range(len(stack) - 1, -1, -1) if stack[i][0] == setup), None)
+        if at is not None:
+            del stack[at:]
+        stack.append((setup, revision))
+    return [revision for _, revision in stack]
+
+
+def _serving_text(deployment: Deployment) -> str:
+    return ", ".join(
+        f"{v.name} {v.model.removeprefix('models:/')} {v.weight:g}%" for v in deployment.variants
+    )
