@@ -18,6 +18,7 @@ from loopml.workspace import Workspace
 from monitoring.traffic import classifier, deploy, features, log
 
 HOUR = timedelta(hours=1)
+parse = datetime.fromisoformat
 
 
 def ok(result: Result) -> Result:
@@ -80,8 +81,24 @@ def test_set_reference_run_and_show(
     series = invoke_json("monitor", "show", "churn", "--metric", "p99_ms")
     assert [row["feature"] for row in series] == ["", ""]
     assert all(row["value"] > 0 and row["model"] == "churn/1" for row in series)
-    nothing = ok(invoke("monitor", "show", "churn", "--metric", "nosuch")).stdout
-    assert nothing == "churn: no stored values of nosuch.\n"
+    # a known metric with no values yet is not an error; an unknown one is
+    nothing = ok(invoke("monitor", "show", "churn", "--metric", "accuracy")).stdout
+    assert nothing == "churn: no stored values of accuracy.\n"
+    unknown = one_error_line("monitor", "show", "churn", "--metric", "p99")
+    assert unknown.startswith("error: Unknown metric 'p99'. Did you mean 'p99_ms'? churn's ")
+    assert "windows have " in unknown and "error_rate" in unknown and "psi" in unknown
+
+    # another window length would overlap the hourly windows: refused, the store unchanged
+    refused = one_error_line("monitor", "run", "churn", "--window", "7m")
+    assert "The stored windows of 'churn' are 1h long, not 7m" in refused
+    assert "--restart" in refused
+    assert len(invoke_json("monitor", "show", "churn", "--metric", "rows")) == 3
+    restarted = invoke_json("monitor", "run", "churn", "--window", "30m", "--restart")
+    assert restarted[0]["start"] == traffic.isoformat() and len(restarted) >= 6
+    half = timedelta(minutes=30)
+    assert all(parse(w["end"]) - parse(w["start"]) == half for w in restarted)
+    stored = invoke_json("monitor", "show", "churn", "--metric", "rows")
+    assert [row["start"] for row in stored] == [w["start"] for w in restarted]
 
 
 @pytest.mark.slow
@@ -101,5 +118,11 @@ def test_show_before_any_run(workspace: Workspace, invoke: Callable[..., Result]
 def test_bad_input_is_one_error_line(workspace: Workspace) -> None:
     assert "nosuch" in one_error_line("monitor", "run", "nosuch")
     assert "whole minutes" in one_error_line("monitor", "run", "nosuch", "--window", "90s")
+    zero = one_error_line("monitor", "run", "nosuch", "--window", "0s")
+    assert "'0s' is a duration of zero: it must be positive" in zero
+    assert "not a duration" not in zero
+    unknown = one_error_line("monitor", "show", "churn", "--metric", "nosuch")
+    assert "Unknown metric 'nosuch'" in unknown and "churn has no stored window yet" in unknown
+    assert "p99_ms" in unknown
     assert "--since" in one_error_line("monitor", "run", "nosuch", "--since", "yesterday")
     assert "nosuch" in one_error_line("monitor", "set-reference", "nosuch", "--data", __file__)

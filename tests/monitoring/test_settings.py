@@ -104,7 +104,10 @@ def test_file_and_variables(tmp_path: Path) -> None:
         ),
         ('[monitor]\nalerts = "x"\n', "[monitor] alerts must be an array of tables"),
         ('[monitor]\nwindow = "soon"\n', "[monitor] window: 'soon' is not a duration"),
-        ("[monitor]\nwindow = 0\n", "[monitor] window: '0' is not a duration"),
+        (
+            "[monitor]\nwindow = 0\n",
+            "[monitor] window: '0' is a duration of zero: it must be positive",
+        ),
         ("[monitor]\npsi_bands = [0.3, 0.1]\n", "[monitor] psi_bands must be two PSI thresholds"),
         ("[monitor]\npsi_bands = [0.1]\n", "[monitor] psi_bands must be two PSI thresholds"),
         ("[monitor]\nbins = 1\n", "[monitor] bins must be a whole number, at least 2"),
@@ -133,7 +136,14 @@ def test_durations(text: str, seconds: float) -> None:
     assert duration_seconds(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "0", "1w", "-1h", "h"])
+@pytest.mark.parametrize("text", ["", "1w", "-1h", "h"])
 def test_bad_durations(text: str) -> None:
     with pytest.raises(InvalidConfig, match="is not a duration"):
         duration_seconds(text)
+
+
+@pytest.mark.parametrize("text", ["0", "0s", "0.0h"])
+def test_a_zero_duration_is_a_duration_that_must_be_positive(text: str) -> None:
+    with pytest.raises(InvalidConfig) as caught:
+        duration_seconds(text)
+    assert str(caught.value).startswith(f"{text!r} is a duration of zero: it must be positive")

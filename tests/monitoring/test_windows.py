@@ -259,6 +259,72 @@ def test_an_empty_window_raises_no_alert_and_a_drifted_one_does(sqlite_ws: Works
     assert alert.rule == "input drift" and alert.deployment == "churn"
 
 
+def test_a_second_window_length_is_refused_until_a_restart(sqlite_ws: Workspace) -> None:
+    ws = sqlite_ws
+    deploy(ws)
+    log(ws, features(120, seed=2), start=START)
+    at = START + timedelta(hours=2, minutes=30)
+    hourly = run("churn", window="1h", now=at, workspace=ws)
+    before = counts(ws)
+    with pytest.raises(windows.WindowLengthMismatch) as caught:
+        run("churn", window="7m", now=at, workspace=ws)
+    message = str(caught.value)
+    assert "The stored windows of 'churn' are 1h long, not 7m" in message
+    assert "Keep --window 1h" in message
+    assert "`loopml monitor run churn --window 7m --restart`" in message
+    assert counts(ws) == before  # nothing stored, no 7-minute window beside the hourly ones
+    assert windows.stored_lengths(ws.db, "churn") == [HOUR]
+    # the stored length goes on as before
+    assert run("churn", window="60m", now=at + HOUR, workspace=ws)[0].start == START + 2 * HOUR
+    # --restart: the hourly windows are deleted and 7-minute ones computed from the log
+    fine = run("churn", window="7m", now=at, restart=True, workspace=ws)
+    assert windows.stored_lengths(ws.db, "churn") == [timedelta(minutes=7)]
+    assert len(windows.list_windows("churn", workspace=ws)) == len(fine) > len(hourly)
+    assert sum(r.rows for r in fine) == 120
+
+
+def test_window_lengths_read_as_they_are_written() -> None:
+    assert windows.format_length(timedelta(minutes=7)) == "7m"
+    assert windows.format_length(timedelta(days=2)) == "2d"
+    assert windows.format_length(timedelta(minutes=90)) == "90m"
+
+
+def test_a_rule_naming_a_feature_the_reference_lacks(sqlite_ws: Workspace) -> None:
+    from loopml.exceptions import LoopmlWarning
+    from loopml.monitoring.rules import InvalidAlertRule
+
+    ws = sqlite_ws
+    deploy(ws)  # churn/1's reference has x, z and c
+    log(ws, features(60, seed=2), start=START)
+    at = START + timedelta(hours=1, minutes=30)
+    named = AlertRule(name="x drift", when="psi[xx] > 0.2", deployment="churn")
+    ws.settings = ws.settings.with_overrides(monitor=MonitorSettings(alerts=(named,)))
+    with pytest.raises(InvalidAlertRule) as caught:
+        run("churn", window="1h", now=at, workspace=ws)
+    assert str(caught.value) == (
+        '[[monitor.alerts]] "x drift": when = "psi[xx] > 0.2" names feature \'xx\', which '
+        "the reference of churn/1 (served by 'churn') doesn't have: it has x, z, c; did you "
+        "mean 'x'?"
+    )
+    assert counts(ws) == (0, 0)
+    # a rule for every deployment may be meant for another model: a warning, the run goes on
+    everywhere = AlertRule(name="x drift", when="psi[xx] > 0.2")
+    ws.settings = ws.settings.with_overrides(monitor=MonitorSettings(alerts=(everywhere,)))
+    with pytest.warns(LoopmlWarning, match="did you mean 'x'.*by '\\*'; for this deployment"):
+        assert run("churn", window="1h", now=at, workspace=ws)
+    # the prediction, a window metric and a feature the reference has are fine
+    fine = tuple(
+        AlertRule(name=f"r{i}", when=when, deployment="churn")
+        for i, when in enumerate(("psi[x] > 0.2", "prediction_psi > 0.2", "error_rate > 0.1"))
+    )
+    ws.settings = ws.settings.with_overrides(monitor=MonitorSettings(alerts=fine))
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        run("churn", window="1h", now=at, workspace=ws)
+
+
 @pytest.mark.slow
 def test_a_threaded_backfill_equals_a_serial_one(
     workspace_factory: Callable[..., Workspace],

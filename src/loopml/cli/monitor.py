@@ -113,6 +113,12 @@ def set_reference(ws: Workspace, model_ref: str, data: str, as_json: bool) -> No
     "--executor",
     help="threads (the default for many windows), processes, inline, ray or ray://host:port.",
 )
+@click.option(
+    "--restart",
+    is_flag=True,
+    help="Delete DEPLOYMENT's stored windows first and compute them again (to change "
+    "--window: every window of a deployment has one length).",
+)
 @json_option
 @pass_workspace
 def run(
@@ -122,10 +128,12 @@ def run(
     since: str | None,
     until: str | None,
     executor: str | None,
+    restart: bool,
     as_json: bool,
 ) -> None:
     """Compute DEPLOYMENT's closed windows not yet computed (or every one from --since),
-    store their metrics and evaluate the alert rules over them."""
+    store their metrics and evaluate the alert rules over them. Every window of a
+    deployment has one length: another --window is refused unless --restart."""
     from loopml.cli.progress import progress_bar
 
     begin, finish = _moment(since, "--since"), _moment(until, "--until")
@@ -139,6 +147,7 @@ def run(
             until=finish,
             executor=executor,
             progress=tracker,
+            restart=restart,
         )
     if as_json:
         emit_json([r.to_dict() for r in results])
@@ -188,6 +197,8 @@ def show(
     """The stored monitoring time series of DEPLOYMENT: by default one line per window with
     its main metrics; with --metric, that metric per window and feature."""
     begin = _moment(since, "--since")
+    if metric is not None:
+        _check_metric(ws, deployment, metric)
     if as_json:
         series = ws.monitors.metrics(deployment, metric=metric, feature=feature, since=begin)
         emit_json(
@@ -235,6 +246,39 @@ def show(
             f"{worst[0]} {worst[1]:.3g}" if worst else "",
         )
     console().print(grid)
+
+
+def _check_metric(ws: Workspace, deployment: str, metric: str) -> None:
+    """Refuse a --metric that monitoring never computes and no stored window has (a known
+    metric with no values yet is fine: it prints that)."""
+    import difflib
+
+    from sqlalchemy import select
+
+    from loopml.exceptions import InvalidInput
+    from loopml.monitoring.rules import FEATURE_METRICS, WINDOW_METRICS
+    from loopml.monitoring.tables import monitor_metrics, monitor_windows
+
+    with ws.db.read() as conn:
+        stored = conn.execute(
+            select(monitor_metrics.c.metric)
+            .join(monitor_windows, monitor_windows.c.id == monitor_metrics.c.window_id)
+            .where(monitor_windows.c.deployment == deployment)
+            .distinct()
+        ).scalars()
+        present = sorted(set(stored))
+    known = {*FEATURE_METRICS, *WINDOW_METRICS, "missing", *present}
+    if metric in known:
+        return
+    close = difflib.get_close_matches(metric, sorted(known), n=1)
+    hint = f"Did you mean {close[0]!r}? " if close else ""
+    listed = (
+        f"{deployment}'s windows have {', '.join(present)}"
+        if present
+        else f"{deployment} has no stored window yet; the metrics are "
+        f"{', '.join((*WINDOW_METRICS, *FEATURE_METRICS))}"
+    )
+    raise InvalidInput(f"Unknown metric {metric!r}. {hint}{listed}.")
 
 
 def _what(metric: str | None, feature: str | None) -> str:

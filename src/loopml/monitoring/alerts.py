@@ -57,6 +57,7 @@ from loopml.workspace import WorkspaceLike, resolve_workspace
 
 if TYPE_CHECKING:
     from loopml.monitoring.settings import MonitorSettings
+    from loopml.serving.deployments import Deployment
 
 __all__ = [
     "Alert",
@@ -218,6 +219,67 @@ class _Window:
     start_at: int
     end_at: int
     empty: bool
+
+
+def check_rule_features(deployment: Deployment, *, workspace: WorkspaceLike = None) -> None:
+    """Check the ``[[monitor.alerts]]`` rules that apply to ``deployment`` and name one
+    feature (``psi[monthly] > 0.2``) against the reference profiles of the versions it
+    serves: a feature that none of them has would never fire. A rule that names this
+    deployment raises :class:`InvalidAlertRule` (with "did you mean"); one that matches it
+    by a glob (``"*"``) may be meant for other deployments' models, so it warns.
+
+    Nothing is checked when no served version has a reference (its windows carry no drift).
+    """
+    import difflib
+    import warnings
+
+    from loopml.exceptions import LoopmlWarning
+    from loopml.monitoring.profile import get_reference
+    from loopml.monitoring.rules import InvalidAlertRule
+
+    ws = resolve_workspace(workspace)
+    named = [
+        rule
+        for rule in ws.settings.monitor.alerts
+        if rule.matches(deployment.name) and rule.condition.feature not in (None, "", PREDICTION)
+    ]
+    if not named:
+        return
+    columns: dict[str, None] = {}
+    labels = []
+    for variant in deployment.variants:
+        try:
+            version = ws.models.get(variant.model)
+        except (NotFound, InvalidInput):
+            continue
+        reference = get_reference(version.name, version.version, workspace=ws)
+        if reference is None:
+            continue
+        labels.append(f"{version.name}/{version.version}")
+        columns.update(dict.fromkeys(reference.profile.features))
+    if not labels:
+        return
+    for rule in named:
+        condition = rule.condition
+        feature = condition.feature or ""
+        if feature in columns:
+            continue
+        close = difflib.get_close_matches(feature, list(columns), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "."
+        where = " and ".join(dict.fromkeys(labels))
+        message = (
+            f'[[monitor.alerts]] "{rule.name}": when = "{rule.when}" names feature '
+            f"{feature!r}, which the reference of {where} (served by {deployment.name!r}) "
+            f"doesn't have: it has {', '.join(columns)}{hint}"
+        )
+        if rule.deployment == deployment.name:
+            raise InvalidAlertRule(message)
+        warnings.warn(
+            f"{message} The rule matches {deployment.name!r} by {rule.deployment!r}; for "
+            "this deployment it never fires.",
+            LoopmlWarning,
+            stacklevel=2,
+        )
 
 
 def evaluate(

@@ -66,9 +66,12 @@ class Monitors(Namespace):
         executor: str | Executor | None = None,
         now: datetime | None = None,
         progress: Callable[..., None] | None = None,
+        restart: bool = False,
     ) -> list[WindowResult]:
         """Compute ``deployment``'s closed windows not yet computed (all from ``since``),
-        then evaluate the alert rules (:func:`loopml.monitoring.windows.run`)."""
+        then evaluate the alert rules (:func:`loopml.monitoring.windows.run`). Every window
+        of a deployment has one length: ``restart`` deletes the stored windows first, to
+        start over with another ``window``."""
         from loopml.monitoring.windows import run
 
         return run(
@@ -79,6 +82,7 @@ class Monitors(Namespace):
             executor=executor,
             now=now,
             progress=progress,
+            restart=restart,
             workspace=self.workspace,
         )
 

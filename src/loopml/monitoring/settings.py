@@ -49,6 +49,11 @@ def duration_seconds(text: str) -> float:
     """
     match = _DURATION.match(text) if isinstance(text, str) else None
     seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match else 0.0
+    if match and seconds == 0:
+        raise InvalidConfig(
+            f"{text!r} is a duration of zero: it must be positive, e.g. 30m, 1h, 1d or a "
+            "number of seconds."
+        )
     if not match or not math.isfinite(seconds) or seconds <= 0:
         raise InvalidConfig(
             f"{text!r} is not a duration: use e.g. 30m, 1h, 1d or a number of seconds."

@@ -92,6 +92,10 @@ class WindowsFailed(LoopmlError):
     """Some windows could not be computed (the others are stored)."""
 
 
+class WindowLengthMismatch(InvalidInput):
+    """A run asked for windows of another length than the deployment's stored ones."""
+
+
 def parse_window(value: str | timedelta) -> timedelta:
     """A window size: ``"15m"``, ``"1h"``, ``"1d"`` (whole minutes, at least one).
 
@@ -210,6 +214,71 @@ def computed_windows(db: Database, deployment: str, size: timedelta) -> dict[dat
             )
         ).all()
     return {_at(r.start_at): int(r.computed_at) for r in rows}
+
+
+def stored_lengths(db: Database, deployment: str) -> list[timedelta]:
+    """The lengths of ``deployment``'s stored windows, shortest first (one, unless windows
+    of several lengths were stored before runs refused a second length)."""
+    with db.read() as conn:
+        found = conn.execute(
+            select(monitor_windows.c.end_at - monitor_windows.c.start_at)
+            .where(monitor_windows.c.deployment == deployment)
+            .distinct()
+        ).scalars()
+        return sorted(timedelta(milliseconds=int(ms)) for ms in found)
+
+
+def format_length(size: timedelta) -> str:
+    """A window length as ``--window`` takes it: ``7m``, ``1h``, ``90m``, ``1d``.
+
+    >>> format_length(timedelta(hours=1)), format_length(timedelta(minutes=90))
+    ('1h', '90m')
+    """
+    seconds = int(size.total_seconds())
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % length == 0:
+            return f"{seconds // length}{unit}"
+    return f"{seconds}s"
+
+
+def _check_length(db: Database, deployment: str, size: timedelta) -> None:
+    """Refuse windows of ``size`` when ``deployment``'s stored windows have another length:
+    windows of two lengths would overlap in one series (``monitor show``, the alert rules
+    and ``loopml status`` read a deployment's windows in start order, whatever their
+    length)."""
+    lengths = stored_lengths(db, deployment)
+    if not lengths or size in lengths:
+        return
+    stored = " and ".join(format_length(length) for length in lengths)
+    asked = format_length(size)
+    raise WindowLengthMismatch(
+        f"The stored windows of {deployment!r} are {stored} long, not {asked}: windows of "
+        f"two lengths would overlap. Keep --window {format_length(lengths[0])} (or set "
+        f"[monitor] window to it), or start over with {asked} windows: `loopml monitor run "
+        f"{deployment} --window {asked} --restart` deletes the stored windows and computes "
+        "them again from the log."
+    )
+
+
+def forget_windows(db: Database, deployment: str) -> int:
+    """Delete every stored window of ``deployment`` and its metrics (one transaction); how
+    many there were. Its alerts stay."""
+
+    def tx(conn: Connection) -> int:
+        ids = (
+            conn.execute(
+                select(monitor_windows.c.id).where(monitor_windows.c.deployment == deployment)
+            )
+            .scalars()
+            .all()
+        )
+        for chunk in range(0, len(ids), 500):
+            part = ids[chunk : chunk + 500]
+            conn.execute(delete(monitor_metrics).where(monitor_metrics.c.window_id.in_(part)))
+            conn.execute(delete(monitor_windows).where(monitor_windows.c.id.in_(part)))
+        return len(ids)
+
+    return db.transact(tx)
 
 
 def _at(ms: int) -> datetime:
@@ -688,12 +757,17 @@ def run(
     executor: str | Executor | None = None,
     now: datetime | None = None,
     progress: Callable[..., None] | None = None,
+    restart: bool = False,
     workspace: WorkspaceLike = None,
 ) -> list[WindowResult]:
     """Compute and store ``deployment``'s closed windows not yet computed (or all from
     ``since``), then evaluate the alert rules over them and deliver their notices; the
     computed windows, oldest first. ``window`` defaults to ``[monitor] window``; see the
     module doc.
+
+    All of a deployment's windows have one length: a ``window`` other than the stored
+    windows' length raises :class:`WindowLengthMismatch`, unless ``restart`` deletes the
+    stored windows first (and the run computes them again from the log).
 
     >>> run("churn", window="1h", workspace=ws)[-1].value("p99_ms")     # doctest: +SKIP
     """
@@ -706,7 +780,14 @@ def run(
     size = parse_window(window or settings.window)
     at = _utc(now) if now is not None else datetime.now(UTC)
     begin, finish = _moment(since, "since"), _moment(until, "until")
-    ws.deployments.get(deployment)  # DeploymentNotFound with a hint
+    served = ws.deployments.get(deployment)  # DeploymentNotFound with a hint
+    from loopml.monitoring.alerts import check_rule_features
+
+    check_rule_features(served, workspace=ws)
+    if restart:
+        forget_windows(ws.db, deployment)
+    else:
+        _check_length(ws.db, deployment, size)
     windows = plan(ws, deployment, size, since=begin, until=finish, now=at)
     report = progress or (lambda **_: None)
     report(total_files=len(windows))
