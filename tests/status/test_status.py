@@ -308,6 +308,9 @@ def test_the_command_prints_each_model_pipelines_and_the_maturity_line(ws: Works
     )
     assert "Maturity: level 1 (automated training pipeline)" in out
     assert "missing for level 2:" in out and "no drift alert is wired" in out
+    # piped, no line is padded with spaces to the table width
+    assert [line for line in out.splitlines() if line != line.rstrip()] == []
+    assert "\n\nPipelines" in out  # the blank line between blocks stays
 
     done = cli(ws.root, "status", "--json")
     assert done.exit_code == 0, done.output

@@ -46,6 +46,16 @@ def status(ws: Workspace, model: str | None, as_json: bool) -> None:
         emit_json(found.to_dict())
         return
     out = console()
+    if out.is_terminal:
+        _print_status(out, ws, found)
+        return
+    # Piped: the blocks are laid out at the pipe width; leave no padding at line ends.
+    with out.capture() as captured:
+        _print_status(out, ws, found)
+    click.echo("\n".join(line.rstrip() for line in captured.get().splitlines()))
+
+
+def _print_status(out: Any, ws: Workspace, found: WorkspaceStatus) -> None:
     if found.empty:
         out.print(text(f"No model registered and no pipeline run yet in {ws.root}.", "bold"))
         out.print(

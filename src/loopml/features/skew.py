@@ -152,7 +152,7 @@ def skew_check(
         shown = [
             {
                 **{k: _plain(served.at[i, k]) for k in keys},
-                timestamp_column: None if _missing(times.iat[i]) else times.iat[i].isoformat(),
+                timestamp_column: _iso(times.iat[i]),
                 "served": _plain(served.at[i, name]),
                 "offline": _plain(offline.at[i, name]),
             }
@@ -160,6 +160,11 @@ def skew_check(
         ]
         results.append(FeatureSkew(name, len(served), len(bad), shown))
     return SkewReport(chosen.name, len(served), results)
+
+
+def _iso(value: Any) -> str | None:
+    """A time as ISO 8601 with its offset (None when missing)."""
+    return None if _missing(value) else str(value.isoformat())
 
 
 def _plain(value: Any) -> Any:
