@@ -110,10 +110,93 @@ def test_bad_inputs_get_400_422_and_413_naming_the_problem(
         big = {"records": [{"x": 1.0, "n": 1}] * 40}
         too_large = client.post("/predict", json=big)
         assert too_large.status_code == 413 and "max_body_bytes" in too_large.json()["detail"]
+        assert too_large.json()["error"] == "BodyTooLarge"
+        empty = client.post("/predict", json={"records": []})
+        assert empty.status_code == 400 and empty.json()["error"] == "BadRequest"
+        assert "no rows" in empty.json()["detail"] and "missing" not in empty.json()["detail"]
         # Without a Content-Length (chunked), the limit holds while the body is read.
         chunked = client.post("/predict", content=iter([b'{"records": [', b" " * 400, b"]}"]))
         assert chunked.status_code == 413
         assert client.post("/predict", json={"records": ROWS}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            b'{"records": [{"x": 1.0, "n": 99999999999999999999999}]}',
+            "'n' must be int64, got 1e+23, beyond",
+        ),
+        (b'{"records": [{"x": 1.0, "n": 1e300}]}', "'n' must be int64, got 1e+300, beyond"),
+        (b'{"records": [{"x": 1e400, "n": 1}]}', "'x' must be float64, got Infinity"),
+        (b'{"records": [{"x": 1.0, "n": 1}, {"x": NaN, "n": 1}]}', "got NaN (not a finite"),
+        (b'{"records": [{"x": -Infinity, "n": 1}]}', "'x' must be float64, got -Infinity"),
+        (b'{"columns": ["x", "n"], "data": [[1.0, 2], [Infinity, 3]]}', "got Infinity"),
+    ],
+)
+def test_numbers_a_column_cannot_hold_are_422s_and_leave_the_log_writable(
+    serving_ws: Workspace, serve: Callable[..., str], body: bytes, message: str
+) -> None:
+    url = serve(serving_ws, "churn")
+    with httpx.Client(base_url=url) as client:
+        bad = client.post("/predict", content=body, headers={"X-Request-Id": "bad"})
+        assert bad.status_code == 422, bad.text
+        assert bad.json()["error"] == "SchemaMismatch"
+        assert message in bad.json()["detail"] and " in row " in bad.json()["detail"]
+        good = client.post("/predict", json={"records": ROWS}, headers={"X-Request-Id": "good"})
+        assert good.status_code == 200
+    serve.stop(url)  # type: ignore[attr-defined]
+    assert list(read_predictions(serving_ws, "churn")["request_id"]) == ["good"]
+
+
+def test_a_model_failing_on_missing_values_is_a_422_naming_them(
+    serving_ws: Workspace, serve: Callable[..., str]
+) -> None:
+    from loopml.registry import PythonModel
+
+    class NoMissing(PythonModel):
+        def predict(self, model_input: Any) -> Any:
+            if model_input.isna().any().any():
+                raise ValueError("Input X contains NaN.\nThis model does not take NaN.")
+            return model_input["x"].to_numpy()
+
+    serving_ws.models.register("strict", NoMissing(), input_example=pd.DataFrame(ROWS))
+    serving_ws.deployments.create("strict", "strict/1")
+    url = serve(serving_ws, "strict")
+    rows = [{"x": 1.0, "n": 1}, {"x": None, "n": 2}]
+    reply = httpx.post(f"{url}/predict", json={"records": rows})
+    assert reply.status_code == 422, reply.text
+    detail = reply.json()["detail"]
+    assert reply.json()["error"] == "MissingValues" and "\n" not in detail
+    assert "('x' in row 1)" in detail and "Input X contains NaN. This model" in detail
+
+
+def test_invocations_take_csv_typed_by_the_signature(
+    serving_ws: Workspace, serve: Callable[..., str]
+) -> None:
+    serving_ws.settings = serving_ws.settings.with_overrides(
+        serving=ServingSettings(max_body_bytes=300)
+    )
+    url = serve(serving_ws, "churn")
+    csv = {"content-type": "text/csv; charset=utf-8"}
+    with httpx.Client(base_url=url, headers=csv) as client:
+        reply = client.post("/invocations", content=b"n,x\r\n1,1.0\r\n0,2.5\r\n")
+        assert reply.status_code == 200, reply.text
+        assert reply.json() == {"predictions": [3.0, 5.0]}
+        wrong = client.post("/invocations", content=b"x,n\n1.0,one\n")
+        assert wrong.status_code == 422
+        assert "'n' must be int64, got str ('one') in row 0" in wrong.json()["detail"]
+        missing = client.post("/invocations", content=b"x\n1.0\n")
+        assert missing.status_code == 422 and "missing column(s) ['n']" in missing.text
+        ragged = client.post("/invocations", content=b"x,n\n1.0\n")
+        assert ragged.status_code == 400 and "row 0 (line 2) has 1 value(s)" in ragged.text
+        header_only = client.post("/invocations", content=b"x,n\n")
+        assert header_only.status_code == 400 and "no rows" in header_only.text
+        big = client.post("/invocations", content=b"x,n\n" + b"1.0,1\n" * 60)
+        assert big.status_code == 413 and big.json()["error"] == "BodyTooLarge"
+    serve.stop(url)  # type: ignore[attr-defined]
+    logged = read_predictions(serving_ws, "churn")
+    assert list(logged["inputs"]) == ['[{"n":1,"x":1.0},{"n":0,"x":2.5}]']  # typed, not text
 
 
 def test_a_model_that_raises_is_a_500_with_the_request_id_and_counted(

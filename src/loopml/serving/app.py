@@ -8,7 +8,8 @@ Endpoints:
   → ``{"predictions": [...], "request_id": "...", "model": "churn/4", "variant": "primary"}``.
   An ``X-Request-Id`` header is used as the request id (else one is made) and echoed back.
 - ``POST /invocations``: MLflow's bodies (``dataframe_split``, ``dataframe_records``,
-  ``inputs``, ``instances``) → ``{"predictions": [...]}``, as MLflow answers.
+  ``inputs``, ``instances``), or ``Content-Type: text/csv`` (a header row, then rows; values
+  typed by the signature) → ``{"predictions": [...]}``, as MLflow answers.
 - ``POST /feedback``: ``{"request_id": ..., "label": ...}`` or ``{"request_id": ...,
   "reward": 1.0}`` → 202. The id must be one this server answered (it remembers the last
   ``RECENT_IDS``) or one in the deployment's prediction log; any other is a 404 naming it.
@@ -22,9 +23,11 @@ Endpoints:
   revision and the model version each variant resolved to).
 
 Inputs are checked against the answering model version's signature: missing or extra
-columns and values of the wrong type are a 422 naming them; a body that is not JSON, or of
-the wrong shape, a 400; a body over ``[serving] max_body_bytes`` a 413; a model that raises
-a 500 carrying the request id. With ``[serving] api_keys`` set, ``/predict``,
+columns and values of the wrong type (an integer beyond its column's range, NaN or an
+infinity) are a 422 naming them and the row; a body that is not JSON, of the wrong shape or
+without rows, a 400; a body over ``[serving] max_body_bytes`` a 413 (``BodyTooLarge``); a
+model that raises on inputs with missing values a 422 naming them (``MissingValues``), and
+otherwise a 500 carrying the request id. With ``[serving] api_keys`` set, ``/predict``,
 ``/invocations`` and ``/feedback`` need ``Authorization: Bearer KEY`` or ``X-API-Key: KEY``
 (401 otherwise). No endpoint changes a deployment.
 
@@ -65,10 +68,17 @@ from loopml.serving.deployments import Deployment, Variant
 from loopml.serving.log import PredictionLogger, to_json
 from loopml.serving.requests import (
     BadRequest,
+    BodyTooLarge,
+    CsvRows,
+    MissingValues,
     _outputs,
     check_rows,
+    missing_values,
+    one_line,
+    parse_csv,
     parse_invocations,
     parse_predict,
+    typed_csv_rows,
 )
 
 if TYPE_CHECKING:
@@ -342,7 +352,17 @@ class ModelServer:
         try:
             rows = self.features(served, rows, loaded)
             frame = check_rows(rows, loaded.signature)
-            return _outputs(loaded.model.predict(frame))
+            try:
+                predictions = loaded.model.predict(frame)
+            except Exception as exc:
+                empty = missing_values(frame)
+                if empty is None:
+                    raise
+                raise MissingValues(
+                    f"The model {loaded.label} failed on inputs with missing values ({empty}): "
+                    f"{_error(exc)}. Send a value for each."
+                ) from exc
+            return _outputs(predictions)
         finally:
             key = (loaded.model_uri, len(rows).bit_length())
             took = time.perf_counter() - started
@@ -427,7 +447,7 @@ class ModelServer:
 
 
 def _error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {one_line(str(exc))}"
 
 
 def _json_default(value: Any) -> Any:
@@ -465,7 +485,7 @@ def create_app(
         return Response(_strict_dumps(body), status, headers, media_type="application/json")
 
     def error(status: int, exc: BaseException | str, request_id: str | None = None) -> Response:
-        kind = type(exc).__name__ if isinstance(exc, BaseException) else "Error"
+        kind = type(exc).__name__ if isinstance(exc, BaseException) else _ERROR_NAMES[status]
         body = {"error": kind, "detail": str(exc)}
         if request_id:
             body["request_id"] = request_id
@@ -482,8 +502,9 @@ def create_app(
             return False
         return any(hmac.compare_digest(given.encode(), k.encode()) for k in server.api_keys)
 
-    async def read_json(request: Request, request_id: str | None = None) -> Any:
-        """The body as JSON; raises :class:`_Refused` with the response to send."""
+    async def read_body(request: Request, request_id: str | None = None) -> bytes:
+        """The body (at most ``max_body`` bytes); raises :class:`_Refused` with the response
+        to send."""
         if not authorized(request):
             raise _Refused(
                 error(
@@ -501,7 +522,11 @@ def create_app(
             if size > max_body:
                 raise _Refused(_too_large(size, request_id))
             chunks.append(chunk)
-        raw = b"".join(chunks)
+        return b"".join(chunks)
+
+    async def read_json(request: Request, request_id: str | None = None) -> Any:
+        """The body as JSON; raises :class:`_Refused` with the response to send."""
+        raw = await read_body(request, request_id)
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -513,20 +538,23 @@ def create_app(
             raise _Refused(error(400, not_json, request_id)) from exc
 
     def _too_large(size: int, request_id: str | None) -> Response:
-        return error(
-            413,
+        too_large = BodyTooLarge(
             f"The body is {size} bytes or more; the limit is {max_body} ([serving] "
-            "max_body_bytes). Send fewer rows per request.",
-            request_id,
+            "max_body_bytes). Send fewer rows per request."
         )
+        return error(413, too_large, request_id)
 
     async def predict_rows(
-        request: Request, parse: Any
+        request: Request, parse: Any, *, takes_csv: bool = False
     ) -> tuple[Response | None, str, Served | None, Loaded | None, list[Any]]:
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
+        media = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+        rows: list[Any]
         try:
-            body = await read_json(request, request_id)
-            rows = parse(body)
+            if takes_csv and media == "text/csv":
+                rows = parse_csv(await read_body(request, request_id))
+            else:
+                rows = parse(await read_json(request, request_id))
         except _Refused as refused:
             return refused.response, request_id, None, None, []
         except BadRequest as exc:
@@ -548,6 +576,8 @@ def create_app(
         loaded = served.loaded.get(routing.answer)
         if loaded is None:  # the primary failed to load and nothing was served before it
             return error(503, server.not_loaded(served), request_id), request_id, None, None, []
+        if isinstance(rows, CsvRows):  # text: typed by the columns of the model answering
+            rows = typed_csv_rows(rows, loaded.signature)
         if key_field:
             rows = _without_key(rows, key_field, loaded.signature)
         started = time.perf_counter()
@@ -599,7 +629,7 @@ def create_app(
 
     async def invocations(request: Request) -> Response:
         refused, request_id, _served, loaded, outputs = await predict_rows(
-            request, parse_invocations
+            request, parse_invocations, takes_csv=True
         )
         if refused is not None or loaded is None:
             assert refused is not None
@@ -724,6 +754,15 @@ def create_app(
     )
     app.state.server = server
     return app
+
+
+#: The ``error`` of an answer whose problem is not an exception of its own, by status.
+_ERROR_NAMES = {
+    401: "Unauthorized",
+    404: "NotFound",
+    500: "ModelFailed",
+    503: "Unavailable",
+}
 
 
 class _Refused(Exception):

@@ -3,8 +3,11 @@ a model version's signature (a 422 naming the fields)."""
 
 from __future__ import annotations
 
+import csv
 import functools
+import io
 import itertools
+import math
 import operator
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,8 +26,39 @@ class BadRequest(InvalidInput):
     """A request body the model server can't read (400)."""
 
 
+class BodyTooLarge(BadRequest):
+    """A request body over ``[serving] max_body_bytes`` (413)."""
+
+
 class SchemaMismatch(InvalidInput):
     """Inputs that don't match the model's signature (422)."""
+
+
+class MissingValues(SchemaMismatch):
+    """The model failed on inputs with missing values (null) it can't take (422)."""
+
+
+def one_line(text: str) -> str:
+    """``text`` (a model's error, often several lines) as one line."""
+    return " ".join(text.split())
+
+
+def missing_values(frame: pd.DataFrame) -> str | None:
+    """Which columns of ``frame`` hold missing values, and in which rows (from 0); None
+    when none does."""
+    named = []
+    for name in frame.columns:
+        empty = frame[name].isna().to_numpy().nonzero()[0]
+        if len(empty):
+            rows = ", ".join(str(i) for i in empty[:5]) + (", ..." if len(empty) > 5 else "")
+            named.append(f"{name!r} in row {rows}")
+    return "; ".join(named) or None
+
+
+def _some_rows(rows: list[Any]) -> list[Any]:
+    if not rows:
+        raise BadRequest("The request has no rows: send at least one row to score.")
+    return rows
 
 
 # -- request bodies ------------------------------------------------------------------------
@@ -76,13 +110,13 @@ def parse_predict(body: Any) -> list[dict[str, Any]]:
     if "records" in body:
         if set(body) != {"records"}:
             raise BadRequest(f"Unknown field(s) beside records: {sorted(set(body) - {'records'})}.")
-        return _records(body["records"], '"records"')
+        return _some_rows(_records(body["records"], '"records"'))
     if "columns" in body or "data" in body:
         if set(body) - {"columns", "data"}:
             raise BadRequest(
                 f"Unknown field(s) beside columns and data: {sorted(set(body) - {'columns', 'data'})}."
             )
-        return _columns_data(body, "The body")
+        return _some_rows(_columns_data(body, "The body"))
     raise BadRequest(
         'Give "records": [{"col": value, ...}] or "columns": [...] with "data": [[...]].'
     )
@@ -111,38 +145,141 @@ def parse_invocations(body: Any) -> list[dict[str, Any]] | list[list[Any]]:
         split = body[kind]
         if isinstance(split, Mapping):
             split = {k: v for k, v in split.items() if k != "index"}
-        return _columns_data(split, '"dataframe_split"')
+        return _some_rows(_columns_data(split, '"dataframe_split"'))
     if kind == "dataframe_records":
-        return _records(body[kind], '"dataframe_records"')
-    return _tensor_like(body[kind], f'"{kind}"')
+        return _some_rows(_records(body[kind], '"dataframe_records"'))
+    return _some_rows(_tensor_like(body[kind], f'"{kind}"'))
+
+
+class CsvRows(list[dict[str, str | None]]):
+    """The rows of a ``text/csv`` body: every value the text of its cell (None when empty),
+    until :func:`typed_csv_rows` types them by the answering model's signature."""
+
+
+def parse_csv(raw: bytes) -> CsvRows:
+    """The rows of a ``text/csv`` ``/invocations`` body, as MLflow's scoring server takes
+    it: a header row naming the columns, then one line per row."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"The CSV body is not UTF-8 text: {exc}") from exc
+    try:
+        lines = list(csv.reader(io.StringIO(text, newline="")))
+    except csv.Error as exc:
+        raise BadRequest(f"The body is not CSV: {exc}") from exc
+    lines = [line for line in lines if line]  # blank lines (a trailing newline) hold no row
+    if not lines:
+        raise BadRequest("The CSV body is empty: send a header row naming the columns, then rows.")
+    header = [name.strip() for name in lines[0]]
+    if not all(header) or len(set(header)) != len(header):
+        raise BadRequest(
+            f"The CSV header {lines[0]} must name each column once (the first line is the "
+            "header row)."
+        )
+    rows = CsvRows()
+    for i, line in enumerate(lines[1:]):
+        if len(line) != len(header):
+            raise BadRequest(
+                f"CSV row {i} (line {i + 2}) has {len(line)} value(s) for {len(header)} column(s)."
+            )
+        rows.append(
+            {
+                name: (value if value != "" else None)
+                for name, value in zip(header, line, strict=True)
+            }
+        )
+    return CsvRows(_some_rows(rows))
+
+
+_TRUE = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _csv_value(dtype: str | None, text: str | None) -> Any:
+    """The value of a CSV cell for a column of ``dtype`` (None: a column the signature does
+    not name: a number when it reads as one). Text that isn't of the dtype stays text, so
+    the signature check names it."""
+    if text is None:
+        return None
+    if dtype is None or dtype.startswith(("int", "uint", "float")):
+        for kind in (int, float) if dtype is None or not dtype.startswith("float") else (float,):
+            try:
+                return kind(text)
+            except ValueError:
+                continue
+        return text
+    if dtype == "bool":
+        return _TRUE.get(text.strip().lower(), text)
+    return text  # object, string, datetime (ISO text): as it is
+
+
+def typed_csv_rows(rows: CsvRows, signature: Signature | None) -> list[dict[str, Any]]:
+    """``rows`` of a CSV body with their values typed by ``signature``'s columns."""
+    dtypes = dict(signature.inputs) if signature is not None else {}
+    return [{k: _csv_value(dtypes.get(k), v) for k, v in row.items()} for row in rows]
 
 
 # -- signatures ----------------------------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
+def _number_range(dtype: str) -> tuple[int | float, int | float] | None:
+    """The smallest and largest value of a NumPy number dtype (None: not one)."""
+    import numpy as np
+
+    try:
+        kind = np.dtype(dtype)
+    except TypeError:
+        return None
+    if kind.kind in "iu":
+        info = np.iinfo(kind)
+        return int(info.min), int(info.max)
+    if kind.kind == "f":
+        finfo = np.finfo(kind)
+        return float(finfo.min), float(finfo.max)
+    return None
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}... ({len(text)} characters)"
+
+
 def _value_problem(dtype: str, value: Any) -> str | None:
-    """Why ``value`` (from JSON) can't be a ``dtype`` value (None: it can)."""
+    """What ``value`` (from JSON) is when it can't be a ``dtype`` value (None: it can)."""
     if value is None:
-        return None if dtype.startswith(("float", "object", "string", "datetime")) else "null"
-    if dtype.startswith(("int", "uint")):
-        ok = isinstance(value, int) and not isinstance(value, bool)
-        ok = ok or (isinstance(value, float) and value.is_integer())
-        return None if ok else type(value).__name__
-    if dtype.startswith("float"):
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        return None if ok else type(value).__name__
+        if dtype.startswith(("float", "object", "string", "datetime")):
+            return None
+        return "null (None)"
+    kind = f"{type(value).__name__} ({_shown(value)})"
+    if dtype.startswith(("int", "uint", "float")):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return kind
+        if isinstance(value, float) and not math.isfinite(value):
+            name = "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+            return f"{name} (not a finite number)"
+        if (
+            dtype.startswith(("int", "uint"))
+            and isinstance(value, float)
+            and not value.is_integer()
+        ):
+            return kind
+        limits = _number_range(dtype)
+        if limits is not None and not limits[0] <= value <= limits[1]:
+            low, high = (f"{x:.6g}" if isinstance(x, float) else str(x) for x in limits)
+            return f"{_shown(value)}, beyond its range [{low}, {high}]"
+        return None
     if dtype == "bool":
-        return None if isinstance(value, bool) else type(value).__name__
+        return None if isinstance(value, bool) else kind
     if dtype.startswith("datetime"):
         if isinstance(value, str):
             try:
                 datetime.fromisoformat(value)
             except ValueError:
-                return "str (not an ISO 8601 time)"
+                return f"str (not an ISO 8601 time) ({_shown(value)})"
             return None
-        return type(value).__name__
+        return kind
     if dtype in ("object", "string", "str"):
-        return None if isinstance(value, str) else type(value).__name__
+        return None if isinstance(value, str) else kind
     return None  # a dtype the signature names but JSON can't express: pandas will judge
 
 
@@ -210,7 +347,14 @@ def _fast_frame(rows: Sequence[Any], plan: _Plan) -> pd.DataFrame | None:
         if plan.floats:
             if not set(map(type, itertools.chain.from_iterable(data))) <= accepts[0]:
                 return None
-            return pd.DataFrame(np.array(data, dtype=np.float64), columns=list(plan.columns))
+            array = np.array(data, dtype=np.float64)
+            # None (missing) is NaN here too; NaN or an infinity sent goes the slow way.
+            if not np.isfinite(array).all() and any(
+                isinstance(v, float) and not math.isfinite(v)
+                for v in itertools.chain.from_iterable(data)
+            ):
+                return None
+            return pd.DataFrame(array, columns=list(plan.columns))
         values = list(zip(*data, strict=True))
         columns: dict[str, Any] = {}
         for name, dtype, allowed, column in zip(
@@ -219,9 +363,21 @@ def _fast_frame(rows: Sequence[Any], plan: _Plan) -> pd.DataFrame | None:
             if not set(map(type, column)) <= allowed:
                 return None
             # An object array of strings would become pandas' str dtype: say object.
-            columns[name] = (
-                pd.Series(column, dtype=object) if dtype == "object" else np.array(column, dtype)
-            )
+            if dtype == "object":
+                columns[name] = pd.Series(column, dtype=object)
+                continue
+            with np.errstate(over="ignore"):  # beyond float32's range: inf, named below
+                array = np.array(column, dtype)
+            if (
+                array.dtype.kind == "f"
+                and not np.isfinite(array).all()  # None (missing) is NaN here too
+                and (
+                    np.isinf(array).any()  # sent, or beyond float32's range
+                    or any(isinstance(v, float) and math.isnan(v) for v in column)
+                )
+            ):
+                return None  # the slow way names it
+            columns[name] = array
         return pd.DataFrame(columns, columns=list(plan.columns))
     except (OverflowError, ValueError, TypeError):  # e.g. an int out of its dtype's range
         return None
@@ -262,14 +418,14 @@ def check_rows(
         problems.append(f"unexpected column(s) {extra}")
     wrong: dict[str, str] = {}
     records = [r for r in rows if isinstance(r, Mapping)]
-    for row in records:
+    for i, row in enumerate(records):
         for column, value in row.items():
             dtype = expected.get(column)
             if dtype is None or column in wrong:
                 continue
             got = _value_problem(dtype, value)
             if got is not None:
-                wrong[column] = f"{column!r} must be {dtype}, got {got} ({value!r})"
+                wrong[column] = f"{column!r} must be {dtype}, got {got} in row {i}"
     if wrong:
         problems.append("wrong type(s): " + "; ".join(wrong.values()))
     if problems:
