@@ -106,7 +106,9 @@ def test_bad_input_is_one_error_line(
 
     base = ("--input", "customers.parquet", "--output")
     (churn.root / "taken.parquet").write_bytes(b"x")
-    assert "taken.parquet exists: pass --overwrite" in fails(*base, "taken.parquet")
+    taken = fails(*base, "taken.parquet")
+    assert "taken.parquet exists: pass --overwrite to replace" in taken
+    assert "overwrite=True" not in taken  # the Python argument: not this command's word
     assert invoke("predict", "churn/1", *base, "taken.parquet", "--overwrite").exit_code == 0
     pd.DataFrame({"x": ["a"], "user": [1]}).to_parquet(churn.root / "odd.parquet")
     message = fails("--input", "odd.parquet", "--output", "o.parquet")
@@ -128,3 +130,20 @@ def test_a_terminal_sees_a_progress_bar_and_json_does_not(churn: Workspace) -> N
     assert "Scoring" in drawn and "250/250 rows" in drawn
     quiet = run_on_terminal([*argv[:-4], "--output", "t.parquet", "--json"], cwd=churn.root)
     assert "Scoring" not in quiet and json.loads(quiet)["rows"] == 250
+
+
+def test_empty_values_a_model_cannot_take_are_one_error_line_naming_column_and_rows(
+    workspace: Workspace, invoke: Callable[..., Result], error_lines: Callable[[Result], list[str]]
+) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    frame = pd.DataFrame({"tenure": [1, 2, 3, 4], "monthly": [20.0, 40.0, 60.0, 80.0]})
+    model = LinearRegression().fit(frame, [0.0, 1.0, 0.0, 1.0])
+    workspace.models.register("churn", model, input_example=frame)
+    (workspace.root / "nulls.csv").write_text("tenure,monthly\n1,20.0\n2,\n3,60.0\n4,\n")
+    result = invoke("predict", "churn/1", "--input", "nulls.csv", "--output", "o.parquet")
+    assert result.exit_code == 1
+    (line,) = error_lines(result)
+    assert "Column 'monthly' has 2 empty value(s) (row 2, 4) of nulls.csv" in line, line
+    assert "Input X contains NaN" in line and "fill or drop the empty values" in line
+    assert "Traceback" not in result.output

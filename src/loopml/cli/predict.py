@@ -99,22 +99,25 @@ def predict(
     are logged like online ones, with a batch id.
     """
     from loopml.cli.progress import progress_bar
-    from loopml.serving.batch import batch_predict
+    from loopml.serving.batch import OutputExists, batch_predict
 
-    with progress_bar("Scoring", unit="row", show_bytes=False, enabled=not as_json) as tracker:
-        result = batch_predict(
-            model_ref,
-            input_path,
-            output,
-            executor=executor,
-            chunk_rows=chunk_rows,
-            deployment=deployment,
-            overwrite=overwrite,
-            log=not no_log,
-            storage_options=storage_options(options) or None,
-            progress=tracker,
-            workspace=ws,
-        )
+    try:
+        with progress_bar("Scoring", unit="row", show_bytes=False, enabled=not as_json) as tracker:
+            result = batch_predict(
+                model_ref,
+                input_path,
+                output,
+                executor=executor,
+                chunk_rows=chunk_rows,
+                deployment=deployment,
+                overwrite=overwrite,
+                log=not no_log,
+                storage_options=storage_options(options) or None,
+                progress=tracker,
+                workspace=ws,
+            )
+    except OutputExists as exc:  # named with this command's option, not the Python argument
+        raise OutputExists(exc.output, option="--overwrite") from None
     if as_json:
         emit_json(result.to_dict())
         return

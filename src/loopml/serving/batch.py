@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 
 from loopml.exceptions import AlreadyExists, InvalidInput, LoopmlError
 from loopml.serving.batch_input import Plan, chunks, inspect_input, open_fs, open_input
-from loopml.serving.requests import SchemaMismatch
+from loopml.serving.requests import SchemaMismatch, one_line
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -66,7 +66,14 @@ VARIANT = "batch"
 
 
 class OutputExists(AlreadyExists):
-    """The output path exists and ``overwrite`` was not given."""
+    """The output path exists and ``overwrite`` was not given; ``output`` is that path."""
+
+    def __init__(self, output: str, *, option: str = "overwrite=True") -> None:
+        super().__init__(
+            f"{output} exists: pass {option} to replace it once the new output is complete, "
+            "or choose another path."
+        )
+        self.output = output
 
 
 class BatchScoringFailed(LoopmlError):
@@ -175,10 +182,7 @@ class _Sink:
         self.display = output
         self.single = self.path.lower().endswith((".parquet", ".pq"))
         if self.fs.exists(self.path) and not overwrite:
-            raise OutputExists(
-                f"{output} exists: pass --overwrite (overwrite=True) to replace it once the "
-                "new output is complete, or choose another path."
-            )
+            raise OutputExists(output)
         parent, _, name = self.path.rpartition("/")
         self.parent = parent or "."
         if self.local:
@@ -411,6 +415,28 @@ def batch_predict(
     )
 
 
+def _empty_values(chunk: pa.Table, first_row: int) -> str | None:
+    """Which columns of ``chunk`` hold empty values (null or NaN), and in which rows
+    (counted from 1 at ``first_row``); None when none does."""
+    import pyarrow.compute as pc
+    import pyarrow.types as t
+
+    named = []
+    for name in chunk.column_names:
+        values = chunk.column(name)
+        empty = pc.is_null(values, nan_is_null=t.is_floating(values.type))
+        count = pc.sum(empty).as_py() or 0
+        if not count:
+            continue
+        rows = pc.indices_nonzero(empty).to_pylist()[:5]
+        shown = ", ".join(str(first_row + r + 1) for r in rows) + (", ..." if count > 5 else "")
+        named.append(f"column {name!r} has {count} empty value(s) (row {shown})")
+    if not named:
+        return None
+    text = "; ".join(named)
+    return text[0].upper() + text[1:]
+
+
 class _Run:
     """One batch on an executor: chunks in flight (at most two per worker), their results
     written to the sink and the prediction log in input order, whatever order they finish
@@ -487,10 +513,17 @@ class _Run:
         if not outcome.ok:
             chunk, first_row, _ = self.in_flight[index]
             error = outcome.error
+            failure = f"{type(error).__name__}: {one_line(str(error))}"
+            empty = _empty_values(chunk, first_row)
+            if empty:  # the likely cause (a model without a way to take missing values)
+                raise BatchScoringFailed(
+                    f"{empty} of {self.where} (1 is its first row), and {self.model} failed on "
+                    f"rows {first_row + 1}–{first_row + chunk.num_rows} ({failure}): fill or "
+                    "drop the empty values first."
+                ) from error
             raise BatchScoringFailed(
                 f"Scoring rows {first_row + 1}–{first_row + chunk.num_rows} of {self.where} "
-                f"(1 is its first row) with {self.model} failed: "
-                f"{type(error).__name__}: {error}"
+                f"(1 is its first row) with {self.model} failed: {failure}"
             ) from error
         self.finished[index] = outcome
         while self.next in self.finished:
