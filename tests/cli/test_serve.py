@@ -138,3 +138,22 @@ def test_workers_each_build_their_app(
     output = process.communicate(timeout=60)[0]
     assert process.returncode == 0, output
     assert len(read_predictions(served_ws, "churn")) == 6
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_port_in_use_is_one_error_line(
+    served_ws: Workspace,
+    invoke: Callable[..., Result],
+    error_lines: Callable[[Result], list[str]],
+    workers: str,
+) -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = invoke("serve", "churn", "--port", str(port), "--workers", workers)
+    assert error_lines(result) == [
+        f"error: Port {port} on 127.0.0.1 is in use (another server?): stop it or pass --port N."
+    ]

@@ -52,8 +52,10 @@ def serve(
     writes the prediction log, then exits with status 0."""
     import uvicorn
 
+    from loopml.ports import ensure_port_free
     from loopml.serving.app import DEPLOYMENT_ENV, POLL_ENV, create_app
 
+    ensure_port_free(host, port)  # before the models load: one error line, not uvicorn's
     signal.signal(signal.SIGTERM, _stopped)
     if workers == 1:
         app = create_app(ws, deployment, poll_interval=poll_interval)  # DeploymentNotFound

@@ -85,6 +85,9 @@ def server(
                 "--auth is on but this workspace has no users yet, so nobody could sign in. "
                 "Create the first admin: `loopml users create NAME --admin`."
             )
+    from loopml.ports import ensure_port_free
+
+    ensure_port_free(host, port)
     signal.signal(signal.SIGTERM, _stopped)
     click.echo(f"loopml server on http://{host}:{port} (auth {'on' if auth else 'off'})", err=True)
     if workers == 1:

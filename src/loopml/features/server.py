@@ -148,7 +148,11 @@ def create_app(store: FeatureStore) -> Starlette:
 
 
 def serve(store: FeatureStore, host: str = "127.0.0.1", port: int = 6566, **uvicorn: Any) -> None:
-    """Serve ``store``'s online features over HTTP until interrupted."""
+    """Serve ``store``'s online features over HTTP until interrupted (a port in use:
+    :class:`~loopml.ports.PortInUse`, before anything starts)."""
     import uvicorn as server
 
+    from loopml.ports import ensure_port_free
+
+    ensure_port_free(host, port)
     server.run(create_app(store), host=host, port=port, **uvicorn)

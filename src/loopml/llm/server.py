@@ -555,8 +555,9 @@ def serve(
 
     from loopml.llm import tracing  # noqa: F401 -- without the llm extra: one clear error now
     from loopml.llm.gateway import Gateway
+    from loopml.ports import ensure_port_free
 
-    _check_port(host, port)
+    ensure_port_free(host, port)
     if workers > 1:
         if announce is not None:
             announce()
@@ -585,25 +586,3 @@ def serve(
         log_level=log_level,
         timeout_graceful_shutdown=30,
     )
-
-
-def _check_port(host: str, port: int) -> None:
-    """Refuse a port another process listens on, in one clear error (uvicorn would log a
-    bind error and exit)."""
-    import socket
-
-    from loopml.exceptions import InvalidInput
-
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as exc:
-        raise InvalidInput(f"Cannot serve on host {host!r}: {exc.strerror}.") from None
-    family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(address)
-        except OSError as exc:
-            raise InvalidInput(
-                f"Cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port."
-            ) from None
