@@ -257,12 +257,12 @@ class PredictionLogger:
         if bad:
             rows[:] = kept  # a failed write keeps (and retries) only the rows that can be stored
             self.dropped += len(bad)
-            row, exc = bad[0]
+            _, reason = bad[0]
             ids = ", ".join(repr(r.get("request_id")) for r, _ in bad[:5])
             warnings.warn(
                 f"{len(bad)} row(s) of the {log} log of {deployment!r} could not be stored "
                 f"and were dropped (request id(s) {ids}{', ...' if len(bad) > 5 else ''}; "
-                f"{type(exc).__name__}: {exc}); the other rows are written.",
+                f"{type(reason).__name__}: {reason}); the other rows are written.",
                 LoopmlWarning,
                 stacklevel=3,
             )
