@@ -61,7 +61,7 @@ def test_create_status_list(
     assert "churn  revision 1  single" in shown and "launch" in shown
     assert "key: request id" in shown and "churn@production" in shown
     unknown = invoke("deploy", "create", "pricing", "--model", "churn/2", "--feature-service", "fs")
-    assert unknown.exit_code == 1 and "No feature definition named 'fs'" in unknown.stderr
+    assert unknown.exit_code == 1 and "No feature definitions: features.py" in unknown.stderr
     ok(invoke("deploy", "create", "pricing", "--model", "churn/2"))
     listed = invoke_json("deploy", "list")
     assert [(x["name"], x["feature_service"]) for x in listed] == [

@@ -689,6 +689,10 @@ def test_entity_keys_are_filled_with_online_features(
     serving_ws.features.materialize(NOW - timedelta(days=1), NOW)
     example = pd.DataFrame({"avg_purchase": [1.0], "n_orders": [1]})
     serving_ws.models.register("spend", Spend(), input_example=example)
+    from loopml.exceptions import LoopmlError
+
+    with pytest.raises(LoopmlError, match="churn_featurez"):  # a service the store lacks
+        serving_ws.deployments.create("spend", "spend/1", feature_service="churn_featurez")
     serving_ws.deployments.create("spend", "spend/1", feature_service="churn_features")
     url = serve(serving_ws, "spend")
     with httpx.Client(base_url=url) as client:

@@ -190,7 +190,7 @@ def test_rolling_back_a_canary_goes_back_to_what_served_before_it(churn: Workspa
 def test_a_feature_service_must_exist(churn: Workspace) -> None:
     from loopml.features.errors import FeatureNotFound
 
-    with pytest.raises(FeatureNotFound, match="No feature definition named 'nosvc'"):
+    with pytest.raises(FeatureNotFound, match="No feature definitions: features.py is not in"):
         churn.deployments.create("other", "churn/1", feature_service="nosvc")
     assert [d.name for d in churn.deployments.list()] == ["churn"]  # nothing stored
 

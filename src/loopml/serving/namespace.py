@@ -70,10 +70,9 @@ class Deployments:
         )
         self._check_model(model)
         if feature_service is not None:
-            from loopml.features.registry import history
-
-            # FeatureNotFound, with "did you mean", for a service never applied
-            history(self.workspace.db, feature_service.partition(":")[0], "feature_service")
+            # the definitions the server will use (features.py, or those given to
+            # ws.features.use): FeatureNotFound, with a hint, for a service they don't hold
+            self.workspace.features.refs(feature_service)
 
         def tx(conn: Connection) -> Deployment:
             if _latest_row(conn, name) is not None:
