@@ -108,9 +108,10 @@ class Runs:
             stacks = _THREAD.stacks = {}
         key = self._store_key
         if key is None:
-            db = self.db
-            # an in-memory database is its object's alone
-            key = self._store_key = f"{db.url}#{id(db)}" if db.in_memory else db.url
+            url = self._ws.settings.store_url  # a server's URL for a remote workspace
+            if url.startswith("sqlite") and url.partition("://")[2] in ("", "/", "/:memory:"):
+                url += f"#{uuid.uuid4().hex}"  # an in-memory database is this workspace's alone
+            key = self._store_key = url
         return stacks.setdefault(key, [])
 
     def _forget(self, run: Run) -> None:
